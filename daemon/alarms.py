@@ -1,0 +1,283 @@
+"""Alarm records and the alarm engine.
+
+The alarm *condition* (is the cause still there?) is kept apart from the alarm
+*signal* state (active, acknowledged, closed) and from the escalation position,
+as IEC 60601-1-8 asks. Every change is a journal event carrying a full snapshot
+of the record, so the newest event of each alarm is enough to rebuild the table
+after a restart, and the retained MQTT alarm topic can be derived from the event.
+
+An alarm's id is the stable key of its cause (``ups.on_battery``,
+``bells.room3.emergency``); each raise starts a new *occurrence*.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import structlog
+
+from .events import Recorder
+from .journal import Event
+
+log = structlog.get_logger("suitemon.alarms")
+
+PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
+OPEN_STATES = ("active", "acknowledged")
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(s: str) -> float:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a rule says about one possible alarm: its cause is present or absent."""
+
+    alarm_id: str
+    type: str
+    present: bool
+    priority: str = "medium"
+    kind: str = "technical"
+    source: str = ""
+    location: str | None = None
+    message: str = ""
+    latching: bool = False
+    ladder: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    start_step: int = 0
+
+
+@dataclass(frozen=True)
+class Reset:
+    """A rule's request to close a latched alarm (e.g. the cancel button pressed in the room)."""
+
+    alarm_id: str
+    actor: str
+    reason: str = ""
+
+
+@dataclass
+class Escalation:
+    ladder: str
+    step: int
+    role: str
+    recipients: list[str]
+    step_started_at: str
+    deadline: str
+    failsafe: bool
+    rejected_by: list[str] = field(default_factory=list)
+    accepted_by: str | None = None
+
+
+@dataclass
+class AlarmRecord:
+    alarm_id: str
+    occurrence: str
+    type: str
+    priority: str
+    kind: str
+    latching: bool
+    condition: str  # "present" | "absent"
+    state: str  # "active" | "acknowledged" | "closed"
+    source: str
+    location: str | None
+    message: str
+    raised_at: str
+    updated_at: str
+    details: dict[str, Any] = field(default_factory=dict)
+    acknowledged_by: str | None = None
+    acknowledged_at: str | None = None
+    closed_at: str | None = None
+    closed_by: str | None = None
+    closed_reason: str | None = None
+    escalation: Escalation | None = None
+    protocol: dict[str, Any] | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def snapshot(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_snapshot(cls, d: Mapping[str, Any]) -> "AlarmRecord":
+        d = dict(d)
+        esc = d.pop("escalation", None)
+        rec = cls(**d)
+        rec.escalation = Escalation(**esc) if esc else None
+        return rec
+
+
+class AlarmError(Exception):
+    """A command on an alarm that cannot be carried out (unknown id, wrong state)."""
+
+
+class AlarmEngine:
+    """Owns the open alarms. Single-threaded: call from the event loop only."""
+
+    def __init__(self, recorder: Recorder, cfg, *, clock=time.time):
+        self.recorder = recorder
+        self.cfg = cfg
+        self.clock = clock
+        self.alarms: dict[str, AlarmRecord] = {}
+        self.escalator = None  # set by Escalator.attach
+
+    # -- restore --------------------------------------------------------
+    def restore(self, events: Iterable[Event]) -> int:
+        n = 0
+        for ev in events:
+            snap = ev.data.get("alarm")
+            if not snap:
+                continue
+            rec = AlarmRecord.from_snapshot(snap)
+            if rec.open:
+                self.alarms[rec.alarm_id] = rec
+                n += 1
+        log.info("alarms restored from journal", open=n)
+        return n
+
+    # -- queries --------------------------------------------------------
+    def open_alarms(self) -> list[AlarmRecord]:
+        return sorted(self.alarms.values(), key=lambda a: (PRIORITY_RANK[a.priority], a.raised_at))
+
+    def get(self, alarm_id: str) -> AlarmRecord:
+        rec = self.alarms.get(alarm_id)
+        if rec is None:
+            raise AlarmError(f"no open alarm '{alarm_id}'")
+        return rec
+
+    # -- rule input -----------------------------------------------------
+    def apply(self, item: Condition | Reset) -> Event | None:
+        if isinstance(item, Reset):
+            rec = self.alarms.get(item.alarm_id)
+            if rec is None:
+                return None
+            return self._close(rec, "alarm.reset", item.actor, item.reason or "reset in the room")
+        if item.present:
+            return self._present(item)
+        return self._absent(item)
+
+    def apply_all(self, items: Iterable[Condition | Reset]) -> None:
+        for item in items:
+            self.apply(item)
+
+    def _record(self, type_: str, rec: AlarmRecord, actor: str = "system", **extra) -> Event:
+        return self.recorder.record(type_, {"alarm": rec.snapshot(), **extra},
+                                    alarm_id=rec.alarm_id, actor=actor)
+
+    def _present(self, c: Condition) -> Event | None:
+        now = iso(self.clock())
+        rec = self.alarms.get(c.alarm_id)
+        if rec is None:
+            at = self.cfg.alarm_types.get(c.type) if self.cfg is not None else None
+            protocol = None
+            ladder = c.ladder or (at.ladder if at else None)
+            if at is not None and at.protocol:
+                protocol = self.cfg.protocols[at.protocol].model_dump()
+            rec = AlarmRecord(
+                alarm_id=c.alarm_id, occurrence=str(uuid.uuid4()), type=c.type,
+                priority=at.priority if at else c.priority, kind=at.kind if at else c.kind,
+                latching=at.latching if at else c.latching, condition="present", state="active",
+                source=c.source, location=c.location, message=c.message, raised_at=now,
+                updated_at=now, details=dict(c.details), protocol=protocol,
+            )
+            self.alarms[c.alarm_id] = rec
+            ev = self._record("alarm.raised", rec)
+            log.warning("alarm raised", alarm_id=rec.alarm_id, priority=rec.priority, message=rec.message)
+            if ladder and self.escalator is not None:
+                self.escalator.start(rec, ladder, c.start_step, reason="raised")
+            return ev
+        changed = (rec.condition != "present" or rec.message != c.message
+                   or dict(c.details) != rec.details)
+        if not changed:
+            return None
+        rec.condition = "present"
+        rec.message = c.message
+        rec.details = dict(c.details)
+        rec.updated_at = now
+        return self._record("alarm.updated", rec)
+
+    def _absent(self, c: Condition) -> Event | None:
+        rec = self.alarms.get(c.alarm_id)
+        if rec is None or rec.condition == "absent":
+            return None
+        rec.condition = "absent"
+        rec.updated_at = iso(self.clock())
+        if not rec.latching:
+            return self._close(rec, "alarm.cleared", "system", "condition ended")
+        return self._record("alarm.updated", rec)
+
+    # -- people ---------------------------------------------------------
+    def acknowledge(self, alarm_id: str, actor: str, note: str | None = None) -> Event:
+        rec = self.get(alarm_id)
+        if rec.state == "acknowledged":
+            raise AlarmError(f"alarm '{alarm_id}' is already acknowledged by {rec.acknowledged_by}")
+        now = iso(self.clock())
+        rec.state, rec.acknowledged_by, rec.acknowledged_at, rec.updated_at = "acknowledged", actor, now, now
+        if self.escalator is not None:
+            self.escalator.stop(rec)
+        return self._record("alarm.acknowledged", rec, actor, note=note)
+
+    def reset(self, alarm_id: str, actor: str, note: str | None = None) -> Event:
+        rec = self.get(alarm_id)
+        if rec.condition == "present":
+            raise AlarmError(f"alarm '{alarm_id}' cannot be reset: its condition is still present")
+        return self._close(rec, "alarm.reset", actor, note or "reset by command")
+
+    def accept(self, alarm_id: str, actor: str) -> Event:
+        rec = self.get(alarm_id)
+        if rec.escalation is None:
+            raise AlarmError(f"alarm '{alarm_id}' has no notification to accept")
+        if rec.escalation.accepted_by is not None:
+            raise AlarmError(f"alarm '{alarm_id}' was already accepted by {rec.escalation.accepted_by}")
+        now = iso(self.clock())
+        rec.escalation.accepted_by = actor
+        if rec.state == "active":
+            rec.state, rec.acknowledged_by, rec.acknowledged_at = "acknowledged", actor, now
+        rec.updated_at = now
+        if self.escalator is not None:
+            self.escalator.stop(rec)
+        return self._record("alarm.accepted", rec, actor, step=rec.escalation.step)
+
+    def reject(self, alarm_id: str, actor: str, reason: str | None = None) -> Event:
+        rec = self.get(alarm_id)
+        esc = rec.escalation
+        if esc is None or esc.accepted_by is not None:
+            raise AlarmError(f"alarm '{alarm_id}' has no open notification to reject")
+        if actor not in esc.rejected_by:
+            esc.rejected_by.append(actor)
+        rec.updated_at = iso(self.clock())
+        ev = self._record("alarm.rejected", rec, actor, step=esc.step, reason=reason)
+        if set(esc.recipients) <= set(esc.rejected_by) and self.escalator is not None:
+            self.escalator.advance(rec, reason="all_rejected")
+        return ev
+
+    def _close(self, rec: AlarmRecord, type_: str, actor: str, reason: str) -> Event:
+        now = iso(self.clock())
+        rec.state, rec.closed_at, rec.closed_by, rec.closed_reason, rec.updated_at = (
+            "closed", now, actor, reason, now)
+        if self.escalator is not None:
+            self.escalator.stop(rec)
+        self.alarms.pop(rec.alarm_id, None)
+        log.info("alarm closed", alarm_id=rec.alarm_id, by=actor, reason=reason)
+        return self._record(type_, rec, actor)
+
+    def record_escalation(self, rec: AlarmRecord, reason: str) -> Event:
+        """Journal a notification step (called by the escalator)."""
+        esc = rec.escalation
+        assert esc is not None
+        return self._record("alarm.notify", rec, step=esc.step, role=esc.role,
+                            recipients=list(esc.recipients), reason=reason)
+
+
+__all__ = ["AlarmEngine", "AlarmRecord", "AlarmError", "Condition", "Reset", "Escalation",
+           "PRIORITY_RANK", "iso", "parse_iso"]

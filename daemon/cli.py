@@ -1,0 +1,219 @@
+"""The ``suitemon`` command. Sub-commands are a public contract (README, CHANGELOG)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+
+from . import __version__, logs
+from .config import ConfigError, load_config
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+log = structlog.get_logger("suitemon.cli")
+
+
+def _load_or_exit(path: str):
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        print(f"{path}: invalid configuration ({len(err.issues)} error{'s' if len(err.issues) != 1 else ''}):",
+              file=sys.stderr)
+        for issue in err.issues:
+            print(f"  {issue}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def cmd_check_config(args) -> int:
+    cfg = _load_or_exit(args.file)
+    print(f"{args.file}: valid")
+    print(f"  site       {cfg.site.id} ({cfg.site.name})")
+    print(f"  mqtt       {cfg.mqtt.host}:{cfg.mqtt.port} MQTT {cfg.mqtt.protocol}, topics {cfg.mqtt.base_topic}/{cfg.site.id}/...")
+    print(f"  state      {cfg.state.dir}")
+    areas = ", ".join(f"{a}" for a in cfg.areas)
+    print(f"  areas      {len(cfg.areas)}: {areas}")
+    print(f"  devices    {len(cfg.devices)}")
+    for did, d in cfg.devices.items():
+        where = getattr(d, "serial_port", None) if getattr(d, "transport", None) == "rtu" else \
+            (f"{d.host}:{d.port}" if hasattr(d, "host") else "")
+        tr = getattr(d, "transport", "")
+        print(f"    {did:<16} {d.kind:<16} {tr:<4} {where or '':<28} every {d.poll_s:g} s"
+              f"{'' if d.enabled else '  (disabled)'}")
+    print(f"  ladders    {', '.join(f'{k} ({len(v.steps)} steps)' for k, v in cfg.ladders.items()) or 'none'}")
+    print(f"  protocols  {', '.join(cfg.protocols) or 'none'}")
+    extra = [name for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board")
+             if getattr(cfg, name, None) is not None]
+    if extra:
+        print(f"  features   {', '.join(extra)}")
+    return EXIT_OK
+
+
+def _install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    if on_hup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+
+def cmd_run(args) -> int:
+    cfg = _load_or_exit(args.config)  # before anything opens a port
+    logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
+    from .app import Daemon
+
+    async def main():
+        daemon = Daemon(cfg)
+        loop = asyncio.get_running_loop()
+        _install_signals(loop, daemon.stopping, getattr(daemon, "reload", None) and
+                         (lambda: daemon.tasks.spawn(daemon.reload(args.config), name="reload")))
+        await daemon.run_until_stopped()
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_journal(args) -> int:
+    from .journal import Journal, JournalError
+    if args.config:
+        cfg = _load_or_exit(args.config)
+        path = cfg.state.dir / "journal.sqlite3"
+    else:
+        path = Path(args.journal)
+    if not path.exists():
+        print(f"{path}: no journal here", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        j = Journal(path)
+    except (JournalError, Exception) as err:
+        print(f"{path}: cannot open journal: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        if args.action == "verify":
+            r = j.verify()
+            if r.ok:
+                print(f"{path}: OK, {r.rows} events, hash chain intact")
+                return EXIT_OK
+            print(f"{path}: TAMPERED or damaged at seq {r.first_bad_seq}: {r.reason}", file=sys.stderr)
+            return EXIT_FAIL
+        if args.action == "tail":
+            start = max(0, j.last_seq - args.n)
+            for ev in j.events_after(start, limit=args.n):
+                print(json.dumps(ev.envelope("-"), ensure_ascii=False))
+            return EXIT_OK
+    finally:
+        j.close()
+    return EXIT_FAIL
+
+
+def cmd_sim(args) -> int:
+    cfg = _load_or_exit(args.config)
+    logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
+    from simulators.host import SimHost
+
+    async def main():
+        host = SimHost(cfg, only=set(args.device) if args.device else None, pace=args.pace)
+        stopping = asyncio.Event()
+        _install_signals(asyncio.get_running_loop(), stopping)
+        await host.start()
+        print(f"simulating {', '.join(host.sims) or 'nothing'}; control on "
+              f"{cfg.simulation.control_host}:{cfg.simulation.control_port}", flush=True)
+        try:
+            await stopping.wait()
+        finally:
+            await host.stop()
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_sim_ctl(args) -> int:
+    cfg = _load_or_exit(args.config)
+    from simulators.base import SimError
+    from simulators.host import send_control
+    kv = {}
+    for item in args.args:
+        k, _, v = item.partition("=")
+        try:
+            kv[k] = json.loads(v)
+        except json.JSONDecodeError:
+            kv[k] = v
+    try:
+        result = asyncio.run(send_control(cfg.simulation.control_host, cfg.simulation.control_port,
+                                          args.device, args.action, kv))
+    except (SimError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="suitemon", description="PET-CT suite safety monitor")
+    p.add_argument("--version", action="version", version=f"suitemon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("run", help="run the daemon")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--log-format", choices=["auto", "json", "console"])
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("check-config", help="validate a config file; exit 2 with every error if invalid")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_check_config)
+
+    s = sub.add_parser("journal", help="inspect the journal")
+    s.add_argument("action", choices=["verify", "tail"])
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("-c", "--config")
+    g.add_argument("--journal", help="path to journal.sqlite3")
+    s.add_argument("-n", type=int, default=20, help="events for tail")
+    s.set_defaults(fn=cmd_journal)
+
+    s = sub.add_parser("sim", help="run simulators for the devices in a config")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--device", action="append", help="only this device (repeatable)")
+    s.add_argument("--pace", action="store_true", default=None, help="pace RTU bytes at the line rate")
+    s.add_argument("--log-format", choices=["auto", "json", "console"])
+    s.set_defaults(fn=cmd_sim)
+
+    s = sub.add_parser("sim-ctl", help="send an action to a running simulator")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("device")
+    s.add_argument("action")
+    s.add_argument("args", nargs="*", help="key=value (values parsed as JSON when they can be)")
+    s.set_defaults(fn=cmd_sim_ctl)
+
+    s = sub.add_parser("demo", help="broker + simulators + daemon + live view on 127.0.0.1")
+    s.add_argument("-c", "--config", default=None, help="config (default: examples/suite.toml, made local)")
+    s.add_argument("--duration", type=float, default=None, help="exit cleanly after S seconds")
+    s.add_argument("--mqtt-port", type=int, default=None)
+    s.add_argument("--scenario", default=None, help="play a scripted scenario (docs/scenarios.md)")
+    s.add_argument("--no-view", action="store_true", help="no live view (logs only)")
+    s.set_defaults(fn=cmd_demo)
+
+    from . import kinds
+    for ref in kinds.CLI_EXTENSIONS:
+        kinds.load(ref)(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "log_format", None) is None and args.command not in ("run", "sim"):
+        logs.setup("warning", "auto")
+    return args.fn(args) or EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

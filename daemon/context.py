@@ -1,0 +1,33 @@
+"""What rules and features may use of the running daemon, and nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .alarms import AlarmEngine
+from .contract import Topics
+from .events import Recorder
+from .facts import Facts
+from .metrics import Metrics
+
+
+@dataclass
+class Context:
+    cfg: Any
+    recorder: Recorder
+    engine: AlarmEngine
+    topics: Topics
+    metrics: Metrics
+    facts: Facts
+    publish_json: Callable[..., None]  # (topic, obj, retain=False): not journaled (state, replies)
+    commands: Any = None
+    runners: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def site(self) -> str:
+        return self.cfg.site.id
+
+    def reply(self, actor: str, obj: dict[str, Any]) -> None:
+        self.publish_json(self.topics.reply(actor), obj)

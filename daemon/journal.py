@@ -1,0 +1,260 @@
+"""The journal: an append-only, hash-chained SQLite event log that is also the MQTT outbox.
+
+Every event is committed here before anything publishes it (store-and-forward).
+Rows are never updated or deleted (triggers refuse it); delivery progress lives in a
+separate table so the chained rows stay untouched. Each row's hash covers the row's
+canonical text and the previous row's hash, so an edit anywhere breaks the chain
+from that row on and ``verify`` names the first bad row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64
+
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            ts TEXT NOT NULL,
+            type TEXT NOT NULL,
+            alarm_id TEXT,
+            body TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX events_alarm ON events(alarm_id, seq) WHERE alarm_id IS NOT NULL",
+        "CREATE INDEX events_type ON events(type, seq)",
+        """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+           BEGIN SELECT RAISE(ABORT, 'journal is append-only: record a correction instead'); END""",
+        """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+           BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END""",
+        "CREATE TABLE delivery (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL)",
+        "INSERT INTO delivery (id, upto) VALUES (1, 0)",
+    ],
+}
+
+
+class JournalError(Exception):
+    pass
+
+
+class JournalCorrupt(JournalError):
+    pass
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    event_id: str
+    ts: str
+    type: str
+    alarm_id: str | None
+    actor: str
+    data: dict[str, Any]
+    refers_to: str | None = None
+
+    def envelope(self, site: str) -> dict[str, Any]:
+        env = {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "site": site,
+            "type": self.type,
+            "actor": self.actor,
+            "alarm_id": self.alarm_id,
+            "data": self.data,
+        }
+        if self.refers_to is not None:
+            env["refers_to"] = self.refers_to
+        return env
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _row_hash(prev_hash: str, seq: int, event_id: str, ts: str, type_: str,
+              alarm_id: str | None, body: str) -> str:
+    text = _canonical([prev_hash, seq, event_id, ts, type_, alarm_id, body])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Journal:
+    """Single-writer journal. Not thread-safe: the daemon's event loop owns it."""
+
+    def __init__(self, path: str | Path, synchronous: str = "full"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        self._check_integrity()
+        row = self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS)
+        self._in_tx = False
+
+    # -- schema ---------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(f"journal schema {version} is newer than this suitemon ({SCHEMA_VERSION})")
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _MIGRATIONS[v]:
+                    self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version={v}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _check_integrity(self) -> None:
+        result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise JournalCorrupt(f"sqlite integrity check failed: {result}")
+
+    # -- writing --------------------------------------------------------
+    def append(self, type_: str, data: dict[str, Any], *, alarm_id: str | None = None,
+               actor: str = "system", refers_to: str | None = None, ts: str | None = None) -> Event:
+        """Add one event to the open transaction (started on demand). Call commit() to make it durable."""
+        if not self._in_tx:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+        seq = self._last_seq + 1
+        event = Event(seq=seq, event_id=str(uuid.uuid4()), ts=ts or utc_now_iso(), type=type_,
+                      alarm_id=alarm_id, actor=actor, data=data, refers_to=refers_to)
+        body = _canonical({"actor": actor, "data": data, "refers_to": refers_to})
+        h = _row_hash(self._last_hash, seq, event.event_id, event.ts, type_, alarm_id, body)
+        self._db.execute(
+            "INSERT INTO events (seq, event_id, ts, type, alarm_id, body, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, event.event_id, event.ts, type_, alarm_id, body, self._last_hash, h),
+        )
+        self._last_seq, self._last_hash = seq, h
+        return event
+
+    def commit(self) -> None:
+        if self._in_tx:
+            try:
+                self._db.execute("COMMIT")
+            finally:
+                self._in_tx = False
+
+    def rollback(self) -> None:
+        """Drop uncommitted events (e.g. after a disk-full error) and resync the chain head."""
+        if self._in_tx:
+            try:
+                self._db.execute("ROLLBACK")
+            finally:
+                self._in_tx = False
+        row = self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS)
+
+    def set_delivered(self, upto: int) -> None:
+        if not self._in_tx:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+        self._db.execute("UPDATE delivery SET upto = ? WHERE id = 1 AND upto < ?", (upto, upto))
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_tx
+
+    # -- reading --------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def delivered_upto(self) -> int:
+        return self._db.execute("SELECT upto FROM delivery WHERE id = 1").fetchone()[0]
+
+    @staticmethod
+    def _event(row) -> Event:
+        seq, event_id, ts, type_, alarm_id, body = row
+        b = json.loads(body)
+        return Event(seq=seq, event_id=event_id, ts=ts, type=type_, alarm_id=alarm_id,
+                     actor=b["actor"], data=b["data"], refers_to=b.get("refers_to"))
+
+    _COLS = "seq, event_id, ts, type, alarm_id, body"
+
+    def events_after(self, seq: int, limit: int = 500) -> list[Event]:
+        rows = self._db.execute(
+            f"SELECT {self._COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+        return [self._event(r) for r in rows]
+
+    def get(self, event_id: str) -> Event | None:
+        row = self._db.execute(f"SELECT {self._COLS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return self._event(row) if row else None
+
+    def latest_per_alarm(self) -> Iterator[Event]:
+        """The newest event of every alarm: enough to rebuild the alarm table at start."""
+        rows = self._db.execute(
+            f"SELECT {self._COLS} FROM events WHERE seq IN"
+            " (SELECT MAX(seq) FROM events WHERE alarm_id IS NOT NULL GROUP BY alarm_id) ORDER BY seq"
+        )
+        for r in rows:
+            yield self._event(r)
+
+    def events_of_type(self, prefix: str, since_seq: int = 0) -> Iterator[Event]:
+        rows = self._db.execute(
+            f"SELECT {self._COLS} FROM events WHERE type >= ? AND type < ? AND seq > ? ORDER BY seq",
+            (prefix, prefix + "\uffff", since_seq),
+        )
+        for r in rows:
+            yield self._event(r)
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def verify(self) -> VerifyResult:
+        prev, expected_seq, n = GENESIS, 1, 0
+        cur = self._db.execute(
+            "SELECT seq, event_id, ts, type, alarm_id, body, prev_hash, hash FROM events ORDER BY seq"
+        )
+        for seq, event_id, ts, type_, alarm_id, body, prev_hash, h in cur:
+            n += 1
+            if seq != expected_seq:
+                return VerifyResult(False, n, seq, f"gap: expected seq {expected_seq}, found {seq}")
+            if prev_hash != prev:
+                return VerifyResult(False, n, seq, "prev_hash does not match the previous row")
+            if _row_hash(prev, seq, event_id, ts, type_, alarm_id, body) != h:
+                return VerifyResult(False, n, seq, "row content does not match its hash")
+            prev, expected_seq = h, seq + 1
+        return VerifyResult(True, n)
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self._db.close()
+
+
+def open_journal(state_dir: str | Path, synchronous: str = "full") -> Journal:
+    return Journal(Path(state_dir) / "journal.sqlite3", synchronous)

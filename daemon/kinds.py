@@ -1,0 +1,85 @@
+"""The table of device kinds: one row per kind, naming its config, driver, rules and simulator.
+
+Entries are ``module:attribute`` strings loaded on first use, so adding a kind is
+one row here and nothing else in the core. A failed load names what it could not load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+
+@dataclass(frozen=True)
+class Kind:
+    config: str
+    driver: str
+    rules: str
+    simulator: str | None = None
+    # Optional: cfg -> iterable of (key path, message) cross-reference errors.
+    check: str | None = None
+
+
+KINDS: dict[str, Kind] = {
+    "modbus_points": Kind(
+        config="drivers.modbus_points:Config",
+        driver="drivers.modbus_points:ModbusPointsDriver",
+        rules="daemon.rules.points:PointRules",
+        simulator="simulators.modbus_points:PointsSimulator",
+    ),
+}
+
+# Top-level config sections added by features (name -> "module:Model").
+SECTIONS: dict[str, str] = {}
+
+# Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
+# timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
+SERVICES: dict[str, str] = {}
+# A service whose config section is absent is not started: service name -> section name.
+SERVICE_SECTIONS: dict[str, str] = {}
+
+
+class KindLoadError(ImportError):
+    pass
+
+
+def load(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise KindLoadError(f"cannot load {attr!r} from module {module!r}: {err}") from err
+
+
+def names() -> list[str]:
+    return list(KINDS)
+
+
+def config_model(kind: str):
+    return load(KINDS[kind].config)
+
+
+def driver_class(kind: str):
+    return load(KINDS[kind].driver)
+
+
+def rules_class(kind: str):
+    return load(KINDS[kind].rules)
+
+
+def simulator_class(kind: str):
+    ref = KINDS[kind].simulator
+    return load(ref) if ref else None
+
+
+def semantic_check(kind: str) -> Callable[[Any], Iterable[tuple[str, str]]] | None:
+    ref = KINDS[kind].check
+    return load(ref) if ref else None
+
+
+def sections() -> dict[str, Any]:
+    return {name: load(ref) for name, ref in SECTIONS.items()}
+
+# Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
+CLI_EXTENSIONS: list[str] = []

@@ -1,0 +1,123 @@
+"""MQTT link (paho-mqtt), bridged into the event loop through LoopBridge.
+
+MQTT 5 by default, 3.1.1 on request. Request/reply correlation always travels in
+the JSON payload, so the contract is the same on both. The Last Will flips the
+retained status topic to offline if the daemon dies without saying goodbye.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Callable
+
+import paho.mqtt.client as paho
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .contract import Message, dumps
+from .threads import LoopBridge
+
+log = structlog.get_logger("suitemon.mqtt")
+
+
+class MqttLink:
+    def __init__(self, mcfg, *, client_id: str, will: Message | None, bridge: LoopBridge,
+                 on_connect: Callable[[], None] = lambda: None,
+                 on_disconnect: Callable[[str], None] = lambda reason: None,
+                 on_ack: Callable[[int], None] = lambda mid: None,
+                 on_message: Callable[[str, bytes], None] = lambda t, p: None,
+                 subscriptions: tuple[str, ...] = ()):
+        self.cfg = mcfg
+        self.bridge = bridge
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._on_ack = on_ack
+        self._on_message = on_message
+        self.subscriptions = subscriptions
+        self.connected = False
+        self._connected_evt = threading.Event()
+        v5 = mcfg.protocol == "5"
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        self.client.max_inflight_messages_set(mcfg.max_inflight)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        if will is not None:
+            self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        if mcfg.username:
+            password = None
+            if mcfg.password_file:
+                password = mcfg.password_file.read_text().strip()
+            self.client.username_pw_set(mcfg.username, password)
+        if mcfg.tls is not None:
+            self.client.tls_set(
+                ca_certs=str(mcfg.tls.ca_file),
+                certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
+                keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            if mcfg.tls.insecure_skip_hostname:
+                self.client.tls_insecure_set(True)
+        self.client.on_connect = self._cb_connect
+        self.client.on_disconnect = self._cb_disconnect
+        self.client.on_publish = self._cb_publish
+        self.client.on_message = self._cb_message
+
+    # -- paho thread side: hand everything to the loop ----------------------
+    def _cb_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            log.error("mqtt connection refused", reason=str(reason_code))
+            return
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=1)
+        self._connected_evt.set()
+        self.bridge.post(self._connected)
+
+    def _cb_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        self._connected_evt.clear()
+        self.bridge.post(self._disconnected, str(reason_code))
+
+    def _cb_publish(self, client, userdata, mid, reason_code=None, properties=None):
+        self.bridge.post(self._on_ack, mid)
+
+    def _cb_message(self, client, userdata, msg):
+        self.bridge.post(self._on_message, msg.topic, msg.payload)
+
+    # -- loop side ----------------------------------------------------------
+    def _connected(self) -> None:
+        self.connected = True
+        log.info("mqtt connected", host=self.cfg.host, port=self.cfg.port, protocol=self.cfg.protocol)
+        self._on_connect()
+
+    def _disconnected(self, reason: str) -> None:
+        was = self.connected
+        self.connected = False
+        if was:
+            log.error("mqtt connection lost; events are kept in the journal", reason=reason)
+        self._on_disconnect(reason)
+
+    def start(self) -> None:
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def publish(self, msg: Message) -> int:
+        info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+        return info.mid
+
+    def publish_json(self, topic: str, obj, *, qos: int = 1, retain: bool = False) -> int:
+        return self.publish(Message(topic, dumps(obj), qos, retain))
+
+    def stop(self, goodbye: Message | None = None, timeout: float = 2.0) -> None:
+        """Say goodbye (best effort, bounded), then disconnect so the Will is not sent."""
+        if goodbye is not None and self._connected_evt.is_set():
+            info = self.client.publish(goodbye.topic, goodbye.payload, qos=goodbye.qos, retain=goodbye.retain)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,37 @@
+"""Rules: readings in, alarm conditions out. One module per device kind.
+
+A rule object is made per device with the device's config and the shared
+:class:`daemon.context.Context`. It never talks to the broker or the journal
+directly: it returns :class:`Condition` / :class:`Reset` items, and the core
+applies them through the alarm engine (driver -> reading -> rules -> alarm event).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..alarms import Condition, Reset
+from drivers.base import Reading
+
+Output = Iterable[Condition | Reset]
+
+
+class Rules:
+    def __init__(self, device_id: str, cfg: Any, ctx: Any):
+        self.device_id = device_id
+        self.cfg = cfg
+        self.ctx = ctx
+
+    def on_reading(self, reading: Reading) -> Output:
+        return ()
+
+    def state(self, reading: Reading | None) -> dict[str, Any]:
+        """Extra fields for the retained device state topic."""
+        return {}
+
+    def comm_lost(self, present: bool, default: Condition) -> Output:
+        """The communication-lost condition; kinds may sharpen the message or the priority."""
+        return (default,)
+
+
+__all__ = ["Rules", "Output", "Condition", "Reset"]

@@ -1,0 +1,172 @@
+"""A Modbus master link over RTU (serial) or TCP, built on pymodbus.
+
+One :class:`Bus` per physical line (a serial port or a host:port): devices on the
+same line share its lock, and the lock keeps the silence the line needs between
+frames (3.5 characters by the spec; APC asks for >= 35 ms). pymodbus errors are
+translated into the driver errors of :mod:`drivers.base`; automatic reconnection
+is off, because the device runner decides when to try again and counts failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from .base import CommError, DeviceException, DeviceTimeout, FrameError
+from .config import ModbusDeviceConfig
+from .profile import BIT_TABLES, Point, Profile, decode, encode
+
+# pymodbus logs every failed frame at ERROR; we count and report them ourselves.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+class Bus:
+    """One physical line: a pymodbus client, a lock and the inter-frame silence."""
+
+    _registry: dict[str, "Bus"] = {}
+
+    def __init__(self, cfg: ModbusDeviceConfig):
+        self.key = cfg.bus_key
+        self.cfg = cfg
+        self.lock = asyncio.Lock()
+        self.gap = cfg.frame_gap
+        self._last_frame_end = 0.0
+        self.client: Any = None
+        self.users = 0
+
+    @classmethod
+    def for_device(cls, cfg: ModbusDeviceConfig) -> "Bus":
+        bus = cls._registry.get(cfg.bus_key)
+        if bus is None or bus.client_loop_closed():
+            bus = cls._registry[cfg.bus_key] = cls(cfg)
+        bus.gap = max(bus.gap, cfg.frame_gap)
+        bus.users += 1
+        return bus
+
+    def client_loop_closed(self) -> bool:
+        try:
+            return self.lock._get_loop().is_closed()  # type: ignore[attr-defined]
+        except RuntimeError:
+            return False
+
+    def _make_client(self):
+        c = self.cfg
+        common = dict(timeout=c.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0)
+        if c.transport == "tcp":
+            return AsyncModbusTcpClient(c.host, port=c.port, **common)
+        return AsyncModbusSerialClient(c.serial_port, baudrate=c.baudrate, bytesize=c.bytesize,
+                                       parity=c.parity, stopbits=c.stopbits, **common)
+
+    async def ensure_connected(self) -> None:
+        if self.client is not None and self.client.connected:
+            return
+        await self.disconnect()
+        self.client = self._make_client()
+        try:
+            ok = await asyncio.wait_for(self.client.connect(), self.cfg.timeout_s * 2 + 1)
+        except (asyncio.TimeoutError, OSError) as err:
+            ok = False
+            reason = str(err) or type(err).__name__
+        else:
+            reason = "connect refused"
+        if not ok:
+            await self.disconnect()
+            where = self.cfg.serial_port if self.cfg.transport == "rtu" else f"{self.cfg.host}:{self.cfg.port}"
+            raise CommError(f"cannot open Modbus {self.cfg.transport} link {where}: {reason}")
+
+    async def disconnect(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # closing a broken transport must not mask the real error
+                pass
+
+    async def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            await self.disconnect()
+            Bus._registry.pop(self.key, None)
+
+    async def request(self, fn_name: str, *args: Any, unit: int, **kwargs: Any) -> Any:
+        async with self.lock:
+            wait = self._last_frame_end + self.gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self.ensure_connected()
+            try:
+                rr = await getattr(self.client, fn_name)(*args, device_id=unit, **kwargs)
+            except ModbusIOException as err:
+                await self.disconnect()
+                text = str(err)
+                if "CRC" in text or "frame" in text.lower():
+                    raise FrameError(f"bad frame from unit {unit}: {text}") from None
+                raise DeviceTimeout(f"no answer from unit {unit}: {text}") from None
+            except (ConnectionException, asyncio.TimeoutError, OSError) as err:
+                await self.disconnect()
+                raise DeviceTimeout(f"no answer from unit {unit}: {err or type(err).__name__}") from None
+            except ModbusException as err:
+                await self.disconnect()
+                raise FrameError(f"Modbus error from unit {unit}: {err}") from None
+            finally:
+                self._last_frame_end = time.monotonic()
+            if rr.isError():
+                code = getattr(rr, "exception_code", None)
+                raise DeviceException(f"unit {unit} answered exception {code} to {fn_name}", code)
+            return rr
+
+
+class ModbusDevice:
+    """A device on a bus, read and written through its register profile."""
+
+    def __init__(self, cfg: ModbusDeviceConfig, profile: Profile):
+        self.cfg = cfg
+        self.profile = profile
+        self.bus = Bus.for_device(cfg)
+        self.requests = 0
+
+    async def read_table(self, table: str, start: int, count: int) -> list:
+        fn = {"coil": "read_coils", "discrete": "read_discrete_inputs",
+              "input": "read_input_registers", "holding": "read_holding_registers"}[table]
+        rr = await self.bus.request(fn, start, count=count, unit=self.cfg.unit)
+        self.requests += 1
+        data = rr.bits if table in BIT_TABLES else rr.registers
+        if len(data) < count:
+            raise FrameError(f"short answer: asked {count} {table} items at {start}, got {len(data)}")
+        return list(data[:count])
+
+    async def read_points(self, names=None) -> dict[str, Any]:
+        """Read every point (or the named ones) in as few requests as the profile allows."""
+        values: dict[str, Any] = {}
+        for table, start, count, points in self.profile.blocks(names):
+            data = await self.read_table(table, start, count)
+            for p in points:
+                values[p.name] = decode(p, data[p.address - start: p.end - start])
+        return values
+
+    async def write_point(self, point: Point | str, value: Any) -> None:
+        p = self.profile.point(point) if isinstance(point, str) else point
+        unit = self.cfg.unit
+        if p.table == "coil":
+            await self.bus.request("write_coil", p.address, bool(value), unit=unit)
+        elif p.table == "holding":
+            regs = encode(p, value)
+            if len(regs) == 1:
+                await self.bus.request("write_register", p.address, regs[0], unit=unit)
+            else:
+                await self.bus.request("write_registers", p.address, regs, unit=unit)
+        else:
+            raise DeviceException(f"point {p.name} is in the read-only {p.table} table")
+        self.requests += 1
+
+    async def write_coils(self, start: int, values: list[bool]) -> None:
+        await self.bus.request("write_coils", start, values, unit=self.cfg.unit)
+        self.requests += 1
+
+    async def close(self) -> None:
+        await self.bus.release()

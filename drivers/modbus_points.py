@@ -1,0 +1,62 @@
+"""The generic Modbus point reader: any device whose register map fits a profile.
+
+Every poll reads all points of the profile and commits them as one reading. Optional
+per-point limits in the device config turn values into alarm conditions (see
+``daemon/rules/points.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Driver, Reading
+from .config import ModbusDeviceConfig, Priority, Strict
+from .modbus_link import ModbusDevice
+from .profile import load_profile
+
+
+class Limit(Strict):
+    high: float | None = None
+    low: float | None = None
+    priority: Priority = "medium"
+    hysteresis: float = Field(0.0, ge=0)
+    message: str | None = None
+
+
+class Config(ModbusDeviceConfig):
+    kind: Literal["modbus_points"]
+    profile: str = "generic_io"
+    limits: dict[str, Limit] = Field(default_factory=dict)
+
+
+class ModbusPointsDriver(Driver):
+    def __init__(self, device_id: str, config: Config):
+        super().__init__(device_id, config)
+        self.profile = load_profile(config.profile)
+        self.dev: ModbusDevice | None = None
+
+    async def open(self) -> None:
+        if self.dev is None:
+            self.dev = ModbusDevice(self.config, self.profile)
+        await self.dev.bus.ensure_connected()
+        self.is_open = True
+
+    async def poll(self) -> Reading:
+        assert self.dev is not None, "open() first"
+        values = await self.dev.read_points()
+        return Reading(self.device_id, values)
+
+    async def command(self, name: str, **args):
+        assert self.dev is not None
+        if name == "write":
+            await self.dev.write_point(args["point"], args["value"])
+            return {"written": args["point"]}
+        return await super().command(name, **args)
+
+    async def close(self) -> None:
+        dev, self.dev = self.dev, None
+        if dev is not None:
+            await dev.close()
+        self.is_open = False

@@ -1,0 +1,1 @@
+# Hardware simulators speaking the real protocols.
