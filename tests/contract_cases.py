@@ -1,0 +1,15 @@
+"""One row per device kind for the shared driver contract suite (tests/test_driver_contract.py).
+
+A row names the kind, the device config it needs beyond the transport fields, and the
+value keys a good poll must return. Adding a kind = adding a row here.
+"""
+
+from __future__ import annotations
+
+CASES: list[dict] = [
+    {
+        "kind": "modbus_points",
+        "config": {"profile": "generic_io"},
+        "expect_keys": {"temperature", "humidity", "counter", "status", "door_contact"},
+    },
+]
