@@ -1,0 +1,62 @@
+"""Start-up check of the files that hold secrets (MQTT password, TLS client key).
+
+A password every local user can read is a password every local user can use to ack
+alarms as the daemon, so ``suitemon run`` refuses to start (exit 2, like any other
+configuration error, before a port is opened) when a secret file is
+
+* missing, not a regular file, unreadable by us, or empty;
+* readable or writable by "other" users (any of the ``o`` bits);
+* writable by its group.
+
+Group *read* is allowed on purpose: ``root:suitemon 0640`` lets root own the secret
+while the service reads it. With systemd's ``LoadCredential=`` (the shipped unit) the
+file under ``/run/credentials/`` is 0400 and owned by the service user.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .config import ConfigIssue
+
+
+def _check(key: str, path: Path) -> list[ConfigIssue]:
+    if not path.is_absolute():
+        # Under systemd the working directory is /, in a terminal it is anywhere.
+        return [ConfigIssue(key, f"{path} must be an absolute path")]
+    try:
+        st = path.stat()
+    except OSError as err:
+        return [ConfigIssue(key, f"cannot read {path}: {err.strerror}")]
+    if not stat.S_ISREG(st.st_mode):
+        return [ConfigIssue(key, f"{path} is not a regular file")]
+    mode = stat.S_IMODE(st.st_mode)
+    fix = (f"(mode {mode:04o}); run `chmod 0600 {path}` (or 0640 with the group of the service), "
+           "or hand it over with LoadCredential=")
+    if mode & stat.S_IRWXO:
+        return [ConfigIssue(key, f"{path} is accessible to every user on this machine {fix}")]
+    if mode & stat.S_IWGRP:
+        return [ConfigIssue(key, f"{path} is writable by its group {fix}")]
+    if not os.access(path, os.R_OK):
+        return [ConfigIssue(key, f"{path} is not readable by this user (uid {os.getuid()})")]
+    if st.st_size == 0:
+        return [ConfigIssue(key, f"{path} is empty")]
+    return []
+
+
+def secret_file_issues(cfg) -> list[ConfigIssue]:
+    """Every problem with the configured secret files; empty when all are safe."""
+    m = cfg.mqtt
+    issues: list[ConfigIssue] = []
+    if m.password_file is not None:
+        if not m.username:
+            issues.append(ConfigIssue("mqtt.username", "password_file is set but username is not"))
+        issues += _check("mqtt.password_file", m.password_file)
+    if m.tls is not None and m.tls.key_file is not None:
+        issues += _check("mqtt.tls.key_file", m.tls.key_file)
+    return issues
+
+
+__all__ = ["secret_file_issues"]
