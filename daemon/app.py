@@ -219,7 +219,7 @@ class Daemon:
             self.watch.stopping()
         self.escalator.cancel_all()
         await self.tasks.cancel_all(timeout=0.5)
-        await self._bounded("service stop", [svc.stop() for svc in self.ctx.services.values()], 1.0)
+        await self._bounded("service stop", [svc.stop() for svc in self.ctx.services.values()], 1.5)
         await self._bounded("driver close", [r.driver.close() for r in self.ctx.runners.values()], 0.5)
         self.recorder.record("daemon.stopped", {"reason": "stop requested"})
         self.recorder.flush()
@@ -243,7 +243,7 @@ class Daemon:
             t.cancel()
         failed = sum(1 for t in done if t.cancelled() or t.exception() is not None) + len(pending)
         if failed:
-            log.warning(f"{what} incomplete at stop", failed=failed, timed_out=len(pending))
+            log.warning("step incomplete at stop", step=what, failed=failed, timed_out=len(pending))
 
     @staticmethod
     async def _in_thread(fn, timeout: float) -> None:
@@ -255,7 +255,10 @@ class Daemon:
             try:
                 fn()
             finally:
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                try:
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                except RuntimeError:
+                    pass  # the loop has gone: we were given up on already
 
         threading.Thread(target=work, name="mqtt-goodbye", daemon=True).start()
         try:

@@ -57,6 +57,10 @@ def hung_parts(runners: dict[str, Any], essential: dict[str, asyncio.Task], now:
     return problems
 
 
+def _what(problems: list[str]) -> list[str]:
+    return [p.split(":")[0] for p in problems]
+
+
 def device_counts(runners: dict[str, Any]) -> dict[str, int]:
     counts = {"ok": 0, "stale": 0, "lost": 0}
     for r in runners.values():
@@ -114,12 +118,12 @@ class SystemdWatch:
     def check(self, now: float) -> list[str]:
         d = self.daemon
         problems = hung_parts(d.ctx.runners, d.essential_tasks, now)
-        if problems != self.withheld:
+        if _what(problems) != _what(self.withheld):  # not again just because a count of seconds grew
             if problems:
                 log.error("watchdog pings withheld: systemd will restart suitemon", problems=problems)
-            elif self.withheld:
+            else:
                 log.warning("watchdog pings resumed")
-            self.withheld = problems
+        self.withheld = problems
         if not problems and self.watchdog_s:
             if self.notifier.watchdog():
                 self.pings += 1
