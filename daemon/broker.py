@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,8 @@ def free_port() -> int:
 
 
 def _mosquitto() -> str | None:
+    if os.environ.get("SUITEMON_NO_SYSTEM_MOSQUITTO"):
+        return None  # lets the tests show the embedded fallback on a machine that has Mosquitto
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
 
