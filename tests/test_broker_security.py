@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from daemon.config import parse_config
+from daemon.secret_files import secret_file_issues
 from helpers import REPO, SUITEMON, free_port
 from secure_broker import DEPLOY, Broker, Pki, TlsWatcher, connect_result, password_file, site_broker_conf
 from service_helpers import points_device
@@ -107,3 +109,26 @@ def test_daemon_refuses_to_start_with_an_exposed_password_file(site, make_suite,
     assert r.returncode == 2, r.stderr
     assert "mqtt.password_file:" in r.stderr and phrase in r.stderr
     assert not (suite.tmp / "state" / "journal.sqlite3").exists()  # refused before anything opened
+
+
+def test_secret_file_rules(tmp_path):
+    def issues(**mqtt):
+        cfg = parse_config({"site": {"id": "s", "name": "s"}, "mqtt": mqtt})
+        return [str(i) for i in secret_file_issues(cfg)]
+
+    good, key = tmp_path / "pw", tmp_path / "client.key"
+    good.write_text("secret")
+    key.write_text("-----BEGIN PRIVATE KEY-----")
+    os.chmod(good, 0o640)  # root:suitemon 0640 is allowed: group read only
+    os.chmod(key, 0o604)
+    tls = {"ca_file": str(tmp_path / "ca.crt"), "key_file": str(key)}
+    assert issues(username="suitemon", password_file=str(good)) == []
+    assert issues(username="suitemon", password_file="relative/pw") == ["mqtt.password_file: relative/pw must "
+                                                                        "be an absolute path"]
+    assert issues(password_file=str(good)) == ["mqtt.username: password_file is set but username is not"]
+    assert "cannot read" in issues(username="u", password_file=str(tmp_path / "missing"))[0]
+    assert issues(tls=tls)[0].startswith(f"mqtt.tls.key_file: {key} is accessible to every user")
+    (tmp_path / "empty").write_text("")
+    os.chmod(tmp_path / "empty", 0o600)
+    assert issues(username="u", password_file=str(tmp_path / "empty")) == [
+        f"mqtt.password_file: {tmp_path / 'empty'} is empty"]

@@ -50,6 +50,7 @@ def test_sigterm_mid_traffic_exits_zero_within_5_s_with_the_journal_whole(make_s
     took = time.monotonic() - t0
     assert rc == 0, d.log_text()[-2000:]
     assert took < 5.0, f"stop took {took:.2f} s"
+    print(f"SIGTERM to exit: {took:.3f} s")
 
     st = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and s["state"] == "offline" and s,
                           5, what="offline status")

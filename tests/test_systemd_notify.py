@@ -106,15 +106,15 @@ def test_progress_rule_flags_only_runners_past_their_bound():
 def test_ready_after_first_polls_then_status_and_regular_watchdog_pings(make_suite, watcher, notify):
     suite = make_suite({"env": points_device()})
     suite.start_sims()
-    d = start_daemon_env(suite, watcher, notify.env(watchdog_s=1.5))
+    d = start_daemon_env(suite, watcher, notify.env(watchdog_s=3.0))
     ready = notify.wait_for(lambda n: n.first("READY", "1"), 10, "READY=1")
     # READY waits for the first poll of every device, so it already reports the device.
     assert ready["STATUS"].startswith("devices 1 ok, 0 stale, 0 lost; 0 open alarms; backlog")
     assert "journal ok" in ready["STATUS"]
     t_ready = notify.times("READY", "1")[0]
-    notify.wait_for(lambda n: len(n.times("WATCHDOG", "1", since=t_ready)) >= 6, 10, "six pings")
+    notify.wait_for(lambda n: len(n.times("WATCHDOG", "1", since=t_ready)) >= 4, 10, "four pings")
     pings = notify.times("WATCHDOG", "1", since=t_ready)
-    assert max(gaps(pings)) < 1.5, gaps(pings)  # always inside WatchdogSec
+    assert max(gaps(pings)) < 3.0, gaps(pings)  # always inside WatchdogSec (pinged every third)
     assert notify.first("NOTIFY_SOCKET") is None
 
     # STATUS follows the suite: a silent device shows as lost, with its alarm open.
@@ -142,15 +142,15 @@ def test_abstract_socket_and_stopping_on_sigterm(make_suite, watcher, tmp_path):
 
 
 def test_slow_device_within_its_deadline_is_not_a_hang(make_suite, watcher, notify):
-    # Each answer takes 1.2 s (under the 2 s response timeout), three requests a poll:
-    # the runner sits in one poll for ~3.6 s, more than twice WatchdogSec, legitimately.
+    # Each answer takes 1.5 s (under the 2 s response timeout), three requests a poll:
+    # the runner sits in one poll for ~4.5 s, more than twice WatchdogSec, legitimately.
     suite = make_suite({"env": points_device(poll_s=0.2, timeout_s=2.0)})
     suite.start_sims()
-    start_daemon_env(suite, watcher, notify.env(watchdog_s=1.5))
+    start_daemon_env(suite, watcher, notify.env(watchdog_s=2.0))
     notify.wait_for(lambda n: n.first("READY", "1"), 15, "READY=1")
     state_t = suite.topic("device", "env", "state")
     watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="fresh state")
-    suite.sim("env", "fault", delay_s=1.2)
+    suite.sim("env", "fault", delay_s=1.5)
     t0 = time.monotonic()
 
     def reading_times(w):
@@ -164,9 +164,9 @@ def test_slow_device_within_its_deadline_is_not_a_hang(make_suite, watcher, noti
 
     watcher.wait_for(lambda w: len(reading_times(w)) >= 3, 20, what="three slow readings")
     arrivals = [at for _, at in reading_times(watcher)]
-    assert max(gaps(arrivals)) > 3.0, gaps(arrivals)  # the runner really was stuck in a poll
+    assert max(gaps(arrivals)) > 4.0, gaps(arrivals)  # the runner really was stuck in a poll
     pings = notify.times("WATCHDOG", "1", since=t0)
-    assert pings and max(gaps([t0, *pings])) < 1.5, gaps([t0, *pings])
+    assert pings and max(gaps([t0, *pings])) < 2.0, gaps([t0, *pings])
     assert not any("WITHHELD" in s for s in notify.statuses())
 
 
