@@ -14,6 +14,7 @@ import time
 import pytest
 
 from helpers import free_port
+from schema_check import problems
 from secure_broker import (DEPLOY, Broker, Pki, TcpProxy, TlsWatcher, bridge_conf, central_broker_conf,
                            password_file, site_broker_conf)
 from service_helpers import points_device
@@ -137,6 +138,8 @@ def test_site_alarm_appears_centrally_and_a_cut_link_loses_nothing(sites, make_s
         w.close()
     central.close()
     assert d.alive()
+    # What crossed the bridge still honours the MQTT contract (bridge/+ included).
+    assert not problems(central.messages + board.messages)
 
 
 def test_central_broker_restart_loses_nothing_and_commands_stay_with_their_site(sites, make_suite, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from daemon.config import parse_config
 from daemon.secret_files import secret_file_issues
 from helpers import REPO, SUITEMON, free_port
+from schema_check import problems
 from secure_broker import DEPLOY, Broker, Pki, TlsWatcher, connect_result, password_file, site_broker_conf
 from service_helpers import points_device
 
@@ -99,6 +100,7 @@ def test_only_the_authenticated_user_acts_and_the_journal_names_them(site, make_
     for c in (nurse1, ct, board):
         c.close()
     assert d.alive()
+    assert not problems(board.messages + nurse1.messages)
 
 
 @pytest.mark.parametrize("mode,phrase", [(0o644, "accessible to every user"), (0o620, "writable by its group")])
