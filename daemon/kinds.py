@@ -32,6 +32,7 @@ KINDS: dict[str, Kind] = {
 
 # Top-level config sections added by features (name -> "module:Model").
 SECTIONS: dict[str, str] = {}
+SECTIONS["board"] = "daemon.board.config:BoardConfig"
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
@@ -40,6 +41,7 @@ SERVICES: dict[str, str] = {
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
+SECTIONS["board"] = "daemon.board.config:BoardConfig"
 
 
 class KindLoadError(ImportError):
@@ -85,3 +87,4 @@ def sections() -> dict[str, Any]:
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
 CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS.append("daemon.board.cli:add_parser")
