@@ -236,3 +236,30 @@ def test_bell_press_appears_in_the_room_tile_within_2s(make_suite, watcher, brow
     assert took < 2.0, f"bell press took {took:.2f} s to reach the room tile"
     assert "CALL" in page.inner_text(f'[data-room="{room}"] .call')
     page.close()
+
+
+def test_an_mqtt_message_reaches_the_page_within_a_second(make_suite, watcher, browser):
+    from datetime import datetime, timezone
+
+    suite = make_suite({})
+    board = start_board(suite)
+    page = browser.new_page(viewport={"width": 1280, "height": 720}, bypass_csp=True)
+    page.goto(board.url)
+    page.wait_for_function("window.EventSource && document.getElementById('device-list') !== null")
+    page.wait_for_selector("#device-list .empty")
+    took = []
+    for i in range(10):
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        state = {"device_id": "probe", "kind": "modbus_points", "name": f"probe-{i}", "location": None,
+                 "ts": now, "published_at": now, "age_s": 0.0, "stale": False, "comm": "ok",
+                 "values": {"marker": i}, "last_error": None}
+        t0 = time.monotonic()
+        watcher.publish(suite.topic("device", "probe", "state"), state, retain=True)
+        page.wait_for_function("i => (document.querySelector('[data-device=\"probe\"]') || {}).textContent"
+                               "?.includes('probe-' + i)", arg=i, timeout=3000)
+        took.append(time.monotonic() - t0)
+    watcher.publish(suite.topic("device", "probe", "state"), b"", retain=True)
+    took.sort()
+    print(f"\nMQTT publish -> page DOM: median {took[5] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms")
+    assert took[-1] < 1.0, f"slowest update took {took[-1]:.2f} s"
+    page.close()
