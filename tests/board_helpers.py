@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 import urllib.error
@@ -155,4 +154,4 @@ def points_env(port: int | None = None, **limits) -> dict:
 
 
 __all__ = ["off_loop", "need_browser", "SecuredMosquitto", "SUITE_ACL", "BoardProc", "start_board", "launch_browser",
-           "shot", "points_env", "shutil"]
+           "shot", "points_env"]

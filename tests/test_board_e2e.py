@@ -4,13 +4,12 @@ journal names the nurse, and the screenshots in docs/screenshots are taken here.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
-from board_helpers import SUITE_ACL, off_loop, SecuredMosquitto, launch_browser, need_browser, points_env, shot, start_board
-from helpers import Watcher, free_port, wait_until
+from board_helpers import SUITE_ACL, SecuredMosquitto, off_loop, launch_browser, need_browser, points_env, shot, start_board
+from helpers import Watcher
 from schema_check import problems
 
 PASSWORDS = {"suitemon": "daemon-secret", "board": "board-secret", "watcher": "watch-secret",
@@ -125,6 +124,7 @@ def test_alarm_shows_within_2s_and_accept_from_the_page_stops_escalation_as_the_
     hum = '[data-alarm-id="env.humidity.high"]'
     page.wait_for_selector(hum)
     page.wait_for_selector(f"{temp} .esc")
+    page.evaluate("document.getElementById('toast').hidden = true")
     shot(page, "board-alarm.png")
 
     page.click(f'{temp} button[data-action="accept"]')
@@ -197,6 +197,7 @@ def test_keyboard_and_phone_layout(make_suite, secured, secure_watcher, browser,
     assert acked["acknowledged_by"] == "station1"
     page.wait_for_function("document.querySelector('[data-alarm-id=\"env.temperature.high\"] .state')"
                            ".textContent.includes('ACKNOWLEDGED by station1')")
+    page.evaluate("document.getElementById('toast').hidden = true")
     shot(page, "board-phone.png")
     page.close()
 

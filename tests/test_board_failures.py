@@ -4,7 +4,6 @@ the board server. The power-failure screenshot is taken here too."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta, timezone
 

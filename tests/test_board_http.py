@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from board_helpers import SUITE_ACL, SecuredMosquitto, start_board, points_env
+from board_helpers import SUITE_ACL, SecuredMosquitto, points_env, start_board
 from conftest import Suite
 from helpers import Watcher
 from schema_check import problems
@@ -130,10 +130,10 @@ def test_commands_need_session_csrf_json_and_same_origin_and_are_journaled_as_th
     # The bell test goes out under the configured verb, as the user.
     status, _, reply = board.post("/api/command", {"verb": "bell_test", "args": {"room": "uptake3"}}, ok_headers)
     assert status == 200
-    sent = [json.loads(p) for t, p, *_ in w.messages if t == suite.topic("cmd", "nurse1", "bell-test")]
+    sent = [json.loads(p) for t, p, *_ in w.messages if t == suite.topic("cmd", "nurse1", "bell_test")]
     assert sent and sent[-1]["room"] == "uptake3"
     if not reply["ok"]:
-        assert "unknown command 'bell-test'" in reply["error"]  # until the bells feature registers it
+        assert "unknown command 'bell_test'" in reply["error"]  # until the bells feature is merged
 
     status, _, _ = board.post("/api/logout", {}, ok_headers)
     assert status == 200
@@ -179,7 +179,7 @@ def test_the_event_stream_starts_with_a_snapshot(env):
     assert b"text/event-stream" in head
     snap = next(line for line in body.split(b"\n") if line.startswith(b"data: ") and b'"meta"' in line)
     data = json.loads(snap[6:])
-    assert data["meta"]["bell_test_verb"] == "bell-test" and "alarms" in data["sections"]
+    assert data["meta"]["bell_test_verb"] == "bell_test" and "alarms" in data["sections"]
 
 
 def test_a_board_that_requires_login_shows_nothing_without_one(make_suite, watcher):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
@@ -217,7 +217,7 @@ def test_uptake_due_time_from_start_and_duration():
 
 def test_board_config_defaults_are_safe():
     b = BoardConfig()
-    assert b.bind == "127.0.0.1" and b.users == {} and b.bell_test_verb == "bell-test"
+    assert b.bind == "127.0.0.1" and b.users == {} and b.bell_test_verb == "bell_test"
     cfg = parse_config({"site": {"id": "s1", "name": "S"}, "board": {
         "port": 9000, "users": {"station1": {"name": "Station", "kind": "station", "mqtt_username": "st1"}}}})
     assert cfg.board.actor_of("station1") == "st1"
@@ -226,3 +226,27 @@ def test_board_config_defaults_are_safe():
         parse_config({"site": {"id": "s1", "name": "S"}, "board": {"prot": 1, "bell_test_verb": "Bell Test"}})
     paths = {i.path for i in err.value.issues}
     assert {"board.prot", "board.bell_test_verb"} <= paths
+
+
+def test_payload_shapes_of_the_feature_topics(model, clock):
+    """The shapes the dispenser, radiation and DICOM features publish (their schemas on their branches)."""
+    today = iso(clock.t - 1800)
+    send(model, "dose/administration", {"event_id": "e9", "ts": today, "site": "s1",
+                                        "record": administration("r9", today, 300.0, 300.0, "uptake3")})
+    send(model, "dose/summary", {"event_id": "e10", "ts": iso(clock.t), "site": "s1", "date": "2026-11-26",
+                                 "administrations": 4, "total_administered_mbq": 1400.0, "records_lost": 0,
+                                 "administrations_with_failed_checks": 1})
+    send(model, "dose/study", {"event_id": "e11", "ts": today, "study_uid": "1.2.3", "room": "scanner",
+                               "ct": {"dlp_total_mgycm": 410.5, "status": "ok"}})
+    send(model, "uptake/uptake3", {"room": "uptake3", "published_at": iso(clock.t), "state": "ready",
+                                   "administered_at": today, "ready_at": iso(clock.t - 10), "remaining_s": 0})
+    send(model, "device/rad-u3/state", {"device_id": "rad-u3", "kind": "area_monitor_modbus", "location": "control",
+                                        "area": "uptake3", "dose_rate_usv_h": 14.31, "unit": "uSv/h",
+                                        "stale": False, "comm": "ok", "values": {}})
+    d = views.dose(model, CFG)
+    assert (d["count"], d["total_mbq"], d["studies"], d["ct_dlp_total"]) == (1, 300.0, 1, 410.5)
+    assert d["summary"] == {"ts": iso(clock.t), "administrations": 4, "total_mbq": 1400.0, "records_lost": 0,
+                            "with_failed_checks": 1}
+    r3 = {r["id"]: r for r in views.rooms(model, CFG, [])}["uptake3"]
+    assert r3["uptake"]["state"] == "ready" and r3["uptake"]["due_at"] == iso(clock.t - 10)
+    assert r3["dose_rate"]["value"] == 14.31 and r3["dose_rate"]["unit"] == "µSv/h"

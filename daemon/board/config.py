@@ -38,7 +38,7 @@ class BoardConfig(Strict):
         True, description="show the suite without a login (actions always need one)")
     users: dict[Id, BoardUser] = Field(default_factory=dict)
     session: SessionConfig = SessionConfig()
-    bell_test_verb: str = Field("bell-test", pattern=r"^[a-z][a-z0-9_-]{0,40}$",
+    bell_test_verb: str = Field("bell_test", pattern=r"^[a-z][a-z0-9_-]{0,40}$",
                                 description="command verb that starts a room's weekly bell test")
     status_stale_s: float = Field(
         12.0, ge=6, le=300, description="daemon status older than this counts as lost (it is refreshed every 5 s)")

@@ -60,6 +60,7 @@ class SuiteModel:
         self.occupancy: dict[str, dict[str, Any]] = {}
         self.administrations: dict[str, dict[str, Any]] = {}
         self.studies: dict[str, dict[str, Any]] = {}
+        self.dose_summary: dict[str, Any] | None = None  # the dispenser's own daily summary, when published
         self.bad_messages = 0
         self.messages = 0
 
@@ -112,8 +113,11 @@ class SuiteModel:
         if parts[0] == "uptake" and len(parts) == 2:
             return self._keyed(self.uptake, parts[1], data, {ROOMS})
         if rel == "dose/administration" and data:
-            return self._administration(data.get("data") if isinstance(data.get("data"), dict) else data,
-                                        data.get("event_id"))
+            record = next((data[k] for k in ("record", "data") if isinstance(data.get(k), dict)), data)
+            return self._administration(record, data.get("event_id"))
+        if rel == "dose/summary" and data:
+            self.dose_summary = data
+            return {DOSE}
         if rel == "dose/study" and data:
             return self._study(data)
         if rel == "event" and data:

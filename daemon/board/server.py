@@ -81,14 +81,9 @@ class Board:
             },
             streams={"/events": self.events},
         )
-        # Verbs the page may send: page verb -> (MQTT verb, required fields).
-        self.verbs: dict[str, tuple[str, tuple[str, ...]]] = {
-            "accept": ("accept", ("alarm_id",)),
-            "reject": ("reject", ("alarm_id",)),
-            "ack": ("ack", ("alarm_id",)),
-            "reset": ("reset", ("alarm_id",)),
-            "bell_test": (self.bcfg.bell_test_verb, ("room",)),
-        }
+        # Actions the page may ask for: page action -> MQTT command verb (fields: _command_body).
+        self.verbs: dict[str, str] = {"accept": "accept", "reject": "reject", "ack": "ack", "reset": "reset",
+                                      "bell_test": self.bcfg.bell_test_verb}
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -293,10 +288,9 @@ class Board:
         s = self.sessions.require(req)
         data = req.json()
         verb = data.get("verb")
-        spec = self.verbs.get(verb) if isinstance(verb, str) else None
-        if spec is None:
+        mqtt_verb = self.verbs.get(verb) if isinstance(verb, str) else None
+        if mqtt_verb is None:
             raise HttpError(400, f"unknown action; known: {', '.join(self.verbs)}")
-        mqtt_verb, _required = spec
         body = self._command_body(verb, data.get("args", {}))
         s.commands += 1
         try:

@@ -131,7 +131,7 @@ def rooms(model: SuiteModel, cfg, alarms: list[dict[str, Any]]) -> list[dict[str
         occupied = up["occupied"] if up and up["occupied"] is not None else (occ or {}).get("occupied")
         rate = None
         for did, dev in sorted(model.devices.items()):
-            if dev.get("location") != area_id:
+            if (dev.get("area") or dev.get("location")) != area_id:
                 continue
             found = _dose_rate(dev)
             if found is not None:
@@ -263,15 +263,20 @@ def dose(model: SuiteModel, cfg, now: float | None = None) -> dict[str, Any]:
                "measured_mbq": a.get("measured_mbq"), "prescribed_mbq": a.get("prescribed_mbq")}
               for a in adm[-5:]][::-1]
     studies = [s for s in model.studies.values() if is_today("study_at", "ts", "received_at", d=s)]
-    dlp = [v for s in studies for k, v in s.items()
+    dlp = [v for s in studies for k, v in {**s, **(s.get("ct") if isinstance(s.get("ct"), dict) else {})}.items()
            if "dlp" in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    summary = model.dose_summary if (model.dose_summary or {}).get("date") == today.isoformat() else None
     # Administrations are events, not retained: what happened before the board started (or
     # while it had no broker) is missing, and the page says so instead of showing a low count.
     complete = model.started_at <= midnight and (model.broker_lost_at is None or model.broker_lost_at < midnight)
     return {"date": today.isoformat(), "count": len(adm), "total_mbq": round(total, 1), "by_radiopharmaceutical": by_rp,
             "outside_tolerance": outside, "recent": recent, "studies": len(studies),
             "ct_dlp_total": round(sum(dlp), 1) if dlp else None,
-            "complete": complete, "since": iso(max(model.started_at, model.broker_lost_at or 0))}
+            "complete": complete, "since": iso(max(model.started_at, model.broker_lost_at or 0)),
+            "summary": None if summary is None else {
+                "ts": summary.get("ts"), "administrations": summary.get("administrations"),
+                "total_mbq": summary.get("total_administered_mbq"), "records_lost": summary.get("records_lost"),
+                "with_failed_checks": summary.get("administrations_with_failed_checks")}}
 
 
 def health(model: SuiteModel, board) -> dict[str, Any]:

@@ -122,8 +122,10 @@ const Render = (() => {
     const occ = r.occupied === true ? `Occupied${r.occupied_since ? " since " + hhmm(r.occupied_since, ctx.tz) : ""}`
       : r.occupied === false ? "Free" : "Unknown";
     let uptake = "—";
-    if (r.uptake && r.uptake.due_at) uptake = `<span data-due="${h(r.uptake.due_at)}" data-due-zero="Due now" data-suffix=" left"></span>`;
-    else if (r.uptake && r.uptake.state) uptake = h(r.uptake.state);
+    const ust = r.uptake && r.uptake.state ? String(r.uptake.state) : "";
+    if (/^(ready|overdue)$/i.test(ust)) uptake = `<b>${h(ust.toUpperCase())}</b>`;
+    else if (r.uptake && r.uptake.due_at) uptake = `<span data-due="${h(r.uptake.due_at)}" data-due-zero="Due now" data-suffix=" left"></span>`;
+    else if (ust && !/^idle$/i.test(ust)) uptake = h(ust);
     let rate = "";  // no row at all for a room without a monitor: never a blank that reads as zero
     if (r.dose_rate) {
       rate = r.dose_rate.stale ? `<span class="stale-val">NOT CURRENT (${h(r.dose_rate.comm === "lost" ? "comm lost" : "stale")})</span>`
@@ -224,6 +226,10 @@ const Render = (() => {
     if (d.recent.length) {
       html += `<table><thead><tr><th>Time</th><th>Room</th><th>Radiopharmaceutical</th><th>MBq</th></tr></thead><tbody>${d.recent.map((r) =>
         `<tr><td>${hhmm(r.at, ctx.tz)}</td><td>${h(r.room_name || "")}</td><td>${h(r.radiopharmaceutical || "")}</td><td>${num(r.measured_mbq)}</td></tr>`).join("")}</tbody></table>`;
+    }
+    if (d.summary) {
+      const sm = d.summary;
+      html += `<div class="note">Dispenser's summary at ${hhmm(sm.ts, ctx.tz)}: ${h(sm.administrations)} administrations, ${num(sm.total_mbq)} MBq${sm.with_failed_checks ? ` · <b>${h(sm.with_failed_checks)} with failed checks</b>` : ""}${sm.records_lost ? ` · <b>${h(sm.records_lost)} records lost</b>` : ""}</div>`;
     }
     if (!d.complete) html += `<p class="note">Counted since ${hhmm(d.since, ctx.tz)} (the board was not listening before): earlier administrations today are not included.</p>`;
     el.innerHTML = html;
