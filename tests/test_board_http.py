@@ -188,3 +188,14 @@ def test_a_board_that_requires_login_shows_nothing_without_one(make_suite, watch
     assert board.get("/api/state")[0] == 401
     assert raw(board, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 401")
     assert board.get("/")[0] == 200  # the page itself loads, and says "log in to view"
+
+
+def test_the_board_announces_itself_and_says_goodbye_on_stop(make_suite, watcher):
+    suite = make_suite({})
+    board = start_board(suite, {"board_id": "station"})
+    topic = suite.topic("board", "station", "status")
+    st = watcher.wait_for(lambda w: (s := w.json_of(topic)) and s["state"] == "online" and s, 10)
+    assert st["board_id"] == "station" and st["sessions"] == []
+    assert board.proc.terminate(10) == 0
+    st = watcher.wait_for(lambda w: (s := w.json_of(topic)) and s["state"] == "offline" and s, 5)
+    assert st["reason"] == "stopped"
