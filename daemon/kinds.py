@@ -32,6 +32,9 @@ KINDS: dict[str, Kind] = {
 
 # Top-level config sections added by features (name -> "module:Model").
 SECTIONS: dict[str, str] = {}
+# Cross-reference checks for a section, run when it is present:
+# name -> "module:function"; function(cfg) yields (key path, message) pairs.
+SECTION_CHECKS: dict[str, str] = {}
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
