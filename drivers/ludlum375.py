@@ -149,8 +149,8 @@ class Ludlum375Driver(Driver):
             now = time.monotonic()
             base = self._last_valid if self._last_valid is not None else self._opened_at
             deadline = base + n * self.period
-            if deadline <= now:  # already silent too long: look for one more period, then fail again
-                deadline = now + self.period
+            if deadline <= now:  # already silent too long: look for a frame again, then fail again
+                deadline = now + 1.5 * self.period  # a frame period plus room for jitter
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), deadline - now)

@@ -3,7 +3,7 @@
 Like the RTU server, it creates a pty pair and links the far end at the device's
 ``serial_port`` path, so the daemon opens a real serial line. One frame every
 ``frame_period_s``. Serial trouble on demand: ``garbage`` (random bytes now), ``partial``
-(the first bytes of a frame now), ``noise`` (each frame corrupted with a probability),
+(the first bytes of a frame now), ``noise`` (a fraction of frames corrupted, evenly spread),
 ``silence`` (the instrument stops sending), ``unplug``/``plug`` (the line goes away).
 """
 
@@ -40,6 +40,7 @@ class Ludlum375Simulator(Simulator):
         self.model = AreaModel(self.options)
         self.rng = random.Random(self.options.get("seed"))
         self.noise_rate = 0.0
+        self._noise_acc = 0.0
         self.silent = False
         self.error_code = "0"
         self.frames_sent = 0
@@ -123,7 +124,11 @@ class Ludlum375Simulator(Simulator):
 
     def _send(self, frame: bytes) -> None:
         self.frames_sent += 1
-        if self.noise_rate and self.rng.random() < self.noise_rate:
+        # Corrupt a `noise_rate` fraction of frames, evenly spread (0.5 = every other frame):
+        # random runs of bad frames would make comm loss a matter of luck in tests.
+        self._noise_acc += self.noise_rate
+        if self._noise_acc >= 1.0:
+            self._noise_acc -= 1.0
             self.corrupted += 1
             how = self.rng.choice(("prefix", "truncate", "byte"))
             if how == "prefix":
