@@ -78,6 +78,7 @@ class ThresholdSet(Strict):
 class RiseRule(Strict):
     """A step rise not explained by a patient arriving: a suspected spill."""
 
+    enabled: bool = True
     rise_usv_h: float = Field(2.0, gt=0, description="minimum step above the recent baseline")
     factor: float = Field(2.0, ge=1, description="and the new level at least this many times the baseline")
     window_s: float = Field(60.0, gt=0, description="readings this far back make the baseline")
@@ -102,7 +103,7 @@ class AreaRadiation(Strict):
     background_usv_h: float = Field(0.1, ge=0)
     range_max_usv_h: float | None = Field(
         None, gt=0, description="readings at or above this are over-range even without the device's flag")
-    rise: RiseRule | None = Field(default_factory=RiseRule, description="spill detection; absent = off")
+    rise: RiseRule = Field(default_factory=RiseRule, description="spill detection (rise.enabled = false: off)")
 
     @model_validator(mode="after")
     def _range_above_alarm(self) -> "AreaRadiation":

@@ -15,6 +15,7 @@ Per reading:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,7 +42,7 @@ class RadiationRules(Rules):
         self.warning = LevelTracker()
         self.alarm = LevelTracker()
         self.zero = ZeroWatch(rc.zero_fault_s)
-        self.rise = RiseDetector(rc.rise) if rc.rise is not None else None
+        self.rise = RiseDetector(rc.rise) if rc.rise.enabled else None
         try:
             tz = ZoneInfo(ctx.cfg.site.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -177,7 +178,6 @@ class RadiationRules(Rules):
             f"detector or HV failure suspected, not 'all clear'" if self.zero_fault else "")
 
     def comm_lost(self, present: bool, default: Condition) -> Output:
-        from dataclasses import replace
         return (replace(default, message=f"{self._where()}: radiation monitor {self.label} not communicating; "
                                          f"the dose rate is NOT being monitored"),)
 
