@@ -1,4 +1,4 @@
-"""Start-up check of the files that hold secrets (MQTT password, TLS client key).
+"""Start-up check of the files that hold secrets (MQTT passwords, TLS private keys).
 
 A password every local user can read is a password every local user can use to ack
 alarms as the daemon, so ``suitemon run`` refuses to start (exit 2, like any other
@@ -18,6 +18,9 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel
 
 from .config import ConfigIssue
 
@@ -46,17 +49,35 @@ def _check(key: str, path: Path) -> list[ConfigIssue]:
     return []
 
 
+SECRET_SUFFIXES = ("password_file", "key_file")
+
+
+def secret_paths(node: Any, path: str = "") -> Iterator[tuple[str, Path]]:
+    """Every configured file whose key names a secret (``*password_file``, ``*key_file``),
+    in any section, so a feature's own credentials (a board's observer account) are held to
+    the same rule without the core knowing the feature."""
+    if isinstance(node, BaseModel):
+        items = ((name, getattr(node, name)) for name in type(node).model_fields)
+    elif isinstance(node, dict):
+        items = node.items()
+    else:
+        return
+    for key, value in items:
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and key.endswith(SECRET_SUFFIXES) and isinstance(value, (str, Path)):
+            yield here, Path(value)
+        else:
+            yield from secret_paths(value, here)
+
+
 def secret_file_issues(cfg) -> list[ConfigIssue]:
     """Every problem with the configured secret files; empty when all are safe."""
-    m = cfg.mqtt
     issues: list[ConfigIssue] = []
-    if m.password_file is not None:
-        if not m.username:
-            issues.append(ConfigIssue("mqtt.username", "password_file is set but username is not"))
-        issues += _check("mqtt.password_file", m.password_file)
-    if m.tls is not None and m.tls.key_file is not None:
-        issues += _check("mqtt.tls.key_file", m.tls.key_file)
+    if cfg.mqtt.password_file is not None and not cfg.mqtt.username:
+        issues.append(ConfigIssue("mqtt.username", "password_file is set but username is not"))
+    for key, path in secret_paths(cfg):
+        issues += _check(key, path)
     return issues
 
 
-__all__ = ["secret_file_issues"]
+__all__ = ["secret_file_issues", "secret_paths", "SECRET_SUFFIXES"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 import subprocess
 
 import pytest
 
 from daemon.config import parse_config
-from daemon.secret_files import secret_file_issues
+from daemon.secret_files import secret_file_issues, secret_paths
 from helpers import REPO, SUITEMON, free_port
 from schema_check import problems
 from secure_broker import DEPLOY, Broker, Pki, TlsWatcher, connect_result, password_file, site_broker_conf
@@ -130,6 +131,10 @@ def test_secret_file_rules(tmp_path):
     assert issues(password_file=str(good)) == ["mqtt.username: password_file is set but username is not"]
     assert "cannot read" in issues(username="u", password_file=str(tmp_path / "missing"))[0]
     assert issues(tls=tls)[0].startswith(f"mqtt.tls.key_file: {key} is accessible to every user")
+    # Any section's secret is held to the same rule (a feature's own broker account, say).
+    assert list(secret_paths({"board": {"observer_password_file": "/x/pw", "title": "t"},
+                               "tls": {"ca_file": "/x/ca.crt", "key_file": "/x/k"}})) == [
+        ("board.observer_password_file", Path("/x/pw")), ("tls.key_file", Path("/x/k"))]
     (tmp_path / "empty").write_text("")
     os.chmod(tmp_path / "empty", 0o600)
     assert issues(username="u", password_file=str(tmp_path / "empty")) == [
