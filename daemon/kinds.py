@@ -28,6 +28,13 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.points:PointRules",
         simulator="simulators.modbus_points:PointsSimulator",
     ),
+    "dispenser": Kind(
+        config="drivers.dispenser:Config",
+        driver="drivers.dispenser:DispenserDriver",
+        rules="daemon.rules.dispenser:DispenserRules",
+        simulator="simulators.dispenser:DispenserSimulator",
+        check="daemon.dose_config:check",
+    ),
 }
 
 # Top-level config sections added by features (name -> "module:Model").
