@@ -33,7 +33,7 @@ from .threads import LoopBridge
 
 log = structlog.get_logger("suitemon.daemon")
 
-STATUS_PERIOD_S = 10.0
+STATUS_PERIOD_S = 5.0
 
 
 class Daemon:
