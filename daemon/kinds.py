@@ -38,12 +38,17 @@ KINDS: dict[str, Kind] = {
 }
 
 # Top-level config sections added by features (name -> "module:Model").
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "dispensing": "daemon.dose_config:DispensingConfig",
+    "uptake": "daemon.dose_config:UptakeConfig",
+}
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
 SERVICES: dict[str, str] = {
     "occupancy": "daemon.occupancy:factory",
+    "uptake": "daemon.uptake:factory",
+    "dose_summary": "daemon.dose_summary:factory",
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
@@ -91,4 +96,6 @@ def sections() -> dict[str, Any]:
     return {name: load(ref) for name, ref in SECTIONS.items()}
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
-CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS: list[str] = [
+    "daemon.dose_summary:add_parser",
+]
