@@ -116,13 +116,19 @@ class UptakeService:
             if ev.data["record_id"] not in started:
                 log.warning("administration without an uptake clock: starting it now", record_id=ev.data["record_id"])
                 self._begin(ev)
+        for rec in list(self.ctx.engine.alarms.values()):
+            if rec.type != "uptake.overdue":
+                continue
+            clock = self.clocks.get(rec.location or "")
+            if clock is not None and clock.record_id == rec.details.get("record_id"):
+                clock.overdue = True
+            else:  # its clock ended but the alarm's end was not journaled: end it now
+                self.ctx.engine.apply(Condition(alarm_id=rec.alarm_id, type=rec.type, present=False))
         occ = self.ctx.services.get("occupancy")
         for room, clock in list(self.clocks.items()):
             fact = occ.get(room) if occ is not None else None
             if fact is not None and not fact["occupied"] and parse_iso(fact["since"]) >= clock.started_at:
                 self._end(room, "room freed while suitemon was not running", fact.get("source") or "")
-            elif clock.overdue_at <= time.time():
-                clock.overdue = True  # the restored alarm (if open) stays; _arm re-applies the condition
 
     def _clock_from(self, d: dict[str, Any], started_at: float) -> Clock:
         return Clock(room=d["room"], record_id=d["record_id"], patient_ref=d.get("patient_ref"),

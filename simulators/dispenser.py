@@ -81,7 +81,7 @@ class DispenserSimulator(ModbusSimulator):
         self.set_point(interface_version=INTERFACE_VERSION, ring_slots=self.ring.slots, jobs_completed=0)
         self._publish()
         self.actions.update({
-            "job": self.start_job, "inject": self.inject, "administer": self.administer,
+            "job": self.start_job, "inject": self.inject, "administer": self.administer, "burst": self.burst,
             "over_tolerance": self.over_tolerance, "next_residual": self.set_next_residual,
             "error": self.set_errors, "clear_error": self.clear_errors, "load_vial": self.load_vial,
             "vial": self.vial_now, "records": lambda: list(self.records), "state": lambda: self.state,
@@ -158,11 +158,17 @@ class DispenserSimulator(ModbusSimulator):
             self._set_state("idle")
 
     def administer(self, patient_ref: str, room: int, prescribed_mbq: float, weight_kg: float | None = None,
-                   accession: str = "", exam: str = "", operator: str = "") -> dict[str, Any]:
-        """A whole job at once (draw, inject, complete): for completions in quick succession."""
+                   accession: str = "", exam: str = "", operator: str = "", ago_s: float = 30.0) -> dict[str, Any]:
+        """A whole job at once (drawn a minute before an injection ``ago_s`` ago): for completions in
+        quick succession and for tests that need a known administration time."""
         job = self._new_job(patient_ref, room, prescribed_mbq, weight_kg, accession, exam, operator)
         now = time.time()
-        return self._complete(job, now - 60, now - 30, now)
+        administered_at = now - float(ago_s)
+        return self._complete(job, administered_at - 60, administered_at, now)
+
+    def burst(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several whole jobs in one step: no Modbus request can see the unit between them."""
+        return [self.administer(**j) for j in jobs]
 
     def over_tolerance(self, pct: float = 15.0) -> dict[str, Any]:
         """Force the next dispense to be off by pct per cent (negative: under-dose)."""
