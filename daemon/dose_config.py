@@ -17,8 +17,11 @@ from drivers.halflife import HALF_LIFE_S
 
 # ICRP 128: 0.019 mSv/MBq for FDG. Site entries are added to (or override) these.
 DEFAULT_DOSE_COEFFICIENTS = {"FDG": 0.019}
-DOSE_ALARM_TYPES = ("dose.tolerance", "dose.reference_level", "dose.notifiable", "dose.wrong_radiopharmaceutical",
-                    "dose.residual", "dose.exam_unknown", "dose.record_invalid", "dispenser.records_lost")
+# Alarm types whose cause is a past event (or, for a spill, outlives the unit's error bit): they must
+# latch, so a site's [alarm_types] entry may not turn that off.
+LATCHING_ALARM_TYPES = ("dose.tolerance", "dose.reference_level", "dose.notifiable", "dose.wrong_radiopharmaceutical",
+                        "dose.residual", "dose.exam_unknown", "dose.record_invalid", "dispenser.records_lost",
+                        "dispenser.spill")
 
 
 class ReferenceLevel(Strict):
@@ -111,12 +114,13 @@ def check(cfg) -> Iterable[tuple[str, str]]:
     up = getattr(cfg, "uptake", None)
     if up is not None and up.notify_role is not None and up.notify_role not in cfg.roles:
         yield "uptake.notify_role", f"unknown role '{up.notify_role}'"
-    for t in DOSE_ALARM_TYPES:
+    for t in LATCHING_ALARM_TYPES:
         at = cfg.alarm_types.get(t)
         if at is not None and not at.latching:
-            yield f"alarm_types.{t}.latching", ("per-administration alarms must latch: their cause is a past "
-                                                "event, so a non-latching one would clear before anyone saw it")
+            yield f"alarm_types.{t}.latching", ("must be true: the cause is a past event (or a spill outliving the "
+                                                "unit's error bit), so a non-latching alarm would clear before "
+                                                "anyone saw it")
 
 
 __all__ = ["DispensingConfig", "UptakeConfig", "ReferenceLevel", "Exam", "check", "DEFAULT_DOSE_COEFFICIENTS",
-           "DOSE_ALARM_TYPES"]
+           "LATCHING_ALARM_TYPES"]

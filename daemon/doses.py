@@ -9,7 +9,7 @@ person resets it (a non-latching alarm would clear before anyone saw it).
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
 import structlog
@@ -43,13 +43,19 @@ class DoseBook:
         self.dev_cfg = dev_cfg
         self.ctx = ctx
         self.cfg = dispensing_config(ctx.cfg)
-        self.recent: deque[str] = deque(maxlen=RECENT_IDS)
+        # record_id -> administered_at of the latest records: what "already recorded" means.
+        self.recent: OrderedDict[str, str | None] = OrderedDict()
         self.cursor: int | None = None
         for ev in ctx.recorder.journal.events_of_type("dose."):
             if ev.type in CURSOR_EVENTS and ev.data.get("device") == device_id:
                 self.cursor = ev.data.get("completion_seq", self.cursor)
                 if ev.type == "dose.administered":
-                    self.recent.append(ev.data["record_id"])
+                    self._remember(ev.data["record_id"], ev.data.get("administered_at"))
+
+    def _remember(self, rid: str, administered_at: str | None) -> None:
+        self.recent[rid] = administered_at
+        while len(self.recent) > RECENT_IDS:
+            self.recent.popitem(last=False)
 
     # -- ring bookkeeping events -------------------------------------------------
     def baseline(self, seq: int) -> None:
@@ -84,9 +90,14 @@ class DoseBook:
     def administer(self, e: Mapping[str, Any]) -> list[Condition]:
         rid = record_id(self.device_id, e["job"])
         if rid in self.recent:
-            log.info("administration already recorded", record_id=rid)
-            self.cursor = e["seq"]
-            return []
+            if self.recent[rid] == iso_utc(e["administered_at"]):
+                log.info("administration already recorded", record_id=rid)
+                self.cursor = e["seq"]
+                return []
+            # Same job number, another administration: the unit broke the never-reuse rule. Keep
+            # both records apart and say so, rather than dropping this one as a duplicate.
+            rid = f"{rid}-{e['seq']}"
+            e = {**e, "issues": [*e["issues"], f"job: number {e['job']} reused by the unit"]}
         act, checks, msv = run_checks(e, self.cfg)
         data = {
             "record_id": rid, "patient_ref": e["patient_ref"], "accession": e["accession"], "room": e["room"],
@@ -103,7 +114,7 @@ class DoseBook:
             "checks": [c.summary() for c in checks], "issues": list(e["issues"]),
         }
         ev = self.ctx.recorder.record("dose.administered", data, actor=self.device_id)
-        self.recent.append(rid)
+        self._remember(rid, data["administered_at"])
         self.cursor = e["seq"]
         failed = [c for c in checks if c.ok is False]
         self.ctx.metrics.inc("doses.administered")

@@ -85,6 +85,7 @@ class DispenserSimulator(ModbusSimulator):
             "over_tolerance": self.over_tolerance, "next_residual": self.set_next_residual,
             "error": self.set_errors, "clear_error": self.clear_errors, "load_vial": self.load_vial,
             "vial": self.vial_now, "records": lambda: list(self.records), "state": lambda: self.state,
+            "replace_unit": self.replace_unit,
         })
 
     # -- vial -------------------------------------------------------------------------
@@ -226,6 +227,17 @@ class DispenserSimulator(ModbusSimulator):
         base = self.ring.slot_address(seq)
         for p in self.ring.entry.points:
             self.store.poke("holding", base + p.address, encode(p, entry[p.name]))
+
+    def replace_unit(self, first_job: int = 1001) -> dict[str, Any]:
+        """A new (or factory-reset) unit on the same line: counter and ring empty, job numbers restart."""
+        self.completed, self.next_job, self.job = 0, int(first_job), None
+        span = max(p.end for p in self.ring.entry.points)
+        for slot in range(self.ring.slots):
+            self.store.poke("holding", self.ring.base + slot * self.ring.stride, [0] * span)
+        self.set_point(jobs_completed=0, last_job=0, last_measured_mbq=0, last_administered_at=0,
+                       last_residual_mbq=0)
+        self._set_state("idle")
+        return {"jobs_completed": 0, "next_job": self.next_job}
 
     # -- errors -------------------------------------------------------------------------
     def set_errors(self, **bits: bool) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import Suite
 from daemon.alarms import parse_iso
-from dose_fixtures import dispenser, extra, patient, records, wait_alarm, wait_records
+from dose_fixtures import dispenser, events, extra, patient, records, wait_alarm, wait_records
 from helpers import REPO, SUITEMON, Mosquitto, Watcher, wait_until
 from schema_check import problems
 
@@ -146,6 +146,27 @@ def test_ring_overrun_while_unreadable_is_an_alarm_not_a_silent_gap(make_suite, 
     recs = wait_records(watcher, site, 8)
     assert [r["record_id"] for r in recs] == [f"disp-{j}" for j in range(1003, 1011)]
     wait_alarm(watcher, site, "disp.comm_lost", state="closed")
+
+
+def test_a_replaced_unit_restarting_its_counters_loses_and_merges_nothing(make_suite, watcher, tmp_path):
+    suite = make_suite({"disp": dispenser(tmp_path)}, extra())
+    suite.start_sims()
+    suite.start_daemon(watcher)
+    site = suite.site
+    first_reading(watcher, suite)
+    suite.sim("disp", "burst", jobs=[dict(patient(1), ago_s=60), dict(patient(2, room=3), ago_s=50)])
+    wait_records(watcher, site, 2)
+    # Swapped for a new unit whose job numbers start again at 1001 (the interface forbids reuse).
+    suite.sim("disp", "replace_unit")
+    suite.sim("disp", "administer", **patient(3, room=3), ago_s=5)
+    recs = wait_records(watcher, site, 3)
+    assert [r["record_id"] for r in recs] == ["disp-1001", "disp-1002", "disp-1001-1"]
+    assert recs[2]["patient_ref"] == "P0003" and recs[2]["completion_seq"] == 1
+    assert "job: number 1001 reused by the unit" in recs[2]["issues"]
+    bad = wait_alarm(watcher, site, "dose.disp-1001-1.record", state="active")
+    assert bad["priority"] == "medium" and "reused" in bad["message"]
+    reset = watcher.wait_for(lambda w: events(w, site, "dose.counter_reset"), 5, what="counter reset event")
+    assert reset[0]["data"]["previous"] == 2 and reset[0]["data"]["now"] == 1
 
 
 def test_daily_summary_from_the_cli_and_on_command(make_suite, watcher, tmp_path):
