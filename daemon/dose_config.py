@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Iterable, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -111,6 +112,12 @@ def check(cfg) -> Iterable[tuple[str, str]]:
         for number, area in dev.rooms.items():
             if area not in cfg.areas:
                 yield f"devices.{did}.rooms.{number}", f"unknown area '{area}'"
+    dispensers = any(getattr(d, "kind", None) == "dispenser" for d in cfg.devices.values())
+    if dispensers or getattr(cfg, "dispensing", None) is not None:
+        try:
+            ZoneInfo(cfg.site.timezone)  # the daily summary's day and time are local
+        except (ZoneInfoNotFoundError, ValueError):
+            yield "site.timezone", f"unknown time zone '{cfg.site.timezone}'"
     up = getattr(cfg, "uptake", None)
     if up is not None and up.notify_role is not None and up.notify_role not in cfg.roles:
         yield "uptake.notify_role", f"unknown role '{up.notify_role}'"

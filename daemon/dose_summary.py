@@ -8,7 +8,6 @@ The day is the site's local day (``site.timezone``) of each administration time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys

@@ -123,12 +123,13 @@ class DoseBook:
         return list(self._alarms(rid, data, failed, ev.event_id))
 
     def _alarms(self, rid: str, data: dict, failed, event_id: str) -> Iterable[Condition]:
+        area = self.ctx.cfg.areas.get(data["room"] or "")
+        where = area.name if area else data["room"] or f"unmapped room {data['room_number']}"
         for c in failed:
             base = dict(
                 alarm_id=f"dose.{rid}.{c.name}", type=c.alarm_type, priority=c.priority, kind=c.kind,
                 source=self.device_id, location=data["room"] or self.dev_cfg.location, latching=True,
-                message=f"{data['room'] or 'room ' + str(data['room_number'])}, patient {data['patient_ref']}: "
-                        f"{c.message}",
+                message=f"{where}, patient {data['patient_ref']}: {c.message}",
                 details={"record_id": rid, "event_id": event_id, "patient_ref": data["patient_ref"],
                          "accession": data["accession"], "check": c.name, **c.details},
             )

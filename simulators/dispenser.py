@@ -60,6 +60,8 @@ class DispenserSimulator(ModbusSimulator):
             self.store.define("holding", self.ring.base + slot * self.ring.stride, span)
         o = self.options
         self.scale = float(o.get("time_scale", 1.0))
+        if not self.scale > 0:
+            raise SimError(f"{device_id}: sim.time_scale must be positive")
         self.error_pct = float(o.get("error_pct", 1.5))
         self.max_error_pct = float(o.get("max_error_pct", 4.0))
         self.residual_pct = float(o.get("residual_pct", 1.0))

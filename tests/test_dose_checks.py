@@ -160,3 +160,17 @@ def test_config_rejects_nonsense():
         DispensingConfig(summary_at="25:00")
     with pytest.raises(ValueError):
         UptakeConfig(uptake_s=3600, overdue_s=1800)
+
+
+def test_config_cross_references_are_checked():
+    from daemon.config import ConfigError, parse_config
+    base = {"site": {"id": "s", "name": "s", "timezone": "Mars/Olympus"},
+            "areas": {"uptake1": {"name": "U1", "kind": "uptake_room"}},
+            "devices": {"disp": {"kind": "dispenser", "transport": "tcp", "rooms": {"1": "uptake1", "2": "uptake9"}}},
+            "uptake": {"notify_role": "nobody"},
+            "alarm_types": {"dose.tolerance": {"priority": "medium", "kind": "clinical", "latching": False}}}
+    with pytest.raises(ConfigError) as e:
+        parse_config(base)
+    paths = {i.path for i in e.value.issues}
+    assert paths == {"devices.disp.rooms.2", "uptake.notify_role", "alarm_types.dose.tolerance.latching",
+                     "site.timezone"}
