@@ -7,6 +7,8 @@ tables check the profile and the decoder against the documented map, not against
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.base import ProfileError
 from drivers.dispenser import codes_of, decode_entry, decode_header, ring_of
@@ -154,3 +156,26 @@ def test_ring_entries_decode_and_name_every_problem(changes, expected, issue):
         assert got_issues == []
     else:
         assert any(i.startswith(issue) for i in got_issues), got_issues
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 0xFFFF), min_size=50, max_size=50))
+def test_any_ring_entry_decodes_without_raising_and_names_what_is_wrong(words):
+    raw = read_block(RING.entry, dict(enumerate(words)))
+    e = decode_entry(raw, CODES, {1: "uptake1"}, NOW)
+    assert isinstance(e["issues"], list)
+    for f in ("patient_ref", "accession", "exam", "operator"):
+        assert e[f] is None or (isinstance(e[f], str) and e[f].isprintable() and e[f].isascii())
+    if raw["radionuclide"] not in CODES.radionuclide:
+        assert e["radionuclide"] is None and any(i.startswith("radionuclide") for i in e["issues"])
+    if e["room"] is None:
+        assert any(i.startswith("room") for i in e["issues"])
+    if e["administered_at"] is not None and e["administered_at"] > NOW + 300:
+        assert any(i.startswith("administered_at") for i in e["issues"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=16))
+def test_ascii_round_trip_for_printable_text(text):
+    p = text_point(8)
+    assert decode(p, encode(p, text)) == text.rstrip(" ")
