@@ -12,6 +12,14 @@ CASES: list[dict] = [
         "config": {"profile": "generic_io"},
         "expect_keys": {"temperature", "humidity", "counter", "status", "door_contact"},
     },
+    # --- dispenser (issue 6) ---
+    {
+        "kind": "dispenser",
+        "config": {"rooms": {"1": "uptake1"}},
+        "extra": {"areas": {"uptake1": {"name": "Uptake 1", "kind": "uptake_room"}}},
+        "expect_keys": {"unit_state", "errors", "jobs_completed", "vial_radionuclide", "vial_activity_mbq",
+                        "job", "last"},
+    },
     # --- radiation (issue 5) ---
     {
         "kind": "area_monitor_modbus",
