@@ -12,6 +12,7 @@ import pytest
 
 from daemon.devices import DeviceRunner
 from daemon.health import HANG_GRACE_S, hung_parts, progress_bound
+from daemon.rules.points import PointRules
 from daemon.sdnotify import Notifier, socket_address, watchdog_timeout
 from drivers.modbus_points import Config, ModbusPointsDriver
 from notify_socket import NotifySocket, gaps
@@ -64,9 +65,13 @@ def test_notifier_without_socket_is_silent_and_a_dead_socket_does_not_raise(tmp_
 
 
 # -- the watchdog rule on real runners ---------------------------------------------------------
+def runner_for(did, dev) -> DeviceRunner:
+    return DeviceRunner(did, dev, ModbusPointsDriver(did, dev), PointRules(did, dev, None), None)
+
+
 def test_progress_rule_flags_only_runners_past_their_bound():
     dev = Config(kind="modbus_points", transport="tcp", poll_s=1.0, timeout_s=0.5, port=1502)
-    bound = progress_bound(DeviceRunner("env", dev, ModbusPointsDriver("env", dev), None, None))
+    bound = progress_bound(runner_for("env", dev))
     # open and poll each cut at the deadline (4 * 0.5 + 0.5), one period of sleep, grace.
     assert bound == pytest.approx(2 * 2.5 + 1.0 + HANG_GRACE_S)
 
@@ -79,7 +84,7 @@ def test_progress_rule_flags_only_runners_past_their_bound():
 
         runners = {}
         for did in ("fresh", "slow_but_within", "stuck", "ended"):
-            r = DeviceRunner(did, dev, ModbusPointsDriver(did, dev), None, None)
+            r = runner_for(did, dev)
             r.task = asyncio.create_task(ends() if did == "ended" else forever())
             runners[did] = r
         await asyncio.sleep(0)
