@@ -28,6 +28,12 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.points:PointRules",
         simulator="simulators.modbus_points:PointsSimulator",
     ),
+    "ups_apc": Kind(
+        config="drivers.ups_apc:Config",
+        driver="drivers.ups_apc:ApcUpsDriver",
+        rules="daemon.rules.ups_apc:UpsRules",
+        simulator="simulators.ups_apc:ApcUpsSimulator",
+    ),
 }
 
 # Top-level config sections added by features (name -> "module:Model").
