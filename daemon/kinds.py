@@ -89,3 +89,9 @@ def sections() -> dict[str, Any]:
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
 CLI_EXTENSIONS: list[str] = []
+
+# Simulators that are not devices (e.g. the shutdown targets that answer the sequencer):
+# name -> "module:factory"; factory(cfg) returns a simulators.base.Simulator or None.
+# ``suitemon sim`` runs them beside the device simulators, under that name.
+SIM_EXTRAS: dict[str, str] = {}
+
