@@ -33,6 +33,7 @@ KINDS: dict[str, Kind] = {
         driver="drivers.ups_apc:ApcUpsDriver",
         rules="daemon.rules.ups_apc:UpsRules",
         simulator="simulators.ups_apc:ApcUpsSimulator",
+        check="daemon.shutdown.config:check_refs",
     ),
 }
 
@@ -95,3 +96,9 @@ CLI_EXTENSIONS: list[str] = []
 # ``suitemon sim`` runs them beside the device simulators, under that name.
 SIM_EXTRAS: dict[str, str] = {}
 
+# --- ups / safe shutdown (issue 4) ---
+SECTIONS["shutdown"] = "daemon.shutdown.config:ShutdownConfig"
+SERVICES["shutdown"] = "daemon.shutdown.sequencer:factory"
+SERVICE_SECTIONS["shutdown"] = "shutdown"
+CLI_EXTENSIONS.append("daemon.shutdown.cli:add_parser")
+SIM_EXTRAS["shutdown_targets"] = "simulators.shutdown_target:from_config"
