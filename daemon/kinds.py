@@ -42,7 +42,9 @@ SECTIONS: dict[str, str] = {}
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "occupancy": "daemon.occupancy:factory",
+}
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
 
