@@ -119,6 +119,7 @@ class ApcUpsDriver(Driver):
         self.poll_names, self.selftest = check_profile(self.profile)
         self.outlet = dict(self.profile.meta.get("outlet") or {})
         self.dev: ModbusDevice | None = None
+        self._open_lock: asyncio.Lock | None = None
         self.on_battery = False
         blocks = len(self.profile.blocks(self.poll_names))
         self.poll_deadline = blocks * (config.timeout_s + config.frame_gap) + 1.0
@@ -131,16 +132,22 @@ class ApcUpsDriver(Driver):
         return self.config.battery_poll_s if self.on_battery else self.config.poll_s
 
     async def open(self) -> None:
-        if self.dev is None:
-            self.dev = ModbusDevice(self.config, self.profile)
-        try:
-            await self.dev.bus.ensure_connected()
-            if self.selftest:
-                await self._check_byte_order(self.dev)
-        except BaseException:
-            await self.close()
-            raise
-        self.is_open = True
+        # The poll loop and a sequencer command may both find the link closed: open it once.
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self.is_open and self.dev is not None:
+                return
+            if self.dev is None:
+                self.dev = ModbusDevice(self.config, self.profile)
+            try:
+                await self.dev.bus.ensure_connected()
+                if self.selftest:
+                    await self._check_byte_order(self.dev)
+            except BaseException:
+                await self.close()
+                raise
+            self.is_open = True
 
     async def _check_byte_order(self, dev: ModbusDevice) -> None:
         start, count = self.selftest["start"], self.selftest["count"]

@@ -8,20 +8,33 @@ return names a real step.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from drivers.config import Id, Strict
 
 COMMAND_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
 
+def _no_true(v: Any) -> Any:
+    if v is True:
+        raise ValueError("give a number, or false to turn this trigger off")
+    return v
+
+
+def Off(number: Any) -> Any:
+    """A trigger threshold that ``false`` turns off (TOML has no null)."""
+    return Annotated[Literal[False] | number, BeforeValidator(_no_true)]
+
+
 class Triggers(Strict):
-    on_battery_s: float | None = Field(60.0, gt=0, le=86400,
-                                       description="on battery this long (a self-test does not count)")
-    runtime_below_s: float | None = Field(300.0, ge=0, description="on battery with runtime <= this")
-    charge_below_pct: float | None = Field(None, ge=0, le=100, description="on battery with charge <= this")
+    on_battery_s: Off(Annotated[float, Field(gt=0, le=86400)]) = Field(
+        60.0, description="on battery this long (a self-test does not count); false: off")
+    runtime_below_s: Off(Annotated[float, Field(ge=0)]) = Field(
+        300.0, description="on battery with runtime <= this; false: off")
+    charge_below_pct: Off(Annotated[float, Field(ge=0, le=100)]) = Field(
+        False, description="on battery with charge <= this; false: off")
     shutdown_imminent: bool = Field(True, description="the UPS signals shutdown imminent")
     comm_lost_on_battery: bool = Field(True, description="UPS unreachable while it was on battery (as NUT)")
     debounce_s: float = Field(5.0, ge=0, le=600,
@@ -95,6 +108,10 @@ class ShutdownConfig(Strict):
                              "(shutdown-and-return, so power returning cannot leave the suite off)")
         if self.point_of_no_return is not None and self.point_of_no_return not in ids:
             raise ValueError(f"point_of_no_return names no step: '{self.point_of_no_return}'")
+        late = [s.id for s in self.steps[self.pnr_index:] if s.resume]
+        if late:
+            raise ValueError(f"resume commands on steps at or after the point of no return are never sent "
+                             f"(no abort there): {', '.join(late)}")
         unknown = sorted({s.target for s in self.steps if s.target and s.target not in self.targets})
         if unknown:
             raise ValueError(f"steps name undeclared targets: {', '.join(unknown)} (add them under [shutdown.targets])")

@@ -38,11 +38,11 @@ class Rehearsal:
 def _describe_triggers(sd: ShutdownConfig) -> str:
     t = sd.triggers
     parts = []
-    if t.on_battery_s is not None:
+    if t.on_battery_s is not False:
         parts.append(f"on battery {t.on_battery_s:g} s")
-    if t.runtime_below_s is not None:
+    if t.runtime_below_s is not False:
         parts.append(f"runtime <= {t.runtime_below_s:g} s")
-    if t.charge_below_pct is not None:
+    if t.charge_below_pct is not False:
         parts.append(f"charge <= {t.charge_below_pct:g} %")
     if t.shutdown_imminent:
         parts.append("shutdown imminent")
@@ -144,8 +144,8 @@ def timeline(cfg, r: Rehearsal) -> list[str]:
                        f"shutdown-and-return, delay {s.outlet_delay_s} s; confirmed by reading back the "
                        f"countdown (timeout {s.timeout_s:g} s, {flag})")
             off = t + (s.outlet_delay_s or 0)
-            out.append(f"  {f't+{off:.1f} s':>10}  UPS turns the outlets off; they come back on by themselves "
-                       "when mains returns")
+            out.append(f"  {f't+{off:.1f} s':>10}  UPS turns the outlets off (at the latest t+{off + s.timeout_s:.1f} s); "
+                       "they come back on by themselves when mains returns")
             worst += s.timeout_s + (s.outlet_delay_s or 0)
             break
         ack = r.acks.get(s.id)

@@ -142,6 +142,7 @@ class SequenceRunner:
             if step.status == PENDING and not st.past_point_of_no_return:
                 if await self._gate():
                     return
+            self.check_budget(time.monotonic())
             if st.budget_mode and not step.critical and step.status == PENDING:
                 step.status, step.detail, step.finished_at = SKIPPED, "time budget", iso(time.time())
                 self.svc.record("shutdown.step.skipped", {"step": step.id, "reason": "time budget"})
@@ -235,7 +236,11 @@ class SequenceRunner:
             step.status, step.finished_at, step.detail = RELEASED, iso(now), f"released by {actor}"
             self.svc.record("shutdown.step.released", {"step": step.id, "by": actor}, actor=actor)
         elif was_held:
-            return False  # a "failed" reply while held: only "done" or a person ends a hold
+            # A "failed" reply while held: journaled, and still held (only "done" or a person ends it).
+            self.svc.record("shutdown.step.failed", {
+                "step": step.id, "target": c.target, "correlation_id": step.correlation_id, "took_s": took,
+                "policy": c.on_timeout, "detail": (reply or {}).get("detail"), "held": True}, actor=c.target)
+            return False
         else:
             failed = outcome == "reply"
             detail = (reply or {}).get("detail")
