@@ -63,7 +63,7 @@ class TargetClient:
     def start(self, wait_s: float = 5.0) -> "TargetClient":
         self.client.connect_async(self.host, self.port, keepalive=10)
         self.client.loop_start()
-        if not self._subscribed.wait(wait_s):
+        if wait_s > 0 and not self._subscribed.wait(wait_s):
             log.warning("shutdown target not subscribed yet; will keep trying", target=self.target)
         return self
 

@@ -16,7 +16,7 @@ from daemon import kinds
 from daemon.config import parse_config
 from drivers.base import DeviceException
 from drivers.ups_apc import ByteOrderError
-from helpers import free_port
+from helpers import REPO, free_port
 from simulators.host import SimHost
 
 
@@ -200,4 +200,23 @@ def test_flicker_and_self_test(tmp_path):
         v = (await driver.poll()).values
         assert v["on_battery"] and v["self_test"] and not v["input_bad"]
         await wait_for(lambda: _poll_has(driver, self_test=False, on_battery=False), 3, "self-test over")
+    run(cfg, body)
+
+
+def test_another_ups_model_is_a_profile_with_its_own_register_layout(tmp_path):
+    """Same names, other addresses: the driver and the simulator follow the profile file."""
+    text = (REPO / "drivers" / "profiles" / "apc_smart_ups.toml").read_text()
+    text = text.replace('name = "apc_smart_ups"', 'name = "other_ups"')
+    text = text.replace("address = 128\n", "address = 300\n").replace("address = 130\n", "address = 302\n")
+    other = tmp_path / "other_ups.toml"
+    other.write_text(text)
+    cfg = build("tcp", tmp_path, profile=str(other))
+
+    async def body(driver, sim):
+        await driver.open()
+        assert driver.profile.name == "other_ups"
+        assert [b[1] for b in driver.profile.blocks(driver.poll_names)] == [0, 18, 20, 24, 131, 135, 142, 151, 155,
+                                                                            300]
+        v = (await driver.poll()).values
+        assert v["runtime_s"] == 1500 and v["charge_pct"] == 100.0
     run(cfg, body)

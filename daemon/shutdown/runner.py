@@ -180,7 +180,7 @@ class SequenceRunner:
             except asyncio.TimeoutError:
                 pass
         if announced and self.state.phase == RUNNING:
-            self.svc.record("shutdown.continued", {"reason": "mains failed again"})
+            self.svc.record("shutdown.continued", {"reason": "mains lost again (or the UPS is not seen)"})
         return await self._abort_now()
 
     async def _abort_now(self) -> bool:

@@ -51,8 +51,8 @@ class ShutdownService:
     def record(self, type_: str, data: dict[str, Any] | None = None, *, actor: str = "system"):
         self.state.updated_at = iso(time.time())
         body = {**(data or {}), "sequence_id": self.state.sequence_id, "state": self.state.to_dict()}
-        log.info(type_, sequence_id=self.state.sequence_id, **{k: v for k, v in (data or {}).items()
-                                                               if k != "command"})
+        log.info(type_, sequence_id=self.state.sequence_id,
+                 **{k: v for k, v in (data or {}).items() if k not in ("command", "sequence_id", "event")})
         return self.ctx.recorder.record(type_, body, actor=actor)
 
     def alarm(self, cause: str, present: bool, message: str = "", *, priority: str = "high",
