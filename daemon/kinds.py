@@ -33,12 +33,34 @@ KINDS: dict[str, Kind] = {
         driver="drivers.ups_apc:ApcUpsDriver",
         rules="daemon.rules.ups_apc:UpsRules",
         simulator="simulators.ups_apc:ApcUpsSimulator",
-        check="daemon.shutdown.config:check_refs",
+    ),
+    # --- radiation (issue 5) ---
+    "area_monitor_modbus": Kind(
+        config="drivers.area_monitor_modbus:Config",
+        driver="drivers.area_monitor_modbus:AreaMonitorDriver",
+        rules="daemon.rules.radiation:RadiationRules",
+        simulator="simulators.area_monitor:AreaMonitorSimulator",
+        check="drivers.area_monitor_modbus:check",
+    ),
+    "ludlum375": Kind(
+        config="drivers.ludlum375:Config",
+        driver="drivers.ludlum375:Ludlum375Driver",
+        rules="daemon.rules.radiation:RadiationRules",
+        simulator="simulators.ludlum375:Ludlum375Simulator",
+        check="drivers.ludlum375:check",
     ),
 }
 
 # Top-level config sections added by features (name -> "module:Model").
 SECTIONS: dict[str, str] = {}
+SECTIONS["board"] = "daemon.board.config:BoardConfig"
+# Cross-reference checks for a section, run when it is present:
+# name -> "module:function"; function(cfg) yields (key path, message) pairs.
+SECTION_CHECKS: dict[str, str] = {}
+
+# --- radiation (issue 5) ---
+SECTIONS["radiation"] = "drivers.radiation:RadiationSection"
+SECTION_CHECKS["radiation"] = "drivers.radiation:check_section"
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
@@ -47,6 +69,7 @@ SERVICES: dict[str, str] = {
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
+SECTIONS["board"] = "daemon.board.config:BoardConfig"
 
 
 class KindLoadError(ImportError):
@@ -92,6 +115,7 @@ def sections() -> dict[str, Any]:
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
 CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS.append("daemon.board.cli:add_parser")
 
 # Simulators that are not devices (e.g. the shutdown targets that answer the sequencer):
 # name -> "module:factory"; factory(cfg) returns a simulators.base.Simulator or None.
@@ -104,3 +128,4 @@ SERVICES["shutdown"] = "daemon.shutdown.sequencer:factory"
 SERVICE_SECTIONS["shutdown"] = "shutdown"
 CLI_EXTENSIONS.append("daemon.shutdown.cli:add_parser")
 SIM_EXTRAS["shutdown_targets"] = "simulators.shutdown_target:from_config"
+SECTION_CHECKS["shutdown"] = "daemon.shutdown.config:check_refs"

@@ -18,4 +18,12 @@ CASES: list[dict] = [
         "expect_keys": {"online", "on_battery", "shutdown_imminent", "runtime_s", "charge_pct", "battery_v",
                         "battery_temp_c", "load_pct", "input_v", "output_v", "outlet_countdown_s"},
     },
+    # --- radiation (issue 5) ---
+    {
+        "kind": "area_monitor_modbus",
+        "config": {"profile": "area_monitor_reference", "word_order": "little",
+                   "radiation": {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0}}},
+        "expect_keys": {"dose_rate_usv_h", "over_range", "detector_fault", "fault_reason",
+                        "instrument_high_alarm", "instrument_low_alarm", "device_dose_usv"},
+    },
 ]

@@ -131,7 +131,7 @@ class ShutdownConfig(Strict):
 
 
 def check_refs(cfg) -> Iterable[tuple[str, str]]:
-    """Cross-references the section cannot see on its own (run from the ups_apc kind row)."""
+    """Cross-references the section cannot see on its own (kinds.SECTION_CHECKS["shutdown"])."""
     sd = getattr(cfg, "shutdown", None)
     if sd is None:
         return
