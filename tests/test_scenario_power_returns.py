@@ -20,7 +20,7 @@ def test_mains_back_before_the_point_of_no_return_aborts_and_resumes(make_suite,
         # Every commanded step got its resume command, the last commanded first.
         resumes = [e["data"]["step"] for e in shutdown_events(watcher, suite.site, "shutdown.resume.sent")]
         assert resumes == commanded[::-1]
-        assert all(s["resume_status"] == "acked" for s in st["steps"] if s["commanded"])
+        assert all(s["resume_status"] == "done" for s in st["steps"] if s["commanded"])
         scanner = [(c["command"], c["resume"]) for c in tg["scanner"].commands()]
         assert scanner == [("stop_new_acquisitions", False), ("allow_acquisitions", True)]
         assert suite.sim("ups", "state")["outlet_commands"] == []  # the UPS was never told anything

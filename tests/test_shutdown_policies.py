@@ -81,7 +81,7 @@ def test_manual_start_needs_confirmation_and_timeout_policies_are_honoured(make_
     assert ups["pending"] == "shutdown" and [c["raw"] for c in ups["outlet_commands"]] == [0x188]
     watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", "shutdown.held"))["state"] == "closed", 5)
     final = done["data"]["state"]
-    assert final["phase"] == "completed" and [s["status"] for s in final["steps"]] == ["timeout", "released", "acked"]
+    assert final["phase"] == "completed" and [s["status"] for s in final["steps"]] == ["timeout", "released", "done"]
     # Mains is present and stays: once the hold-off has passed the sequencer is armed again.
     armed = event(watcher, suite, "shutdown.armed", reason="mains stable for 1 s after a shutdown")
     assert armed["data"]["state"]["phase"] == "idle" and armed["data"]["state"]["armed"] is True

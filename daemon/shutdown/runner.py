@@ -24,7 +24,7 @@ from drivers.base import DriverError
 
 from ..alarms import iso, parse_iso
 from .messages import command_payload
-from .state import (ABORTED, ABORTING, ACKED, COMPLETED, FAILED, HELD, INTERRUPTED, OPEN_STATUSES, PENDING,
+from .state import (ABORTED, ABORTING, COMPLETED, DONE, FAILED, HELD, INTERRUPTED, OPEN_STATUSES, PENDING,
                     RELEASED, RUNNING, SKIPPED, STARTED, TIMEOUT, StepState)
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class SequenceRunner:
             return
         skipped = [s.id for s in st.steps if s.status in OPEN_STATUSES and not s.critical]
         st.budget_mode = True
+        st.message = f"battery short ({runtime:.0f} s left): only the critical steps run"
         self.svc.record("shutdown.budget", {
             "runtime_s": round(runtime, 1), "needed_s": round(needed, 1), "skipped": skipped,
             "message": f"{runtime:.0f} s of battery left, the remaining steps need up to {needed:.0f} s: "
@@ -158,6 +159,10 @@ class SequenceRunner:
             if await self._abort_now():
                 return
         st.current_step, st.phase, st.outcome, st.finished_at = None, COMPLETED, "completed", iso(time.time())
+        ups = self.cfg.ups_step
+        st.message = (f"completed: the UPS switches its outlets off in {ups.outlet_delay_s} s and back on when "
+                      "mains returns" if st.ups_result else
+                      "completed, but the UPS did NOT confirm its outlet command: check it now")
         self.svc.finished(COMPLETED)
         self.svc.record("shutdown.completed", {
             "ups": st.ups_result, "skipped": [s.id for s in st.steps if s.status == SKIPPED],
@@ -170,6 +175,8 @@ class SequenceRunner:
         while self.svc.mains_back_pending() and not self.state.past_point_of_no_return:
             if not announced:
                 announced = True
+                self.state.message = (f"paused: mains is back; the sequence aborts if it stays "
+                                      f"{self.cfg.hold_off_s:g} s")
                 self.svc.record("shutdown.paused", {"reason": "mains back; waiting "
                                                     f"{self.cfg.hold_off_s:g} s to see it stay"})
             if await self._abort_now():
@@ -180,6 +187,7 @@ class SequenceRunner:
             except asyncio.TimeoutError:
                 pass
         if announced and self.state.phase == RUNNING:
+            self.state.message = "safe shutdown in progress: mains lost again"
             self.svc.record("shutdown.continued", {"reason": "mains lost again (or the UPS is not seen)"})
         return await self._abort_now()
 
@@ -224,7 +232,7 @@ class SequenceRunner:
         if outcome == "abort":
             return True  # the walk sees the abort request next
         if outcome == "reply" and reply is not None and reply["status"] == "done":
-            step.status, step.finished_at, step.detail = ACKED, iso(now), reply.get("detail")
+            step.status, step.finished_at, step.detail = DONE, iso(now), reply.get("detail")
             self.svc.record("shutdown.step.acked", {"step": step.id, "target": c.target,
                                                     "correlation_id": step.correlation_id, "took_s": took,
                                                     "detail": reply.get("detail")}, actor=c.target)
@@ -251,6 +259,7 @@ class SequenceRunner:
                 # Wait here, without a deadline, for a late acknowledgement, a person's release,
                 # the time budget or an abort; and say loudly that we are stuck.
                 step.status, step.deadline = HELD, None
+                self.state.message = f"held at step '{step.id}': {c.target} has not confirmed '{c.command}'"
                 step.detail = detail or "no acknowledgement; holding"
                 self.svc.record("shutdown.step.held", {"step": step.id, "target": c.target})
                 self.svc.alarm("held", True, f"Safe shutdown held at step '{step.id}': {c.target} has not "
@@ -260,6 +269,7 @@ class SequenceRunner:
             step.status, step.finished_at = (FAILED if failed else TIMEOUT), iso(now)
             step.detail = detail or ("target reported failure" if failed else "no acknowledgement in time")
         if was_held:
+            self.state.message = "safe shutdown in progress"
             self.svc.alarm("held", False)
         return True
 
@@ -332,7 +342,7 @@ class SequenceRunner:
                 await asyncio.sleep(UPS_RETRY_S)
                 continue
             self.state.ups_result = result
-            step.status, step.finished_at = ACKED, iso(time.time())
+            step.status, step.finished_at = DONE, iso(time.time())
             step.detail = f"countdown {result['countdown_s']} s confirmed"
             self.svc.record("shutdown.step.acked", {"step": step.id, "ups": self.cfg.ups, "result": result})
             return
@@ -351,6 +361,7 @@ class SequenceRunner:
             elif s.status == PENDING:
                 s.status, s.detail = SKIPPED, "aborted"
         st.phase, st.abort_reason, st.current_step = ABORTING, reason, None
+        st.message = f"aborting ({reason}): sending resume commands"
         todo = [s.id for s in reversed(st.steps) if s.commanded]
         self.svc.record("shutdown.aborted", {"reason": reason, "resuming": todo}, actor=actor)
         await self._send_resumes()
@@ -359,7 +370,7 @@ class SequenceRunner:
         """Each commanded step gets its resume command, last first, each awaited."""
         st = self.state
         for s in reversed(st.steps):
-            if not s.commanded or s.resume_status in ("acked", "failed", "timeout", "none"):
+            if not s.commanded or s.resume_status in ("done", "failed", "timeout", "none"):
                 continue
             c = self.cfg.step(s.id)
             if c is None or not c.resume:
@@ -371,19 +382,22 @@ class SequenceRunner:
             self._send(s, c, resume=True, event="shutdown.resume.sent")
             outcome, reply = await self._wait(s, c, resume=True)
             if outcome == "reply" and reply is not None:
-                s.resume_status = "acked" if reply["status"] == "done" else "failed"
-                self.svc.record(f"shutdown.resume.{s.resume_status}", {
+                s.resume_status = "done" if reply["status"] == "done" else "failed"
+                self.svc.record("shutdown.resume.acked" if s.resume_status == "done" else "shutdown.resume.failed", {
                     "step": s.id, "target": c.target, "detail": reply.get("detail")}, actor=c.target)
             else:
                 s.resume_status = "timeout"
                 self.svc.record("shutdown.resume.timeout", {"step": s.id, "target": c.target})
-            if s.resume_status != "acked":
+            if s.resume_status != "done":
                 self.svc.alarm("resume_unconfirmed", True, f"After an aborted shutdown, {c.target} did not "
                                f"confirm '{c.resume}'; check it is back in service.", priority="medium",
                                latching=True, step=s.id)
         st.phase, st.outcome, st.finished_at = ABORTED, "aborted", iso(time.time())
+        unconfirmed = [s.id for s in st.steps if s.resume_status in ("failed", "timeout")]
+        st.message = f"aborted ({st.abort_reason}); armed again" + (
+            f"; NOT confirmed back: {', '.join(unconfirmed)}" if unconfirmed else "")
         self._abort = None
         self.svc.finished(ABORTED)
-        self.svc.record("shutdown.resumed_all", {"resumed": [s.id for s in st.steps if s.resume_status == "acked"],
+        self.svc.record("shutdown.resumed_all", {"resumed": [s.id for s in st.steps if s.resume_status == "done"],
                                                  "unconfirmed": [s.id for s in st.steps
                                                                  if s.resume_status in ("failed", "timeout")]})

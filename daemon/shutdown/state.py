@@ -21,8 +21,9 @@ ACTIVE_PHASES = (RUNNING, ABORTING)
 # Step statuses. "open" ones are still to run or waiting for their target.
 PENDING, STARTED, HELD = "pending", "running", "held"
 OPEN_STATUSES = (PENDING, STARTED, HELD)
-ACKED, FAILED, TIMEOUT, SKIPPED, RELEASED, INTERRUPTED = (
-    "acked", "failed", "timeout", "skipped", "released", "interrupted")
+# "done": the target acknowledged (replied "done"); the UPS confirmed its countdown.
+DONE, FAILED, TIMEOUT, SKIPPED, RELEASED, INTERRUPTED = (
+    "done", "failed", "timeout", "skipped", "released", "interrupted")
 
 
 @dataclass
@@ -38,7 +39,7 @@ class StepState:
     finished_at: str | None = None
     detail: str | None = None
     commanded: bool = False  # a command went out: on abort this step gets its resume command
-    resume_status: str | None = None  # None | "sent" | "acked" | "failed" | "timeout" | "none"
+    resume_status: str | None = None  # None | "sent" | "done" | "failed" | "timeout" | "none"
     resume_correlation_id: str | None = None
 
 
@@ -56,18 +57,20 @@ class SequenceState:
     current_step: str | None = None
     outcome: str | None = None
     abort_reason: str | None = None
+    message: str | None = None  # one line for people (boards, pagers)
     ups_result: dict[str, Any] | None = None
     steps: list[StepState] = field(default_factory=list)
 
     @classmethod
     def idle(cls, cfg: ShutdownConfig) -> "SequenceState":
-        return cls(point_of_no_return=cfg.steps[cfg.pnr_index].id,
+        return cls(point_of_no_return=cfg.steps[cfg.pnr_index].id, message=f"armed: watching UPS '{cfg.ups}'",
                    steps=[StepState(s.id, s.kind, s.target, s.is_critical) for s in cfg.steps])
 
     @classmethod
     def begin(cls, cfg: ShutdownConfig, trigger: dict[str, Any], now_iso: str) -> "SequenceState":
         st = cls.idle(cfg)
         st.phase, st.sequence_id, st.trigger, st.started_at = RUNNING, str(uuid.uuid4()), trigger, now_iso
+        st.message = f"safe shutdown in progress: {trigger.get('detail')}"
         return st
 
     @property
