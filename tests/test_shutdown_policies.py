@@ -136,3 +136,57 @@ def test_short_runtime_skips_to_the_critical_steps(make_suite, watcher, tmp_path
     assert [c["command"] for c in scanner.commands()] == ["park_gantry"]
     assert ws.commands() == []
     assert suite.sim("ups", "state")["pending"] == "shutdown"
+
+
+def test_after_the_point_of_no_return_mains_back_does_not_abort(make_suite, watcher, tmp_path, targets):
+    sd = short_shutdown(triggers={"on_battery_s": 1.0, "runtime_below_s": False, "debounce_s": 0.5},
+                        point_of_no_return="workstations_off")
+    sd["steps"][1].pop("resume")
+    sd["steps"][1]["timeout_s"] = 10.0
+    suite = start(make_suite, watcher, tmp_path, "rtu", sd)
+    targets(suite, "scanner", delay_s=0.1)
+    ws = targets(suite, "workstations", mode="never")
+    suite.sim("ups", "mains_fail")
+    cmd = ws.wait_for(lambda t: t.commands(), 10, what="step past the point of no return")[0]
+    event(watcher, suite, "shutdown.point_of_no_return", step="workstations_off")
+    suite.sim("ups", "mains_restore")
+    # Mains is back and stays well beyond hold_off_s (1 s) while the step waits ...
+    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "ups", "state")))
+                     and s["values"].get("online") is True, 5, what="mains seen back")
+    ws.reply_now(cmd["correlation_id"])
+    # ... and the sequence completes anyway: the UPS is commanded, nothing is resumed.
+    done = event(watcher, suite, "shutdown.completed", timeout=10)
+    assert done["data"]["state"]["past_point_of_no_return"] is True
+    assert not shutdown_events(watcher, suite.site, "shutdown.aborted")
+    assert [c["resume"] for c in ws.commands()] == [False]
+    assert suite.sim("ups", "state")["pending"] == "shutdown"
+
+
+def test_bad_replies_are_rejected_counted_journaled_and_survived(make_suite, watcher, tmp_path, targets):
+    sd = short_shutdown()
+    sd["steps"][0]["timeout_s"] = 10.0
+    suite = start(make_suite, watcher, tmp_path, "tcp", sd)
+    scanner = targets(suite, "scanner", mode="never")
+    targets(suite, "workstations", delay_s=0.1)
+    assert send_command(watcher, suite, "rad1", "shutdown", {"action": "start", "confirm": suite.site})["ok"]
+    cid = scanner.wait_for(lambda t: t.commands(), 5)[0]["correlation_id"]
+    bad = [b"not json", b"[1, 2]", b'{"status": "done"}', b'{"correlation_id": "x", "status": "maybe"}',
+           b'{"correlation_id": "nope", "status": "done"}']
+    for payload in bad:
+        watcher.publish(suite.topic("shutdown", "reply", "scanner"), payload)
+    # The scanner's correlation id, sent from the workstations' topic: refused.
+    watcher.publish(suite.topic("shutdown", "reply", "workstations"), {"correlation_id": cid, "status": "done"})
+    rejected = watcher.wait_for(lambda w: len(r := shutdown_events(w, suite.site, "shutdown.reply.rejected")) >= 6
+                                and r, 10, what="six rejections")
+    errors = [e["data"]["error"] for e in rejected]
+    assert "not JSON" in errors[0] and "JSON object" in errors[1] and "correlation_id" in errors[2]
+    assert "status must be" in errors[3] and "unknown correlation id" in errors[4]
+    assert "belongs to target 'scanner'" in errors[5] and rejected[5]["data"]["target"] == "workstations"
+    assert state_of(watcher, suite)["steps"][0]["status"] == "running"
+    # The real answer still works, and the daemon counted what it refused.
+    scanner.reply_now(cid)
+    event(watcher, suite, "shutdown.step.acked", step="stop_acquisitions")
+    status = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and
+                              s.get("counters", {}).get("shutdown.replies_rejected") == 6 and s, 12,
+                              what="counter in status")
+    assert status["state"] == "online"

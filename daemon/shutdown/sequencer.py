@@ -217,4 +217,4 @@ def factory(ctx) -> ShutdownService:
     return ShutdownService(ctx)
 
 
-__all__ = ["ShutdownService", "factory", "IDLE"]
+__all__ = ["ShutdownService", "factory"]
