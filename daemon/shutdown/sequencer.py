@@ -26,7 +26,7 @@ from . import messages
 from .config import ShutdownConfig
 from .messages import BadReply, parse_reply
 from .runner import SequenceRunner
-from .state import ABORTED, ACTIVE_PHASES, COMPLETED, IDLE, RUNNING, SequenceState, restore
+from .state import ABORTED, ACTIVE_PHASES, COMPLETED, RUNNING, SequenceState, restore
 from .triggers import TriggerWatch, estimated_runtime, mains_ok
 
 log = structlog.get_logger("suitemon.shutdown")
