@@ -108,6 +108,12 @@ def test_comm_loss_on_battery_starts_the_sequence(make_suite, watcher, tmp_path,
     done = event(watcher, suite, "shutdown.completed", timeout=15)
     assert done["data"]["ups"]["delay_s"] == 5
     assert shutdown_events(watcher, suite.site, "shutdown.step.acked")[-1]["data"]["step"] == "ups_outlets"
+    # 5 s later the UPS switches its outlets off; mains is still out, so the alarm stays and says so.
+    dark = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "ups.on_battery")))
+                            and "output is OFF" in a["message"] and a, 12, what="outlets off")
+    assert dark["state"] == "active"
+    st = watcher.json_of(suite.topic("device", "ups", "state"))
+    assert st["power"] == "output_off" and st["values"]["output_off"] is True
 
 
 def test_short_runtime_skips_to_the_critical_steps(make_suite, watcher, tmp_path, targets):

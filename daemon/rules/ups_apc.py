@@ -88,9 +88,13 @@ class UpsRules(Rules):
         on_batt = really_on_battery(v)
         self.low, why = self._low_battery(v, on_batt)
         n = self.name
+        # Mains still lost once the UPS has switched its output off (after a shutdown, or an empty
+        # battery): the cause has not ended, so the alarm stays, with a message that says so.
+        dark = bool(v.get("output_off") and v.get("input_bad"))
         return [
-            self._cond("on_battery", on_batt, "high", "technical",
-                       f"{n}: mains power lost, the suite is running on battery"),
+            self._cond("on_battery", on_batt or dark, "high", "technical",
+                       f"{n}: mains power lost; the UPS output is OFF, the suite has no power" if dark
+                       else f"{n}: mains power lost, the suite is running on battery"),
             self._cond("low_battery", self.low, "high", "technical",
                        f"{n}: battery low ({why}); the UPS will drop the load soon" if self.low
                        else f"{n}: battery low", reason=why or None),
