@@ -34,6 +34,14 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.ups_apc:UpsRules",
         simulator="simulators.ups_apc:ApcUpsSimulator",
     ),
+    # --- dispenser (issue 6) ---
+    "dispenser": Kind(
+        config="drivers.dispenser:Config",
+        driver="drivers.dispenser:DispenserDriver",
+        rules="daemon.rules.dispenser:DispenserRules",
+        simulator="simulators.dispenser:DispenserSimulator",
+        check="daemon.dose_config:check",
+    ),
     # --- radiation (issue 5) ---
     "area_monitor_modbus": Kind(
         config="drivers.area_monitor_modbus:Config",
@@ -62,10 +70,16 @@ SECTION_CHECKS: dict[str, str] = {}
 SECTIONS["radiation"] = "drivers.radiation:RadiationSection"
 SECTION_CHECKS["radiation"] = "drivers.radiation:check_section"
 
+# --- dispenser (issue 6) ---
+SECTIONS["dispensing"] = "daemon.dose_config:DispensingConfig"
+SECTIONS["uptake"] = "daemon.dose_config:UptakeConfig"
+
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
 SERVICES: dict[str, str] = {
     "occupancy": "daemon.occupancy:factory",
+    "uptake": "daemon.uptake:factory",
+    "dose_summary": "daemon.dose_summary:factory",
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
@@ -116,6 +130,7 @@ def sections() -> dict[str, Any]:
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
 CLI_EXTENSIONS: list[str] = []
 CLI_EXTENSIONS.append("daemon.board.cli:add_parser")
+CLI_EXTENSIONS.append("daemon.dose_summary:add_parser")
 
 # Simulators that are not devices (e.g. the shutdown targets that answer the sequencer):
 # name -> "module:factory"; factory(cfg) returns a simulators.base.Simulator or None.

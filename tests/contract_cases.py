@@ -18,6 +18,14 @@ CASES: list[dict] = [
         "expect_keys": {"online", "on_battery", "shutdown_imminent", "runtime_s", "charge_pct", "battery_v",
                         "battery_temp_c", "load_pct", "input_v", "output_v", "outlet_countdown_s"},
     },
+    # --- dispenser (issue 6) ---
+    {
+        "kind": "dispenser",
+        "config": {"rooms": {"1": "uptake1"}},
+        "extra": {"areas": {"uptake1": {"name": "Uptake 1", "kind": "uptake_room"}}},
+        "expect_keys": {"unit_state", "errors", "jobs_completed", "vial_radionuclide", "vial_activity_mbq",
+                        "job", "last"},
+    },
     # --- radiation (issue 5) ---
     {
         "kind": "area_monitor_modbus",

@@ -176,9 +176,13 @@ def test_power_reads_mains_from_a_fresh_ups_only_and_shutdown_progress_from_its_
     assert (sd["state"], sd["active"], sd["done"], sd["total"]) == ("idle", False, 2, 2)
 
 
-def administration(rid, at, measured=350.0, prescribed=350.0, room="uptake1"):
+def administration(rid, at, given=350.0, prescribed=350.0, room="uptake1", assayed=None):
+    ok = abs(given - prescribed) <= 0.10 * prescribed
     return {"record_id": rid, "patient_ref": "P-SECRET-1", "room": room, "radiopharmaceutical": "FDG",
-            "radionuclide": "F-18", "prescribed_mbq": prescribed, "measured_mbq": measured,
+            "radionuclide": "F-18", "prescribed_mbq": prescribed,
+            # The assay at calibration time is higher than what reaches the patient minutes later.
+            "measured_mbq": assayed if assayed is not None else given, "administered_mbq": given,
+            "checks": [{"check": "tolerance", "ok": ok, "priority": "medium", "message": "m"}],
             "administered_at": at, "device": "disp", "job": 1}
 
 
@@ -190,12 +194,15 @@ def test_todays_dose_summary_counts_each_record_once_and_says_when_it_is_incompl
     today = iso(clock.t - 3600)
     send(model, "event", {"type": "dose.administered", "event_id": "e1", "data": administration("r1", today)})
     send(model, "dose/administration", administration("r1", today))  # the same record again
+    # Assayed 15 min before injection: ~10 % above the prescription, yet in tolerance at injection.
+    send(model, "dose/administration", {"event_id": "e4", "data": administration("r4", today, 350.0, 350.0, "uptake2",
+                                                                                  assayed=385.0)})
     send(model, "dose/administration", {"event_id": "e2", "data": administration("r2", today, 420.0, 350.0, "uptake3")})
     send(model, "event", {"type": "dose.administered", "event_id": "e3",
                           "data": administration("r3", iso(clock.t - 86400))})  # yesterday
     d = views.dose(model, CFG)
-    assert (d["count"], d["total_mbq"], d["outside_tolerance"]) == (2, 770.0, 1)
-    assert d["by_radiopharmaceutical"] == {"FDG": {"count": 2, "total_mbq": 770.0}}
+    assert (d["count"], d["total_mbq"], d["outside_tolerance"]) == (3, 1120.0, 1)
+    assert d["by_radiopharmaceutical"] == {"FDG": {"count": 3, "total_mbq": 1120.0}}
     assert d["complete"] is True and d["date"] == "2026-11-26"
     assert "P-SECRET-1" not in json.dumps(views.all_sections(model, CFG, BOARD))  # no patient reference on the page
     model.on_broker(False)

@@ -247,20 +247,22 @@ def dose(model: SuiteModel, cfg, now: float | None = None) -> dict[str, Any]:
     by_rp: dict[str, dict[str, Any]] = {}
     outside = 0
     for a in adm:
-        measured = a.get("measured_mbq")
+        # Activity at injection: measured_mbq is the assay at calibration time, minutes earlier,
+        # and F-18 loses ~10 % in 15 min, so comparing it with the prescription would cry wolf.
+        given = a.get("administered_mbq", a.get("measured_mbq"))
         rp = str(a.get("radiopharmaceutical") or a.get("radionuclide") or "unknown")
         slot = by_rp.setdefault(rp, {"count": 0, "total_mbq": 0.0})
         slot["count"] += 1
-        if isinstance(measured, (int, float)):
-            total += measured
-            slot["total_mbq"] = round(slot["total_mbq"] + measured, 1)
-            presc = a.get("prescribed_mbq")
-            if isinstance(presc, (int, float)) and presc > 0 and abs(measured - presc) > 0.10 * presc:
-                outside += 1
+        if isinstance(given, (int, float)):
+            total += given
+            slot["total_mbq"] = round(slot["total_mbq"] + given, 1)
+        # The daemon's own tolerance check is the one truth; the board does not re-judge it.
+        if any(c.get("check") == "tolerance" and c.get("ok") is False for c in a.get("checks") or ()):
+            outside += 1
     adm.sort(key=lambda a: a.get("administered_at") or "")
     recent = [{"room": a.get("room"), "room_name": cfg.areas[a["room"]].name if a.get("room") in cfg.areas
                else a.get("room"), "at": a.get("administered_at"), "radiopharmaceutical": a.get("radiopharmaceutical"),
-               "measured_mbq": a.get("measured_mbq"), "prescribed_mbq": a.get("prescribed_mbq")}
+               "measured_mbq": a.get("administered_mbq", a.get("measured_mbq")), "prescribed_mbq": a.get("prescribed_mbq")}
               for a in adm[-5:]][::-1]
     studies = [s for s in model.studies.values() if is_today("study_at", "ts", "received_at", d=s)]
     dlp = [v for s in studies for k, v in {**s, **(s.get("ct") if isinstance(s.get("ct"), dict) else {})}.items()
