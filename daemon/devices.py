@@ -47,13 +47,17 @@ class DeviceRunner:
         rules.bind(driver)
 
     # -- the loop --------------------------------------------------------
+    def poll_period(self) -> float:
+        interval = getattr(self.driver, "poll_interval", None)
+        return interval() if interval is not None else self.cfg.poll_s
+
     async def run(self) -> None:
-        period = self.cfg.poll_s
         next_due = time.monotonic()
         while True:
             await self.poll_once()
             self.last_progress = time.monotonic()
-            next_due += period
+            # Asked after every poll: the reading just taken may change the pace (on battery).
+            next_due += self.poll_period()
             now = time.monotonic()
             if next_due < now:  # overran: start again from now rather than bursting
                 next_due = now

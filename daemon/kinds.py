@@ -28,6 +28,12 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.points:PointRules",
         simulator="simulators.modbus_points:PointsSimulator",
     ),
+    "ups_apc": Kind(
+        config="drivers.ups_apc:Config",
+        driver="drivers.ups_apc:ApcUpsDriver",
+        rules="daemon.rules.ups_apc:UpsRules",
+        simulator="simulators.ups_apc:ApcUpsSimulator",
+    ),
     # --- dispenser (issue 6) ---
     "dispenser": Kind(
         config="drivers.dispenser:Config",
@@ -125,3 +131,16 @@ def sections() -> dict[str, Any]:
 CLI_EXTENSIONS: list[str] = []
 CLI_EXTENSIONS.append("daemon.board.cli:add_parser")
 CLI_EXTENSIONS.append("daemon.dose_summary:add_parser")
+
+# Simulators that are not devices (e.g. the shutdown targets that answer the sequencer):
+# name -> "module:factory"; factory(cfg) returns a simulators.base.Simulator or None.
+# ``suitemon sim`` runs them beside the device simulators, under that name.
+SIM_EXTRAS: dict[str, str] = {}
+
+# --- ups / safe shutdown (issue 4) ---
+SECTIONS["shutdown"] = "daemon.shutdown.config:ShutdownConfig"
+SERVICES["shutdown"] = "daemon.shutdown.sequencer:factory"
+SERVICE_SECTIONS["shutdown"] = "shutdown"
+CLI_EXTENSIONS.append("daemon.shutdown.cli:add_parser")
+SIM_EXTRAS["shutdown_targets"] = "simulators.shutdown_target:from_config"
+SECTION_CHECKS["shutdown"] = "daemon.shutdown.config:check_refs"

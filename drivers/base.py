@@ -69,6 +69,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def poll(self) -> Reading: ...
 
+    def poll_interval(self) -> float:
+        """Seconds until the next poll. A driver may poll faster in some states (a UPS on battery)."""
+        return self.config.poll_s
+
     async def close(self) -> None:
         self.is_open = False
 

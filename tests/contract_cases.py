@@ -12,6 +12,12 @@ CASES: list[dict] = [
         "config": {"profile": "generic_io"},
         "expect_keys": {"temperature", "humidity", "counter", "status", "door_contact"},
     },
+    {
+        "kind": "ups_apc",
+        "config": {},
+        "expect_keys": {"online", "on_battery", "shutdown_imminent", "runtime_s", "charge_pct", "battery_v",
+                        "battery_temp_c", "load_pct", "input_v", "output_v", "outlet_countdown_s"},
+    },
     # --- dispenser (issue 6) ---
     {
         "kind": "dispenser",

@@ -17,7 +17,7 @@ from secure_broker import DEPLOY, Broker, Pki, TlsWatcher, connect_result, passw
 from service_helpers import points_device
 
 USERS = {"suitemon": "daemon-pw", "nurse1": "n1-pw", "nurse2": "n2-pw", "board": "board-pw",
-         "ct-console": "ct-pw"}
+         "ct-console": "ct-pw", "radiographer1": "r1-pw"}
 NOT_AUTHORIZED = "Not authorized"
 
 
@@ -82,6 +82,9 @@ def test_only_the_authenticated_user_acts_and_the_journal_names_them(site, make_
     assert str(nurse1.publish_acked(suite.topic("cmd", "nurse2", "ack"), ack)) == NOT_AUTHORIZED
     assert str(nurse1.publish_acked(suite.topic("shutdown", "cmd", "ct-console"),
                                     {"step": "shutdown"})) == NOT_AUTHORIZED
+    # Nor may she start the safe shutdown in her own name: that is for the accounts named in the ACL.
+    start = {"action": "start", "confirm": suite.site}
+    assert str(nurse1.publish_acked(suite.topic("cmd", "nurse1", "shutdown"), start)) == NOT_AUTHORIZED
     assert str(nurse1.publish_acked(alarm_t, {"state": "closed"})) == NOT_AUTHORIZED
     assert str(nurse1.publish_acked(suite.topic("event"), {"type": "alarm.reset"})) == NOT_AUTHORIZED
     # A shutdown target answers its own steps only, and sends no staff commands.
@@ -96,8 +99,16 @@ def test_only_the_authenticated_user_acts_and_the_journal_names_them(site, make_
     reply = nurse1.wait_for(lambda w: w.json_of(suite.topic("reply", "nurse1")), 10, what="reply to nurse1")
     assert reply["ok"] and reply["request_id"] == "r1"
     assert board.json_of(alarm_t)["state"] == "acknowledged"  # the forged "closed" never landed
+    # A named account's shutdown command reaches the daemon (no [shutdown] here: it says so).
+    rad = client(site, "radiographer1", topic=suite.topic("reply", "radiographer1"))
+    assert str(rad.publish_acked(suite.topic("cmd", "radiographer1", "shutdown"), start)) == "Success"
+    answer = rad.wait_for(lambda w: w.json_of(suite.topic("reply", "radiographer1")), 10, what="reply")
+    assert answer["verb"] == "shutdown"
+    rad.close()
     actors = {e["actor"] for e in board.events(suite.site)}
-    assert "nurse2" not in actors and "ct-console" not in actors
+    assert not actors & {"nurse2", "ct-console"}
+    assert [e for e in board.events(suite.site) if e["type"] == "command.rejected"
+            and e["actor"] == "nurse1" and e["data"]["verb"] == "shutdown"] == []
     for c in (nurse1, ct, board):
         c.close()
     assert d.alive()
