@@ -183,6 +183,10 @@ class AlarmEngine:
             ladder = c.ladder or (at.ladder if at else None)
             if at is not None and at.protocol:
                 protocol = self.cfg.protocols[at.protocol].model_dump()
+                area = self.cfg.areas.get(c.location) if c.location else None
+                if area is not None:
+                    # "Where": the site's location plus the room, so the caller can give both.
+                    protocol["room"] = area.name
             rec = AlarmRecord(
                 alarm_id=c.alarm_id, occurrence=str(uuid.uuid4()), type=c.type,
                 priority=at.priority if at else c.priority, kind=at.kind if at else c.kind,
