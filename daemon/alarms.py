@@ -228,7 +228,7 @@ class AlarmEngine:
         now = iso(self.clock())
         rec.state, rec.acknowledged_by, rec.acknowledged_at, rec.updated_at = "acknowledged", actor, now, now
         if self.escalator is not None:
-            self.escalator.stop(rec)
+            self.escalator.acknowledged(rec)
         return self._record("alarm.acknowledged", rec, actor, note=note)
 
     def reset(self, alarm_id: str, actor: str, note: str | None = None) -> Event:
