@@ -113,6 +113,10 @@ class DeviceRunner:
             self._set_comm_lost(False, "answering again")
         try:
             self.ctx.engine.apply_all(self.rules.on_reading(reading))
+            # Outputs follow the alarms (lamps): rules derive them, the driver writes them next poll.
+            desired = self.rules.outputs()
+            if desired is not None:
+                self.driver.set_outputs(desired)
         except Exception:
             log.exception("rules failed on a reading", device=self.device_id)
             self.ctx.metrics.inc(f"device.{self.device_id}.rule_errors")
