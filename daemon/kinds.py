@@ -28,6 +28,13 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.points:PointRules",
         simulator="simulators.modbus_points:PointsSimulator",
     ),
+    "callbell_io": Kind(
+        config="drivers.callbell_io:Config",
+        driver="drivers.callbell_io:CallBellDriver",
+        rules="daemon.rules.callbell:CallBellRules",
+        simulator="simulators.callbell_io:CallBellSimulator",
+        check="daemon.bells:check_config",
+    ),
 }
 
 # Top-level config sections added by features (name -> "module:Model").
@@ -35,7 +42,9 @@ SECTIONS: dict[str, str] = {}
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "bells": "daemon.bells:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
+}
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
 
@@ -83,3 +92,4 @@ def sections() -> dict[str, Any]:
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
 CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS.append("daemon.bells_report:add_parser")  # suitemon bells report
