@@ -95,6 +95,8 @@ class Commands:
             self._reject(actor, verb, request_id, f"internal error: {type(err).__name__}", payload)
             return
         self.ctx.metrics.inc("commands.accepted")
+        # What the command changed is durable (and queued for MQTT ahead of the reply) before "ok".
+        self.ctx.recorder.flush()
         self.ctx.reply(actor, {"request_id": request_id, "verb": verb, "ok": True, "result": result})
 
     def _reject(self, actor: str, verb: str, request_id, error: str, payload: bytes) -> None:
@@ -138,7 +140,7 @@ def register_core(commands: Commands, engine: AlarmEngine, recorder) -> None:
         data = b.get("data", {})
         if not isinstance(data, dict):
             raise CommandError("data must be an object")
-        return _ev(recorder.record("correction", {"reason": reason, "data": data}, actor=actor, refers_to=ref))
+        return _ev(recorder.record("record.correction", {"reason": reason, "data": data}, actor=actor, refers_to=ref))
 
     commands.register("correct", correct, required=("event_id", "reason"),
                       description="record a correction to an earlier event, with a reason")

@@ -43,6 +43,7 @@ SECTIONS: dict[str, str] = {}
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
 SERVICES: dict[str, str] = {
+    "occupancy": "daemon.occupancy:factory",
     "bells": "daemon.bells:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
 }
 # A service whose config section is absent is not started: service name -> section name.

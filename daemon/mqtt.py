@@ -36,6 +36,7 @@ class MqttLink:
         self._on_message = on_message
         self.subscriptions = subscriptions
         self.connected = False
+        self.stopping = False
         self._connected_evt = threading.Event()
         v5 = mcfg.protocol == "5"
         self.client = paho.Client(
@@ -96,7 +97,7 @@ class MqttLink:
     def _disconnected(self, reason: str) -> None:
         was = self.connected
         self.connected = False
-        if was:
+        if was and not self.stopping:
             log.error("mqtt connection lost; events are kept in the journal", reason=reason)
         self._on_disconnect(reason)
 
@@ -113,6 +114,7 @@ class MqttLink:
 
     def stop(self, goodbye: Message | None = None, timeout: float = 2.0) -> None:
         """Say goodbye (best effort, bounded), then disconnect so the Will is not sent."""
+        self.stopping = True
         if goodbye is not None and self._connected_evt.is_set():
             info = self.client.publish(goodbye.topic, goodbye.payload, qos=goodbye.qos, retain=goodbye.retain)
             try:

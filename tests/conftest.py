@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import schema_check  # noqa: F401  (fails early if a schema is not valid JSON)
 from helpers import Mosquitto, Proc, SUITEMON, Watcher, deep_merge, dump_toml, free_port, wait_until
 
 
@@ -118,6 +119,32 @@ class Suite:
         from simulators.host import send_control
         return asyncio.run(send_control("127.0.0.1", self.control_port, device, action, args))
 
+    def play(self, scenario_path, watcher: Watcher, speed: float = 1.0) -> list[str]:
+        """Play a scenario file against this suite's simulator process and daemon; return failures."""
+        from daemon.scenario import load_scenario, play
+        from simulators.host import send_control
+
+        scn = load_scenario(scenario_path)
+        site = self.site
+
+        class Obs:
+            def alarm(self, alarm_id):
+                return watcher.json_of(f"suitemon/{site}/alarm/{alarm_id}")
+
+            def events(self):
+                return watcher.events(site)
+
+            def ever_raised(self, alarm_id):
+                return any(e["type"] == "alarm.raised" and e["alarm_id"] == alarm_id for e in watcher.events(site))
+
+        async def sim(device, action, args):
+            return await send_control("127.0.0.1", self.control_port, device, action, args)
+
+        def command(actor, verb, args):
+            watcher.publish(self.topic("cmd", actor, verb), args)
+
+        return asyncio.run(play(scn, sim=sim, command=command, observer=Obs(), speed=speed))
+
     def close(self) -> None:
         for p in reversed(self.procs):
             p.close()
@@ -139,9 +166,13 @@ def make_suite(tmp_path, broker):
 
 @pytest.fixture
 def watcher(broker):
+    """A subscriber to suitemon/#; at the end every message it saw must match its JSON Schema."""
     w = Watcher(broker.port)
     yield w
     w.close()
+    from schema_check import problems
+    found = problems(w.messages)
+    assert not found, "published payloads break the MQTT contract:\n" + "\n".join(found[:20])
 
 
 def events_of(watcher: Watcher, site: str, type_prefix: str = "") -> list[dict]:
@@ -150,3 +181,13 @@ def events_of(watcher: Watcher, site: str, type_prefix: str = "") -> list[dict]:
 
 def load_json(b: bytes):
     return json.loads(b)
+
+
+# Fuzzing: short in CI, thousands of cases per target with SUITEMON_FUZZ=long.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=150, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile("long" if __import__("os").environ.get("SUITEMON_FUZZ") == "long" else "ci")

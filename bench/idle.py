@@ -1,0 +1,73 @@
+"""Idle CPU and memory of the daemon running the example suite against its simulators.
+
+The daemon and the simulators run as separate processes (as in production the daemon
+runs alone), the config is examples/suite.toml made local. After a warm-up, the daemon's
+CPU time and RSS are read from /proc over a window. Mosquitto's own figures over the
+same window are the peer yardstick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench.common import Broker, proc_cpu_s, proc_rss_mb, write_result  # noqa: E402
+from daemon.demo import localize  # noqa: E402
+from helpers import dump_toml  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=10.0)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    with Broker() as b, tempfile.TemporaryDirectory() as tmp:
+        data = localize(tomllib.loads((ROOT / "examples" / "suite.toml").read_text()), Path(tmp), b.port, "5")
+        data["logging"] = {"level": "warning", "format": "json"}
+        cfg = Path(tmp) / "suite.toml"
+        cfg.write_text(dump_toml(data))
+        py = sys.executable
+        sim = subprocess.Popen([py, "-m", "daemon.cli", "sim", "-c", str(cfg)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        daemon = subprocess.Popen([py, "-m", "daemon.cli", "run", "-c", str(cfg)], cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(a.warmup)
+            if daemon.poll() is not None:
+                raise SystemExit("the daemon exited during warm-up")
+            d0, m0, t0 = proc_cpu_s(daemon.pid), proc_cpu_s(b.proc.pid), time.monotonic()
+            time.sleep(a.seconds)
+            d1, m1, t1 = proc_cpu_s(daemon.pid), proc_cpu_s(b.proc.pid), time.monotonic()
+            rss = proc_rss_mb(daemon.pid)
+            mrss = proc_rss_mb(b.proc.pid)
+        finally:
+            daemon.terminate()
+            sim.terminate()
+            daemon.wait(10)
+            sim.wait(10)
+        wall = t1 - t0
+        devices = len(data.get("devices", {}))
+    cpu_pct = 100 * (d1 - d0) / wall
+    write_result(a.out, "idle", {
+        "what": "daemon CPU (% of one core) and RSS with the example suite polling its simulators",
+        "devices": devices, "window_s": round(wall, 1),
+        "daemon_cpu_percent_of_one_core": round(cpu_pct, 2), "daemon_rss_mb": round(rss, 1),
+        "yardstick_mosquitto": {"cpu_percent_of_one_core": round(100 * (m1 - m0) / wall, 2), "rss_mb": round(mrss, 1)},
+        "targets": {"cpu_percent": 2.0, "rss_mb": 120},
+        "meets_target": cpu_pct <= 2.0 and rss <= 120,
+    })
+
+
+if __name__ == "__main__":
+    main()
