@@ -65,9 +65,13 @@ class DeviceRunner:
     async def poll_once(self) -> None:
         cpu0 = time.thread_time()
         try:
+            # asyncio.timeout, not wait_for: wait_for wraps the poll in a new Task every
+            # cycle, about 0.1 ms of CPU a poll that a 50 ms poller cannot afford.
             if not self.driver.is_open:
-                await asyncio.wait_for(self.driver.open(), self.poll_deadline)
-            reading = await asyncio.wait_for(self.driver.poll(), self.poll_deadline)
+                async with asyncio.timeout(self.poll_deadline):
+                    await self.driver.open()
+            async with asyncio.timeout(self.poll_deadline):
+                reading = await self.driver.poll()
         except asyncio.CancelledError:
             raise
         except (DriverError, asyncio.TimeoutError, OSError) as err:
