@@ -37,7 +37,9 @@ class DeviceRunner:
         self.last_progress = time.monotonic()
         self.reading: Reading | None = None
         self.failures = 0
-        self.comm_lost = False
+        # A comm-lost alarm restored from the journal (open at a crash) belongs to this runner:
+        # start "lost" so the first good poll clears it instead of leaving it open for ever.
+        self.comm_lost = f"{device_id}.comm_lost" in ctx.engine.alarms
         self.last_error: str | None = None
         self.polls = 0
         self.poll_cpu_s = 0.0
