@@ -237,6 +237,52 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
             stop(sim)
 
 
+# -- what pymodbus + asyncio cost alone ----------------------------------------------------------
+def run_pymodbus_floor(poll: float, n: int = 200) -> dict:
+    """CPU of a bare pymodbus FC 02 read at the same cadence, nothing of ours around it."""
+    with Broker() as broker, tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        tmp = Path(tmp)
+        control = free_port()
+        data = base_config("floor", broker.port, tmp / "state", control)
+        port = free_port()
+        data["devices"] = {"bells": {"kind": "callbell_io", "transport": "tcp", "port": port,
+                                     "profile": "dio32_latch", "rooms": ROOMS}}
+        cfg_path = tmp / "suite.toml"
+        cfg_path.write_text(dump_toml(data))
+        sim = start([PY, "-m", "daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        try:
+            for _ in range(200):
+                try:
+                    ctl(control, "*", "list")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+            async def main():
+                from pymodbus.client import AsyncModbusTcpClient
+                c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.2, retries=0,
+                                         reconnect_delay=0, reconnect_delay_max=0)
+                await c.connect()
+                for _ in range(20):
+                    await c.read_discrete_inputs(0, count=18, device_id=1)
+                req = 0.0
+                t0 = time.thread_time()
+                for _ in range(n):
+                    t = time.thread_time()
+                    await c.read_discrete_inputs(0, count=18, device_id=1)
+                    req += time.thread_time() - t
+                    await asyncio.sleep(poll)
+                cycle = time.thread_time() - t0
+                c.close()
+                return req, cycle
+            req, cycle = asyncio.run(main())
+            return {"what": "bare AsyncModbusTcpClient.read_discrete_inputs every poll_s, in its own process",
+                    "poll_s": poll, "requests": n, "cpu_ms_per_request": round(1000 * req / n, 3),
+                    "cpu_ms_per_cycle_incl_sleep": round(1000 * cycle / n, 3)}
+        finally:
+            stop(sim)
+
+
 # -- the yardstick -------------------------------------------------------------------------
 def run_naive(poll: float, holds: tuple[float, ...], presses: int) -> dict:
     with Broker() as broker, tempfile.TemporaryDirectory(prefix="bench-naive-") as tmp:
@@ -319,6 +365,7 @@ def main() -> None:
     ap.add_argument("--rtu-baud", type=int, action="append", help="RTU line rates (default 115200 and 19200)")
     a = ap.parse_args()
     random.seed(3)
+    floor = run_pymodbus_floor(a.poll)
     runs = {"tcp": run_suitemon("tcp", None, a.presses, a.poll, a.idle)}
     for baud in a.rtu_baud or (115200, 19200):
         runs[f"rtu_{baud}"] = run_suitemon("rtu", baud, a.presses, a.poll, a.idle)
@@ -345,9 +392,11 @@ def main() -> None:
         summary += (f"; naive gateway @5 s: missed {100 * n5['missed_fraction']:.0f} % of 0.8 s presses; "
                     f"@100 ms: p99 {n1['latency_all'].get('p99_ms')} ms, missed {n1['missed_by_press_ms']}, "
                     f"CPU/poll {n1['process_cpu_ms_per_poll']} ms")
+    summary += (f"; bare pymodbus FC 02 at the same cadence: {floor['cpu_ms_per_request']} ms/request, "
+                f"{floor['cpu_ms_per_cycle_incl_sleep']} ms/cycle")
     write_result(a.out, "press_latency", {
         "what": "call-bell press -> alarm on MQTT (journal fsync included), 6 rooms, other drivers running",
-        "suitemon": runs, "yardstick_naive_gateway": naive,
+        "suitemon": runs, "pymodbus_floor": floor, "yardstick_naive_gateway": naive,
         "targets": {"p99_ms_tcp_at_50ms_poll": 60, "missed_ge_100ms": 0, "cpu_ms_per_poll": 0.5},
         "checks": checks, "meets_targets": all(checks.values()), "summary": summary,
     })

@@ -184,3 +184,27 @@ def test_state_topic_shows_rooms_and_poll_cost(make_suite, watcher, tmp_path):
     assert st["latching"] is True and st["polls"] > 0 and st["poll_cpu_ms"] > 0
     assert set(st["values"]["rooms"]) == {"uptake1", "uptake3"}
     assert sim_reads(suite) > 0
+
+
+def test_alarms_open_at_a_crash_clear_after_restart_once_their_cause_is_gone(make_suite, watcher, tmp_path):
+    suite = start(make_suite, watcher, tmp_path, stuck_after_s=0.3, lamp_confirm_s=0.3, coil_check_s=0.2)
+    daemon = suite.procs[-1]
+    suite.sim("bells", "stick", room="uptake1", button="cancel")
+    suite.sim("bells", "jam_lamp", room="uptake3", lamp="door_lamp", value=False)
+    suite.sim("bells", "press", room="uptake3", button="call", hold_s=0.02)
+    wait_alarm(watcher, suite, "bells.uptake1.cancel.stuck", 5, state="active")
+    wait_alarm(watcher, suite, "bells.uptake3.door_lamp.fault", 5, state="active")
+    suite.sim("bells", "fault", silent=True)
+    wait_alarm(watcher, suite, "bells.comm_lost", 5, state="active")
+    daemon.kill9()
+    # every cause goes away while the daemon is down
+    suite.sim("bells", "clear")
+    suite.sim("bells", "unstick", room="uptake1", button="cancel")
+    suite.sim("bells", "unjam_lamp", room="uptake3", lamp="door_lamp")
+    suite.start_daemon(watcher, name="daemon2")
+    for aid in ("bells.comm_lost", "bells.uptake1.cancel.stuck", "bells.uptake3.door_lamp.fault"):
+        rec = wait_alarm(watcher, suite, aid, 5, state="closed")
+        assert rec["closed_reason"] == "condition ended", rec
+    # the call itself latches: still open, lamp relit by the new daemon
+    assert alarm(watcher, suite, "bells.uptake3.call")["state"] == "active"
+    wait_until(lambda: suite.sim("bells", "lamps", room="uptake3")["uptake3"]["door_lamp"], 3, what="lamp on")

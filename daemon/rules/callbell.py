@@ -44,6 +44,15 @@ class CallBellRules(Rules):
         self.lamp_faults: set[tuple[str, str]] = set()
         self.desired: dict[str, dict[str, bool]] | None = None
         self.tests = BellTests(device_id, cfg, ctx, self.names)
+        # Alarms restored from the journal (open at a crash): adopt them, so they clear
+        # once their cause has gone instead of staying open for ever.
+        for room, r in cfg.rooms.items():
+            for b in r.inputs():
+                if f"{device_id}.{room}.{b}.stuck" in ctx.engine.alarms:
+                    self.stuck.add((room, b))
+            for lamp in r.lamps():
+                if f"{device_id}.{room}.{lamp}.fault" in ctx.engine.alarms:
+                    self.lamp_faults.add((room, lamp))
 
     # -- alarms from buttons -------------------------------------------------
     def button_condition(self, room: str, button: str, present: bool, start_step: int = 0,
