@@ -118,9 +118,6 @@ class BellTests:
         self._next_check = 0.0  # re-evaluate the overdue alarm now
         log.info("bell test pass", device=self.device_id, room=room, button=button)
 
-    def lamp_on(self, room: str, now: float) -> bool:
-        return now < self.lamp_until.get(room, 0.0)
-
     # -- alarms -------------------------------------------------------------
     def conditions(self, now: float) -> list[Condition]:
         """Test-mode and overdue conditions, re-evaluated every few seconds (cheap on a 50 ms poll)."""

@@ -101,7 +101,14 @@ class CallBellDriver(Driver):
         self._desired: dict[int, bool] = {}
         self._coils: dict[int, bool] | None = None  # last read-back
         self._coils_at: float | None = None
+        self._coils_gen = 0  # bumped when the read-back changes
+        self._out_dirty = False  # some wanted coil differs from its read-back
         self._written: dict[int, tuple[bool, float]] = {}
+        # The last reading's values, reused while nothing changed: a 50 ms poll of an idle
+        # module then costs one comparison here and an identity check in the rules.
+        self._last_key: tuple | None = None
+        self._last_values: dict[str, Any] = {}
+        self._meta = {"latching": self.latching}
         self.dev: ModbusDevice | None = None
 
     # -- outputs -----------------------------------------------------------
@@ -112,6 +119,11 @@ class CallBellDriver(Driver):
                 addr = self._coil_of.get((room, lamp))
                 if addr is not None:
                     self._desired[addr] = bool(on)
+        self._check_dirty()
+
+    def _check_dirty(self) -> None:
+        coils = self._coils
+        self._out_dirty = coils is None or any(coils.get(a) != v for a, v in self._desired.items())
 
     def _pending_writes(self, now: float) -> list[int]:
         if self._coils is None:
@@ -150,8 +162,12 @@ class CallBellDriver(Driver):
     async def _read_coils(self) -> None:
         assert self.dev is not None
         bits = await self.dev.read_table("coil", self.coil_start, self.coil_count)
-        self._coils = {self.coil_start + i: bool(b) for i, b in enumerate(bits)}
+        coils = {self.coil_start + i: bool(b) for i, b in enumerate(bits)}
+        if coils != self._coils:
+            self._coils = coils
+            self._coils_gen += 1
         self._coils_at = time.monotonic()
+        self._check_dirty()
 
     # -- driver interface ----------------------------------------------------
     async def open(self) -> None:
@@ -163,25 +179,32 @@ class CallBellDriver(Driver):
     async def poll(self) -> Reading:
         assert self.dev is not None, "open() first"
         now = time.monotonic()
-        if self.coil_count and self._coils is None:
-            await self._read_coils()  # know the lamps before changing them
-        wrote = await self._write_outputs(now) if self.coil_count else False
+        wrote = False
+        if self.coil_count:
+            if self._coils is None:
+                await self._read_coils()  # know the lamps before changing them
+            if self._out_dirty:
+                wrote = await self._write_outputs(now)
         bits = await self.dev.read_table("discrete", self.in_start, self.in_count)
         if self.coil_count and (wrote or now - (self._coils_at or 0.0) >= self.config.coil_check_s):
             await self._read_coils()
-        coils = self._coils or {}
-        rooms = {}
-        for room, inputs, lamps in self._layout:
-            d = {b: bool(bits[i]) for b, i in inputs}
-            for lamp, addr in lamps:
-                d[lamp] = coils.get(addr)
-            rooms[room] = d
-        return Reading(self.device_id, {"rooms": rooms},
-                       meta={"coils_read_mono": self._coils_at, "latching": self.latching})
+        key = (tuple(bits), self._coils_gen)
+        if key != self._last_key:
+            coils = self._coils or {}
+            rooms = {}
+            for room, inputs, lamps in self._layout:
+                d = {b: bool(bits[i]) for b, i in inputs}
+                for lamp, addr in lamps:
+                    d[lamp] = coils.get(addr)
+                rooms[room] = d
+            self._last_key, self._last_values = key, {"rooms": rooms}
+        return Reading(self.device_id, self._last_values, meta=self._meta)
 
     async def close(self) -> None:
         dev, self.dev = self.dev, None
         self._coils = self._coils_at = None  # the module may have restarted: read the lamps again
+        self._last_key = None
+        self._out_dirty = bool(self._desired)
         if dev is not None:
             await dev.close()
         self.is_open = False

@@ -43,6 +43,11 @@ class CallBellRules(Rules):
         self.mismatch_since: dict[tuple[str, str], float] = {}
         self.lamp_faults: set[tuple[str, str]] = set()
         self.desired: dict[str, dict[str, bool]] | None = None
+        # Hot-path state: a 50 ms poll of an idle module must cost next to nothing here.
+        self._last_values: Any = None
+        self._lamp_table = [(room, ids["call"], ids["emergency"]) for room, ids in self.alarm_ids.items()]
+        self._out_key: tuple | None = None
+        self._desired_changed = False
         self.tests = BellTests(device_id, cfg, ctx, self.names)
         # Alarms restored from the journal (open at a crash): adopt them, so they clear
         # once their cause has gone instead of staying open for ever.
@@ -72,7 +77,21 @@ class CallBellRules(Rules):
     def on_reading(self, reading) -> Output:
         now = time.monotonic()
         out: list[Condition | Reset] = []
-        for room, lv in reading.values["rooms"].items():
+        values = reading.values
+        same = values is self._last_values  # the driver reuses the values while nothing changed
+        self._last_values = values
+        if not same:
+            self._rooms(values["rooms"], now, out)
+        if self.held_since or self.stuck:
+            out.extend(self._stuck_conditions(now))
+        if not same or self._desired_changed or self.mismatch_since:
+            self._desired_changed = False
+            out.extend(self._lamp_conditions(values["rooms"], now))
+        out.extend(self.tests.conditions(now))
+        return out
+
+    def _rooms(self, rooms: dict[str, dict[str, Any]], now: float, out: list) -> None:
+        for room, lv in rooms.items():
             prev = self.prev.get(room)
             if prev == lv:
                 continue
@@ -94,10 +113,6 @@ class CallBellRules(Rules):
                     if b in lv and (first or reset or lv[b] != prev.get(b)):
                         out.append(self.button_condition(room, b, lv[b], origin="button"))
             self.prev[room] = lv
-        out.extend(self._stuck_conditions(now))
-        out.extend(self._lamp_conditions(reading.values["rooms"], now))
-        out.extend(self.tests.conditions(now))
-        return out
 
     # -- stuck inputs -----------------------------------------------------------
     def _track_held(self, room: str, lv: dict[str, Any], now: float) -> None:
@@ -135,15 +150,17 @@ class CallBellRules(Rules):
     # -- lamps --------------------------------------------------------------
     def outputs(self) -> dict[str, dict[str, bool]] | None:
         alarms = self.ctx.engine.alarms
+        lamp_until = self.tests.lamp_until
         now = time.monotonic()
-        desired = {}
-        for room, ids in self.alarm_ids.items():
-            on = ids["call"] in alarms or ids["emergency"] in alarms or self.tests.lamp_on(room, now)
-            desired[room] = {lamp: on for lamp in self.lamps[room]}
-        if desired == self.desired:
+        key = tuple(call in alarms or emergency in alarms or now < lamp_until.get(room, 0.0)
+                    for room, call, emergency in self._lamp_table)
+        if key == self._out_key:
             return None
-        self.desired = desired
-        return desired
+        self._out_key = key
+        self.desired = {room: {lamp: on for lamp in self.lamps[room]}
+                        for (room, _, _), on in zip(self._lamp_table, key)}
+        self._desired_changed = True
+        return self.desired
 
     def _lamp_conditions(self, rooms: dict[str, dict[str, Any]], now: float) -> list[Condition]:
         if self.desired is None:
