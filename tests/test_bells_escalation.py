@@ -92,9 +92,20 @@ def test_all_reject_escalates_at_once_and_accept_stops(make_suite, watcher, tmp_
     # accepted: the lamp stays until the room cancels
     wait_polls(suite, 5)
     assert suite.sim("bells", "lamps", room="uptake3")["uptake3"]["door_lamp"] is True
+    r = command(watcher, suite, "nurse1", "reject", alarm_id=AID, reason=5)
+    assert not r["ok"] and "reason must be a string" in r["error"]
     suite.sim("bells", "press", room="uptake3", button="cancel", hold_s=0.05)
     wait_alarm(watcher, suite, AID, 3, state="closed", closed_by="cancel@uptake3")
     assert len(steps_seen(watcher, suite)) == 2
+    r = command(watcher, suite, "rad1", "accept", alarm_id=AID)
+    assert not r["ok"] and "no open alarm" in r["error"]
+    # a call has no ladder here: nothing to accept, but it can be acknowledged
+    suite.sim("bells", "press", room="uptake1", button="call", hold_s=0.05)
+    wait_alarm(watcher, suite, "bells.uptake1.call", 3, state="active")
+    r = command(watcher, suite, "nurse1", "accept", alarm_id="bells.uptake1.call")
+    assert not r["ok"] and "no notification to accept" in r["error"]
+    rejected = [e for e in events_of(watcher, suite.site, "command.rejected")]
+    assert len(rejected) >= 6  # every refused command is journaled
 
 
 def test_ack_does_not_stop_an_emergency_ladder(make_suite, watcher, tmp_path):
