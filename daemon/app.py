@@ -70,6 +70,7 @@ class Daemon:
                 "devices": {d: ("lost" if r.comm_lost else "stale" if r.stale() else "ok")
                             for d, r in ctx.runners.items()},
                 "counters": ctx.metrics.snapshot(),
+                "tasks": len(asyncio.all_tasks()),
             })
         return p
 

@@ -215,6 +215,9 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
         check = kinds.semantic_check(kind_name)
         if check is not None:
             issues.extend(ConfigIssue(p, m) for p, m in check(cfg))
+    for section, ref in kinds.SECTION_CHECKS.items():
+        if getattr(cfg, section, None) is not None:
+            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(ref)(cfg))
     return issues
 
 
