@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from drivers.callbell_io import BUTTONS, LAMPS
+from drivers.callbell_io import BUTTONS
 
 from ..bells_tests import BellTests
 from . import Condition, Output, Reset, Rules
@@ -215,4 +215,4 @@ class CallBellRules(Rules):
         }
 
 
-__all__ = ["CallBellRules", "LAMPS"]
+__all__ = ["CallBellRules"]
