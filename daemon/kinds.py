@@ -57,6 +57,14 @@ KINDS: dict[str, Kind] = {
         simulator="simulators.ludlum375:Ludlum375Simulator",
         check="drivers.ludlum375:check",
     ),
+    # --- bells (issue 3) ---
+    "callbell_io": Kind(
+        config="drivers.callbell_io:Config",
+        driver="drivers.callbell_io:CallBellDriver",
+        rules="daemon.rules.callbell:CallBellRules",
+        simulator="simulators.callbell_io:CallBellSimulator",
+        check="daemon.bells:check_config",
+    ),
 }
 
 # Top-level config sections added by features (name -> "module:Model").
@@ -80,6 +88,7 @@ SERVICES: dict[str, str] = {
     "occupancy": "daemon.occupancy:factory",
     "uptake": "daemon.uptake:factory",
     "dose_summary": "daemon.dose_summary:factory",
+    "bells": "daemon.bells:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
@@ -144,3 +153,4 @@ SERVICE_SECTIONS["shutdown"] = "shutdown"
 CLI_EXTENSIONS.append("daemon.shutdown.cli:add_parser")
 SIM_EXTRAS["shutdown_targets"] = "simulators.shutdown_target:from_config"
 SECTION_CHECKS["shutdown"] = "daemon.shutdown.config:check_refs"
+CLI_EXTENSIONS.append("daemon.bells_report:add_parser")  # suitemon bells report

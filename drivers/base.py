@@ -76,6 +76,13 @@ class Driver(abc.ABC):
     async def close(self) -> None:
         self.is_open = False
 
+    def set_outputs(self, desired: Mapping[str, Any]) -> None:
+        """Outputs the device should show (lamps): written on the next poll, read back after.
+
+        Only drivers of devices with outputs implement it; the rules say what, the driver says how.
+        """
+        raise DriverError(f"{type(self).__name__} has no outputs to set")
+
     async def command(self, name: str, **args: Any) -> Any:
         """Device-specific actions (write a coil, send an outlet command)."""
         raise DriverError(f"{type(self).__name__} has no command '{name}'")
