@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -66,7 +67,9 @@ def test_notifier_without_socket_is_silent_and_a_dead_socket_does_not_raise(tmp_
 
 # -- the watchdog rule on real runners ---------------------------------------------------------
 def runner_for(did, dev) -> DeviceRunner:
-    return DeviceRunner(did, dev, ModbusPointsDriver(did, dev), PointRules(did, dev, None), None)
+    # The rule reads progress stamps only; the runner needs no more context than an empty alarm table.
+    ctx = SimpleNamespace(engine=SimpleNamespace(alarms={}))
+    return DeviceRunner(did, dev, ModbusPointsDriver(did, dev), PointRules(did, dev, ctx), ctx)
 
 
 def test_progress_rule_flags_only_runners_past_their_bound():
