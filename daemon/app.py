@@ -135,6 +135,8 @@ class Daemon:
                            metrics=metrics, facts=Facts(), publish_json=self._publish_json)
         self.commands = self.ctx.commands = Commands(self.ctx)
         register_core(self.commands, engine, self.recorder)
+        self.commands.register("status", lambda actor, body: self.status_payload("online"),
+                               description="the daemon's status now, counters included (engineers, probes)")
         engine.restore(self.journal.latest_per_alarm())
 
         will = Message(self.topics.status, dumps(self.status_payload("offline", "connection lost")), 1, True)
