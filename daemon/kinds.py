@@ -41,6 +41,14 @@ SERVICES: dict[str, str] = {
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
 
+# Cross-reference checks of a feature section: section name -> "module:function";
+# function(cfg) yields (key path, message) pairs, reported with every other config error.
+SECTION_CHECKS: dict[str, str] = {}
+
+# Simulators of a feature section (e.g. the scanner for [dicom]): section name ->
+# "module:function"; function(cfg) returns {simulator id: Simulator} for `suitemon sim`.
+SECTION_SIMULATORS: dict[str, str] = {}
+
 
 class KindLoadError(ImportError):
     pass
