@@ -31,23 +31,32 @@ KINDS: dict[str, Kind] = {
 }
 
 # Top-level config sections added by features (name -> "module:Model").
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "dicom": "daemon.dicom_config:DicomConfig",
+}
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
 SERVICES: dict[str, str] = {
     "occupancy": "daemon.occupancy:factory",
+    "dicom": "daemon.dicom_service:factory",
 }
 # A service whose config section is absent is not started: service name -> section name.
-SERVICE_SECTIONS: dict[str, str] = {}
+SERVICE_SECTIONS: dict[str, str] = {
+    "dicom": "dicom",
+}
 
 # Cross-reference checks of a feature section: section name -> "module:function";
 # function(cfg) yields (key path, message) pairs, reported with every other config error.
-SECTION_CHECKS: dict[str, str] = {}
+SECTION_CHECKS: dict[str, str] = {
+    "dicom": "daemon.dicom_config:check",
+}
 
 # Simulators of a feature section (e.g. the scanner for [dicom]): section name ->
 # "module:function"; function(cfg) returns {simulator id: Simulator} for `suitemon sim`.
-SECTION_SIMULATORS: dict[str, str] = {}
+SECTION_SIMULATORS: dict[str, str] = {
+    "dicom": "simulators.scanner:from_config",
+}
 
 
 class KindLoadError(ImportError):
@@ -92,4 +101,6 @@ def sections() -> dict[str, Any]:
     return {name: load(ref) for name, ref in SECTIONS.items()}
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
-CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS: list[str] = [
+    "daemon.dicom_cli:add_parser",
+]
