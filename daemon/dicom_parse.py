@@ -164,6 +164,8 @@ def _facts(ds: Dataset, ident: Identity, family: str, site_tz: tzinfo) -> Parsed
     if family == "sr":
         dv.sequence(ds, "ConceptNameCodeSequence", required=True)  # the document title is Type 1
         kind = report_kind(ds)
+        if kind is not None:  # a dose report without content would pass for "no dose": refuse it
+            dv.sequence(ds, "ContentSequence", required=True)
         if kind == "ct_dose":
             return Parsed(ident, "ct_dose", ct_dose=ct_dose_report(ds))
         if kind == "rp_dose":
