@@ -131,7 +131,9 @@ class DicomService:
         self.receiver = Receiver(self.cfg, self.spool, _Sink(LoopBridge(loop), self))
         self.tasks.spawn(self._worker(), name="dicom-worker")
         self.tasks.spawn(self._ticker(), name="dicom-ticker")
-        self.tasks.spawn(self._serve(), name="dicom-bind")
+        # First bind before start() returns, so "online" means the scanner can connect.
+        if not self._bind():
+            self.tasks.spawn(self._rebind(), name="dicom-bind")
 
     async def stop(self) -> None:
         if self.receiver is not None:
@@ -140,17 +142,21 @@ class DicomService:
         if hasattr(self, "pool"):
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    async def _serve(self) -> None:
-        """Bind the port; if it is taken, say so loudly and keep trying (the daemon stays up)."""
+    def _bind(self) -> bool:
+        try:
+            self.receiver.start()
+        except OSError as err:
+            self._receiver_down(f"cannot listen on {self.cfg.bind}:{self.cfg.port}: {err.strerror or err}")
+            return False
+        self.ctx.engine.apply(Condition("dicom.receiver_down", "dicom.receiver_down", False))
+        return True
+
+    async def _rebind(self) -> None:
+        """The port was taken: keep trying (the daemon stays up; the alarm says why DICOM is not)."""
         while True:
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, self.receiver.start)
-            except OSError as err:
-                self._receiver_down(f"cannot listen on {self.cfg.bind}:{self.cfg.port}: {err.strerror or err}")
-                await asyncio.sleep(RETRY_BIND_S)
-                continue
-            self.ctx.engine.apply(Condition("dicom.receiver_down", "dicom.receiver_down", False))
-            return
+            await asyncio.sleep(RETRY_BIND_S)
+            if self._bind():
+                return
 
     def _receiver_down(self, reason: str) -> None:
         log.error("DICOM receiver down", reason=reason)
