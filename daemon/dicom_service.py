@@ -303,6 +303,13 @@ class DicomService:
         study.activity_status = findings.activity.status
         data = summary(study, dispensed, findings, time.time())
         ev = self.ctx.recorder.record("dicom.dose_summary", data)
+        self._alarms(study, data, findings)
+        if findings.start_time.status == "mismatch":
+            self.ctx.recorder.record("dicom.start_time_mismatch", {
+                "study_uid": study.uid, "accession": study.accession, "patient_ref": study.patient_ref,
+                **data["checks"]["start_time"],
+                "note": "header and dose report disagree; both are kept, neither is chosen"})
+        # Last, so that everything about the study is on record when the room is freed.
         if first_time:
             self.ctx.recorder.record("dicom.study_complete", {
                 "study_uid": study.uid, "accession": study.accession, "patient_ref": study.patient_ref,
@@ -310,12 +317,6 @@ class DicomService:
                 "first_received_at": data["first_received_at"], "last_received_at": data["last_received_at"],
                 "revision": study.revision})
             self.ctx.metrics.inc("dicom.studies.completed")
-        if findings.start_time.status == "mismatch":
-            self.ctx.recorder.record("dicom.start_time_mismatch", {
-                "study_uid": study.uid, "accession": study.accession, "patient_ref": study.patient_ref,
-                **data["checks"]["start_time"],
-                "note": "header and dose report disagree; both are kept, neither is chosen"})
-        self._alarms(study, data, findings)
         files = list(study.files)
         self.book.retire(study)
         log.info("study complete", study=study_ref(study.uid), instances=study.instances,
