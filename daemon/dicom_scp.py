@@ -22,7 +22,7 @@ import structlog
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import dicom_classes
+from . import dicom_classes, dicom_reactor
 from .dicom_config import DicomConfig
 from .dicom_spool import Spool, SpoolError, SpoolFull
 
@@ -31,11 +31,6 @@ log = structlog.get_logger("suitemon.dicom")
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 PROCESSING_FAILURE = 0x0110
-
-# DUL polling interval when the socket is idle. pynetdicom's default (1 ms) adds about a
-# millisecond per instance on a synchronous sender; 0.1 ms halves that at a small CPU cost
-# while an association is open. Private attribute of pynetdicom 3.0 (pinned < 3.1).
-DUL_IDLE_SLEEP_S = 0.0001
 
 
 class Sink(Protocol):
@@ -111,6 +106,7 @@ class Receiver:
 
     def _conn_open(self, event) -> None:
         self._key(event.assoc)
+        dicom_reactor.tune(event.assoc)
 
     def _requested(self, event) -> None:
         assoc = event.assoc
@@ -129,10 +125,6 @@ class Receiver:
             assoc.acse.send_reject(0x01, 0x01, diagnostic)  # rejected-permanent, by the service user
             assoc.kill()
             self.sink.rejected(calling, address, reason)
-            return
-        dul = getattr(assoc, "dul", None)
-        if dul is not None and hasattr(dul, "_run_loop_delay"):
-            dul._run_loop_delay = DUL_IDLE_SLEEP_S
 
     def _accepted(self, event) -> None:
         rq = event.assoc.requestor

@@ -207,3 +207,17 @@ def test_a_crash_mid_study_loses_nothing(make_suite, watcher):
     s = wait_summary(watcher, suite.site, spec.study_uid)
     assert s["instances"]["total"] == 8 and s["pet"]["activity_mbq"] == pytest.approx(350.0)
     wait_until(lambda: not spool_files(suite), 10, what="spool emptied after the summary")
+
+
+def test_the_tuned_reactor_is_a_copy_of_the_pinned_pynetdicom_loop():
+    """daemon/dicom_reactor.py copies pynetdicom's acceptor loop: an upgrade must be reviewed."""
+    import hashlib
+    import inspect
+
+    import pynetdicom
+    from pynetdicom.association import Association
+
+    from daemon.dicom_reactor import UPSTREAM_REACTOR_SHA256
+    assert pynetdicom.__version__.startswith("3.0.")
+    assert hashlib.sha256(inspect.getsource(Association._run_reactor).encode()).hexdigest() == \
+        UPSTREAM_REACTOR_SHA256
