@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from drivers.config import Id, Strict
 
@@ -104,10 +104,11 @@ class DicomConfig(Strict):
                 raise ValueError(f"not a UID: {uid!r}")
         return v
 
-    @model_validator(mode="after")
-    def _bind_is_an_address(self) -> "DicomConfig":
-        ipaddress.ip_address(self.bind)
-        return self
+    @field_validator("bind")
+    @classmethod
+    def _bind_is_an_address(cls, v: str) -> str:
+        ipaddress.ip_address(v)  # an address, not a name: what the socket binds is what was reviewed
+        return v
 
     def allowed(self, ae_title: str, address: str) -> bool:
         return any(p.matches(ae_title, address) for p in self.allow)

@@ -221,3 +221,24 @@ def test_the_tuned_reactor_is_a_copy_of_the_pinned_pynetdicom_loop():
     assert pynetdicom.__version__.startswith("3.0.")
     assert hashlib.sha256(inspect.getsource(Association._run_reactor).encode()).hexdigest() == \
         UPSTREAM_REACTOR_SHA256
+
+
+def test_the_engineers_cli_sends_a_study_and_names_the_patient_ref(make_suite, watcher):
+    suite = make_suite(extra=dicom_section())
+    suite.start_daemon(watcher)
+    import json as _json
+    import subprocess
+    import sys
+    from helpers import REPO
+    r = subprocess.run([sys.executable, "-m", "daemon.cli", "scanner-sim", "send", "-c", str(suite.path), "--ct", "2",
+                        "--pet", "2", "--ct-size", "32", "--pet-size", "16", "--accession", "CLI1",
+                        "--patient-id", "H1234567", "--activity", "333"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = _json.loads(r.stdout)
+    assert out["ok"] == out["sent"] == 6
+    s = wait_summary(watcher, suite.site, out["study_uid"])
+    ref = subprocess.run([sys.executable, "-m", "daemon.cli", "patient-ref", "-c", str(suite.path), "H1234567"],
+                         capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert ref.returncode == 0 and ref.stdout.strip() == s["patient_ref"]
+    assert "H1234567" not in str(watcher.messages)  # the hospital number never reaches MQTT
