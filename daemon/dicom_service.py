@@ -78,11 +78,19 @@ class _Sink:
         self._spooled: deque = deque()
         self._drain_posted = False
 
+    def _post(self, fn, *args) -> None:
+        # Earlier instance reports are handled first, so the loop sees events in their real order.
+        self.bridge.post(self._in_order, fn, args)
+
+    def _in_order(self, fn, args) -> None:
+        self.drain()
+        fn(*args)
+
     def opened(self, assoc, calling_ae, address):
-        self.bridge.post(self.svc._on_opened, assoc, calling_ae, address)
+        self._post(self.svc._on_opened, assoc, calling_ae, address)
 
     def rejected(self, calling_ae, address, reason):
-        self.bridge.post(self.svc._on_rejected, calling_ae, address, reason)
+        self._post(self.svc._on_rejected, calling_ae, address, reason)
 
     def spooled(self, assoc, path, sop_class, wall, mono):
         self._spooled.append((assoc, path, sop_class, wall, mono))
@@ -99,18 +107,14 @@ class _Sink:
             self.svc._on_spooled(*self._spooled.popleft())
 
     def store_failed(self, assoc, sop_class, reason, full):
-        self.bridge.post(self.svc._on_store_failed, assoc, sop_class, reason, full)
+        self._post(self.svc._on_store_failed, assoc, sop_class, reason, full)
 
     def echoed(self, assoc):
-        self.bridge.post(self.svc._on_echo, assoc)
+        self._post(self.svc._on_echo, assoc)
 
     def closed(self, assoc, how):
-        # Drain first, so the association's instances are queued before it counts as ended.
-        self.bridge.post(self._closed, assoc, how)
-
-    def _closed(self, assoc, how) -> None:
-        self.drain()
-        self.svc._on_closed(assoc, how)
+        # After the drain, so the association's instances are queued before it counts as ended.
+        self._post(self.svc._on_closed, assoc, how)
 
 
 def study_ref(study_uid: str) -> str:

@@ -32,6 +32,10 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 IMPLEMENTATION_UID = "1.2.826.0.1.3680043.9.7433.2"
 
 
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
 @dataclass(frozen=True)
 class CtExposure:
     acquisition_type: str  # "spiral" | "constant_angle" | "sequenced" | "stationary"
@@ -57,7 +61,7 @@ class StudySpec:
     pet_cols: int = 192
     pet_class: str = "classic"  # "classic" (Bq, one instance per slice) | "enhanced" (MBq, multi-frame)
     activity_mbq: float = 350.0  # what the patient got at injected_at
-    injected_at: datetime | None = None  # aware; default one hour before build time
+    injected_at: datetime = field(default_factory=lambda: _now() - timedelta(hours=1))  # aware
     header_activity_mbq: float | None = None  # what the console typed into the header (default: the truth)
     header_start_shift_min: float = 0.0  # header start time minus the true injection time
     report_start_shift_min: float = 0.0  # dose report start time minus the true injection time
@@ -76,7 +80,7 @@ class StudySpec:
     meanings: str = "standard"  # "standard" or "mangled": code meanings are never to be relied on
 
     def when_injected(self) -> datetime:
-        return self.injected_at or (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0)
+        return self.injected_at
 
     def total_dlp(self) -> float:
         if self.dlp_total_mgycm is not None:

@@ -102,7 +102,7 @@ def spec_from_args(**kw: Any) -> st.StudySpec:
     fields: dict[str, Any] = {}
     for k, v in kw.items():
         if v is None:
-            continue
+            continue  # not given: the spec's default
         if k == "exposures":  # [[type, ctdivol, dlp], ...]
             fields["exposures"] = tuple(st.CtExposure(str(t), float(c), float(d)) for t, c, d in v)
             continue
