@@ -19,7 +19,7 @@ from . import __version__, kinds
 from .alarms import AlarmEngine, iso
 from .commands import Commands, register_core
 from .context import Context
-from .contract import CONTRACT_VERSION, Message, Topics, dumps
+from .contract import CONTRACT_VERSION, Message, Topics, dumps, messages_for
 from .devices import DeviceRunner, watch_ages
 from .escalation import Escalator
 from .events import Recorder
@@ -45,6 +45,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.journal_fault: str | None = None
+        self._fault_since: str | None = None
         self.started_at = time.time()
 
     # -- status ----------------------------------------------------------
@@ -69,27 +70,41 @@ class Daemon:
                 "devices": {d: ("lost" if r.comm_lost else "stale" if r.stale() else "ok")
                             for d, r in ctx.runners.items()},
                 "counters": ctx.metrics.snapshot(),
+                "tasks": len(asyncio.all_tasks()),
             })
         return p
 
     def publish_status(self) -> None:
-        if self.link.connected:
+        if getattr(self, "link", None) is not None and self.link.connected and hasattr(self, "ctx"):
             self.link.publish_json(self.topics.status, self.status_payload("online"), retain=True)
 
     # -- journal faults: shout without the journal -----------------------
+    def _journal_fault_record(self, state: str, reason: str) -> dict[str, Any]:
+        now = iso(time.time())
+        return {"alarm_id": "daemon.journal_fault", "occurrence": self._fault_since or now,
+                "type": "daemon.journal_fault", "priority": "high", "kind": "technical", "latching": False,
+                "condition": "present" if state == "active" else "absent", "state": state,
+                "source": "suitemon", "location": None, "raised_at": self._fault_since or now, "updated_at": now,
+                "message": (f"suitemon cannot write its journal ({reason}). Alarms are held in memory and "
+                            "still published; free disk space on the state directory now.")
+                if state == "active" else f"journal writable again after: {reason}",
+                "details": {"state_dir": str(self.cfg.state.dir)}}
+
     def _on_journal_fault(self, reason: str | None) -> None:
-        self.journal_fault = reason
         topic = self.topics.alarm("daemon.journal_fault")
-        if reason is not None and self.link.connected:
-            # The journal cannot take this alarm, so it goes straight out (retained) and is
-            # written to the journal when the disk accepts writes again.
-            record = {"alarm_id": "daemon.journal_fault", "type": "daemon.journal_fault", "priority": "high",
-                      "kind": "technical", "state": "active", "condition": "present", "latching": False,
-                      "source": "suitemon", "location": None, "raised_at": iso(time.time()),
-                      "message": f"suitemon cannot write its journal: {reason}. Alarms are held in memory."}
-            self.link.publish_json(topic, record, retain=True)
-        elif reason is None and self.link.connected:
-            self.link.publish(Message(topic, b"", 1, True))
+        if reason is not None:
+            # The journal cannot take this alarm, so it goes straight out (retained); the
+            # incident itself is journaled once the disk accepts writes again.
+            if self.journal_fault is None:
+                self._fault_since = iso(time.time())
+            self.journal_fault = reason
+            self._publish_json(topic, self._journal_fault_record("active", reason), retain=True)
+        elif self.journal_fault is not None:
+            previous, self.journal_fault = self.journal_fault, None
+            self._publish_json(topic, self._journal_fault_record("closed", previous), retain=True)
+            self.recorder.record("daemon.journal_fault", {"reason": previous, "since": self._fault_since,
+                                                          "until": iso(time.time())})
+            self._fault_since = None
         self.publish_status()
 
     # -- lifecycle -------------------------------------------------------
@@ -99,7 +114,8 @@ class Daemon:
         self.bridge = LoopBridge(loop)
         self.journal = open_journal(cfg.state.dir, cfg.state.synchronous)
         self.outbox = Outbox(self.journal, self.topics, cfg.site.id, window=cfg.mqtt.max_inflight)
-        self.recorder = Recorder(self.journal, on_commit=self.outbox.wake, on_fault=self._on_journal_fault)
+        self.recorder = Recorder(self.journal, on_commit=self.outbox.wake, on_fault=self._on_journal_fault,
+                                 on_uncommitted=self._publish_uncommitted)
         self.outbox.request_flush = self.recorder.touch
         metrics = Metrics()
         engine = AlarmEngine(self.recorder, cfg)
@@ -154,12 +170,23 @@ class Daemon:
             runner._published = None  # republish every device's retained state
             runner.publish_state()
         if self.journal_fault:
-            self._on_journal_fault(self.journal_fault)
+            self._publish_json(self.topics.alarm("daemon.journal_fault"),
+                               self._journal_fault_record("active", self.journal_fault), retain=True)
         self.outbox.wake()
 
     def _publish_json(self, topic: str, obj: Any, retain: bool = False) -> None:
-        if self.link.connected:
-            self.link.publish_json(topic, obj, retain=retain)
+        link = getattr(self, "link", None)
+        if link is not None and link.connected:
+            link.publish_json(topic, obj, retain=retain)
+
+    def _publish_uncommitted(self, events) -> None:
+        """Journal fault: publish events from memory (untracked); the outbox re-sends them once durable."""
+        link = getattr(self, "link", None)
+        if link is None or not link.connected:
+            return
+        for ev in events:
+            for m in messages_for(ev, self.topics, self.cfg.site.id):
+                link.publish(m)
 
     async def _status_loop(self) -> None:
         while True:

@@ -40,10 +40,9 @@ def cmd_check_config(args) -> int:
     print(f"  areas      {len(cfg.areas)}: {areas}")
     print(f"  devices    {len(cfg.devices)}")
     for did, d in cfg.devices.items():
-        where = getattr(d, "serial_port", None) if getattr(d, "transport", None) == "rtu" else \
-            (f"{d.host}:{d.port}" if hasattr(d, "host") else "")
-        tr = getattr(d, "transport", "")
-        print(f"    {did:<16} {d.kind:<16} {tr:<4} {where or '':<28} every {d.poll_s:g} s"
+        tr = getattr(d, "transport", None) or ("serial" if getattr(d, "serial_port", None) else "")
+        where = d.serial_port if tr in ("rtu", "serial") else (f"{d.host}:{d.port}" if hasattr(d, "host") else "")
+        print(f"    {did:<16} {d.kind:<20} {tr:<6} {where or '':<26} every {d.poll_s:g} s"
               f"{'' if d.enabled else '  (disabled)'}")
     print(f"  ladders    {', '.join(f'{k} ({len(v.steps)} steps)' for k, v in cfg.ladders.items()) or 'none'}")
     print(f"  protocols  {', '.join(cfg.protocols) or 'none'}")

@@ -211,13 +211,13 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
         if at.emergency and at.ladder is None:
             issues.append(ConfigIssue(f"alarm_types.{tid}.ladder",
                                       "an emergency alarm type needs an escalation ladder"))
-    for section, ref in kinds.SECTION_CHECKS.items():
-        if getattr(cfg, section, None) is not None:
-            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(ref)(cfg))
     for kind_name in kinds.names():
         check = kinds.semantic_check(kind_name)
         if check is not None:
             issues.extend(ConfigIssue(p, m) for p, m in check(cfg))
+    for section, ref in kinds.SECTION_CHECKS.items():
+        if getattr(cfg, section, None) is not None:
+            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(ref)(cfg))
     return issues
 
 

@@ -44,6 +44,7 @@ class DeviceRunner:
         self._published: tuple | None = None
         self._published_at = 0.0
         self.task: asyncio.Task | None = None
+        rules.bind(driver)
 
     # -- the loop --------------------------------------------------------
     async def run(self) -> None:

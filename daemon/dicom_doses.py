@@ -9,7 +9,6 @@ service learns of it from the journal (at start) and from the recorder (afterwar
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,7 +18,7 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 from drivers.config import Id, Strict
 
 from .commands import CommandError
-from .dose_checks import Dispensed, pick_dispensed
+from .dicom_checks import Dispensed, pick_dispensed
 
 log = structlog.get_logger("suitemon.dicom")
 
@@ -41,7 +40,9 @@ def dispensed_from(ev) -> Dispensed:
         accession=d.get("accession") or None, room=d.get("room"), radionuclide=d.get("radionuclide"),
         measured_mbq=float(d["measured_mbq"]),
         residual_mbq=float(d["residual_mbq"]) if d.get("residual_mbq") is not None else None,
-        administered_at=_when(d["administered_at"]), calibration_at=_when(d.get("calibration_at")))
+        administered_at=_when(d["administered_at"]), calibration_at=_when(d.get("calibration_at")),
+        administered_mbq=float(d["administered_mbq"]) if d.get("administered_mbq") is not None else None,
+        half_life_s=float(d["half_life_s"]) if d.get("half_life_s") else None)
 
 
 class DoseBook:
@@ -78,7 +79,7 @@ class DoseBook:
 class ManualDose(Strict):
     """The ``dose-record`` command body: an administration recorded by hand."""
 
-    patient_ref: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    patient_ref: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,16}$")
     accession: str | None = Field(None, min_length=1, max_length=16)
     room: Id
     radiopharmaceutical: str = Field("FDG", min_length=1, max_length=64)
@@ -89,7 +90,6 @@ class ManualDose(Strict):
     administered_at: AwareDatetime
     calibration_at: AwareDatetime | None = None
     weight_kg: float | None = Field(None, gt=0, le=500)
-    note: str | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ManualDose":
@@ -118,13 +118,13 @@ def register_dose_record(ctx) -> None:
             raise CommandError(f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
         if m.room not in ctx.cfg.areas:
             raise CommandError(f"unknown area '{m.room}'")
+        job = int(time.time() * 1000)  # unique per site in practice; the contract wants a number
         data = {
-            "record_id": f"manual-{uuid.uuid4().hex[:12]}", "patient_ref": m.patient_ref, "accession": m.accession,
+            "record_id": f"manual-{job}", "patient_ref": m.patient_ref, "accession": m.accession,
             "room": m.room, "radiopharmaceutical": m.radiopharmaceutical, "radionuclide": m.radionuclide,
             "prescribed_mbq": m.prescribed_mbq, "measured_mbq": m.measured_mbq, "residual_mbq": m.residual_mbq,
             "administered_at": _iso(m.administered_at), "calibration_at": _iso(m.calibration_at),
-            "weight_kg": m.weight_kg, "operator": actor, "device": "manual", "job": 0, "note": m.note,
-            "recorded_at": _iso(datetime.fromtimestamp(time.time(), timezone.utc)),
+            "weight_kg": m.weight_kg, "operator": actor, "device": "manual", "job": job,
         }
         ev = ctx.recorder.record(EVENT, data, actor=actor)
         return {"record_id": data["record_id"], "event_id": ev.event_id}

@@ -16,7 +16,7 @@ from typing import Any
 
 from .dicom_parse import Identity, Parsed
 from .dicom_values import utc_iso
-from .dose_checks import (CtCheck, Dispensed, Reconciliation, StartTimeCheck, check_ct, check_start_times,
+from .dicom_checks import (CtCheck, Dispensed, Reconciliation, StartTimeCheck, check_ct, check_start_times,
                           reconcile)
 from .dose_pet import PetHeader
 from .dose_sr import CtDoseReport, RpDoseReport

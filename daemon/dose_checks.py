@@ -1,209 +1,170 @@
-"""Dose checks, as pure functions: CT reference levels, activity reconciliation, start times.
+"""The checks run on every administration. Pure functions of the record and the config.
 
-Each check returns a status a person can read ("ok", "exceeded", "mismatch", or why it
-could not be done: "no_dispense_record", "no_header_activity", ...). A check that could
-not be done is reported as such in the summary, never as "ok".
+Every figure is compared at the time of administration: the syringe's measured
+activity is decay-corrected from its assay time to the start of injection, and the
+residual (assayed after the injection) back to it; what the patient received is the
+difference. A check that cannot be evaluated (no weight for a per-kg rule, no dose
+coefficient for the radiopharmaceutical) says so in the record instead of passing.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
-from .dicom_codes import HALF_LIVES_S, NOT_COMPARED_TO_CTDI_LEVELS
-from .dose_pet import PetHeader
-from .dose_sr import CtDoseReport
+from drivers.halflife import UnknownRadionuclide, decay, half_life_s
 
-
-def decay(activity: float, from_t: datetime, to_t: datetime, half_life_s: float) -> float:
-    """A(t) = A0 * 2 ** (-(t - t0) / T_half)."""
-    return activity * 2 ** (-(to_t - from_t).total_seconds() / half_life_s)
-
-
-# -- CT reference levels --------------------------------------------------------------------
-@dataclass(frozen=True)
-class AppliedLevels:
-    source: str  # "local" | "national"
-    protocol_rule: str | None  # the local rule's protocol pattern that matched
-    ctdivol_mgy: float | None
-    dlp_mgycm: float | None
-
-
-def levels_for(protocol: str | None, ref) -> AppliedLevels:
-    """The first local rule whose pattern matches the protocol name (case ignored), else national.
-
-    A local rule that leaves a quantity unset falls back to the national level for it."""
-    name = " ".join((protocol or "").split()).casefold()
-    nat = ref.national
-    for rule in ref.local:
-        if name and fnmatch.fnmatchcase(name, " ".join(rule.protocol.split()).casefold()):
-            return AppliedLevels("local", rule.protocol,
-                                 rule.ctdivol_mgy if rule.ctdivol_mgy is not None else nat.ctdivol_mgy,
-                                 rule.dlp_mgycm if rule.dlp_mgycm is not None else nat.dlp_mgycm)
-    return AppliedLevels("national", None, nat.ctdivol_mgy, nat.dlp_mgycm)
+from .dose_config import DispensingConfig
 
 
 @dataclass(frozen=True)
-class CtCheck:
-    status: str  # "ok" | "exceeded" | "not_checked"
-    protocol: str | None
-    levels: AppliedLevels | None
-    dlp_total_mgycm: float | None
-    dlp_total_source: str | None  # "report" | "sum_of_events"
-    exceeded: list[dict[str, Any]] = field(default_factory=list)
-    reason: str | None = None
+class Check:
+    """One check's outcome. ok None = not evaluated (reason in message)."""
 
+    name: str  # tolerance | reference_level | notifiable | radiopharmaceutical | residual | exam | record
+    ok: bool | None
+    message: str
+    alarm_type: str
+    priority: str
+    kind: str = "clinical"
+    details: Mapping[str, Any] = field(default_factory=dict)
 
-def study_protocol(reports: list[CtDoseReport], image_protocols: list[str]) -> str | None:
-    """The protocol of the first non-localiser exposure, else the CT images' ProtocolName."""
-    for r in reports:
-        for e in r.events:
-            if e.protocol and e.acquisition_type not in NOT_COMPARED_TO_CTDI_LEVELS:
-                return e.protocol
-    for r in reports:
-        for e in r.events:
-            if e.protocol:
-                return e.protocol
-    return image_protocols[0] if image_protocols else None
-
-
-def check_ct(reports: list[CtDoseReport], image_protocols: list[str], ref) -> CtCheck:
-    if not reports:
-        return CtCheck("not_checked", image_protocols[0] if image_protocols else None, None, None, None,
-                       reason="no CT dose report received")
-    protocol = study_protocol(reports, image_protocols)
-    study_levels = levels_for(protocol, ref)
-    exceeded = []
-    for ri, r in enumerate(reports):
-        for ei, e in enumerate(r.events):
-            if e.ctdivol_mgy is None or e.acquisition_type in NOT_COMPARED_TO_CTDI_LEVELS:
-                continue
-            lv = levels_for(e.protocol or protocol, ref)
-            if lv.ctdivol_mgy is not None and e.ctdivol_mgy > lv.ctdivol_mgy:
-                exceeded.append({"quantity": "ctdivol_mgy", "value": e.ctdivol_mgy, "level": lv.ctdivol_mgy,
-                                 "level_source": lv.source, "event": ei + 1, "report": ri + 1,
-                                 "protocol": e.protocol or protocol})
-    totals = [r.dlp_total_mgycm for r in reports]
-    if all(t is not None for t in totals):
-        dlp, source = round(sum(totals), 3), "report"
-    else:
-        # A report without its total: add up its events, and say so.
-        dlp = round(sum((r.dlp_total_mgycm if r.dlp_total_mgycm is not None
-                         else sum(e.dlp_mgycm or 0.0 for e in r.events)) for r in reports), 3)
-        source = "sum_of_events"
-    if study_levels.dlp_mgycm is not None and dlp > study_levels.dlp_mgycm:
-        exceeded.append({"quantity": "dlp_mgycm", "value": dlp, "level": study_levels.dlp_mgycm,
-                         "level_source": study_levels.source, "protocol": protocol})
-    return CtCheck("exceeded" if exceeded else "ok", protocol, study_levels, dlp, source, exceeded)
-
-
-# -- activity reconciliation ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Dispensed:
-    record_id: str
-    event_id: str
-    patient_ref: str | None
-    accession: str | None
-    room: str | None
-    radionuclide: str | None
-    measured_mbq: float
-    residual_mbq: float | None
-    administered_at: datetime
-    calibration_at: datetime | None
-
-    @property
-    def net_mbq(self) -> float:
-        return self.measured_mbq - (self.residual_mbq or 0.0)
-
-    @property
-    def reference_at(self) -> datetime:
-        """When ``measured_mbq`` is stated: the calibration time if given, else the administration."""
-        return self.calibration_at or self.administered_at
+    def summary(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "priority": self.priority, "message": self.message}
 
 
 @dataclass(frozen=True)
-class Reconciliation:
-    status: str  # ok | mismatch | no_dispense_record | no_header_activity | no_half_life | no_start_time
-    tolerance_pct: float
-    header_mbq: float | None = None
-    header_at: datetime | None = None
-    expected_mbq: float | None = None
-    deviation_pct: float | None = None
-    half_life_s: float | None = None
-    half_life_source: str | None = None
-    record_id: str | None = None
+class Activity:
+    administered_mbq: float  # what the patient received, at administered_at
+    measured_at_admin_mbq: float  # syringe activity decay-corrected to administered_at
+    residual_at_admin_mbq: float | None
+    half_life_s: float | None  # None: radionuclide unknown, no decay correction was possible
 
 
-def half_life(header: PetHeader | None, report_half_life: float | None, nuclide: str | None) -> tuple[float | None, str | None]:
-    """Prefer the header's, then the dose report's, then the table for the nuclide (domain.md)."""
-    if header is not None and header.half_life_s:
-        return header.half_life_s, "header"
-    if report_half_life:
-        return report_half_life, "dose_report"
-    if nuclide and nuclide in HALF_LIVES_S:
-        return HALF_LIVES_S[nuclide], "table"
-    return None, None
+def administered_activity(e: Mapping[str, Any]) -> Activity:
+    """Net activity at the start of injection: measured (corrected forward) - residual (corrected back)."""
+    try:
+        t_half = half_life_s(e["radionuclide"] or "", e.get("half_life_s"))
+    except UnknownRadionuclide:
+        t_half = None
+    t_adm = e["administered_at"]
+    measured = e["measured_mbq"]
+    if t_half is not None and t_adm is not None and e.get("measured_at") is not None:
+        measured = decay(measured, e["measured_at"], t_adm, t_half)
+    residual = e.get("residual_mbq")
+    if residual is not None and t_half is not None and t_adm is not None and e.get("residual_at") is not None:
+        residual = decay(residual, e["residual_at"], t_adm, t_half)
+    net = measured - (residual or 0.0)
+    return Activity(net, measured, residual, t_half)
 
 
-def reconcile(header: PetHeader | None, dispensed: Dispensed | None, *, tolerance_pct: float,
-              report_half_life_s: float | None = None) -> Reconciliation:
-    """The header's activity against the dispensed net activity decay-corrected to the header's time."""
-    tol = tolerance_pct
-    if dispensed is None:
-        return Reconciliation("no_dispense_record", tol, header_mbq=header.activity_mbq if header else None,
-                              header_at=header.start_at if header else None)
-    if header is None or header.activity_mbq is None:
-        return Reconciliation("no_header_activity", tol, record_id=dispensed.record_id)
-    if header.start_at is None:
-        return Reconciliation("no_start_time", tol, header_mbq=header.activity_mbq, record_id=dispensed.record_id)
-    t_half, source = half_life(header, report_half_life_s, header.radionuclide or dispensed.radionuclide)
-    if t_half is None:
-        return Reconciliation("no_half_life", tol, header_mbq=header.activity_mbq, header_at=header.start_at,
-                              record_id=dispensed.record_id)
-    expected = decay(dispensed.net_mbq, dispensed.reference_at, header.start_at, t_half)
-    if expected <= 0:  # nothing left in the syringe on record, yet the header says something was given
-        return Reconciliation("mismatch", tol, header.activity_mbq, header.start_at, round(expected, 3), None,
-                              t_half, source, dispensed.record_id)
-    deviation = 100.0 * (header.activity_mbq - expected) / expected
-    status = "ok" if abs(deviation) <= tol else "mismatch"
-    return Reconciliation(status, tol, header.activity_mbq, header.start_at, round(expected, 3),
-                          round(deviation, 2), t_half, source, dispensed.record_id)
+def _pct(a: float, b: float) -> float:
+    return (a - b) / b * 100.0 if b else float("inf")
 
 
-def pick_dispensed(records: list[Dispensed], *, accession: str | None, patient_ref: str | None,
-                   around: datetime, window_h: float) -> Dispensed | None:
-    """The administration this study is about: same accession (or, without one, same patient
-    reference), given within ``window_h`` before ``around`` (or up to an hour after); nearest wins."""
-    def same(r: Dispensed) -> bool:
-        if accession and r.accession:
-            return r.accession == accession
-        return bool(patient_ref) and r.patient_ref == patient_ref
-
-    best, best_gap = None, None
-    for r in records:
-        if not same(r):
-            continue
-        gap = (around - r.administered_at).total_seconds()
-        if -3600 <= gap <= window_h * 3600 and (best_gap is None or abs(gap) < best_gap):
-            best, best_gap = r, abs(gap)
-    return best
+def check_tolerance(e, act: Activity, cfg: DispensingConfig) -> Check:
+    dev = _pct(act.administered_mbq, e["prescribed_mbq"])
+    ok = abs(dev) <= cfg.tolerance_pct
+    msg = (f"administered {act.administered_mbq:.0f} MBq vs prescribed {e['prescribed_mbq']:.0f} MBq "
+           f"({dev:+.1f} %, tolerance +-{cfg.tolerance_pct:g} %)")
+    return Check("tolerance", ok, msg, "dose.tolerance", "medium",
+                 details={"deviation_pct": round(dev, 2), "tolerance_pct": cfg.tolerance_pct})
 
 
-# -- start times ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StartTimeCheck:
-    status: str  # ok | mismatch | not_checked
-    tolerance_min: float
-    header_at: datetime | None = None
-    report_at: datetime | None = None
-    difference_min: float | None = None
+def check_reference_level(e, act: Activity, cfg: DispensingConfig) -> Check:
+    rp = e.get("radiopharmaceutical")
+    level = cfg.reference_levels.get(rp or "")
+    if level is None:
+        return Check("reference_level", None, f"no local reference level for {rp}", "dose.reference_level", "medium")
+    limits: dict[str, float] = {}
+    if level.fixed_mbq is not None:
+        limits["fixed"] = level.fixed_mbq
+    if level.per_kg_mbq is not None and e.get("weight_kg"):
+        limits["per_kg"] = level.per_kg_mbq * e["weight_kg"]
+    if not limits:
+        return Check("reference_level", None, "per-kg reference level needs the patient's weight, none given",
+                     "dose.reference_level", "medium")
+    over = {k: v for k, v in limits.items() if act.administered_mbq > v}
+    exceeded = bool(over) if level.mode == "any" else len(over) == len(limits)
+    parts = ", ".join(f"{k} {v:.0f} MBq" for k, v in limits.items())
+    msg = (f"administered {act.administered_mbq:.0f} MBq {'above' if exceeded else 'within'} the local reference "
+           f"level for {rp} ({parts}; mode {level.mode})")
+    if level.per_kg_mbq is not None and "per_kg" not in limits:
+        msg += "; per-kg rule not applied: no weight"
+    return Check("reference_level", not exceeded, msg, "dose.reference_level", "medium",
+                 details={"limits_mbq": {k: round(v, 1) for k, v in limits.items()}, "mode": level.mode})
 
 
-def check_start_times(header_at: datetime | None, report_at: datetime | None, tolerance_min: float) -> StartTimeCheck:
-    if header_at is None or report_at is None:
-        return StartTimeCheck("not_checked", tolerance_min, header_at, report_at)
-    diff = (header_at - report_at).total_seconds() / 60.0
-    return StartTimeCheck("ok" if abs(diff) <= tolerance_min else "mismatch", tolerance_min, header_at,
-                          report_at, round(diff, 2))
+def check_notifiable(e, act: Activity, cfg: DispensingConfig) -> tuple[Check, float | None]:
+    rp = e.get("radiopharmaceutical")
+    coef = cfg.coefficients.get(rp or "")
+    if coef is None:
+        return Check("notifiable", None, f"no dose coefficient for {rp}: effective dose not estimated",
+                     "dose.notifiable", "high"), None
+    msv = act.administered_mbq * coef
+    ok = msv < cfg.notifiable_msv
+    msg = (f"effective dose estimate {msv:.1f} mSv ({act.administered_mbq:.0f} MBq x {coef:g} mSv/MBq) "
+           f"{'below' if ok else 'at or above'} the notifiable {cfg.notifiable_msv:g} mSv")
+    if not ok:
+        msg += ": report to the regulator"
+    return Check("notifiable", ok, msg, "dose.notifiable", "high",
+                 details={"effective_dose_msv": round(msv, 2), "coefficient": coef}), msv
+
+
+def check_radiopharmaceutical(e, cfg: DispensingConfig) -> Check | None:
+    exam = cfg.exams.get(e.get("exam") or "")
+    if exam is None:
+        if cfg.unknown_exam == "ignore":
+            return None
+        return Check("exam", False, f"exam code {e.get('exam')!r} is not in the booking table: "
+                     f"radiopharmaceutical not verified", "dose.exam_unknown", "low", kind="technical")
+    wrong = []
+    if e.get("radionuclide") != exam.radionuclide:
+        wrong.append(f"radionuclide {e.get('radionuclide')} (booked {exam.radionuclide})")
+    if exam.radiopharmaceutical is not None and e.get("radiopharmaceutical") != exam.radiopharmaceutical:
+        wrong.append(f"radiopharmaceutical {e.get('radiopharmaceutical')} (booked {exam.radiopharmaceutical})")
+    if wrong:
+        return Check("radiopharmaceutical", False, f"wrong {' and '.join(wrong)} for exam {e['exam']}: "
+                     f"report to the regulator", "dose.wrong_radiopharmaceutical", "high",
+                     details={"expected": exam.model_dump(exclude_none=True)})
+    return Check("radiopharmaceutical", True, f"matches exam {e['exam']}", "dose.wrong_radiopharmaceutical", "high")
+
+
+def check_residual(e, act: Activity, cfg: DispensingConfig) -> Check:
+    if act.residual_at_admin_mbq is None:
+        return Check("residual", None, "residual not measured", "dose.residual", "low")
+    res, meas = act.residual_at_admin_mbq, act.measured_at_admin_mbq
+    pct = res / meas * 100.0 if meas else float("inf")
+    over = []
+    if cfg.residual_limit_pct is not None and pct > cfg.residual_limit_pct:
+        over.append(f"{cfg.residual_limit_pct:g} %")
+    if cfg.residual_limit_mbq is not None and res > cfg.residual_limit_mbq:
+        over.append(f"{cfg.residual_limit_mbq:g} MBq")
+    msg = f"residual {res:.1f} MBq ({pct:.1f} % of the measured activity)"
+    msg += f" above the limit ({', '.join(over)})" if over else " within limits"
+    return Check("residual", not over, msg, "dose.residual", "low", details={"residual_pct": round(pct, 2)})
+
+
+def check_record(e) -> Check:
+    issues = e.get("issues") or []
+    if issues:
+        return Check("record", False, "dose record incomplete or implausible: " + "; ".join(issues),
+                     "dose.record_invalid", "medium", kind="technical", details={"issues": list(issues)})
+    return Check("record", True, "complete", "dose.record_invalid", "medium", kind="technical")
+
+
+def run_checks(e: Mapping[str, Any], cfg: DispensingConfig) -> tuple[Activity, list[Check], float | None]:
+    """Every check for one administration, in a fixed order; (activity, checks, effective dose mSv)."""
+    act = administered_activity(e)
+    checks = [check_record(e), check_tolerance(e, act, cfg), check_reference_level(e, act, cfg)]
+    notifiable, msv = check_notifiable(e, act, cfg)
+    checks.append(notifiable)
+    rp = check_radiopharmaceutical(e, cfg)
+    if rp is not None:
+        checks.append(rp)
+    checks.append(check_residual(e, act, cfg))
+    return act, checks, msv
+
+
+__all__ = ["Check", "Activity", "administered_activity", "run_checks", "check_tolerance", "check_reference_level",
+           "check_notifiable", "check_radiopharmaceutical", "check_residual", "check_record"]

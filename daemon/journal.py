@@ -141,13 +141,14 @@ class Journal:
 
     # -- writing --------------------------------------------------------
     def append(self, type_: str, data: dict[str, Any], *, alarm_id: str | None = None,
-               actor: str = "system", refers_to: str | None = None, ts: str | None = None) -> Event:
+               actor: str = "system", refers_to: str | None = None, ts: str | None = None,
+               event_id: str | None = None) -> Event:
         """Add one event to the open transaction (started on demand). Call commit() to make it durable."""
         if not self._in_tx:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
         seq = self._last_seq + 1
-        event = Event(seq=seq, event_id=str(uuid.uuid4()), ts=ts or utc_now_iso(), type=type_,
+        event = Event(seq=seq, event_id=event_id or str(uuid.uuid4()), ts=ts or utc_now_iso(), type=type_,
                       alarm_id=alarm_id, actor=actor, data=data, refers_to=refers_to)
         body = _canonical({"actor": actor, "data": data, "refers_to": refers_to})
         h = _row_hash(self._last_hash, seq, event.event_id, event.ts, type_, alarm_id, body)

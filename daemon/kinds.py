@@ -28,35 +28,67 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.points:PointRules",
         simulator="simulators.modbus_points:PointsSimulator",
     ),
+    # --- dispenser (issue 6) ---
+    "dispenser": Kind(
+        config="drivers.dispenser:Config",
+        driver="drivers.dispenser:DispenserDriver",
+        rules="daemon.rules.dispenser:DispenserRules",
+        simulator="simulators.dispenser:DispenserSimulator",
+        check="daemon.dose_config:check",
+    ),
+    # --- radiation (issue 5) ---
+    "area_monitor_modbus": Kind(
+        config="drivers.area_monitor_modbus:Config",
+        driver="drivers.area_monitor_modbus:AreaMonitorDriver",
+        rules="daemon.rules.radiation:RadiationRules",
+        simulator="simulators.area_monitor:AreaMonitorSimulator",
+        check="drivers.area_monitor_modbus:check",
+    ),
+    "ludlum375": Kind(
+        config="drivers.ludlum375:Config",
+        driver="drivers.ludlum375:Ludlum375Driver",
+        rules="daemon.rules.radiation:RadiationRules",
+        simulator="simulators.ludlum375:Ludlum375Simulator",
+        check="drivers.ludlum375:check",
+    ),
 }
 
 # Top-level config sections added by features (name -> "module:Model").
-SECTIONS: dict[str, str] = {
-    "dicom": "daemon.dicom_config:DicomConfig",
-}
+SECTIONS: dict[str, str] = {}
+SECTIONS["board"] = "daemon.board.config:BoardConfig"
+# Cross-reference checks for a section, run when it is present:
+# name -> "module:function"; function(cfg) yields (key path, message) pairs.
+SECTION_CHECKS: dict[str, str] = {}
+
+# --- radiation (issue 5) ---
+SECTIONS["radiation"] = "drivers.radiation:RadiationSection"
+SECTION_CHECKS["radiation"] = "drivers.radiation:check_section"
+
+# --- dispenser (issue 6) ---
+SECTIONS["dispensing"] = "daemon.dose_config:DispensingConfig"
+SECTIONS["uptake"] = "daemon.dose_config:UptakeConfig"
+
+# --- dicom (issue 7) ---
+SECTIONS["dicom"] = "daemon.dicom_config:DicomConfig"
+SECTION_CHECKS["dicom"] = "daemon.dicom_config:check"
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
 SERVICES: dict[str, str] = {
     "occupancy": "daemon.occupancy:factory",
+    "uptake": "daemon.uptake:factory",
+    "dose_summary": "daemon.dose_summary:factory",
     "dicom": "daemon.dicom_service:factory",
 }
 # A service whose config section is absent is not started: service name -> section name.
-SERVICE_SECTIONS: dict[str, str] = {
-    "dicom": "dicom",
-}
-
-# Cross-reference checks of a feature section: section name -> "module:function";
-# function(cfg) yields (key path, message) pairs, reported with every other config error.
-SECTION_CHECKS: dict[str, str] = {
-    "dicom": "daemon.dicom_config:check",
-}
+SERVICE_SECTIONS: dict[str, str] = {}
+SERVICE_SECTIONS["dicom"] = "dicom"
 
 # Simulators of a feature section (e.g. the scanner for [dicom]): section name ->
 # "module:function"; function(cfg) returns {simulator id: Simulator} for `suitemon sim`.
-SECTION_SIMULATORS: dict[str, str] = {
-    "dicom": "simulators.scanner:from_config",
-}
+SECTION_SIMULATORS: dict[str, str] = {}
+SECTION_SIMULATORS["dicom"] = "simulators.scanner:from_config"
+SECTIONS["board"] = "daemon.board.config:BoardConfig"
 
 
 class KindLoadError(ImportError):
@@ -101,6 +133,7 @@ def sections() -> dict[str, Any]:
     return {name: load(ref) for name, ref in SECTIONS.items()}
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
-CLI_EXTENSIONS: list[str] = [
-    "daemon.dicom_cli:add_parser",
-]
+CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS.append("daemon.board.cli:add_parser")
+CLI_EXTENSIONS.append("daemon.dose_summary:add_parser")
+CLI_EXTENSIONS.append("daemon.dicom_cli:add_parser")

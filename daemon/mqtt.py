@@ -7,8 +7,10 @@ retained status topic to offline if the daemon dies without saying goodbye.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
+import time
 from typing import Callable
 
 import paho.mqtt.client as paho
@@ -44,6 +46,10 @@ class MqttLink:
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
             clean_session=None if v5 else True,
         )
+        # A callback that raises must not end the network loop (paho's default): log and go on.
+        self.client.suppress_exceptions = True
+        self.client.enable_logger(logging.getLogger("suitemon.paho"))
+        self._thread: threading.Thread | None = None
         self.client.max_inflight_messages_set(mcfg.max_inflight)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
@@ -103,7 +109,29 @@ class MqttLink:
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
-        self.client.loop_start()
+        # Our own thread around paho's loop, so that if the loop ever ends while we still
+        # want a connection it is logged and started again, never left dead and silent.
+        self._thread = threading.Thread(target=self._network, name="suitemon-mqtt", daemon=True)
+        self._thread.start()
+
+    def _network(self) -> None:
+        while not self.stopping:
+            try:
+                self.client.loop_forever(retry_first_connection=True)
+            except Exception as err:  # noqa: BLE001 - the link must outlive any single failure
+                log.error("mqtt network loop failed; restarting it", error=repr(err))
+            if self.stopping:
+                break
+            log.error("mqtt network loop ended unexpectedly; reconnecting")
+            time.sleep(1.0)
+            try:
+                self.client.reconnect()
+            except Exception as err:  # noqa: BLE001
+                log.error("mqtt reconnect failed; will retry", error=repr(err))
+
+    @property
+    def network_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def publish(self, msg: Message) -> int:
         info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
@@ -122,4 +150,5 @@ class MqttLink:
             except (RuntimeError, ValueError):
                 pass
         self.client.disconnect()
-        self.client.loop_stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)

@@ -1,6 +1,7 @@
 """Pseudonymous patient references: what MQTT carries instead of a name or a hospital number.
 
-``patient_ref = "p" + first 16 hex digits of HMAC-SHA256(site key, PatientID)``. The key
+``patient_ref = "p" + first 15 hex digits of HMAC-SHA256(site key, PatientID)`` (16 characters,
+the length the dose-administration contract allows). The key
 is a site secret kept on the suite PC (``dicom.pseudonym_key_file``, created with 32
 random bytes on first start), so the same patient gets the same reference across
 studies and features (the dispenser can use this function), while the reference alone
@@ -21,7 +22,7 @@ KEY_BYTES = 32
 
 def patient_ref(patient_id: str, key: bytes) -> str:
     pid = patient_id.strip()
-    return "p" + hmac.new(key, pid.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+    return "p" + hmac.new(key, pid.encode("utf-8"), hashlib.sha256).hexdigest()[:15]
 
 
 def load_or_create_key(path: Path) -> bytes:

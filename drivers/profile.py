@@ -1,7 +1,8 @@
 """Register profiles: a device's Modbus map as data (TOML), and the decoder that reads it.
 
 A profile lists *points*; each point is one item in one table (coil, discrete,
-input, holding) at an address, with a type (u16, s16, u32, s32, f32, bool),
+input, holding) at an address, with a type (u16, s16, u32, s32, f32, bool, or
+ascii: ``length`` registers of text, two characters a register, high byte first),
 a scale and a unit. Multi-register items are read whole, never split across
 two requests (APC AN176 rule), and their word order is the profile's or the point's.
 """
@@ -18,7 +19,8 @@ from typing import Any, Iterable, Literal
 from .base import ProfileError
 
 Table = Literal["coil", "discrete", "input", "holding"]
-TYPES = {"bool": 1, "u16": 1, "s16": 1, "u32": 2, "s32": 2, "f32": 2}
+TYPES = {"bool": 1, "u16": 1, "s16": 1, "u32": 2, "s32": 2, "f32": 2, "ascii": 0}  # ascii: its length
+MAX_ASCII_REGISTERS = 60
 BIT_TABLES = ("coil", "discrete")
 
 
@@ -34,10 +36,11 @@ class Point:
     signed_sentinel: int | None = None  # raw value meaning "not available"
     bits: dict[str, int] = field(default_factory=dict)  # name -> bit, for status words
     writable: bool = False
+    length: int = 0  # registers, for type "ascii" only
 
     @property
     def count(self) -> int:
-        return TYPES[self.type]
+        return self.length if self.type == "ascii" else TYPES[self.type]
 
     @property
     def end(self) -> int:
@@ -86,6 +89,11 @@ def decode(point: Point, words: list[int] | list[bool]) -> Any:
     """Raw registers (or bits) of one point -> its value. Table-tested in tests/test_profile.py."""
     if point.type == "bool":
         return bool(words[0])
+    if point.type == "ascii":
+        raw = b"".join(int(w).to_bytes(2, "big") for w in words)
+        # NUL ends the text, trailing spaces pad it; bytes that are not ASCII become U+FFFD
+        # so the driver can see (and refuse) garbage instead of guessing what was meant.
+        return raw.split(b"\0", 1)[0].decode("ascii", errors="replace").rstrip(" ")
     if point.count == 2:
         hi, lo = (words[0], words[1]) if point.word_order == "big" else (words[1], words[0])
         raw32 = (hi << 16) | lo
@@ -113,6 +121,12 @@ def encode(point: Point, value: Any) -> list[int]:
     """Value -> raw registers, for simulators and writes."""
     if point.type == "bool":
         return [1 if value else 0]
+    if point.type == "ascii":
+        data = str(value).encode("ascii")
+        if len(data) > 2 * point.length:
+            raise ValueError(f"{point.name}: {len(data)} characters do not fit in {point.length} registers")
+        data = data.ljust(2 * point.length, b"\0")
+        return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
     if isinstance(value, dict):
         raw = sum(1 << bit for name, bit in point.bits.items() if value.get(name))
     elif point.type == "f32":
@@ -143,6 +157,13 @@ def parse_profile(data: dict[str, Any], name: str = "<inline>") -> Profile:
                 raise ProfileError(f"point {pname}: coils and discrete inputs are type 'bool'")
             if p["table"] in BIT_TABLES:
                 p["type"] = "bool"
+            if p.get("type") == "ascii":
+                if p["table"] not in ("input", "holding"):
+                    raise ProfileError(f"point {pname}: ascii text lives in input or holding registers")
+                if not isinstance(p.get("length"), int) or not 1 <= p["length"] <= MAX_ASCII_REGISTERS:
+                    raise ProfileError(f"point {pname}: ascii needs length = 1..{MAX_ASCII_REGISTERS} registers")
+            elif "length" in p:
+                raise ProfileError(f"point {pname}: length is for ascii points only")
             points.append(Point(name=pname, **p))
         return Profile(name=data.get("name", name), points=tuple(points),
                        max_block=data.get("max_block", 60), max_gap=data.get("max_gap", 0),

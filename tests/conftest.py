@@ -181,3 +181,13 @@ def events_of(watcher: Watcher, site: str, type_prefix: str = "") -> list[dict]:
 
 def load_json(b: bytes):
     return json.loads(b)
+
+
+# Fuzzing: short in CI, thousands of cases per target with SUITEMON_FUZZ=long.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=150, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile("long" if __import__("os").environ.get("SUITEMON_FUZZ") == "long" else "ci")

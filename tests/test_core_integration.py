@@ -81,3 +81,17 @@ def test_graceful_stop_publishes_offline_and_exits_zero(make_suite, watcher, tmp
     assert d.terminate(10) == 0
     st = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and s["state"] == "offline" and s, 5)
     assert st["reason"] == "stopped"
+
+
+def test_dead_daemon_is_announced_by_its_last_will(make_suite, watcher, tmp_path):
+    """A monitor that dies must not look like a quiet suite: the broker publishes offline for it."""
+    suite = make_suite({"env": points_device("tcp", tmp_path)})
+    suite.start_sims()
+    d = suite.start_daemon(watcher)
+    killed = time.monotonic()
+    d.kill9()
+    st = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and s["state"] == "offline" and s, 15,
+                          what="Last Will")
+    assert st["reason"] == "connection lost"
+    # keepalive_s = 5 in the tests: the broker gives up after 1.5 keepalives.
+    assert time.monotonic() - killed < 5 * 1.5 + 2

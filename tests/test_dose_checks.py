@@ -1,128 +1,176 @@
-"""Dose checks as tables: reference levels, decay-corrected reconciliation, start times."""
+"""Decay correction against hand-computed values, and each dose check at and around its limits."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
-from hypothesis import given, strategies as s
 
-from daemon.dicom_config import DicomConfig
-from daemon.dose_checks import (Dispensed, check_ct, check_start_times, decay, levels_for, pick_dispensed,
-                                reconcile)
-from daemon.dose_pet import PetHeader
-from daemon.dose_sr import CtDoseReport, CtEvent
+from daemon.dose_checks import administered_activity, run_checks
+from daemon.dose_config import DispensingConfig, Exam, ReferenceLevel, UptakeConfig
+from drivers.halflife import UnknownRadionuclide, decay, half_life_s
 
-T0 = datetime(2026, 5, 12, 9, 0, tzinfo=timezone.utc)
-F18 = 6586.2
+T0 = 1_800_000_000.0  # an epoch second; only differences matter
 
-
-def cfg(**kw) -> DicomConfig:
-    return DicomConfig(allow=[{"ae_title": "PETCT1"}], **kw)
-
-
-def report(*events, total=None) -> CtDoseReport:
-    evs = tuple(CtEvent(t, c, d, "body", p, None) for t, c, d, p in events)
-    return CtDoseReport("1.2.3", evs, total, len(evs))
-
-
-def header(mbq, at=T0, half=F18) -> PetHeader:
-    return PetHeader(mbq, "Bq", at, half, "F-18", 70.0)
+# (radionuclide, activity at t0, seconds later, expected) -- expected from bc -l:
+#   400*e(-l(2)*3600/6586.2) = 273.8531678, 100*e(-l(2)*30/67.83) = 73.5969469, ...
+DECAY_CASES = [
+    ("F-18", 400.0, 6586.2, 200.0),  # one half-life (the header value 6586.2 s)
+    ("F-18", 400.0, 2 * 109.77 * 60, 100.0),  # two half-lives, in minutes as the table gives them
+    ("F-18", 400.0, 3600.0, 273.8531678),  # one hour of uptake
+    ("F-18", 350.0, -600.0, 372.8136011),  # corrected backwards: 10 min before
+    ("F-18", 1300.0, 5400.0, 736.4275359),
+    ("Ga-68", 100.0, 67.83 * 60, 50.0),
+    ("Ga-68", 100.0, 2 * 67.83 * 60, 25.0),
+    ("Ga-68", 100.0, 30 * 60, 73.5969469),
+]
 
 
-def dispensed(mbq, at=T0, residual=None, calibration_at=None, accession="A1", patient_ref="p1", rid="r1") -> Dispensed:
-    return Dispensed(rid, "ev-" + rid, patient_ref, accession, "uptake1", "F-18", mbq, residual, at, calibration_at)
+@pytest.mark.parametrize("nuclide,a0,dt,expected", DECAY_CASES)
+def test_decay_matches_hand_computed_values(nuclide, a0, dt, expected):
+    assert decay(a0, T0, T0 + dt, half_life_s(nuclide)) == pytest.approx(expected, rel=1e-8)
 
 
-def test_decay_halves_in_one_half_life_and_is_reversible():
-    assert decay(400.0, T0, T0 + timedelta(seconds=F18), F18) == pytest.approx(200.0)
-    assert decay(200.0, T0 + timedelta(seconds=F18), T0, F18) == pytest.approx(400.0)
+def test_stated_half_life_is_preferred_and_bad_ones_fall_back_to_the_table():
+    assert half_life_s("F-18", 6600.0) == 6600.0
+    assert half_life_s("F-18", 0.0) == 6586.2
+    assert half_life_s("F-18", None) == 6586.2
+    assert half_life_s("Ga-68", float("nan")) == pytest.approx(4069.8)
+    with pytest.raises(UnknownRadionuclide):
+        half_life_s("Tc-99m")
 
 
-@given(a=s.floats(1, 5000), minutes=s.floats(-600, 600))
-def test_decay_there_and_back_is_the_identity(a, minutes):
-    t1 = T0 + timedelta(minutes=minutes)
-    assert decay(decay(a, T0, t1, F18), t1, T0, F18) == pytest.approx(a, rel=1e-9)
+def entry(**kw):
+    """An FDG administration: 300 MBq prescribed for 10:00, drawn at 09:50 with its decay allowance."""
+    base = dict(seq=1, job=1001, patient_ref="P1", accession="ACC1", exam="PETONC", operator=None, room="uptake1",
+                room_number=1, weight_kg=90.0, radionuclide="F-18", radiopharmaceutical="FDG",
+                prescribed_mbq=300.0, measured_at=T0 - 600, administered_at=T0,
+                residual_mbq=None, residual_at=None, half_life_s=None, issues=[])
+    base["measured_mbq"] = decay(300.0, T0, T0 - 600, 6586.2)  # 320.4 MBq in the syringe at 09:50
+    base.update(kw)
+    return base
 
 
-LEVELS = {"local": [{"protocol": "PET-CT Half Body*", "ctdivol_mgy": 5.0, "dlp_mgycm": 450.0},
-                    {"protocol": "brain*", "ctdivol_mgy": 40.0}],
-          "national": {"ctdivol_mgy": 4.3, "dlp_mgycm": 400.0}}
+CFG = DispensingConfig(exams={"PETONC": Exam(radionuclide="F-18", radiopharmaceutical="FDG"),
+                              "PSMA": Exam(radionuclide="Ga-68", radiopharmaceutical="PSMA-11")})
 
 
-@pytest.mark.parametrize("protocol,source,ctdi,dlp", [
-    ("PET-CT Half Body", "local", 5.0, 450.0),
-    ("pet-ct  half body (low dose)", "local", 5.0, 450.0),   # case and spacing ignored, wildcard
-    ("Brain PET", "local", 40.0, 400.0),                     # unset DLP falls back to national
-    ("Whole body", "national", 4.3, 400.0),
-    (None, "national", 4.3, 400.0),
+def outcome(e, cfg=CFG):
+    act, checks, msv = run_checks(e, cfg)
+    return act, {c.name: c.ok for c in checks}, {c.name: c for c in checks}, msv
+
+
+def test_measured_is_decay_corrected_to_the_administration_and_residual_subtracted():
+    e = entry(residual_mbq=3.0, residual_at=T0 + 120)
+    act = administered_activity(e)
+    assert act.measured_at_admin_mbq == pytest.approx(300.0)
+    assert act.residual_at_admin_mbq == pytest.approx(3.0 * 2 ** (120 / 6586.2))
+    assert act.administered_mbq == pytest.approx(300.0 - 3.0 * 2 ** (120 / 6586.2))
+
+
+def test_a_good_administration_passes_every_check():
+    _, ok, _, msv = outcome(entry(residual_mbq=2.0, residual_at=T0 + 60))
+    assert ok == {"record": True, "tolerance": True, "reference_level": True, "notifiable": True,
+                  "radiopharmaceutical": True, "residual": True}
+    assert msv == pytest.approx(0.019 * (300.0 - 2.0 * 2 ** (60 / 6586.2)))
+
+
+@pytest.mark.parametrize("factor,ok", [(1.099, True), (1.101, False), (0.901, True), (0.899, False)])
+def test_tolerance_is_plus_minus_ten_percent(factor, ok):
+    e = entry(measured_mbq=entry()["measured_mbq"] * factor)
+    assert outcome(e)[1]["tolerance"] is ok
+
+
+@pytest.mark.parametrize("mbq,weight,mode,ok", [
+    (390.0, 120.0, "any", True),     # under 400 and under 3.5 x 120 = 420
+    (410.0, 120.0, "any", False),    # over the fixed 400
+    (300.0, 80.0, "any", False),     # over 3.5 x 80 = 280
+    (300.0, 80.0, "all", True),      # over per-kg only: "all" needs both
+    (450.0, 80.0, "all", False),     # over both
+    (390.0, None, "any", True),      # no weight: the fixed rule alone
 ])
-def test_reference_levels_local_first_then_national(protocol, source, ctdi, dlp):
-    lv = levels_for(protocol, cfg(reference_levels=LEVELS).reference_levels)
-    assert (lv.source, lv.ctdivol_mgy, lv.dlp_mgycm) == (source, ctdi, dlp)
+def test_reference_level_fixed_and_per_kg(mbq, weight, mode, ok):
+    cfg = DispensingConfig(exams=CFG.exams,
+                           reference_levels={"FDG": ReferenceLevel(fixed_mbq=400, per_kg_mbq=3.5, mode=mode)})
+    e = entry(prescribed_mbq=mbq, measured_mbq=decay(mbq, T0, T0 - 600, 6586.2), weight_kg=weight)
+    _, oks, checks, _ = outcome(e, cfg)
+    assert oks["reference_level"] is ok
+    if weight is None:
+        assert "no weight" in checks["reference_level"].message
 
 
-@pytest.mark.parametrize("events,total,status,exceeded", [
-    ([("constant_angle", 0.1, 5.0, None), ("spiral", 4.9, 300.0, None)], 305.0, "ok", []),
-    ([("constant_angle", 9.0, 5.0, None), ("spiral", 4.9, 300.0, None)], 305.0, "ok", []),  # scouts not compared
-    ([("spiral", 5.2, 300.0, None)], 300.0, "exceeded", ["ctdivol_mgy"]),
-    ([("spiral", 4.0, 300.0, None), ("spiral", 3.0, 200.0, None)], 500.0, "exceeded", ["dlp_mgycm"]),
-    ([("spiral", 4.0, 300.0, None), ("spiral", 3.0, 200.0, None)], None, "exceeded", ["dlp_mgycm"]),  # summed
+def test_per_kg_only_without_weight_is_not_evaluated():
+    cfg = DispensingConfig(reference_levels={"FDG": ReferenceLevel(per_kg_mbq=3.5)}, exams=CFG.exams)
+    _, oks, checks, _ = outcome(entry(weight_kg=None), cfg)
+    assert oks["reference_level"] is None and "weight" in checks["reference_level"].message
+
+
+@pytest.mark.parametrize("mbq,ok", [(1300.0, True), (1315.0, True), (1316.0, False), (1500.0, False)])
+def test_notifiable_threshold_25_msv_at_0_019_msv_per_mbq(mbq, ok):
+    # 25 mSv / 0.019 mSv/MBq = 1315.79 MBq
+    e = entry(prescribed_mbq=mbq, measured_mbq=decay(mbq, T0, T0 - 600, 6586.2))
+    _, oks, checks, _ = outcome(e)
+    assert oks["notifiable"] is ok
+    assert checks["notifiable"].priority == "high"
+
+
+def test_no_dose_coefficient_means_not_evaluated_not_passed():
+    e = entry(radionuclide="Ga-68", radiopharmaceutical="PSMA-11", exam="PSMA",
+              measured_mbq=decay(150.0, T0, T0 - 600, 67.83 * 60), prescribed_mbq=150.0)
+    _, oks, _, msv = outcome(e)
+    assert oks["notifiable"] is None and msv is None
+    assert oks["tolerance"] is True and oks["radiopharmaceutical"] is True
+
+
+@pytest.mark.parametrize("exam,nuclide,rp,ok,alarm", [
+    ("PETONC", "F-18", "FDG", True, "dose.wrong_radiopharmaceutical"),
+    ("PSMA", "F-18", "FDG", False, "dose.wrong_radiopharmaceutical"),     # booked Ga-68 PSMA, given FDG
+    ("PETONC", "F-18", "FCH", False, "dose.wrong_radiopharmaceutical"),   # right nuclide, wrong compound
 ])
-def test_ct_check_against_the_matched_levels(events, total, status, exceeded):
-    ev = [(t, c, d, p or "PET-CT Half Body") for t, c, d, p in events]
-    r = check_ct([report(*ev, total=total)], [], cfg(reference_levels=LEVELS).reference_levels)
-    assert r.status == status
-    assert [x["quantity"] for x in r.exceeded] == exceeded
-    assert r.dlp_total_source == ("report" if total is not None else "sum_of_events")
+def test_wrong_radiopharmaceutical_for_the_booked_exam_is_high(exam, nuclide, rp, ok, alarm):
+    _, oks, checks, _ = outcome(entry(exam=exam, radionuclide=nuclide, radiopharmaceutical=rp))
+    assert oks["radiopharmaceutical"] is ok
+    assert checks["radiopharmaceutical"].alarm_type == alarm and checks["radiopharmaceutical"].priority == "high"
 
 
-def test_ct_check_without_a_report_is_not_checked_not_ok():
-    r = check_ct([], ["PET-CT Half Body"], cfg().reference_levels)
-    assert r.status == "not_checked" and r.reason == "no CT dose report received"
+def test_unknown_exam_is_a_low_alarm_unless_ignored():
+    _, oks, checks, _ = outcome(entry(exam="NOPE"))
+    assert oks["exam"] is False and checks["exam"].priority == "low"
+    _, oks, _, _ = outcome(entry(exam="NOPE"), DispensingConfig(unknown_exam="ignore"))
+    assert "exam" not in oks and "radiopharmaceutical" not in oks
 
 
-@pytest.mark.parametrize("header_factor,status", [(1.0, "ok"), (1.02, "ok"), (0.98, "ok"), (1.049, "ok"),
-                                                  (1.051, "mismatch"), (1.10, "mismatch"), (0.90, "mismatch")])
-def test_reconciliation_is_decay_corrected_with_a_5_percent_tolerance(header_factor, status):
-    # 500 MBq measured at calibration 45 minutes before the injection the header names.
-    d = dispensed(500.0, at=T0, calibration_at=T0 - timedelta(minutes=45))
-    expected = 500.0 * 2 ** (-45 * 60 / F18)
-    r = reconcile(header(expected * header_factor), d, tolerance_pct=5.0)
-    assert r.status == status
-    assert r.expected_mbq == pytest.approx(expected, abs=1e-3)
-    assert r.deviation_pct == pytest.approx(100 * (header_factor - 1), abs=0.01)
-    assert r.half_life_source == "header"
+@pytest.mark.parametrize("residual,limit_mbq,ok", [(5.0, None, True), (7.0, None, False), (5.0, 4.0, False)])
+def test_residual_limit_percent_and_mbq(residual, limit_mbq, ok):
+    cfg = DispensingConfig(exams=CFG.exams, residual_limit_mbq=limit_mbq)
+    # 2 % of the 300 MBq measured at administration = 6 MBq
+    _, oks, checks, _ = outcome(entry(residual_mbq=residual, residual_at=T0), cfg)
+    assert oks["residual"] is ok and checks["residual"].priority == "low"
 
 
-def test_reconciliation_uses_net_activity_and_says_why_it_cannot_run():
-    assert reconcile(header(350.0), dispensed(360.0, residual=10.0), tolerance_pct=5).status == "ok"
-    assert reconcile(header(350.0), None, tolerance_pct=5).status == "no_dispense_record"
-    assert reconcile(None, dispensed(350.0), tolerance_pct=5).status == "no_header_activity"
-    no_half = PetHeader(350.0, "Bq", T0, None, None, None)
-    d = Dispensed("r", "e", "p", "A", "u", None, 350.0, None, T0, None)
-    assert reconcile(no_half, d, tolerance_pct=5).status == "no_half_life"
-    r = reconcile(no_half, d, tolerance_pct=5, report_half_life_s=F18)
-    assert (r.status, r.half_life_source) == ("ok", "dose_report")
-    table = Dispensed("r", "e", "p", "A", "u", "Ga-68", 150.0, None, T0 - timedelta(minutes=67.83), None)
-    r = reconcile(PetHeader(75.0, "Bq", T0, None, None, None), table, tolerance_pct=5)
-    assert (r.status, r.half_life_source) == ("ok", "table")
+def test_record_issues_fail_the_record_check():
+    _, oks, checks, _ = outcome(entry(issues=["room: number 9 is not mapped to an area"]))
+    assert oks["record"] is False and "number 9" in checks["record"].message
 
 
-def test_the_dispensing_record_is_found_by_accession_else_patient_ref_nearest_in_time():
-    recs = [dispensed(300, T0 - timedelta(hours=30), rid="old"),
-            dispensed(310, T0 - timedelta(minutes=62), rid="right"),
-            dispensed(320, T0 - timedelta(minutes=61), accession="OTHER", rid="other-acc"),
-            dispensed(330, T0 - timedelta(minutes=59), accession=None, patient_ref="p9", rid="by-ref")]
-    assert pick_dispensed(recs, accession="A1", patient_ref="p1", around=T0, window_h=12).record_id == "right"
-    assert pick_dispensed(recs, accession=None, patient_ref="p9", around=T0, window_h=12).record_id == "by-ref"
-    assert pick_dispensed(recs, accession="NONE", patient_ref="p1", around=T0, window_h=12) is None
-    assert pick_dispensed(recs, accession="A1", patient_ref="p1", around=T0 + timedelta(hours=40),
-                          window_h=12) is None
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        ReferenceLevel()
+    with pytest.raises(ValueError):
+        Exam(radionuclide="Tc-99m")
+    with pytest.raises(ValueError):
+        DispensingConfig(summary_at="25:00")
+    with pytest.raises(ValueError):
+        UptakeConfig(uptake_s=3600, overdue_s=1800)
 
 
-@pytest.mark.parametrize("shift_min,status", [(0, "ok"), (4.9, "ok"), (-5.0, "ok"), (5.1, "mismatch"), (-12, "mismatch")])
-def test_start_time_mismatch_beyond_tolerance(shift_min, status):
-    r = check_start_times(T0 + timedelta(minutes=shift_min), T0, 5.0)
-    assert r.status == status and r.difference_min == pytest.approx(shift_min)
-    assert check_start_times(None, T0, 5.0).status == "not_checked"
+def test_config_cross_references_are_checked():
+    from daemon.config import ConfigError, parse_config
+    base = {"site": {"id": "s", "name": "s", "timezone": "Mars/Olympus"},
+            "areas": {"uptake1": {"name": "U1", "kind": "uptake_room"}},
+            "devices": {"disp": {"kind": "dispenser", "transport": "tcp", "rooms": {"1": "uptake1", "2": "uptake9"}}},
+            "uptake": {"notify_role": "nobody"},
+            "alarm_types": {"dose.tolerance": {"priority": "medium", "kind": "clinical", "latching": False}}}
+    with pytest.raises(ConfigError) as e:
+        parse_config(base)
+    paths = {i.path for i in e.value.issues}
+    assert paths == {"devices.disp.rooms.2", "uptake.notify_role", "alarm_types.dose.tolerance.latching",
+                     "site.timezone"}

@@ -22,6 +22,10 @@ class Rules:
         self.cfg = cfg
         self.ctx = ctx
 
+    def bind(self, driver: Any) -> None:
+        """Called once with the device's driver before the first poll (e.g. to resume a
+        position the journal remembers, such as the last dose record read from a unit)."""
+
     def on_reading(self, reading: Reading) -> Output:
         return ()
 
