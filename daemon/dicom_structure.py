@@ -30,7 +30,6 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 @dataclass(frozen=True)
 class Layout:
     transfer_syntax: str
-    dataset: bytes  # the dataset after the file meta (inflated if deflated)
     sop_class: str
     sop_instance: str
     pixel_length: int | None  # bytes of native pixel data; None if absent or encapsulated
@@ -176,13 +175,12 @@ def layout(data: bytes) -> Layout:
     ts = values.get(0x0010)
     if not ts:
         raise BadValue("file meta has no TransferSyntaxUID (0002,0010)")
-    body = bytes(data[pos:])
+    body, start = data, pos  # walked in place: copying a 512 KiB slice per file costs more than the walk
     if ts == DEFLATED:
         try:
-            body = zlib.decompress(body, -zlib.MAX_WBITS)
+            body, start = zlib.decompress(bytes(data[pos:]), -zlib.MAX_WBITS), 0
         except zlib.error as err:
             raise BadValue(f"deflated dataset cannot be inflated: {err}") from None
     walker = _Walker(body, implicit=ts == IMPLICIT_LE, little=ts != EXPLICIT_BE)
-    walker.dataset(0, len(body), 0)
-    return Layout(ts, body, values.get(0x0002, ""), values.get(0x0003, ""), walker.pixel_length,
-                  walker.has_pixels)
+    walker.dataset(start, len(body), 0)
+    return Layout(ts, values.get(0x0002, ""), values.get(0x0003, ""), walker.pixel_length, walker.has_pixels)
