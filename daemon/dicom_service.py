@@ -1,8 +1,8 @@
 """The ``dicom`` service: receiver threads -> spool -> parse worker -> studies -> checks -> journal.
 
 Everything here runs in the event loop except the receiver (pynetdicom threads, which
-reach this object only through ``LoopBridge.post``) and the parse worker (one thread
-fed from an asyncio queue). Spool files stay until their study's summary is durable in
+reach this object only through ``LoopBridge.post``) and the parser (a child process fed
+in batches from an asyncio queue, see dicom_worker.py). Spool files stay until their study's summary is durable in
 the journal, so a crash mid-study loses nothing: the files are parsed again at start.
 """
 
@@ -24,11 +24,12 @@ from . import dicom_routes  # noqa: F401  (registers the dose/study route)
 from .alarms import Condition
 from .dicom_config import DicomConfig
 from .dicom_doses import DoseBook, register_dose_record
-from .dicom_parse import Parsed, Unparseable, parse_file
+from .dicom_parse import Parsed, Unparseable
 from .dicom_scp import Receiver
 from .dicom_spool import Spool
 from .dicom_studies import Findings, Study, StudyBook, evaluate, summary
 from .dicom_values import utc_iso
+from .dicom_worker import ParserPool
 from .pseudonym import load_or_create_key
 from .tasks import TaskSet
 from .threads import LoopBridge
@@ -37,12 +38,6 @@ log = structlog.get_logger("suitemon.dicom")
 
 BATCH = 64
 DRAIN_S = 0.02
-# Receiving comes first: while instances keep arriving (one in the last RECEIVING_S), parsing
-# waits, so the scanner is never slowed by extraction (the GIL is shared). A study cannot
-# complete before its association ends anyway; MAX_DEFER_S bounds the wait on an association
-# that streams for a long time.
-RECEIVING_S = 0.05
-MAX_DEFER_S = 10.0
 RETRY_BIND_S = 10.0
 PURGE_EVERY_S = 60.0
 
@@ -138,7 +133,6 @@ class DicomService:
         self.receiver: Receiver | None = None
         self.key = b""
         self._parsing = 0
-        self._last_receipt = 0.0
         self._spool_fault_open = False
         register_dose_record(ctx)
         ctx.recorder.subscribe(self._on_event)
@@ -148,7 +142,7 @@ class DicomService:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dicom-parse")
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dicom-files")  # spool file moves, purges
         self.doses.load(self.ctx.recorder.journal)
         try:
             self.spool = Spool(self.spool_dir, fsync=self.cfg.fsync, min_free_bytes=int(self.cfg.min_free_mb * 1e6))
@@ -166,6 +160,8 @@ class DicomService:
             log.info("spool files from a previous run queued", files=len(rec.files), partial_removed=rec.partial_removed)
         self.sink = _Sink(LoopBridge(loop), self)
         self.receiver = Receiver(self.cfg, self.spool, self.sink)
+        self.parser = ParserPool(self.key, self.site_tz)
+        self.tasks.spawn(self.parser.warm_up(), name="dicom-parser-start")
         self.tasks.spawn(self._worker(), name="dicom-worker")
         self.tasks.spawn(self._ticker(), name="dicom-ticker")
         # First bind before start() returns, so "online" means the scanner can connect.
@@ -178,6 +174,8 @@ class DicomService:
         await self.tasks.cancel_all()
         if hasattr(self, "pool"):
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if getattr(self, "parser", None) is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.parser.close)
 
     def _bind(self) -> bool:
         try:
@@ -220,7 +218,6 @@ class DicomService:
         if st is not None:
             st.instances += 1
         self.ctx.metrics.inc("dicom.instances.received")
-        self._last_receipt = max(self._last_receipt, mono)
         self.queue.put_nowait(Item(path, assoc, wall, mono, st.calling_ae if st else None))
         if self._spool_fault_open:
             self._spool_fault_open = False  # writes work again; the latched alarm waits for a person
@@ -268,14 +265,12 @@ class DicomService:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            while (time.monotonic() - self._last_receipt < RECEIVING_S
-                   and time.monotonic() - batch[0].mono < MAX_DEFER_S):
-                await asyncio.sleep(RECEIVING_S)
             while len(batch) < BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self._parsing = len(batch)
             try:
-                results = await loop.run_in_executor(self.pool, self._parse_batch, batch)
+                parsed = await self.parser.parse([item.path for item in batch])
+                results = await loop.run_in_executor(self.pool, self._set_aside, batch, parsed)
                 for item, (result, moved) in zip(batch, results):
                     self._apply(item, result, moved)
             except Exception:
@@ -283,10 +278,10 @@ class DicomService:
             finally:
                 self._parsing = 0
 
-    def _parse_batch(self, batch: list[Item]) -> list[tuple[Any, Path | None]]:
+    def _set_aside(self, batch: list[Item], parsed: list) -> list[tuple[Any, Path | None]]:
+        """Move unparseable files to unparseable/ with their reason (file thread)."""
         out = []
-        for item in batch:
-            result = parse_file(item.path, key=self.key, site_tz=self.site_tz)
+        for item, result in zip(batch, parsed):
             moved = None
             if isinstance(result, Unparseable):
                 ident = result.ident
