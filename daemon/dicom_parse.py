@@ -1,6 +1,6 @@
 """One spooled file -> the facts suitemon needs, or the reason it cannot be used.
 
-Runs in the worker thread. Images are read without pixel data and only for the
+Runs in the parser process (dicom_worker.py). Images are read without pixel data and only for the
 attributes listed in ``IMAGE_TAGS``; structured reports are read whole (they are small).
 Before pydicom sees the bytes, the file's structure is checked (``dicom_structure``), so a
 truncated file is caught even where pydicom would quietly read a short value.

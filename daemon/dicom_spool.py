@@ -13,7 +13,7 @@ removed. ``fsync`` decides which files are flushed to the disk before success is
 answered (see docs/dicom.md): "all", "reports" (structured reports: the dose facts
 themselves) or "none".
 
-Called from pynetdicom's association threads (``store``) and from the worker thread
+Called from pynetdicom's association threads (``store``) and from the service's file thread
 (``finish``/``reject``); it keeps no shared mutable state beyond an atomic counter.
 """
 
@@ -137,7 +137,7 @@ class Spool:
         finally:
             os.close(fd)
 
-    # -- after processing (worker thread) -------------------------------------------------
+    # -- after processing (file thread) ---------------------------------------------------
     def finish(self, paths: list[Path], keep_s: float) -> int:
         """A completed study's files: deleted, or kept in processed/ for ``keep_s`` seconds."""
         done = 0
