@@ -79,7 +79,7 @@ class DicomConfig(Strict):
 
     spool_dir: Path | None = Field(None, description="default: <state.dir>/dicom-spool")
     fsync: Literal["all", "reports", "none"] = Field(
-        "reports", description="which instances are flushed to disk before success is answered")
+        "all", description="which instances are flushed to disk before success is answered")
     min_free_mb: float = Field(512, ge=0, description="refuse instances (0xA700) below this much free space")
     keep_processed_s: float = Field(0, ge=0, description="keep processed spool files this long (0: delete)")
 

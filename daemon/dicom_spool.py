@@ -10,8 +10,8 @@ A file is written under a temporary dot-name and renamed when complete, so a cra
 never leaves a half file that looks whole; dot-files found at start are the remains of
 interrupted writes whose sender got no success (it still has the instance) and are
 removed. ``fsync`` decides which files are flushed to the disk before success is
-answered (see docs/dicom.md): "all", "reports" (structured reports: the dose facts
-themselves) or "none".
+answered (see docs/dicom.md): "all" (default), "reports" (structured reports: the dose
+facts themselves) or "none".
 
 Called from pynetdicom's association threads (``store``) and from the service's file thread
 (``finish``/``reject``); it keeps no shared mutable state beyond an atomic counter.
@@ -70,7 +70,7 @@ class Recovered:
 
 
 class Spool:
-    def __init__(self, root: Path, *, fsync: str = "reports", min_free_bytes: int = 0):
+    def __init__(self, root: Path, *, fsync: str = "all", min_free_bytes: int = 0):
         self.root = Path(root)
         self.incoming = self.root / "incoming"
         self.processed = self.root / "processed"

@@ -18,7 +18,7 @@ def issues(dicom: dict) -> dict[str, str]:
 def test_a_minimal_section_gets_safe_defaults():
     cfg = parse_config({**BASE, "dicom": {"allow": [{"ae_title": "PETCT1"}]}})
     d = cfg.dicom
-    assert (d.bind, d.port, d.ae_title, d.fsync) == ("127.0.0.1", 11112, "SUITEMON", "reports")
+    assert (d.bind, d.port, d.ae_title, d.fsync) == ("127.0.0.1", 11112, "SUITEMON", "all")
     assert d.reference_levels.national.ctdivol_mgy == 4.3 and d.activity_tolerance_pct == 5.0
     assert "1.2.840.10008.1.2.1" in d.transfer_syntaxes
     assert d.allowed("PETCT1", "10.1.2.3") and not d.allowed("PETCT2", "127.0.0.1")
