@@ -11,7 +11,12 @@ second time is recorded as unparseable with that reason, and the rest go through
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import tzinfo
@@ -33,6 +38,30 @@ def _ready() -> bool:
     return True
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Child initializer: a daemon killed with SIGKILL must not leave its parser running.
+
+    (The pool's call queue keeps both pipe ends open in the child, so it would never see
+    EOF.) Linux delivers SIGKILL when the parent goes; a 1 s watch on the parent pid covers
+    the rest, and a parent already gone by now ends the child at once."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    if os.getppid() != parent_pid:
+        os._exit(0)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class ParserPool:
     def __init__(self, key: bytes, site_tz: tzinfo):
         self.key = key
@@ -41,7 +70,8 @@ class ParserPool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_die_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     async def warm_up(self) -> None:

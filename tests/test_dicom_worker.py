@@ -38,3 +38,28 @@ def test_a_killed_parser_process_is_replaced_and_the_batch_still_parsed(tmp_path
         assert [type(r) for r in results] == [Parsed] * 5 + [Unparseable]
         assert {r.kind for r in results[:5]} == {"ct_image", "pet_image", "ct_dose", "rp_dose"}
         assert results[2].pet.activity_mbq == 350.0
+
+
+def test_a_daemon_killed_outright_leaves_no_parser_behind(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import REPO, wait_until
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import asyncio, os, signal, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from zoneinfo import ZoneInfo\n"
+        "from daemon.dicom_worker import ParserPool\n"
+        "async def main():\n"
+        "    pool = ParserPool(b'k' * 32, ZoneInfo('UTC'))\n"
+        "    await pool.warm_up()\n"
+        "    print(*pool._pool._processes, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == -9, r.stderr
+    child = int(r.stdout.split()[0])
+    wait_until(lambda: not os.path.exists(f"/proc/{child}") or
+               open(f"/proc/{child}/stat").read().split()[2] == "Z", 5, what="parser process gone")
