@@ -183,6 +183,10 @@ class AlarmEngine:
             ladder = c.ladder or (at.ladder if at else None)
             if at is not None and at.protocol:
                 protocol = self.cfg.protocols[at.protocol].model_dump()
+                area = self.cfg.areas.get(c.location) if c.location else None
+                if area is not None:
+                    # "Where": the site's location plus the room, so the caller can give both.
+                    protocol["room"] = area.name
             rec = AlarmRecord(
                 alarm_id=c.alarm_id, occurrence=str(uuid.uuid4()), type=c.type,
                 priority=at.priority if at else c.priority, kind=at.kind if at else c.kind,
@@ -224,7 +228,7 @@ class AlarmEngine:
         now = iso(self.clock())
         rec.state, rec.acknowledged_by, rec.acknowledged_at, rec.updated_at = "acknowledged", actor, now, now
         if self.escalator is not None:
-            self.escalator.stop(rec)
+            self.escalator.acknowledged(rec)
         return self._record("alarm.acknowledged", rec, actor, note=note)
 
     def reset(self, alarm_id: str, actor: str, note: str | None = None) -> Event:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import structlog
+from paho.mqtt.client import topic_matches_sub
 
 from . import __version__, kinds
 from .alarms import AlarmEngine, iso
@@ -47,6 +48,7 @@ class Daemon:
         self.journal_fault: str | None = None
         self._fault_since: str | None = None
         self.started_at = time.time()
+        self._listeners: list[tuple[str, Any]] = []
 
     # -- status ----------------------------------------------------------
     def status_payload(self, state: str, reason: str | None = None) -> dict[str, Any]:
@@ -130,10 +132,11 @@ class Daemon:
         self.link = MqttLink(
             cfg.mqtt, client_id=self.client_id, will=will, bridge=self.bridge,
             on_connect=self._on_connect, on_ack=self.outbox.on_ack,
-            on_message=lambda t, p: self.tasks.spawn(self.commands.on_message(t, p), name="command"),
+            on_message=self._on_message,
             subscriptions=(self.topics.command_filter,),
         )
         self.outbox.link = self.link
+        self.ctx.subscribe = self._subscribe
         self.link.start()
 
         for name, ref in kinds.SERVICES.items():
@@ -173,6 +176,20 @@ class Daemon:
             self._publish_json(self.topics.alarm("daemon.journal_fault"),
                                self._journal_fault_record("active", self.journal_fault), retain=True)
         self.outbox.wake()
+
+    def _subscribe(self, topic_filter: str, fn) -> None:
+        self._listeners.append((topic_filter, fn))
+        self.link.add_subscription(topic_filter)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        for topic_filter, fn in self._listeners:
+            if topic_matches_sub(topic_filter, topic):
+                try:
+                    fn(topic, payload)
+                except Exception:  # a feature's bug must not stop the MQTT dispatch
+                    log.exception("message handler failed", topic=topic)
+                return
+        self.tasks.spawn(self.commands.on_message(topic, payload), name="command")
 
     def _publish_json(self, topic: str, obj: Any, retain: bool = False) -> None:
         link = getattr(self, "link", None)

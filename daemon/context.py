@@ -22,6 +22,9 @@ class Context:
     facts: Facts
     publish_json: Callable[..., None]  # (topic, obj, retain=False): not journaled (state, replies)
     commands: Any = None
+    # (topic filter, fn(topic, payload)): features that listen on their own topics
+    # (shutdown replies). Messages not matching any filter go to the command dispatcher.
+    subscribe: Callable[[str, Callable[[str, bytes], Any]], None] | None = None
     runners: dict[str, Any] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
 

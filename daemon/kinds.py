@@ -28,6 +28,12 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.points:PointRules",
         simulator="simulators.modbus_points:PointsSimulator",
     ),
+    "ups_apc": Kind(
+        config="drivers.ups_apc:Config",
+        driver="drivers.ups_apc:ApcUpsDriver",
+        rules="daemon.rules.ups_apc:UpsRules",
+        simulator="simulators.ups_apc:ApcUpsSimulator",
+    ),
     # --- dispenser (issue 6) ---
     "dispenser": Kind(
         config="drivers.dispenser:Config",
@@ -50,6 +56,14 @@ KINDS: dict[str, Kind] = {
         rules="daemon.rules.radiation:RadiationRules",
         simulator="simulators.ludlum375:Ludlum375Simulator",
         check="drivers.ludlum375:check",
+    ),
+    # --- bells (issue 3) ---
+    "callbell_io": Kind(
+        config="drivers.callbell_io:Config",
+        driver="drivers.callbell_io:CallBellDriver",
+        rules="daemon.rules.callbell:CallBellRules",
+        simulator="simulators.callbell_io:CallBellSimulator",
+        check="daemon.bells:check_config",
     ),
 }
 
@@ -79,15 +93,11 @@ SERVICES: dict[str, str] = {
     "uptake": "daemon.uptake:factory",
     "dose_summary": "daemon.dose_summary:factory",
     "dicom": "daemon.dicom_service:factory",
+    "bells": "daemon.bells:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
 SERVICE_SECTIONS["dicom"] = "dicom"
-
-# Simulators of a feature section (e.g. the scanner for [dicom]): section name ->
-# "module:function"; function(cfg) returns {simulator id: Simulator} for `suitemon sim`.
-SECTION_SIMULATORS: dict[str, str] = {}
-SECTION_SIMULATORS["dicom"] = "simulators.scanner:from_config"
 SECTIONS["board"] = "daemon.board.config:BoardConfig"
 
 
@@ -136,4 +146,21 @@ def sections() -> dict[str, Any]:
 CLI_EXTENSIONS: list[str] = []
 CLI_EXTENSIONS.append("daemon.board.cli:add_parser")
 CLI_EXTENSIONS.append("daemon.dose_summary:add_parser")
+
+# Simulators that are not devices (e.g. the shutdown targets that answer the sequencer):
+# name -> "module:factory"; factory(cfg) returns a simulators.base.Simulator or None.
+# ``suitemon sim`` runs them beside the device simulators, under that name.
+SIM_EXTRAS: dict[str, str] = {}
+
+# --- ups / safe shutdown (issue 4) ---
+SECTIONS["shutdown"] = "daemon.shutdown.config:ShutdownConfig"
+SERVICES["shutdown"] = "daemon.shutdown.sequencer:factory"
+SERVICE_SECTIONS["shutdown"] = "shutdown"
+CLI_EXTENSIONS.append("daemon.shutdown.cli:add_parser")
+SIM_EXTRAS["shutdown_targets"] = "simulators.shutdown_target:from_config"
+SECTION_CHECKS["shutdown"] = "daemon.shutdown.config:check_refs"
+CLI_EXTENSIONS.append("daemon.bells_report:add_parser")  # suitemon bells report
+
+# --- dicom (issue 7) ---
 CLI_EXTENSIONS.append("daemon.dicom_cli:add_parser")
+SIM_EXTRAS["scanner"] = "simulators.scanner:from_config"

@@ -36,7 +36,7 @@ class MqttLink:
         self._on_disconnect = on_disconnect
         self._on_ack = on_ack
         self._on_message = on_message
-        self.subscriptions = subscriptions
+        self.subscriptions = list(subscriptions)
         self.connected = False
         self.stopping = False
         self._connected_evt = threading.Event()
@@ -79,9 +79,11 @@ class MqttLink:
         if reason_code.is_failure:
             log.error("mqtt connection refused", reason=str(reason_code))
             return
-        for topic in self.subscriptions:
-            client.subscribe(topic, qos=1)
+        # Flag first, then subscribe: a subscription added meanwhile (add_subscription in the
+        # loop thread) is then either in this list or subscribed by its adder; twice is harmless.
         self._connected_evt.set()
+        for topic in list(self.subscriptions):
+            client.subscribe(topic, qos=1)
         self.bridge.post(self._connected)
 
     def _cb_disconnect(self, client, userdata, flags, reason_code, properties=None):
@@ -106,6 +108,14 @@ class MqttLink:
         if was and not self.stopping:
             log.error("mqtt connection lost; events are kept in the journal", reason=reason)
         self._on_disconnect(reason)
+
+    def add_subscription(self, topic: str) -> None:
+        """Subscribe now if connected, and again after every reconnect."""
+        if topic in self.subscriptions:
+            return
+        self.subscriptions.append(topic)
+        if self._connected_evt.is_set():
+            self.client.subscribe(topic, qos=1)
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)

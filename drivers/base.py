@@ -69,8 +69,19 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def poll(self) -> Reading: ...
 
+    def poll_interval(self) -> float:
+        """Seconds until the next poll. A driver may poll faster in some states (a UPS on battery)."""
+        return self.config.poll_s
+
     async def close(self) -> None:
         self.is_open = False
+
+    def set_outputs(self, desired: Mapping[str, Any]) -> None:
+        """Outputs the device should show (lamps): written on the next poll, read back after.
+
+        Only drivers of devices with outputs implement it; the rules say what, the driver says how.
+        """
+        raise DriverError(f"{type(self).__name__} has no outputs to set")
 
     async def command(self, name: str, **args: Any) -> Any:
         """Device-specific actions (write a coil, send an outlet command)."""

@@ -34,10 +34,15 @@ class Bus:
         self.key = cfg.bus_key
         self.cfg = cfg
         self.lock = asyncio.Lock()
+        # Two users of one line (a poll and a command) may both find it closed; only one may open
+        # it, or the loser's client leaks and, on a serial port opened exclusively, blocks every
+        # later connect.
+        self._connect_lock = asyncio.Lock()
         self.gap = cfg.frame_gap
         self._last_frame_end = 0.0
         self.client: Any = None
         self.users = 0
+        self.closed = False  # released by its last user: never reopened (a late request must not leak a client)
 
     @classmethod
     def for_device(cls, cfg: ModbusDeviceConfig) -> "Bus":
@@ -63,8 +68,16 @@ class Bus:
                                        parity=c.parity, stopbits=c.stopbits, **common)
 
     async def ensure_connected(self) -> None:
+        if self.closed:
+            raise CommError(f"Modbus link {self.key} was closed")
         if self.client is not None and self.client.connected:
             return
+        async with self._connect_lock:
+            if self.client is not None and self.client.connected:
+                return
+            await self._connect()
+
+    async def _connect(self) -> None:
         await self.disconnect()
         self.client = self._make_client()
         try:
@@ -90,8 +103,10 @@ class Bus:
     async def release(self) -> None:
         self.users -= 1
         if self.users <= 0:
+            self.closed = True
             await self.disconnect()
-            Bus._registry.pop(self.key, None)
+            if Bus._registry.get(self.key) is self:
+                del Bus._registry[self.key]
 
     async def request(self, fn_name: str, *args: Any, unit: int, **kwargs: Any) -> Any:
         async with self.lock:

@@ -36,12 +36,12 @@ class SimHost:
             cls = kinds.simulator_class(dev.kind)
             if cls is not None:
                 self.sims[did] = cls(did, dev)
-        for section, ref in kinds.SECTION_SIMULATORS.items():
-            if getattr(cfg, section, None) is None:
+        for name, ref in kinds.SIM_EXTRAS.items():
+            if only is not None and name not in only:
                 continue
-            for sid, sim in kinds.load(ref)(cfg).items():
-                if only is None or sid in only:
-                    self.sims[sid] = sim
+            extra = kinds.load(ref)(cfg)
+            if extra is not None:
+                self.sims[name] = extra
 
     async def start(self, control: bool = True) -> None:
         groups: dict[str, list[ModbusSimulator]] = {}

@@ -161,5 +161,6 @@ class ScannerSimulator(Simulator):
             raise SimError(str(err)) from None
 
 
-def from_config(cfg) -> dict[str, Simulator]:
-    return {"scanner": ScannerSimulator("scanner", cfg)}
+def from_config(cfg) -> Simulator | None:
+    """``kinds.SIM_EXTRAS["scanner"]``: the scanner exists in ``suitemon sim`` when [dicom] does."""
+    return ScannerSimulator("scanner", cfg) if getattr(cfg, "dicom", None) is not None else None

@@ -12,6 +12,12 @@ CASES: list[dict] = [
         "config": {"profile": "generic_io"},
         "expect_keys": {"temperature", "humidity", "counter", "status", "door_contact"},
     },
+    {
+        "kind": "ups_apc",
+        "config": {},
+        "expect_keys": {"online", "on_battery", "shutdown_imminent", "runtime_s", "charge_pct", "battery_v",
+                        "battery_temp_c", "load_pct", "input_v", "output_v", "outlet_countdown_s"},
+    },
     # --- dispenser (issue 6) ---
     {
         "kind": "dispenser",
@@ -29,3 +35,19 @@ CASES: list[dict] = [
                         "instrument_high_alarm", "instrument_low_alarm", "device_dose_usv"},
     },
 ]
+
+# Call-bell I/O module (issue 3): one room wired, plus the alarm types its config check requires.
+CASES.append({
+    "kind": "callbell_io",
+    "config": {"profile": "dio16_latch",
+               "rooms": {"uptake3": {"call": 4, "emergency": 5, "cancel": 6, "door_lamp": 2, "reassure_lamp": 3}}},
+    "extra": {
+        "areas": {"uptake3": {"name": "Uptake room 3", "kind": "uptake_room"}},
+        "roles": {"resus": {"name": "Resus", "recipients": ["switchboard"]}},
+        "ladders": {"det": {"steps": [{"role": "resus", "timeout_s": 30, "failsafe": True, "critical_care": True}]}},
+        "protocols": {"det": {"who": "Resus", "number": "2222", "location": "Block C", "first_actions": ["Go"]}},
+        "alarm_types": {"bells.emergency": {"priority": "high", "kind": "clinical", "latching": True,
+                                            "ladder": "det", "protocol": "det", "emergency": True}},
+    },
+    "expect_keys": {"rooms"},
+})

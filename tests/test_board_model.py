@@ -174,6 +174,12 @@ def test_power_reads_mains_from_a_fresh_ups_only_and_shutdown_progress_from_its_
     send(model, "shutdown/state", {"phase": "idle", "hosts": {"recon": {"state": "ready"}, "console": "ready"}})
     sd = views.power(model, CFG)["shutdown"]
     assert (sd["state"], sd["active"], sd["done"], sd["total"]) == ("idle", False, 2, 2)
+    # The sequencer's own shape (docs/shutdown.md): a finished sequence is history, not active.
+    for phase, active in (("running", True), ("aborting", True), ("completed", False), ("aborted", False)):
+        send(model, "shutdown/state", {"phase": phase, "armed": False, "steps": [
+            {"id": "scanner_stop", "status": "done"}, {"id": "ups", "status": "pending"}]})
+        sd = views.power(model, CFG)["shutdown"]
+        assert (sd["state"], sd["active"], sd["done"], sd["total"]) == (phase, active, 1, 2)
 
 
 def administration(rid, at, given=350.0, prescribed=350.0, room="uptake1", assayed=None):

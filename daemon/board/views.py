@@ -221,8 +221,10 @@ def shutdown_view(p: dict[str, Any] | None) -> dict[str, Any] | None:
         steps = [{"name": str(k), "state": str(v.get("state") if isinstance(v, dict) else v)}
                  for k, v in steps_in.items()]
     done = sum(1 for s in steps if s["state"].lower() in DONE_STEP)
-    state = str(p.get("state") or p.get("phase") or "unknown")
-    return {"state": state, "active": state.lower() not in ("idle", "normal", "ok", "armed", "unknown", "off"),
+    state = str(p.get("phase") or p.get("state") or "unknown")
+    # Only a sequence under way is active; a finished one (completed, aborted) is history.
+    active = state.lower() in ("running", "aborting", "active", "in_progress")
+    return {"state": state, "active": active,
             "steps": steps, "done": done, "total": len(steps),
             "ts": p.get("ts"), "started_at": p.get("started_at"),
             "deadline": p.get("deadline") or p.get("shutdown_at"),

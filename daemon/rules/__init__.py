@@ -8,7 +8,7 @@ applies them through the alarm engine (driver -> reading -> rules -> alarm event
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..alarms import Condition, Reset
 from drivers.base import Reading
@@ -36,6 +36,14 @@ class Rules:
     def comm_lost(self, present: bool, default: Condition) -> Output:
         """The communication-lost condition; kinds may sharpen the message or the priority."""
         return (default,)
+
+    def outputs(self) -> Mapping[str, Any] | None:
+        """Outputs the device should show now (lamps), derived from the alarm engine.
+
+        Called after each reading's conditions are applied; the runner hands a non-None
+        result to ``Driver.set_outputs``, and the driver writes it and reads it back.
+        """
+        return None
 
 
 __all__ = ["Rules", "Output", "Condition", "Reset"]

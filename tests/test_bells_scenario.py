@@ -1,0 +1,23 @@
+"""The shipped deterioration scenario, played 5x faster against the example's ladder shape scaled by 1/5."""
+
+from __future__ import annotations
+
+from bells_helpers import bells_device, bells_extra
+from helpers import REPO
+
+SCENARIO = REPO / "examples" / "scenarios" / "deterioration.toml"
+SPEED = 5.0
+
+
+def test_deterioration_scenario_runs_the_ladder_to_its_failsafe(make_suite, watcher, tmp_path):
+    # examples/suite.toml: 30 s, 30 s, 60 s (failsafe); the scenario's times assume it.
+    extra = bells_extra(steps=(30 / SPEED, 30 / SPEED, 60 / SPEED))
+    suite = make_suite({"bells": bells_device("tcp", tmp_path)}, extra)
+    suite.start_sims()
+    suite.start_daemon(watcher)
+    state_t = suite.topic("device", "bells", "state")
+    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="bells polled")
+    failures = suite.play(SCENARIO, watcher, speed=SPEED)
+    assert failures == []
+    roles = [t.rsplit("/", 1)[1] for t, *_ in watcher.messages if t.startswith(suite.topic("notify") + "/")]
+    assert roles[:3] == ["room_nurse", "suite_staff", "resus_team"]

@@ -1,0 +1,294 @@
+"""Escalation timing: ladders run on schedule, accept stops them, all-reject skips ahead,
+and a daemon rebuilt from its journal resumes at the step it had reached.
+
+These run the real AlarmEngine + Escalator on a real journal and a real event loop with
+short timeouts (0.25-0.6 s); bounds have margins for a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from daemon.alarms import AlarmEngine, AlarmError, Condition
+from daemon.config import parse_config
+from daemon.contract import Topics, messages_for
+from daemon.escalation import Escalator
+from daemon.events import Recorder
+from daemon.journal import open_journal
+
+STEP = 0.3  # seconds per ladder step
+
+
+def make_cfg(step=STEP, failsafe=STEP, emergency=True):
+    return parse_config({
+        "site": {"id": "esc", "name": "Escalation tests"},
+        "areas": {"uptake3": {"name": "Uptake room 3", "kind": "uptake_room"}},
+        "roles": {
+            "room_nurse": {"name": "Room nurse", "recipients": ["nurse1", "nurse2"]},
+            "suite_staff": {"name": "Suite", "recipients": ["nurse1", "nurse2", "rad1"]},
+            "resus": {"name": "Resus", "recipients": ["switchboard"]},
+        },
+        "ladders": {"det": {"steps": [
+            {"role": "room_nurse", "timeout_s": step},
+            {"role": "suite_staff", "timeout_s": step},
+            {"role": "resus", "timeout_s": failsafe, "failsafe": True, "critical_care": True},
+        ]}},
+        "protocols": {"det": {"who": "Resus team", "number": "2222", "location": "Block C",
+                              "first_actions": ["Stay with the patient"]}},
+        "alarm_types": {
+            "emergency": {"priority": "high", "kind": "clinical", "latching": True, "ladder": "det",
+                          "protocol": "det", "emergency": emergency},
+            "call": {"priority": "medium", "kind": "clinical", "latching": True, "ladder": "det"},
+        },
+    })
+
+
+class Core:
+    """The alarm core as the daemon builds it, minus MQTT."""
+
+    def __init__(self, tmp_path, cfg):
+        self.cfg = cfg
+        self.journal = open_journal(tmp_path, "normal")
+        self.recorder = Recorder(self.journal)
+        self.engine = AlarmEngine(self.recorder, cfg)
+        self.escalator = Escalator(self.engine, cfg)
+        self.engine.restore(self.journal.latest_per_alarm())
+
+    def raise_(self, type_="emergency", alarm_id="bells.uptake3.emergency", start_step=0):
+        self.engine.apply(Condition(alarm_id=alarm_id, type=type_, present=True, location="uptake3",
+                                    message="Emergency in Uptake room 3", start_step=start_step))
+        self.recorder.flush()
+        return self.engine.get(alarm_id)
+
+    def notifies(self, alarm_id="bells.uptake3.emergency"):
+        self.recorder.flush()
+        return [e for e in self.journal.events_of_type("alarm.notify") if e.alarm_id == alarm_id]
+
+    def types(self, alarm_id="bells.uptake3.emergency"):
+        self.recorder.flush()
+        return [e.type for e in self.journal.events_after(0, 10000) if e.alarm_id == alarm_id]
+
+    def crash(self):
+        """What SIGKILL leaves: committed events only, timers gone."""
+        self.recorder.flush()
+        self.escalator.cancel_all()
+        self.journal.close()
+
+
+async def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not (v := pred()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+    return v
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_ladder_reaches_failsafe_on_schedule_then_repeats_it(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg())
+        t0 = time.monotonic()
+        core.raise_()
+        await wait_for(lambda: len(core.notifies()) >= 4, 5, "failsafe repeated once")
+        n = core.notifies()
+        assert [e.data["step"] for e in n[:4]] == [0, 1, 2, 2]
+        assert [e.data["reason"] for e in n[:4]] == ["raised", "timeout", "timeout", "repeat"]
+        assert [e.data["role"] for e in n[:3]] == ["room_nurse", "suite_staff", "resus"]
+        assert n[2].data["alarm"]["escalation"]["failsafe"] is True
+        # Step k starts k * STEP after the raise: the schedule, not timer lateness, sets it.
+        starts = [e.data["alarm"]["escalation"]["step_started_at"] for e in n[:3]]
+        from daemon.alarms import parse_iso
+        gaps = [parse_iso(b) - parse_iso(a) for a, b in zip(starts, starts[1:])]
+        assert gaps[0] == pytest.approx(STEP, abs=0.002), gaps  # anchored at the old deadline
+        assert STEP - 0.002 <= gaps[1] < STEP + 0.2, gaps  # the failsafe starts no earlier than now
+        assert time.monotonic() - t0 >= 3 * STEP
+        # every notification carries the site's protocol, naming the room
+        for ev in n:
+            assert ev.data["alarm"]["protocol"]["number"] == "2222"
+            assert ev.data["alarm"]["protocol"]["room"] == "Uptake room 3"
+        core.crash()
+    run(main())
+
+
+def test_accept_stops_the_ladder_and_is_journaled(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg())
+        core.raise_()
+        await wait_for(lambda: len(core.notifies()) >= 2, 3, "step 1")
+        core.engine.accept("bells.uptake3.emergency", "rad1")
+        await asyncio.sleep(3 * STEP)  # the ladder would have moved twice by now
+        assert [e.data["step"] for e in core.notifies()] == [0, 1]
+        rec = core.engine.get("bells.uptake3.emergency")
+        assert rec.state == "acknowledged" and rec.escalation.accepted_by == "rad1"
+        acc = list(core.journal.events_of_type("alarm.accepted"))
+        assert len(acc) == 1 and acc[0].actor == "rad1" and acc[0].data["step"] == 1
+        with pytest.raises(AlarmError, match="already accepted"):
+            core.engine.accept("bells.uptake3.emergency", "nurse1")
+        with pytest.raises(AlarmError, match="no open notification"):
+            core.engine.reject("bells.uptake3.emergency", "nurse1")
+        core.crash()
+    run(main())
+
+
+def test_all_recipients_rejecting_escalates_at_once(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg(step=5.0, failsafe=5.0))
+        core.raise_()
+        aid = "bells.uptake3.emergency"
+        core.engine.reject(aid, "nurse1", "with another patient")
+        core.engine.reject(aid, "visitor", "not mine")  # not a recipient: does not count
+        core.engine.reject(aid, "nurse1")  # twice is once
+        assert [e.data["step"] for e in core.notifies()] == [0]
+        t = time.monotonic()
+        core.engine.reject(aid, "nurse2")
+        n = core.notifies()
+        assert [(e.data["step"], e.data["reason"]) for e in n] == [(0, "raised"), (1, "all_rejected")]
+        assert time.monotonic() - t < 0.1
+        rejected = list(core.journal.events_of_type("alarm.rejected"))
+        assert [(e.actor, e.data["step"]) for e in rejected] == [
+            ("nurse1", 0), ("visitor", 0), ("nurse1", 0), ("nurse2", 0)]
+        assert rejected[0].data["reason"] == "with another patient"
+        # step 1 has a fresh deadline and an empty reject list
+        esc = core.engine.get(aid).escalation
+        assert esc.step == 1 and esc.rejected_by == []
+        for who in ("nurse1", "nurse2", "rad1"):
+            core.engine.reject(aid, who)
+        assert [e.data["step"] for e in core.notifies()] == [0, 1, 2]
+        # the failsafe has no step after it: all rejecting tells it again at once
+        core.engine.reject(aid, "switchboard")
+        assert [(e.data["step"], e.data["reason"]) for e in core.notifies()][-1] == (2, "all_rejected")
+        core.crash()
+    run(main())
+
+
+def test_ack_stops_a_call_ladder_but_not_an_emergency(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg())
+        core.raise_("call", "bells.uptake3.call")
+        core.raise_("emergency", "bells.uptake3.emergency")
+        core.engine.acknowledge("bells.uptake3.call", "nurse1")
+        core.engine.acknowledge("bells.uptake3.emergency", "nurse1")
+        await wait_for(lambda: len(core.notifies()) >= 3, 5, "emergency keeps escalating after ack")
+        assert [e.data["step"] for e in core.notifies("bells.uptake3.call")] == [0]
+        assert [e.data["step"] for e in core.notifies()][:3] == [0, 1, 2]
+        core.crash()
+        core2 = Core(tmp_path, core.cfg)  # and it still climbs after a restart
+        assert core2.escalator.resume() == 1
+        core2.crash()
+    run(main())
+
+
+def test_reset_and_clear_cancel_the_timer(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg())
+        core.raise_()
+        aid = "bells.uptake3.emergency"
+        core.engine.apply(Condition(alarm_id=aid, type="emergency", present=False))
+        core.engine.reset(aid, "nurse1", "patient fine")
+        await asyncio.sleep(2 * STEP)
+        assert [e.data["step"] for e in core.notifies()] == [0]
+        assert core.types()[-1] == "alarm.reset"
+        assert not core.escalator._timers
+        core.crash()
+    run(main())
+
+
+def test_start_step_news2_critical_care(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg(step=5, failsafe=5))
+        core.raise_(start_step=2)
+        n = core.notifies()
+        assert [(e.data["step"], e.data["role"]) for e in n] == [(2, "resus")]
+        core.crash()
+    run(main())
+
+
+def test_jump_moves_forward_only(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg(step=5, failsafe=5))
+        rec = core.raise_()
+        assert core.escalator.jump(rec, 2, "news2") is True
+        assert core.escalator.jump(rec, 1, "news2") is False
+        assert [(e.data["step"], e.data["reason"]) for e in core.notifies()] == [(0, "raised"), (2, "news2")]
+        core.crash()
+    run(main())
+
+
+def test_restart_mid_step_resumes_at_the_deadline_without_renotifying(tmp_path):
+    async def main():
+        cfg = make_cfg(step=0.8, failsafe=5)
+        core = Core(tmp_path, cfg)
+        core.raise_()
+        await wait_for(lambda: len(core.notifies()) >= 2, 3, "step 1")
+        deadline = core.engine.get("bells.uptake3.emergency").escalation.deadline
+        core.crash()
+        await asyncio.sleep(0.2)  # down for a while, less than the step's time
+        core2 = Core(tmp_path, cfg)
+        assert core2.escalator.resume() == 1
+        assert [e.data["step"] for e in core2.notifies()] == [0, 1]
+        await wait_for(lambda: len(core2.notifies()) >= 3, 3, "step 2 after restart")
+        n = core2.notifies()
+        assert [e.data["step"] for e in n] == [0, 1, 2]
+        from daemon.alarms import parse_iso
+        late = parse_iso(n[2].ts) - parse_iso(deadline)
+        assert -0.01 <= late < 0.3, f"step 2 came {late:.3f} s after the original deadline"
+        core2.crash()
+    run(main())
+
+
+def test_restart_after_a_long_outage_catches_up_once_per_missed_step(tmp_path):
+    async def main():
+        cfg = make_cfg(step=0.3, failsafe=0.3)
+        core = Core(tmp_path, cfg)
+        core.raise_()
+        core.crash()
+        await asyncio.sleep(1.5)  # steps 1 and 2 and several failsafe repeats fell in the outage
+        core2 = Core(tmp_path, cfg)
+        t = time.monotonic()
+        core2.escalator.resume()
+        await wait_for(lambda: len(core2.notifies()) >= 3, 2, "catch-up")
+        assert time.monotonic() - t < 0.2, "missed steps must be told at once, not one timeout each"
+        await asyncio.sleep(0.1)
+        n = core2.notifies()
+        # each step missed in the outage is told once, at once; the failsafe is not repeated in a burst
+        assert [e.data["step"] for e in n] == [0, 1, 2]
+        core2.crash()
+    run(main())
+
+
+def test_acknowledged_call_is_not_resumed_after_restart(tmp_path):
+    async def main():
+        cfg = make_cfg()
+        core = Core(tmp_path, cfg)
+        core.raise_("call", "bells.uptake3.call")
+        core.engine.acknowledge("bells.uptake3.call", "nurse1")
+        core.crash()
+        core2 = Core(tmp_path, cfg)
+        assert core2.escalator.resume() == 0
+        await asyncio.sleep(2 * STEP)
+        assert len(core2.notifies("bells.uptake3.call")) == 1
+        core2.crash()
+    run(main())
+
+
+def test_notify_messages_carry_the_protocol_on_the_role_topic(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg(step=5, failsafe=5))
+        core.raise_()
+        ev = core.notifies()[0]
+        msgs = messages_for(ev, Topics("suitemon", "esc"), "esc")
+        import json
+        notify = [m for m in msgs if m.topic == "suitemon/esc/notify/room_nurse"]
+        assert len(notify) == 1 and notify[0].qos == 1
+        body = json.loads(notify[0].payload)
+        assert body["protocol"]["who"] == "Resus team" and body["protocol"]["room"] == "Uptake room 3"
+        assert body["recipients"] == ["nurse1", "nurse2"] and body["step"] == 0
+        core.crash()
+    run(main())

@@ -1,0 +1,124 @@
+"""Trigger debounce and config safety rules (pure logic: a clock and UPS facts, no wire)."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.config import ConfigError, parse_config
+from daemon.rules.ups_apc import power_fact
+from daemon.shutdown.config import ShutdownConfig, Triggers
+from daemon.shutdown.triggers import TriggerWatch, estimated_runtime
+from shutdown_helpers import short_shutdown
+
+MAINS = {"online": True, "on_battery": False, "input_bad": False, "self_test": False,
+         "shutdown_imminent": False, "runtime_s": 1500, "charge_pct": 100.0}
+OUTAGE = {**MAINS, "online": False, "on_battery": True, "input_bad": True}
+SELF_TEST = {**MAINS, "online": False, "on_battery": True, "self_test": True}
+
+
+def fact(values, comm="ok", mono=0.0):
+    return power_fact(values, comm=comm, at=0.0, mono=mono, device="ups", last_ok=mono)
+
+
+def run(watch, timeline, until, step=0.25):
+    """Feed facts at a 0.25 s tick; timeline: [(from_t, values, comm)]. Return (t, trigger) or None."""
+    t = 0.0
+    while t <= until:
+        current = [x for x in timeline if x[0] <= t][-1]
+        fired = watch.update(fact(current[1], current[2] if len(current) > 2 else "ok"), t)
+        if fired:
+            return t, fired
+        t = round(t + step, 6)
+    return None
+
+
+def test_a_blip_shorter_than_the_debounce_never_fires():
+    watch = TriggerWatch(Triggers(on_battery_s=15, debounce_s=5))
+    low = {**OUTAGE, "runtime_s": 100, "shutdown_imminent": True}
+    assert run(watch, [(0, MAINS), (1, low), (3.0, MAINS)], until=40) is None
+
+
+def test_a_self_test_never_fires_however_long_it_lasts():
+    watch = TriggerWatch(Triggers(on_battery_s=15, runtime_below_s=2000, debounce_s=5))
+    assert run(watch, [(0, SELF_TEST)], until=60) is None
+    # ... not even if the weak battery makes the UPS signal shutdown imminent during it
+    assert run(watch, [(0, {**SELF_TEST, "shutdown_imminent": True})], until=60) is None
+
+
+def test_mains_failing_during_a_self_test_counts():
+    watch = TriggerWatch(Triggers(on_battery_s=3, runtime_below_s=False, debounce_s=5))
+    t, fired = run(watch, [(0, {**SELF_TEST, "input_bad": True})], until=10)
+    assert fired["name"] == "on_battery" and t == pytest.approx(3.0)
+
+
+def test_on_battery_fires_after_its_time_and_says_so():
+    watch = TriggerWatch(Triggers(on_battery_s=15, runtime_below_s=False, debounce_s=5))
+    t, fired = run(watch, [(0, MAINS), (2, OUTAGE)], until=30)
+    assert t == pytest.approx(17.0)
+    assert fired["name"] == "on_battery" and fired["power"] is True and fired["held_s"] == pytest.approx(15.0)
+
+
+def test_runtime_and_charge_and_shutdown_imminent_are_debounced():
+    for values, name in [({**OUTAGE, "runtime_s": 200}, "runtime_low"),
+                         ({**OUTAGE, "charge_pct": 20.0}, "charge_low"),
+                         ({**OUTAGE, "shutdown_imminent": True}, "shutdown_imminent")]:
+        watch = TriggerWatch(Triggers(on_battery_s=False, runtime_below_s=300, charge_below_pct=25,
+                                      debounce_s=5))
+        t, fired = run(watch, [(0, MAINS), (1, values)], until=20)
+        assert fired["name"] == name and t == pytest.approx(6.0), (name, t)
+
+
+def test_runtime_low_on_mains_does_not_fire():
+    watch = TriggerWatch(Triggers(runtime_below_s=300, debounce_s=1))
+    assert run(watch, [(0, {**MAINS, "runtime_s": 60})], until=20) is None
+
+
+def test_comm_lost_on_battery_fires_but_comm_lost_on_mains_does_not():
+    watch = TriggerWatch(Triggers(on_battery_s=100, debounce_s=2))
+    t, fired = run(watch, [(0, OUTAGE), (1, OUTAGE, "lost")], until=10)
+    assert fired["name"] == "comm_lost_on_battery" and t == pytest.approx(3.0)
+    watch = TriggerWatch(Triggers(on_battery_s=100, debounce_s=2))
+    assert run(watch, [(0, MAINS), (1, MAINS, "lost")], until=20) is None
+
+
+def test_runtime_estimate_keeps_falling_while_the_ups_is_silent():
+    p = power_fact(OUTAGE, comm="lost", at=0, mono=10.0, device="ups", last_ok=10.0)
+    assert estimated_runtime(p, 40.0) == 1500 - 30
+    assert estimated_runtime({**p, "comm": "ok"}, 40.0) == 1500
+
+
+def test_triggers_turned_off_with_false_and_true_is_refused():
+    t = Triggers(on_battery_s=False, runtime_below_s=False)
+    assert [c[0] for c in TriggerWatch(t).conditions(fact(OUTAGE))] == ["shutdown_imminent", "comm_lost_on_battery"]
+    with pytest.raises(ValueError, match="false to turn this trigger off"):
+        Triggers(on_battery_s=True)
+
+
+def base_cfg(shutdown):
+    return {"site": {"id": "s", "name": "s"},
+            "devices": {"ups": {"kind": "ups_apc", "transport": "tcp", "port": 5502}},
+            "shutdown": shutdown}
+
+
+def issues(shutdown):
+    with pytest.raises(ConfigError) as e:
+        parse_config(base_cfg(shutdown))
+    return [str(i) for i in e.value.issues]
+
+
+def test_config_refuses_unsafe_sequences_with_key_paths():
+    ok = parse_config(base_cfg(short_shutdown()))
+    assert isinstance(ok.shutdown, ShutdownConfig) and ok.shutdown.pnr_index == 2
+    s = short_shutdown()
+    s["steps"] = s["steps"][::-1]
+    assert any("last step, and only the last, must be the ups step" in i for i in issues(s))
+    s = short_shutdown()
+    s["steps"][1]["target"] = "nobody"
+    assert any("undeclared targets: nobody" in i for i in issues(s))
+    s = short_shutdown(point_of_no_return="stop_acquisitions")
+    assert any("never sent" in i and "stop_acquisitions, workstations_off" in i for i in issues(s))
+    s = short_shutdown(ups="nope")
+    assert issues(s) == ["shutdown.ups: unknown device 'nope'"]
+    s = short_shutdown()
+    s["steps"][2].pop("outlet_delay_s")
+    assert any(i.startswith("shutdown.steps.2:") and "outlet_delay_s" in i for i in issues(s))
