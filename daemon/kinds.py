@@ -82,16 +82,22 @@ SECTION_CHECKS["radiation"] = "drivers.radiation:check_section"
 SECTIONS["dispensing"] = "daemon.dose_config:DispensingConfig"
 SECTIONS["uptake"] = "daemon.dose_config:UptakeConfig"
 
+# --- dicom (issue 7) ---
+SECTIONS["dicom"] = "daemon.dicom_config:DicomConfig"
+SECTION_CHECKS["dicom"] = "daemon.dicom_config:check"
+
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
 SERVICES: dict[str, str] = {
     "occupancy": "daemon.occupancy:factory",
     "uptake": "daemon.uptake:factory",
     "dose_summary": "daemon.dose_summary:factory",
+    "dicom": "daemon.dicom_service:factory",
     "bells": "daemon.bells:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
+SERVICE_SECTIONS["dicom"] = "dicom"
 SECTIONS["board"] = "daemon.board.config:BoardConfig"
 
 
@@ -154,3 +160,7 @@ CLI_EXTENSIONS.append("daemon.shutdown.cli:add_parser")
 SIM_EXTRAS["shutdown_targets"] = "simulators.shutdown_target:from_config"
 SECTION_CHECKS["shutdown"] = "daemon.shutdown.config:check_refs"
 CLI_EXTENSIONS.append("daemon.bells_report:add_parser")  # suitemon bells report
+
+# --- dicom (issue 7) ---
+CLI_EXTENSIONS.append("daemon.dicom_cli:add_parser")
+SIM_EXTRAS["scanner"] = "simulators.scanner:from_config"

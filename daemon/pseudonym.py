@@ -1,0 +1,44 @@
+"""Pseudonymous patient references: what MQTT carries instead of a name or a hospital number.
+
+``patient_ref = "p" + first 15 hex digits of HMAC-SHA256(site key, PatientID)`` (16 characters,
+the length the dose-administration contract allows). The key
+is a site secret kept on the suite PC (``dicom.pseudonym_key_file``, created with 32
+random bytes on first start), so the same patient gets the same reference across
+studies and features (the dispenser can use this function), while the reference alone
+cannot be turned back into the hospital number, nor guessed by hashing candidate
+numbers without the key. ``suitemon patient-ref`` prints a reference for a given ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+KEY_BYTES = 32
+
+
+def patient_ref(patient_id: str, key: bytes) -> str:
+    pid = patient_id.strip()
+    return "p" + hmac.new(key, pid.encode("utf-8"), hashlib.sha256).hexdigest()[:15]
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The site key; created (mode 0600) if it does not exist yet. Refuses a short key."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(KEY_BYTES)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return key
+    if len(key) < 16:
+        raise ValueError(f"{path}: pseudonym key is {len(key)} bytes; at least 16 are needed")
+    return key
