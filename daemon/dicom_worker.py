@@ -104,7 +104,16 @@ class ParserPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the child within ``timeout`` (killed if it does not go): a stop must never hang."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.join(timeout)
+            if p.is_alive():
+                log.warning("DICOM parser process did not stop; killed", pid=p.pid)
+                p.kill()
+                p.join(1.0)
