@@ -48,6 +48,13 @@ def headline(name: str, r: dict) -> str:
     return json.dumps({k: v for k, v in r.items() if k not in ("machine", "when", "benchmark")})[:300]
 
 
+def _row(name: str, r: dict) -> tuple[str, str]:
+    if r.get("status") != "ok":
+        return ("FAILED" if r.get("status") == "failed" else "-", r.get("status", "-"))
+    met = r.get("meets_target")
+    return ("met" if met else ("MISSED" if met is False else "-"), headline(name, r))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", action="append")
@@ -76,6 +83,12 @@ def main() -> None:
         results[name] = {"status": "ok", "seconds": took, **r}
         met = r.get("meets_target")
         rows.append((name, "met" if met else ("MISSED" if met is False else "-"), headline(name, r)))
+    if a.only and (HERE / "results.json").exists():
+        # A partial run refreshes the named benchmarks and keeps the others' last figures.
+        previous = json.loads((HERE / "results.json").read_text()).get("results", {})
+        results = {**previous, **results}
+        rows = [(n, *next(((t, h) for m, t, h in rows if m == n), _row(n, previous[n])))
+                for n in BENCHES if n in results]
     doc = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
     (HERE / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = ["| benchmark | target | figures (same run, side by side with the yardstick) |", "|---|---|---|"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -25,16 +26,21 @@ from .devices import DeviceRunner, watch_ages
 from .escalation import Escalator
 from .events import Recorder
 from .facts import Facts
+from .health import SystemdWatch
 from .journal import open_journal
 from .metrics import Metrics
 from .mqtt import MqttLink
 from .outbox import Outbox
+from .sdnotify import Notifier, unset_environment, watchdog_timeout
 from .tasks import TaskSet
 from .threads import LoopBridge
 
 log = structlog.get_logger("suitemon.daemon")
 
 STATUS_PERIOD_S = 5.0
+# SIGTERM to exit: systemd waits TimeoutStopSec (10 s in the shipped unit); we promise 5 s.
+STOP_BUDGET_S = 4.0
+STOP_HARD_LIMIT_S = 4.8
 
 
 class Daemon:
@@ -48,6 +54,9 @@ class Daemon:
         self.journal_fault: str | None = None
         self._fault_since: str | None = None
         self.started_at = time.time()
+        self.essential_tasks: dict[str, asyncio.Task] = {}  # must run for ever (watchdog rule)
+        self.watch: SystemdWatch | None = None
+        self._reload_lock = asyncio.Lock()
         self._listeners: list[tuple[str, Any]] = []
 
     # -- status ----------------------------------------------------------
@@ -126,6 +135,8 @@ class Daemon:
                            metrics=metrics, facts=Facts(), publish_json=self._publish_json)
         self.commands = self.ctx.commands = Commands(self.ctx)
         register_core(self.commands, engine, self.recorder)
+        self.commands.register("status", lambda actor, body: self.status_payload("online"),
+                               description="the daemon's status now, counters included (engineers, probes)")
         engine.restore(self.journal.latest_per_alarm())
 
         will = Message(self.topics.status, dumps(self.status_payload("offline", "connection lost")), 1, True)
@@ -146,11 +157,8 @@ class Daemon:
             factory = kinds.load(ref)
             self.ctx.services[name] = factory(self.ctx)
         for did, dev in cfg.devices.items():
-            if not dev.enabled:
-                continue
-            driver = kinds.driver_class(dev.kind)(did, dev)
-            rules = kinds.rules_class(dev.kind)(did, dev, self.ctx)
-            self.ctx.runners[did] = DeviceRunner(did, dev, driver, rules, self.ctx)
+            if dev.enabled:
+                self.ctx.runners[did] = self.make_runner(did, dev)
 
         self.recorder.record("daemon.started", {"version": __version__, "pid": os.getpid(),
                                                 "open_alarms": len(engine.alarms),
@@ -159,13 +167,48 @@ class Daemon:
         for svc in self.ctx.services.values():
             await svc.start()
         for runner in self.ctx.runners.values():
-            runner.task = self.tasks.spawn(runner.run(), name=f"device:{runner.device_id}")
-        self.tasks.spawn(watch_ages(self.ctx.runners), name="age-watch")
-        self.tasks.spawn(self._status_loop(), name="status")
+            self.start_runner(runner)
+        self.essential_tasks["age-watch"] = self.tasks.spawn(watch_ages(self.ctx.runners), name="age-watch")
+        self.essential_tasks["status"] = self.tasks.spawn(self._status_loop(), name="status")
+        self._start_systemd_watch()
         self.ready.set()
         log.info("suitemon running", site=cfg.site.id, devices=len(self.ctx.runners),
                  open_alarms=len(engine.alarms), escalations_resumed=resumed,
                  services=list(self.ctx.services))
+
+    def make_runner(self, did: str, dev) -> DeviceRunner:
+        driver = kinds.driver_class(dev.kind)(did, dev)
+        rules = kinds.rules_class(dev.kind)(did, dev, self.ctx)
+        return DeviceRunner(did, dev, driver, rules, self.ctx)
+
+    def start_runner(self, runner: DeviceRunner) -> None:
+        runner.task = self.tasks.spawn(runner.run(), name=f"device:{runner.device_id}")
+
+    def _start_systemd_watch(self) -> None:
+        notifier = Notifier.from_environment()
+        watchdog_s = watchdog_timeout()
+        unset_environment()  # nothing we start may notify on our behalf
+        if not notifier.enabled:
+            return
+        self.watch = SystemdWatch(self, notifier, watchdog_s)
+        self.tasks.spawn(self.watch.run(), name="systemd-watch")
+
+    async def reload(self, path: str) -> bool:
+        """SIGHUP: apply a new configuration if it validates (see daemon/reload.py)."""
+        from .reload import reload_config
+        await self.ready.wait()
+        async with self._reload_lock:
+            if self.watch is not None:
+                self.watch.reloading()
+            ok = await reload_config(self, path)
+            if self.watch is not None:
+                self.watch.reloaded("reloaded" if ok else "reload REFUSED, previous configuration kept")
+            self.publish_status()
+            return ok
+
+    def clear_retained(self, topic: str) -> None:
+        if self.link.connected:
+            self.link.publish(Message(topic, b"", 1, True))
 
     def _on_connect(self) -> None:
         self.publish_status()
@@ -211,34 +254,82 @@ class Daemon:
             self.publish_status()
 
     async def stop(self) -> None:
+        """Bounded: every step has its share of STOP_BUDGET_S, so SIGTERM exits within 5 s.
+
+        Order: timers and tasks, services and drivers (in parallel), the final event
+        committed, what is due published, offline said, journal closed.
+        """
         log.info("suitemon stopping")
+        t0 = time.monotonic()
+        if self.watch is not None:
+            self.watch.stopping()
         self.escalator.cancel_all()
-        await self.tasks.cancel_all()
-        for svc in self.ctx.services.values():
-            try:
-                await asyncio.wait_for(svc.stop(), 2.0)
-            except Exception:
-                log.exception("service did not stop cleanly")
-        for runner in self.ctx.runners.values():
-            try:
-                await asyncio.wait_for(runner.driver.close(), 1.0)
-            except Exception:
-                log.debug("driver close failed at stop", device=runner.device_id)
+        await self.tasks.cancel_all(timeout=0.5)
+        await self._bounded("service stop", [svc.stop() for svc in self.ctx.services.values()], 1.5)
+        await self._bounded("driver close", [r.driver.close() for r in self.ctx.runners.values()], 0.5)
         self.recorder.record("daemon.stopped", {"reason": "stop requested"})
         self.recorder.flush()
         # Give the outbox a moment to drain what is due; the rest waits in the journal.
-        deadline = time.monotonic() + 1.5
+        deadline = min(time.monotonic() + 1.5, t0 + STOP_BUDGET_S - 1.0)
         while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         goodbye = Message(self.topics.status, dumps(self.status_payload("offline", "stopped")), 1, True)
-        await asyncio.get_running_loop().run_in_executor(None, self.link.stop, goodbye)
+        left = max(0.3, t0 + STOP_BUDGET_S - time.monotonic())
+        await self._in_thread(lambda: self.link.stop(goodbye, timeout=left * 0.6), left)
         self.recorder.flush()
         self.journal.close()
-        log.info("suitemon stopped")
+        log.info("suitemon stopped", took_s=round(time.monotonic() - t0, 2))
+
+    async def _bounded(self, what: str, coros: list, timeout: float) -> None:
+        if not coros:
+            return
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for t in pending:
+            t.cancel()
+        failed = sum(1 for t in done if t.cancelled() or t.exception() is not None) + len(pending)
+        if failed:
+            log.warning("step incomplete at stop", step=what, failed=failed, timed_out=len(pending))
+
+    @staticmethod
+    async def _in_thread(fn, timeout: float) -> None:
+        """Run a blocking call in a daemon thread: unlike the executor, a stuck one cannot hold up exit."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def work():
+            try:
+                fn()
+            finally:
+                try:
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                except RuntimeError:
+                    pass  # the loop has gone: we were given up on already
+
+        threading.Thread(target=work, name="mqtt-goodbye", daemon=True).start()
+        try:
+            await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            log.warning("mqtt goodbye did not finish in time", timeout_s=round(timeout, 2))
 
     async def run_until_stopped(self) -> None:
         await self.start()
         try:
             await self.stopping.wait()
         finally:
+            _arm_exit_guard(STOP_HARD_LIMIT_S)
             await self.stop()
+
+
+def _arm_exit_guard(seconds: float) -> None:
+    """Last resort: if stopping hangs anyway, leave (exit 1) before systemd's SIGKILL.
+
+    The journal is crash-safe (SQLite WAL), so leaving mid-step loses nothing committed.
+    """
+    def bail():
+        log.error("stop did not finish in time; exiting hard", limit_s=seconds)
+        os._exit(1)
+
+    t = threading.Timer(seconds, bail)
+    t.daemon = True
+    t.start()

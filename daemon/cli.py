@@ -19,9 +19,15 @@ EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 log = structlog.get_logger("suitemon.cli")
 
 
-def _load_or_exit(path: str):
+def _load_or_exit(path: str, *, secrets: bool = False):
     try:
-        return load_config(path)
+        cfg = load_config(path)
+        if secrets:  # the files the daemon itself will read: a config error too
+            from .secret_files import secret_file_issues
+            issues = secret_file_issues(cfg)
+            if issues:
+                raise ConfigError(issues, path)
+        return cfg
     except ConfigError as err:
         print(f"{path}: invalid configuration ({len(err.issues)} error{'s' if len(err.issues) != 1 else ''}):",
               file=sys.stderr)
@@ -61,7 +67,7 @@ def _install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
 
 
 def cmd_run(args) -> int:
-    cfg = _load_or_exit(args.config)  # before anything opens a port
+    cfg = _load_or_exit(args.config, secrets=True)  # before anything opens a port
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
     from .app import Daemon
 

@@ -42,6 +42,7 @@ class DeviceRunner:
         self.comm_lost = f"{device_id}.comm_lost" in ctx.engine.alarms
         self.last_error: str | None = None
         self.polls = 0
+        self.late_polls = 0
         self.poll_cpu_s = 0.0
         self._published: tuple | None = None
         self._published_at = 0.0
@@ -56,6 +57,12 @@ class DeviceRunner:
     async def run(self) -> None:
         next_due = time.monotonic()
         while True:
+            # A poll that starts more than a period late means the loop or a shared line held it up:
+            # counted, so a starved device is visible in status (and in the fault-matrix tests).
+            lateness = time.monotonic() - next_due
+            if lateness > self.poll_period():
+                self.late_polls += 1
+                self.ctx.metrics.inc(f"device.{self.device_id}.late_polls")
             await self.poll_once()
             self.last_progress = time.monotonic()
             # Asked after every poll: the reading just taken may change the pace (on battery).

@@ -31,8 +31,13 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def cancel_all(self) -> None:
+    async def cancel_all(self, timeout: float | None = None) -> None:
+        """Cancel every task; with a timeout, stop waiting for tasks that ignore it."""
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for t in pending:
+            log.error("task ignored cancellation at stop", task=t.get_name())

@@ -60,6 +60,7 @@ def secure_watcher(secured):
 def secure_suite(make_suite, secured, tmp_path, devices):
     for user in ("suitemon", "board"):
         (tmp_path / f"{user}.pw").write_text(PASSWORDS[user] + "\n")
+        (tmp_path / f"{user}.pw").chmod(0o600)  # suitemon run refuses a password file others can read
     board = {**BOARD, "observer_username": "board", "observer_password_file": str(tmp_path / "board.pw")}
     suite = make_suite(devices, {**EXTRA, "mqtt": {"username": "suitemon",
                                                      "password_file": str(tmp_path / "suitemon.pw")}})

@@ -27,6 +27,7 @@ def env(tmp_path_factory):
     broker = SecuredMosquitto(tmp / "broker", PASSWORDS, SUITE_ACL).start()
     for user in ("suitemon", "board"):
         (tmp / f"{user}.pw").write_text(PASSWORDS[user] + "\n")
+        (tmp / f"{user}.pw").chmod(0o600)  # suitemon run refuses a password file others can read
     suite = Suite(tmp / "suite", broker, {"env": points_env()},
                   {"mqtt": {"username": "suitemon", "password_file": str(tmp / "suitemon.pw")}})
     w = Watcher(broker.port, username="watcher", password=PASSWORDS["watcher"])

@@ -43,13 +43,8 @@ def soak_devices() -> dict:
 
 @pytest.mark.soak
 def test_soak_resources_stay_flat(make_suite, watcher):
-    extra_devices = {}
-    try:  # every simulated kind that exists in this build joins the soak (see tests/soak_kinds.py)
-        from soak_kinds import soak_extra_devices
-        extra_devices = soak_extra_devices(free_port)
-    except ImportError:
-        pass
-    suite = make_suite({**soak_devices(), **extra_devices})
+    from soak_kinds import soak_extra_config, soak_extra_devices, stimulate
+    suite = make_suite({**soak_devices(), **soak_extra_devices(free_port)}, extra=soak_extra_config())
     suite.start_sims()
     daemon = suite.start_daemon(watcher)
     for i in range(6):
@@ -58,8 +53,11 @@ def test_soak_resources_stay_flat(make_suite, watcher):
     samples = []
     warmup = min(20.0, SOAK_S / 6)
     t0 = time.monotonic()
+    cycle = 0
     while (elapsed := time.monotonic() - t0) < SOAK_S:
         time.sleep(5)
+        cycle += 1
+        stimulate(suite, cycle)
         st = watcher.json_of(suite.topic("status")) or {}
         evs = watcher.events(suite.site)
         lag = None
@@ -84,5 +82,7 @@ def test_soak_resources_stay_flat(make_suite, watcher):
     assert last["tasks"] is not None and last["tasks"] <= first["tasks"] + 2, f"tasks {first['tasks']} -> {last['tasks']}"
     assert all((s["backlog"] or 0) < 200 for s in steady), "the outbox fell behind"
     assert last["events"] > first["events"] + 10 * (last["t"] - first["t"]), "the event stream stalled"
+    final = watcher.json_of(suite.topic("status"))
+    assert final["devices"] and set(final["devices"].values()) == {"ok"}, final["devices"]  # every kind kept up
     lags = [s["lag_s"] for s in steady if s["lag_s"] is not None]
     assert lags and max(lags) < 5.0
