@@ -90,7 +90,11 @@ class Daemon:
     def __init__(self, broker_port: int, fsync: str):
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-suitemon-", dir=WORK)
         self.port = free_port()
-        self.site = "bench"
+        # One site id per daemon: the daemon's MQTT client id (suitemon-<site>-<host>) and its dose/study
+        # topic come from it. With one shared site, the two daemons kicked each other off the broker every
+        # second ("already connected, closing old connection") and each bench subscriber also saw the
+        # other daemon's summaries; a summary published while a subscriber was disconnected was lost.
+        self.site = f"bench-{fsync}"
         cfg = Path(self.tmp.name) / "suite.toml"
         cfg.write_text(f"""
 [site]
@@ -111,7 +115,7 @@ ae_title = "PETCT1"
 """)
         self.summaries: list[tuple[float, dict]] = []
         self.cond = threading.Condition()
-        self.mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-dicom-{os.getpid()}")
+        self.mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-dicom-{os.getpid()}-{fsync}")
         self.mqtt.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"suitemon/{self.site}/dose/study", 1)
         self.mqtt.on_message = self._on_message
         self.mqtt.connect("127.0.0.1", broker_port)

@@ -23,7 +23,7 @@ BENCHES = {
     "journal_publish": [],
     "modbus_line_rate": [],
     "press_latency": [],
-    "dicom_ingest": [],
+    "dicom_ingest": ["--runs", "3"],
     "idle": [],
 }
 

@@ -41,6 +41,9 @@ class MqttLink:
         self.stopping = False
         self._connected_evt = threading.Event()
         v5 = mcfg.protocol == "5"
+        self.client_id = client_id
+        self._losses: list[float] = []
+        self._flap_reported = -1e9
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
@@ -107,6 +110,15 @@ class MqttLink:
         self.connected = False
         if was and not self.stopping:
             log.error("mqtt connection lost; events are kept in the journal", reason=reason)
+            now = time.monotonic()
+            self._losses = [t for t in self._losses if now - t < 30.0] + [now]
+            if len(self._losses) >= 3 and now - self._flap_reported > 60.0:
+                # Most often a second client with our client id (a second suitemon for this site):
+                # the broker closes the older session each time the other connects, for ever.
+                self._flap_reported = now
+                log.error("MQTT CONNECTION FLAPPING: lost 3 times in 30 s; is another client (a second "
+                          "suitemon for this site?) using this client id?", client_id=self.client_id,
+                          reason=reason)
         self._on_disconnect(reason)
 
     def add_subscription(self, topic: str) -> None:

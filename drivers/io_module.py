@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from importlib import resources
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError
 
 from .base import ProfileError
 from .config import Strict
+from .profile import profile_text
 
 
 class IoProfile(Strict):
@@ -38,14 +37,7 @@ class IoProfile(Strict):
 @functools.lru_cache(maxsize=32)
 def load_io_profile(ref: str) -> IoProfile:
     """A shipped module profile by name (``dio16_latch``) or a TOML file by path (read once)."""
-    path = Path(ref)
-    if path.suffix == ".toml" and path.exists():
-        text = path.read_text()
-    else:
-        try:
-            text = resources.files("drivers.profiles").joinpath(f"{ref}.toml").read_text()
-        except (FileNotFoundError, ModuleNotFoundError):
-            raise ProfileError(f"no I/O module profile named '{ref}' (shipped or file)") from None
+    text = profile_text(ref, "I/O module profile")
     try:
         return IoProfile.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as err:

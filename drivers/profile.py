@@ -172,16 +172,20 @@ def parse_profile(data: dict[str, Any], name: str = "<inline>") -> Profile:
         raise ProfileError(f"profile {name}: {err}") from None
 
 
-def load_profile(ref: str) -> Profile:
-    """A shipped profile by name (``apc_smart_ups``) or a TOML file by path."""
+def profile_text(ref: str, what: str = "profile") -> str:
+    """The TOML text of a shipped profile by name (``apc_smart_ups``) or of a file by path."""
     path = Path(ref)
     if path.suffix == ".toml" and path.exists():
-        text = path.read_text()
-    else:
-        try:
-            text = resources.files("drivers.profiles").joinpath(f"{ref}.toml").read_text()
-        except (FileNotFoundError, ModuleNotFoundError):
-            raise ProfileError(f"no profile named '{ref}' (shipped or file)") from None
+        return path.read_text()
+    try:
+        return resources.files("drivers.profiles").joinpath(f"{ref}.toml").read_text()
+    except (FileNotFoundError, ModuleNotFoundError):
+        raise ProfileError(f"no {what} named '{ref}' (shipped or file)") from None
+
+
+def load_profile(ref: str) -> Profile:
+    """A shipped profile by name (``apc_smart_ups``) or a TOML file by path."""
+    text = profile_text(ref)
     try:
         return parse_profile(tomllib.loads(text), ref)
     except tomllib.TOMLDecodeError as err:

@@ -13,7 +13,6 @@ import asyncio
 import os
 import random
 import time
-import tty
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from drivers.ludlum_frames import format_frame, format_reading
 from drivers.radiation import UNIT_FACTORS
 
 from .base import Simulator
+from .pty_link import open_pty_link
 from .radiation_model import AreaModel
 
 log = structlog.get_logger("suitemon.sim.ludlum375")
@@ -57,16 +57,7 @@ class Ludlum375Simulator(Simulator):
 
     # -- line ---------------------------------------------------------------
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".new")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(os.ttyname(slave))
-        tmp.replace(self.path)  # atomic: a reader never sees the link half made
+        self._master, self._slave = open_pty_link(self.path)
 
     def _close_pty(self) -> None:
         for fd in (self._master, self._slave):

@@ -11,12 +11,13 @@ import asyncio
 import os
 import random
 import struct
-import tty
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
 import structlog
+
+from .pty_link import open_pty_link
 
 log = structlog.get_logger("suitemon.sim.modbus")
 
@@ -158,16 +159,8 @@ class RtuServer:
         self.bad_frames = 0
 
     async def start(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
+        master, slave = open_pty_link(self.path)
         self._master, self._slave = master, slave
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".new")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(os.ttyname(slave))
-        tmp.replace(self.path)  # atomic: a reader never sees the link missing
         self._queue = asyncio.Queue()
         asyncio.get_running_loop().add_reader(master, self._readable)
         self._task = asyncio.create_task(self._serve(), name=f"rtu-sim:{self.path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -95,3 +94,16 @@ def test_dead_daemon_is_announced_by_its_last_will(make_suite, watcher, tmp_path
     assert st["reason"] == "connection lost"
     # keepalive_s = 5 in the tests: the broker gives up after 1.5 keepalives.
     assert time.monotonic() - killed < 5 * 1.5 + 2
+
+
+def test_a_second_daemon_for_the_same_site_is_reported_loudly(make_suite, watcher, tmp_path):
+    """Two daemons with one client id knock each other off the broker; the one knocked off says why."""
+    suite = make_suite({"env": points_device("tcp", tmp_path)})
+    suite.start_sims()
+    first = suite.start_daemon(watcher)
+    suite.data["state"]["dir"] = str(suite.tmp / "state2")  # its own journal, same site and client id
+    suite.write()
+    second = suite.start_daemon(watcher, name="daemon-b")
+    from helpers import wait_until
+    wait_until(lambda: "MQTT CONNECTION FLAPPING" in first.log_text() + second.log_text(), 20,
+               what="the flapping connection reported")

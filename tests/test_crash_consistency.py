@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from helpers import REPO, free_port, wait_until
+from helpers import REPO, free_port
 
 KILLS = int(os.environ.get("SUITEMON_KILLS", "20"))
 

@@ -242,3 +242,22 @@ def test_the_engineers_cli_sends_a_study_and_names_the_patient_ref(make_suite, w
                          capture_output=True, text=True, cwd=REPO, timeout=30)
     assert ref.returncode == 0 and ref.stdout.strip() == s["patient_ref"]
     assert "H1234567" not in str(watcher.messages)  # the hospital number never reaches MQTT
+
+
+def test_the_same_study_sent_three_times_is_summarised_three_times(make_suite, watcher):
+    """A re-send (same UIDs) after the study completed re-opens it: each send gets the next revision,
+    with the same instance count (duplicates are not counted twice). The daemon itself does this right:
+    the failing 3-run bench (two daemons sharing one MQTT client id and one topic) was the bench's fault."""
+    suite = make_suite(extra=dicom_section(study_idle_s=0.3))
+    suite.start_daemon(watcher)
+    spec = small(ct_slices=4, pet_slices=3)
+    datasets = list(st.build_study(spec))  # built once: the same SOP instance UIDs every time
+    seen = []
+    for revision in (1, 2, 3):
+        assert send(datasets, **target(suite)).statuses == {"0x0000": len(datasets)}
+        s = wait_summary(watcher, suite.site, spec.study_uid, revision=revision)
+        assert s["instances"]["total"] == len(datasets) and s["instances"]["unparseable"] == 0
+        seen.append(s)
+    assert [s["revision"] for s in summaries(watcher, suite.site) if s["study_uid"] == spec.study_uid] == [1, 2, 3]
+    assert seen[0]["completed_at"] <= seen[1]["completed_at"] <= seen[2]["completed_at"]  # second resolution
+    wait_until(lambda: not spool_files(suite), 10, what="every send's files gone once summarised")
