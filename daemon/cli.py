@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -77,6 +78,12 @@ def cmd_run(args) -> int:
         _install_signals(loop, daemon.stopping, getattr(daemon, "reload", None) and
                          (lambda: daemon.tasks.spawn(daemon.reload(args.config), name="reload")))
         await daemon.run_until_stopped()
+        # The stop is complete (journal closed, offline said). Leave now: asyncio.run's teardown
+        # would wait on any library thread or stray task, and a daemon that has finished stopping
+        # must not hang in it until the exit guard or systemd's SIGKILL.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
 
     asyncio.run(main())
     return EXIT_OK

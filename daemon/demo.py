@@ -142,7 +142,10 @@ async def _demo(args, cfg_path: Path) -> int:
             await daemon.stop()
         if host is not None:
             await host.stop()
-        await broker.stop()
+        try:  # the embedded broker's shutdown must not hold the demo's exit
+            await asyncio.wait_for(broker.stop(), 5.0)
+        except (asyncio.TimeoutError, Exception) as err:  # noqa: BLE001
+            print(f"demo: broker did not stop cleanly: {err!r}", file=sys.stderr)
         tmp.cleanup()
     return rc
 

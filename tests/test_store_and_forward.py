@@ -133,7 +133,8 @@ def test_broker_killed_and_restarted_during_a_500_alarm_storm(make_suite, tmp_pa
         # What the broker confirmed before it died reached the first subscriber; everything it had not
         # confirmed is re-sent after the restart. Together: every event, each subscriber in journal order.
         before_kill = [i for i in first if i in set(storm)]
-        assert before_kill == storm[:len(before_kill)] and len(before_kill) >= 100
+        # How far the publisher got before the kill depends on load; what matters is a gap-free prefix.
+        assert before_kill and before_kill == storm[:len(before_kill)]
         missing = set(storm) - set(before_kill)
         w.wait_for(lambda x: missing <= set(received_ids_in_order(x, suite.site)), 60,
                    what="the rest of the storm after the broker came back")
