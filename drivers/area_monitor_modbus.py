@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import Driver, ProfileError, Reading
+from .base import ProfileError, Reading
 from .config import ModbusDeviceConfig
-from .modbus_link import ModbusDevice
+from .modbus_link import ProfileDriver
 from .profile import Profile, load_profile
 from .radiation import DOSE_UNIT_FACTORS, UNIT_FACTORS, AreaRadiation, check_devices, to_usv_h
 
@@ -123,25 +123,12 @@ def _sig(x: float) -> float:
     return float(f"{x:.7g}")
 
 
-class AreaMonitorDriver(Driver):
+class AreaMonitorDriver(ProfileDriver):
     def __init__(self, device_id: str, config: Config):
-        super().__init__(device_id, config)
-        self.profile = monitor_profile(config.profile, config.word_order)
-        self.dev: ModbusDevice | None = None
-
-    async def open(self) -> None:
-        if self.dev is None:
-            self.dev = ModbusDevice(self.config, self.profile)
-        await self.dev.bus.ensure_connected()
-        self.is_open = True
+        super().__init__(device_id, config, monitor_profile(config.profile, config.word_order))
 
     async def poll(self) -> Reading:
         assert self.dev is not None, "open() first"
         raw = await self.dev.read_points()
         return Reading(self.device_id, interpret(self.profile, raw))
 
-    async def close(self) -> None:
-        dev, self.dev = self.dev, None
-        if dev is not None:
-            await dev.close()
-        self.is_open = False

@@ -17,7 +17,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from .base import CommError, DeviceException, DeviceTimeout, FrameError
+from .base import CommError, DeviceException, DeviceTimeout, Driver, FrameError
 from .config import ModbusDeviceConfig
 from .profile import BIT_TABLES, Point, Profile, decode, encode
 
@@ -185,3 +185,27 @@ class ModbusDevice:
 
     async def close(self) -> None:
         await self.bus.release()
+
+
+class ProfileDriver(Driver):
+    """A Modbus device read through a register profile: the open/close every such driver shares.
+
+    Subclasses implement ``poll()`` with ``self.dev.read_points()``.
+    """
+
+    def __init__(self, device_id: str, config: ModbusDeviceConfig, profile: Profile):
+        super().__init__(device_id, config)
+        self.profile = profile
+        self.dev: ModbusDevice | None = None
+
+    async def open(self) -> None:
+        if self.dev is None:
+            self.dev = ModbusDevice(self.config, self.profile)
+        await self.dev.bus.ensure_connected()
+        self.is_open = True
+
+    async def close(self) -> None:
+        dev, self.dev = self.dev, None
+        if dev is not None:
+            await dev.close()
+        self.is_open = False

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Driver, Reading
+from .base import Reading
 from .config import ModbusDeviceConfig, Priority, Strict
-from .modbus_link import ModbusDevice
+from .modbus_link import ProfileDriver
 from .profile import load_profile
 
 
@@ -31,17 +31,9 @@ class Config(ModbusDeviceConfig):
     limits: dict[str, Limit] = Field(default_factory=dict)
 
 
-class ModbusPointsDriver(Driver):
+class ModbusPointsDriver(ProfileDriver):
     def __init__(self, device_id: str, config: Config):
-        super().__init__(device_id, config)
-        self.profile = load_profile(config.profile)
-        self.dev: ModbusDevice | None = None
-
-    async def open(self) -> None:
-        if self.dev is None:
-            self.dev = ModbusDevice(self.config, self.profile)
-        await self.dev.bus.ensure_connected()
-        self.is_open = True
+        super().__init__(device_id, config, load_profile(config.profile))
 
     async def poll(self) -> Reading:
         assert self.dev is not None, "open() first"
@@ -54,9 +46,3 @@ class ModbusPointsDriver(Driver):
             await self.dev.write_point(args["point"], args["value"])
             return {"written": args["point"]}
         return await super().command(name, **args)
-
-    async def close(self) -> None:
-        dev, self.dev = self.dev, None
-        if dev is not None:
-            await dev.close()
-        self.is_open = False
