@@ -37,7 +37,7 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.common import ROOT, Broker, free_port, write_result  # noqa: E402
-from simulators import dicom_study as st  # noqa: E402
+from suitemon.simulators import dicom_study as st  # noqa: E402
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 IDLE_S = 0.2
@@ -121,7 +121,7 @@ ae_title = "PETCT1"
         self.mqtt.connect("127.0.0.1", broker_port)
         self.mqtt.loop_start()
         self.log = open(Path(self.tmp.name) / "daemon.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "-c", str(cfg), "--log-format", "json"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg), "--log-format", "json"],
                                      cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port)
 

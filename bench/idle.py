@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.common import Broker, proc_cpu_s, proc_rss_mb, write_result  # noqa: E402
-from daemon.demo import localize  # noqa: E402
+from suitemon.daemon.demo.run import localize  # noqa: E402
 from helpers import dump_toml  # noqa: E402
 
 
@@ -37,10 +37,10 @@ def main() -> None:
         cfg = Path(tmp) / "suite.toml"
         cfg.write_text(dump_toml(data))
         py = sys.executable
-        sim = subprocess.Popen([py, "-m", "daemon.cli", "sim", "-c", str(cfg)], cwd=ROOT,
+        sim = subprocess.Popen([py, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(2)
-        daemon = subprocess.Popen([py, "-m", "daemon.cli", "run", "-c", str(cfg)], cwd=ROOT,
+        daemon = subprocess.Popen([py, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg)], cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(a.warmup)

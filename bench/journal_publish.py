@@ -22,15 +22,15 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.common import Broker, write_result  # noqa: E402
-from daemon import logs  # noqa: E402
-from daemon.alarms import AlarmEngine, Condition  # noqa: E402
-from daemon.config import parse_config  # noqa: E402
-from daemon.contract import Topics, messages_for  # noqa: E402
-from daemon.events import Recorder  # noqa: E402
-from daemon.journal import open_journal  # noqa: E402
-from daemon.mqtt import MqttLink  # noqa: E402
-from daemon.outbox import Outbox  # noqa: E402
-from daemon.threads import LoopBridge  # noqa: E402
+from suitemon.daemon import logs  # noqa: E402
+from suitemon.daemon.alarms import AlarmEngine, Condition  # noqa: E402
+from suitemon.daemon.config import parse_config  # noqa: E402
+from suitemon.daemon.contract import Topics, messages_for  # noqa: E402
+from suitemon.daemon.events import Recorder  # noqa: E402
+from suitemon.daemon.journal import open_journal  # noqa: E402
+from suitemon.daemon.mqtt import MqttLink  # noqa: E402
+from suitemon.daemon.outbox import Outbox  # noqa: E402
+from suitemon.daemon.threads import LoopBridge  # noqa: E402
 
 
 async def suitemon_run(port: int, n: int, synchronous: str, burst: int) -> dict:

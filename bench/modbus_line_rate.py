@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result  # noqa: E402
-from daemon import logs  # noqa: E402
-from daemon.config import parse_config  # noqa: E402
-from drivers.modbus_link import ModbusDevice  # noqa: E402
-from drivers.profile import parse_profile  # noqa: E402
-from simulators.base import RegisterStore  # noqa: E402
-from simulators.modbus_server import Faults, RtuServer, Unit  # noqa: E402
+from suitemon.daemon import logs  # noqa: E402
+from suitemon.daemon.config import parse_config  # noqa: E402
+from suitemon.drivers.modbus_link import ModbusDevice  # noqa: E402
+from suitemon.drivers.profile import parse_profile  # noqa: E402
+from suitemon.simulators.base import RegisterStore  # noqa: E402
+from suitemon.simulators.modbus_server import Faults, RtuServer, Unit  # noqa: E402
 
 
 async def run(baud: int, registers: int, seconds: float) -> dict:

@@ -42,7 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.common import Broker, free_port, percentile, proc_cpu_s, write_result  # noqa: E402
 from helpers import dump_toml  # noqa: E402
-from simulators.host import send_control  # noqa: E402
+from suitemon.simulators.host import send_control  # noqa: E402
 
 PY = sys.executable
 ROOMS = {f"uptake{k}": {"call": 3 * (k - 1), "emergency": 3 * (k - 1) + 1, "cancel": 3 * (k - 1) + 2,
@@ -158,7 +158,7 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
         }
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
         sub = Sub(broker.port, f"suitemon/{site}/#")
         try:
             for _ in range(200):
@@ -167,7 +167,7 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
                     break
                 except OSError:
                     time.sleep(0.05)
-            daemon = start([PY, "-m", "daemon.cli", "run", "-c", str(cfg_path)], tmp / "daemon.log")
+            daemon = start([PY, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg_path)], tmp / "daemon.log")
             state_t = f"suitemon/{site}/device/bells/state"
             ok = sub.wait(lambda: True if (s := sub.retained(state_t)) and s["comm"] == "ok" and s["polls"] > 20 else None, 30)
             if not ok:
@@ -254,7 +254,7 @@ def run_pymodbus_floor(poll: float, n: int = 200) -> dict:
                                      "profile": "dio32_latch", "rooms": ROOMS}}
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
         try:
             for _ in range(200):
                 try:
@@ -298,7 +298,7 @@ def run_breakdown(poll: float, n: int = 300) -> dict:
                                      "profile": "dio32_latch", "poll_s": poll, "timeout_s": 0.2, "rooms": ROOMS}}
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
         try:
             for _ in range(200):
                 try:
@@ -306,9 +306,9 @@ def run_breakdown(poll: float, n: int = 300) -> dict:
                     break
                 except OSError:
                     time.sleep(0.05)
-            from daemon import logs
-            from daemon.app import Daemon
-            from daemon.config import load_config
+            from suitemon.daemon import logs
+            from suitemon.daemon.app import Daemon
+            from suitemon.daemon.config import load_config
             logs.setup("error", "json")
 
             async def main():
@@ -362,7 +362,7 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int) -> dict:
                                      "rooms": ROOMS}}
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
         topic = "naive/bells/inputs"
         sub = Sub(broker.port, topic)
         gw = None

@@ -20,8 +20,8 @@ from typing import Any, Iterable, Mapping
 
 import structlog
 
-from .events import Recorder
-from .journal import Event
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.journal import Event
 
 log = structlog.get_logger("suitemon.alarms")
 

@@ -17,23 +17,23 @@ from typing import Any
 import structlog
 from paho.mqtt.client import topic_matches_sub
 
-from . import __version__, kinds
-from .alarms import AlarmEngine, iso
-from .commands import Commands, register_core
-from .context import Context
-from .contract import CONTRACT_VERSION, Message, Topics, dumps, messages_for
-from .devices import DeviceRunner, watch_ages
-from .escalation import Escalator
-from .events import Recorder
-from .facts import Facts
-from .health import SystemdWatch
-from .journal import open_journal
-from .metrics import Metrics
-from .mqtt import MqttLink
-from .outbox import Outbox
-from .sdnotify import Notifier, unset_environment, watchdog_timeout
-from .tasks import TaskSet
-from .threads import LoopBridge
+from suitemon.daemon import __version__, kinds
+from suitemon.daemon.alarms import AlarmEngine, iso
+from suitemon.daemon.commands import Commands, register_core
+from suitemon.daemon.context import Context
+from suitemon.daemon.contract import CONTRACT_VERSION, Message, Topics, dumps, messages_for
+from suitemon.daemon.devices import DeviceRunner, watch_ages
+from suitemon.daemon.escalation import Escalator
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.facts import Facts
+from suitemon.daemon.health import SystemdWatch
+from suitemon.daemon.journal import open_journal
+from suitemon.daemon.metrics import Metrics
+from suitemon.daemon.mqtt import MqttLink
+from suitemon.daemon.outbox import Outbox
+from suitemon.daemon.sdnotify import Notifier, unset_environment, watchdog_timeout
+from suitemon.daemon.tasks import TaskSet
+from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.daemon")
 
@@ -195,7 +195,7 @@ class Daemon:
 
     async def reload(self, path: str) -> bool:
         """SIGHUP: apply a new configuration if it validates (see daemon/reload.py)."""
-        from .reload import reload_config
+        from suitemon.daemon.reload import reload_config
         await self.ready.wait()
         async with self._reload_lock:
             if self.watch is not None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import structlog
 
-from . import __version__, logs
-from .config import ConfigError, load_config
+from suitemon.daemon import __version__, logs
+from suitemon.daemon.config import ConfigError, load_config
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -24,7 +24,7 @@ def _load_or_exit(path: str, *, secrets: bool = False):
     try:
         cfg = load_config(path)
         if secrets:  # the files the daemon itself will read: a config error too
-            from .secret_files import secret_file_issues
+            from suitemon.daemon.secret_files import secret_file_issues
             issues = secret_file_issues(cfg)
             if issues:
                 raise ConfigError(issues, path)
@@ -70,7 +70,7 @@ def _install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
 def cmd_run(args) -> int:
     cfg = _load_or_exit(args.config, secrets=True)  # before anything opens a port
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
-    from .app import Daemon
+    from suitemon.daemon.app import Daemon
 
     async def main():
         daemon = Daemon(cfg)
@@ -90,7 +90,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_journal(args) -> int:
-    from .journal import Journal, JournalError
+    from suitemon.daemon.journal import Journal, JournalError
     if args.config:
         cfg = _load_or_exit(args.config)
         path = cfg.state.dir / "journal.sqlite3"
@@ -125,7 +125,7 @@ def cmd_journal(args) -> int:
 def cmd_sim(args) -> int:
     cfg = _load_or_exit(args.config)
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
-    from simulators.host import SimHost
+    from suitemon.simulators.host import SimHost
 
     async def main():
         host = SimHost(cfg, only=set(args.device) if args.device else None, pace=args.pace)
@@ -145,8 +145,8 @@ def cmd_sim(args) -> int:
 
 def cmd_sim_ctl(args) -> int:
     cfg = _load_or_exit(args.config)
-    from simulators.base import SimError
-    from simulators.host import send_control
+    from suitemon.simulators.base import SimError
+    from suitemon.simulators.host import send_control
     kv = {}
     for item in args.args:
         k, _, v = item.partition("=")
@@ -165,7 +165,7 @@ def cmd_sim_ctl(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from suitemon.daemon.demo.run import run_demo
     return run_demo(args)
 
 
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-view", action="store_true", help="no live view (logs only)")
     s.set_defaults(fn=cmd_demo)
 
-    from . import kinds
+    from suitemon.daemon import kinds
     for ref in kinds.CLI_EXTENSIONS:
         kinds.load(ref)(sub)
     return p

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 
-from .alarms import AlarmEngine, AlarmError
+from suitemon.daemon.alarms import AlarmEngine, AlarmError
 
 log = structlog.get_logger("suitemon.commands")
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model, model_validator
 
-from drivers.config import AlarmKind, Id, Priority, Strict
-from . import kinds
+from suitemon.drivers.config import AlarmKind, Id, Priority, Strict
+from suitemon.daemon import kinds
 
 
 @dataclass(frozen=True)

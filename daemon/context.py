@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .alarms import AlarmEngine
-from .contract import Topics
-from .events import Recorder
-from .facts import Facts
-from .metrics import Metrics
+from suitemon.daemon.alarms import AlarmEngine
+from suitemon.daemon.contract import Topics
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.facts import Facts
+from suitemon.daemon.metrics import Metrics
 
 
 @dataclass

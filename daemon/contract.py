@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .journal import Event
+from suitemon.daemon.journal import Event
 
 CONTRACT_VERSION = 1
 

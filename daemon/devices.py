@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from drivers.base import DriverError, Reading
+from suitemon.drivers.base import DriverError, Reading
 
-from .alarms import Condition, iso
-from .context import Context
+from suitemon.daemon.alarms import Condition, iso
+from suitemon.daemon.context import Context
 
 log = structlog.get_logger("suitemon.devices")
 

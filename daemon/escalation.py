@@ -23,7 +23,7 @@ import time
 
 import structlog
 
-from .alarms import AlarmEngine, AlarmRecord, Escalation, iso, parse_iso
+from suitemon.daemon.alarms import AlarmEngine, AlarmRecord, Escalation, iso, parse_iso
 
 log = structlog.get_logger("suitemon.escalation")
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import structlog
 
-from .journal import Event, Journal, utc_now_iso
+from suitemon.daemon.journal import Event, Journal, utc_now_iso
 
 log = structlog.get_logger("suitemon.recorder")
 

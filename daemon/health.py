@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from .sdnotify import Notifier, status_line
+from suitemon.daemon.sdnotify import Notifier, status_line
 
 log = structlog.get_logger("suitemon.health")
 

@@ -23,82 +23,82 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "modbus_points": Kind(
-        config="drivers.modbus_points:Config",
-        driver="drivers.modbus_points:ModbusPointsDriver",
-        rules="daemon.rules.points:PointRules",
-        simulator="simulators.modbus_points:PointsSimulator",
+        config="suitemon.drivers.modbus_points:Config",
+        driver="suitemon.drivers.modbus_points:ModbusPointsDriver",
+        rules="suitemon.daemon.rules.points:PointRules",
+        simulator="suitemon.simulators.modbus_points:PointsSimulator",
     ),
     "ups_apc": Kind(
-        config="drivers.ups_apc:Config",
-        driver="drivers.ups_apc:ApcUpsDriver",
-        rules="daemon.rules.ups_apc:UpsRules",
-        simulator="simulators.ups_apc:ApcUpsSimulator",
+        config="suitemon.drivers.ups_apc:Config",
+        driver="suitemon.drivers.ups_apc:ApcUpsDriver",
+        rules="suitemon.daemon.ups.rules:UpsRules",
+        simulator="suitemon.simulators.ups_apc:ApcUpsSimulator",
     ),
     # --- dispenser (issue 6) ---
     "dispenser": Kind(
-        config="drivers.dispenser:Config",
-        driver="drivers.dispenser:DispenserDriver",
-        rules="daemon.rules.dispenser:DispenserRules",
-        simulator="simulators.dispenser:DispenserSimulator",
-        check="daemon.dose_config:check",
+        config="suitemon.drivers.dispenser:Config",
+        driver="suitemon.drivers.dispenser:DispenserDriver",
+        rules="suitemon.daemon.doses.rules:DispenserRules",
+        simulator="suitemon.simulators.dispenser:DispenserSimulator",
+        check="suitemon.daemon.doses.config:check",
     ),
     # --- radiation (issue 5) ---
     "area_monitor_modbus": Kind(
-        config="drivers.area_monitor_modbus:Config",
-        driver="drivers.area_monitor_modbus:AreaMonitorDriver",
-        rules="daemon.rules.radiation:RadiationRules",
-        simulator="simulators.area_monitor:AreaMonitorSimulator",
-        check="drivers.area_monitor_modbus:check",
+        config="suitemon.drivers.area_monitor_modbus:Config",
+        driver="suitemon.drivers.area_monitor_modbus:AreaMonitorDriver",
+        rules="suitemon.daemon.radiation.rules:RadiationRules",
+        simulator="suitemon.simulators.area_monitor:AreaMonitorSimulator",
+        check="suitemon.drivers.area_monitor_modbus:check",
     ),
     "ludlum375": Kind(
-        config="drivers.ludlum375:Config",
-        driver="drivers.ludlum375:Ludlum375Driver",
-        rules="daemon.rules.radiation:RadiationRules",
-        simulator="simulators.ludlum375:Ludlum375Simulator",
-        check="drivers.ludlum375:check",
+        config="suitemon.drivers.ludlum375:Config",
+        driver="suitemon.drivers.ludlum375:Ludlum375Driver",
+        rules="suitemon.daemon.radiation.rules:RadiationRules",
+        simulator="suitemon.simulators.ludlum375:Ludlum375Simulator",
+        check="suitemon.drivers.ludlum375:check",
     ),
     # --- bells (issue 3) ---
     "callbell_io": Kind(
-        config="drivers.callbell_io:Config",
-        driver="drivers.callbell_io:CallBellDriver",
-        rules="daemon.rules.callbell:CallBellRules",
-        simulator="simulators.callbell_io:CallBellSimulator",
-        check="daemon.bells:check_config",
+        config="suitemon.drivers.callbell_io:Config",
+        driver="suitemon.drivers.callbell_io:CallBellDriver",
+        rules="suitemon.daemon.bells.rules:CallBellRules",
+        simulator="suitemon.simulators.callbell_io:CallBellSimulator",
+        check="suitemon.daemon.bells.service:check_config",
     ),
 }
 
 # Top-level config sections added by features (name -> "module:Model").
 SECTIONS: dict[str, str] = {}
-SECTIONS["board"] = "daemon.board.config:BoardConfig"
+SECTIONS["board"] = "suitemon.daemon.board.config:BoardConfig"
 # Cross-reference checks for a section, run when it is present:
 # name -> "module:function"; function(cfg) yields (key path, message) pairs.
 SECTION_CHECKS: dict[str, str] = {}
 
 # --- radiation (issue 5) ---
-SECTIONS["radiation"] = "drivers.radiation:RadiationSection"
-SECTION_CHECKS["radiation"] = "drivers.radiation:check_section"
+SECTIONS["radiation"] = "suitemon.drivers.radiation:RadiationSection"
+SECTION_CHECKS["radiation"] = "suitemon.drivers.radiation:check_section"
 
 # --- dispenser (issue 6) ---
-SECTIONS["dispensing"] = "daemon.dose_config:DispensingConfig"
-SECTIONS["uptake"] = "daemon.dose_config:UptakeConfig"
+SECTIONS["dispensing"] = "suitemon.daemon.doses.config:DispensingConfig"
+SECTIONS["uptake"] = "suitemon.daemon.doses.config:UptakeConfig"
 
 # --- dicom (issue 7) ---
-SECTIONS["dicom"] = "daemon.dicom_config:DicomConfig"
-SECTION_CHECKS["dicom"] = "daemon.dicom_config:check"
+SECTIONS["dicom"] = "suitemon.daemon.dicom.config:DicomConfig"
+SECTION_CHECKS["dicom"] = "suitemon.daemon.dicom.config:check"
 
 # Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
 # timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
 SERVICES: dict[str, str] = {
-    "occupancy": "daemon.occupancy:factory",
-    "uptake": "daemon.uptake:factory",
-    "dose_summary": "daemon.dose_summary:factory",
-    "dicom": "daemon.dicom_service:factory",
-    "bells": "daemon.bells:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
+    "occupancy": "suitemon.daemon.radiation.occupancy:factory",
+    "uptake": "suitemon.daemon.doses.uptake:factory",
+    "dose_summary": "suitemon.daemon.doses.summary:factory",
+    "dicom": "suitemon.daemon.dicom.service:factory",
+    "bells": "suitemon.daemon.bells.service:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
 }
 # A service whose config section is absent is not started: service name -> section name.
 SERVICE_SECTIONS: dict[str, str] = {}
 SERVICE_SECTIONS["dicom"] = "dicom"
-SECTIONS["board"] = "daemon.board.config:BoardConfig"
+SECTIONS["board"] = "suitemon.daemon.board.config:BoardConfig"
 
 
 class KindLoadError(ImportError):
@@ -144,23 +144,23 @@ def sections() -> dict[str, Any]:
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
 CLI_EXTENSIONS: list[str] = []
-CLI_EXTENSIONS.append("daemon.board.cli:add_parser")
-CLI_EXTENSIONS.append("daemon.dose_summary:add_parser")
+CLI_EXTENSIONS.append("suitemon.daemon.board.cli:add_parser")
+CLI_EXTENSIONS.append("suitemon.daemon.doses.summary:add_parser")
 
 # Simulators that are not devices (e.g. the shutdown targets that answer the sequencer):
-# name -> "module:factory"; factory(cfg) returns a simulators.base.Simulator or None.
+# name -> "module:factory"; factory(cfg) returns a suitemon.simulators.base.Simulator or None.
 # ``suitemon sim`` runs them beside the device simulators, under that name.
 SIM_EXTRAS: dict[str, str] = {}
 
 # --- ups / safe shutdown (issue 4) ---
-SECTIONS["shutdown"] = "daemon.shutdown.config:ShutdownConfig"
-SERVICES["shutdown"] = "daemon.shutdown.sequencer:factory"
+SECTIONS["shutdown"] = "suitemon.daemon.shutdown.config:ShutdownConfig"
+SERVICES["shutdown"] = "suitemon.daemon.shutdown.sequencer:factory"
 SERVICE_SECTIONS["shutdown"] = "shutdown"
-CLI_EXTENSIONS.append("daemon.shutdown.cli:add_parser")
-SIM_EXTRAS["shutdown_targets"] = "simulators.shutdown_target:from_config"
-SECTION_CHECKS["shutdown"] = "daemon.shutdown.config:check_refs"
-CLI_EXTENSIONS.append("daemon.bells_report:add_parser")  # suitemon bells report
+CLI_EXTENSIONS.append("suitemon.daemon.shutdown.cli:add_parser")
+SIM_EXTRAS["shutdown_targets"] = "suitemon.simulators.shutdown_target:from_config"
+SECTION_CHECKS["shutdown"] = "suitemon.daemon.shutdown.config:check_refs"
+CLI_EXTENSIONS.append("suitemon.daemon.bells.report:add_parser")  # suitemon bells report
 
 # --- dicom (issue 7) ---
-CLI_EXTENSIONS.append("daemon.dicom_cli:add_parser")
-SIM_EXTRAS["scanner"] = "simulators.scanner:from_config"
+CLI_EXTENSIONS.append("suitemon.daemon.dicom.cli:add_parser")
+SIM_EXTRAS["scanner"] = "suitemon.simulators.scanner:from_config"

@@ -17,8 +17,8 @@ import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .contract import Message, dumps
-from .threads import LoopBridge
+from suitemon.daemon.contract import Message, dumps
+from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.mqtt")
 

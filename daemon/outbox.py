@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import structlog
 
-from .contract import Topics, messages_for
-from .journal import Journal
-from .mqtt import MqttLink
+from suitemon.daemon.contract import Topics, messages_for
+from suitemon.daemon.journal import Journal
+from suitemon.daemon.mqtt import MqttLink
 
 log = structlog.get_logger("suitemon.outbox")
 

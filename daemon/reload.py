@@ -27,8 +27,8 @@ from typing import Any
 
 import structlog
 
-from .alarms import Reset
-from .config import ConfigError, ConfigIssue, load_config, parse_config
+from suitemon.daemon.alarms import Reset
+from suitemon.daemon.config import ConfigError, ConfigIssue, load_config, parse_config
 
 log = structlog.get_logger("suitemon.reload")
 

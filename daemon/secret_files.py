@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel
 
-from .config import ConfigIssue
+from suitemon.daemon.config import ConfigIssue
 
 
 def _check(key: str, path: Path) -> list[ConfigIssue]:

@@ -1,6 +1,6 @@
-"""Device drivers. Each module is independent; the core loads them lazily through daemon.kinds."""
+"""Device drivers. Each module is independent; the core loads them lazily through suitemon.daemon.kinds."""
 
-from .base import (CommError, DeviceException, DeviceTimeout, Driver, DriverError, FrameError,
+from suitemon.drivers.base import (CommError, DeviceException, DeviceTimeout, Driver, DriverError, FrameError,
                    ProfileError, Reading)
 
 __all__ = ["Driver", "Reading", "DriverError", "CommError", "DeviceTimeout", "FrameError",

@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import ProfileError, Reading
-from .config import ModbusDeviceConfig
-from .modbus_link import ProfileDriver
-from .profile import Profile, load_profile
-from .radiation import DOSE_UNIT_FACTORS, UNIT_FACTORS, AreaRadiation, check_devices, to_usv_h
+from suitemon.drivers.base import ProfileError, Reading
+from suitemon.drivers.config import ModbusDeviceConfig
+from suitemon.drivers.modbus_link import ProfileDriver
+from suitemon.drivers.profile import Profile, load_profile
+from suitemon.drivers.radiation import DOSE_UNIT_FACTORS, UNIT_FACTORS, AreaRadiation, check_devices, to_usv_h
 
 # Flag name in a profile -> the value key it sets (detector_fault collects every fault).
 FLAG_KEYS: dict[str, str] = {

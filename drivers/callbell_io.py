@@ -20,11 +20,11 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field, field_validator
 
-from .base import Driver, ProfileError, Reading
-from .config import Id, ModbusDeviceConfig, Strict
-from .io_module import IoProfile, load_io_profile
-from .modbus_link import ModbusDevice
-from .profile import Profile
+from suitemon.drivers.base import Driver, ProfileError, Reading
+from suitemon.drivers.config import Id, ModbusDeviceConfig, Strict
+from suitemon.drivers.io_module import IoProfile, load_io_profile
+from suitemon.drivers.modbus_link import ModbusDevice
+from suitemon.drivers.profile import Profile
 
 BUTTONS = ("call", "emergency", "cancel")
 LAMPS = ("door_lamp", "reassure_lamp")

@@ -2,7 +2,7 @@
 
 Each driver module defines its own ``Config`` subclass of :class:`DeviceConfig`
 (the mqtt-io idea: a module carries its own schema), and the core builds the
-device union from the table in ``daemon.kinds``.
+device union from the table in ``suitemon.daemon.kinds``.
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field
 
-from .base import DeviceException, Driver, ProfileError, Reading
-from .config import Id, ModbusDeviceConfig
-from .modbus_link import ModbusDevice
-from .profile import Profile, decode, load_profile, parse_profile
+from suitemon.drivers.base import DeviceException, Driver, ProfileError, Reading
+from suitemon.drivers.config import Id, ModbusDeviceConfig
+from suitemon.drivers.modbus_link import ModbusDevice
+from suitemon.drivers.profile import Profile, decode, load_profile, parse_profile
 
 INTERFACE_VERSION = 1
 UNIT_STATES = ("idle", "drawing_up", "ready", "injecting", "complete", "error")

@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
-from .base import ProfileError
-from .config import Strict
-from .profile import profile_text
+from suitemon.drivers.base import ProfileError
+from suitemon.drivers.config import Strict
+from suitemon.drivers.profile import profile_text
 
 
 class IoProfile(Strict):

@@ -3,7 +3,7 @@
 The monitor talks without being asked, so the driver listens: the port is opened with
 pyserial (which sets baud rate and framing), made non-blocking, and watched by the event
 loop (``loop.add_reader``): no thread, no blocking read. Bytes go through the pure
-:class:`drivers.ludlum_frames.FrameReader`, which rejects and counts anything that fails
+:class:`suitemon.drivers.ludlum_frames.FrameReader`, which rejects and counts anything that fails
 its checks. ``poll()`` returns the newest valid frame not returned before, waiting for
 one if needed; when no valid frame has come for ``comm_lost_frames`` frame periods it
 raises, and with ``comm_loss_after = 1`` (this kind's default) that one failure is the
@@ -21,10 +21,10 @@ import serial
 import structlog
 from pydantic import Field, model_validator
 
-from .base import CommError, DeviceTimeout, Driver, FrameError, Reading
-from .config import DeviceConfig
-from .ludlum_frames import Frame, FrameReader
-from .radiation import AreaRadiation, check_devices, to_usv_h
+from suitemon.drivers.base import CommError, DeviceTimeout, Driver, FrameError, Reading
+from suitemon.drivers.config import DeviceConfig
+from suitemon.drivers.ludlum_frames import Frame, FrameReader
+from suitemon.drivers.radiation import AreaRadiation, check_devices, to_usv_h
 
 log = structlog.get_logger("suitemon.drivers.ludlum375")
 

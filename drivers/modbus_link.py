@@ -3,7 +3,7 @@
 One :class:`Bus` per physical line (a serial port or a host:port): devices on the
 same line share its lock, and the lock keeps the silence the line needs between
 frames (3.5 characters by the spec; APC asks for >= 35 ms). pymodbus errors are
-translated into the driver errors of :mod:`drivers.base`; automatic reconnection
+translated into the driver errors of :mod:`suitemon.drivers.base`; automatic reconnection
 is off, because the device runner decides when to try again and counts failures.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from .base import CommError, DeviceException, DeviceTimeout, Driver, FrameError
-from .config import ModbusDeviceConfig
-from .profile import BIT_TABLES, Point, Profile, decode, encode
+from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, Driver, FrameError
+from suitemon.drivers.config import ModbusDeviceConfig
+from suitemon.drivers.profile import BIT_TABLES, Point, Profile, decode, encode
 
 # pymodbus logs every failed frame at ERROR; we count and report them ourselves.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Reading
-from .config import ModbusDeviceConfig, Priority, Strict
-from .modbus_link import ProfileDriver
-from .profile import load_profile
+from suitemon.drivers.base import Reading
+from suitemon.drivers.config import ModbusDeviceConfig, Priority, Strict
+from suitemon.drivers.modbus_link import ProfileDriver
+from suitemon.drivers.profile import load_profile
 
 
 class Limit(Strict):

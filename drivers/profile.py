@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from .base import ProfileError
+from suitemon.drivers.base import ProfileError
 
 Table = Literal["coil", "discrete", "input", "holding"]
 TYPES = {"bool": 1, "u16": 1, "s16": 1, "u32": 2, "s32": 2, "f32": 2, "ascii": 0}  # ascii: its length
@@ -178,7 +178,7 @@ def profile_text(ref: str, what: str = "profile") -> str:
     if path.suffix == ".toml" and path.exists():
         return path.read_text()
     try:
-        return resources.files("drivers.profiles").joinpath(f"{ref}.toml").read_text()
+        return resources.files("suitemon.drivers.profiles").joinpath(f"{ref}.toml").read_text()
     except (FileNotFoundError, ModuleNotFoundError):
         raise ProfileError(f"no {what} named '{ref}' (shipped or file)") from None
 

@@ -6,7 +6,7 @@ configuration error: there is no safe default threshold for an unknown room, bec
 uptake room sits far above the controlled-area criterion of 7.5 uSv/h (domain.md section 5).
 
 Every driver of an area monitor reports the same value keys (``VALUE_KEYS``), so one rule set
-(``daemon/rules/radiation.py``) serves them all.
+(``daemon/radiation/rules.py``) serves them all.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Iterable
 
 from pydantic import Field, model_validator
 
-from .base import ProfileError
-from .config import Id, Strict
+from suitemon.drivers.base import ProfileError
+from suitemon.drivers.config import Id, Strict
 
 UNIT = "uSv/h"
 

@@ -14,10 +14,10 @@ from typing import Any, Awaitable, Callable, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Driver, DriverError, ProfileError, Reading
-from .config import ModbusDeviceConfig
-from .modbus_link import ModbusDevice
-from .profile import Point, Profile, decode, load_profile
+from suitemon.drivers.base import Driver, DriverError, ProfileError, Reading
+from suitemon.drivers.config import ModbusDeviceConfig
+from suitemon.drivers.modbus_link import ModbusDevice
+from suitemon.drivers.profile import Point, Profile, decode, load_profile
 
 # Names the UPS rules and the shutdown sequencer rely on; a profile must provide them.
 REQUIRED = ("on_battery", "shutdown_imminent", "runtime_s", "charge_pct")

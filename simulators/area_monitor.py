@@ -8,11 +8,11 @@ fail, repair, fix, flap, background, counting_noise, model) plus the Modbus faul
 
 from __future__ import annotations
 
-from drivers.area_monitor_modbus import monitor_profile
-from drivers.radiation import DOSE_UNIT_FACTORS, UNIT_FACTORS
+from suitemon.drivers.area_monitor_modbus import monitor_profile
+from suitemon.drivers.radiation import DOSE_UNIT_FACTORS, UNIT_FACTORS
 
-from .base import ModbusSimulator
-from .radiation_model import AreaModel
+from suitemon.simulators.base import ModbusSimulator
+from suitemon.simulators.radiation_model import AreaModel
 
 
 class AreaMonitorSimulator(ModbusSimulator):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, Awaitable, Callable
 
-from drivers.profile import BIT_TABLES, Profile, encode, load_profile
+from suitemon.drivers.profile import BIT_TABLES, Profile, encode, load_profile
 
-from .modbus_server import Faults, ModbusError, ILLEGAL_ADDRESS, Unit
+from suitemon.simulators.modbus_server import Faults, ModbusError, ILLEGAL_ADDRESS, Unit
 
 Action = Callable[..., Any | Awaitable[Any]]
 
@@ -120,7 +120,7 @@ class ModbusSimulator(Simulator):
         return values
 
     def get_points(self) -> dict[str, Any]:
-        from drivers.profile import decode
+        from suitemon.drivers.profile import decode
         assert self.profile is not None
         out = {}
         for p in self.profile.points:

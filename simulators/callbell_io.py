@@ -14,10 +14,10 @@ import asyncio
 import time
 from typing import Any
 
-from drivers.io_module import IoProfile, load_io_profile
+from suitemon.drivers.io_module import IoProfile, load_io_profile
 
-from .base import ModbusSimulator, SimError, Simulator
-from .modbus_server import ILLEGAL_ADDRESS, Faults, ModbusError, Unit
+from suitemon.simulators.base import ModbusSimulator, SimError, Simulator
+from suitemon.simulators.modbus_server import ILLEGAL_ADDRESS, Faults, ModbusError, Unit
 
 
 class IoStore:

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.dispenser import INTERFACE_VERSION, codes_of, ring_of
-from drivers.halflife import decay, half_life_s
-from drivers.profile import encode
+from suitemon.drivers.dispenser import INTERFACE_VERSION, codes_of, ring_of
+from suitemon.drivers.halflife import decay, half_life_s
+from suitemon.drivers.profile import encode
 
-from .base import ModbusSimulator, SimError
+from suitemon.simulators.base import ModbusSimulator, SimError
 
 ERROR_BITS = ("spill", "air_in_line", "door_open", "vial_low", "calibration_due", "residual_high")
 HALTING = ("spill", "air_in_line")  # these stop the unit (state error, job aborted)

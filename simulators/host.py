@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from daemon import kinds
+from suitemon.daemon import kinds
 
-from .base import ModbusSimulator, SimError, Simulator
-from .modbus_server import RtuServer, TcpServer
+from suitemon.simulators.base import ModbusSimulator, SimError, Simulator
+from suitemon.simulators.modbus_server import RtuServer, TcpServer
 
 log = structlog.get_logger("suitemon.sim")
 

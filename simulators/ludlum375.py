@@ -18,12 +18,12 @@ from typing import Any
 
 import structlog
 
-from drivers.ludlum_frames import format_frame, format_reading
-from drivers.radiation import UNIT_FACTORS
+from suitemon.drivers.ludlum_frames import format_frame, format_reading
+from suitemon.drivers.radiation import UNIT_FACTORS
 
-from .base import Simulator
-from .pty_link import open_pty_link
-from .radiation_model import AreaModel
+from suitemon.simulators.base import Simulator
+from suitemon.simulators.pty_link import open_pty_link
+from suitemon.simulators.radiation_model import AreaModel
 
 log = structlog.get_logger("suitemon.sim.ludlum375")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from .base import ModbusSimulator
+from suitemon.simulators.base import ModbusSimulator
 
 
 class PointsSimulator(ModbusSimulator):

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 import structlog
 
-from .pty_link import open_pty_link
+from suitemon.simulators.pty_link import open_pty_link
 
 log = structlog.get_logger("suitemon.sim.modbus")
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from drivers.radiation import patient_dose_rate
+from suitemon.drivers.radiation import patient_dose_rate
 
 FAILURE_MODES = ("zero", "fault")
 

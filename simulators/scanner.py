@@ -19,8 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
-from . import dicom_study as st
-from .base import SimError, Simulator
+from suitemon.simulators import dicom_study as st
+from suitemon.simulators.base import SimError, Simulator
 
 SENT_CLASSES = [st.CT_IMAGE, st.ENHANCED_CT, st.PET_IMAGE, st.ENHANCED_PET, st.XRAY_DOSE_SR, st.ENHANCED_SR,
                 st.COMPREHENSIVE_SR, st.RP_DOSE_SR, st.SECONDARY_CAPTURE]

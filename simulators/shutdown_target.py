@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .base import SimError, Simulator
+from suitemon.simulators.base import SimError, Simulator
 
 log = structlog.get_logger("suitemon.sim.shutdown_target")
 

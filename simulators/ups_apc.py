@@ -20,10 +20,10 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from drivers.profile import Profile, decode, encode
+from suitemon.drivers.profile import Profile, decode, encode
 
-from .base import ModbusSimulator, RegisterStore, SimError
-from .modbus_server import ILLEGAL_ADDRESS, ModbusError
+from suitemon.simulators.base import ModbusSimulator, RegisterStore, SimError
+from suitemon.simulators.modbus_server import ILLEGAL_ADDRESS, ModbusError
 
 NOMINAL_V = 230.0
 

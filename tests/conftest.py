@@ -116,13 +116,13 @@ class Suite:
             return False
 
     def sim(self, device: str, action: str, **args):
-        from simulators.host import send_control
+        from suitemon.simulators.host import send_control
         return asyncio.run(send_control("127.0.0.1", self.control_port, device, action, args))
 
     def play(self, scenario_path, watcher: Watcher, speed: float = 1.0) -> list[str]:
         """Play a scenario file against this suite's simulator process and daemon; return failures."""
-        from daemon.scenario import load_scenario, play
-        from simulators.host import send_control
+        from suitemon.daemon.demo.scenario import load_scenario, play
+        from suitemon.simulators.host import send_control
 
         scn = load_scenario(scenario_path)
         site = self.site

@@ -18,7 +18,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parent.parent
-SUITEMON = [sys.executable, "-m", "daemon.cli"]
+SUITEMON = [sys.executable, "-m", "suitemon.daemon.cli"]
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import tomllib
 import pytest
 
 from helpers import REPO, free_port
-from simulators.shutdown_target import TargetClient
+from suitemon.simulators.shutdown_target import TargetClient
 
 EXAMPLE = REPO / "examples" / "suite.toml"
 SCENARIOS = REPO / "examples" / "scenarios"

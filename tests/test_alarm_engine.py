@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from daemon.alarms import AlarmEngine, AlarmError, Condition, Reset
-from daemon.config import parse_config
-from daemon.events import Recorder
-from daemon.journal import Journal
+from suitemon.daemon.alarms import AlarmEngine, AlarmError, Condition, Reset
+from suitemon.daemon.config import parse_config
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.journal import Journal
 
 CFG = parse_config({"site": {"id": "s", "name": "S"}})
 

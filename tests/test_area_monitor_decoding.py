@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from drivers.area_monitor_modbus import interpret, monitor_profile
-from drivers.base import ProfileError
-from drivers.profile import decode, encode, parse_profile
+from suitemon.drivers.area_monitor_modbus import interpret, monitor_profile
+from suitemon.drivers.base import ProfileError
+from suitemon.drivers.profile import decode, encode, parse_profile
 
 
 def f32_words(x: float) -> tuple[int, int]:

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from daemon.config import ConfigError, parse_config
+from suitemon.daemon.config import ConfigError, parse_config
 from test_config import EXAMPLE, run_cli
 
 ROOM = {"call": 4, "emergency": 5, "cancel": 6, "door_lamp": 2, "reassure_lamp": 3}

@@ -143,7 +143,7 @@ def test_sigkill_mid_ladder_resumes_at_the_right_step_without_renotifying(transp
     watcher.wait_for(lambda w: len(steps_seen(w, suite)) >= 3, step + 5, what="step 2 after restart")
     n = notifies(watcher, suite, AID)
     assert [(role, b["step"]) for role, b, _ in n] == [("room_nurse", 0), ("suite_staff", 1), ("resus_team", 2)]
-    from daemon.alarms import parse_iso
+    from suitemon.daemon.alarms import parse_iso
     arrived = time.time() - (time.monotonic() - n[2][2])
     due = parse_iso(deadline)
     assert arrived >= due - 0.05, "step 2 came before step 1's deadline"

@@ -153,7 +153,7 @@ def test_bell_test_mode_records_passes_not_calls_and_report_shows_them(make_suit
     suite.sim("bells", "press", room="uptake3", button="call", hold_s=0.02)  # a real call again
     wait_alarm(watcher, suite, "bells.uptake3.call", 3, state="active")
 
-    out = subprocess.run([sys.executable, "-m", "daemon.cli", "bells", "report", "-c", str(suite.path)],
+    out = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "bells", "report", "-c", str(suite.path)],
                          capture_output=True, text=True, cwd=REPO, timeout=30)
     assert out.returncode == 0, out.stderr
     lines = {ln.split()[1]: ln for ln in out.stdout.splitlines() if ln.startswith("bells ")}

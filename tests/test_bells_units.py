@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from daemon.bells import ladder_start, news2_band
-from daemon.config import parse_config
-from drivers.base import ProfileError
-from drivers.io_module import load_io_profile
+from suitemon.daemon.bells.service import ladder_start, news2_band
+from suitemon.daemon.config import parse_config
+from suitemon.drivers.base import ProfileError
+from suitemon.drivers.io_module import load_io_profile
 from helpers import free_port
-from simulators.callbell_io import IoStore
-from simulators.host import SimHost
-from simulators.modbus_server import ModbusError
+from suitemon.simulators.callbell_io import IoStore
+from suitemon.simulators.host import SimHost
+from suitemon.simulators.modbus_server import ModbusError
 from test_bells_config import GOOD
 
 
@@ -83,7 +83,7 @@ async def short_press_seen(profile: str) -> bool:
     cfg = cfg_for(profile, free_port())
     host = SimHost(cfg)
     await host.start(control=False)
-    from drivers.callbell_io import CallBellDriver
+    from suitemon.drivers.callbell_io import CallBellDriver
     drv = CallBellDriver("bells", cfg.devices["bells"])
     sim = host.sims["bells"]
     try:
@@ -110,7 +110,7 @@ def test_driver_writes_lamps_in_one_request_and_reports_the_read_back():
         cfg = cfg_for("dio16_latch", free_port())
         host = SimHost(cfg)
         await host.start(control=False)
-        from drivers.callbell_io import CallBellDriver
+        from suitemon.drivers.callbell_io import CallBellDriver
         drv = CallBellDriver("bells", cfg.devices["bells"])
         sim = host.sims["bells"]
         try:

@@ -146,7 +146,7 @@ def test_alarm_shows_within_2s_and_accept_from_the_page_stops_escalation_as_the_
     assert len(notifies(w, suite.site, "env.temperature.high")) == before
 
     # The journal itself names the nurse (read from the daemon's SQLite journal, not from MQTT).
-    from daemon.journal import Journal
+    from suitemon.daemon.journal import Journal
     j = Journal(suite.tmp / "state" / "journal.sqlite3")
     try:
         rows = [ev for ev in j.events_of_type("alarm.accepted") if ev.alarm_id == "env.temperature.high"]
@@ -204,12 +204,12 @@ def test_keyboard_and_phone_layout(make_suite, secured, secure_watcher, browser,
 
 
 def test_bell_press_appears_in_the_room_tile_within_2s(make_suite, watcher, browser, tmp_path):
-    import daemon.kinds
-    if "callbell_io" not in daemon.kinds.KINDS:
+    import suitemon.daemon.kinds
+    if "callbell_io" not in suitemon.daemon.kinds.KINDS:
         pytest.skip("the call-bell kind (callbell_io) is not merged yet")
     import tomllib
 
-    from daemon.demo import EXAMPLE, localize
+    from suitemon.daemon.demo.run import EXAMPLE, localize
     example = tomllib.loads(EXAMPLE.read_text())
     bells = {k: v for k, v in example.get("devices", {}).items() if v.get("kind") == "callbell_io"}
     if not bells:

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from daemon.board import views
-from daemon.board.config import BoardConfig
-from daemon.board.model import SuiteModel
-from daemon.config import parse_config
+from suitemon.daemon.board import views
+from suitemon.daemon.board.config import BoardConfig
+from suitemon.daemon.board.model import SuiteModel
+from suitemon.daemon.config import parse_config
 
 ROOT = "suitemon/s1"
 CFG = parse_config({
@@ -26,7 +26,7 @@ CFG = parse_config({
 BOARD = BoardConfig(status_stale_s=12)
 
 
-from daemon.alarms import iso  # noqa: E402  (the daemon's own timestamp format)
+from suitemon.daemon.alarms import iso  # noqa: E402  (the daemon's own timestamp format)
 
 
 class Clock:
@@ -234,7 +234,7 @@ def test_board_config_defaults_are_safe():
     cfg = parse_config({"site": {"id": "s1", "name": "S"}, "board": {
         "port": 9000, "users": {"station1": {"name": "Station", "kind": "station", "mqtt_username": "st1"}}}})
     assert cfg.board.actor_of("station1") == "st1"
-    from daemon.config import ConfigError
+    from suitemon.daemon.config import ConfigError
     with pytest.raises(ConfigError) as err:
         parse_config({"site": {"id": "s1", "name": "S"}, "board": {"prot": 1, "bell_test_verb": "Bell Test"}})
     paths = {i.path for i in err.value.issues}

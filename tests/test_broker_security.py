@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from daemon.config import parse_config
-from daemon.secret_files import secret_file_issues, secret_paths
+from suitemon.daemon.config import parse_config
+from suitemon.daemon.secret_files import secret_file_issues, secret_paths
 from helpers import REPO, SUITEMON, free_port
 from schema_check import problems
 from secure_broker import DEPLOY, Broker, Pki, TlsWatcher, connect_result, password_file, site_broker_conf

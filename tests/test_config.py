@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from daemon.config import ConfigError, load_config, parse_config
+from suitemon.daemon.config import ConfigError, load_config, parse_config
 from helpers import REPO
 
 EXAMPLE = REPO / "examples" / "suite.toml"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", *args], capture_output=True, text=True, cwd=REPO)
 
 
 def test_example_suite_is_valid():

@@ -33,7 +33,7 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(make_suite, watcher
     for i in range(KILLS):
         time.sleep(rng.uniform(0.05, 0.6))
         daemon.kill9()
-        r = subprocess.run([sys.executable, "-m", "daemon.cli", "journal", "verify", "--journal", str(journal)],
+        r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "journal", "verify", "--journal", str(journal)],
                            capture_output=True, text=True, cwd=REPO)
         assert r.returncode == 0, f"after kill {i + 1}: {r.stderr}"
         daemon = suite.start_daemon(watcher, name=f"daemon{i + 1}")

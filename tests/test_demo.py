@@ -15,7 +15,7 @@ from helpers import REPO
 def run_demo(*args: str, env: dict | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "daemon.cli", "demo", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "demo", *args], capture_output=True, text=True,
                           cwd=REPO, env=e, timeout=timeout)
 
 

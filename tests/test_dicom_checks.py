@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as s
 
-from daemon.dicom_config import DicomConfig
-from daemon.dicom_checks import (Dispensed, check_ct, check_start_times, decay, levels_for, pick_dispensed,
+from suitemon.daemon.dicom.config import DicomConfig
+from suitemon.daemon.dicom.checks import (Dispensed, check_ct, check_start_times, decay, levels_for, pick_dispensed,
                                 reconcile)
-from daemon.dose_pet import PetHeader
-from daemon.dose_sr import CtDoseReport, CtEvent
+from suitemon.daemon.dicom.dose_pet import PetHeader
+from suitemon.daemon.dicom.dose_sr import CtDoseReport, CtEvent
 
 T0 = datetime(2026, 5, 12, 9, 0, tzinfo=timezone.utc)
 F18 = 6586.2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import ConfigError, parse_config
+from suitemon.daemon.config import ConfigError, parse_config
 
 BASE = {"site": {"id": "cfgtest", "name": "t"}, "areas": {"scanner": {"name": "Scanner", "kind": "scanner_room"}}}
 

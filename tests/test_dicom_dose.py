@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from daemon.dicom_service import study_ref
+from suitemon.daemon.dicom.service import study_ref
 from dicom_helpers import dicom_section, target, wait_event, wait_summary
-from simulators import dicom_study as st
-from simulators.scanner import send
+from suitemon.simulators import dicom_study as st
+from suitemon.simulators.scanner import send
 
 F18 = 6586.2
 

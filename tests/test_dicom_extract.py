@@ -18,12 +18,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from daemon import dicom_values as dv
-from daemon.dicom_parse import Parsed, Unparseable, parse_bytes
-from daemon.dicom_structure import layout
-from daemon.dose_pet import pet_header
-from daemon.dose_sr import ct_dose_report, rp_dose_report
-from simulators import dicom_study as st
+from suitemon.daemon.dicom import values as dv
+from suitemon.daemon.dicom.parse import Parsed, Unparseable, parse_bytes
+from suitemon.daemon.dicom.structure import layout
+from suitemon.daemon.dicom.dose_pet import pet_header
+from suitemon.daemon.dicom.dose_sr import ct_dose_report, rp_dose_report
+from suitemon.simulators import dicom_study as st
 
 TZ = ZoneInfo("Europe/London")
 KEY = b"k" * 32

@@ -14,8 +14,8 @@ from pynetdicom import AE
 from dicom_helpers import (SCANNER_AE, dcmtk, dicom_section, spool_files, summaries, target, wait_event,
                            wait_summary)
 from helpers import wait_until
-from simulators import dicom_study as st
-from simulators.scanner import SENT_CLASSES, echo, send
+from suitemon.simulators import dicom_study as st
+from suitemon.simulators.scanner import SENT_CLASSES, echo, send
 
 
 def one_of_each(spec: st.StudySpec) -> list:
@@ -210,14 +210,14 @@ def test_a_crash_mid_study_loses_nothing(make_suite, watcher):
 
 
 def test_the_tuned_reactor_is_a_copy_of_the_pinned_pynetdicom_loop():
-    """daemon/dicom_reactor.py copies pynetdicom's acceptor loop: an upgrade must be reviewed."""
+    """daemon/dicom/reactor.py copies pynetdicom's acceptor loop: an upgrade must be reviewed."""
     import hashlib
     import inspect
 
     import pynetdicom
     from pynetdicom.association import Association
 
-    from daemon.dicom_reactor import UPSTREAM_REACTOR_SHA256
+    from suitemon.daemon.dicom.reactor import UPSTREAM_REACTOR_SHA256
     assert pynetdicom.__version__.startswith("3.0.")
     assert hashlib.sha256(inspect.getsource(Association._run_reactor).encode()).hexdigest() == \
         UPSTREAM_REACTOR_SHA256
@@ -230,7 +230,7 @@ def test_the_engineers_cli_sends_a_study_and_names_the_patient_ref(make_suite, w
     import subprocess
     import sys
     from helpers import REPO
-    r = subprocess.run([sys.executable, "-m", "daemon.cli", "scanner-sim", "send", "-c", str(suite.path), "--ct", "2",
+    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "scanner-sim", "send", "-c", str(suite.path), "--ct", "2",
                         "--pet", "2", "--ct-size", "32", "--pet-size", "16", "--accession", "CLI1",
                         "--patient-id", "H1234567", "--activity", "333"],
                        capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -238,7 +238,7 @@ def test_the_engineers_cli_sends_a_study_and_names_the_patient_ref(make_suite, w
     out = _json.loads(r.stdout)
     assert out["ok"] == out["sent"] == 6
     s = wait_summary(watcher, suite.site, out["study_uid"])
-    ref = subprocess.run([sys.executable, "-m", "daemon.cli", "patient-ref", "-c", str(suite.path), "H1234567"],
+    ref = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "patient-ref", "-c", str(suite.path), "H1234567"],
                          capture_output=True, text=True, cwd=REPO, timeout=30)
     assert ref.returncode == 0 and ref.stdout.strip() == s["patient_ref"]
     assert "H1234567" not in str(watcher.messages)  # the hospital number never reaches MQTT

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from pynetdicom.dsutils import create_file_meta, encode_file_meta  # what event.encoded_dataset() uses
 
-from daemon.dicom_service import study_ref
-from daemon.dicom_spool import Spool, SpoolError, SpoolFull, file_meta_bytes
+from suitemon.daemon.dicom.service import study_ref
+from suitemon.daemon.dicom.spool import Spool, SpoolError, SpoolFull, file_meta_bytes
 from dicom_helpers import dicom_section, target, wait_event, wait_summary
-from simulators import dicom_study as st
-from simulators.scanner import send
+from suitemon.simulators import dicom_study as st
+from suitemon.simulators.scanner import send
 
 
 @pytest.fixture

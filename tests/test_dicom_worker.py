@@ -7,9 +7,9 @@ import os
 import signal
 from zoneinfo import ZoneInfo
 
-from daemon.dicom_parse import Parsed, Unparseable
-from daemon.dicom_worker import ParserPool
-from simulators import dicom_study as st
+from suitemon.daemon.dicom.parse import Parsed, Unparseable
+from suitemon.daemon.dicom.worker import ParserPool
+from suitemon.simulators import dicom_study as st
 
 TZ = ZoneInfo("Europe/London")
 
@@ -50,7 +50,7 @@ def test_a_daemon_killed_outright_leaves_no_parser_behind(tmp_path):
         "import asyncio, os, signal, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
         "from zoneinfo import ZoneInfo\n"
-        "from daemon.dicom_worker import ParserPool\n"
+        "from suitemon.daemon.dicom.worker import ParserPool\n"
         "async def main():\n"
         "    pool = ParserPool(b'k' * 32, ZoneInfo('UTC'))\n"
         "    await pool.warm_up()\n"

@@ -69,6 +69,6 @@ def test_disk_full_raises_high_alarm_keeps_publishing_and_recovers(make_suite, w
               if e["type"] == "alarm.raised" and e["alarm_id"] == "env.temperature.high"]
     assert len({e["event_id"] for e in raised}) == 1  # same event: sent from memory, then from the journal
     assert daemon.terminate() == 0
-    r = subprocess.run([sys.executable, "-m", "daemon.cli", "journal", "verify", "--journal",
+    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "journal", "verify", "--journal",
                         str(tiny_state_dir / "journal.sqlite3")], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr

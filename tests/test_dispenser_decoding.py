@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.base import ProfileError
-from drivers.dispenser import codes_of, decode_entry, decode_header, ring_of
-from drivers.profile import decode, encode, load_profile, parse_profile
+from suitemon.drivers.base import ProfileError
+from suitemon.drivers.dispenser import codes_of, decode_entry, decode_header, ring_of
+from suitemon.drivers.profile import decode, encode, load_profile, parse_profile
 
 PROFILE = load_profile("dispenser_reference")
 RING = ring_of(PROFILE)

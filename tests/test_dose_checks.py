@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.dose_checks import administered_activity, run_checks
-from daemon.dose_config import DispensingConfig, Exam, ReferenceLevel, UptakeConfig
-from drivers.halflife import UnknownRadionuclide, decay, half_life_s
+from suitemon.daemon.doses.checks import administered_activity, run_checks
+from suitemon.daemon.doses.config import DispensingConfig, Exam, ReferenceLevel, UptakeConfig
+from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
 
 T0 = 1_800_000_000.0  # an epoch second; only differences matter
 
@@ -163,7 +163,7 @@ def test_config_rejects_nonsense():
 
 
 def test_config_cross_references_are_checked():
-    from daemon.config import ConfigError, parse_config
+    from suitemon.daemon.config import ConfigError, parse_config
     base = {"site": {"id": "s", "name": "s", "timezone": "Mars/Olympus"},
             "areas": {"uptake1": {"name": "U1", "kind": "uptake_room"}},
             "devices": {"disp": {"kind": "dispenser", "transport": "tcp", "rooms": {"1": "uptake1", "2": "uptake9"}}},

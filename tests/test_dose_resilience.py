@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import Suite
-from daemon.alarms import parse_iso
+from suitemon.daemon.alarms import parse_iso
 from dose_fixtures import dispenser, events, extra, patient, records, wait_alarm, wait_records
 from helpers import REPO, SUITEMON, Mosquitto, Watcher, wait_until
 from schema_check import problems

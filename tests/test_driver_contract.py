@@ -12,11 +12,11 @@ import asyncio
 import pytest
 
 from contract_cases import CASES
-from daemon import kinds
-from daemon.config import parse_config
-from drivers.base import CommError, DeviceException, DeviceTimeout, DriverError
+from suitemon.daemon import kinds
+from suitemon.daemon.config import parse_config
+from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, DriverError
 from helpers import free_port
-from simulators.host import SimHost
+from suitemon.simulators.host import SimHost
 
 MODBUS_CASES = [c for c in CASES if c.get("transport", "modbus") == "modbus"]
 

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from daemon.alarms import AlarmEngine, AlarmError, Condition
-from daemon.config import parse_config
-from daemon.contract import Topics, messages_for
-from daemon.escalation import Escalator
-from daemon.events import Recorder
-from daemon.journal import open_journal
+from suitemon.daemon.alarms import AlarmEngine, AlarmError, Condition
+from suitemon.daemon.config import parse_config
+from suitemon.daemon.contract import Topics, messages_for
+from suitemon.daemon.escalation import Escalator
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.journal import open_journal
 
 STEP = 0.3  # seconds per ladder step
 
@@ -104,7 +104,7 @@ def test_ladder_reaches_failsafe_on_schedule_then_repeats_it(tmp_path):
         assert n[2].data["alarm"]["escalation"]["failsafe"] is True
         # Step k starts k * STEP after the raise: the schedule, not timer lateness, sets it.
         starts = [e.data["alarm"]["escalation"]["step_started_at"] for e in n[:3]]
-        from daemon.alarms import parse_iso
+        from suitemon.daemon.alarms import parse_iso
         gaps = [parse_iso(b) - parse_iso(a) for a, b in zip(starts, starts[1:])]
         assert gaps[0] == pytest.approx(STEP, abs=0.002), gaps  # anchored at the old deadline
         assert STEP - 0.002 <= gaps[1] < STEP + 0.2, gaps  # the failsafe starts no earlier than now
@@ -236,7 +236,7 @@ def test_restart_mid_step_resumes_at_the_deadline_without_renotifying(tmp_path):
         await wait_for(lambda: len(core2.notifies()) >= 3, 3, "step 2 after restart")
         n = core2.notifies()
         assert [e.data["step"] for e in n] == [0, 1, 2]
-        from daemon.alarms import parse_iso
+        from suitemon.daemon.alarms import parse_iso
         late = parse_iso(n[2].ts) - parse_iso(deadline)
         assert -0.01 <= late < 0.3, f"step 2 came {late:.3f} s after the original deadline"
         core2.crash()

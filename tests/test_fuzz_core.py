@@ -12,19 +12,19 @@ import tomllib
 
 from hypothesis import given, strategies as st
 
-from daemon.alarms import AlarmEngine, Condition
-from daemon.commands import Commands, register_core
-from daemon.config import ConfigError, parse_config
-from daemon.context import Context
-from daemon.contract import Topics
-from daemon.events import Recorder
-from daemon.facts import Facts
-from daemon.journal import Journal
-from daemon.metrics import Metrics
-from drivers.profile import Point, decode, encode, TYPES
+from suitemon.daemon.alarms import AlarmEngine, Condition
+from suitemon.daemon.commands import Commands, register_core
+from suitemon.daemon.config import ConfigError, parse_config
+from suitemon.daemon.context import Context
+from suitemon.daemon.contract import Topics
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.facts import Facts
+from suitemon.daemon.journal import Journal
+from suitemon.daemon.metrics import Metrics
+from suitemon.drivers.profile import Point, decode, encode, TYPES
 from helpers import REPO
-from simulators.base import RegisterStore
-from simulators.modbus_server import ModbusError, handle_pdu, rtu_request_length
+from suitemon.simulators.base import RegisterStore
+from suitemon.simulators.modbus_server import ModbusError, handle_pdu, rtu_request_length
 
 EXAMPLE = tomllib.loads((REPO / "examples" / "suite.toml").read_text())
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),

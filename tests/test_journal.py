@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from daemon.journal import Journal, SCHEMA_VERSION
+from suitemon.daemon.journal import Journal, SCHEMA_VERSION
 from helpers import REPO
 
 
@@ -22,7 +22,7 @@ def fill(path, n=10) -> Journal:
 
 
 def verify_cli(path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", "journal", "verify", "--journal", str(path)],
+    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "journal", "verify", "--journal", str(path)],
                           capture_output=True, text=True, cwd=REPO)
 
 

@@ -8,7 +8,7 @@ import logging
 
 import structlog
 
-from daemon import logs
+from suitemon.daemon import logs
 
 
 def test_json_when_not_a_terminal_and_stdlib_records_join_the_stream():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from drivers.ludlum_frames import Frame, FrameReader, FrameRejected, format_frame, format_reading, parse_frame
+from suitemon.drivers.ludlum_frames import Frame, FrameReader, FrameRejected, format_frame, format_reading, parse_frame
 
 GOOD = [
     # raw frame, reading, audio, high, low, over, monitor fail, error code

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from daemon import kinds
-from daemon.config import parse_config
-from drivers.base import CommError, DeviceTimeout, FrameError
+from suitemon.daemon import kinds
+from suitemon.daemon.config import parse_config
+from suitemon.drivers.base import CommError, DeviceTimeout, FrameError
 from helpers import free_port
-from simulators.host import SimHost
+from suitemon.simulators.host import SimHost
 
 PERIOD = 0.2
 RAD = {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h": 2.0},

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from daemon.alarms import parse_iso
+from suitemon.daemon.alarms import parse_iso
 from helpers import free_port
 
 HOTLAB = {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h": 2.0},

@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.alarms import iso
-from daemon.config import ConfigError, parse_config
-from daemon.facts import Facts
-from daemon.rules.radiation import RadiationRules
-from daemon.rules.radiation_logic import DailyDose, LevelTracker, RiseDetector, ZeroWatch
-from drivers.base import Reading
-from drivers.radiation import RiseRule, patient_dose_rate
-from simulators.radiation_model import AreaModel, poisson
+from suitemon.daemon.alarms import iso
+from suitemon.daemon.config import ConfigError, parse_config
+from suitemon.daemon.facts import Facts
+from suitemon.daemon.radiation.rules import RadiationRules
+from suitemon.daemon.radiation.logic import DailyDose, LevelTracker, RiseDetector, ZeroWatch
+from suitemon.drivers.base import Reading
+from suitemon.drivers.radiation import RiseRule, patient_dose_rate
+from suitemon.simulators.radiation_model import AreaModel, poisson
 
 T0 = 1_750_000_000.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from daemon.demo import localize
+from suitemon.daemon.demo.run import localize
 from helpers import REPO
 
 RADIATION_KINDS = ("area_monitor_modbus", "ludlum375")

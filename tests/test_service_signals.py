@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from daemon.journal import Journal
+from suitemon.daemon.journal import Journal
 from helpers import SUITEMON, REPO
 from notify_socket import NotifySocket
 from service_helpers import points_device, start_daemon_env

@@ -11,7 +11,7 @@ from shutdown_helpers import AREAS, EXAMPLE, short_shutdown, shutdown_events, st
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", "shutdown", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "shutdown", *args], capture_output=True, text=True,
                           cwd=REPO, timeout=timeout)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import ConfigError, parse_config
-from daemon.rules.ups_apc import power_fact
-from daemon.shutdown.config import ShutdownConfig, Triggers
-from daemon.shutdown.triggers import TriggerWatch, estimated_runtime
+from suitemon.daemon.config import ConfigError, parse_config
+from suitemon.daemon.ups.rules import power_fact
+from suitemon.daemon.shutdown.config import ShutdownConfig, Triggers
+from suitemon.daemon.shutdown.triggers import TriggerWatch, estimated_runtime
 from shutdown_helpers import short_shutdown
 
 MAINS = {"online": True, "on_battery": False, "input_bad": False, "self_test": False,

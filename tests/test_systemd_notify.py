@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from daemon.devices import DeviceRunner
-from daemon.health import HANG_GRACE_S, hung_parts, progress_bound
-from daemon.rules.points import PointRules
-from daemon.sdnotify import Notifier, socket_address, watchdog_timeout
-from drivers.modbus_points import Config, ModbusPointsDriver
+from suitemon.daemon.devices import DeviceRunner
+from suitemon.daemon.health import HANG_GRACE_S, hung_parts, progress_bound
+from suitemon.daemon.rules.points import PointRules
+from suitemon.daemon.sdnotify import Notifier, socket_address, watchdog_timeout
+from suitemon.drivers.modbus_points import Config, ModbusPointsDriver
 from notify_socket import NotifySocket, gaps
 from service_helpers import points_device, start_daemon_env
 

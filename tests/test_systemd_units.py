@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app import STOP_HARD_LIMIT_S
+from suitemon.daemon.app import STOP_HARD_LIMIT_S
 from helpers import REPO
 
 UNITS = REPO / "systemd"

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from daemon import kinds
-from daemon.config import parse_config
-from drivers.base import DeviceException
-from drivers.ups_apc import ByteOrderError
+from suitemon.daemon import kinds
+from suitemon.daemon.config import parse_config
+from suitemon.drivers.base import DeviceException
+from suitemon.drivers.ups_apc import ByteOrderError
 from helpers import REPO, free_port
-from simulators.host import SimHost
+from suitemon.simulators.host import SimHost
 
 
 def build(transport: str, tmp_path, **dev):

@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from drivers.base import ProfileError
-from drivers.profile import decode, encode, load_profile, parse_profile
-from drivers.ups_apc import REQUIRED, check_profile, flatten
+from suitemon.drivers.base import ProfileError
+from suitemon.drivers.profile import decode, encode, load_profile, parse_profile
+from suitemon.drivers.ups_apc import REQUIRED, check_profile, flatten
 from helpers import REPO
 
 PROFILE = load_profile("apc_smart_ups")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from daemon.alarms import parse_iso
+from suitemon.daemon.alarms import parse_iso
 from dose_fixtures import alarm, dispenser, events, extra, patient, records, wait_alarm, wait_records
 
 

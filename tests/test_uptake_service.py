@@ -11,17 +11,17 @@ import time
 
 import pytest
 
-from daemon.alarms import AlarmEngine, iso
-from daemon.commands import Commands
-from daemon.config import parse_config
-from daemon.context import Context
-from daemon.contract import Topics
-from daemon.events import Recorder
-from daemon.facts import Facts
-from daemon.journal import open_journal
-from daemon.metrics import Metrics
-from daemon.occupancy import Occupancy
-from daemon.uptake import UptakeService
+from suitemon.daemon.alarms import AlarmEngine, iso
+from suitemon.daemon.commands import Commands
+from suitemon.daemon.config import parse_config
+from suitemon.daemon.context import Context
+from suitemon.daemon.contract import Topics
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.facts import Facts
+from suitemon.daemon.journal import open_journal
+from suitemon.daemon.metrics import Metrics
+from suitemon.daemon.radiation.occupancy import Occupancy
+from suitemon.daemon.doses.uptake import UptakeService
 
 CFG = {
     "site": {"id": "t", "name": "t"},

@@ -6,13 +6,13 @@ import asyncio
 
 import structlog
 
-from .. import logs
+from suitemon.daemon import logs
 
 log = structlog.get_logger("suitemon.board")
 
 
 def cmd_board(args) -> int:
-    from ..cli import EXIT_OK, _install_signals, _load_or_exit
+    from suitemon.daemon.cli import EXIT_OK, _install_signals, _load_or_exit
     cfg = _load_or_exit(args.config)  # every config error before any port opens
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
     if getattr(cfg, "board", None) is None:
@@ -20,7 +20,7 @@ def cmd_board(args) -> int:
     if args.port is not None:
         bcfg = cfg.board if cfg.board is not None else _default()
         cfg = cfg.model_copy(update={"board": bcfg.model_copy(update={"port": args.port})})
-    from .server import run_board
+    from suitemon.daemon.board.server import run_board
 
     async def main():
         stopping = asyncio.Event()
@@ -32,7 +32,7 @@ def cmd_board(args) -> int:
 
 
 def _default():
-    from .config import BoardConfig
+    from suitemon.daemon.board.config import BoardConfig
     return BoardConfig()
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers.config import Id, Strict
+from suitemon.drivers.config import Id, Strict
 
 
 class BoardUser(Strict):

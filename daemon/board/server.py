@@ -18,19 +18,19 @@ from typing import Any
 
 import structlog
 
-from .. import __version__
-from ..alarms import iso
-from ..contract import Message, dumps
-from ..mqtt import MqttLink
-from ..tasks import TaskSet
-from ..threads import LoopBridge
-from . import views
-from .config import BoardConfig
-from .http import HttpError, HttpServer, Request, Response, Stream, stream_head
-from .model import HEALTH, SuiteModel, subscriptions
-from .sessions import Sessions
-from .sse import PING_S, Client, Hub, frame
-from .userlink import CommandFailed, LoginRefused, UserLink
+from suitemon.daemon import __version__
+from suitemon.daemon.alarms import iso
+from suitemon.daemon.contract import Message, dumps
+from suitemon.daemon.mqtt import MqttLink
+from suitemon.daemon.tasks import TaskSet
+from suitemon.daemon.threads import LoopBridge
+from suitemon.daemon.board import views
+from suitemon.daemon.board.config import BoardConfig
+from suitemon.daemon.board.http import HttpError, HttpServer, Request, Response, Stream, stream_head
+from suitemon.daemon.board.model import HEALTH, SuiteModel, subscriptions
+from suitemon.daemon.board.sessions import Sessions
+from suitemon.daemon.board.sse import PING_S, Client, Hub, frame
+from suitemon.daemon.board.userlink import CommandFailed, LoginRefused, UserLink
 
 log = structlog.get_logger("suitemon.board")
 

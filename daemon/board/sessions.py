@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .http import HttpError, Request
+from suitemon.daemon.board.http import HttpError, Request
 
 COOKIE = "suitemon_board"
 LOCKOUT_FAILURES = 5

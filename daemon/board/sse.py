@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from .http import Stream
+from suitemon.daemon.board.http import Stream
 
 log = structlog.get_logger("suitemon.board.sse")
 

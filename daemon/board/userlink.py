@@ -4,7 +4,7 @@ The login succeeds only if the broker accepts the user's credentials (CONNACK) a
 reply subscription is granted (SUBACK). Commands then go to ``cmd/<actor>/<verb>``, so
 with the shipped pattern ACL (``cmd/%u/#``) nobody can act in someone else's name, and
 the journal names the person. paho runs in its own thread and reaches the loop only
-through :class:`daemon.threads.LoopBridge`.
+through :class:`suitemon.daemon.threads.LoopBridge`.
 
 Commands are sent at QoS 0 and confirmed by the daemon's reply (sent after the change
 is durable). paho would re-send a QoS 1 message queued during an outage after the
@@ -25,7 +25,7 @@ import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ..threads import LoopBridge
+from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.board.userlink")
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..alarms import PRIORITY_RANK, iso
-from .model import SuiteModel, parse_ts
+from suitemon.daemon.alarms import PRIORITY_RANK, iso
+from suitemon.daemon.board.model import SuiteModel, parse_ts
 
 TILE_KINDS = ("uptake_room", "hot_lab", "scanner_room")
 OPEN = ("active", "acknowledged")

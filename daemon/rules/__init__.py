@@ -1,7 +1,7 @@
 """Rules: readings in, alarm conditions out. One module per device kind.
 
 A rule object is made per device with the device's config and the shared
-:class:`daemon.context.Context`. It never talks to the broker or the journal
+:class:`suitemon.daemon.context.Context`. It never talks to the broker or the journal
 directly: it returns :class:`Condition` / :class:`Reset` items, and the core
 applies them through the alarm engine (driver -> reading -> rules -> alarm event).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from ..alarms import Condition, Reset
-from drivers.base import Reading
+from suitemon.daemon.alarms import Condition, Reset
+from suitemon.drivers.base import Reading
 
 Output = Iterable[Condition | Reset]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import Condition, Output, Rules
+from suitemon.daemon.rules import Condition, Output, Rules
 
 
 class PointRules(Rules):

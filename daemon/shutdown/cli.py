@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_shutdown(args) -> int:
-    from ..cli import _load_or_exit
+    from suitemon.daemon.cli import _load_or_exit
     cfg = _load_or_exit(args.config)
     if cfg.shutdown is None:
         print(f"{args.config}: no [shutdown] section", file=sys.stderr)
@@ -51,7 +51,7 @@ def cmd_shutdown(args) -> int:
 
 
 def _dry_run(cfg, args) -> int:
-    from .rehearsal import Rehearsal, rehearse_live, timeline, ups_sim_state
+    from suitemon.daemon.shutdown.rehearsal import Rehearsal, rehearse_live, timeline, ups_sim_state
     if args.offline:
         r = Rehearsal("computed", "--offline: no MQTT, no simulators")
     else:
@@ -71,7 +71,7 @@ def _send(cfg, args, action: str) -> int:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from ..contract import Topics
+    from suitemon.daemon.contract import Topics
     m = cfg.mqtt
     topics = Topics(m.base_topic, cfg.site.id)
     actor = _actor(args)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from drivers.config import Id, Strict
+from suitemon.drivers.config import Id, Strict
 
 COMMAND_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..contract import Message, Topics, dumps, route
-from ..journal import Event
+from suitemon.daemon.contract import Message, Topics, dumps, route
+from suitemon.daemon.journal import Event
 
 REPLY_STATUSES = ("done", "failed")
 MAX_REPLY = 16 * 1024

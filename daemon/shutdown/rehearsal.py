@@ -21,10 +21,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ..alarms import iso
-from ..contract import Topics
-from .config import ShutdownConfig
-from .messages import command_payload, rehearse_topic, reply_filter
+from suitemon.daemon.alarms import iso
+from suitemon.daemon.contract import Topics
+from suitemon.daemon.shutdown.config import ShutdownConfig
+from suitemon.daemon.shutdown.messages import command_payload, rehearse_topic, reply_filter
 
 
 @dataclass
@@ -117,7 +117,7 @@ def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehe
 
 
 def ups_sim_state(cfg, device: str) -> dict[str, Any] | None:
-    from simulators.host import send_control
+    from suitemon.simulators.host import send_control
     sc = cfg.simulation
     try:
         return asyncio.run(send_control(sc.control_host, sc.control_port, device, "state", timeout=1.0))

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from drivers.base import DriverError
+from suitemon.drivers.base import DriverError
 
-from ..alarms import iso, parse_iso
-from .messages import command_payload
-from .state import (ABORTED, ABORTING, COMPLETED, DONE, FAILED, HELD, INTERRUPTED, OPEN_STATUSES, PENDING,
+from suitemon.daemon.alarms import iso, parse_iso
+from suitemon.daemon.shutdown.messages import command_payload
+from suitemon.daemon.shutdown.state import (ABORTED, ABORTING, COMPLETED, DONE, FAILED, HELD, INTERRUPTED, OPEN_STATUSES, PENDING,
                     RELEASED, RUNNING, SKIPPED, STARTED, TIMEOUT, StepState)
 
 if TYPE_CHECKING:
-    from .sequencer import ShutdownService
+    from suitemon.daemon.shutdown.sequencer import ShutdownService
 
 log = structlog.get_logger("suitemon.shutdown")
 

@@ -19,15 +19,15 @@ from typing import Any
 
 import structlog
 
-from ..alarms import Condition, iso
-from ..commands import CommandError
-from ..rules.ups_apc import POWER_FACT
-from . import messages
-from .config import ShutdownConfig
-from .messages import BadReply, parse_reply
-from .runner import SequenceRunner
-from .state import ABORTED, ACTIVE_PHASES, COMPLETED, RUNNING, SequenceState, restore
-from .triggers import TriggerWatch, estimated_runtime, mains_ok
+from suitemon.daemon.alarms import Condition, iso
+from suitemon.daemon.commands import CommandError
+from suitemon.daemon.ups.rules import POWER_FACT
+from suitemon.daemon.shutdown import messages
+from suitemon.daemon.shutdown.config import ShutdownConfig
+from suitemon.daemon.shutdown.messages import BadReply, parse_reply
+from suitemon.daemon.shutdown.runner import SequenceRunner
+from suitemon.daemon.shutdown.state import ABORTED, ACTIVE_PHASES, COMPLETED, RUNNING, SequenceState, restore
+from suitemon.daemon.shutdown.triggers import TriggerWatch, estimated_runtime, mains_ok
 
 log = structlog.get_logger("suitemon.shutdown")
 

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from .config import ShutdownConfig
+from suitemon.daemon.shutdown.config import ShutdownConfig
 
 # Phases. Triggers are armed in idle and aborted; completed re-arms once mains is stable.
 IDLE, RUNNING, ABORTING, ABORTED, COMPLETED = "idle", "running", "aborting", "aborted", "completed"

@@ -1,6 +1,6 @@
 """When to start the sequence, when to abort it, and whether time is running out.
 
-Pure functions of the UPS ``power`` fact (set by ``daemon/rules/ups_apc.py``) and a
+Pure functions of the UPS ``power`` fact (set by ``daemon/ups/rules.py``) and a
 clock, so the debounce that keeps a blip or a self-test from starting a shutdown is
 tested without any wire.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Triggers
+from suitemon.daemon.shutdown.config import Triggers
 
 
 def estimated_runtime(power: dict[str, Any] | None, now_mono: float) -> float | None:

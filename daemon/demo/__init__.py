@@ -1,0 +1,1 @@
+"""The demo: simulators + daemon + a live view, scenarios played against them."""

@@ -1,0 +1,170 @@
+"""``suitemon demo``: a private broker, every simulator, the daemon and a live view, on 127.0.0.1.
+
+The example config is made local first: serial ports become pty links in a temp
+dir, TCP devices and servers get free loopback ports, the journal goes to a temp
+state dir. Nothing needs root and nothing listens beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import tempfile
+import time
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from suitemon.daemon import logs
+from suitemon.daemon.broker import DemoBroker, free_port
+from suitemon.daemon.config import ConfigError, parse_config
+
+# Package data: the repository root is the ``suitemon`` package (setup.py), so the same
+# lookup finds examples/ in a checkout, an editable install and an installed wheel.
+EXAMPLES = Path(str(resources.files("suitemon"))) / "examples"
+EXAMPLE = EXAMPLES / "suite.toml"
+log = structlog.get_logger("suitemon.demo")
+
+
+def localize(data: dict[str, Any], tmp: Path, mqtt_port: int, protocol: str) -> dict[str, Any]:
+    data = dict(data)
+    data["mqtt"] = {**data.get("mqtt", {}), "host": "127.0.0.1", "port": mqtt_port, "protocol": protocol}
+    data["mqtt"].pop("tls", None)
+    data["mqtt"].pop("username", None)
+    data["mqtt"].pop("password_file", None)
+    data["state"] = {**data.get("state", {}), "dir": str(tmp / "state"), "synchronous": "normal"}
+    data["simulation"] = {**data.get("simulation", {}), "control_host": "127.0.0.1", "control_port": free_port()}
+    devices = {}
+    ports: dict[tuple, int] = {}
+    for did, dev in data.get("devices", {}).items():
+        dev = dict(dev)
+        if dev.get("transport") == "rtu" or "serial_port" in dev:
+            dev["serial_port"] = str(tmp / f"{did}.tty")
+        if dev.get("transport") == "tcp":
+            key = (dev.get("host"), dev.get("port"))  # devices sharing a gateway keep sharing it
+            ports.setdefault(key, free_port())
+            dev["host"], dev["port"] = "127.0.0.1", ports[key]
+        devices[did] = dev
+    data["devices"] = devices
+    for name, section in list(data.items()):
+        # Feature servers (DICOM receiver, board): loopback and a free port.
+        if name not in ("mqtt", "simulation", "devices") and isinstance(section, dict) and "port" in section:
+            section = dict(section)
+            section["port"] = free_port()
+            for key in ("host", "bind", "address"):
+                if key in section:
+                    section[key] = "127.0.0.1"
+            data[name] = section
+    return data
+
+
+async def _demo(args, cfg_path: Path) -> int:
+    from suitemon.simulators.host import SimHost
+    from suitemon.daemon.app import Daemon
+    from suitemon.daemon.demo.liveview import LiveView, _ObserverAdapter
+    from suitemon.daemon.demo.scenario import load_scenario, play
+
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    broker = DemoBroker(args.mqtt_port)
+    await broker.start()
+    tmp = tempfile.TemporaryDirectory(prefix="suitemon-demo-")
+    view = host = daemon = None
+    rc = 0
+    try:
+        raw = tomllib.loads(cfg_path.read_text())
+        cfg = parse_config(localize(raw, Path(tmp.name), broker.port, broker.protocol), str(cfg_path))
+        host = SimHost(cfg)
+        await host.start()
+        daemon = Daemon(cfg, client_id=f"suitemon-demo-{cfg.site.id}")
+        await daemon.start()
+        view = LiveView("127.0.0.1", broker.port, cfg.mqtt.base_topic, cfg.site.id, broker.protocol)
+        print(f"demo: broker {broker.kind} on 127.0.0.1:{broker.port} (MQTT {broker.protocol}); "
+              f"topics {cfg.mqtt.base_topic}/{cfg.site.id}/#; simulator control 127.0.0.1:"
+              f"{cfg.simulation.control_port}; state {tmp.name}", flush=True)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        duration = args.duration
+        if duration is None and scenario is not None:
+            duration = scenario.length
+        interactive = sys.stdout.isatty() and not args.no_view
+        messages: list[str] = []
+
+        async def scenario_task():
+            fails = await play(scenario, sim=host.control, command=view.command,
+                               observer=_ObserverAdapter(view), say=messages.append)
+            messages.append(f"scenario '{scenario.name}': "
+                            + ("PASSED" if not fails else f"{len(fails)} expectation(s) FAILED"))
+            messages.extend(f"  - {f}" for f in fails)
+            return fails
+
+        st = asyncio.create_task(scenario_task()) if scenario is not None else None
+        t0 = time.monotonic()
+        last_line = 0.0
+        while not stop.is_set():
+            elapsed = time.monotonic() - t0
+            if duration is not None and elapsed >= duration:
+                break
+            if interactive:
+                view.draw(f"{elapsed:5.0f} s" + (f" / {duration:g} s" if duration else "  (Ctrl-C to stop)"))
+                for m in messages[-6:]:
+                    print(m)
+            elif elapsed - last_line >= 5:
+                last_line = elapsed
+                print(view.summary_line(), flush=True)
+                for m in messages:
+                    print(m, flush=True)
+                messages.clear()
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        if st is not None:
+            if not st.done():
+                st.cancel()
+                print("scenario: stopped before its end", flush=True)
+                rc = 1
+            else:
+                fails = st.result()
+                rc = 1 if fails else 0
+            for m in messages:
+                print(m, flush=True)
+        print(view.summary_line(), flush=True)
+    except ConfigError as err:
+        print(f"demo: the config is invalid:\n{err}", file=sys.stderr)
+        rc = 2
+    finally:
+        if view is not None:
+            view.close()
+        if daemon is not None:
+            await daemon.stop()
+        if host is not None:
+            await host.stop()
+        try:  # the embedded broker's shutdown must not hold the demo's exit
+            await asyncio.wait_for(broker.stop(), 5.0)
+        except (asyncio.TimeoutError, Exception) as err:  # noqa: BLE001
+            print(f"demo: broker did not stop cleanly: {err!r}", file=sys.stderr)
+        tmp.cleanup()
+    return rc
+
+
+def run_demo(args) -> int:
+    cfg_path = Path(args.config) if args.config else EXAMPLE
+    if not cfg_path.exists():
+        print(f"demo: no config at {cfg_path}", file=sys.stderr)
+        return 2
+    fmt = "console" if sys.stderr.isatty() else "json"
+    if sys.stdout.isatty() and not args.no_view:
+        # The live view owns the terminal; logs go to a file beside it.
+        logfile = open(Path(tempfile.gettempdir()) / "suitemon-demo.log", "a")
+        logs.setup("info", "json", stream=logfile)
+        print(f"demo: logs in {logfile.name}")
+    else:
+        logs.setup("warning", fmt)
+    return asyncio.run(_demo(args, cfg_path))

@@ -1,0 +1,1 @@
+"""The scanner's DICOM receiver: association, spool, parser pool, dose extraction and checks."""

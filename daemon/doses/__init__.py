@@ -1,0 +1,1 @@
+"""Dose records from the dispensing unit, their checks, daily summary and uptake timers."""

@@ -1,0 +1,1 @@
+"""Area radiation monitoring: dose-rate rules, spill logic and room occupancy."""

@@ -1,0 +1,1 @@
+"""UPS rules: mains, battery and the triggers of the safe-shutdown sequence."""
