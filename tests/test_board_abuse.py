@@ -234,7 +234,7 @@ def test_streams_close_when_the_session_expires(tmp_path):
         board = Board(cfg, cfg.board)
         board.sessions.clock = lambda: time.monotonic() + shift[0]
         await board.start()
-        url = f"http://127.0.0.1:{board.listener.port}"
+        url = f"http://127.0.0.1:{cfg.board.port}"
         try:
             async with ClientSession(timeout=ClientTimeout(total=20), cookie_jar=CookieJar(unsafe=True)) as http:
                 r = await http.post(url + "/api/login", json={"username": "nurse1", "password": PASSWORDS["nurse1"]})
