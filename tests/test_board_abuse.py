@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -50,10 +49,9 @@ def login(board, user, password, headers=None):
     return board.post("/api/login", {"username": user, "password": password}, headers)
 
 
-def broker_logins(broker, user: str) -> int:
-    """CONNECTs the broker saw from the board for this user (the board's client id names the actor)."""
-    text = (broker.workdir / "mosquitto.log").read_text(errors="replace")
-    return len(set(re.findall(rf"suitemon-board-board-{user}-[0-9a-f]{{8}}", text)))
+def broker_refusals(broker) -> int:
+    """Logins the broker itself refused so far (Mosquitto logs no client id for them)."""
+    return (broker.workdir / "mosquitto.log").read_text(errors="replace").count("disconnected, not authorised")
 
 
 def open_stream(board, cookie: str | None = None, host: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
@@ -87,13 +85,13 @@ def closed_within(s: socket.socket, seconds: float) -> bool:
 
 def test_parallel_wrong_passwords_do_not_all_reach_the_broker(env):
     _, board, broker = env
+    before = broker_refusals(broker)
     with ThreadPoolExecutor(40) as ex:
         codes = list(ex.map(lambda i: login(board, "nurse1", f"guess-{i}")[0], range(40)))
-    assert sorted(set(codes)) == [401, 429], codes
-    assert codes.count(401) <= 5, codes
     time.sleep(0.5)  # let the broker write its log
-    reached = broker_logins(broker, "nurse1")
-    assert reached <= 5, f"{reached} of 40 parallel guesses reached the broker"
+    reached = broker_refusals(broker) - before
+    assert 1 <= reached <= 5, f"{reached} of 40 parallel guesses reached the broker"
+    assert codes.count(401) == reached and codes.count(429) == 40 - reached, codes
     assert login(board, "nurse1", PASSWORDS["nurse1"])[0] == 429  # locked, even with the right password
 
 
