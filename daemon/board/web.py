@@ -211,8 +211,8 @@ class ParserLog:
         if isinstance(exc, HttpProcessingError):
             log.info("malformed http request refused", error=type(exc).__name__,
                      detail=str(getattr(exc, "message", exc))[:200])
-        else:
-            log.error("http server error", error=repr(exc)[:300])
+        else:  # not the client's fault: a bug, logged with its traceback (never sent to the client)
+            log.error("http server error", error=repr(exc)[:300], exc_info=exc)
 
     def error(self, msg: str, *args: Any, **kw: Any) -> None:
         log.error("http server error", detail=(msg % args if args else msg)[:300])
