@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from board_helpers import SUITE_ACL, BoardProc, SecuredMosquitto, start_board
+from board_helpers import SUITE_ACL, BoardProc, SecuredMosquitto, cookie_of, raw, start_board, status_of
 from conftest import Suite
 from helpers import SUITEMON, Proc, free_port
-from test_board_http import cookie_of, raw, status_of
 
 PASSWORDS = {"board": "board-secret", "nurse1": "Nurse1-Pass!", "nurse2": "Nurse2-Pass!",
              "nurse3": "Nurse3-Pass!", "station1": "Station1-Pass!", "station2": "Station2-Pass!"}

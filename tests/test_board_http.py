@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from board_helpers import SUITE_ACL, SecuredMosquitto, points_env, start_board
+from board_helpers import SUITE_ACL, SecuredMosquitto, cookie_of, points_env, raw, start_board, status_of
 from conftest import Suite
 from helpers import Watcher
 from schema_check import problems
@@ -53,10 +53,6 @@ def env(tmp_path_factory):
 
 def login(board, user, password, peer_headers=None):
     return board.post("/api/login", {"username": user, "password": password}, peer_headers)
-
-
-def cookie_of(headers) -> str:
-    return headers["Set-Cookie"].split(";")[0]
 
 
 def test_page_and_assets_come_from_the_board_with_a_strict_policy(env):
@@ -139,35 +135,6 @@ def test_commands_need_session_csrf_json_and_same_origin_and_are_journaled_as_th
     status, _, _ = board.post("/api/logout", {}, ok_headers)
     assert status == 200
     assert board.post("/api/command", cmd, ok_headers)[0] == 401
-
-
-def raw(board, data: bytes) -> bytes:
-    """Send bytes on a connection of their own; return the response (head and Content-Length body).
-    No half-close: like a browser, and aiohttp closes a connection at the client's EOF."""
-    with socket.create_connection(("127.0.0.1", board.port), 5) as s:
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused before the whole request was read: the answer is still there to read
-        out = b""
-        while True:
-            head, sep, body = out.partition(b"\r\n\r\n")
-            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            if sep and length and len(body) >= int(length.group(1)):
-                return out
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                return out
-            if not chunk:
-                return out
-            out += chunk
-
-
-def status_of(response: bytes) -> int:
-    m = re.match(rb"HTTP/\d\.\d (\d{3}) ", response)
-    assert m, response[:200]
-    return int(m.group(1))
 
 
 def test_malformed_requests_are_refused_and_the_board_keeps_serving(env):
