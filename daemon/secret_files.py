@@ -25,7 +25,8 @@ from pydantic import BaseModel
 from suitemon.daemon.config import ConfigIssue
 
 
-def _check(key: str, path: Path) -> list[ConfigIssue]:
+def check_secret_file(key: str, path: Path) -> list[ConfigIssue]:
+    """The problems with one secret file (empty when it is safe): what ``suitemon run`` refuses."""
     if not path.is_absolute():
         # Under systemd the working directory is /, in a terminal it is anywhere.
         return [ConfigIssue(key, f"{path} must be an absolute path")]
@@ -76,8 +77,8 @@ def secret_file_issues(cfg) -> list[ConfigIssue]:
     if cfg.mqtt.password_file is not None and not cfg.mqtt.username:
         issues.append(ConfigIssue("mqtt.username", "password_file is set but username is not"))
     for key, path in secret_paths(cfg):
-        issues += _check(key, path)
+        issues += check_secret_file(key, path)
     return issues
 
 
-__all__ = ["secret_file_issues", "secret_paths", "SECRET_SUFFIXES"]
+__all__ = ["check_secret_file", "secret_file_issues", "secret_paths", "SECRET_SUFFIXES"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 import urllib.error
@@ -156,5 +158,38 @@ def points_env(port: int | None = None, **limits) -> dict:
                 "temperature": {"high": 28.0, "hysteresis": 0.5, "priority": "low"}}}
 
 
+def cookie_of(headers) -> str:
+    return headers["Set-Cookie"].split(";")[0]
+
+
+def raw(board, data: bytes) -> bytes:
+    """Send bytes on a connection of their own; return the response (head and Content-Length body).
+    No half-close: like a browser, and aiohttp closes a connection at the client's EOF."""
+    with socket.create_connection(("127.0.0.1", board.port), 5) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the whole request was read: the answer is still there to read
+        out = b""
+        while True:
+            head, sep, body = out.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if sep and length and len(body) >= int(length.group(1)):
+                return out
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                return out
+            if not chunk:
+                return out
+            out += chunk
+
+
+def status_of(response: bytes) -> int:
+    m = re.match(rb"HTTP/\d\.\d (\d{3}) ", response)
+    assert m, response[:200]
+    return int(m.group(1))
+
+
 __all__ = ["off_loop", "need_browser", "SecuredMosquitto", "SUITE_ACL", "BoardProc", "start_board", "launch_browser",
-           "shot", "points_env"]
+           "shot", "points_env", "cookie_of", "raw", "status_of"]

@@ -50,7 +50,7 @@ def local_copy(unit: str, tmp_path: Path) -> Path:
 
 
 @needs_analyze
-@pytest.mark.parametrize("unit", ["suitemon.service", "suitemon-sim.service"])
+@pytest.mark.parametrize("unit", ["suitemon.service", "suitemon-sim.service", "suitemon-board.service"])
 def test_systemd_analyze_verify_passes(unit, tmp_path):
     r = subprocess.run([ANALYZE, "verify", "--man=no", str(local_copy(unit, tmp_path))],
                        capture_output=True, text=True, cwd=tmp_path)
@@ -93,3 +93,21 @@ def test_the_unit_matches_what_the_daemon_does():
     assert "-c /etc/suitemon/suite.toml" in one["ExecStart"]
     cred = values(unit, "LoadCredential")
     assert cred == ["mqtt-password:/etc/suitemon/mqtt-password"]
+
+
+@needs_analyze
+def test_security_exposure_of_the_board_unit_is_at_most_2(tmp_path):
+    score = exposure(local_copy("suitemon-board.service", tmp_path))
+    assert score <= 2.0, f"exposure {score}"
+    assert f"board unit scores {score}" in (REPO / "docs" / "deployment.md").read_text()
+
+
+def test_the_board_unit_runs_apart_from_the_daemon_and_stops_on_a_config_error():
+    unit = UNITS / "suitemon-board.service"
+    one = {k: vs[-1] for k in {k for _, k, _ in entries(unit)} if (vs := values(unit, k))}
+    assert one["ExecStart"].split()[1:4] == ["board", "-c", "/etc/suitemon/suite.toml"]
+    assert one["User"] != values(UNITS / "suitemon.service", "User")[-1]  # no access to the daemon's files
+    assert one["RestartPreventExitStatus"] == "2"  # unsafe secret file or bad config: no restart loop
+    assert values(unit, "LoadCredential") == ["board-password:/etc/suitemon/board-password"]
+    assert "StateDirectory" not in one and one["ProtectSystem"] == "strict"  # writes nothing
+    assert one["MemoryMax"] and one["CapabilityBoundingSet"] == ""

@@ -7,7 +7,8 @@ themselves: each login opens an MQTT connection with that person's broker creden
 so the broker checks the password and its ACL ties the command topic to the user.
 
 Modules: ``config`` (the ``[board]`` section), ``model`` (MQTT topics -> the page's
-view), ``http`` (a small HTTP/1.1 server on asyncio streams), ``sse`` (the push hub),
+view), ``web`` (aiohttp app: errors, headers, Host allow-list), ``listener`` (socket with a connection
+cap), ``sse`` (the push hub), ``throttle`` (login lockout),
 ``sessions`` (logins, cookies, CSRF), ``userlink`` (one broker connection per login),
 ``server`` (wiring and routes), ``cli`` (the sub-command). Assets live in ``static/``.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import structlog
 
@@ -12,8 +13,15 @@ log = structlog.get_logger("suitemon.board")
 
 
 def cmd_board(args) -> int:
-    from suitemon.daemon.cli import EXIT_OK, _install_signals, _load_or_exit
+    from suitemon.daemon.cli import EXIT_CONFIG, EXIT_OK, _install_signals, _load_or_exit
     cfg = _load_or_exit(args.config)  # every config error before any port opens
+    issues = board_secret_issues(cfg)
+    if issues:  # the rule `suitemon run` applies, to the files the board itself reads
+        print(f"{args.config}: refusing to serve the board ({len(issues)} unsafe secret file"
+              f"{'s' if len(issues) != 1 else ''}):", file=sys.stderr)
+        for issue in issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
     if getattr(cfg, "board", None) is None:
         log.warning("no [board] section: defaults (127.0.0.1:8480, view only, no logins)")
@@ -29,6 +37,25 @@ def cmd_board(args) -> int:
 
     asyncio.run(main())
     return EXIT_OK
+
+
+def board_secret_issues(cfg) -> list:
+    """Problems with the secret files the board reads: its observer password and the MQTT TLS key.
+
+    Not the daemon's own password file: the board may run as another user that cannot read it."""
+    from suitemon.daemon.config import ConfigIssue
+    from suitemon.daemon.secret_files import check_secret_file, secret_paths
+    issues = []
+    bcfg = getattr(cfg, "board", None)
+    if bcfg is not None and bcfg.observer_password_file is not None and not bcfg.observer_username:
+        issues.append(ConfigIssue("board.observer_username", "observer_password_file is set but "
+                                                             "observer_username is not"))
+    found = list(secret_paths(bcfg, "board")) if bcfg is not None else []
+    if cfg.mqtt.tls is not None:
+        found += secret_paths(cfg.mqtt.tls, "mqtt.tls")
+    for key, path in found:
+        issues += check_secret_file(key, path)
+    return issues
 
 
 def _default():

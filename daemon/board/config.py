@@ -45,7 +45,17 @@ class BoardConfig(Strict):
     command_timeout_s: float = Field(5.0, gt=0, le=60, description="how long a command waits for the daemon's reply")
     observer_username: str | None = Field(None, description="broker account the board reads with")
     observer_password_file: Path | None = None
-    max_clients: int = Field(64, ge=1, le=10000, description="live browser connections at once")
+    max_clients: int = Field(64, ge=1, le=10000, description="live event streams of logged-in users at once")
+    max_anonymous_clients: int = Field(
+        8, ge=0, le=10000, description="live event streams without a login (a separate, small cap: anonymous "
+                                       "viewers cannot take the places of logged-in stations)")
+    max_connections: int = Field(
+        256, ge=4, le=100000, description="open TCP connections at once; past it a connection gets 503 and is closed")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="host names browsers may use for the board, besides localhost, this "
+                                          "machine's names and IP addresses (a DNS-rebinding defence)")
+    idle_connection_s: float = Field(
+        15.0, ge=1, le=600, description="a connection without a request in progress is closed after this long")
 
     def actor_of(self, login: str) -> str:
         user = self.users[login]

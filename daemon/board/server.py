@@ -26,10 +26,14 @@ from suitemon.daemon.tasks import TaskSet
 from suitemon.daemon.threads import LoopBridge
 from suitemon.daemon.board import views
 from suitemon.daemon.board.config import BoardConfig
-from suitemon.daemon.board.http import HttpError, HttpServer, Request, Response, Stream, stream_head
+from aiohttp import web
+
+from suitemon.daemon.board.listener import CappedListener
 from suitemon.daemon.board.model import HEALTH, SuiteModel, subscriptions
-from suitemon.daemon.board.sessions import Sessions
+from suitemon.daemon.board.sessions import Session, Sessions
 from suitemon.daemon.board.sse import PING_S, Client, Hub, frame
+from suitemon.daemon.board.throttle import LoginThrottle
+from suitemon.daemon.board.web import HostPolicy, HttpError, ParserLog, json_body, json_response, make_app
 from suitemon.daemon.board.userlink import CommandFailed, LoginRefused, UserLink
 
 log = structlog.get_logger("suitemon.board")
@@ -63,27 +67,32 @@ class Board:
         self.root = f"{cfg.mqtt.base_topic}/{cfg.site.id}"
         self.model = SuiteModel(self.root)
         self.sessions = Sessions(self.bcfg.session)
-        self.hub = Hub(self.bcfg.max_clients)
+        self.throttle = LoginThrottle()
+        self.hub = Hub(self.bcfg.max_clients, self.bcfg.max_anonymous_clients)
         self.tasks = TaskSet()
         self.sent: dict[str, str] = {}
         self.current: dict[str, Any] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self.assets = {path: ((STATIC / name).read_bytes(), ctype) for path, (name, ctype) in ASSETS.items()}
-        self.http = HttpServer(
-            routes={
-                ("GET", "/api/session"): self.get_session,
-                ("GET", "/api/state"): self.get_state,
-                ("GET", "/healthz"): self.get_health,
-                ("POST", "/api/login"): self.post_login,
-                ("POST", "/api/logout"): self.post_logout,
-                ("POST", "/api/command"): self.post_command,
-                **{("GET", path): self.get_asset for path in self.assets},
-            },
-            streams={"/events": self.events},
-        )
+        self.app = make_app({
+            ("GET", "/api/session"): self.get_session,
+            ("GET", "/api/state"): self.get_state,
+            ("GET", "/healthz"): self.get_health,
+            ("GET", "/events"): self.events,
+            ("POST", "/api/login"): self.post_login,
+            ("POST", "/api/logout"): self.post_logout,
+            ("POST", "/api/command"): self.post_command,
+            **{("GET", path): self.get_asset for path in self.assets},
+        }, HostPolicy(self._host_names()))
         # Actions the page may ask for: page action -> MQTT command verb (fields: _command_body).
         self.verbs: dict[str, str] = {"accept": "accept", "reject": "reject", "ack": "ack", "reset": "reset",
                                       "bell_test": self.bcfg.bell_test_verb}
+
+    def _host_names(self) -> list[str]:
+        names = ["localhost", socket.gethostname(), socket.getfqdn(), *self.bcfg.allowed_hosts]
+        if self.bcfg.bind not in ("0.0.0.0", "::", ""):
+            names.append(self.bcfg.bind)
+        return names
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
@@ -98,17 +107,23 @@ class Board:
                                  on_connect=self._broker_up, on_disconnect=lambda reason: self._broker_down(),
                                  on_message=self._message, subscriptions=subscriptions(self.root))
         self.link.start()
-        await self.http.start(b.bind, b.port)
+        # No access log (the middleware logs refusals); aiohttp's parser errors become one line each.
+        self.runner = web.AppRunner(self.app, access_log=None, logger=ParserLog(), shutdown_timeout=2.0,
+                                    keepalive_timeout=b.idle_connection_s)
+        await self.runner.setup()
+        self.listener = CappedListener(self.runner.server, b.max_connections)
+        await self.listener.start(b.bind, b.port)
         self.tasks.spawn(self._tick(), name="board-tick")
         self.tasks.spawn(self._status_loop(), name="board-status")
         self.current = views.all_sections(self.model, self.cfg, b)
-        log.info("board serving", url=f"http://{b.bind}:{self.http.port}/", site=self.cfg.site.id,
+        log.info("board serving", url=f"http://{b.bind}:{self.listener.port}/", site=self.cfg.site.id,
                  users=len(b.users), anonymous_view=b.anonymous_view)
 
     async def stop(self) -> None:
         self.hub.close_all()
         await self.tasks.cancel_all()
-        await self.http.stop()
+        self.listener.close()
+        await self.runner.cleanup()
         for s in list(self.sessions.by_id.values()):
             self.sessions.remove(s)
             await s.link.close()
@@ -170,7 +185,8 @@ class Board:
             self.changed({HEALTH}, at_once=True)  # a status that stops refreshing turns stale here
             self.hub.broadcast(frame("ping", {"t": iso(time.time()), "health": self.current.get("health")}))
             for s in self.sessions.expired():
-                log.info("board session ended", user=s.login, why="idle or too old")
+                log.info("board session ended", user=s.login, why="idle or too old",
+                         streams_closed=self.hub.close_session(s.sid))
                 self.tasks.spawn(s.link.close(), name="close-user-link")
 
     async def _status_loop(self) -> None:
@@ -189,77 +205,93 @@ class Board:
     def snapshot(self) -> dict[str, Any]:
         return {"t": iso(time.time()), "meta": self.meta(), "sections": self.current}
 
-    def _may_view(self, req: Request) -> bool:
-        return self.bcfg.anonymous_view or self.sessions.lookup(req) is not None
-
-    async def get_asset(self, req: Request) -> Response:
-        body, ctype = self.assets[req.path]
-        return Response(200, body, ctype, {"Cache-Control": "no-cache"})
-
-    async def get_session(self, req: Request) -> Response:
+    def _viewer(self, req: web.Request) -> tuple[bool, Session | None]:
+        """(may view, session): the board shows itself to a session, or to anyone if so configured."""
         s = self.sessions.lookup(req)
-        return Response.json({"session": s.public() if s else None, "meta": self.meta()})
+        return (self.bcfg.anonymous_view or s is not None), s
 
-    async def get_state(self, req: Request) -> Response:
-        if not self._may_view(req):
+    async def get_asset(self, req: web.Request) -> web.Response:
+        body, ctype = self.assets[req.path]
+        return web.Response(body=body, headers={"Content-Type": ctype, "Cache-Control": "no-cache"})
+
+    async def get_session(self, req: web.Request) -> web.Response:
+        s = self.sessions.lookup(req)
+        return json_response({"session": s.public() if s else None, "meta": self.meta()})
+
+    async def get_state(self, req: web.Request) -> web.Response:
+        if not self._viewer(req)[0]:
             raise HttpError(401, "log in to view the board")
-        return Response.json(self.snapshot())
+        return json_response(self.snapshot())
 
-    async def get_health(self, req: Request) -> Response:
+    async def get_health(self, req: web.Request) -> web.Response:
         h = self.current.get("health") or {}
         ok = h.get("broker") == "connected" and h.get("daemon") == "online"
-        return Response.json({"ok": ok, "broker": h.get("broker"), "daemon": h.get("daemon")}, 200 if ok else 503)
+        return json_response({"ok": ok, "broker": h.get("broker"), "daemon": h.get("daemon")}, 200 if ok else 503)
 
-    async def events(self, req: Request, stream: Stream) -> None:
-        if not self._may_view(req):
-            await stream.send(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            return
-        if self.hub.full:
-            await stream.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            return
-        await stream.send(stream_head())
-        await self.hub.serve(Client(stream, req.peer), frame("snapshot", self.snapshot()))
+    async def events(self, req: web.Request) -> web.StreamResponse:
+        may_view, s = self._viewer(req)
+        if not may_view:
+            raise HttpError(401, "log in to view the board")
+        why = self.hub.refusal(anonymous=s is None)
+        if why is not None:
+            log.warning("event stream refused", peer=req.remote, anonymous=s is None, reason=why)
+            raise HttpError(503, why)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                           "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        resp.force_close()  # an ended stream ends its connection: the browser reconnects afresh
+        await resp.prepare(req)
+        await self.hub.serve(Client(resp.write, req.remote, s.sid if s else None), frame("snapshot", self.snapshot()))
+        return resp
 
-    async def post_login(self, req: Request) -> Response:
+    async def post_login(self, req: web.Request) -> web.Response:
         self.sessions.check_origin(req)
-        body = req.json()
+        body = await json_body(req)
         login, password = body.get("username"), body.get("password")
         if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
             raise HttpError(400, "username and password are required")
-        throttle_key = f"{req.peer.rsplit(':', 1)[0]}|{login}"
-        if self.sessions.throttled(throttle_key):
-            log.warning("board login throttled", user=login[:64], peer=req.peer)
-            raise HttpError(429, "too many failed logins: wait a minute")
+        if len(login) > 200 or len(password) > 1000:
+            raise HttpError(400, "username or password too long")
         user = self.bcfg.users.get(login)
-        if user is None:
-            self.sessions.failed(throttle_key)
-            log.warning("board login refused: not a board user", user=login[:64], peer=req.peer)
-            raise HttpError(401, "login failed: check the user name and password")
+        key = self.throttle.key(req.remote or "?", login, known=user is not None)
+        if not self.throttle.begin(key):
+            log.warning("board login throttled", user=login[:64], peer=req.remote)
+            raise HttpError(429, "too many failed logins: wait a minute")
+        ok = False
+        try:
+            if user is None:
+                log.warning("board login refused: not a board user", user=login[:64], peer=req.remote)
+                raise HttpError(401, "login failed: check the user name and password")
+            s = await self._open_session(login, password, user, req)
+            ok = True
+        finally:
+            self.throttle.end(key, ok)
+        resp = json_response({"ok": True, "session": s.public()})
+        resp.headers.add("Set-Cookie", self.sessions.cookie_for(s))
+        return resp
+
+    async def _open_session(self, login: str, password: str, user, req: web.Request) -> Session:
         actor = self.bcfg.actor_of(login)
         link = UserLink(self.cfg.mqtt, root=self.root, actor=actor, password=password, bridge=self.bridge,
                         client_id=f"suitemon-board-{self.bcfg.board_id}-{actor}-{os.urandom(4).hex()}")
         try:
             await link.connect(LOGIN_TIMEOUT_S)
         except LoginRefused as err:
-            self.sessions.failed(throttle_key)
-            log.warning("board login refused by the broker", user=login, peer=req.peer, reason=str(err))
+            log.warning("board login refused by the broker", user=login, peer=req.remote, reason=str(err))
             raise HttpError(401, "login failed: check the user name and password") from None
-        self.sessions.succeeded(throttle_key)
         s = self.sessions.create(login, actor, user.name, user.kind, link)
-        log.info("board login", user=login, actor=actor, kind=user.kind, peer=req.peer)
+        log.info("board login", user=login, actor=actor, kind=user.kind, peer=req.remote)
         self._publish_status()
-        resp = Response.json({"ok": True, "session": s.public()})
-        resp.cookies.append(self.sessions.cookie_for(s))
-        return resp
+        return s
 
-    async def post_logout(self, req: Request) -> Response:
+    async def post_logout(self, req: web.Request) -> web.Response:
         s = self.sessions.require(req)
         self.sessions.remove(s)
+        closed = self.hub.close_session(s.sid)
         await s.link.close()
-        log.info("board logout", user=s.login)
+        log.info("board logout", user=s.login, streams_closed=closed)
         self._publish_status()
-        resp = Response.json({"ok": True})
-        resp.cookies.append(self.sessions.clearing_cookie())
+        resp = json_response({"ok": True})
+        resp.headers.add("Set-Cookie", self.sessions.clearing_cookie())
         return resp
 
     def _command_body(self, verb: str, args: Any) -> dict[str, Any]:
@@ -284,9 +316,9 @@ class Board:
                 body[key] = text.strip()
         return body
 
-    async def post_command(self, req: Request) -> Response:
+    async def post_command(self, req: web.Request) -> web.Response:
         s = self.sessions.require(req)
-        data = req.json()
+        data = await json_body(req)
         verb = data.get("verb")
         mqtt_verb = self.verbs.get(verb) if isinstance(verb, str) else None
         if mqtt_verb is None:
@@ -297,10 +329,10 @@ class Board:
             reply = await s.link.command(mqtt_verb, body, self.bcfg.command_timeout_s)
         except CommandFailed as err:
             log.error("board command not confirmed", user=s.login, verb=mqtt_verb, error=str(err), **body)
-            return Response.json({"ok": False, "error": str(err), "unconfirmed": True}, 502)
+            return json_response({"ok": False, "error": str(err), "unconfirmed": True}, 502)
         log.info("board command", user=s.login, actor=s.actor, verb=mqtt_verb, ok=reply.get("ok"),
                  error=reply.get("error"), **body)
-        return Response.json({"ok": bool(reply.get("ok")), "verb": mqtt_verb, "result": reply.get("result"),
+        return json_response({"ok": bool(reply.get("ok")), "verb": mqtt_verb, "result": reply.get("result"),
                               "error": reply.get("error")})
 
 

@@ -1,4 +1,4 @@
-"""Board logins: sessions behind an HttpOnly, SameSite=Strict cookie, CSRF checks, login throttling.
+"""Board logins: sessions behind an HttpOnly, SameSite=Strict cookie, CSRF checks (throttling: ``throttle``).
 
 The password is never checked or stored here: the broker checks it when the board
 opens that user's MQTT connection (``userlink.py``). A session is a random id in a
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from suitemon.daemon.board.http import HttpError, Request
+from aiohttp.web import Request
+
+from suitemon.daemon.board.web import HttpError
 
 COOKIE = "suitemon_board"
-LOCKOUT_FAILURES = 5
-LOCKOUT_S = 60.0
 
 
 @dataclass
@@ -45,7 +45,6 @@ class Sessions:
         self.cfg = scfg
         self.clock = clock
         self.by_id: dict[str, Session] = {}
-        self._failures: dict[str, list[float]] = {}
 
     # -- cookies ----------------------------------------------------------
     def cookie_for(self, s: Session) -> str:
@@ -112,22 +111,7 @@ class Sessions:
         if s is None:
             raise HttpError(401, "log in first (or your session has ended)")
         token = req.headers.get("x-csrf-token", "")
-        if not hmac.compare_digest(token.encode(), s.csrf.encode()):
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), s.csrf.encode()):
             raise HttpError(403, "missing or wrong CSRF token: reload the page")
         s.last_seen = self.clock()
         return s
-
-    # -- throttling ---------------------------------------------------------
-    def throttled(self, key: str) -> bool:
-        now = self.clock()
-        recent = [t for t in self._failures.get(key, []) if now - t < LOCKOUT_S]
-        self._failures[key] = recent
-        return len(recent) >= LOCKOUT_FAILURES
-
-    def failed(self, key: str) -> None:
-        self._failures.setdefault(key, []).append(self.clock())
-        if len(self._failures) > 10000:  # an address scan must not grow this without bound
-            self._failures.pop(next(iter(self._failures)))
-
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
