@@ -102,6 +102,9 @@ def cmd_journal(args) -> int:
         public_key_file = public_key_file or cfg_signing
     else:
         path = Path(args.journal)
+        # The daemon's default place for the key, next to the journal (config: journal.chain_key_file).
+        if chain_key_file is None and (path.parent / "journal-chain.key").exists():
+            chain_key_file = path.parent / "journal-chain.key"
     if not path.exists():
         print(f"{path}: no journal here", file=sys.stderr)
         return EXIT_FAIL
