@@ -287,10 +287,7 @@ class Daemon:
         await self._bounded("driver close", [r.driver.close() for r in self.ctx.runners.values()], 0.5)
         self.recorder.record("daemon.stopped", {"reason": "stop requested"})
         self.recorder.flush()
-        try:
-            self.checkpoints.take()  # the final head, so nothing written since the last minute can vanish
-        except OSError as err:
-            log.error("cannot write the final journal checkpoint", error=str(err))
+        self.checkpoints.take()  # the final head, so nothing written since the last minute can vanish
         # Give the outbox a moment to drain what is due; the rest waits in the journal.
         deadline = min(time.monotonic() + 1.5, t0 + STOP_BUDGET_S - 1.0)
         while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:

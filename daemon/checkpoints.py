@@ -168,6 +168,7 @@ class Checkpointer:
         self.committed = committed
         self.publish = publish
         self.last: dict[str, Any] | None = None
+        self.write_failures = 0
 
     def take(self, *, force: bool = False) -> dict[str, Any] | None:
         seq = self.committed()
@@ -188,11 +189,15 @@ class Checkpointer:
         return cp
 
     def _append(self, cp: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(cp, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(cp, separators=(",", ":")) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # a full disk must not stop the daemon: the broker copy still went out
+            self.write_failures += 1
+            log.error("cannot write a journal checkpoint", error=str(err), file=str(self.path), seq=cp["seq"])
 
     def republish(self) -> None:
         if self.last is not None:
@@ -201,7 +206,4 @@ class Checkpointer:
     async def run(self, period_s: float) -> None:
         while True:
             await asyncio.sleep(period_s)
-            try:
-                self.take()
-            except OSError as err:  # a full disk must not end the loop: the broker copy still goes out
-                log.error("cannot write a journal checkpoint", error=str(err), file=str(self.path))
+            self.take()
