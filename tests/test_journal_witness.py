@@ -205,3 +205,14 @@ def test_signature_covers_every_field():
     assert cps.signature_ok(key.public_key(), cp)
     for field, value in (("seq", 4), ("hash", "0" * 64), ("keyed_from", None), ("site", "t"), ("ts", "x")):
         assert not cps.signature_ok(key.public_key(), {**cp, field: value})
+
+
+def test_a_checkpoint_file_that_cannot_be_written_does_not_stop_the_broker_copy(tmp_path):
+    j = keyed(tmp_path / "j.sqlite3", 3)
+    (tmp_path / "blocked").mkdir()  # a directory where the file should be: every write fails
+    sent = []
+    cpr = cps.Checkpointer(j, cps.Ed25519PrivateKey.generate(), tmp_path / "blocked", "site1",
+                           committed=lambda: j.last_seq, publish=sent.append)
+    cp = cpr.take()
+    assert sent == [cp] and cp["seq"] == 3 and cpr.write_failures == 1
+    j.close()
