@@ -19,6 +19,7 @@ from paho.mqtt.client import topic_matches_sub
 
 from suitemon.daemon import __version__, kinds
 from suitemon.daemon.alarms import AlarmEngine, iso
+from suitemon.daemon.checkpoints import Checkpointer, load_or_create_signing_key
 from suitemon.daemon.commands import Commands, register_core
 from suitemon.daemon.context import Context
 from suitemon.daemon.contract import CONTRACT_VERSION, Message, Topics, dumps, messages_for
@@ -31,6 +32,7 @@ from suitemon.daemon.journal import open_journal
 from suitemon.daemon.metrics import Metrics
 from suitemon.daemon.mqtt import MqttLink
 from suitemon.daemon.outbox import Outbox
+from suitemon.daemon.pseudonym import load_or_create_key
 from suitemon.daemon.sdnotify import Notifier, unset_environment, watchdog_timeout
 from suitemon.daemon.tasks import TaskSet
 from suitemon.daemon.threads import LoopBridge
@@ -123,11 +125,23 @@ class Daemon:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         self.bridge = LoopBridge(loop)
-        self.journal = open_journal(cfg.state.dir, cfg.state.synchronous)
+        chain_key_file, checkpoint_key_file, checkpoint_file = cfg.journal.paths(cfg.state.dir)
+        self.journal = open_journal(cfg.state.dir, cfg.state.synchronous,
+                                    chain_key=load_or_create_key(chain_key_file))
+        plain_head = self.journal.start_keyed_segment()
         self.outbox = Outbox(self.journal, self.topics, cfg.site.id, window=cfg.mqtt.max_inflight)
         self.recorder = Recorder(self.journal, on_commit=self.outbox.wake, on_fault=self._on_journal_fault,
                                  on_uncommitted=self._publish_uncommitted)
         self.outbox.request_flush = self.recorder.touch
+        self.checkpoints = Checkpointer(
+            self.journal, load_or_create_signing_key(checkpoint_key_file), checkpoint_file, cfg.site.id,
+            committed=lambda: self.recorder.committed_seq,
+            publish=lambda cp: self._publish_json(self.topics.checkpoint, cp, retain=True))
+        if plain_head is not None:
+            # Migration: the plain SHA-256 segment ends with a signed checkpoint of its head.
+            self.checkpoints.record_old_head(*plain_head)
+            log.warning("journal chain keyed from now on", plain_head_seq=plain_head[0],
+                        keyed_from=self.journal.keyed_from)
         metrics = Metrics()
         engine = AlarmEngine(self.recorder, cfg)
         self.escalator = Escalator(engine, cfg)
@@ -170,6 +184,9 @@ class Daemon:
             self.start_runner(runner)
         self.essential_tasks["age-watch"] = self.tasks.spawn(watch_ages(self.ctx.runners), name="age-watch")
         self.essential_tasks["status"] = self.tasks.spawn(self._status_loop(), name="status")
+        self.checkpoints.take(force=True)
+        self.essential_tasks["checkpoints"] = self.tasks.spawn(
+            self.checkpoints.run(cfg.journal.checkpoint_period_s), name="checkpoints")
         self._start_systemd_watch()
         self.ready.set()
         log.info("suitemon running", site=cfg.site.id, devices=len(self.ctx.runners),
@@ -212,6 +229,7 @@ class Daemon:
 
     def _on_connect(self) -> None:
         self.publish_status()
+        self.checkpoints.republish()
         for runner in self.ctx.runners.values():
             runner._published = None  # republish every device's retained state
             runner.publish_state()
@@ -269,6 +287,7 @@ class Daemon:
         await self._bounded("driver close", [r.driver.close() for r in self.ctx.runners.values()], 0.5)
         self.recorder.record("daemon.stopped", {"reason": "stop requested"})
         self.recorder.flush()
+        self.checkpoints.take()  # the final head, so nothing written since the last minute can vanish
         # Give the outbox a moment to drain what is due; the rest waits in the journal.
         deadline = min(time.monotonic() + 1.5, t0 + STOP_BUDGET_S - 1.0)
         while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:

@@ -91,27 +91,38 @@ def cmd_run(args) -> int:
 
 def cmd_journal(args) -> int:
     from suitemon.daemon.journal import Journal, JournalError
+    cfg = None
+    chain_key_file = Path(args.chain_key) if args.chain_key else None
+    public_key_file = Path(args.public_key) if args.public_key else None
     if args.config:
         cfg = _load_or_exit(args.config)
         path = cfg.state.dir / "journal.sqlite3"
+        cfg_chain, cfg_signing, _ = cfg.journal.paths(cfg.state.dir)
+        chain_key_file = chain_key_file or cfg_chain
+        public_key_file = public_key_file or cfg_signing
     else:
         path = Path(args.journal)
+        # The daemon's default place for the key, next to the journal (config: journal.chain_key_file).
+        if chain_key_file is None and (path.parent / "journal-chain.key").exists():
+            chain_key_file = path.parent / "journal-chain.key"
     if not path.exists():
         print(f"{path}: no journal here", file=sys.stderr)
         return EXIT_FAIL
+    chain_key = None
+    if args.action == "verify" and chain_key_file is not None:
+        try:
+            chain_key = chain_key_file.read_bytes()
+        except OSError as err:
+            print(f"{chain_key_file}: cannot read the chain key: {err.strerror}", file=sys.stderr)
+            return EXIT_FAIL
     try:
-        j = Journal(path)
+        j = Journal(path, chain_key=chain_key)
     except (JournalError, Exception) as err:
         print(f"{path}: cannot open journal: {err}", file=sys.stderr)
         return EXIT_FAIL
     try:
         if args.action == "verify":
-            r = j.verify()
-            if r.ok:
-                print(f"{path}: OK, {r.rows} events, hash chain intact")
-                return EXIT_OK
-            print(f"{path}: TAMPERED or damaged at seq {r.first_bad_seq}: {r.reason}", file=sys.stderr)
-            return EXIT_FAIL
+            return _verify(j, path, args, cfg, public_key_file)
         if args.action == "tail":
             start = max(0, j.last_seq - args.n)
             for ev in j.events_after(start, limit=args.n):
@@ -120,6 +131,49 @@ def cmd_journal(args) -> int:
     finally:
         j.close()
     return EXIT_FAIL
+
+
+def _verify(j, path: Path, args, cfg, public_key_file: Path | None) -> int:
+    r = j.verify()
+    if not r.ok:
+        print(f"{path}: TAMPERED or damaged at seq {r.first_bad_seq}: {r.reason}", file=sys.stderr)
+        return EXIT_FAIL
+    keyed = f"keyed from seq {r.keyed_from}" if r.keyed_from is not None else "plain SHA-256 (not keyed)"
+    print(f"{path}: OK, {r.rows} events, hash chain intact, {keyed}")
+    if not args.witness:
+        print("  no witness given: truncation (deleting the newest rows) is not checked; use --witness")
+        return EXIT_OK
+    from suitemon.daemon import checkpoints as cps
+    if public_key_file is None:
+        print("--witness needs the checkpoint public key: --public-key FILE (or -c CONFIG)", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        pub = cps.load_public_key(public_key_file)
+        if args.witness == "mqtt":
+            if cfg is None:
+                print("--witness mqtt needs -c CONFIG (broker and site)", file=sys.stderr)
+                return EXIT_FAIL
+            from suitemon.daemon.witness import fetch_retained
+            from suitemon.daemon.contract import Topics
+            candidates = fetch_retained(cfg.mqtt, Topics(cfg.mqtt.base_topic, cfg.site.id).checkpoint)
+        else:
+            candidates = cps.read_file(Path(args.witness))
+    except (OSError, ValueError) as err:
+        print(f"witness {args.witness}: cannot read it: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    w = cps.choose(candidates, pub, cfg.site.id if cfg is not None else None)
+    if w.invalid:
+        print(f"witness {args.witness}: {w.invalid} checkpoint(s) with a bad signature or another site "
+              "(forged or damaged)", file=sys.stderr)
+    if w.newest is None:
+        print(f"witness {args.witness}: no valid checkpoint", file=sys.stderr)
+        return EXIT_FAIL
+    problem = cps.compare(r, w.newest, j)
+    if problem:
+        print(f"{path}: {problem}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"  witness {args.witness}: checkpoint of {w.newest['ts']} (seq {w.newest['seq']}) matches")
+    return EXIT_FAIL if w.invalid else EXIT_OK
 
 
 def cmd_sim(args) -> int:
@@ -189,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-c", "--config")
     g.add_argument("--journal", help="path to journal.sqlite3")
     s.add_argument("-n", type=int, default=20, help="events for tail")
+    s.add_argument("--chain-key", help="the chain's HMAC key file (default with -c: from the config)")
+    s.add_argument("--public-key", help="checkpoint public key (PEM) for --witness (default with -c: "
+                                        "the configured signing key)")
+    s.add_argument("--witness", help="FILE of checkpoints, or 'mqtt' for the retained checkpoint on the broker")
     s.set_defaults(fn=cmd_journal)
 
     s = sub.add_parser("sim", help="run simulators for the devices in a config")

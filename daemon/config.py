@@ -66,6 +66,24 @@ class StateConfig(Strict):
     synchronous: Literal["full", "normal"] = "full"
 
 
+class JournalConfig(Strict):
+    """The keyed chain and its witness (daemon/checkpoints.py, docs/deployment.md)."""
+
+    chain_key_file: Path | None = Field(
+        None, description="HMAC key of the chain; default <state.dir>/journal-chain.key, created on first start")
+    checkpoint_key_file: Path | None = Field(
+        None, description="Ed25519 signing key (PEM); default <state.dir>/journal-checkpoint.key, created "
+                          "on first start with its public half next to it (.pub)")
+    checkpoint_file: Path | None = Field(None, description="default: <state.dir>/journal-checkpoints.jsonl")
+    # The issue asks for a checkpoint at least every minute: more than 60 s is refused.
+    checkpoint_period_s: float = Field(60.0, ge=1, le=60)
+
+    def paths(self, state_dir: Path) -> tuple[Path, Path, Path]:
+        return (self.chain_key_file or state_dir / "journal-chain.key",
+                self.checkpoint_key_file or state_dir / "journal-checkpoint.key",
+                self.checkpoint_file or state_dir / "journal-checkpoints.jsonl")
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -148,6 +166,7 @@ class _SuiteBase(Strict):
     site: SiteConfig
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
+    journal: JournalConfig = JournalConfig()
     logging: LoggingConfig = LoggingConfig()
     simulation: SimulationConfig = SimulationConfig()
     areas: dict[Id, AreaConfig] = Field(default_factory=dict)
@@ -261,6 +280,6 @@ def alarm_type(cfg, type_name: str, default_priority: Priority, default_kind: Al
 
 __all__ = [
     "ConfigError", "ConfigIssue", "load_config", "parse_config", "root_model", "alarm_type",
-    "SiteConfig", "MqttConfig", "StateConfig", "LoggingConfig", "AreaConfig", "RoleConfig",
+    "SiteConfig", "MqttConfig", "StateConfig", "JournalConfig", "LoggingConfig", "AreaConfig", "RoleConfig",
     "LadderConfig", "LadderStep", "ProtocolConfig", "AlarmTypeConfig", "TypeAdapter",
 ]

@@ -40,6 +40,11 @@ class Topics:
     def event(self) -> str:
         return f"{self.root}/event"
 
+    @property
+    def checkpoint(self) -> str:
+        """Signed journal head, retained (daemon/checkpoints.py)."""
+        return f"{self.root}/journal/checkpoint"
+
     def alarm(self, alarm_id: str) -> str:
         return f"{self.root}/alarm/{alarm_id}"
 

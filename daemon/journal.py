@@ -5,11 +5,19 @@ Rows are never updated or deleted (triggers refuse it); delivery progress lives 
 separate table so the chained rows stay untouched. Each row's hash covers the row's
 canonical text and the previous row's hash, so an edit anywhere breaks the chain
 from that row on and ``verify`` names the first bad row.
+
+A plain hash can be recomputed by whoever edits the file, so the chain is *keyed*
+(HMAC-SHA256 with a key kept outside the database) from ``keyed_from`` on. Journals
+written before that have a plain SHA-256 segment first; the daemon starts the keyed
+segment with a ``journal.chain_keyed`` event naming the old head. Truncation (deleting
+the newest rows) leaves a valid chain: only a witness of the head catches it, see
+daemon/checkpoints.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import sqlite3
 import uuid
@@ -18,8 +26,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GENESIS = "0" * 64
+CHAIN_KEYED = "journal.chain_keyed"
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -41,6 +50,11 @@ _MIGRATIONS: dict[int, list[str]] = {
            BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END""",
         "CREATE TABLE delivery (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL)",
         "INSERT INTO delivery (id, upto) VALUES (1, 0)",
+    ],
+    # keyed_from: first seq whose hash is an HMAC; NULL while the whole chain is plain SHA-256.
+    2: [
+        "CREATE TABLE chain (id INTEGER PRIMARY KEY CHECK (id = 1), keyed_from INTEGER)",
+        "INSERT INTO chain (id, keyed_from) VALUES (1, NULL)",
     ],
 }
 
@@ -86,6 +100,9 @@ class VerifyResult:
     rows: int
     first_bad_seq: int | None = None
     reason: str = ""
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    keyed_from: int | None = None
 
 
 def utc_now_iso() -> str:
@@ -97,16 +114,19 @@ def _canonical(obj: Any) -> str:
 
 
 def _row_hash(prev_hash: str, seq: int, event_id: str, ts: str, type_: str,
-              alarm_id: str | None, body: str) -> str:
-    text = _canonical([prev_hash, seq, event_id, ts, type_, alarm_id, body])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+              alarm_id: str | None, body: str, key: bytes | None = None) -> str:
+    text = _canonical([prev_hash, seq, event_id, ts, type_, alarm_id, body]).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(text).hexdigest()
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
 
 
 class Journal:
     """Single-writer journal. Not thread-safe: the daemon's event loop owns it."""
 
-    def __init__(self, path: str | Path, synchronous: str = "full"):
+    def __init__(self, path: str | Path, synchronous: str = "full", *, chain_key: bytes | None = None):
         self.path = Path(path)
+        self._key = chain_key
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -116,6 +136,7 @@ class Journal:
         self._check_integrity()
         row = self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS)
+        self._keyed_from: int | None = self._db.execute("SELECT keyed_from FROM chain WHERE id = 1").fetchone()[0]
         self._in_tx = False
 
     # -- schema ---------------------------------------------------------
@@ -139,11 +160,60 @@ class Journal:
         if result != "ok":
             raise JournalCorrupt(f"sqlite integrity check failed: {result}")
 
+    # -- the keyed chain ------------------------------------------------
+    @property
+    def keyed_from(self) -> int | None:
+        return self._keyed_from
+
+    def _key_for(self, seq: int) -> bytes | None:
+        return self._key if self._keyed_from is not None and seq >= self._keyed_from else None
+
+    def start_keyed_segment(self) -> tuple[int, str] | None:
+        """Key the chain from the next row on (daemon start). Returns the plain head it closes, if any.
+
+        An empty journal is keyed from seq 1 silently; one with plain rows gets a
+        ``journal.chain_keyed`` event as the first keyed row, naming the old head, so the
+        boundary itself is under the key.
+        """
+        if self._keyed_from is not None:
+            return None
+        if self._key is None:
+            raise JournalError("no chain key: cannot key the journal")
+        old = (self._last_seq, self._last_hash)
+        self.commit()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            self._keyed_from = self._last_seq + 1
+            self._db.execute("UPDATE chain SET keyed_from = ? WHERE id = 1", (self._keyed_from,))
+            if old[0] > 0:
+                self.append(CHAIN_KEYED, {"previous_head": {"seq": old[0], "hash": old[1]},
+                                          "algorithm": "hmac-sha256"})
+            self.commit()
+        except BaseException:
+            self.rollback()
+            self._keyed_from = self._db.execute("SELECT keyed_from FROM chain WHERE id = 1").fetchone()[0]
+            raise
+        return old if old[0] > 0 else None
+
+    def head(self, upto: int | None = None) -> tuple[int, str]:
+        """(seq, hash) of the newest row, or of row ``upto`` (the committed head)."""
+        if upto is None:
+            return self._last_seq, self._last_hash
+        if upto == 0:
+            return 0, GENESIS
+        row = self._db.execute("SELECT seq, hash FROM events WHERE seq = ?", (upto,)).fetchone()
+        if row is None:
+            raise JournalError(f"no row {upto}")
+        return row[0], row[1]
+
     # -- writing --------------------------------------------------------
     def append(self, type_: str, data: dict[str, Any], *, alarm_id: str | None = None,
                actor: str = "system", refers_to: str | None = None, ts: str | None = None,
                event_id: str | None = None) -> Event:
         """Add one event to the open transaction (started on demand). Call commit() to make it durable."""
+        if self._keyed_from is not None and self._key is None:
+            raise JournalError("this journal's chain is keyed: it takes new rows only with the chain key")
         if not self._in_tx:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
@@ -151,7 +221,7 @@ class Journal:
         event = Event(seq=seq, event_id=event_id or str(uuid.uuid4()), ts=ts or utc_now_iso(), type=type_,
                       alarm_id=alarm_id, actor=actor, data=data, refers_to=refers_to)
         body = _canonical({"actor": actor, "data": data, "refers_to": refers_to})
-        h = _row_hash(self._last_hash, seq, event.event_id, event.ts, type_, alarm_id, body)
+        h = _row_hash(self._last_hash, seq, event.event_id, event.ts, type_, alarm_id, body, self._key_for(seq))
         self._db.execute(
             "INSERT INTO events (seq, event_id, ts, type, alarm_id, body, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -235,20 +305,39 @@ class Journal:
         return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
     def verify(self) -> VerifyResult:
+        """Walk the chain. With a chain key, a journal that is not keyed fails: either it was
+        downgraded (keyed_from cleared and the chain recomputed in plain SHA-256) or no daemon
+        of this version has opened it yet."""
+        keyed_from = self._db.execute("SELECT keyed_from FROM chain WHERE id = 1").fetchone()[0]
         prev, expected_seq, n = GENESIS, 1, 0
+
+        def bad(seq, reason):
+            return VerifyResult(False, n, seq, reason, keyed_from=keyed_from)
+
+        if self._key is not None and keyed_from is None:
+            return bad(None, "the chain is not keyed although a chain key is given "
+                             "(downgraded, or never opened by a keyed suitemon)")
         cur = self._db.execute(
             "SELECT seq, event_id, ts, type, alarm_id, body, prev_hash, hash FROM events ORDER BY seq"
         )
         for seq, event_id, ts, type_, alarm_id, body, prev_hash, h in cur:
             n += 1
             if seq != expected_seq:
-                return VerifyResult(False, n, seq, f"gap: expected seq {expected_seq}, found {seq}")
+                return bad(seq, f"gap: expected seq {expected_seq}, found {seq}")
             if prev_hash != prev:
-                return VerifyResult(False, n, seq, "prev_hash does not match the previous row")
-            if _row_hash(prev, seq, event_id, ts, type_, alarm_id, body) != h:
-                return VerifyResult(False, n, seq, "row content does not match its hash")
+                return bad(seq, "prev_hash does not match the previous row")
+            keyed = keyed_from is not None and seq >= keyed_from
+            if keyed and self._key is None:
+                return bad(seq, f"rows from seq {keyed_from} on are keyed: the chain key is needed to verify them")
+            if not keyed and type_ == CHAIN_KEYED:
+                return bad(seq, "a chain_keyed marker in the plain segment: keyed_from was moved")
+            if keyed and seq == keyed_from and seq > 1 and type_ != CHAIN_KEYED:
+                return bad(seq, "the keyed segment does not start with its chain_keyed marker")
+            if _row_hash(prev, seq, event_id, ts, type_, alarm_id, body, self._key if keyed else None) != h:
+                return bad(seq, "row content does not match its hash"
+                                + (" (keyed: rewritten without the chain key?)" if keyed else ""))
             prev, expected_seq = h, seq + 1
-        return VerifyResult(True, n)
+        return VerifyResult(True, n, head_seq=expected_seq - 1, head_hash=prev, keyed_from=keyed_from)
 
     def close(self) -> None:
         try:
@@ -257,5 +346,5 @@ class Journal:
             self._db.close()
 
 
-def open_journal(state_dir: str | Path, synchronous: str = "full") -> Journal:
-    return Journal(Path(state_dir) / "journal.sqlite3", synchronous)
+def open_journal(state_dir: str | Path, synchronous: str = "full", *, chain_key: bytes | None = None) -> Journal:
+    return Journal(Path(state_dir) / "journal.sqlite3", synchronous, chain_key=chain_key)

@@ -7,6 +7,13 @@ random bytes on first start), so the same patient gets the same reference across
 studies and features (the dispenser can use this function), while the reference alone
 cannot be turned back into the hospital number, nor guessed by hashing candidate
 numbers without the key. ``suitemon patient-ref`` prints a reference for a given ID.
+
+Accession numbers identify a person's examination in the RIS as well as a hospital number
+identifies the person, so they get the same treatment (issue 15 item 7):
+``accession_ref = "a" + first 15 hex digits of HMAC-SHA256(site key, "accession\0" + number)``.
+The prefix in the HMAC input keeps a number that is both a PatientID and an accession from
+getting related references. Everything suitemon journals and publishes (``accession`` fields,
+alarm texts) carries the reference; ``suitemon accession-ref`` prints it for a number.
 """
 
 from __future__ import annotations
@@ -23,6 +30,23 @@ KEY_BYTES = 32
 def patient_ref(patient_id: str, key: bytes) -> str:
     pid = patient_id.strip()
     return "p" + hmac.new(key, pid.encode("utf-8"), hashlib.sha256).hexdigest()[:15]
+
+
+def accession_ref(accession: str, key: bytes) -> str:
+    acc = accession.strip()
+    return "a" + hmac.new(key, b"accession\0" + acc.encode("utf-8"), hashlib.sha256).hexdigest()[:15]
+
+
+def key_file(cfg) -> Path:
+    """The site key's file: ``dicom.pseudonym_key_file`` or ``<state.dir>/dicom-pseudonym.key``."""
+    dicom = getattr(cfg, "dicom", None)
+    configured = getattr(dicom, "pseudonym_key_file", None) if dicom is not None else None
+    return configured or Path(cfg.state.dir) / "dicom-pseudonym.key"
+
+
+def site_key(cfg) -> bytes:
+    """The key every feature pseudonymises with (DICOM receiver, dispenser, dose-record)."""
+    return load_or_create_key(key_file(cfg))
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from suitemon.daemon.dicom.service import study_ref
+from suitemon.daemon.pseudonym import accession_ref, load_or_create_key
 from dicom_helpers import dicom_section, target, wait_event, wait_summary
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.scanner import send
@@ -16,6 +17,10 @@ F18 = 6586.2
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def site_key(suite) -> bytes:
+    return load_or_create_key(suite.tmp / "state" / "dicom-pseudonym.key")
 
 
 def record_dose(watcher, suite, actor="nurse1", **body) -> dict:
@@ -53,7 +58,7 @@ def test_extraction_equals_what_the_simulator_wrote(make_suite, watcher):
     assert s["rp_report"] == {"administrations": 1, "activity_mbq": 412.5, "start_at": sent["injected_at"],
                               "half_life_s": F18, "radionuclide": "F-18", "radiopharmaceutical": "FDG",
                               "weight_kg": 88.0}
-    assert s["instances"]["total"] == 9 and s["accession"] == "EXTRACT1"
+    assert s["instances"]["total"] == 9 and s["accession"] == accession_ref("EXTRACT1", site_key(suite))
     # Enhanced PET: the header's RadionuclideTotalDose is in MBq; the same truth comes out.
     sent = suite.sim("scanner", "send_study", ct=1, pet=5, ct_size=64, pet_size=32, pet_class="enhanced",
                      activity=199.9, ct_report=False, rp_report=False, accession="EXTRACT2")
@@ -92,7 +97,8 @@ def test_reconciliation_alarm_on_a_10_percent_header_mismatch_and_none_on_2_perc
     assert (rec["priority"], rec["kind"], rec["type"], rec["state"]) == ("medium", "clinical",
                                                                          "dicom.activity_mismatch", "active")
     assert rec["latching"] and rec["condition"] == "absent"  # a past fact, held until a person resets it
-    assert "+10.0 %" in rec["message"] and "REC10" in rec["message"]
+    assert "+10.0 %" in rec["message"] and accession_ref("REC10", site_key(suite)) in rec["message"]
+    assert "REC10" not in rec["message"]  # the RIS number itself is not in alarm texts (issue 15 item 7)
     quiet = f"dicom.activity.{study_ref(specs['REC02'].study_uid)}"
     wait_event(watcher, suite.site, "dicom.study_complete",
                lambda e: e["data"]["study_uid"] == specs["REC02"].study_uid)  # recorded after any alarm

@@ -14,6 +14,7 @@ from pynetdicom import AE
 from dicom_helpers import (SCANNER_AE, dcmtk, dicom_section, spool_files, summaries, target, wait_event,
                            wait_summary)
 from helpers import wait_until
+from suitemon.daemon.pseudonym import accession_ref, load_or_create_key
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.scanner import SENT_CLASSES, echo, send
 
@@ -63,7 +64,8 @@ def test_every_accepted_sop_class_is_stored_from_pynetdicom_and_from_dcmtk(make_
         s = wait_summary(watcher, suite.site, spec.study_uid)
         assert s["instances"] == {"total": 9, "ct_images": 2, "pet_images": 2, "ct_dose_reports": 3,
                                   "rp_dose_reports": 1, "other": 1, "unparseable": 0}
-        assert s["accession"] == spec.accession
+        assert s["accession"] == accession_ref(spec.accession, load_or_create_key(
+            suite.tmp / "state" / "dicom-pseudonym.key"))
     wait_until(lambda: not spool_files(suite), 10, what="processed files gone (keep_processed_s = 0)")
 
 
@@ -242,6 +244,9 @@ def test_the_engineers_cli_sends_a_study_and_names_the_patient_ref(make_suite, w
                          capture_output=True, text=True, cwd=REPO, timeout=30)
     assert ref.returncode == 0 and ref.stdout.strip() == s["patient_ref"]
     assert "H1234567" not in str(watcher.messages)  # the hospital number never reaches MQTT
+    acc = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "accession-ref", "-c", str(suite.path), "CLI1"],
+                         capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert acc.returncode == 0 and acc.stdout.strip() == s["accession"] != "CLI1"
 
 
 def test_the_same_study_sent_three_times_is_summarised_three_times(make_suite, watcher):

@@ -176,7 +176,8 @@ def test_journal_backup_while_running_verifies(make_suite, watcher, tmp_path):
         assert r.returncode == 0, r.stderr
     assert d.alive()
     for copy_ in copies:
-        r = subprocess.run([*SUITEMON, "journal", "verify", "--journal", str(copy_)],
+        r = subprocess.run([*SUITEMON, "journal", "verify", "--journal", str(copy_),
+                            "--chain-key", str(suite.tmp / "state" / "journal-chain.key")],
                            capture_output=True, text=True, cwd=REPO)
         assert r.returncode == 0 and "hash chain intact" in r.stdout, r.stderr
         assert int(r.stdout.split("OK, ")[1].split()[0]) > 10

@@ -78,6 +78,17 @@ def cmd_patient_ref(args) -> int:
     return EXIT_OK
 
 
+def cmd_accession_ref(args) -> int:
+    cfg = _load_or_exit(args.config)
+    from suitemon.daemon.pseudonym import accession_ref, key_file, load_or_create_key
+    path = key_file(cfg)
+    if not path.exists():
+        print(f"{path}: no pseudonym key yet (the daemon creates it at its first start)", file=sys.stderr)
+        return EXIT_FAIL
+    print(accession_ref(args.accession, load_or_create_key(path)))
+    return EXIT_OK
+
+
 def add_parser(sub) -> None:
     s = sub.add_parser("scanner-sim", help="simulated PET-CT scanner: send or write a synthetic study")
     ssub = s.add_subparsers(dest="action", required=True)
@@ -98,3 +109,8 @@ def add_parser(sub) -> None:
     s.add_argument("-c", "--config", required=True)
     s.add_argument("patient_id")
     s.set_defaults(fn=cmd_patient_ref)
+
+    s = sub.add_parser("accession-ref", help="print the pseudonym suitemon publishes for an accession number")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("accession")
+    s.set_defaults(fn=cmd_accession_ref)

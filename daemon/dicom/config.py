@@ -70,7 +70,11 @@ class DicomConfig(Strict):
     bind: str = Field("127.0.0.1", description="address to listen on; loopback unless the scanner is remote")
     port: int = Field(11112, ge=1, le=65535)
     allow: list[Peer] = Field(min_length=1, description="calling AE titles (and addresses) allowed to send")
-    max_associations: int = Field(4, ge=1, le=64)
+    max_associations: int = Field(4, ge=1, le=64, description="simultaneous associations that asked (A-ASSOCIATE-RQ)")
+    # Idle connections must not lock the scanner out (issue 15 item 6, docs/dicom.md).
+    request_timeout_s: float = Field(5, gt=0, le=60, description="time a new connection has to send its A-ASSOCIATE-RQ")
+    max_pending_per_address: int = Field(2, ge=1, le=64, description="connections from one address waiting to ask")
+    max_pending: int = Field(8, ge=1, le=256, description="connections waiting to ask, all addresses together")
     max_pdu_bytes: int = Field(262144, ge=4096, le=16 * 1024 * 1024)
     acse_timeout_s: float = Field(30, gt=0, le=600)
     dimse_timeout_s: float = Field(30, gt=0, le=600)

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
+from suitemon.daemon.pseudonym import accession_ref, site_key
 from suitemon.drivers.config import Id, Strict
 
 from suitemon.daemon.commands import CommandError
@@ -118,9 +119,11 @@ def register_dose_record(ctx) -> None:
             raise CommandError(f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
         if m.room not in ctx.cfg.areas:
             raise CommandError(f"unknown area '{m.room}'")
+        # The RIS number comes in; only its pseudonym is journaled and published (as the receiver does).
+        accession = accession_ref(m.accession, site_key(ctx.cfg)) if m.accession else None
         job = int(time.time() * 1000)  # unique per site in practice; the contract wants a number
         data = {
-            "record_id": f"manual-{job}", "patient_ref": m.patient_ref, "accession": m.accession,
+            "record_id": f"manual-{job}", "patient_ref": m.patient_ref, "accession": accession,
             "room": m.room, "radiopharmaceutical": m.radiopharmaceutical, "radionuclide": m.radionuclide,
             "prescribed_mbq": m.prescribed_mbq, "measured_mbq": m.measured_mbq, "residual_mbq": m.residual_mbq,
             "administered_at": _iso(m.administered_at), "calibration_at": _iso(m.calibration_at),

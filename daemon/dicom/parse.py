@@ -23,7 +23,7 @@ from suitemon.daemon.dicom.classes import STORAGE_CLASSES
 from suitemon.daemon.dicom.structure import layout
 from suitemon.daemon.dicom.dose_pet import TOTAL_DOSE_UNIT, PetHeader, pet_header
 from suitemon.daemon.dicom.dose_sr import CtDoseReport, RpDoseReport, ct_dose_report, report_kind, rp_dose_report
-from suitemon.daemon.pseudonym import patient_ref
+from suitemon.daemon.pseudonym import accession_ref, patient_ref
 
 IMAGE_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "AccessionNumber", "PatientID", "Modality",
@@ -95,11 +95,12 @@ def parse_bytes(data: bytes, *, key: bytes, site_tz: tzinfo) -> Parsed | Unparse
 
 def _identity(ds: Dataset, key: bytes) -> Identity:
     pid = dv.text(ds, "PatientID")
+    acc = dv.text(ds, "AccessionNumber")
     return Identity(
         sop_class=dv.uid(ds, "SOPClassUID", required=True),
         sop_instance=dv.uid(ds, "SOPInstanceUID", required=True),
         study_uid=dv.uid(ds, "StudyInstanceUID", required=True),
-        accession=dv.text(ds, "AccessionNumber"),
+        accession=accession_ref(acc, key) if acc else None,
         patient_ref=patient_ref(pid, key) if pid else None,
     )
 
@@ -122,7 +123,7 @@ def _best_effort(ds: Dataset | None, key: bytes) -> Identity | None:
     for field, fn in (("sop_class", lambda: dv.uid(ds, "SOPClassUID")),
                       ("sop_instance", lambda: dv.uid(ds, "SOPInstanceUID")),
                       ("study_uid", lambda: dv.uid(ds, "StudyInstanceUID")),
-                      ("accession", lambda: dv.text(ds, "AccessionNumber"))):
+                      ("accession", lambda: (a := dv.text(ds, "AccessionNumber")) and accession_ref(a, key))):
         try:
             out[field] = fn()
         except dv.BadValue:

@@ -9,6 +9,10 @@ Rejections happen at association time (A-ASSOCIATE-RJ), before any data is accep
 an unknown calling AE title is "calling AE title not recognised"; a known title from
 an address it is not allowed to use is "no reason given" (an attacker learns nothing
 about which titles exist); a wrong called AE title is "called AE title not recognised".
+
+Before that, the gate (gate.py) keeps idle connections from using up the scanner's slots:
+a connection has ``request_timeout_s`` to send its A-ASSOCIATE-RQ, few may wait per
+address, and only requested associations count against ``max_associations``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Protocol
 import structlog
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
+
+from suitemon.daemon.dicom.gate import Gate, GatedServer
 
 from suitemon.daemon.dicom import classes as dicom_classes
 from suitemon.daemon.dicom import reactor as dicom_reactor
@@ -38,7 +44,7 @@ class Sink(Protocol):
     """What the receiver reports; every method must return at once (it runs in pynetdicom threads)."""
 
     def opened(self, assoc: int, calling_ae: str, address: str) -> None: ...
-    def rejected(self, calling_ae: str, address: str, reason: str) -> None: ...
+    def rejected(self, calling_ae: str | None, address: str, reason: str, category: str) -> None: ...
     def spooled(self, assoc: int, path, sop_class: str, wall: float, mono: float) -> None: ...
     def store_failed(self, assoc: int, sop_class: str, reason: str, full: bool) -> None: ...
     def echoed(self, assoc: int) -> None: ...
@@ -55,12 +61,17 @@ class Receiver:
         self._keys: dict[object, int] = {}
         self._lock = threading.Lock()
         self._ended: dict[int, str] = {}
+        self.gate = Gate(cfg.max_pending_per_address, cfg.max_pending)
+        self._conns: dict[object, tuple[str, int]] = {}
+        self._granted: set[object] = set()
 
     def build_ae(self) -> AE:
         c = self.cfg
         ae = AE(ae_title=c.ae_title)
         ae.maximum_pdu_size = c.max_pdu_bytes
-        ae.maximum_associations = c.max_associations
+        # pynetdicom counts every socket, pending ones too: its limit leaves room for the gate's
+        # pending connections; the scanner's limit is enforced in _requested on real requests.
+        ae.maximum_associations = c.max_associations + c.max_pending
         ae.acse_timeout = c.acse_timeout_s
         ae.dimse_timeout = c.dimse_timeout_s
         ae.network_timeout = c.network_timeout_s
@@ -83,8 +94,14 @@ class Receiver:
             (evt.EVT_ABORTED, self._aborted),
             (evt.EVT_CONN_CLOSE, self._conn_close),
         ]
-        self.server = self.build_ae().start_server((self.cfg.bind, self.cfg.port), block=False,
-                                                   evt_handlers=handlers)
+        ae = self.build_ae()
+        server = ae.make_server((self.cfg.bind, self.cfg.port), evt_handlers=handlers, server_class=GatedServer)
+        server.gate = self.gate
+        server.on_refused = lambda address, reason: self.sink.rejected(None, address, reason, "pending")
+        # As AE.start_server does (3.0): the AE knows its servers, so server.shutdown() can forget it.
+        ae._servers.append(server)
+        threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True).start()
+        self.server = server
         log.info("DICOM receiver listening", ae_title=self.cfg.ae_title, bind=self.cfg.bind, port=self.cfg.port)
 
     def stop(self) -> None:
@@ -108,6 +125,10 @@ class Receiver:
     def _conn_open(self, event) -> None:
         self._key(event.assoc)
         dicom_reactor.tune(event.assoc)
+        with self._lock:
+            self._conns[event.assoc] = (event.address[0], event.address[1])
+        # Until the A-ASSOCIATE-RQ arrives, pynetdicom's ARTIM timer runs with the ACSE timeout.
+        event.assoc.acse_timeout = self.cfg.request_timeout_s
 
     def _requested(self, event) -> None:
         assoc = event.assoc
@@ -115,17 +136,32 @@ class Receiver:
         calling = _text(rq.calling_ae_title)
         called = _text(rq.called_ae_title)
         address = assoc.requestor.address
-        reason, diagnostic = None, 0x01
+        with self._lock:
+            conn = self._conns.get(assoc)
+        if conn is not None:
+            self.gate.release(conn)
+        assoc.acse_timeout = self.cfg.acse_timeout_s
+        reason, diagnostic, category = None, 0x01, "address"
         if called != self.cfg.ae_title:
-            reason, diagnostic = f"called AE title '{called}' is not ours ('{self.cfg.ae_title}')", 0x07
+            reason, diagnostic, category = f"called AE title '{called}' is not ours ('{self.cfg.ae_title}')", 0x07, "called_ae"
         elif not any(p.ae_title == calling for p in self.cfg.allow):
-            reason, diagnostic = f"calling AE title '{calling}' is not on the allow-list", 0x03
+            reason, diagnostic, category = f"calling AE title '{calling}' is not on the allow-list", 0x03, "calling_ae"
         elif not self.cfg.allowed(calling, address):
             reason = f"calling AE title '{calling}' is not allowed from {address}"
         if reason is not None:
             assoc.acse.send_reject(0x01, 0x01, diagnostic)  # rejected-permanent, by the service user
             assoc.kill()
-            self.sink.rejected(calling, address, reason)
+            self.sink.rejected(calling, address, reason, category)
+            return
+        with self._lock:
+            full = len(self._granted) >= self.cfg.max_associations
+            if not full:
+                self._granted.add(assoc)
+        if full:
+            assoc.acse.send_reject(0x02, 0x03, 0x02)  # rejected-transient, provider (presentation), local limit
+            assoc.kill()
+            self.sink.rejected(calling, address, f"more than {self.cfg.max_associations} simultaneous associations",
+                               "limit")
 
     def _accepted(self, event) -> None:
         rq = event.assoc.requestor
@@ -137,7 +173,7 @@ class Receiver:
         if prim is not None and getattr(prim, "diagnostic", None) == 0x02 and getattr(prim, "result_source", None) == 0x03:
             rq = event.assoc.requestor
             self.sink.rejected(_text(rq.primitive.calling_ae_title), rq.address,
-                               f"more than {self.cfg.max_associations} simultaneous associations")
+                               f"more than {self.cfg.max_associations} simultaneous associations", "limit")
 
     def _store(self, event) -> int:
         req = event.request
@@ -170,6 +206,12 @@ class Receiver:
         self._ended[self._key(event.assoc)] = "aborted"
 
     def _conn_close(self, event) -> None:
+        with self._lock:
+            conn = self._conns.pop(event.assoc, None)
+            self._granted.discard(event.assoc)
+        if conn is not None and self.gate.release(conn):
+            self.sink.rejected(None, conn[0], f"closed without an association request "
+                                              f"(limit {self.cfg.request_timeout_s:g} s)", "no_request")
         with self._lock:
             key = self._keys.pop(event.assoc, None)
         if key is None:

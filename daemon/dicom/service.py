@@ -25,6 +25,7 @@ from suitemon.daemon.alarms import Condition
 from suitemon.daemon.dicom.config import DicomConfig
 from suitemon.daemon.dicom.doses import DoseBook, register_dose_record
 from suitemon.daemon.dicom.parse import Parsed, Unparseable
+from suitemon.daemon.dicom.rejections import Rejections
 from suitemon.daemon.dicom.scp import Receiver
 from suitemon.daemon.dicom.spool import Spool
 from suitemon.daemon.dicom.studies import Findings, Study, StudyBook, evaluate, summary
@@ -84,8 +85,8 @@ class _Sink:
     def opened(self, assoc, calling_ae, address):
         self._post(self.svc._on_opened, assoc, calling_ae, address)
 
-    def rejected(self, calling_ae, address, reason):
-        self._post(self.svc._on_rejected, calling_ae, address, reason)
+    def rejected(self, calling_ae, address, reason, category):
+        self._post(self.svc._on_rejected, calling_ae, address, reason, category)
 
     def spooled(self, assoc, path, sop_class, wall, mono):
         self._spooled.append((assoc, path, sop_class, wall, mono))
@@ -134,6 +135,7 @@ class DicomService:
         self.key = b""
         self._parsing = 0
         self._spool_fault_open = False
+        self.rejections = Rejections(lambda data: ctx.recorder.record("dicom.association_rejected", data))
         register_dose_record(ctx)
         ctx.recorder.subscribe(self._on_event)
 
@@ -172,6 +174,7 @@ class DicomService:
         if self.receiver is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.receiver.stop)
         await self.tasks.cancel_all()
+        self.rejections.flush()  # counted refusals not journaled yet
         if hasattr(self, "pool"):
             self.pool.shutdown(wait=True, cancel_futures=True)
         if getattr(self, "parser", None) is not None:
@@ -207,11 +210,11 @@ class DicomService:
         self.ctx.metrics.inc("dicom.associations.accepted")
         log.info("association accepted", assoc=assoc, calling_ae=calling_ae, address=address)
 
-    def _on_rejected(self, calling_ae: str, address: str, reason: str) -> None:
+    def _on_rejected(self, calling_ae: str | None, address: str, reason: str, category: str) -> None:
         self.ctx.metrics.inc("dicom.associations.rejected")
-        log.warning("association rejected", calling_ae=calling_ae, address=address, reason=reason)
-        self.ctx.recorder.record("dicom.association_rejected",
-                                 {"calling_ae": calling_ae, "address": address, "reason": reason})
+        first = self.rejections.add(calling_ae, address, reason, category)
+        (log.warning if first else log.debug)("association rejected", calling_ae=calling_ae, address=address,
+                                               reason=reason, journaled=first)
 
     def _on_spooled(self, assoc: int, path: Path, sop_class: str, wall: float, mono: float) -> None:
         st = self.assocs.get(assoc)
@@ -321,6 +324,7 @@ class DicomService:
         last_purge = 0.0
         while True:
             await asyncio.sleep(period)
+            self.rejections.tick()
             open_assocs = {k for k, s in self.assocs.items() if s.open}
             for study in self.book.ready(time.monotonic(), self.cfg.study_idle_s, open_assocs, self.backlog):
                 self._complete(study)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import structlog
 
+from suitemon.daemon.pseudonym import accession_ref, site_key
 from suitemon.drivers.dispenser import iso_utc
 
 from suitemon.daemon.alarms import Condition
@@ -43,6 +44,7 @@ class DoseBook:
         self.dev_cfg = dev_cfg
         self.ctx = ctx
         self.cfg = dispensing_config(ctx.cfg)
+        self.key = site_key(ctx.cfg)  # the unit sends the RIS accession number: only its pseudonym goes on
         # record_id -> administered_at of the latest records: what "already recorded" means.
         self.recent: OrderedDict[str, str | None] = OrderedDict()
         self.cursor: int | None = None
@@ -100,7 +102,8 @@ class DoseBook:
             e = {**e, "issues": [*e["issues"], f"job: number {e['job']} reused by the unit"]}
         act, checks, msv = run_checks(e, self.cfg)
         data = {
-            "record_id": rid, "patient_ref": e["patient_ref"], "accession": e["accession"], "room": e["room"],
+            "record_id": rid, "patient_ref": e["patient_ref"],
+            "accession": accession_ref(e["accession"], self.key) if e["accession"] else None, "room": e["room"],
             "radiopharmaceutical": e["radiopharmaceutical"], "radionuclide": e["radionuclide"],
             "prescribed_mbq": e["prescribed_mbq"], "measured_mbq": e["measured_mbq"],
             "residual_mbq": e["residual_mbq"], "administered_at": iso_utc(e["administered_at"]),

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from suitemon.daemon.pseudonym import accession_ref
 from suitemon.drivers.base import Reading
 from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
 
@@ -49,6 +50,7 @@ class DispenserRules(Rules):
     def __init__(self, device_id, cfg, ctx):
         super().__init__(device_id, cfg, ctx)
         self.book = DoseBook(device_id, cfg, ctx)
+        self.key = self.book.key
         self.driver: Any = None
 
     def bind(self, driver) -> None:
@@ -100,6 +102,10 @@ class DispenserRules(Rules):
         if reading is None:
             return out
         v = reading.values
+        job = v.get("job")
+        if isinstance(job, dict) and job.get("accession"):
+            # The booking on the unit names its RIS accession number: publish the pseudonym instead.
+            out["values"] = {**v, "job": {**job, "accession": accession_ref(job["accession"], self.key)}}
         if v.get("vial_radionuclide") and v.get("vial_calibrated_at") and v.get("vial_activity_mbq") is not None:
             try:
                 t_half = half_life_s(v["vial_radionuclide"], v.get("vial_half_life_s"))

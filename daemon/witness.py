@@ -1,0 +1,81 @@
+"""Read the retained journal checkpoint from the broker (``journal verify --witness mqtt``).
+
+Run against the central broker (a config whose ``[mqtt]`` names it) the suite PC cannot
+have rewritten what it returns; against the local broker it still catches a truncated
+journal on a PC whose broker was left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class WitnessUnavailable(OSError):
+    pass
+
+
+def fetch_retained(mcfg, topic: str, timeout: float = 5.0) -> list[Any]:
+    """The retained message on ``topic`` as parsed JSON (a list of one), or [] if none is retained."""
+    v5 = mcfg.protocol == "5"
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-verify-{uuid.uuid4().hex[:8]}",
+                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311, clean_session=None if v5 else True)
+    if mcfg.username:
+        password = mcfg.password_file.read_text().strip() if mcfg.password_file else None
+        client.username_pw_set(mcfg.username, password)
+    if mcfg.tls is not None:
+        client.tls_set(ca_certs=str(mcfg.tls.ca_file),
+                       certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
+                       keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
+                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if mcfg.tls.insecure_skip_hostname:
+            client.tls_insecure_set(True)
+    got: list[bytes] = []
+    subscribed, received = threading.Event(), threading.Event()
+    refused: list[str] = []
+
+    def on_connect(c, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+            received.set()
+            return
+        c.subscribe(topic, qos=1)
+
+    def on_subscribe(c, userdata, mid, reason_codes, properties=None):
+        subscribed.set()
+
+    def on_message(c, userdata, msg):
+        if msg.retain:
+            got.append(msg.payload)
+            received.set()
+
+    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    try:
+        client.connect(mcfg.host, mcfg.port, keepalive=10)
+    except (OSError, ssl.SSLError) as err:
+        raise WitnessUnavailable(f"cannot reach the broker {mcfg.host}:{mcfg.port}: {err}") from None
+    client.loop_start()
+    try:
+        # A retained message arrives right after the SUBACK; a short grace after it means "none retained".
+        if subscribed.wait(timeout):
+            received.wait(1.0)
+        elif not received.is_set():
+            raise WitnessUnavailable(f"no answer from the broker {mcfg.host}:{mcfg.port} within {timeout:g} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if refused:
+        raise WitnessUnavailable(f"the broker refused the connection: {refused[0]}")
+    out: list[Any] = []
+    for payload in got:
+        try:
+            out.append(json.loads(payload))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            out.append(None)
+    return out
