@@ -210,6 +210,41 @@ def test_a_rise_beyond_what_the_patient_can_cause_is_still_a_spill():
     assert "mon.spill" in outs[-1]
 
 
+def test_a_spill_right_after_a_patient_arrives_is_still_a_spill():
+    # Before: any step within occupancy_grace_s of an arrival was "explained", however large.
+    rules, ctx = make_rules()
+    occupy(ctx, True, T0 + 8, activity=350)  # just injected: at most ~129 uSv/h at 0.5 m
+    outs = drive(rules, [0.1] * 5 + [400.0] * 4)
+    assert "mon.spill" in outs[-1]
+    assert rules.rise.spill.level == 400.0
+
+
+def test_a_patient_of_unknown_activity_explains_only_an_assumed_activity():
+    # Before: "unknown activity" explained every rise in an occupied room.
+    rules, ctx = make_rules()
+    occupy(ctx, True, T0 - 3600)  # no activity given: 500 MBq assumed, an hour ago, 0.5 m -> ~126 uSv/h
+    outs = drive(rules, [22.0] * 5 + [800.0] * 4)
+    assert "mon.spill" in outs[-1]
+    rules, ctx = make_rules()
+    occupy(ctx, True, T0 - 3600)
+    outs = drive(rules, [22.0] * 5 + [90.0] * 4)  # the patient walking up to the detector
+    assert all("mon.spill" not in o for o in outs) and "unknown activity" in rules.rise.last_explained
+
+
+@pytest.mark.parametrize("flag,priority", [("instrument_high_alarm", "high"), ("instrument_low_alarm", "medium")])
+def test_the_instruments_own_alarm_flags_raise_alarms(flag, priority):
+    rules, ctx = make_rules()
+    out = rules.on_reading(reading(T0, 0.1, **{flag: True}))
+    cond = next(c for c in out if c.alarm_id == f"mon.{flag}")
+    assert cond.present and cond.priority == priority and cond.kind == "clinical"
+    assert cond.type == f"radiation.{flag}"
+    # Held even when the dose-rate value is unusable: the flag is the instrument's own judgement.
+    out = rules.on_reading(reading(T0 + 2, None, detector_fault=True, **{flag: True}))
+    assert f"mon.{flag}" in present(out)
+    out = rules.on_reading(reading(T0 + 4, 0.1))
+    assert f"mon.{flag}" not in present(out)
+
+
 def test_zero_and_fault_readings_never_clear_an_alarm():
     rules, ctx = make_rules()
     outs = drive(rules, [30.0] * 4)
