@@ -21,7 +21,8 @@ RAD = {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h":
 
 def ludlum(tmp_path, **kw) -> dict:
     return {"kind": "ludlum375", "name": "Uptake 6 Ludlum", "location": "uptake6",
-            "serial_port": str(tmp_path / "ludlum.tty"), "frame_period_s": PERIOD, "sim": {"seed": 3}} | kw
+            "serial_port": str(tmp_path / "ludlum.tty"), "frame_period_s": PERIOD, "reading_unit": "uSv/h",
+            "sim": {"seed": 3}} | kw
 
 
 # -- the driver on its own, against the simulator on a pty ------------------------------

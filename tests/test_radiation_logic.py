@@ -270,10 +270,34 @@ def test_config_refuses_a_monitor_without_thresholds_and_unknown_areas():
     with pytest.raises(ConfigError) as e:
         parse_config({"site": {"id": "t", "name": "t"}, "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
                       "radiation": {"areas": {"hotlba": {"normal": {"warning_usv_h": 1, "alarm_usv_h": 2}}}},
-                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null"},
+                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null",
+                                        "reading_unit": "uSv/h"},
                                   "n": {"kind": "area_monitor_modbus", "transport": "tcp"}}})
     paths = {i.path for i in e.value.issues}
     assert paths == {"devices.m.radiation", "devices.n.location", "radiation.areas.hotlba"}
+
+
+def test_a_ludlum_without_a_reading_unit_is_refused_by_key_path():
+    # Before: the unit defaulted to uSv/h, so a meter set to mR/h read 10x low without a word.
+    with pytest.raises(ConfigError) as e:
+        parse_config({"site": {"id": "t", "name": "t"}, "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
+                      "radiation": {"areas": {"hotlab": {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20}}}},
+                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null"}}})
+    issues = {i.path: i.message for i in e.value.issues}
+    assert set(issues) == {"devices.m.reading_unit"} and "10x low" in issues["devices.m.reading_unit"]
+
+
+def test_check_config_exits_2_naming_the_ludlum_reading_unit(tmp_path):
+    import subprocess
+    import sys
+    from helpers import REPO
+    text = (REPO / "examples" / "suite.toml").read_text()
+    assert 'reading_unit = "uSv/h"\n' in text
+    bad = tmp_path / "no-unit.toml"
+    bad.write_text(text.replace('reading_unit = "uSv/h"\n', ""))
+    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(bad)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "devices.uptake6_ludlum.reading_unit: required" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("bad,why", [
