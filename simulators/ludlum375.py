@@ -113,7 +113,7 @@ class Ludlum375Simulator(Simulator):
         try:
             text = format_reading(shown)
         except ValueError:
-            text, over = "9999.9", True  # the display saturates
+            text, over = "9999.0", True  # the display saturates
         return format_frame(text, audio=s.high_alarm or s.low_alarm, high_alarm=s.high_alarm,
                             low_alarm=s.low_alarm, over_range=over, monitor_fail=s.fault,
                             error_code=self.error_code if not s.fault else "3")
