@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from suitemon.daemon.doses.checks import administered_activity, run_checks
 from suitemon.daemon.doses.config import DispensingConfig, Exam, ReferenceLevel, UptakeConfig
 from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
+from helpers import REPO
 
 T0 = 1_800_000_000.0  # an epoch second; only differences matter
 
@@ -234,3 +238,13 @@ def test_removed_dose_settings_are_refused_by_key_path_not_ignored():
     assert set(issues) == {"dispensing.notifiable_msv", "dispensing.reference_levels",
                            "dispensing.exams.X.reference_level"}
     assert "CQC" in issues["dispensing.notifiable_msv"] and "reference_level" in issues["dispensing.reference_levels"]
+
+
+def test_check_config_shows_each_exams_reference_level_rule():
+    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(REPO / "examples" / "suite.toml")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:] if ln.startswith("    ")}
+    assert "fixed 400 MBq" in lines["PETONC"]
+    assert "per kg 3.5 MBq/kg" in lines["PETBRAIN"]
+    assert "none (check not done)" in lines["PSMA"]
