@@ -41,6 +41,9 @@ class Ludlum375Simulator(Simulator):
         # The meter's display unit is a setting on the instrument, not something the frame says: the
         # `display_unit` sim option sets it (default: what the config claims), so a mismatch can be shown.
         self.display_unit = self.options.get("display_unit") or cfg.reading_unit or "uSv/h"
+        if self.display_unit not in UNIT_FACTORS:
+            raise ValueError(f"{device_id}: sim display_unit {self.display_unit!r} is not one of "
+                             f"{', '.join(UNIT_FACTORS)}")
         self.factor = UNIT_FACTORS[self.display_unit]
         self.model = AreaModel(self.options)
         self.rng = random.Random(self.options.get("seed"))
