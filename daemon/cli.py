@@ -57,6 +57,13 @@ def cmd_check_config(args) -> int:
              if getattr(cfg, name, None) is not None]
     if extra:
         print(f"  features   {', '.join(extra)}")
+    dispensing = getattr(cfg, "dispensing", None)
+    if dispensing is not None and dispensing.exams:
+        # Which reference-level rule each exam is checked against: a person must be able to see it.
+        print("  exams      reference level per booked exam")
+        for code, exam in dispensing.exams.items():
+            rule = exam.reference_level.describe() if exam.reference_level else "none (check not done)"
+            print(f"    {code:<16} {exam.radiopharmaceutical or exam.radionuclide:<12} {rule}")
     return EXIT_OK
 
 

@@ -40,7 +40,8 @@ class Config(DeviceConfig):
     bytesize: Literal[7, 8] = 8
     frame_period_s: float = Field(2.0, ge=0.05, le=60, description="the instrument sends a frame this often")
     comm_lost_frames: int = Field(3, ge=1, le=100, description="frame periods without a valid frame = comm lost")
-    reading_unit: DisplayUnit = Field("uSv/h", description="the unit the instrument is set to display")
+    # No default: the frame carries no unit, and a meter set to mR/h read as uSv/h reads 10x low.
+    reading_unit: DisplayUnit | None = Field(None, description="REQUIRED: the unit the instrument is set to display")
     comm_loss_after: int = Field(1, ge=1, le=100, description="failed polls; one failed poll already "
                                                                "means comm_lost_frames silent periods")
     radiation: AreaRadiation | None = None
@@ -54,12 +55,22 @@ class Config(DeviceConfig):
         return data
 
 
+UNIT_REQUIRED = ("required: the unit the instrument is set to display (one of " + ", ".join(DisplayUnit.__args__)
+                 + "). The frame carries no unit; a meter set to mR/h read as uSv/h would read 10x low")
+
+
 def check(cfg) -> list[tuple[str, str]]:
-    return list(check_devices("ludlum375", cfg))
+    issues = list(check_devices("ludlum375", cfg))
+    for did, dev in cfg.devices.items():
+        if dev.kind == "ludlum375" and dev.reading_unit is None:
+            issues.append((f"devices.{did}.reading_unit", UNIT_REQUIRED))
+    return issues
 
 
 class Ludlum375Driver(Driver):
     def __init__(self, device_id: str, config: Config):
+        if config.reading_unit is None:  # check-config refuses this; a direct caller gets the same reason
+            raise ValueError(f"{device_id}: reading_unit {UNIT_REQUIRED}")
         super().__init__(device_id, config)
         self.period = config.frame_period_s
         self.reader = FrameReader(gap_s=max(0.02, self.period / 2))

@@ -2,7 +2,7 @@
 
 The instrument sends one 14-byte ASCII frame every 2 s (Ludlum 375 manual, section 4):
 
-    bytes 1-6   the reading, e.g. ``0642.1`` (digits and one decimal point)
+    bytes 1-6   the reading: ``0xxx.x`` below 1000, ``xxxx.0`` above (decimal point always byte 5)
     byte 7      audio status       '1' = on
     byte 8      high-alarm status  '1' = on
     byte 9      low-alarm status   '1' = on
@@ -65,9 +65,10 @@ def parse_frame(raw: bytes, at: float = 0.0) -> Frame:
         raise FrameRejected(f"reading {text!r} has characters other than digits and '.'")
     if text.count(b".") != 1:
         raise FrameRejected(f"reading {text!r} must have exactly one decimal point")
-    dot = text.index(b".")
-    if dot in (0, 5):
-        raise FrameRejected(f"reading {text!r} has its decimal point at an edge")
+    if text.index(b".") != 4:
+        # The manual puts the point at byte 5 in both formats. No checksum guards the frame, so a
+        # point anywhere else is a corrupted frame (one byte would make 642.1 read 64.21), never a value.
+        raise FrameRejected(f"reading {text!r} must have its decimal point at byte 5")
     for i, name in ((6, "audio"), (7, "high alarm"), (8, "low alarm"), (9, "over range"), (10, "monitor")):
         if raw[i] not in FLAG_CHARS:
             raise FrameRejected(f"{name} status byte {raw[i]:#04x} is not '0' or '1'")
@@ -81,14 +82,13 @@ def parse_frame(raw: bytes, at: float = 0.0) -> Frame:
 
 
 def format_reading(value: float) -> str:
-    """A non-negative value as the instrument's 6-character display, or ValueError if it will not fit."""
+    """A non-negative value as the manual's 6 characters (``0642.1``, ``1234.0``), or ValueError."""
     if not value >= 0:  # also catches NaN
         raise ValueError(f"reading {value!r} cannot be displayed")
-    for decimals in (3, 2, 1):
-        text = f"{value:06.{decimals}f}"
-        if len(text) == 6:
-            return text
-    raise ValueError(f"reading {value!r} does not fit the 6-character display")
+    text = f"{value:06.1f}" if value < 999.95 else f"{value:04.0f}.0"
+    if len(text) != 6:
+        raise ValueError(f"reading {value!r} does not fit the 6-character display")
+    return text
 
 
 def format_frame(value: float | str, *, audio: bool = False, high_alarm: bool = False, low_alarm: bool = False,

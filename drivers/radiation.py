@@ -88,6 +88,9 @@ class RiseRule(Strict):
         60.0, ge=0, description="a patient arriving this close to the step explains it")
     patient_min_distance_m: float = Field(
         0.5, gt=0, description="closest a patient can be to the detector; bounds what a patient explains")
+    assumed_activity_mbq: float = Field(
+        500.0, gt=0, le=20000,
+        description="activity assumed for an occupant whose activity is not known (above the 400 MBq FDG DRL)")
 
 
 class AreaRadiation(Strict):

@@ -5,6 +5,8 @@ Like the RTU server, it creates a pty pair and links the far end at the device's
 ``frame_period_s``. Serial trouble on demand: ``garbage`` (random bytes now), ``partial``
 (the first bytes of a frame now), ``noise`` (a fraction of frames corrupted, evenly spread),
 ``silence`` (the instrument stops sending), ``unplug``/``plug`` (the line goes away).
+Sim option ``display_unit``: the unit the simulated meter is set to (default: the config's
+``reading_unit``). Status bytes follow the manual: '1' = the status light is on.
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ class Ludlum375Simulator(Simulator):
         super().__init__(device_id, cfg)
         self.path = Path(cfg.serial_port)
         self.period = cfg.frame_period_s
-        self.factor = UNIT_FACTORS[cfg.reading_unit]
+        # The meter's display unit is a setting on the instrument, not something the frame says: the
+        # `display_unit` sim option sets it (default: what the config claims), so a mismatch can be shown.
+        self.display_unit = self.options.get("display_unit") or cfg.reading_unit or "uSv/h"
+        if self.display_unit not in UNIT_FACTORS:
+            raise ValueError(f"{device_id}: sim display_unit {self.display_unit!r} is not one of "
+                             f"{', '.join(UNIT_FACTORS)}")
+        self.factor = UNIT_FACTORS[self.display_unit]
         self.model = AreaModel(self.options)
         self.rng = random.Random(self.options.get("seed"))
         self.noise_rate = 0.0
@@ -108,7 +116,7 @@ class Ludlum375Simulator(Simulator):
         try:
             text = format_reading(shown)
         except ValueError:
-            text, over = "9999.9", True  # the display saturates
+            text, over = "9999.0", True  # the display saturates
         return format_frame(text, audio=s.high_alarm or s.low_alarm, high_alarm=s.high_alarm,
                             low_alarm=s.low_alarm, over_range=over, monitor_fail=s.fault,
                             error_code=self.error_code if not s.fault else "3")

@@ -6,7 +6,8 @@ import json
 
 from helpers import Watcher, free_port
 
-EXAMS = {"PETONC": {"radionuclide": "F-18", "radiopharmaceutical": "FDG"},
+EXAMS = {"PETONC": {"radionuclide": "F-18", "radiopharmaceutical": "FDG",
+                    "reference_level": {"rule": "per_kg", "mbq_per_kg": 3.5}},
          "PSMA": {"radionuclide": "Ga-68", "radiopharmaceutical": "PSMA-11"}}
 
 

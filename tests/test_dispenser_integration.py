@@ -31,7 +31,8 @@ def test_each_check_raises_its_own_latched_alarm(make_suite, watcher, tmp_path, 
     suite.sim("disp", "over_tolerance", pct=15)
     suite.sim("disp", "administer", **patient(2, room=3, mbq=250, weight=95))       # 1002: +15 %
     suite.sim("disp", "administer", **patient(3, room=1, mbq=300, weight=60))       # 1003: 5 MBq/kg
-    suite.sim("disp", "administer", **patient(4, room=3, mbq=1400, weight=120))     # 1004: 26.6 mSv
+    suite.sim("disp", "over_tolerance", pct=400)
+    suite.sim("disp", "administer", **patient(4, room=3, mbq=300, weight=120))      # 1004: 28.5 mSv, 5.7 intended
     suite.sim("disp", "administer", **patient(5, room=1, mbq=150, exam="PSMA"))     # 1005: FDG for a PSMA exam
     suite.sim("disp", "next_residual", mbq=20)
     suite.sim("disp", "administer", **patient(6, room=3, mbq=300, weight=95))       # 1006: 6.7 % residual
@@ -43,18 +44,20 @@ def test_each_check_raises_its_own_latched_alarm(make_suite, watcher, tmp_path, 
         "disp-1001": set(),
         "disp-1002": {"tolerance"},
         "disp-1003": {"reference_level"},
-        "disp-1004": {"reference_level", "notifiable"},
-        "disp-1005": {"radiopharmaceutical"},
+        "disp-1004": {"tolerance", "reference_level", "notifiable"},
+        "disp-1005": {"radiopharmaceutical", "notifiable"},
         "disp-1006": {"residual"},
     }
     expected = {"disp-1002.tolerance": "medium", "disp-1003.reference_level": "medium",
                 "disp-1004.notifiable": "high", "disp-1004.reference_level": "medium",
-                "disp-1005.radiopharmaceutical": "high", "disp-1006.residual": "low"}
+                "disp-1005.radiopharmaceutical": "high", "disp-1005.notifiable": "high", "disp-1006.residual": "low"}
     for suffix, priority in expected.items():
         a = wait_alarm(watcher, site, f"dose.{suffix}", state="active", condition="absent")
         assert a["priority"] == priority and a["latching"] is True, a
         assert a["details"]["record_id"] == suffix.split(".")[0]
-    assert alarm(watcher, site, "dose.disp-1004.notifiable")["location"] == "uptake3"
+    notifiable = alarm(watcher, site, "dose.disp-1004.notifiable")
+    assert notifiable["location"] == "uptake3" and notifiable["details"]["criterion"] == "2.3"
+    assert alarm(watcher, site, "dose.disp-1005.notifiable")["details"]["criterion"] == "wrong_radiopharmaceutical"
     assert not [e for e in events(watcher, site, "alarm.raised") if e["alarm_id"].startswith("dose.disp-1001")]
 
     good = recs["disp-1001"]

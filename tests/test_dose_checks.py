@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from suitemon.daemon.doses.checks import administered_activity, run_checks
 from suitemon.daemon.doses.config import DispensingConfig, Exam, ReferenceLevel, UptakeConfig
 from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
+from helpers import REPO
 
 T0 = 1_800_000_000.0  # an epoch second; only differences matter
 
@@ -49,7 +53,8 @@ def entry(**kw):
     return base
 
 
-CFG = DispensingConfig(exams={"PETONC": Exam(radionuclide="F-18", radiopharmaceutical="FDG"),
+CFG = DispensingConfig(exams={"PETONC": Exam(radionuclide="F-18", radiopharmaceutical="FDG",
+                                              reference_level=ReferenceLevel(rule="fixed", mbq=400)),
                               "PSMA": Exam(radionuclide="Ga-68", radiopharmaceutical="PSMA-11")})
 
 
@@ -79,37 +84,79 @@ def test_tolerance_is_plus_minus_ten_percent(factor, ok):
     assert outcome(e)[1]["tolerance"] is ok
 
 
-@pytest.mark.parametrize("mbq,weight,mode,ok", [
-    (390.0, 120.0, "any", True),     # under 400 and under 3.5 x 120 = 420
-    (410.0, 120.0, "any", False),    # over the fixed 400
-    (300.0, 80.0, "any", False),     # over 3.5 x 80 = 280
-    (300.0, 80.0, "all", True),      # over per-kg only: "all" needs both
-    (450.0, 80.0, "all", False),     # over both
-    (390.0, None, "any", True),      # no weight: the fixed rule alone
+FIXED = ReferenceLevel(rule="fixed", mbq=400)
+PER_KG = ReferenceLevel(rule="per_kg", mbq_per_kg=3.5)
+
+
+def with_level(level: ReferenceLevel) -> DispensingConfig:
+    exams = {**CFG.exams, "PETONC": Exam(radionuclide="F-18", radiopharmaceutical="FDG", reference_level=level)}
+    return DispensingConfig(exams=exams)
+
+
+@pytest.mark.parametrize("level,mbq,weight,ok,limit", [
+    (FIXED, 390.0, 120.0, True, 400.0),
+    (FIXED, 410.0, 120.0, False, 400.0),
+    (FIXED, 390.0, None, True, 400.0),     # a fixed rule needs no weight
+    (PER_KG, 300.0, 80.0, False, 280.0),   # 3.5 x 80
+    (PER_KG, 300.0, 90.0, True, 315.0),
+    (PER_KG, 450.0, 130.0, True, 455.0),   # a heavy patient on a per-kg exam is not over a hidden 400 MBq cap
 ])
-def test_reference_level_fixed_and_per_kg(mbq, weight, mode, ok):
-    cfg = DispensingConfig(exams=CFG.exams,
-                           reference_levels={"FDG": ReferenceLevel(fixed_mbq=400, per_kg_mbq=3.5, mode=mode)})
+def test_reference_level_is_the_exams_one_named_rule(level, mbq, weight, ok, limit):
     e = entry(prescribed_mbq=mbq, measured_mbq=decay(mbq, T0, T0 - 600, 6586.2), weight_kg=weight)
-    _, oks, checks, _ = outcome(e, cfg)
+    _, oks, checks, _ = outcome(e, with_level(level))
     assert oks["reference_level"] is ok
-    if weight is None:
-        assert "no weight" in checks["reference_level"].message
+    assert checks["reference_level"].details["rule"] == level.rule
+    assert checks["reference_level"].details["limit_mbq"] == pytest.approx(limit)
 
 
-def test_per_kg_only_without_weight_is_not_evaluated():
-    cfg = DispensingConfig(reference_levels={"FDG": ReferenceLevel(per_kg_mbq=3.5)}, exams=CFG.exams)
-    _, oks, checks, _ = outcome(entry(weight_kg=None), cfg)
+def test_a_130_kg_patient_on_a_per_kg_exam_does_not_alarm_but_on_a_fixed_exam_does():
+    # Before: "any" meant min(400, 3.5 x weight), so every patient over ~114 kg alarmed.
+    e = entry(prescribed_mbq=440.0, measured_mbq=decay(440.0, T0, T0 - 600, 6586.2), weight_kg=130.0)
+    assert outcome(e, with_level(PER_KG))[1]["reference_level"] is True
+    assert outcome(e, with_level(FIXED))[1]["reference_level"] is False
+
+
+def test_per_kg_without_weight_is_not_evaluated():
+    _, oks, checks, _ = outcome(entry(weight_kg=None), with_level(PER_KG))
     assert oks["reference_level"] is None and "weight" in checks["reference_level"].message
 
 
-@pytest.mark.parametrize("mbq,ok", [(1300.0, True), (1315.0, True), (1316.0, False), (1500.0, False)])
-def test_notifiable_threshold_25_msv_at_0_019_msv_per_mbq(mbq, ok):
-    # 25 mSv / 0.019 mSv/MBq = 1315.79 MBq
-    e = entry(prescribed_mbq=mbq, measured_mbq=decay(mbq, T0, T0 - 600, 6586.2))
+def test_an_exam_without_a_reference_level_says_the_check_was_not_done():
+    e = entry(radionuclide="Ga-68", radiopharmaceutical="PSMA-11", exam="PSMA",
+              measured_mbq=decay(150.0, T0, T0 - 600, 67.83 * 60), prescribed_mbq=150.0)
     _, oks, checks, _ = outcome(e)
-    assert oks["notifiable"] is ok
-    assert checks["notifiable"].priority == "high"
+    assert oks["reference_level"] is None and "no local reference level" in checks["reference_level"].message
+
+
+@pytest.mark.parametrize("prescribed,given,notifiable,code", [
+    (300.0, 1300.0, False, "2.3"),   # intended 5.7 mSv: notifiable at 25 mSv; 24.7 mSv
+    (300.0, 1320.0, True, "2.3"),    # 25.08 mSv
+    (100.0, 990.0, False, "2.2"),    # intended 1.9 mSv: notifiable at 10 x = 19 mSv; 18.8 mSv
+    (100.0, 1010.0, True, "2.2"),    # 19.2 mSv: below a fixed 25 mSv, yet notifiable
+    (10.0, 155.0, False, "2.1"),     # intended 0.19 mSv: notifiable at 3 mSv; 2.9 mSv
+    (10.0, 160.0, True, "2.1"),      # 3.04 mSv
+    (600.0, 1490.0, False, "2.4"),   # intended 11.4 mSv: notifiable at 2.5 x = 28.5 mSv; 28.3 mSv
+    (600.0, 1510.0, True, "2.4"),    # 28.7 mSv
+    (1400.0, 1400.0, False, "2.4"),  # 26.6 mSv as intended: not an unintended exposure
+])
+def test_notifiable_follows_the_cqc_criteria_against_the_intended_dose(prescribed, given, notifiable, code):
+    e = entry(prescribed_mbq=prescribed, measured_mbq=decay(given, T0, T0 - 600, 6586.2))
+    _, oks, checks, msv = outcome(e)
+    c = checks["notifiable"]
+    assert oks["notifiable"] is (not notifiable)
+    assert c.priority == "high" and c.details["criterion"] == code
+    assert c.details["intended_msv"] == pytest.approx(prescribed * 0.019, abs=0.01)
+    assert msv == pytest.approx(given * 0.019)
+    assert f"CQC code {code}" in c.message  # the alarm says which criterion was met
+
+
+def test_a_wrong_radiopharmaceutical_is_always_notifiable():
+    e = entry(exam="PSMA", radionuclide="F-18", radiopharmaceutical="FDG", prescribed_mbq=10.0,
+              measured_mbq=decay(10.0, T0, T0 - 600, 6586.2))
+    _, oks, checks, _ = outcome(e)
+    assert oks["radiopharmaceutical"] is False and oks["notifiable"] is False
+    assert checks["notifiable"].details["criterion"] == "wrong_radiopharmaceutical"
+    assert "wrong radiopharmaceutical" in checks["notifiable"].message
 
 
 def test_no_dose_coefficient_means_not_evaluated_not_passed():
@@ -155,6 +202,10 @@ def test_config_rejects_nonsense():
     with pytest.raises(ValueError):
         ReferenceLevel()
     with pytest.raises(ValueError):
+        ReferenceLevel(rule="fixed", mbq=400, mbq_per_kg=3.5)  # one rule, never both
+    with pytest.raises(ValueError):
+        ReferenceLevel(rule="per_kg", mbq=400)
+    with pytest.raises(ValueError):
         Exam(radionuclide="Tc-99m")
     with pytest.raises(ValueError):
         DispensingConfig(summary_at="25:00")
@@ -174,3 +225,26 @@ def test_config_cross_references_are_checked():
     paths = {i.path for i in e.value.issues}
     assert paths == {"devices.disp.rooms.2", "uptake.notify_role", "alarm_types.dose.tolerance.latching",
                      "site.timezone"}
+
+
+def test_removed_dose_settings_are_refused_by_key_path_not_ignored():
+    from suitemon.daemon.config import ConfigError, parse_config
+    base = {"site": {"id": "s", "name": "s"},
+            "dispensing": {"notifiable_msv": 25.0, "reference_levels": {"FDG": {"fixed_mbq": 400}},
+                           "exams": {"X": {"radionuclide": "F-18", "reference_level": {"rule": "per_kg"}}}}}
+    with pytest.raises(ConfigError) as e:
+        parse_config(base)
+    issues = {i.path: i.message for i in e.value.issues}
+    assert set(issues) == {"dispensing.notifiable_msv", "dispensing.reference_levels",
+                           "dispensing.exams.X.reference_level"}
+    assert "CQC" in issues["dispensing.notifiable_msv"] and "reference_level" in issues["dispensing.reference_levels"]
+
+
+def test_check_config_shows_each_exams_reference_level_rule():
+    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(REPO / "examples" / "suite.toml")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:] if ln.startswith("    ")}
+    assert "fixed 400 MBq" in lines["PETONC"]
+    assert "per kg 3.5 MBq/kg" in lines["PETBRAIN"]
+    assert "none (check not done)" in lines["PSMA"]

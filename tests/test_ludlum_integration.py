@@ -21,7 +21,8 @@ RAD = {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h":
 
 def ludlum(tmp_path, **kw) -> dict:
     return {"kind": "ludlum375", "name": "Uptake 6 Ludlum", "location": "uptake6",
-            "serial_port": str(tmp_path / "ludlum.tty"), "frame_period_s": PERIOD, "sim": {"seed": 3}} | kw
+            "serial_port": str(tmp_path / "ludlum.tty"), "frame_period_s": PERIOD, "reading_unit": "uSv/h",
+            "sim": {"seed": 3}} | kw
 
 
 # -- the driver on its own, against the simulator on a pty ------------------------------
@@ -175,7 +176,7 @@ def test_ludlum_over_range_fault_and_occupancy(make_suite, watcher, tmp_path):
     rec = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "lud.over_range")))
                            and a["state"] == "active" and a, 5, what="over-range")
     assert (rec["priority"], rec["kind"]) == ("high", "technical")
-    assert watcher.json_of(state_t)["values"]["display"] == "9999.9"
+    assert watcher.json_of(state_t)["values"]["display"] == "9999.0"
 
     suite.sim("lud", "fix")
     suite.sim("lud", "fail", mode="fault")  # monitor FAIL status and an error code
@@ -186,3 +187,25 @@ def test_ludlum_over_range_fault_and_occupancy(make_suite, watcher, tmp_path):
     assert s["dose_rate_usv_h"] is None
     assert not [e for e in watcher.events(suite.site)
                 if e["type"] == "alarm.raised" and e["alarm_id"] in ("lud.rate_warning", "lud.spill")]
+
+
+def test_the_instruments_own_alarm_bytes_raise_alarms_and_the_meters_unit_is_honoured(make_suite, watcher, tmp_path):
+    # A meter set to mR/h, configured as such: frames carry 0.6 (mR/h) for 6 uSv/h. The instrument's
+    # own setpoints (5 and 2 uSv/h) sit below suitemon's 7.5 uSv/h warning: its flags alone must alarm.
+    suite = start(make_suite, watcher, tmp_path, reading_unit="mR/h",
+                  sim={"seed": 3, "display_unit": "mR/h", "high_alarm_usv_h": 5.0, "low_alarm_usv_h": 2.0})
+    state_t = suite.topic("device", "lud", "state")
+    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="Ludlum up")
+    suite.sim("lud", "fix", usv_h=6.0)
+    s = watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["values"]["display"] == "0000.6" and s, 5,
+                         what="the meter's own display")
+    assert s["dose_rate_usv_h"] == pytest.approx(6.0) and s["values"]["display_unit"] == "mR/h"
+    for flag, priority in (("instrument_high_alarm", "high"), ("instrument_low_alarm", "medium")):
+        rec = watcher.wait_for(lambda w, f=flag: (a := w.json_of(suite.topic("alarm", f"lud.{f}")))
+                               and a["state"] == "active" and a, 5, what=flag)
+        assert rec["priority"] == priority and rec["location"] == "uptake6"
+    assert not [e for e in watcher.events(suite.site)
+                if e["type"] == "alarm.raised" and e["alarm_id"] == "lud.rate_warning"]
+    suite.sim("lud", "fix", usv_h=0.1)
+    watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "lud.instrument_high_alarm")))
+                     and a["state"] == "closed", 5, what="instrument alarm over")

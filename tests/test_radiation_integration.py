@@ -160,6 +160,9 @@ def test_over_range_and_detector_faults_are_high_technical_and_never_all_clear(m
 
     suite.sim("hot", "fix", usv_h=30.0)
     watcher.wait_for(is_active(suite, "hot.rate_alarm"), 10, what="rate alarm again")
+    # The instrument's own alarm_high bit (simulated setpoint 20 uSv/h) is an alarm of its own.
+    rec = watcher.wait_for(is_active(suite, "hot.instrument_high_alarm"), 10, what="instrument's own high alarm")
+    assert (rec["priority"], rec["kind"]) == ("high", "clinical")
     suite.sim("hot", "fail", mode="fault")  # fault flag, reading 0
     rec = watcher.wait_for(is_active(suite, "hot.detector_fault"), 10, what="detector fault")
     assert (rec["priority"], rec["kind"]) == ("high", "technical")

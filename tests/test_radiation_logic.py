@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -16,6 +19,7 @@ from suitemon.daemon.radiation.logic import DailyDose, LevelTracker, RiseDetecto
 from suitemon.drivers.base import Reading
 from suitemon.drivers.radiation import RiseRule, patient_dose_rate
 from suitemon.simulators.radiation_model import AreaModel, poisson
+from helpers import REPO
 
 T0 = 1_750_000_000.0
 
@@ -210,6 +214,41 @@ def test_a_rise_beyond_what_the_patient_can_cause_is_still_a_spill():
     assert "mon.spill" in outs[-1]
 
 
+def test_a_spill_right_after_a_patient_arrives_is_still_a_spill():
+    # Before: any step within occupancy_grace_s of an arrival was "explained", however large.
+    rules, ctx = make_rules()
+    occupy(ctx, True, T0 + 8, activity=350)  # just injected: at most ~129 uSv/h at 0.5 m
+    outs = drive(rules, [0.1] * 5 + [400.0] * 4)
+    assert "mon.spill" in outs[-1]
+    assert rules.rise.spill.level == 400.0
+
+
+def test_a_patient_of_unknown_activity_explains_only_an_assumed_activity():
+    # Before: "unknown activity" explained every rise in an occupied room.
+    rules, ctx = make_rules()
+    occupy(ctx, True, T0 - 3600)  # no activity given: 500 MBq assumed, an hour ago, 0.5 m -> ~126 uSv/h
+    outs = drive(rules, [22.0] * 5 + [800.0] * 4)
+    assert "mon.spill" in outs[-1]
+    rules, ctx = make_rules()
+    occupy(ctx, True, T0 - 3600)
+    outs = drive(rules, [22.0] * 5 + [90.0] * 4)  # the patient walking up to the detector
+    assert all("mon.spill" not in o for o in outs) and "unknown activity" in rules.rise.last_explained
+
+
+@pytest.mark.parametrize("flag,priority", [("instrument_high_alarm", "high"), ("instrument_low_alarm", "medium")])
+def test_the_instruments_own_alarm_flags_raise_alarms(flag, priority):
+    rules, ctx = make_rules()
+    out = rules.on_reading(reading(T0, 0.1, **{flag: True}))
+    cond = next(c for c in out if c.alarm_id == f"mon.{flag}")
+    assert cond.present and cond.priority == priority and cond.kind == "clinical"
+    assert cond.type == f"radiation.{flag}"
+    # Held even when the dose-rate value is unusable: the flag is the instrument's own judgement.
+    out = rules.on_reading(reading(T0 + 2, None, detector_fault=True, **{flag: True}))
+    assert f"mon.{flag}" in present(out)
+    out = rules.on_reading(reading(T0 + 4, 0.1))
+    assert f"mon.{flag}" not in present(out)
+
+
 def test_zero_and_fault_readings_never_clear_an_alarm():
     rules, ctx = make_rules()
     outs = drive(rules, [30.0] * 4)
@@ -235,10 +274,32 @@ def test_config_refuses_a_monitor_without_thresholds_and_unknown_areas():
     with pytest.raises(ConfigError) as e:
         parse_config({"site": {"id": "t", "name": "t"}, "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
                       "radiation": {"areas": {"hotlba": {"normal": {"warning_usv_h": 1, "alarm_usv_h": 2}}}},
-                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null"},
+                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null",
+                                        "reading_unit": "uSv/h"},
                                   "n": {"kind": "area_monitor_modbus", "transport": "tcp"}}})
     paths = {i.path for i in e.value.issues}
     assert paths == {"devices.m.radiation", "devices.n.location", "radiation.areas.hotlba"}
+
+
+def test_a_ludlum_without_a_reading_unit_is_refused_by_key_path():
+    # Before: the unit defaulted to uSv/h, so a meter set to mR/h read 10x low without a word.
+    with pytest.raises(ConfigError) as e:
+        parse_config({"site": {"id": "t", "name": "t"}, "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
+                      "radiation": {"areas": {"hotlab": {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20}}}},
+                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null"}}})
+    issues = {i.path: i.message for i in e.value.issues}
+    assert set(issues) == {"devices.m.reading_unit"} and "10x low" in issues["devices.m.reading_unit"]
+
+
+def test_check_config_exits_2_naming_the_ludlum_reading_unit(tmp_path):
+    text = (REPO / "examples" / "suite.toml").read_text()
+    text, n = re.subn(r"(?m)^reading_unit = .*\n", "", text)
+    assert n == 1
+    bad = tmp_path / "no-unit.toml"
+    bad.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(bad)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "devices.uptake6_ludlum.reading_unit: required" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("bad,why", [

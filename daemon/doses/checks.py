@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
 
 from suitemon.daemon.doses.config import DispensingConfig
+from suitemon.daemon.doses.notifiable import WRONG_RADIOPHARMACEUTICAL, criterion_for
 
 
 @dataclass(frozen=True)
@@ -72,43 +73,54 @@ def check_tolerance(e, act: Activity, cfg: DispensingConfig) -> Check:
 
 
 def check_reference_level(e, act: Activity, cfg: DispensingConfig) -> Check:
-    rp = e.get("radiopharmaceutical")
-    level = cfg.reference_levels.get(rp or "")
+    """The booked exam's local reference level, by its one named rule (fixed or per kg)."""
+    exam = cfg.exams.get(e.get("exam") or "")
+    level = exam.reference_level if exam is not None else None
     if level is None:
-        return Check("reference_level", None, f"no local reference level for {rp}", "dose.reference_level", "medium")
-    limits: dict[str, float] = {}
-    if level.fixed_mbq is not None:
-        limits["fixed"] = level.fixed_mbq
-    if level.per_kg_mbq is not None and e.get("weight_kg"):
-        limits["per_kg"] = level.per_kg_mbq * e["weight_kg"]
-    if not limits:
-        return Check("reference_level", None, "per-kg reference level needs the patient's weight, none given",
+        return Check("reference_level", None, f"no local reference level configured for exam {e.get('exam')!r}",
                      "dose.reference_level", "medium")
-    over = {k: v for k, v in limits.items() if act.administered_mbq > v}
-    exceeded = bool(over) if level.mode == "any" else len(over) == len(limits)
-    parts = ", ".join(f"{k} {v:.0f} MBq" for k, v in limits.items())
+    limit = level.limit_mbq(e.get("weight_kg"))
+    details = {"rule": level.rule, "limit_mbq": round(limit, 1) if limit is not None else None}
+    if level.rule == "per_kg":
+        details.update(mbq_per_kg=level.mbq_per_kg, weight_kg=e.get("weight_kg"))
+    if limit is None:
+        return Check("reference_level", None, f"per-kg reference level ({level.mbq_per_kg:g} MBq/kg) needs the "
+                     "patient's weight, none given: not evaluated", "dose.reference_level", "medium", details=details)
+    exceeded = act.administered_mbq > limit
+    how = (f"{level.mbq_per_kg:g} MBq/kg x {e['weight_kg']:g} kg = {limit:.0f} MBq" if level.rule == "per_kg"
+           else f"fixed {limit:.0f} MBq")
     msg = (f"administered {act.administered_mbq:.0f} MBq {'above' if exceeded else 'within'} the local reference "
-           f"level for {rp} ({parts}; mode {level.mode})")
-    if level.per_kg_mbq is not None and "per_kg" not in limits:
-        msg += "; per-kg rule not applied: no weight"
-    return Check("reference_level", not exceeded, msg, "dose.reference_level", "medium",
-                 details={"limits_mbq": {k: round(v, 1) for k, v in limits.items()}, "mode": level.mode})
+           f"level for exam {e['exam']} ({how})")
+    return Check("reference_level", not exceeded, msg, "dose.reference_level", "medium", details=details)
 
 
-def check_notifiable(e, act: Activity, cfg: DispensingConfig) -> tuple[Check, float | None]:
+def check_notifiable(e, act: Activity, cfg: DispensingConfig, *, wrong_radiopharmaceutical: bool = False
+                     ) -> tuple[Check, float | None]:
+    """The CQC IR(ME)R criteria (daemon/doses/notifiable.py): received vs intended effective dose."""
     rp = e.get("radiopharmaceutical")
     coef = cfg.coefficients.get(rp or "")
+    msv = act.administered_mbq * coef if coef is not None else None
+    if wrong_radiopharmaceutical:
+        c = WRONG_RADIOPHARMACEUTICAL
+        est = f"; effective dose estimate {msv:.1f} mSv" if msv is not None else ""
+        return Check("notifiable", False, f"{c.text} (CQC){est}: report to the regulator", "dose.notifiable", "high",
+                     details={"criterion": c.code, "criterion_text": c.text,
+                              "effective_dose_msv": round(msv, 2) if msv is not None else None}), msv
     if coef is None:
         return Check("notifiable", None, f"no dose coefficient for {rp}: effective dose not estimated",
                      "dose.notifiable", "high"), None
-    msv = act.administered_mbq * coef
-    ok = msv < cfg.notifiable_msv
-    msg = (f"effective dose estimate {msv:.1f} mSv ({act.administered_mbq:.0f} MBq x {coef:g} mSv/MBq) "
-           f"{'below' if ok else 'at or above'} the notifiable {cfg.notifiable_msv:g} mSv")
+    intended = e["prescribed_mbq"] * coef
+    c = criterion_for(intended)
+    ok = msv < c.threshold_msv
+    msg = (f"effective dose estimate {msv:.1f} mSv ({act.administered_mbq:.0f} MBq x {coef:g} mSv/MBq), intended "
+           f"{intended:.1f} mSv: {'below' if ok else 'at or above'} {c.threshold_msv:.1f} mSv (CQC code {c.code}, "
+           f"{c.text})")
     if not ok:
         msg += ": report to the regulator"
     return Check("notifiable", ok, msg, "dose.notifiable", "high",
-                 details={"effective_dose_msv": round(msv, 2), "coefficient": coef}), msv
+                 details={"effective_dose_msv": round(msv, 2), "intended_msv": round(intended, 2),
+                          "coefficient": coef, "criterion": c.code, "criterion_text": c.text,
+                          "threshold_msv": round(c.threshold_msv, 2)}), msv
 
 
 def check_radiopharmaceutical(e, cfg: DispensingConfig) -> Check | None:
@@ -157,9 +169,10 @@ def run_checks(e: Mapping[str, Any], cfg: DispensingConfig) -> tuple[Activity, l
     """Every check for one administration, in a fixed order; (activity, checks, effective dose mSv)."""
     act = administered_activity(e)
     checks = [check_record(e), check_tolerance(e, act, cfg), check_reference_level(e, act, cfg)]
-    notifiable, msv = check_notifiable(e, act, cfg)
-    checks.append(notifiable)
     rp = check_radiopharmaceutical(e, cfg)
+    notifiable, msv = check_notifiable(e, act, cfg, wrong_radiopharmaceutical=rp is not None and rp.ok is False
+                                       and rp.name == "radiopharmaceutical")
+    checks.append(notifiable)
     if rp is not None:
         checks.append(rp)
     checks.append(check_residual(e, act, cfg))

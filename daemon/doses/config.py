@@ -8,7 +8,7 @@ left no room occupied, would be the unsafe default.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -24,20 +24,43 @@ LATCHING_ALARM_TYPES = ("dose.tolerance", "dose.reference_level", "dose.notifiab
                         "dose.residual", "dose.exam_unknown", "dose.record_invalid", "dispenser.records_lost",
                         "dispenser.spill")
 
+REMOVED = {
+    "notifiable_msv": ("removed: notifiable exposures follow the CQC IR(ME)R criteria relative to the intended "
+                       "dose (docs/dispenser.md), not a fixed effective dose"),
+    "reference_levels": ("removed: give each exam its own reference_level = {rule = \"fixed\", mbq = ...} or "
+                         "{rule = \"per_kg\", mbq_per_kg = ...} under [dispensing.exams.<code>]"),
+}
+
 
 class ReferenceLevel(Strict):
-    """A local diagnostic reference level: a fixed activity, a per-kg rule, or both."""
+    """A local diagnostic reference level for one exam: a fixed activity OR an activity per kg.
 
-    fixed_mbq: float | None = Field(None, gt=0)
-    per_kg_mbq: float | None = Field(None, gt=0)
-    mode: Literal["any", "all"] = Field(
-        "any", description="any: exceeding either rule alarms; all: only exceeding every rule does")
+    Exactly one rule, named: a level that silently combined both (the old "any" mode meant
+    min(400 MBq, 3.5 MBq/kg x weight)) alarmed on every patient over ~114 kg.
+    """
+
+    rule: Literal["fixed", "per_kg"]
+    mbq: float | None = Field(None, gt=0, description="rule fixed: the level in MBq")
+    mbq_per_kg: float | None = Field(None, gt=0, le=100, description="rule per_kg: MBq per kg of body weight")
 
     @model_validator(mode="after")
     def _one_rule(self) -> "ReferenceLevel":
-        if self.fixed_mbq is None and self.per_kg_mbq is None:
-            raise ValueError("give fixed_mbq, per_kg_mbq or both")
+        if self.rule == "fixed" and (self.mbq is None or self.mbq_per_kg is not None):
+            raise ValueError("rule 'fixed' takes mbq (and no mbq_per_kg)")
+        if self.rule == "per_kg" and (self.mbq_per_kg is None or self.mbq is not None):
+            raise ValueError("rule 'per_kg' takes mbq_per_kg (and no mbq)")
         return self
+
+    def limit_mbq(self, weight_kg: float | None) -> float | None:
+        """The level for this patient; None when a per-kg rule has no weight to apply to."""
+        if self.rule == "fixed":
+            return self.mbq
+        return self.mbq_per_kg * weight_kg if weight_kg else None
+
+    def describe(self) -> str:
+        if self.rule == "fixed":
+            return f"fixed {self.mbq:g} MBq"
+        return f"per kg {self.mbq_per_kg:g} MBq/kg x weight (not evaluated without a weight)"
 
 
 class Exam(Strict):
@@ -46,6 +69,8 @@ class Exam(Strict):
     radionuclide: str
     radiopharmaceutical: str | None = None
     uptake_s: float | None = Field(None, gt=0, le=86400, description="this exam's uptake time")
+    reference_level: ReferenceLevel | None = Field(
+        None, description="local DRL for this exam; absent: the reference-level check is reported as not done")
 
     @field_validator("radionuclide")
     @classmethod
@@ -59,13 +84,20 @@ class DispensingConfig(Strict):
     tolerance_pct: float = Field(10.0, gt=0, le=100, description="administered vs prescribed, +- per cent")
     residual_limit_pct: float | None = Field(2.0, gt=0, le=100, description="residual as per cent of measured")
     residual_limit_mbq: float | None = Field(None, gt=0)
-    notifiable_msv: float = Field(25.0, gt=0, description="effective dose that must be reported")
     dose_coefficients: dict[str, float] = Field(default_factory=dict, description="mSv/MBq by radiopharmaceutical")
-    reference_levels: dict[str, ReferenceLevel] = Field(
-        default_factory=lambda: {"FDG": ReferenceLevel(fixed_mbq=400.0, per_kg_mbq=3.5)})
+    # Removed settings: refused with a pointer to what replaced them, never silently ignored.
+    notifiable_msv: None = Field(None, exclude=True)
+    reference_levels: None = Field(None, exclude=True)
     exams: dict[str, Exam] = Field(default_factory=dict, description="booked exam code -> what it expects")
     unknown_exam: Literal["alarm", "ignore"] = "alarm"
     summary_at: str = Field("20:00", description="local time (site timezone) of the daily summary")
+
+    @field_validator("notifiable_msv", "reference_levels", mode="before")
+    @classmethod
+    def _removed(cls, v: Any, info) -> None:
+        if v is not None:
+            raise ValueError(REMOVED[info.field_name])
+        return None
 
     @field_validator("summary_at")
     @classmethod

@@ -70,30 +70,39 @@ class RadiationRules(Rules):
         return "normal", self.rc.normal
 
     def explains(self, step_at: float, level: float) -> str | None:
-        """Why the occupancy of this area accounts for a step to ``level`` (None: it does not)."""
+        """Why the occupancy of this area accounts for a step to ``level`` (None: it does not).
+
+        Only up to what the patient can cause: background + TG-108 rate of the patient's
+        activity, decayed since injection, at the closest distance a patient can be to the
+        detector. A patient arriving does not explain more than that, and a patient of unknown
+        activity is bounded by ``rise.assumed_activity_mbq``: a spill in an occupied room is
+        still a spill (issue 14, item 12)."""
         occ = self.occupancy()
         if not occ or not occ.get("occupied"):
             return None
         rule = self.rise.rule if self.rise else None
-        try:
-            since = parse_iso(occ["since"])
-        except (KeyError, TypeError, ValueError):
-            since = None
-        if since is not None and rule is not None and since >= step_at - rule.occupancy_grace_s:
-            return f"patient arrived at {occ['since']}"
+        distance = rule.patient_min_distance_m if rule else 0.5
         activity = occ.get("activity_mbq")
-        if not isinstance(activity, (int, float)):
-            # No activity to bound what the patient can cause: the occupied levels still apply.
-            return "area occupied by a patient of unknown activity"
+        known = isinstance(activity, (int, float)) and not isinstance(activity, bool)
+        if not known:
+            activity = rule.assumed_activity_mbq if rule else 0.0
         try:
             t0 = parse_iso(occ.get("administered_at") or occ["since"])
         except (KeyError, TypeError, ValueError):
             t0 = step_at
-        bound = self.rc.background_usv_h + patient_dose_rate(
-            float(activity), step_at - t0, rule.patient_min_distance_m if rule else 0.5)
-        if level <= bound:
-            return f"within the {bound:.1f} uSv/h a {activity:g} MBq patient can cause"
-        return None
+        bound = self.rc.background_usv_h + patient_dose_rate(float(activity), step_at - t0, distance)
+        if level > bound:
+            log.warning("rise beyond what the patient can cause", device=self.device_id, level_usv_h=round(level, 3),
+                        bound_usv_h=round(bound, 3), activity_mbq=activity, activity_known=known)
+            return None
+        try:
+            since = parse_iso(occ["since"])
+        except (KeyError, TypeError, ValueError):
+            since = None
+        who = f"a {activity:g} MBq patient" if known else f"a patient of unknown activity (assumed {activity:g} MBq)"
+        if since is not None and rule is not None and since >= step_at - rule.occupancy_grace_s:
+            return f"patient arrived at {occ['since']}; within the {bound:.1f} uSv/h {who} can cause"
+        return f"within the {bound:.1f} uSv/h {who} can cause"
 
     # -- readings ------------------------------------------------------------
     def on_reading(self, reading) -> Output:
@@ -108,6 +117,7 @@ class RadiationRules(Rules):
             self._over_range_condition(rate),
             self._fault_condition(v),
             self._zero_condition(),
+            *self._instrument_conditions(v),
         ]
         usable = not self.fault and not self.zero.zero
         if usable:
@@ -157,6 +167,18 @@ class RadiationRules(Rules):
             f"arriving: suspected spill or unshielded source. Check and decontaminate before resetting.",
             {"baseline_usv_h": round(s.baseline, 4), "level_usv_h": round(s.level, 4), "step_at": iso(s.step_at)},
             latching=True)
+
+    def _instrument_conditions(self, v) -> Output:
+        """The instrument's own alarm outputs are alarms, not display: they are its independent
+        judgement (its own setpoints), and they hold even when the dose-rate value is unusable."""
+        occupied = " (area occupied)" if self.occupied() else ""
+        for key, priority, what in (("instrument_high_alarm", "high", "HIGH ALARM"),
+                                    ("instrument_low_alarm", "medium", "low alarm")):
+            on = bool(v.get(key))
+            yield self._cond(
+                key, on, priority, "clinical",
+                f"{self._where()}: monitor {self.label} signals its own {what}{occupied}: check the area"
+                if on else "", {"dose_rate_usv_h": v.get("dose_rate_usv_h")} if on else None)
 
     def _over_range_condition(self, rate: float | None) -> Condition:
         return self._cond(
