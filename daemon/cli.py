@@ -54,7 +54,7 @@ def cmd_check_config(args) -> int:
               f"{'' if d.enabled else '  (disabled)'}")
     print(f"  ladders    {', '.join(f'{k} ({len(v.steps)} steps)' for k, v in cfg.ladders.items()) or 'none'}")
     print(f"  protocols  {', '.join(cfg.protocols) or 'none'}")
-    extra = [name for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board")
+    extra = [name for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board", "metrics")
              if getattr(cfg, name, None) is not None]
     if extra:
         print(f"  features   {', '.join(extra)}")
