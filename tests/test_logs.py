@@ -71,3 +71,18 @@ def test_under_journald_each_line_carries_its_syslog_priority_and_logger(make_su
     info = next((prio, r) for prio, r in records if r["event"] == "suitemon running")
     assert info[0] == 6 and info[1]["logger"] == "suitemon.daemon"
     assert all(r.get("logger") for _, r in records)
+
+
+def test_library_records_under_journald_get_their_priority_too(tmp_path, monkeypatch):
+    path = tmp_path / "journal-stream"
+    with open(path, "w") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        logs.setup("info", "json", stream=stream)
+        logging.getLogger("pynetdicom.assoc").error("association aborted")
+        logging.getLogger("paho").warning("reconnecting")
+        structlog.get_logger("suitemon.dicom").debug("below the level: dropped")
+    lines = path.read_text().splitlines()
+    assert [ln[:3] for ln in lines] == ["<3>", "<4>"]
+    first = json.loads(lines[0][3:])
+    assert first["logger"] == "pynetdicom.assoc" and first["level"] == "error"
