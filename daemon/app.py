@@ -148,6 +148,7 @@ class Daemon:
         self.ctx = Context(cfg=cfg, recorder=self.recorder, engine=engine, topics=self.topics,
                            metrics=metrics, facts=Facts(), publish_json=self._publish_json)
         self.commands = self.ctx.commands = Commands(self.ctx)
+        self.ctx.outbox = self.outbox
         register_core(self.commands, engine, self.recorder)
         self.commands.register("status", lambda actor, body: self.status_payload("online"),
                                description="the daemon's status now, counters included (engineers, probes)")

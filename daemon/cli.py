@@ -38,8 +38,9 @@ def _load_or_exit(path: str, *, secrets: bool = False):
 
 
 def cmd_check_config(args) -> int:
-    cfg = _load_or_exit(args.file)
-    print(f"{args.file}: valid")
+    path = _config_path(args)
+    cfg = _load_or_exit(path)
+    print(f"{path}: valid")
     print(f"  site       {cfg.site.id} ({cfg.site.name})")
     print(f"  mqtt       {cfg.mqtt.host}:{cfg.mqtt.port} MQTT {cfg.mqtt.protocol}, topics {cfg.mqtt.base_topic}/{cfg.site.id}/...")
     print(f"  state      {cfg.state.dir}")
@@ -53,7 +54,7 @@ def cmd_check_config(args) -> int:
               f"{'' if d.enabled else '  (disabled)'}")
     print(f"  ladders    {', '.join(f'{k} ({len(v.steps)} steps)' for k, v in cfg.ladders.items()) or 'none'}")
     print(f"  protocols  {', '.join(cfg.protocols) or 'none'}")
-    extra = [name for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board")
+    extra = [name for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board", "metrics")
              if getattr(cfg, name, None) is not None]
     if extra:
         print(f"  features   {', '.join(extra)}")
@@ -101,17 +102,17 @@ def cmd_journal(args) -> int:
     cfg = None
     chain_key_file = Path(args.chain_key) if args.chain_key else None
     public_key_file = Path(args.public_key) if args.public_key else None
-    if args.config:
+    if args.journal:
+        path = Path(args.journal)
+        # The daemon's default place for the key, next to the journal (config: journal.chain_key_file).
+        if chain_key_file is None and (path.parent / "journal-chain.key").exists():
+            chain_key_file = path.parent / "journal-chain.key"
+    else:
         cfg = _load_or_exit(args.config)
         path = cfg.state.dir / "journal.sqlite3"
         cfg_chain, cfg_signing, _ = cfg.journal.paths(cfg.state.dir)
         chain_key_file = chain_key_file or cfg_chain
         public_key_file = public_key_file or cfg_signing
-    else:
-        path = Path(args.journal)
-        # The daemon's default place for the key, next to the journal (config: journal.chain_key_file).
-        if chain_key_file is None and (path.parent / "journal-chain.key").exists():
-            chain_key_file = path.parent / "journal-chain.key"
     if not path.exists():
         print(f"{path}: no journal here", file=sys.stderr)
         return EXIT_FAIL
@@ -230,26 +231,71 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="suitemon", description="PET-CT suite safety monitor")
-    p.add_argument("--version", action="version", version=f"suitemon {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+DEFAULT_CONFIG = "/etc/suitemon/suite.toml"
+LOG_FORMATS = ["auto", "json", "console"]
 
-    s = sub.add_parser("run", help="run the daemon")
-    s.add_argument("-c", "--config", required=True)
-    s.add_argument("--log-format", choices=["auto", "json", "console"])
+
+def add_config_option(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_CONFIG,
+                      help: str | None = None) -> None:
+    """``-c/--config`` with one default and one help text for every sub-command (features too)."""
+    p.add_argument("-c", "--config", default=default, metavar="FILE",
+                   help=help or f"suite config (default: {DEFAULT_CONFIG})")
+
+
+def add_log_format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=LOG_FORMATS,
+                   help="log rendering; default: [logging] format (auto: console on a terminal, else JSON)")
+
+
+def _config_path(args) -> str:
+    """check-config: ``-c FILE`` or the positional FILE (kept as an alias); not both, unless equal."""
+    if args.file and args.config not in (None, args.file):
+        print(f"check-config: two configs given ({args.file} and -c {args.config}); give one", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    return args.file or args.config or DEFAULT_CONFIG
+
+
+class _OneLineCommands(argparse.HelpFormatter):
+    """Lists each sub-command on one line with its help.
+
+    argparse measures sub-command names one indent short, so a long name (check-config)
+    would push its help onto the next line; widen the column by that indent.
+    """
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.choices:
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(self._action_max_length, self._current_indent + 2 + longest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="suitemon", description="PET-CT suite safety monitor",
+                                formatter_class=_OneLineCommands,
+                                epilog=f"Every command that reads a config takes -c FILE (default {DEFAULT_CONFIG}). "
+                                       "'suitemon COMMAND --help' tells more.")
+    p.add_argument("--version", action="version", version=f"suitemon {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+
+    s = sub.add_parser("run", help="run the daemon (what systemd starts)")
+    add_config_option(s)
+    add_log_format_option(s)
     s.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("check-config", help="validate a config file; exit 2 with every error if invalid")
-    s.add_argument("file")
+    s = sub.add_parser("check-config", help="validate a config; exit 2 listing every error")
+    add_config_option(s, default=None)
+    s.add_argument("file", nargs="?", default=None, metavar="FILE",
+                   help=f"the config to check (same as -c; default: {DEFAULT_CONFIG})")
     s.set_defaults(fn=cmd_check_config)
 
-    s = sub.add_parser("journal", help="inspect the journal")
-    s.add_argument("action", choices=["verify", "tail"])
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("-c", "--config")
-    g.add_argument("--journal", help="path to journal.sqlite3")
-    s.add_argument("-n", type=int, default=20, help="events for tail")
+    s = sub.add_parser("journal", help="verify the journal's hash chain, or print its tail")
+    s.add_argument("action", choices=["verify", "tail"],
+                   help="verify: check every event's hash chain; tail: print the last events as JSON")
+    g = s.add_mutually_exclusive_group()
+    add_config_option(g, help=f"find the journal in this config's state dir (default: {DEFAULT_CONFIG})")
+    g.add_argument("--journal", metavar="PATH", help="path to journal.sqlite3 (instead of -c)")
+    s.add_argument("-n", type=int, default=20, help="tail: how many events (default 20)")
     s.add_argument("--chain-key", help="the chain's HMAC key file (default with -c: from the config)")
     s.add_argument("--public-key", help="checkpoint public key (PEM) for --witness (default with -c: "
                                         "the configured signing key)")
@@ -257,23 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_journal)
 
     s = sub.add_parser("sim", help="run simulators for the devices in a config")
-    s.add_argument("-c", "--config", required=True)
+    add_config_option(s)
     s.add_argument("--device", action="append", help="only this device (repeatable)")
     s.add_argument("--pace", action="store_true", default=None, help="pace RTU bytes at the line rate")
-    s.add_argument("--log-format", choices=["auto", "json", "console"])
+    add_log_format_option(s)
     s.set_defaults(fn=cmd_sim)
 
     s = sub.add_parser("sim-ctl", help="send an action to a running simulator")
-    s.add_argument("-c", "--config", required=True)
-    s.add_argument("device")
-    s.add_argument("action")
+    add_config_option(s)
+    s.add_argument("device", help="device id from the config ('*' with action 'list': every simulator)")
+    s.add_argument("action", help="simulator action ('list' shows them)")
     s.add_argument("args", nargs="*", help="key=value (values parsed as JSON when they can be)")
     s.set_defaults(fn=cmd_sim_ctl)
 
-    s = sub.add_parser("demo", help="broker + simulators + daemon + live view on 127.0.0.1")
-    s.add_argument("-c", "--config", default=None, help="config (default: examples/suite.toml, made local)")
-    s.add_argument("--duration", type=float, default=None, help="exit cleanly after S seconds")
-    s.add_argument("--mqtt-port", type=int, default=None)
+    s = sub.add_parser("demo", help="broker, simulators, daemon and live view on 127.0.0.1")
+    add_config_option(s, default=None, help="config (default: the shipped examples/suite.toml, made local)")
+    s.add_argument("--duration", type=float, default=None, metavar="S", help="exit cleanly after S seconds")
+    s.add_argument("--mqtt-port", type=int, default=None, metavar="PORT", help="port of the private broker (default: a free one)")
     s.add_argument("--scenario", default=None, help="play a scripted scenario (docs/scenarios.md)")
     s.add_argument("--no-view", action="store_true", help="no live view (logs only)")
     s.set_defaults(fn=cmd_demo)

@@ -26,6 +26,8 @@ class Context:
     # (shutdown replies). Messages not matching any filter go to the command dispatcher.
     subscribe: Callable[[str, Callable[[str, bytes], Any]], None] | None = None
     runners: dict[str, Any] = field(default_factory=dict)
+    # Read-only for features: its backlog is a health figure (metrics endpoint, status).
+    outbox: Any = None
     services: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -164,3 +164,8 @@ CLI_EXTENSIONS.append("suitemon.daemon.bells.report:add_parser")  # suitemon bel
 # --- dicom (issue 7) ---
 CLI_EXTENSIONS.append("suitemon.daemon.dicom.cli:add_parser")
 SIM_EXTRAS["scanner"] = "suitemon.simulators.scanner:from_config"
+
+# --- metrics (issue 13): Prometheus endpoint, only with a [metrics] section ---
+SECTIONS["metrics"] = "suitemon.daemon.prometheus.config:MetricsConfig"
+SERVICES["metrics"] = "suitemon.daemon.prometheus.service:factory"
+SERVICE_SECTIONS["metrics"] = "metrics"

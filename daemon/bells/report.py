@@ -17,9 +17,10 @@ from suitemon.daemon.bells.weekly_test import last_passes, monitoring_since, roo
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("bells", help="call bells: weekly bell-test report from the journal")
-    s.add_argument("action", choices=["report"])
-    s.add_argument("-c", "--config", required=True)
+    from suitemon.daemon.cli import add_config_option
+    s = sub.add_parser("bells", help="call bells: weekly bell-test report")
+    s.add_argument("action", choices=["report"], help="report: last pass of every button, overdue rooms")
+    add_config_option(s)
     s.add_argument("--json", action="store_true", help="one JSON object per room")
     s.set_defaults(fn=cmd_bells)
 

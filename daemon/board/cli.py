@@ -64,8 +64,9 @@ def _default():
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("board", help="serve the suite board (live web page) for the nurse station")
-    s.add_argument("-c", "--config", required=True)
-    s.add_argument("--port", type=int, default=None, help="override board.port")
-    s.add_argument("--log-format", choices=["auto", "json", "console"])
+    from suitemon.daemon.cli import add_config_option, add_log_format_option
+    s = sub.add_parser("board", help="serve the suite board (live page for the nurse station)")
+    add_config_option(s)
+    s.add_argument("--port", type=int, default=None, help="listen on this port instead of board.port")
+    add_log_format_option(s)
     s.set_defaults(fn=cmd_board)

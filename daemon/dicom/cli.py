@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from suitemon.daemon.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, _load_or_exit
+from suitemon.daemon.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, _load_or_exit, add_config_option
 
 
 def _study_flags(p) -> None:
@@ -14,17 +14,18 @@ def _study_flags(p) -> None:
     p.add_argument("--pet", type=int, help="PET slices (default 20; frames of one instance if enhanced)")
     p.add_argument("--ct-size", type=int, help="CT matrix (default 512)")
     p.add_argument("--pet-size", type=int, help="PET matrix (default 192)")
-    p.add_argument("--pet-class", choices=["classic", "enhanced"])
+    p.add_argument("--pet-class", choices=["classic", "enhanced"],
+                   help="PET storage class: one instance per slice, or one multi-frame instance")
     p.add_argument("--activity", type=float, help="administered activity, MBq (default 350)")
     p.add_argument("--header-activity", type=float, help="activity typed into the PET header, MBq")
     p.add_argument("--injected-min-ago", type=float, help="injection time, minutes before now (default 60)")
     p.add_argument("--header-shift-min", type=float, help="header start time minus true injection time")
     p.add_argument("--report-shift-min", type=float, help="dose report start time minus true injection time")
-    p.add_argument("--accession")
-    p.add_argument("--patient-id")
-    p.add_argument("--weight", type=float)
-    p.add_argument("--protocol")
-    p.add_argument("--snomed", choices=["SCT", "SRT"])
+    p.add_argument("--accession", help="accession number (default: a generated one)")
+    p.add_argument("--patient-id", help="hospital patient number (default: a generated one)")
+    p.add_argument("--weight", type=float, help="patient weight, kg")
+    p.add_argument("--protocol", help="protocol name written in the study")
+    p.add_argument("--snomed", choices=["SCT", "SRT"], help="coding scheme of the SNOMED codes in the dose report")
 
 
 def _spec(args):
@@ -90,24 +91,24 @@ def cmd_accession_ref(args) -> int:
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("scanner-sim", help="simulated PET-CT scanner: send or write a synthetic study")
+    s = sub.add_parser("scanner-sim", help="simulated scanner: send or write a synthetic study")
     ssub = s.add_subparsers(dest="action", required=True)
     p = ssub.add_parser("send", help="send a study to the receiver in the config's [dicom] section")
-    p.add_argument("-c", "--config", required=True)
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--calling-ae")
-    p.add_argument("--called-ae")
+    add_config_option(p)
+    p.add_argument("--host", help="receiver host (default: [dicom.sim] host, else the receiver's bind)")
+    p.add_argument("--port", type=int, help="receiver port (default: [dicom.sim] port, else [dicom] port)")
+    p.add_argument("--calling-ae", help="AE title to call from (default: [dicom.sim] calling_ae, else PETCT1)")
+    p.add_argument("--called-ae", help="receiver's AE title (default: [dicom.sim] called_ae, else [dicom] ae_title)")
     _study_flags(p)
     p.set_defaults(fn=cmd_send)
     p = ssub.add_parser("write", help="write a study as DICOM files (for storescu, PACS tests)")
-    p.add_argument("directory")
+    p.add_argument("directory", help="where to write the files (created if absent)")
     _study_flags(p)
     p.set_defaults(fn=cmd_write)
 
-    s = sub.add_parser("patient-ref", help="print the pseudonymous patient_ref for a hospital number")
-    s.add_argument("-c", "--config", required=True)
-    s.add_argument("patient_id")
+    s = sub.add_parser("patient-ref", help="print the pseudonymous patient_ref of a patient")
+    add_config_option(s)
+    s.add_argument("patient_id", help="the hospital patient number (never logged nor published)")
     s.set_defaults(fn=cmd_patient_ref)
 
     s = sub.add_parser("accession-ref", help="print the pseudonym suitemon publishes for an accession number")

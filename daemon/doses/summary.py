@@ -190,10 +190,11 @@ def cmd_doses(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("doses", help="dose records: daily activity summary from the journal")
+    from suitemon.daemon.cli import add_config_option
+    p = sub.add_parser("doses", help="dose records: a day's activity summary")
     dsub = p.add_subparsers(dest="doses_command", required=True)
     s = dsub.add_parser("summary", help="administrations, total activity and failed checks of one day")
-    s.add_argument("-c", "--config", required=True)
+    add_config_option(s)
     s.add_argument("--date", help="YYYY-MM-DD, local to site.timezone (default: today)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=cmd_doses)

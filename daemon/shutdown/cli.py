@@ -19,8 +19,9 @@ ACTIONS = ("start", "abort", "proceed")
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("shutdown", help="safe shutdown: --dry-run timeline, or start/abort/proceed/status")
-    s.add_argument("-c", "--config", required=True)
+    from suitemon.daemon.cli import add_config_option
+    s = sub.add_parser("shutdown", help="safe shutdown: dry run, or start/abort/proceed/status")
+    add_config_option(s)
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--dry-run", action="store_true", help="rehearse with the (simulated) targets; print a timeline")
     g.add_argument("--start", action="store_true", help="start the sequence now (needs --confirm)")
