@@ -111,7 +111,7 @@ def add_parser(sub) -> None:
     s.add_argument("patient_id", help="the hospital patient number (never logged nor published)")
     s.set_defaults(fn=cmd_patient_ref)
 
-    s = sub.add_parser("accession-ref", help="print the pseudonym suitemon publishes for an accession number")
-    s.add_argument("-c", "--config", required=True)
-    s.add_argument("accession")
+    s = sub.add_parser("accession-ref", help="print the pseudonym published for an accession number")
+    add_config_option(s)
+    s.add_argument("accession", help="the RIS accession number (never logged nor published)")
     s.set_defaults(fn=cmd_accession_ref)
