@@ -6,8 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import json
+import math
+
 from suitemon.daemon.dicom.service import study_ref
-from dicom_helpers import dicom_section, target, wait_event, wait_summary
+from dicom_helpers import SCANNER_AE, dcmtk, dicom_section, target, wait_event, wait_summary
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.scanner import send
 
@@ -170,3 +173,37 @@ def test_dose_record_refuses_incomplete_or_inconsistent_records(make_suite, watc
     ev = wait_event(watcher, suite.site, "command.rejected")
     assert ev["data"]["verb"] == "dose-record"
     assert not [e for e in watcher.events(suite.site) if e["type"] == "dose.administered"]
+
+
+def test_cumulative_reports_nan_floats_and_a_megabecquerel_header_sent_by_dcmtk(make_suite, watcher, tmp_path):
+    """Issue 14 items 5, 8, 9 end to end: DCMTK's storescu -> receiver -> journal -> MQTT."""
+    suite = make_suite(extra=dicom_section(reference_levels={"national": {"ctdivol_mgy": 4.3, "dlp_mgycm": 500.0}}))
+    suite.start_daemon(watcher)
+    exposures = (st.CtExposure("constant_angle", 0.12, 6.1), st.CtExposure("spiral", 3.4, 352.5),
+                 st.CtExposure("spiral", math.nan, 120.0))  # the last CTDIvol: a NaN binary float
+    spec = st.StudySpec(accession="CUMUL1", ct_slices=1, pet_slices=1, ct_rows=32, ct_cols=32, pet_rows=16,
+                        pet_cols=16, exposures=exposures, dlp_total_mgycm=None, ct_report_mode="cumulative",
+                        header_activity_in_mbq=True, snomed="SRT", rp_report=True)
+    files = tmp_path / "study"
+    paths = st.write_study(spec, files)
+    assert len(paths) == 6  # CT, PET, 3 cumulative CT reports, the RP report
+    dump = dcmtk("/usr/bin/dsrdump", str(paths[-2]))  # DCMTK reads the synthesised SR, NaN float and all
+    assert dump.returncode == 0 and "Irradiation Event UID" in dump.stdout, dump.stderr
+    r = dcmtk("/usr/bin/storescu", "-R", "-aet", SCANNER_AE, "-aec", "SUITEMON", "+sd", "127.0.0.1",
+              str(target(suite)["port"]), str(files))
+    assert r.returncode == 0, r.stderr
+    s = wait_summary(watcher, suite.site, spec.study_uid)
+    raw = [p for t, p, *_ in watcher.messages if t == suite.topic("dose", "study")][-1]
+    json.loads(raw, parse_constant=lambda c: pytest.fail(f"bare {c} on MQTT"))
+    # Each irradiation event once: 478.6, not 6.1 + 358.6 + 478.6 = 843.3 (over the 500 level).
+    assert s["ct"]["dlp_total_mgycm"] == pytest.approx(478.6) and s["ct"]["reports_superseded"] == 2
+    assert [e["ctdivol_mgy"] for e in s["ct"]["events"]] == [0.12, 3.4, None]
+    assert s["ct"]["status"] == "incomplete" and s["checks"]["ct_reference"] == "incomplete"
+    assert any("not a finite number" in why for why in s["unreadable_values"])
+    assert s["rp_report"]["weight_kg"] == pytest.approx(spec.weight_kg)  # SRT BMI before the weight
+    assert "MBq written into a Bq field" in s["pet"]["activity_flag"]
+    ref = study_ref(spec.study_uid)
+    rec = watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", f"dicom.header_activity.{ref}")), 10,
+                           what="header activity alarm")
+    assert (rec["priority"], rec["type"]) == ("medium", "dicom.header_activity_implausible")
+    assert watcher.json_of(suite.topic("alarm", f"dicom.ct_dose.{ref}")) is None
