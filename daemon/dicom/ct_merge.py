@@ -27,7 +27,6 @@ class MergedCt:
     reports: list[CtDoseReport]  # one per group of reports sharing events, in arrival order
     received: int  # how many reports arrived
     superseded: list[str]  # SOP instances whose totals were not used: another report covers them
-    unreadable: list[str]  # every unreadable value of every report, prefixed with its report
 
     @property
     def events(self) -> list[CtEvent]:
@@ -63,7 +62,9 @@ def _merge(group: list[CtDoseReport]) -> tuple[CtDoseReport, list[str]]:
     best = max(reversed(group), key=lambda r: len({e.event_uid for e in r.events if e.event_uid}))
     seen: set = set()
     events: list[CtEvent] = []
+    unreadable = list(best.unreadable)
     for r in (best, *[r for r in group if r is not best]):
+        before = len(events)
         for e in r.events:
             # Without a UID, an event identical in every value to one already counted is taken for
             # a repeat; any difference keeps it (counting twice errs towards an alarm, not a miss).
@@ -72,9 +73,11 @@ def _merge(group: list[CtDoseReport]) -> tuple[CtDoseReport, list[str]]:
                 continue
             seen.add(key)
             events.append(e)
+        if r is not best and len(events) > before:
+            unreadable.extend(r.unreadable)  # an event of this report is used: so are its faults
     complete = len(events) == len(best.events)
     total = best.dlp_total_mgycm if complete else None
-    merged = CtDoseReport(best.sop_instance, tuple(events), total, len(events), best.unreadable)
+    merged = CtDoseReport(best.sop_instance, tuple(events), total, len(events), tuple(unreadable))
     return merged, [r.sop_instance for r in group if r is not best]
 
 
@@ -85,5 +88,4 @@ def merge_ct_reports(reports: list[CtDoseReport]) -> MergedCt:
         merged, gone = _merge([reports[i] for i in idx])
         out.append(merged)
         superseded.extend(gone)
-    unreadable = [f"CT dose report {r.sop_instance[-12:]}: {why}" for r in reports for why in r.unreadable]
-    return MergedCt(out, len(reports), superseded, unreadable)
+    return MergedCt(out, len(reports), superseded)

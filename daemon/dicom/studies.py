@@ -111,8 +111,10 @@ class Study:
 
     def unreadable(self) -> list[str]:
         """Values of this study's instances that could not be interpreted (their other values were kept)."""
-        out = [f"CT dose report {r.sop_instance[-12:]}: {why}" for r in self.ct_reports.values() for why in r.unreadable]
-        out += [f"RP dose report {r.sop_instance[-12:]}: {why}" for r in self.rp_reports.values() for why in r.unreadable]
+        out = [f"CT dose report {r.sop_instance[-12:]}: {why}"
+               for r in self.ct_reports.values() for why in r.unreadable]
+        out += [f"RP dose report {r.sop_instance[-12:]}: {why}"
+                for r in self.rp_reports.values() for why in r.unreadable]
         out += [f"PET header: {why}" for h, _ in self.pet_headers.values() for why in h.unreadable]
         return out
 
