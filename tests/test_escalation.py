@@ -332,3 +332,19 @@ def test_an_unacknowledged_alarm_whose_condition_flickers_is_not_notified_twice(
         assert "alarm.reannunciated" not in core.types(aid)
         core.crash()
     run(main())
+
+
+def test_a_returning_emergency_is_told_again_at_its_current_step_never_lower(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg())
+        aid = "bells.uptake3.emergency"
+        core.raise_()
+        core.engine.acknowledge(aid, "nurse1")  # an emergency's ladder climbs on after an ack
+        await wait_for(lambda: len(core.notifies()) >= 2, 5, "step 1")
+        core.engine.apply(Condition(alarm_id=aid, type="emergency", present=False))
+        core.raise_()
+        last = core.notifies()[-1]
+        assert (last.data["reason"], last.data["step"]) == ("reannunciated", core.notifies()[-2].data["step"])
+        assert last.data["step"] >= 1 and core.engine.get(aid).state == "active"
+        core.crash()
+    run(main())
