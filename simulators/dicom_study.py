@@ -399,10 +399,15 @@ def _administration(spec: StudySpec, c: _Codes, t: TracerSpec, start: datetime, 
     uid.UID = generate_uid()
     agent = c.alt("fdg", "Fluorodeoxyglucose F^18^") if t.nuclide == "F-18" else c.code("SIM-1", "99SUITEMON", t.agent)
     activity = spec.activity_mbq if primary else t.activity_mbq
+    # TID 10022: radionuclide and half-life are properties of the agent (HAS PROPERTIES from the CODE
+    # item); the RRD SR IOD does not allow HAS PROPERTIES from a CONTAINER (DCMTK's dsrdump refuses it).
+    agent_item = _coded("CONTAINS", c.alt("agent", "Radiopharmaceutical agent"), agent)
+    half = _num(c, c.alt("half_life", "Radionuclide Half Life"), t.half_life_s, "s", "second")
+    half.RelationshipType = "HAS PROPERTIES"
+    agent_item.ContentSequence = Sequence([
+        _coded("HAS PROPERTIES", c.alt("radionuclide", "Radionuclide"), c.nuclide(t.nuclide)), half])
     return _container("CONTAINS", c.code("113502", "DCM", "Radiopharmaceutical Administration"), [
-        _coded("CONTAINS", c.alt("agent", "Radiopharmaceutical agent"), agent),
-        _coded("HAS PROPERTIES", c.alt("radionuclide", "Radionuclide"), c.nuclide(t.nuclide)),
-        _num(c, c.alt("half_life", "Radionuclide Half Life"), t.half_life_s, "s", "second"),
+        agent_item,
         start_item, stop_item,
         _num(c, c.code("113507", "DCM", "Administered activity"),
              activity * _ACTIVITY_PER_MBQ[spec.activity_unit], spec.activity_unit, spec.activity_unit),

@@ -189,6 +189,8 @@ def test_cumulative_reports_nan_floats_and_a_megabecquerel_header_sent_by_dcmtk(
     assert len(paths) == 6  # CT, PET, 3 cumulative CT reports, the RP report
     dump = dcmtk("/usr/bin/dsrdump", str(paths[-2]))  # DCMTK reads the synthesised SR, NaN float and all
     assert dump.returncode == 0 and "Irradiation Event UID" in dump.stdout, dump.stderr
+    dump = dcmtk("/usr/bin/dsrdump", str(paths[-1]))  # and the RP report, BMI before weight
+    assert dump.returncode == 0 and "Body Mass Index" in dump.stdout, dump.stderr
     r = dcmtk("/usr/bin/storescu", "-R", "-aet", SCANNER_AE, "-aec", "SUITEMON", "+sd", "127.0.0.1",
               str(target(suite)["port"]), str(files))
     assert r.returncode == 0, r.stderr
