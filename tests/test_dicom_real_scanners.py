@@ -194,6 +194,7 @@ def test_every_radiopharmaceutical_of_a_dual_tracer_header_is_read_and_the_dispe
                       INJECTED + timedelta(minutes=20), None, half_life_s=ga.half_life_s)
     f = evaluate(study, given, cfg())
     assert f.header.radionuclide == "Ga-68" and f.activity.status == "ok"
+    assert f.start_time.status == "ok"  # compared with the Ga-68 administration of the dose report
     s = strict_json(summary(study, given, f, 0.0))
     assert [t["radionuclide"] for t in s["pet"]["radiopharmaceuticals"]] == ["Ga-68", "F-18"]
     assert s["rp_report"]["administrations"] == 2

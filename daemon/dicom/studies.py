@@ -103,10 +103,18 @@ class Study:
         header, _ = max(self.pet_headers.values(), key=lambda hc: hc[1])
         return header, len(self.pet_headers)
 
-    def rp_administration(self):
+    def rp_administration(self, radionuclide: str | None = None):
+        """The administration the checks use (of ``radionuclide`` when given and reported, else the
+        first), its report, and how many administrations the reports hold."""
+        n = sum(len(x.administrations) for x in self.rp_reports.values())
+        if radionuclide:
+            for r in self.rp_reports.values():
+                for a in r.administrations:
+                    if a.radionuclide == radionuclide:
+                        return a, r, n
         for r in self.rp_reports.values():
             if r.administrations:
-                return r.administrations[0], r, sum(len(x.administrations) for x in self.rp_reports.values())
+                return r.administrations[0], r, n
         return None, (next(iter(self.rp_reports.values())) if self.rp_reports else None), 0
 
     def unreadable(self) -> list[str]:
@@ -198,7 +206,7 @@ def evaluated_header(study: Study, dispensed: Dispensed | None) -> PetHeader | N
 
 def evaluate(study: Study, dispensed: Dispensed | None, dcfg) -> Findings:
     header = evaluated_header(study, dispensed)
-    admin, _, _ = study.rp_administration()
+    admin, _, _ = study.rp_administration(header.radionuclide if header else None)
     merged = merge_ct_reports(list(study.ct_reports.values()))
     ct = check_ct(merged.reports, study.ct_protocols, dcfg.reference_levels)
     unread = [why for r in merged.reports for why in r.unreadable]
@@ -222,9 +230,9 @@ def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at
     """The dose summary: journaled as ``dicom.dose_summary``, published on ``dose/study``.
 
     No names, birth dates or hospital numbers: the patient is ``patient_ref`` (pseudonym.py)."""
-    _, distinct = study.pet()
-    header = f.header
-    admin, rp, n_admin = study.rp_administration()
+    first, distinct = study.pet()
+    header = f.header if f.header is not None else first
+    admin, rp, n_admin = study.rp_administration(header.radionuclide if header else None)
     ct = f.ct
     merged = f.merged_ct or merge_ct_reports(list(study.ct_reports.values()))
     return {
