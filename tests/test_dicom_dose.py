@@ -10,6 +10,7 @@ import json
 import math
 
 from suitemon.daemon.dicom.service import study_ref
+from bells_helpers import command
 from dicom_helpers import SCANNER_AE, dcmtk, dicom_section, target, wait_event, wait_summary
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.scanner import send
@@ -209,3 +210,26 @@ def test_cumulative_reports_nan_floats_and_a_megabecquerel_header_sent_by_dcmtk(
                            what="header activity alarm")
     assert (rec["priority"], rec["type"]) == ("medium", "dicom.header_activity_implausible")
     assert watcher.json_of(suite.topic("alarm", f"dicom.ct_dose.{ref}")) is None
+
+
+def test_a_revised_summary_repeating_an_acknowledged_finding_does_not_reannunciate_it(make_suite, watcher):
+    suite = make_suite(extra=dicom_section())
+    suite.start_daemon(watcher)
+    injected = (datetime.now(timezone.utc) - timedelta(minutes=65)).replace(microsecond=0)
+    spec = st.StudySpec(accession="REV1", ct_slices=1, pet_slices=1, ct_rows=32, ct_cols=32, pet_rows=16,
+                        pet_cols=16, injected_at=injected, activity_mbq=300.0, rp_report=False,
+                        exposures=(st.CtExposure("spiral", 9.9, 352.5),))  # over the national 4.3 mGy
+    assert send(st.build_study(spec), **target(suite)).ok == 3
+    wait_summary(watcher, suite.site, spec.study_uid)
+    aid = f"dicom.ct_dose.{study_ref(spec.study_uid)}"
+    watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", aid))) and a["state"] == "active", 10,
+                     what="CT alarm")
+    watcher.publish(suite.topic("cmd", "rad1", "ack"), {"alarm_id": aid, "request_id": "ack-rev1"})
+    watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", aid))["state"] == "acknowledged", 10, what="ack")
+    assert record_dose(watcher, suite, accession="REV1", room="uptake1", prescribed_mbq=300.0,
+                       measured_mbq=301.0, administered_at=iso(injected))["ok"]
+    wait_summary(watcher, suite.site, spec.study_uid, revision=2)
+    # A second ack, journaled after whatever revision 2 raised: refused only if the first still stands.
+    again = command(watcher, suite, "rad1", "ack", alarm_id=aid)
+    assert not again["ok"] and "already acknowledged" in again["error"], again
+    assert not [e for e in watcher.events(suite.site) if e["type"] == "alarm.reannunciated"]

@@ -398,6 +398,11 @@ class DicomService:
 
     def _finding(self, c: Condition) -> None:
         # A finding is a past fact: raised, then its condition ends; latching keeps it until a person resets it.
+        open_ = self.ctx.engine.alarms.get(c.alarm_id)
+        if open_ is not None and open_.details == dict(c.details):
+            # The same finding in a revised summary (a late record): not a new condition, so an ack
+            # given to it stands (a changed finding re-annunciates: docs/decisions.md).
+            return
         self.ctx.engine.apply(c)
         self.ctx.engine.apply(replace(c, present=False))
 
