@@ -200,6 +200,8 @@ class AlarmEngine:
             if ladder and self.escalator is not None:
                 self.escalator.start(rec, ladder, c.start_step, reason="raised")
             return ev
+        if rec.condition == "absent" and rec.state == "acknowledged":
+            return self._reannunciate(rec, c, now)
         changed = (rec.condition != "present" or rec.message != c.message
                    or dict(c.details) != rec.details)
         if not changed:
@@ -209,6 +211,29 @@ class AlarmEngine:
         rec.details = dict(c.details)
         rec.updated_at = now
         return self._record("alarm.updated", rec)
+
+    def _reannunciate(self, rec: AlarmRecord, c: Condition, now: str) -> Event:
+        """The cause of an acknowledged latched alarm ended and came back (a second press, a second spill).
+
+        An acknowledgement covers the condition present when it was given, not a new one: the alarm
+        sounds again and its ladder starts over (a ladder still climbing, as an emergency's does after
+        an ack, is told again at its current step). The previous acknowledgement stays in the journal."""
+        previous = {"acknowledged_by": rec.acknowledged_by, "acknowledged_at": rec.acknowledged_at,
+                    "accepted_by": rec.escalation.accepted_by if rec.escalation else None}
+        # An emergency's ladder keeps climbing after an ack: tell its current step again, never go back.
+        running = self.escalator is not None and rec.escalation is not None and self.escalator.escalating(rec)
+        step = max(c.start_step, rec.escalation.step) if running else c.start_step
+        rec.condition, rec.state, rec.message, rec.details, rec.updated_at = (
+            "present", "active", c.message, dict(c.details), now)
+        rec.acknowledged_by = rec.acknowledged_at = None
+        ev = self._record("alarm.reannunciated", rec, previous=previous)
+        log.warning("alarm re-annunciated: its condition returned after an acknowledgement",
+                    alarm_id=rec.alarm_id, previous_ack=previous["acknowledged_by"])
+        at = self.cfg.alarm_types.get(c.type) if self.cfg is not None else None
+        ladder = (rec.escalation.ladder if rec.escalation else None) or c.ladder or (at.ladder if at else None)
+        if ladder and self.escalator is not None and ladder in self.cfg.ladders:
+            self.escalator.start(rec, ladder, step, reason="reannunciated")
+        return ev
 
     def _absent(self, c: Condition) -> Event | None:
         rec = self.alarms.get(c.alarm_id)

@@ -8,10 +8,15 @@ replaying the journal after a restart republishes exactly what was due.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import structlog
+
 from suitemon.daemon.journal import Event
+
+log = structlog.get_logger("suitemon.contract")
 
 CONTRACT_VERSION = 1
 
@@ -25,7 +30,23 @@ class Message:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Strict JSON: a non-finite float (NaN, Infinity are not JSON) goes out as null, and is logged."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError:
+        log.error("non-finite number in an outgoing payload; sent as null (a parser upstream let it through)")
+        return json.dumps(_finite(obj), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 class Topics:

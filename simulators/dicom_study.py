@@ -4,11 +4,21 @@ The spec says what the scanner "did" (activity, injection time, CT exposures); t
 builders write it the way scanners do (Bq in classic PET headers, MBq in Enhanced PET,
 SR code trees per TID 10011/10021, SRT or SCT codes, code meanings in any case). Tests
 compare what suitemon extracts with the spec, so the spec is the truth.
+
+Behaviours of real scanners the spec can ask for (not what suitemon's parser would like):
+a new cumulative CT dose report after each exposure, repeating the earlier events with the
+same Irradiation Event UIDs (``ct_report_mode="cumulative"``); patient characteristics with
+Body Mass Index (SRT F-01860 / SCT 60621009) and height next to the weight, in any order;
+unit spellings such as "mGycm" for UCUM "mGy.cm"; binary floats (FloatingPointValue, FD),
+including NaN from a faulty console; several radiopharmaceuticals in one header (dual
+tracer); headers from older consoles with RadiopharmaceuticalStartTime only; long-lived
+tracers scanned days after the injection (``scan_delay_min``).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -46,6 +56,17 @@ class CtExposure:
 
 
 @dataclass(frozen=True)
+class TracerSpec:
+    """A second (third, ...) radiopharmaceutical of a dual-tracer study."""
+
+    nuclide: str = "Ga-68"  # a key of _NUCLIDES
+    agent: str = "Ga-68 PSMA-11"
+    activity_mbq: float = 150.0
+    injected_at: datetime = field(default_factory=lambda: _now() - timedelta(minutes=70))
+    half_life_s: float = 67.83 * 60
+
+
+@dataclass(frozen=True)
 class StudySpec:
     patient_id: str = "SIM0001"
     patient_name: str = "Simulated^Patient"
@@ -78,14 +99,29 @@ class StudySpec:
     rp_report: bool = True
     snomed: str = "SCT"  # "SCT" or "SRT": which code variants the reports use
     meanings: str = "standard"  # "standard" or "mangled": code meanings are never to be relied on
+    ct_report_mode: str = "single"  # "single" | "cumulative": a new report after each exposure
+    patient_items: tuple[str, ...] = ("height", "bmi", "weight")  # patient characteristics, in this order
+    height_m: float = 1.75
+    dlp_unit: str = "mGy.cm"  # as the scanner spells it ("mGycm", "mGy*cm", ...)
+    activity_unit: str = "MBq"
+    float_values: bool = False  # also write FloatingPointValue (FD), as newer consoles do
+    nuclide: str = "F-18"  # the primary tracer's radionuclide (a key of _NUCLIDES)
+    extra_tracers: tuple[TracerSpec, ...] = ()  # dual-tracer studies
+    header_start: str = "datetime"  # "datetime" | "time_only" (older consoles: StartTime, no DateTime)
+    header_activity_in_mbq: bool = False  # a classic header with MBq typed into its Bq field
+    scan_delay_min: float = 55.0  # injection to scan (days for Zr-89)
 
     def when_injected(self) -> datetime:
         return self.injected_at
 
-    def total_dlp(self) -> float:
-        if self.dlp_total_mgycm is not None:
+    def total_dlp(self, upto: int | None = None) -> float:
+        if self.dlp_total_mgycm is not None and upto is None:
             return self.dlp_total_mgycm
-        return round(sum(e.dlp_mgycm for e in self.exposures), 2)
+        return round(sum(e.dlp_mgycm for e in self.exposures[:upto]), 2)
+
+    def event_uid(self, i: int) -> str:
+        """The Irradiation Event UID of exposure i: the same in every report that repeats it."""
+        return generate_uid(entropy_srcs=[self.study_uid, "irradiation-event", str(i)])
 
     def with_(self, **kw) -> "StudySpec":
         return replace(self, **kw)
@@ -100,6 +136,13 @@ _ALT = {  # concept -> {"SCT": (value, scheme), "SRT": (value, scheme)}
     "agent": {"SCT": ("349358000", "SCT"), "SRT": ("F-61FDB", "SRT")},
     "fdg": {"SCT": ("35321007", "SCT"), "SRT": ("C-B1031", "SRT")},
     "f18": {"SCT": ("77004003", "SCT"), "SRT": ("C-111A1", "SRT")},
+    "bmi": {"SCT": ("60621009", "SCT"), "SRT": ("F-01860", "SRT")},
+}
+_NUCLIDES = {  # CID 4020: (SCT, SRT, meaning)
+    "F-18": (("77004003", "SCT"), ("C-111A1", "SRT"), "^18^Fluorine"),
+    "Ga-68": (("35337001", "SCT"), ("C-131A3", "SRT"), "^68^Gallium"),
+    "Zr-89": (("63360001", "SCT"), ("C-168A4", "SRT"), "^89^Zirconium"),
+    "Cu-64": (("3932008", "SCT"), ("C-127A2", "SRT"), "^64^Copper"),
 }
 _ACQ = {"sequenced": ("113804", "DCM"), "constant_angle": ("113805", "DCM"), "stationary": ("113806", "DCM")}
 _PHANTOM = {"head": ("113690", "DCM"), "body": ("113691", "DCM")}
@@ -121,6 +164,10 @@ class _Codes:
         value, scheme = _ALT[name][self.spec.snomed]
         return self.code(value, scheme, meaning)
 
+    def nuclide(self, name: str) -> Dataset:
+        sct, srt, meaning = _NUCLIDES[name]
+        return self.code(*(sct if self.spec.snomed == "SCT" else srt), meaning)
+
 
 def _item(rel: str, vtype: str, concept: Dataset) -> Dataset:
     ds = Dataset()
@@ -140,7 +187,14 @@ def _container(rel: str, concept: Dataset, children: list[Dataset]) -> Dataset:
 def _num(c: _Codes, concept: Dataset, value: float, unit: str, unit_meaning: str) -> Dataset:
     ds = _item("CONTAINS", "NUM", concept)
     mv = Dataset()
-    mv.NumericValue = _ds_str(value)
+    if math.isfinite(value):
+        mv.NumericValue = _ds_str(value)
+    else:
+        # A console whose float went NaN/inf: the FD holds it; the DS is written as 0, the worst
+        # case for a reader that would fall back to it.
+        mv.NumericValue = "0"
+    if c.spec.float_values or not math.isfinite(value):
+        mv.FloatingPointValue = value
     mv.MeasurementUnitsCodeSequence = Sequence([c.code(unit, "UCUM", unit_meaning)])
     ds.MeasuredValueSequence = Sequence([mv])
     return ds
@@ -172,7 +226,7 @@ def _base(spec: StudySpec, sop_class: str, modality: str, series_uid: str, serie
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = generate_uid()
     injected = _local(spec.when_injected(), spec)
-    study_start = injected + timedelta(minutes=55)
+    study_start = injected + timedelta(minutes=spec.scan_delay_min)
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_start.strftime("%Y%m%d")
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = study_start.strftime("%H%M%S")
     if spec.write_tz_offset:
@@ -239,18 +293,26 @@ def ct_slice(spec: StudySpec, series_uid: str, i: int, enhanced: bool = False) -
     return _file_meta(ds)
 
 
-def _rp_info(spec: StudySpec, c: _Codes, enhanced: bool) -> Dataset:
-    rp = Dataset()
+def _tracers(spec: StudySpec) -> list[TracerSpec]:
     header_mbq = spec.activity_mbq if spec.header_activity_mbq is None else spec.header_activity_mbq
     start = spec.when_injected() + timedelta(minutes=spec.header_start_shift_min)
-    rp.Radiopharmaceutical = "Fludeoxyglucose"
-    rp.RadiopharmaceuticalStartTime = _local(start, spec).strftime("%H%M%S")
-    rp.RadiopharmaceuticalStartDateTime = _dt_str(start, spec)
+    first = TracerSpec(spec.nuclide, "Fludeoxyglucose" if spec.nuclide == "F-18" else spec.nuclide, header_mbq,
+                       start, spec.half_life_s)
+    return [first, *spec.extra_tracers]
+
+
+def _rp_info(spec: StudySpec, c: _Codes, enhanced: bool, t: TracerSpec) -> Dataset:
+    rp = Dataset()
+    rp.Radiopharmaceutical = t.agent
+    rp.RadiopharmaceuticalStartTime = _local(t.injected_at, spec).strftime("%H%M%S")
+    if spec.header_start == "datetime":
+        rp.RadiopharmaceuticalStartDateTime = _dt_str(t.injected_at, spec)
     # Bq in classic PET Image Storage, MBq in Enhanced PET (PS3.3 C.8.9.4 / C.8.22.5)
-    rp.RadionuclideTotalDose = _ds_str(header_mbq if enhanced else header_mbq * 1e6)
-    rp.RadionuclideHalfLife = _ds_str(spec.half_life_s)
+    in_mbq = enhanced or spec.header_activity_in_mbq
+    rp.RadionuclideTotalDose = _ds_str(t.activity_mbq if in_mbq else t.activity_mbq * 1e6)
+    rp.RadionuclideHalfLife = _ds_str(t.half_life_s)
     rp.RadionuclidePositronFraction = "0.9673"
-    rp.RadionuclideCodeSequence = Sequence([c.alt("f18", "^18^Fluorine")])
+    rp.RadionuclideCodeSequence = Sequence([c.nuclide(t.nuclide)])
     return rp
 
 
@@ -264,7 +326,7 @@ def pet_slice(spec: StudySpec, series_uid: str, i: int, frames: int = 1) -> Data
     ds.DecayCorrection = "START"
     ds.CorrectedImage = ["DECY", "ATTN", "SCAT"]
     ds.SeriesType = ["WHOLE BODY", "IMAGE"]
-    ds.RadiopharmaceuticalInformationSequence = Sequence([_rp_info(spec, c, enhanced)])
+    ds.RadiopharmaceuticalInformationSequence = Sequence([_rp_info(spec, c, enhanced, t) for t in _tracers(spec)])
     if not enhanced:
         ds.ImagePositionPatient = [-350.0, -350.0, -4.0 * i]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -289,14 +351,16 @@ def _sr_root(spec: StudySpec, sop_class: str, concept: Dataset, template: str, c
     return _file_meta(ds)
 
 
-def ct_dose_report(spec: StudySpec, sop_class: str | None = None) -> Dataset:
+def ct_dose_report(spec: StudySpec, sop_class: str | None = None, upto: int | None = None) -> Dataset:
+    """The CT dose report after the first ``upto`` exposures (default: all of them)."""
     c = _Codes(spec)
     events = []
-    for e in spec.exposures:
+    exposures = spec.exposures[:upto]
+    for i, e in enumerate(exposures):
         acq = c.alt("spiral", "Spiral Acquisition") if e.acquisition_type == "spiral" else \
             c.code(*_ACQ[e.acquisition_type], e.acquisition_type.replace("_", " ").title() + " Acquisition")
         uid = _item("CONTAINS", "UIDREF", c.code("113769", "DCM", "Irradiation Event UID"))
-        uid.UID = generate_uid()
+        uid.UID = spec.event_uid(i)
         proto = _item("CONTAINS", "TEXT", c.code("125203", "DCM", "Acquisition Protocol"))
         proto.TextValue = e.protocol or spec.protocol
         params = _container("CONTAINS", c.code("113822", "DCM", "CT Acquisition Parameters"), [
@@ -306,14 +370,15 @@ def ct_dose_report(spec: StudySpec, sop_class: str | None = None) -> Dataset:
             _num(c, c.code("113830", "DCM", "Mean CTDIvol"), e.ctdivol_mgy, "mGy", "mGy"),
             _coded("CONTAINS", c.code("113835", "DCM", "CTDIw Phantom Type"),
                    c.code(*_PHANTOM[e.phantom], f"IEC {e.phantom.title()} Dosimetry Phantom")),
-            _num(c, c.code("113838", "DCM", "DLP"), e.dlp_mgycm, "mGy.cm", "mGy.cm"),
+            _num(c, c.code("113838", "DCM", "DLP"), e.dlp_mgycm, spec.dlp_unit, "mGy.cm"),
         ])
         events.append(_container("CONTAINS", c.code("113819", "DCM", "CT Acquisition"), [
             proto, _coded("CONTAINS", c.code("113820", "DCM", "CT Acquisition Type"), acq), uid, params, dose]))
     accumulated = _container("CONTAINS", c.code("113811", "DCM", "CT Accumulated Dose Data"), [
-        _num(c, c.code("113812", "DCM", "Total Number of Irradiation Events"), len(spec.exposures),
+        _num(c, c.code("113812", "DCM", "Total Number of Irradiation Events"), len(exposures),
              "{events}", "events"),
-        _num(c, c.code("113813", "DCM", "CT Dose Length Product Total"), spec.total_dlp(), "mGy.cm", "mGy.cm"),
+        _num(c, c.code("113813", "DCM", "CT Dose Length Product Total"), spec.total_dlp(upto), spec.dlp_unit,
+             "mGy.cm"),
     ])
     procedure = _coded("HAS CONCEPT MOD", c.code("121058", "DCM", "Procedure reported"),
                        c.alt("ct_procedure", "Computed Tomography X-Ray"))
@@ -322,28 +387,55 @@ def ct_dose_report(spec: StudySpec, sop_class: str | None = None) -> Dataset:
                     [procedure, accumulated, *events])
 
 
-def rp_dose_report(spec: StudySpec) -> Dataset:
-    c = _Codes(spec)
-    start = spec.when_injected() + timedelta(minutes=spec.report_start_shift_min)
+_ACTIVITY_PER_MBQ = {"MBq": 1.0, "GBq": 1e-3, "kBq": 1e3, "Bq": 1e6, "mCi": 1 / 37.0}
+
+
+def _administration(spec: StudySpec, c: _Codes, t: TracerSpec, start: datetime, primary: bool) -> Dataset:
     start_item = _item("CONTAINS", "DATETIME", c.code("123003", "DCM", "Radiopharmaceutical Start DateTime"))
     start_item.DateTime = _dt_str(start, spec)
     stop_item = _item("CONTAINS", "DATETIME", c.code("123004", "DCM", "Radiopharmaceutical Stop DateTime"))
     stop_item.DateTime = _dt_str(start + timedelta(seconds=30), spec)
     uid = _item("CONTAINS", "UIDREF", c.code("113503", "DCM", "Radiopharmaceutical Administration Event UID"))
     uid.UID = generate_uid()
-    admin = _container("CONTAINS", c.code("113502", "DCM", "Radiopharmaceutical Administration"), [
-        _coded("CONTAINS", c.alt("agent", "Radiopharmaceutical agent"), c.alt("fdg", "Fluorodeoxyglucose F^18^")),
-        _coded("HAS PROPERTIES", c.alt("radionuclide", "Radionuclide"), c.alt("f18", "^18^Fluorine")),
-        _num(c, c.alt("half_life", "Radionuclide Half Life"), spec.half_life_s, "s", "second"),
+    agent = c.alt("fdg", "Fluorodeoxyglucose F^18^") if t.nuclide == "F-18" else c.code("SIM-1", "99SUITEMON", t.agent)
+    activity = spec.activity_mbq if primary else t.activity_mbq
+    # TID 10022: radionuclide and half-life are properties of the agent (HAS PROPERTIES from the CODE
+    # item); the RRD SR IOD does not allow HAS PROPERTIES from a CONTAINER (DCMTK's dsrdump refuses it).
+    agent_item = _coded("CONTAINS", c.alt("agent", "Radiopharmaceutical agent"), agent)
+    half = _num(c, c.alt("half_life", "Radionuclide Half Life"), t.half_life_s, "s", "second")
+    half.RelationshipType = "HAS PROPERTIES"
+    agent_item.ContentSequence = Sequence([
+        _coded("HAS PROPERTIES", c.alt("radionuclide", "Radionuclide"), c.nuclide(t.nuclide)), half])
+    return _container("CONTAINS", c.code("113502", "DCM", "Radiopharmaceutical Administration"), [
+        agent_item,
         start_item, stop_item,
-        _num(c, c.code("113507", "DCM", "Administered activity"), spec.activity_mbq, "MBq", "MBq"),
+        _num(c, c.code("113507", "DCM", "Administered activity"),
+             activity * _ACTIVITY_PER_MBQ[spec.activity_unit], spec.activity_unit, spec.activity_unit),
         uid,
     ])
-    patient = _container("CONTAINS", c.code("121118", "DCM", "Patient Characteristics"), [
-        _num(c, c.code("29463-7", "LN", "Body weight"), spec.weight_kg, "kg", "kg"),
-    ])
+
+
+def _patient_item(spec: StudySpec, c: _Codes, name: str) -> Dataset:
+    if name == "weight":
+        return _num(c, c.code("29463-7", "LN", "Patient Weight"), spec.weight_kg, "kg", "kg")
+    if name == "height":
+        return _num(c, c.code("8302-2", "LN", "Patient Height"), spec.height_m, "m", "m")
+    if name == "bmi":
+        return _num(c, c.alt("bmi", "Body Mass Index"), round(spec.weight_kg / spec.height_m ** 2, 1),
+                    "kg/m2", "kg/m2")
+    raise ValueError(f"unknown patient characteristic {name!r}")
+
+
+def rp_dose_report(spec: StudySpec) -> Dataset:
+    c = _Codes(spec)
+    tracers = _tracers(spec)
+    start = spec.when_injected() + timedelta(minutes=spec.report_start_shift_min)
+    admins = [_administration(spec, c, tracers[0], start, True)]
+    admins += [_administration(spec, c, t, t.injected_at, False) for t in tracers[1:]]
+    patient = _container("CONTAINS", c.code("121118", "DCM", "Patient Characteristics"),
+                         [_patient_item(spec, c, n) for n in spec.patient_items])
     return _sr_root(spec, RP_DOSE_SR, c.code("113500", "DCM", "Radiopharmaceutical Radiation Dose Report"),
-                    "10021", [admin, patient])
+                    "10021", [*admins, patient])
 
 
 def secondary_capture(spec: StudySpec) -> Dataset:
@@ -365,7 +457,10 @@ def build_study(spec: StudySpec) -> Iterator[Dataset]:
     else:
         for i in range(spec.pet_slices):
             yield pet_slice(spec, pet_series, i)
-    if spec.ct_report:
+    if spec.ct_report and spec.ct_report_mode == "cumulative":
+        for k in range(1, len(spec.exposures) + 1):
+            yield ct_dose_report(spec, upto=k)  # each repeats the earlier events, same UIDs
+    elif spec.ct_report:
         yield ct_dose_report(spec)
     if spec.rp_report:
         yield rp_dose_report(spec)

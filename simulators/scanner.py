@@ -95,6 +95,10 @@ SPEC_ARGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "protocol": ("protocol", str), "pet_class": ("pet_class", str), "snomed": ("snomed", str),
     "meanings": ("meanings", str), "ct_report": ("ct_report", bool), "rp_report": ("rp_report", bool),
     "study_uid": ("study_uid", str), "timezone": ("timezone", str),
+    # As real scanners do (docs/dicom.md): cumulative CT reports, unit spellings, StartTime-only headers, ...
+    "ct_report_mode": ("ct_report_mode", str), "dlp_unit": ("dlp_unit", str), "header_start": ("header_start", str),
+    "header_in_mbq": ("header_activity_in_mbq", bool), "scan_delay_min": ("scan_delay_min", float),
+    "float_values": ("float_values", bool),
 }
 
 
@@ -116,6 +120,10 @@ def spec_from_args(**kw: Any) -> st.StudySpec:
         fields["pet_cols"] = fields["pet_rows"]
     if fields.get("pet_class", "classic") not in ("classic", "enhanced"):
         raise SimError("pet_class is 'classic' or 'enhanced'")
+    if fields.get("ct_report_mode", "single") not in ("single", "cumulative"):
+        raise SimError("ct_report_mode is 'single' or 'cumulative'")
+    if fields.get("header_start", "datetime") not in ("datetime", "time_only"):
+        raise SimError("header_start is 'datetime' or 'time_only'")
     return st.StudySpec(**fields)
 
 
@@ -124,7 +132,8 @@ def truth(spec: st.StudySpec) -> dict[str, Any]:
     return {
         "study_uid": spec.study_uid, "accession": spec.accession,
         "instances": spec.ct_slices + (min(spec.pet_slices, 1) if spec.pet_class == "enhanced" else spec.pet_slices)
-        + int(spec.ct_report) + int(spec.rp_report),
+        + (len(spec.exposures) if spec.ct_report_mode == "cumulative" else 1) * int(spec.ct_report)
+        + int(spec.rp_report),
         "activity_mbq": spec.activity_mbq,
         "header_activity_mbq": spec.activity_mbq if spec.header_activity_mbq is None else spec.header_activity_mbq,
         "injected_at": spec.when_injected().isoformat().replace("+00:00", "Z"),

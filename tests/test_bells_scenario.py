@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from bells_helpers import bells_device, bells_extra
 from helpers import REPO
 
@@ -21,3 +22,25 @@ def test_deterioration_scenario_runs_the_ladder_to_its_failsafe(make_suite, watc
     assert failures == []
     roles = [t.rsplit("/", 1)[1] for t, *_ in watcher.messages if t.startswith(suite.topic("notify") + "/")]
     assert roles[:3] == ["room_nurse", "suite_staff", "resus_team"]
+
+
+REPRESSED = REPO / "examples" / "scenarios" / "call-repressed.toml"
+
+
+@pytest.mark.slow  # ~20 s: 86 scenario seconds played 5x faster
+def test_call_repressed_after_an_ack_sounds_again_and_restarts_its_ladder(make_suite, watcher, tmp_path):
+    # examples/suite.toml [ladders.call]: room nurse 60 s, suite staff 120 s (failsafe), scaled by 1/SPEED.
+    extra = bells_extra()
+    extra["ladders"]["call"] = {"steps": [{"role": "room_nurse", "timeout_s": 60 / SPEED},
+                                          {"role": "suite_staff", "timeout_s": 120 / SPEED, "failsafe": True}]}
+    extra["alarm_types"]["bells.call"]["ladder"] = "call"
+    suite = make_suite({"bells": bells_device("tcp", tmp_path)}, extra)
+    suite.start_sims()
+    suite.start_daemon(watcher)
+    state_t = suite.topic("device", "bells", "state")
+    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="bells polled")
+    failures = suite.play(REPRESSED, watcher, speed=SPEED)
+    assert failures == []
+    reasons = [e["data"]["reason"] for e in watcher.events(suite.site)
+               if e["type"] == "alarm.notify" and e["alarm_id"] == "bells.uptake3.call"]
+    assert reasons[:3] == ["raised", "reannunciated", "timeout"]

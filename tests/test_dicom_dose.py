@@ -6,9 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import json
+import math
+
 from suitemon.daemon.dicom.service import study_ref
 from suitemon.daemon.pseudonym import accession_ref, load_or_create_key
-from dicom_helpers import dicom_section, target, wait_event, wait_summary
+from bells_helpers import command
+from dicom_helpers import SCANNER_AE, dcmtk, dicom_section, target, wait_event, wait_summary
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.scanner import send
 
@@ -176,3 +180,62 @@ def test_dose_record_refuses_incomplete_or_inconsistent_records(make_suite, watc
     ev = wait_event(watcher, suite.site, "command.rejected")
     assert ev["data"]["verb"] == "dose-record"
     assert not [e for e in watcher.events(suite.site) if e["type"] == "dose.administered"]
+
+
+def test_cumulative_reports_nan_floats_and_a_megabecquerel_header_sent_by_dcmtk(make_suite, watcher, tmp_path):
+    """Issue 14 items 5, 8, 9 end to end: DCMTK's storescu -> receiver -> journal -> MQTT."""
+    suite = make_suite(extra=dicom_section(reference_levels={"national": {"ctdivol_mgy": 4.3, "dlp_mgycm": 500.0}}))
+    suite.start_daemon(watcher)
+    exposures = (st.CtExposure("constant_angle", 0.12, 6.1), st.CtExposure("spiral", 3.4, 352.5),
+                 st.CtExposure("spiral", math.nan, 120.0))  # the last CTDIvol: a NaN binary float
+    spec = st.StudySpec(accession="CUMUL1", ct_slices=1, pet_slices=1, ct_rows=32, ct_cols=32, pet_rows=16,
+                        pet_cols=16, exposures=exposures, dlp_total_mgycm=None, ct_report_mode="cumulative",
+                        header_activity_in_mbq=True, snomed="SRT", rp_report=True)
+    files = tmp_path / "study"
+    paths = st.write_study(spec, files)
+    assert len(paths) == 6  # CT, PET, 3 cumulative CT reports, the RP report
+    dump = dcmtk("/usr/bin/dsrdump", str(paths[-2]))  # DCMTK reads the synthesised SR, NaN float and all
+    assert dump.returncode == 0 and "Irradiation Event UID" in dump.stdout, dump.stderr
+    dump = dcmtk("/usr/bin/dsrdump", str(paths[-1]))  # and the RP report, BMI before weight
+    assert dump.returncode == 0 and "Body Mass Index" in dump.stdout, dump.stderr
+    r = dcmtk("/usr/bin/storescu", "-R", "-aet", SCANNER_AE, "-aec", "SUITEMON", "+sd", "127.0.0.1",
+              str(target(suite)["port"]), str(files))
+    assert r.returncode == 0, r.stderr
+    s = wait_summary(watcher, suite.site, spec.study_uid)
+    raw = [p for t, p, *_ in watcher.messages if t == suite.topic("dose", "study")][-1]
+    json.loads(raw, parse_constant=lambda c: pytest.fail(f"bare {c} on MQTT"))
+    # Each irradiation event once: 478.6, not 6.1 + 358.6 + 478.6 = 843.3 (over the 500 level).
+    assert s["ct"]["dlp_total_mgycm"] == pytest.approx(478.6) and s["ct"]["reports_superseded"] == 2
+    assert [e["ctdivol_mgy"] for e in s["ct"]["events"]] == [0.12, 3.4, None]
+    assert s["ct"]["status"] == "incomplete" and s["checks"]["ct_reference"] == "incomplete"
+    assert any("not a finite number" in why for why in s["unreadable_values"])
+    assert s["rp_report"]["weight_kg"] == pytest.approx(spec.weight_kg)  # SRT BMI before the weight
+    assert "MBq written into a Bq field" in s["pet"]["activity_flag"]
+    ref = study_ref(spec.study_uid)
+    rec = watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", f"dicom.header_activity.{ref}")), 10,
+                           what="header activity alarm")
+    assert (rec["priority"], rec["type"]) == ("medium", "dicom.header_activity_implausible")
+    assert watcher.json_of(suite.topic("alarm", f"dicom.ct_dose.{ref}")) is None
+
+
+def test_a_revised_summary_repeating_an_acknowledged_finding_does_not_reannunciate_it(make_suite, watcher):
+    suite = make_suite(extra=dicom_section())
+    suite.start_daemon(watcher)
+    injected = (datetime.now(timezone.utc) - timedelta(minutes=65)).replace(microsecond=0)
+    spec = st.StudySpec(accession="REV1", ct_slices=1, pet_slices=1, ct_rows=32, ct_cols=32, pet_rows=16,
+                        pet_cols=16, injected_at=injected, activity_mbq=300.0, rp_report=False,
+                        exposures=(st.CtExposure("spiral", 9.9, 352.5),))  # over the national 4.3 mGy
+    assert send(st.build_study(spec), **target(suite)).ok == 3
+    wait_summary(watcher, suite.site, spec.study_uid)
+    aid = f"dicom.ct_dose.{study_ref(spec.study_uid)}"
+    watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", aid))) and a["state"] == "active", 10,
+                     what="CT alarm")
+    watcher.publish(suite.topic("cmd", "rad1", "ack"), {"alarm_id": aid, "request_id": "ack-rev1"})
+    watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", aid))["state"] == "acknowledged", 10, what="ack")
+    assert record_dose(watcher, suite, accession="REV1", room="uptake1", prescribed_mbq=300.0,
+                       measured_mbq=301.0, administered_at=iso(injected))["ok"]
+    wait_summary(watcher, suite.site, spec.study_uid, revision=2)
+    # A second ack, journaled after whatever revision 2 raised: refused only if the first still stands.
+    again = command(watcher, suite, "rad1", "ack", alarm_id=aid)
+    assert not again["ok"] and "already acknowledged" in again["error"], again
+    assert not [e for e in watcher.events(suite.site) if e["type"] == "alarm.reannunciated"]

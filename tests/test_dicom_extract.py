@@ -117,7 +117,7 @@ def _num_item(ds: Dataset, code: str) -> Dataset:
     raise LookupError(code)
 
 
-def test_units_are_converted_and_unknown_units_refused():
+def test_units_are_converted_and_an_unknown_unit_is_one_unreadable_value():
     spec = st.StudySpec(exposures=(st.CtExposure("spiral", 3.0, 300.0),))
     ds = st.ct_dose_report(spec)
     leaf = _num_item(ds, "113830")
@@ -127,8 +127,9 @@ def test_units_are_converted_and_unknown_units_refused():
     assert r.ct_dose.events[0].ctdivol_mgy == pytest.approx(3.0)
     leaf.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue = "mSv"
     r = parse(ds)
-    assert isinstance(r, Unparseable) and "Mean CTDIvol (113830) is in unit 'mSv'" in r.reason
-    assert r.ident.study_uid == spec.study_uid  # the study still counts it
+    assert isinstance(r, Parsed)  # kept: only that value is unreadable
+    assert r.ct_dose.events[0].ctdivol_mgy is None and r.ct_dose.events[0].dlp_mgycm == 300.0
+    assert any("Mean CTDIvol (113830) is in unit 'mSv'" in why for why in r.ct_dose.unreadable)
 
 
 def test_a_concept_under_an_unknown_scheme_is_not_taken_for_ctdivol():

@@ -292,3 +292,59 @@ def test_notify_messages_carry_the_protocol_on_the_role_topic(tmp_path):
         assert body["recipients"] == ["nurse1", "nurse2"] and body["step"] == 0
         core.crash()
     run(main())
+
+
+def test_a_returning_condition_after_an_ack_reannunciates_and_restarts_the_ladder(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg())
+        aid = "bells.uptake3.call"
+        core.raise_("call", aid)
+        core.engine.acknowledge(aid, "nurse1")  # stops a call's ladder
+        core.engine.apply(Condition(alarm_id=aid, type="call", present=False))
+        await asyncio.sleep(1.5 * STEP)
+        assert [e.data["step"] for e in core.notifies(aid)] == [0]
+        core.raise_("call", aid)  # the patient presses again
+        rec = core.engine.get(aid)
+        assert (rec.state, rec.condition, rec.acknowledged_by) == ("active", "present", None)
+        await wait_for(lambda: len(core.notifies(aid)) >= 3, 5, "the restarted ladder to climb")
+        assert [(e.data["step"], e.data["reason"]) for e in core.notifies(aid)][:3] == [
+            (0, "raised"), (0, "reannunciated"), (1, "timeout")]
+        types = core.types(aid)
+        assert types[:5] == ["alarm.raised", "alarm.notify", "alarm.acknowledged", "alarm.updated",
+                             "alarm.reannunciated"]
+        ev = [e for e in core.journal.events_of_type("alarm.reannunciated") if e.alarm_id == aid][0]
+        assert ev.data["previous"]["acknowledged_by"] == "nurse1"
+        core.crash()
+        core2 = Core(tmp_path, core.cfg)  # a restart finds it active with a running ladder
+        assert core2.engine.get(aid).state == "active" and core2.escalator.resume() == 1
+        core2.crash()
+    run(main())
+
+
+def test_an_unacknowledged_alarm_whose_condition_flickers_is_not_notified_twice(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg(step=5.0))
+        aid = "bells.uptake3.call"
+        core.raise_("call", aid)
+        core.engine.apply(Condition(alarm_id=aid, type="call", present=False))
+        core.raise_("call", aid)
+        assert [e.data["reason"] for e in core.notifies(aid)] == ["raised"]
+        assert "alarm.reannunciated" not in core.types(aid)
+        core.crash()
+    run(main())
+
+
+def test_a_returning_emergency_is_told_again_at_its_current_step_never_lower(tmp_path):
+    async def main():
+        core = Core(tmp_path, make_cfg())
+        aid = "bells.uptake3.emergency"
+        core.raise_()
+        core.engine.acknowledge(aid, "nurse1")  # an emergency's ladder climbs on after an ack
+        await wait_for(lambda: len(core.notifies()) >= 2, 5, "step 1")
+        core.engine.apply(Condition(alarm_id=aid, type="emergency", present=False))
+        core.raise_()
+        last = core.notifies()[-1]
+        assert (last.data["reason"], last.data["step"]) == ("reannunciated", core.notifies()[-2].data["step"])
+        assert last.data["step"] >= 1 and core.engine.get(aid).state == "active"
+        core.crash()
+    run(main())

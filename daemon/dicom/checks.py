@@ -81,7 +81,8 @@ def check_ct(reports: list[CtDoseReport], image_protocols: list[str], ref) -> Ct
             if e.ctdivol_mgy is None or e.acquisition_type in NOT_COMPARED_TO_CTDI_LEVELS:
                 continue
             lv = levels_for(e.protocol or protocol, ref)
-            if lv.ctdivol_mgy is not None and e.ctdivol_mgy > lv.ctdivol_mgy:
+            # "not <=" so that a non-finite value can never pass as below the level (NaN > x is false).
+            if lv.ctdivol_mgy is not None and not e.ctdivol_mgy <= lv.ctdivol_mgy:
                 exceeded.append({"quantity": "ctdivol_mgy", "value": e.ctdivol_mgy, "level": lv.ctdivol_mgy,
                                  "level_source": lv.source, "event": ei + 1, "report": ri + 1,
                                  "protocol": e.protocol or protocol})
@@ -93,7 +94,7 @@ def check_ct(reports: list[CtDoseReport], image_protocols: list[str], ref) -> Ct
         dlp = round(sum((r.dlp_total_mgycm if r.dlp_total_mgycm is not None
                          else sum(e.dlp_mgycm or 0.0 for e in r.events)) for r in reports), 3)
         source = "sum_of_events"
-    if study_levels.dlp_mgycm is not None and dlp > study_levels.dlp_mgycm:
+    if study_levels.dlp_mgycm is not None and not dlp <= study_levels.dlp_mgycm:
         exceeded.append({"quantity": "dlp_mgycm", "value": dlp, "level": study_levels.dlp_mgycm,
                          "level_source": study_levels.source, "protocol": protocol})
     return CtCheck("exceeded" if exceeded else "ok", protocol, study_levels, dlp, source, exceeded)

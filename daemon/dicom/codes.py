@@ -3,8 +3,9 @@
 Vendors differ in the case and wording of code meanings, and the same concept appears
 under SNOMED RT (``SRT``, old) and SNOMED CT (``SCT``, new) codes, so a concept is the
 set of pairs that stand for it. Sources: DICOM PS3.16 TID 10011/10012/10013 (CT dose),
-TID 10021/10022 (radiopharmaceutical dose), CID 4020 (PET radionuclides); SRT <-> SCT
-pairs checked against pydicom's SNOMED mapping.
+TID 10021/10022/10023 (radiopharmaceutical dose), CID 10013 (CT acquisition type), CID 4020 (PET
+radionuclides); every pair is checked against pydicom's copy of the PS3.16 concepts and its
+SRT <-> SCT mapping by tests/test_dicom_codes.py (docs/decisions.md, "DICOM codes").
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ CONCEPTS: dict[str, frozenset[Code]] = {
     "acquisition_protocol": frozenset({("125203", "DCM")}),
     "irradiation_event_uid": frozenset({("113769", "DCM")}),
     # Dose-check sub-trees carry alert values, not delivered dose: never read as dose.
-    "ct_dose_check_details": frozenset({("113900", "DCM")}),
+    "ct_dose_check_details": frozenset({("113900", "DCM")}),  # Dose Check Alert Details
+    "ct_dose_check_notification": frozenset({("113908", "DCM")}),  # Dose Check Notification Details
     # Radiopharmaceutical radiation dose report (TID 10021)
     "rp_dose_report": frozenset({("113500", "DCM")}),
     "rp_administration": frozenset({("113502", "DCM")}),
@@ -47,8 +49,12 @@ CONCEPTS: dict[str, frozenset[Code]] = {
     "rp_stop": frozenset({("123004", "DCM")}),
     "half_life": frozenset({("R-42806", "SRT"), ("304283002", "SCT")}),
     "radionuclide": frozenset({("C-10072", "SRT"), ("89457008", "SCT")}),
-    "radiopharmaceutical": frozenset({("F-61FDB", "SRT"), ("349358000", "SCT")}),
-    "body_weight": frozenset({("29463-7", "LN"), ("27113001", "SCT"), ("F-01860", "SRT")}),
+    # TID 10022 used (F-61FDB, SRT) "Radiopharmaceutical agent"; SNOMED maps 349358000 to C-B02C9.
+    "radiopharmaceutical": frozenset({("F-61FDB", "SRT"), ("C-B02C9", "SRT"), ("349358000", "SCT")}),
+    # Patient characteristics (TID 10023): weight is LOINC 29463-7 (SNOMED CT 27113001 from other
+    # templates). (F-01860, SRT) = (60621009, SCT) is Body Mass Index: never a weight.
+    "body_weight": frozenset({("29463-7", "LN"), ("27113001", "SCT")}),
+    "body_mass_index": frozenset({("F-01860", "SRT"), ("60621009", "SCT")}),
 }
 
 ACQUISITION_TYPES: dict[Code, str] = {
@@ -58,7 +64,8 @@ ACQUISITION_TYPES: dict[Code, str] = {
     ("113805", "DCM"): "constant_angle",
     ("113806", "DCM"): "stationary",
     ("113807", "DCM"): "free",
-    ("113808", "DCM"): "cone_beam",
+    ("702569007", "SCT"): "cone_beam",  # not (113808, DCM): that is "ICRP Pub 60"
+    ("R-FB8F1", "SRT"): "cone_beam",
 }
 
 # Localiser (scout) exposures carry tiny CTDIvol values that no reference level is about.
@@ -97,6 +104,25 @@ UNITS: dict[str, tuple[str, float]] = {
     "s": ("time_s", 1.0), "min": ("time_s", 60.0), "h": ("time_s", 3600.0), "d": ("time_s", 86400.0),
     "kg": ("mass_kg", 1.0), "g": ("mass_kg", 1e-3), "[lb_av]": ("mass_kg", 0.45359237),
 }
+
+# Spellings scanners write for the UCUM units above (strict about meaning, tolerant about spelling).
+# Each is mapped explicitly to the one UCUM unit it can only mean; case is never folded, because
+# in UCUM it carries meaning ("MGy" is megagray, "mGy" milligray). Listed in docs/dicom.md.
+UNIT_SPELLINGS: dict[str, str] = {
+    "mGycm": "mGy.cm", "mGy*cm": "mGy.cm", "mGy cm": "mGy.cm", "mGy\u00b7cm": "mGy.cm",
+    "Gycm": "Gy.cm", "Gy*cm": "Gy.cm", "Gy cm": "Gy.cm",
+    "mGymm": "mGy.mm", "mGy*mm": "mGy.mm", "mGy mm": "mGy.mm",
+    "\u00b5Gy": "uGy", "\u03bcGy": "uGy", "\u00b5Ci": "uCi", "\u03bcCi": "uCi",
+    "sec": "s", "hr": "h", "lb": "[lb_av]",
+}
+
+
+def ucum_unit(spelled: str) -> str | None:
+    """The UCUM unit a scanner's unit spelling stands for, or None when it is not one we know."""
+    u = spelled.strip()
+    if u in UNITS:
+        return u
+    return UNIT_SPELLINGS.get(u)
 
 
 def concept_is(code: Code | None, name: str) -> bool:

@@ -2,9 +2,10 @@
 
 Pure functions of a pydicom Dataset. Concepts are matched on (code value, scheme) with
 the SRT and SCT variants of each (``dicom_codes.CONCEPTS``), never on code meaning text.
-Every number is read with its unit and converted (mGy, mGy.cm, MBq, s, kg); an unknown
-unit or a malformed value raises ``BadValue``, so the report is recorded as unparseable
-rather than read wrongly.
+Every number is read with its unit and converted (mGy, mGy.cm, MBq, s, kg). One value that
+cannot be interpreted (unknown unit, malformed or non-finite number, bad date) is left out and
+named in the report's ``unreadable`` list; the report's other values are kept. Only a report
+whose structure cannot be read (no document title, no content) is refused whole.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydicom.dataset import Dataset
 
 from suitemon.daemon.dicom import values as dv
 from suitemon.daemon.dicom.codes import (ACQUISITION_TYPES, PHANTOMS, RADIONUCLIDES, UNITS, Code, concept_is,
-                          normalise_scheme)
+                                         normalise_scheme, ucum_unit)
 
 # FDG is what this suite gives almost every patient; other agents are reported by code.
 RADIOPHARMACEUTICALS: dict[Code, str] = {("35321007", "SCT"): "FDG", ("C-B1031", "SRT"): "FDG"}
@@ -39,6 +40,7 @@ class CtDoseReport:
     events: tuple[CtEvent, ...]
     dlp_total_mgycm: float | None
     event_count: int | None
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class RpDoseReport:
     sop_instance: str
     administrations: tuple[RpAdministration, ...]
     weight_kg: float | None
+    unreadable: tuple[str, ...] = ()
 
 
 # -- content items -----------------------------------------------------------------------
@@ -78,7 +81,8 @@ def children(item: Dataset) -> list[Dataset]:
     return dv.sequence(item, "ContentSequence")
 
 
-def walk(items: list[Dataset], skip: tuple[str, ...] = ("ct_dose_check_details",)) -> Iterator[Dataset]:
+def walk(items: list[Dataset],
+         skip: tuple[str, ...] = ("ct_dose_check_details", "ct_dose_check_notification")) -> Iterator[Dataset]:
     """Every content item below ``items``, depth first, leaving out sub-trees named in ``skip``."""
     for item in items:
         c = concept(item)
@@ -109,11 +113,24 @@ def num(item: Dataset, quantity: str, what: str) -> float | None:
     if value is None:
         value = dv.number(m, "NumericValue", required=True)
     units = dv.sequence(m, "MeasurementUnitsCodeSequence", required=True)
-    unit, scheme = code_of(units[0])
-    conv = UNITS.get(unit)
+    spelled, scheme = code_of(units[0])
+    unit = ucum_unit(spelled)
+    conv = UNITS.get(unit) if unit else None
     if conv is None or conv[0] != quantity:
-        raise dv.BadValue(f"{what} is in unit {unit!r} ({scheme}), expected a {quantity.split('_')[0]} unit")
+        raise dv.BadValue(f"{what} is in unit {spelled!r} ({scheme}), expected a {quantity.split('_')[0]} unit")
     return value * conv[1]
+
+
+class Unreadable(list):
+    """The values of one report that could not be interpreted, each with its reason."""
+
+    def read(self, fn, *args):
+        """``fn(*args)``, or None with the reason noted when the value cannot be interpreted."""
+        try:
+            return fn(*args)
+        except dv.BadValue as err:
+            self.append(str(err))
+            return None
 
 
 def coded_value(item: Dataset) -> Code | None:
@@ -137,7 +154,7 @@ def report_kind(ds: Dataset) -> str | None:
 
 
 # -- CT radiation dose (TID 10011 / 10012 / 10013) ---------------------------------------------
-def _ct_event(container: Dataset) -> CtEvent:
+def _ct_event(container: Dataset, bad: Unreadable) -> CtEvent:
     items = children(container)
     acq = phantom = protocol = uid = None
     ctdi = dlp = None
@@ -147,16 +164,16 @@ def _ct_event(container: Dataset) -> CtEvent:
             code = coded_value(item)
             acq = ACQUISITION_TYPES.get(code, _display(code)) if code else None
         elif concept_is(c, "ctdivol") and ctdi is None:
-            ctdi = num(item, "dose_mGy", "Mean CTDIvol (113830)")
+            ctdi = bad.read(num, item, "dose_mGy", "Mean CTDIvol (113830)")
         elif concept_is(c, "dlp") and dlp is None:
-            dlp = num(item, "dlp_mGy.cm", "DLP (113838)")
+            dlp = bad.read(num, item, "dlp_mGy.cm", "DLP (113838)")
         elif concept_is(c, "ct_phantom") and phantom is None:
             code = coded_value(item)
             phantom = PHANTOMS.get(code, _display(code)) if code else None
         elif concept_is(c, "acquisition_protocol") and protocol is None:
             protocol = dv.text(item, "TextValue")
         elif concept_is(c, "irradiation_event_uid") and uid is None:
-            uid = dv.uid(item, "UID")
+            uid = bad.read(dv.uid, item, "UID")
     return CtEvent(acq, ctdi, dlp, phantom, protocol, uid)
 
 
@@ -166,19 +183,20 @@ def ct_dose_report(ds: Dataset) -> CtDoseReport:
     top = children(ds)
     events: list[CtEvent] = []
     total = count = None
+    bad = Unreadable()
     for item in top:
         c = concept(item)
         if concept_is(c, "ct_acquisition"):
-            events.append(_ct_event(item))
+            events.append(_ct_event(item, bad))
         elif concept_is(c, "ct_accumulated"):
             for sub in walk(children(item)):
                 sc = concept(sub)
                 if concept_is(sc, "ct_dlp_total") and total is None:
-                    total = num(sub, "dlp_mGy.cm", "CT Dose Length Product Total (113813)")
+                    total = bad.read(num, sub, "dlp_mGy.cm", "CT Dose Length Product Total (113813)")
                 elif concept_is(sc, "ct_event_count") and count is None:
-                    n = num_plain(sub)
+                    n = bad.read(num_plain, sub)
                     count = int(n) if n is not None else None
-    return CtDoseReport(dv.uid(ds, "SOPInstanceUID", required=True), tuple(events), total, count)
+    return CtDoseReport(dv.uid(ds, "SOPInstanceUID", required=True), tuple(events), total, count, tuple(bad))
 
 
 def num_plain(item: Dataset) -> float | None:
@@ -190,18 +208,21 @@ def num_plain(item: Dataset) -> float | None:
 
 
 # -- Radiopharmaceutical radiation dose (TID 10021) ---------------------------------------------
-def _administration(container: Dataset, tz: tzinfo) -> RpAdministration:
+def _start(item: Dataset, tz: tzinfo) -> datetime | None:
+    value = dv.text(item, "DateTime")
+    return dv.parse_dt(value, default_tz=tz, what="Radiopharmaceutical Start DateTime (123003)") if value else None
+
+
+def _administration(container: Dataset, tz: tzinfo, bad: Unreadable) -> RpAdministration:
     activity = start = half = nuclide = agent = pre = post = uid = None
     for item in walk(children(container)):
         c = concept(item)
         if concept_is(c, "administered_activity") and activity is None:
-            activity = num(item, "activity_MBq", "Administered activity (113507)")
+            activity = bad.read(num, item, "activity_MBq", "Administered activity (113507)")
         elif concept_is(c, "rp_start") and start is None:
-            value = dv.text(item, "DateTime")
-            start = dv.parse_dt(value, default_tz=tz, what="Radiopharmaceutical Start DateTime (123003)") \
-                if value else None
+            start = bad.read(_start, item, tz)
         elif concept_is(c, "half_life") and half is None:
-            half = num(item, "time_s", "Radionuclide half-life")
+            half = bad.read(num, item, "time_s", "Radionuclide half-life")
         elif concept_is(c, "radionuclide") and nuclide is None:
             code = coded_value(item)
             nuclide = RADIONUCLIDES.get(code, _display(code)) if code else None
@@ -209,11 +230,11 @@ def _administration(container: Dataset, tz: tzinfo) -> RpAdministration:
             code = coded_value(item)
             agent = RADIOPHARMACEUTICALS.get(code, _display(code)) if code else None
         elif concept_is(c, "pre_administration_activity") and pre is None:
-            pre = num(item, "activity_MBq", "Pre-administration measured activity (113508)")
+            pre = bad.read(num, item, "activity_MBq", "Pre-administration measured activity (113508)")
         elif concept_is(c, "post_administration_activity") and post is None:
-            post = num(item, "activity_MBq", "Post-administration measured activity (113509)")
+            post = bad.read(num, item, "activity_MBq", "Post-administration measured activity (113509)")
         elif concept_is(c, "rp_administration_uid") and uid is None:
-            uid = dv.uid(item, "UID")
+            uid = bad.read(dv.uid, item, "UID")
     return RpAdministration(activity, start, half, nuclide, agent, pre, post, uid)
 
 
@@ -222,10 +243,12 @@ def rp_dose_report(ds: Dataset, site_tz: tzinfo) -> RpDoseReport:
         raise dv.BadValue("not a Radiopharmaceutical Radiation Dose Report (113500, DCM)")
     tz = dv.dataset_tz(ds, site_tz)
     top = children(ds)
-    admins = [_administration(item, tz) for item in walk(top) if concept_is(concept(item), "rp_administration")]
+    bad = Unreadable()
+    admins = [_administration(item, tz, bad) for item in walk(top)
+              if concept_is(concept(item), "rp_administration")]
     weight = None
     for item in walk(top):
         if concept_is(concept(item), "body_weight"):
-            weight = num(item, "mass_kg", "Body weight (29463-7)")
+            weight = bad.read(num, item, "mass_kg", "Patient weight (29463-7, LN)")
             break
-    return RpDoseReport(dv.uid(ds, "SOPInstanceUID", required=True), tuple(admins), weight)
+    return RpDoseReport(dv.uid(ds, "SOPInstanceUID", required=True), tuple(admins), weight, tuple(bad))

@@ -51,6 +51,12 @@ class Parsed:
     ct_dose: CtDoseReport | None = None
     rp_dose: RpDoseReport | None = None
 
+    def unreadable(self) -> tuple[str, ...]:
+        for part in (self.ct_dose, self.rp_dose, self.pet):
+            if part is not None:
+                return part.unreadable
+        return ()
+
 
 @dataclass(frozen=True)
 class Unparseable:

@@ -301,6 +301,10 @@ class DicomService:
     def _apply(self, item: Item, result: Parsed | Unparseable, moved: Path | None) -> None:
         if isinstance(result, Parsed):
             self.ctx.metrics.inc("dicom.instances.parsed")
+            for why in result.unreadable():
+                # The instance is kept with its other values; this one is named in the study's summary.
+                self.ctx.metrics.inc("dicom.values.unreadable")
+                log.warning("unreadable value in a DICOM instance", kind=result.kind, reason=why)
             self.book.get(result.ident.study_uid).add(result, item.path, item.assoc, item.wall, item.mono)
             return
         ident = result.ident
@@ -335,9 +339,8 @@ class DicomService:
 
     def _complete(self, study: Study, *, first_time: bool = True) -> None:
         study.revision += 1
-        header, _ = study.pet()
-        around = header.start_at if header and header.start_at else \
-            _dt(study.first_received if study.first_received else time.time())
+        # Injection side first: a header start dated by its series can be days off (long-lived tracers).
+        around = study.injection_anchor() or _dt(study.first_received if study.first_received else time.time())
         dispensed = self.doses.pick(study.accession, study.patient_ref, around)
         findings = evaluate(study, dispensed, self.cfg)
         study.activity_status = findings.activity.status
@@ -387,8 +390,23 @@ class DicomService:
                          f"tolerance {a.tolerance_pct:g} % ({who}). Every SUV of this study uses the header value."),
                 details={**base, **data["checks"]["activity"], "record_id": a.record_id}))
 
+        flag = f.header.activity_flag if f.header is not None else None
+        if flag:
+            self._finding(Condition(
+                f"dicom.header_activity.{ref}", "dicom.header_activity_implausible", True, priority="medium",
+                kind="clinical", latching=True, source="dicom", location=self.cfg.location,
+                message=(f"PET header activity cannot be trusted ({who}): {flag}. Every SUV of this study "
+                         f"uses the header value."),
+                details={**base, "activity_flag": flag, "unit_in_header": f.header.activity_unit,
+                         "activity_mbq": f.header.activity_mbq}))
+
     def _finding(self, c: Condition) -> None:
         # A finding is a past fact: raised, then its condition ends; latching keeps it until a person resets it.
+        open_ = self.ctx.engine.alarms.get(c.alarm_id)
+        if open_ is not None and open_.details == dict(c.details):
+            # The same finding in a revised summary (a late record): not a new condition, so an ack
+            # given to it stands (a changed finding re-annunciates: docs/decisions.md).
+            return
         self.ctx.engine.apply(c)
         self.ctx.engine.apply(replace(c, present=False))
 
@@ -417,8 +435,7 @@ class DicomService:
         for study in list(self.book.recent.values()):
             if study.activity_status != "no_dispense_record":
                 continue
-            header, _ = study.pet()
-            around = header.start_at if header and header.start_at else _dt(study.first_received or time.time())
+            around = study.injection_anchor() or _dt(study.first_received or time.time())
             if self.doses.pick(study.accession, study.patient_ref, around) is d:
                 self.book.recent.pop(study.uid, None)
                 self._complete(study, first_time=False)

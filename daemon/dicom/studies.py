@@ -9,7 +9,7 @@ or a late dispensing record revises the summary instead of starting a blank one.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ from suitemon.daemon.dicom.parse import Identity, Parsed
 from suitemon.daemon.dicom.values import utc_iso
 from suitemon.daemon.dicom.checks import (CtCheck, Dispensed, Reconciliation, StartTimeCheck, check_ct, check_start_times,
                           reconcile)
-from suitemon.daemon.dicom.dose_pet import PetHeader
+from suitemon.daemon.dicom.ct_merge import MergedCt, merge_ct_reports
+from suitemon.daemon.dicom.dose_pet import PetHeader, Tracer, redate
 from suitemon.daemon.dicom.dose_sr import CtDoseReport, RpDoseReport
 
 RECENT_STUDIES = 200
@@ -102,11 +103,41 @@ class Study:
         header, _ = max(self.pet_headers.values(), key=lambda hc: hc[1])
         return header, len(self.pet_headers)
 
-    def rp_administration(self):
+    def rp_administration(self, radionuclide: str | None = None):
+        """The administration the checks use (of ``radionuclide`` when given and reported, else the
+        first), its report, and how many administrations the reports hold."""
+        n = sum(len(x.administrations) for x in self.rp_reports.values())
+        if radionuclide:
+            for r in self.rp_reports.values():
+                for a in r.administrations:
+                    if a.radionuclide == radionuclide:
+                        return a, r, n
         for r in self.rp_reports.values():
             if r.administrations:
-                return r.administrations[0], r, sum(len(x.administrations) for x in self.rp_reports.values())
+                return r.administrations[0], r, n
         return None, (next(iter(self.rp_reports.values())) if self.rp_reports else None), 0
+
+    def unreadable(self) -> list[str]:
+        """Values of this study's instances that could not be interpreted (their other values were kept)."""
+        out = [f"CT dose report {r.sop_instance[-12:]}: {why}"
+               for r in self.ct_reports.values() for why in r.unreadable]
+        out += [f"RP dose report {r.sop_instance[-12:]}: {why}"
+                for r in self.rp_reports.values() for why in r.unreadable]
+        out += [f"PET header: {why}" for h, _ in self.pet_headers.values() for why in h.unreadable]
+        return out
+
+    def injection_anchor(self, dispensed: Dispensed | None = None) -> datetime | None:
+        """When the injection happened, from the injection side: the dose report's start, else the
+        dispensing record; else a header start that carried its own date."""
+        admin, _, _ = self.rp_administration()
+        if admin is not None and admin.start_at is not None:
+            return admin.start_at
+        if dispensed is not None:
+            return dispensed.administered_at
+        header, _ = self.pet()
+        if header is not None and header.start_source == "datetime":
+            return header.start_at
+        return None
 
 
 class StudyBook:
@@ -148,26 +179,62 @@ class Findings:
     ct: CtCheck
     activity: Reconciliation
     start_time: StartTimeCheck
+    header: PetHeader | None = None  # the header as evaluated: primary tracer chosen, start dated
+    merged_ct: MergedCt | None = None
+
+
+def _primary(header: PetHeader, dispensed: Dispensed | None, admin) -> Tracer | None:
+    """In a dual-tracer header, the tracer the administration on record is about; else the first."""
+    wanted = (dispensed.radionuclide if dispensed else None) or (admin.radionuclide if admin else None)
+    for t in header.tracers:
+        if wanted and t.radionuclide == wanted:
+            return t
+    return header.primary
+
+
+def evaluated_header(study: Study, dispensed: Dispensed | None) -> PetHeader | None:
+    header, _ = study.pet()
+    if header is None or not header.tracers:
+        return header
+    admin, _, _ = study.rp_administration()
+    tracer = _primary(header, dispensed, admin)
+    anchor = study.injection_anchor(dispensed)
+    tracers = tuple(redate(t, anchor, header.tz) for t in header.tracers)
+    chosen = tracers[header.tracers.index(tracer)]
+    return replace(header, tracers=tracers).with_primary(chosen)
 
 
 def evaluate(study: Study, dispensed: Dispensed | None, dcfg) -> Findings:
-    header, _ = study.pet()
-    admin, _, _ = study.rp_administration()
-    ct = check_ct(list(study.ct_reports.values()), study.ct_protocols, dcfg.reference_levels)
+    header = evaluated_header(study, dispensed)
+    admin, _, _ = study.rp_administration(header.radionuclide if header else None)
+    merged = merge_ct_reports(list(study.ct_reports.values()))
+    ct = check_ct(merged.reports, study.ct_protocols, dcfg.reference_levels)
+    unread = [why for r in merged.reports for why in r.unreadable]
+    if ct.status == "ok" and unread:
+        # Not "ok": a value the check needed could not be read (docs/decisions.md).
+        ct = replace(ct, status="incomplete", reason=f"{len(unread)} value(s) unreadable: {unread[0]}")
     activity = reconcile(header, dispensed, tolerance_pct=dcfg.activity_tolerance_pct,
                          report_half_life_s=admin.half_life_s if admin else None)
     start = check_start_times(header.start_at if header else None, admin.start_at if admin else None,
                               dcfg.start_time_tolerance_min)
-    return Findings(ct, activity, start)
+    return Findings(ct, activity, start, header, merged)
+
+
+def _tracer(t: Tracer) -> dict[str, Any]:
+    return {"radiopharmaceutical": t.radiopharmaceutical, "radionuclide": t.radionuclide,
+            "activity_mbq": t.activity_mbq, "start_at": utc_iso(t.start_at), "start_source": t.start_source,
+            "half_life_s": t.half_life_s, "activity_flag": t.activity_flag}
 
 
 def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at: float) -> dict[str, Any]:
     """The dose summary: journaled as ``dicom.dose_summary``, published on ``dose/study``.
 
     No names, birth dates or hospital numbers: the patient is ``patient_ref`` (pseudonym.py)."""
-    header, distinct = study.pet()
-    admin, rp, n_admin = study.rp_administration()
+    first, distinct = study.pet()
+    header = f.header if f.header is not None else first
+    admin, rp, n_admin = study.rp_administration(header.radionuclide if header else None)
     ct = f.ct
+    merged = f.merged_ct or merge_ct_reports(list(study.ct_reports.values()))
     return {
         "study_uid": study.uid,
         "accession": study.accession,
@@ -185,13 +252,16 @@ def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at
             "other": study.kinds["other"], "unparseable": study.unparseable,
         },
         "unparseable_reasons": list(study.unparseable_reasons),
+        "unreadable_values": study.unreadable(),
         "ct": {
             "status": ct.status,
             "reason": ct.reason,
             "protocol": ct.protocol,
             "events": [{"acquisition_type": e.acquisition_type, "ctdivol_mgy": e.ctdivol_mgy,
                         "dlp_mgycm": e.dlp_mgycm, "phantom": e.phantom, "protocol": e.protocol}
-                       for r in study.ct_reports.values() for e in r.events],
+                       for e in merged.events],
+            "reports_received": merged.received,
+            "reports_superseded": len(merged.superseded),
             "dlp_total_mgycm": ct.dlp_total_mgycm,
             "dlp_total_source": ct.dlp_total_source,
             "reference": None if ct.levels is None else {
@@ -203,6 +273,8 @@ def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at
             "activity_mbq": header.activity_mbq, "activity_unit_in_header": header.activity_unit,
             "start_at": utc_iso(header.start_at), "half_life_s": header.half_life_s,
             "radionuclide": header.radionuclide, "weight_kg": header.weight_kg, "distinct_headers": distinct,
+            "start_source": header.start_source, "activity_flag": header.activity_flag,
+            "radiopharmaceuticals": [_tracer(t) for t in header.tracers],
         },
         "rp_report": None if rp is None else {
             "administrations": n_admin,

@@ -12,6 +12,7 @@ threads use pydicom at the same time).
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -126,13 +127,13 @@ def number(ds: Dataset, key: str | int, *, required: bool = False) -> float | No
             raw = bytes(elem.value)
             if len(raw) != size:
                 raise BadValue(f"{_name(tag)} has {len(raw)} bytes where one {vr} value is {size}")
-            return float(struct.unpack(fmt, raw)[0])
+            return _finite(float(struct.unpack(fmt, raw)[0]), tag)
         v = elem.value
         if isinstance(v, (list, MultiValue)):
             if len(v) != 1:
                 raise BadValue(f"{_name(tag)} has {len(v)} values where one is expected")
             v = v[0]
-        return float(v)
+        return _finite(float(v), tag)
     tag, parts = _strings(ds, key, required)
     if parts is None:
         return None
@@ -140,9 +141,14 @@ def number(ds: Dataset, key: str | int, *, required: bool = False) -> float | No
     grammar = _IS if vr == "IS" else _DS
     if not grammar.match(v) or (vr == "DS" and len(v) > 16):
         raise BadValue(f"invalid value for VR {vr}: {v[:40]!r} in {_name(tag)}")
-    f = float(v)
-    if f != f or f in (float("inf"), float("-inf")):
-        raise BadValue(f"{_name(tag)} is not a finite number")
+    return _finite(float(v), tag)
+
+
+def _finite(f: float, tag) -> float:
+    # IEEE floats (FD/FL) can hold NaN and infinities; no dose is either, and "NaN > level" is
+    # false, so such a value must never pass for a number.
+    if not math.isfinite(f):
+        raise BadValue(f"{_name(tag)} is not a finite number ({f})")
     return f
 
 
