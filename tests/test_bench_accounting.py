@@ -1,0 +1,51 @@
+"""Benchmark accounting: one pass/fail key, and CPU/RSS of the daemon's whole process tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import REPO
+
+sys.path.insert(0, str(REPO))
+from bench.common import VERDICT, proc_cpu_s, tree_cpu_s, tree_rss_mb, write_result  # noqa: E402
+from bench.run_all import verdict  # noqa: E402
+
+
+def test_a_result_without_the_shared_verdict_key_is_refused(tmp_path):
+    # press_latency wrote "meets_targets" and run_all read "meets_target": results.md showed "-".
+    with pytest.raises(ValueError, match=VERDICT):
+        write_result(str(tmp_path / "r.json"), "press_latency", {"meets_targets": True})
+    write_result(str(tmp_path / "r.json"), "press_latency", {VERDICT: True})
+    assert (tmp_path / "r.json").exists()
+
+
+def test_run_all_shows_the_verdict_and_flags_a_misspelt_key():
+    assert verdict({"status": "ok", VERDICT: True}) == "met"
+    assert verdict({"status": "ok", VERDICT: False}) == "MISSED"
+    assert verdict({"status": "ok", "meets_targets": True}).startswith("NO VERDICT")
+
+
+def test_process_tree_cpu_counts_a_busy_child_the_main_process_figure_misses():
+    # The daemon's DICOM parser is a child process; a parent that only waits on a busy child.
+    code = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+            "'import time\\nt = time.process_time()\\nwhile time.process_time() - t < 30: pass']); "
+            "import time; time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(0.5)
+        tree0, main0 = tree_cpu_s(parent.pid), proc_cpu_s(parent.pid)
+        time.sleep(1.5)
+        tree1, main1 = tree_cpu_s(parent.pid), proc_cpu_s(parent.pid)
+        assert tree1 - tree0 >= 0.5, (tree0, tree1)  # the child burnt most of a core (shared machine: >= 1/3)
+        assert main1 - main0 < 0.1, (main0, main1)
+        assert tree_rss_mb(parent.pid) > 2 * 5  # two Python interpreters, each several MB
+    finally:
+        import psutil
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
