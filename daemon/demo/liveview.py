@@ -120,14 +120,25 @@ class LiveView:
         sys.stdout.write("\033[H\033[2J" + self.render(title) + "\n")
         sys.stdout.flush()
 
+    def open_alarms(self) -> list[dict]:
+        with self.lock:
+            return [a for a in self.alarms.values() if a.get("state") in ("active", "acknowledged")]
+
+    def open_alarm_count(self) -> int:
+        return len(self.open_alarms())
+
     def summary_line(self) -> str:
+        alarms = self.open_alarms()
         with self.lock:
             lost = sum(1 for d in self.devices.values() if d.get("comm") == "lost")
             stale = sum(1 for d in self.devices.values() if d.get("stale"))
-            open_alarms = sum(1 for a in self.alarms.values() if a.get("state") in ("active", "acknowledged"))
             st = (self.status or {}).get("state", "unknown")
-            return (f"[{time.strftime('%H:%M:%S')}] daemon {st}; devices {len(self.devices)} "
-                    f"(stale {stale}, lost {lost}); open alarms {open_alarms}; events {len(self.events)}")
+            events = len(self.events)
+        names = ", ".join(sorted(a.get("alarm_id", "?") for a in alarms)[:4])
+        more = f" +{len(alarms) - 4}" if len(alarms) > 4 else ""
+        return (f"[{time.strftime('%H:%M:%S')}] daemon {st}; devices {len(self.devices)} "
+                f"(stale {stale}, lost {lost}); open alarms {len(alarms)}"
+                + (f" ({names}{more})" if alarms else "") + f"; events {events}")
 
     def close(self) -> None:
         self.client.disconnect()
