@@ -87,8 +87,10 @@ class LiveView:
             st = self.status or {}
             state = st.get("state", "unknown")
             banner = "\033[1;97;41m" if state != "online" else "\033[1;30;42m"
+            open_alarms = [a for a in self.alarms.values() if a.get("state") in ("active", "acknowledged")]
+            # Counted from the alarm records as they arrive; the status payload is only refreshed every 5 s.
             out.append(f"{banner} daemon {state.upper()} \033[0m  backlog {st.get('backlog', '?')}  "
-                       f"open alarms {st.get('open_alarms', '?')}")
+                       f"open alarms {len(open_alarms)}")
             out.append("")
             out.append("\033[1m DEVICES\033[0m")
             for did, d in sorted(self.devices.items()):
@@ -98,7 +100,6 @@ class LiveView:
                 out.append(f" {flag} {did:<18} {str(d.get('location') or ''):<10} {vals}"[:width + 20])
             out.append("")
             out.append("\033[1m ALARMS (open)\033[0m")
-            open_alarms = [a for a in self.alarms.values() if a.get("state") in ("active", "acknowledged")]
             open_alarms.sort(key=lambda a: ({"high": 0, "medium": 1, "low": 2}.get(a.get("priority"), 3),
                                             a.get("raised_at", "")))
             if not open_alarms:
