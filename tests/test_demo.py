@@ -138,3 +138,11 @@ def test_demo_falls_back_to_the_embedded_broker_without_mosquitto(tmp_path):
     assert "daemon online" in r.stdout
     # Quiet unless something is wrong: the embedded broker starts and stops without a word.
     assert r.stderr.strip() == "", r.stderr[-3000:]
+
+
+def test_demo_refuses_an_invalid_scenario_with_its_key_path(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[step]]\nat = 1\nsay = "hello"\ncommand = "ack"\n')
+    r = run_demo("--scenario", str(bad), "--duration", "3", timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "step.0" in r.stderr and "Traceback" not in r.stderr

@@ -96,8 +96,16 @@ async def _demo(args, cfg_path: Path) -> int:
     from suitemon.daemon.demo.speed import speed_up
 
     speed = args.speed
-    tour = args.scenario is None and not args.no_tour
-    scenario = load_scenario(args.scenario or TOUR) if (args.scenario or tour) else None
+    # The tour is written for the example suite's devices; another site's config gets none.
+    tour = args.scenario is None and not args.no_tour and cfg_path.resolve() == EXAMPLE.resolve()
+    if args.scenario is None and not args.no_tour and not tour:
+        print("demo: no guided tour for this config (it is written for examples/suite.toml); "
+              "--scenario FILE plays one", flush=True)
+    try:
+        scenario = load_scenario(args.scenario or TOUR) if (args.scenario or tour) else None
+    except ConfigError as err:
+        print(f"demo: the scenario is invalid:\n{err}", file=sys.stderr)
+        return 2
     broker = DemoBroker(args.mqtt_port)
     await broker.start()
     tmp = tempfile.TemporaryDirectory(prefix="suitemon-demo-")
