@@ -30,7 +30,7 @@ BENCHES = {
 
 NOISE = ("The machine is shared (2 cores, other work running): absolute figures move with its load, "
          "shown per row as the 1-minute load average before -> after. Each row's yardstick ran in the "
-         "same run, on the same load, so compare within a row. CPU and RSS count the daemon's whole "
+         "same run, on the same load, so compare within a row. CPU and memory count the daemon's whole "
          "process tree (its DICOM parser is a child process).")
 
 
@@ -69,7 +69,7 @@ def verdict(r: dict) -> str:
 
 
 def when(r: dict) -> str:
-    """When a row ran, how long it took and the machine's load then: rows of one table may come
+    """When a row finished, how long it took and the machine's load then: rows of one table may come
     from different runs (--only), and the shared machine's load moves the figures."""
     if r.get("status") != "ok":
         return "-"
@@ -123,7 +123,7 @@ def main() -> None:
                 for n in BENCHES if n in results]
     doc = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
     (HERE / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-    md = ["| benchmark | target | ran (UTC), took, load avg | figures (same run, side by side with the yardstick) |",
+    md = ["| benchmark | target | finished (UTC), took, load avg | figures (same run, side by side with the yardstick) |",
           "|---|---|---|---|"]
     md += [f"| {n} | {t} | {w} | {h} |" for n, t, w, h in rows]
     m = doc["machine"]
