@@ -23,6 +23,20 @@ from suitemon.daemon.threads import LoopBridge
 log = structlog.get_logger("suitemon.mqtt")
 
 
+class _PahoLog(logging.LoggerAdapter):
+    """paho's log for one link. After our own disconnect, paho's loop may run once more on the
+    closed socket and log "Client is not connected" as an error: that one is expected, not a fault."""
+
+    def __init__(self, logger: logging.Logger, link: "MqttLink"):
+        super().__init__(logger, {})
+        self.link = link
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.link.stopping and "not connected" in str(msg):
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
 class MqttLink:
     def __init__(self, mcfg, *, client_id: str, will: Message | None, bridge: LoopBridge,
                  on_connect: Callable[[], None] = lambda: None,
@@ -51,7 +65,7 @@ class MqttLink:
         )
         # A callback that raises must not end the network loop (paho's default): log and go on.
         self.client.suppress_exceptions = True
-        self.client.enable_logger(logging.getLogger("suitemon.paho"))
+        self.client.enable_logger(_PahoLog(logging.getLogger("suitemon.paho"), self))
         self._thread: threading.Thread | None = None
         self.client.max_inflight_messages_set(mcfg.max_inflight)
         self.client.max_queued_messages_set(0)
