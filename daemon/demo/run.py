@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from suitemon.daemon import logs
+from suitemon.daemon.checkpoints import load_or_create_signing_key
 from suitemon.daemon.broker import DemoBroker, free_port
 from suitemon.daemon.config import ConfigError, parse_config
 
@@ -116,6 +117,9 @@ async def _demo(args, cfg_path: Path) -> int:
         cfg = parse_config(localize(raw, Path(tmp.name), broker.port, broker.protocol), str(cfg_path))
         host = SimHost(cfg)
         await host.start()
+        # The demo's journal is thrown away with its temporary state dir: its checkpoint key is
+        # made here, quietly, rather than announced as a site's new key would be.
+        load_or_create_signing_key(cfg.journal.paths(cfg.state.dir)[1], announce=False)
         daemon = Daemon(cfg, client_id=f"suitemon-demo-{cfg.site.id}")
         await daemon.start()
         board_url = None
@@ -123,7 +127,7 @@ async def _demo(args, cfg_path: Path) -> int:
             from suitemon.daemon.board.server import Board
             board = Board(cfg, cfg.board)
             await board.start()
-            board_url = f"http://{cfg.board.bind}:{board.http.port}/"
+            board_url = f"http://{cfg.board.bind}:{board.port}/"
         view = LiveView("127.0.0.1", broker.port, cfg.mqtt.base_topic, cfg.site.id, broker.protocol)
         for line in endpoints(cfg, broker, board_url):
             print(line, flush=True)
