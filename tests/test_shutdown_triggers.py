@@ -122,3 +122,46 @@ def test_config_refuses_unsafe_sequences_with_key_paths():
     s = short_shutdown()
     s["steps"][2].pop("outlet_delay_s")
     assert any(i.startswith("shutdown.steps.2:") and "outlet_delay_s" in i for i in issues(s))
+
+
+# A runtime calibration (AN-176 register 24 bit 1): on battery with mains present, the battery
+# drained on purpose, the UPS signalling low battery near the end (NUT: OB+LB while CAL).
+CALIBRATION = {**MAINS, "online": False, "on_battery": True, "calibrating": True, "input_v": 231.0,
+               "runtime_s": 90, "charge_pct": 20.0, "shutdown_imminent": True}
+
+
+def cal_fact(values, comm="ok"):
+    return power_fact(values, comm=comm, at=0.0, mono=0.0, device="ups", last_ok=0.0, mains_min_v=180.0)
+
+
+def run_cal(watch, values, until, comm="ok"):
+    t = 0.0
+    while t <= until:
+        if fired := watch.update(cal_fact(values, comm), t):
+            return t, fired
+        t = round(t + 0.25, 6)
+    return None
+
+
+def test_a_calibration_with_mains_good_arms_no_trigger():
+    watch = TriggerWatch(Triggers(on_battery_s=15, runtime_below_s=300, charge_below_pct=30, debounce_s=5))
+    assert run_cal(watch, CALIBRATION, until=120) is None
+    f = cal_fact(CALIBRATION)
+    assert f["on_battery"] is False and f["shutdown_imminent"] is False and f["mains_ok"] is True
+    assert f["battery_test"] == "calibration"
+
+
+@pytest.mark.parametrize("outage", [{"input_bad": True}, {"power_failure": True},
+                                    {"input_v": 0.0}, {"input_v": 150.0}],
+                         ids=["input-bad bit", "power-failure bit", "no input voltage", "input voltage low"])
+def test_a_real_mains_loss_during_a_calibration_still_counts(outage):
+    watch = TriggerWatch(Triggers(on_battery_s=15, runtime_below_s=300, charge_below_pct=False, debounce_s=5))
+    t, fired = run_cal(watch, {**CALIBRATION, **outage}, until=30)
+    assert fired["name"] == "shutdown_imminent" and t == pytest.approx(5.0)
+    assert cal_fact({**CALIBRATION, **outage})["on_battery"] is True
+
+
+def test_comm_lost_during_a_calibration_is_critical_as_in_nut():
+    watch = TriggerWatch(Triggers(on_battery_s=100, runtime_below_s=False, debounce_s=2))
+    t, fired = run_cal(watch, CALIBRATION, until=10, comm="lost")
+    assert fired["name"] == "comm_lost_on_battery" and t == pytest.approx(2.0)

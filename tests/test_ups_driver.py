@@ -112,6 +112,28 @@ def test_byte_order_mismatch_is_a_clear_error_not_data(transport, tmp_path):
 
 
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])
+def test_a_gateway_swapping_the_words_of_32_bit_values_fails_the_self_test(transport, tmp_path):
+    cfg = build(transport, tmp_path)
+
+    async def body(driver, sim):
+        sim.set_swap_words(True)  # every 16-bit register reads fine, 2058/2059 included
+        with pytest.raises(ByteOrderError) as e:
+            await driver.open()
+        msg = str(e.value)
+        assert "register 2054 (test_u32) reads 1450709556 (0x5678 0x1234), expected 305419896" in msg
+        assert "register 2056 (test_s32) reads -262145 (0xFFFB 0xFFFF), expected -5" in msg
+        assert "2058" not in msg and "words of 32-bit values" in msg
+        assert not driver.is_open and driver.trust_problem == msg
+        sim.set_swap_words(False)
+        await driver.open()
+        assert driver.trust_problem is None
+        sim.mains_fail()
+        v = (await driver.poll()).values
+        assert v["on_battery"] is True and 1490 <= v["runtime_s"] <= 1500
+    run(cfg, body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
 def test_shutdown_and_return_is_confirmed_by_the_countdown_and_power_cycles_the_load(transport, tmp_path):
     cfg = build(transport, tmp_path)
 
