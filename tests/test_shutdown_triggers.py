@@ -121,7 +121,7 @@ def test_config_refuses_unsafe_sequences_with_key_paths():
     assert issues(s) == ["shutdown.ups: unknown device 'nope'"]
     s = short_shutdown()
     s["steps"][2].pop("outlet_delay_s")
-    assert any(i.startswith("shutdown.steps.2:") and "outlet_delay_s" in i for i in issues(s))
+    assert any(i.startswith("shutdown:") and "ups step needs outlet_delay_s" in i for i in issues(s))
 
 
 # A runtime calibration (AN-176 register 24 bit 1): on battery with mains present, the battery
@@ -165,3 +165,35 @@ def test_comm_lost_during_a_calibration_is_critical_as_in_nut():
     watch = TriggerWatch(Triggers(on_battery_s=100, runtime_below_s=False, debounce_s=2))
     t, fired = run_cal(watch, CALIBRATION, until=10, comm="lost")
     assert fired["name"] == "comm_lost_on_battery" and t == pytest.approx(2.0)
+
+
+GROUPS = {
+    "scanner_supply": {"ups_group": "switched_group_0", "off_delay_s": 60},
+    "supervision": {"ups_group": "main_group", "off_delay_s": 600, "supervision": True},
+}
+
+
+def with_groups(groups, **ups):
+    s = short_shutdown(outlet_groups=groups)
+    s["steps"][2] = {"id": "ups_outlets", "kind": "ups", "timeout_s": 5.0, **ups}
+    return s
+
+
+def test_outlet_groups_keep_patient_supervision_powered_last():
+    ok = parse_config(base_cfg(with_groups(GROUPS))).shutdown
+    assert list(ok.ups_groups()) == ["scanner_supply", "supervision"]
+    assert ok.ups_off_after_s() == 60  # the time budget waits for the scanner's group, not supervision's
+    late = {**GROUPS, "scanner_supply": {**GROUPS["scanner_supply"], "off_delay_s": 900}}
+    assert any("main group, which feeds the switched groups" in i and "scanner_supply" in i
+               for i in issues(with_groups(late)))
+    sog_sup = {"scanner_supply": {"ups_group": "main_group", "off_delay_s": 60},
+               "supervision": {"ups_group": "switched_group_1", "off_delay_s": 600, "supervision": True}}
+    assert any("main group" in i for i in issues(with_groups(sog_sup)))
+    both = {**GROUPS, "dispenser": {"ups_group": "switched_group_1", "off_delay_s": 600}}
+    assert any("must switch off last: dispenser" in i for i in issues(with_groups(both)))
+    none = {k: {**g, "supervision": False} for k, g in GROUPS.items()}
+    assert any("no outlet group has supervision = true" in i for i in issues(with_groups(none)))
+    assert any("drop outlet_delay_s" in i for i in issues(with_groups(GROUPS, outlet_delay_s=30)))
+    assert any("undeclared outlet groups: nope" in i for i in issues(with_groups(GROUPS, outlet_groups=["nope"])))
+    same = {**GROUPS, "other": {"ups_group": "switched_group_0", "off_delay_s": 30}}
+    assert any("same UPS group (switched_group_0)" in i for i in issues(with_groups(same)))
