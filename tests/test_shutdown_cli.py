@@ -70,8 +70,10 @@ def test_dry_run_rehearses_with_the_simulated_targets_and_shuts_nothing_down(mak
 
 
 def test_manual_start_from_the_cli_needs_confirm(make_suite, watcher, tmp_path):
+    sd = short_shutdown()
+    sd["steps"][0]["timeout_s"] = 8.0  # a CLI call takes ~3 s on a loaded machine: still running at --status
     suite = make_suite({"ups": ups_device("tcp", tmp_path)},
-                       extra={"areas": AREAS, "shutdown": strip_none(short_shutdown())})
+                       extra={"areas": AREAS, "shutdown": strip_none(sd)})
     suite.start_sims("ups")
     suite.start_daemon(watcher)
     r = cli("-c", str(suite.path), "--start")
@@ -85,5 +87,5 @@ def test_manual_start_from_the_cli_needs_confirm(make_suite, watcher, tmp_path):
     assert r.returncode == 0 and '"phase": "running"' in r.stdout
     r = cli("-c", str(suite.path), "--abort", "--confirm", "--actor", "rad1")
     assert r.returncode == 0, r.stderr
-    watcher.wait_for(lambda w: shutdown_events(w, suite.site, "shutdown.resumed_all"), 10)
+    watcher.wait_for(lambda w: shutdown_events(w, suite.site, "shutdown.resumed_all"), 20)
     assert state_of(watcher, suite)["abort_reason"] == "manual abort by rad1"

@@ -14,7 +14,7 @@ import pytest
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
-from suitemon.drivers.base import DeviceException
+from suitemon.drivers.base import DeviceException, DriverError
 from suitemon.drivers.ups_apc import ByteOrderError
 from helpers import REPO, free_port
 from suitemon.simulators.host import SimHost
@@ -242,3 +242,31 @@ def test_another_ups_model_is_a_profile_with_its_own_register_layout(tmp_path):
         v = (await driver.poll()).values
         assert v["runtime_s"] == 1500 and v["charge_pct"] == 100.0
     run(cfg, body)
+
+
+def test_outlet_groups_each_keep_their_delay_and_the_main_group_takes_the_switched_ones_with_it(tmp_path):
+    cfg = build("tcp", tmp_path)
+
+    async def body(driver, sim):
+        await driver.open()
+        assert driver.outlet_groups == ("main_group", "switched_group_0", "switched_group_1", "switched_group_2")
+        sim.mains_fail()
+        with pytest.raises(DriverError, match="no outlet group 'switched_group_7'"):
+            await driver.command("shutdown_return", groups={"switched_group_7": 5})
+        r = await driver.command("shutdown_return", groups={"switched_group_0": 1, "main_group": 3})
+        assert r["groups"]["switched_group_0"]["delay_s"] == 1 and 0 <= r["groups"]["main_group"]["countdown_s"] <= 3
+        assert sim.state()["outlet_commands"][-1]["raw"] == (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9)
+        await wait_for(lambda: _group_is(sim, "switched_group_0", False), 3, "switched group 0 off")
+        g = sim.state()["groups"]
+        assert g["main_group"]["on"] and g["switched_group_1"]["on"]  # only the commanded group so far
+        # The main group feeds the switched groups: when it goes off, so does group 1 (never commanded).
+        await wait_for(lambda: _group_is(sim, "main_group", False), 4, "main group off")
+        assert sim.state()["groups"]["switched_group_1"]["on"] is False
+        sim.mains_restore()  # shutdown-and-return: everything comes back with mains
+        await wait_for(lambda: _group_is(sim, "switched_group_0", True), 3, "switched group 0 back")
+        assert all(x["on"] for x in sim.state()["groups"].values())
+    run(cfg, body)
+
+
+async def _group_is(sim, group, on):
+    return sim.state()["groups"][group]["on"] is on
