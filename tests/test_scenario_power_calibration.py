@@ -33,3 +33,19 @@ def test_a_battery_calibration_starts_no_shutdown(make_suite, watcher, targets, 
 def json_power(payload: bytes):
     import json
     return json.loads(payload).get("power")
+
+
+def test_a_real_mains_loss_during_a_calibration_starts_the_sequence(make_suite, watcher, targets, tmp_path):
+    from shutdown_helpers import short_shutdown
+    from test_shutdown_policies import event, start
+    sd = short_shutdown(triggers={"on_battery_s": 3.0, "runtime_below_s": False, "debounce_s": 0.5})
+    suite = start(make_suite, watcher, tmp_path, "tcp", sd)
+    suite.sim("ups", "calibrate")
+    watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "ups.battery_test"))) and a["state"] == "active",
+                     10, what="battery-test alarm")
+    assert not shutdown_events(watcher, suite.site, "shutdown.started")
+    suite.sim("ups", "mains_fail")  # the calibration bit stays set: input bad and 0 V say mains is gone
+    assert suite.sim("ups", "state")["calibrating"] is True
+    started = event(watcher, suite, "shutdown.started", timeout=15)
+    assert started["data"]["trigger"]["name"] == "on_battery"
+    assert watcher.json_of(suite.topic("alarm", "ups.on_battery"))["state"] == "active"

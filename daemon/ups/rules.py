@@ -108,11 +108,11 @@ class UpsRules(Rules):
                          message=message, details=details)
 
     def _low_battery(self, v: dict[str, Any], on_batt: bool) -> tuple[bool, str]:
-        if not on_batt:
-            # Off battery, or on battery for a test with mains present: the test drains it on purpose.
-            return False, ""
-        if v.get("shutdown_imminent"):
+        # A battery test with mains present drains the battery on purpose: its low battery is no alarm.
+        if v.get("shutdown_imminent") and not testing_on_mains(v, self.mains_min_v):
             return True, "the UPS signals shutdown imminent"
+        if not on_batt:
+            return False, ""
         runtime, charge = v.get("runtime_s"), v.get("charge_pct")
         # Hysteresis: once low, a small rise (load dropped) does not clear it.
         margin_s, margin_pct = (60.0, 5.0) if self.low else (0.0, 0.0)
@@ -181,8 +181,9 @@ class UpsRules(Rules):
 
     def comm_lost(self, present: bool, default: Condition) -> Output:
         last = self.last
-        # NUT's upsmon: a UPS last seen calibrating that stops answering is assumed dead.
-        on_batt = bool(last) and (really_on_battery(last, self.mains_min_v) or bool(last.get("on_battery")))
+        # On battery for any reason, a battery test included: NUT's upsmon assumes a UPS last seen
+        # calibrating that stops answering is dead.
+        on_batt = bool(last) and bool(last.get("on_battery"))
         if present:
             self.ctx.facts.set(POWER_FACT, self.device_id, power_fact(
                 last, comm="lost", at=time.time(), mono=time.monotonic(), device=self.device_id,
