@@ -197,3 +197,18 @@ def test_outlet_groups_keep_patient_supervision_powered_last():
     assert any("undeclared outlet groups: nope" in i for i in issues(with_groups(GROUPS, outlet_groups=["nope"])))
     same = {**GROUPS, "other": {"ups_group": "switched_group_0", "off_delay_s": 30}}
     assert any("same UPS group (switched_group_0)" in i for i in issues(with_groups(same)))
+
+
+def test_outlet_groups_must_exist_in_the_ups_profile(tmp_path):
+    from helpers import REPO
+    text = (REPO / "drivers" / "profiles" / "apc_smart_ups.toml").read_text()
+    start = text.index("default_group =")
+    one_group = tmp_path / "one_group_ups.toml"  # a model with its main group only
+    one_group.write_text(text[:start] + text[text.index("[points.status]"):])
+    cfg = base_cfg(with_groups(GROUPS))
+    cfg["devices"]["ups"]["profile"] = str(one_group)
+    with pytest.raises(ConfigError) as e:
+        parse_config(cfg)
+    assert [str(i) for i in e.value.issues] == [
+        "shutdown.outlet_groups.scanner_supply.ups_group: UPS 'ups' (profile " + str(one_group)
+        + ") has no outlet group 'switched_group_0' (it has main_group)"]

@@ -225,6 +225,24 @@ def check_refs(cfg) -> Iterable[tuple[str, str]]:
         yield "shutdown.ups", f"device '{sd.ups}' is a {dev.kind}, not a UPS (ups_apc)"
     elif not dev.enabled:
         yield "shutdown.ups", f"device '{sd.ups}' is disabled: the sequence would never see the power state"
+    else:
+        yield from _groups_in_profile(sd, dev)
     for i, s in enumerate(sd.steps):
         if s.kind == "occupancy" and s.area not in cfg.areas:
             yield f"shutdown.steps.{i}.area", f"unknown area '{s.area}'"
+
+
+def _groups_in_profile(sd: ShutdownConfig, dev) -> Iterable[tuple[str, str]]:
+    """The outlet groups the ups step commands must exist in the UPS's profile."""
+    from suitemon.drivers.base import ProfileError
+    from suitemon.drivers.profile import load_profile
+    try:
+        outlet = load_profile(dev.profile).meta.get("outlet") or {}
+    except (ProfileError, OSError, ValueError):
+        return  # the device's own checks report a profile that does not load
+    has = set(outlet.get("groups") or ()) or {outlet.get("default_group", MAIN_GROUP)}
+    for gid, g in sd.ups_groups().items():
+        if g.ups_group not in has:
+            yield (f"shutdown.outlet_groups.{gid}.ups_group",
+                   f"UPS '{sd.ups}' (profile {dev.profile}) has no outlet group '{g.ups_group}' "
+                   f"(it has {', '.join(sorted(has))})")
