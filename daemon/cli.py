@@ -57,7 +57,19 @@ def cmd_check_config(args) -> int:
              if getattr(cfg, name, None) is not None]
     if extra:
         print(f"  features   {', '.join(extra)}")
+    _print_access(cfg)
     return EXIT_OK
+
+
+def _print_access(cfg) -> None:
+    """Who may send which command (docs/broker.md): the table the daemon decides by."""
+    from suitemon.daemon.access import table
+    rows = table(cfg)
+    print(f"  commands   {len(rows)} user(s) hold a role; any other account may send nothing (default deny)")
+    width = max((len(u) for u, _, _ in rows), default=4)
+    for user, roles, verbs in rows:
+        print(f"    {user:<{width}}  roles: {roles}")
+        print(f"    {'':<{width}}  may:   {verbs}")
 
 
 def _install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
