@@ -148,8 +148,15 @@ def _send(cfg, args, action: str) -> int:
             return
         c.publish(topics.command(user, "shutdown"), json.dumps(body), qos=1)
 
+    def on_publish(c, u, mid, reason_code=None, p=None):
+        # MQTT 5: the broker says at once when its ACL refuses this account the shutdown topic.
+        if reason_code is not None and reason_code.is_failure:
+            refused.append(f"{reason_code} to send shutdown commands (docs/broker.md: named accounts only)")
+            done.set()
+
     client = make_client(m, f"suitemon-cli-{rid[:8]}", username=user, password=password)
     client.on_connect = on_connect
+    client.on_publish = on_publish
     client.on_subscribe = on_subscribe
     client.on_message = on_message
     try:
