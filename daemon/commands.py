@@ -99,23 +99,24 @@ class Commands:
             spec = self.verbs.get(verb)
             if spec is None:
                 raise CommandError(f"unknown command '{verb}'; known: {', '.join(sorted(self.verbs))}")
-            # Identity and verb first: an account that may not send this verb at all is refused
-            # before its payload is decoded.
+            # Identity and verb first: whatever else is wrong with it, a command from an account
+            # that may not send this verb at all is refused as such (its request_id echoed if any).
             pre = access.decide(self.ctx.cfg, actor, verb, area=lambda: "\0")
-            if not pre.ok and pre.rule in ("no-role", "default-deny"):
-                raise Refused(pre)
+            denied = Refused(pre) if not pre.ok and pre.rule in ("no-role", "default-deny") else None
             try:
                 body = json.loads(payload.decode("utf-8")) if payload else {}
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise CommandError(f"payload is not JSON: {err}") from None
+                raise denied or CommandError(f"payload is not JSON: {err}") from None
             if not isinstance(body, dict):
-                raise CommandError("payload must be a JSON object")
+                raise denied or CommandError("payload must be a JSON object")
             rid = body.pop("request_id", None)
             if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int))):
-                raise CommandError("request_id must be a string or a number")
+                raise denied or CommandError("request_id must be a string or a number")
             if isinstance(rid, str) and len(rid) > 128:
-                raise CommandError("request_id is longer than 128 characters")
+                raise denied or CommandError("request_id is longer than 128 characters")
             request_id = rid
+            if denied is not None:
+                raise denied
             decision = access.decide(self.ctx.cfg, actor, verb, area=lambda: self._area(spec, body))
             if not decision.ok:
                 raise Refused(decision)
