@@ -249,7 +249,7 @@ class AlarmEngine:
         rec = self.get(alarm_id)
         log.warning("alarm FORCE-CLOSED", alarm_id=alarm_id, by=actor, reason=reason, fault=fault)
         return self._close(rec, "alarm.force_closed", actor, f"force-closed: {reason} (fault: {fault})",
-                           reason=reason, fault=fault)
+                           extra={"reason": reason, "fault": fault})
 
     def accept(self, alarm_id: str, actor: str) -> Event:
         rec = self.get(alarm_id)
@@ -279,7 +279,8 @@ class AlarmEngine:
             self.escalator.advance(rec, reason="all_rejected")
         return ev
 
-    def _close(self, rec: AlarmRecord, type_: str, actor: str, reason: str, **extra) -> Event:
+    def _close(self, rec: AlarmRecord, type_: str, actor: str, reason: str,
+               extra: dict[str, Any] | None = None) -> Event:
         now = iso(self.clock())
         rec.state, rec.closed_at, rec.closed_by, rec.closed_reason, rec.updated_at = (
             "closed", now, actor, reason, now)
@@ -287,7 +288,7 @@ class AlarmEngine:
             self.escalator.stop(rec)
         self.alarms.pop(rec.alarm_id, None)
         log.info("alarm closed", alarm_id=rec.alarm_id, by=actor, reason=reason)
-        return self._record(type_, rec, actor, **extra)
+        return self._record(type_, rec, actor, **(extra or {}))
 
     def record_escalation(self, rec: AlarmRecord, reason: str) -> Event:
         """Journal a notification step (called by the escalator)."""
