@@ -96,9 +96,6 @@ class Commands:
             if len(payload) > MAX_PAYLOAD:
                 self.ctx.metrics.inc("commands.oversize")
                 raise CommandError(f"payload of {len(payload)} bytes is larger than {MAX_PAYLOAD}")
-            spec = self.verbs.get(verb)
-            if spec is None:
-                raise CommandError(f"unknown command '{verb}'; known: {', '.join(sorted(self.verbs))}")
             # Identity and verb first: whatever else is wrong with it, a command from an account
             # that may not send this verb at all is refused as such (its request_id echoed if any).
             pre = access.decide(self.ctx.cfg, actor, verb, area=lambda: "\0")
@@ -117,6 +114,9 @@ class Commands:
             request_id = rid
             if denied is not None:
                 raise denied
+            spec = self.verbs.get(verb)
+            if spec is None:
+                raise CommandError(f"unknown command '{verb}'; known: {', '.join(sorted(self.verbs))}")
             decision = access.decide(self.ctx.cfg, actor, verb, area=lambda: self._area(spec, body))
             if not decision.ok:
                 raise Refused(decision)
