@@ -10,6 +10,7 @@ through a broker without a limit.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -119,17 +120,22 @@ def test_the_shipped_broker_refuses_an_oversize_command(site, make_suite, tmp_pa
     board.close()
 
 
-def test_the_daemon_asks_the_broker_not_to_send_it_oversize_packets(make_suite, watcher):
-    suite = make_suite({})
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_the_daemon_asks_the_broker_not_to_send_it_oversize_packets(make_suite, watcher, protocol):
+    suite = make_suite({}, {"mqtt": {"protocol": protocol}})
     d = suite.start_daemon(watcher)  # the session broker has no max_packet_size of its own
     watcher.client.publish(suite.topic("cmd", "nurse1", "status"), b"x" * 1_000_000, qos=1).wait_for_publish(10)
     watcher.publish(suite.topic("cmd", "nurse1", "status"), {"request_id": "after"})
     reply_t = suite.topic("reply", "nurse1")
     replies = watcher.wait_for(lambda w: [p for t, p, *_ in w.messages if t == reply_t and b'"after"' in p], 10)
     assert len(replies) == 1
-    # The megabyte never reached the daemon: no rejection, nothing decoded, nothing journaled.
+    # The megabyte was never decoded: no rejection, nothing journaled. MQTT 5: the broker did not
+    # even send it (Maximum Packet Size); MQTT 3.1.1 cannot ask, so the network thread drops it.
     assert [p for t, p, *_ in watcher.messages if t == reply_t] == replies
     assert not events_of(watcher, suite.site, "command.rejected")
+    counters = json.loads(replies[0])["result"]["counters"]
+    assert counters.get("mqtt.dropped_oversize", 0) == (1 if protocol == "3.1.1" else 0)
+    assert "commands.oversize" not in counters
     assert d.alive()
 
 
