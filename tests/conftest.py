@@ -42,7 +42,8 @@ BASE = {
         # (test_command_authority.py) configure their own roles without this one.
         "operators": {"name": "Test operators", "commands": ["*"], "members": [
             "nurse1", "nurse2", "rad1", "rps", "engineer", "eng1", "porter", "matrix", "radiographer1",
-            "radiographer2", "c.boss", "scenario", "station1", "switchboard"]},
+            "radiographer2", "c.boss", "scenario", "station1", "station2", "nurse3", "nurse4", "eng",
+            "switchboard"]},
     },
     "ladders": {
         "deterioration": {"steps": [
