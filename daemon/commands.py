@@ -7,7 +7,7 @@ decided here against the configured roles (daemon/access.py): default deny, and
 every refusal names the rule. A payload is a JSON object; ``request_id`` (any
 string) is echoed in the reply on ``suitemon/<site>/reply/<actor>``, and a command
 resent with the same ``request_id`` is answered with its first result, not run again
-(daemon/requests.py). A bad command is rejected with a reply and a
+(daemon/request_window.py). A bad command is rejected with a reply and a
 ``command.rejected`` event, counted and logged; it never stops the daemon.
 """
 
@@ -24,7 +24,7 @@ import structlog
 
 from suitemon.daemon import access
 from suitemon.daemon.alarms import AlarmEngine, AlarmError
-from suitemon.daemon.requests import RequestWindow
+from suitemon.daemon.request_window import RequestWindow
 
 log = structlog.get_logger("suitemon.commands")
 

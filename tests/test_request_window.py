@@ -9,7 +9,7 @@ import time
 
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.journal import Journal
-from suitemon.daemon.requests import RequestWindow
+from suitemon.daemon.request_window import RequestWindow
 
 
 def test_a_resend_during_the_first_run_waits_for_its_answer(tmp_path):
