@@ -142,6 +142,10 @@ class Daemon:
                            metrics=metrics, facts=Facts(), publish_json=self._publish_json)
         self.commands = self.ctx.commands = Commands(self.ctx)
         register_core(self.commands, engine, self.recorder)
+        if not any(r.commands for r in cfg.roles.values()):
+            # Default deny: right, but a site upgrading without grants must hear it at once.
+            log.warning("NO ROLE GRANTS ANY COMMAND: every ack, reset, accept ... will be refused; "
+                        "add `commands = [...]` to [roles.<id>] (docs/broker.md)")
         self.commands.register("status", lambda actor, body: self.status_payload("online"),
                                description="the daemon's status now, counters included (engineers, probes)")
         engine.restore(self.journal.latest_per_alarm())
