@@ -79,7 +79,11 @@ def test_shutdown_cli_acts_as_the_operator_over_tls(site, make_suite, tmp_path):
 
 
 def test_shutdown_cli_refuses_a_typed_actor_an_exposed_password_file_and_no_password(tmp_path, capsys):
-    from suitemon.daemon.cli import main
+    from suitemon.daemon.cli import build_parser
+
+    def main(argv):  # the sub-command itself: cli.main would point structlog at this test's captured stderr
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
     base = ["shutdown", "-c", str(REPO / "examples" / "suite.toml")]
     # A typed name is not an identity.
     assert main([*base, "--abort", "--confirm", "--actor", "nurse1", "--user", "radiographer1",
