@@ -65,6 +65,7 @@ def cmd_check_config(args) -> int:
         for code, exam in dispensing.exams.items():
             rule = exam.reference_level.describe() if exam.reference_level else "none (check not done)"
             print(f"    {code:<16} {exam.radiopharmaceutical or exam.radionuclide:<12} {rule}")
+    _print_access(cfg)
     return EXIT_OK
 
 
@@ -76,6 +77,17 @@ def _positive(text: str) -> float:
     if not 0 < value <= 100:
         raise argparse.ArgumentTypeError("must be above 0 and at most 100")
     return value
+
+
+def _print_access(cfg) -> None:
+    """Who may send which command (docs/broker.md): the table the daemon decides by."""
+    from suitemon.daemon.access import table
+    rows = table(cfg)
+    print(f"  commands   {len(rows)} user(s) hold a role; any other account may send nothing (default deny)")
+    width = max((len(u) for u, _, _ in rows), default=4)
+    for user, roles, verbs in rows:
+        print(f"    {user:<{width}}  roles: {roles}")
+        print(f"    {'':<{width}}  may:   {verbs}")
 
 
 def _install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:

@@ -78,14 +78,18 @@ def test_manual_start_from_the_cli_needs_confirm(make_suite, watcher, tmp_path):
     suite.start_daemon(watcher)
     r = cli("-c", str(suite.path), "--start")
     assert r.returncode == 2 and "without --confirm" in r.stderr
-    assert cli("-c", str(suite.path), "--abort", "--confirm").returncode == 1  # nothing running: refused
-    r = cli("-c", str(suite.path), "--start", "--confirm", "--actor", "rad1", "--reason", "drill")
+    pw = tmp_path / "rad1.pw"
+    pw.write_text("any: the test broker is open\n")
+    pw.chmod(0o600)
+    me = ("--user", "rad1", "--password-file", str(pw))
+    assert cli("-c", str(suite.path), "--abort", "--confirm", *me).returncode == 1  # nothing running: refused
+    r = cli("-c", str(suite.path), "--start", "--confirm", *me, "--reason", "drill")
     assert r.returncode == 0, r.stderr
     started = watcher.wait_for(lambda w: shutdown_events(w, suite.site, "shutdown.started"), 5)[0]
     assert started["actor"] == "rad1" and started["data"]["trigger"]["detail"] == "manual start by rad1: drill"
-    r = cli("-c", str(suite.path), "--status")
+    r = cli("-c", str(suite.path), "--status", *me)
     assert r.returncode == 0 and '"phase": "running"' in r.stdout
-    r = cli("-c", str(suite.path), "--abort", "--confirm", "--actor", "rad1")
+    r = cli("-c", str(suite.path), "--abort", "--confirm", *me)
     assert r.returncode == 0, r.stderr
     watcher.wait_for(lambda w: shutdown_events(w, suite.site, "shutdown.resumed_all"), 20)
     assert state_of(watcher, suite)["abort_reason"] == "manual abort by rad1"

@@ -13,8 +13,7 @@ import threading
 import time
 from collections import deque
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from suitemon.daemon.mqtt import connect, make_client, mqtt_settings
 
 PRIO_STYLE = {"high": "\033[1;97;41m HIGH \033[0m", "medium": "\033[1;30;43m MED  \033[0m",
               "low": "\033[1;30;46m LOW  \033[0m"}
@@ -30,11 +29,11 @@ class LiveView:
         self.events: deque[dict] = deque(maxlen=5000)
         self.status: dict | None = None
         self.other: dict[str, dict] = {}
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-view-{id(self)}",
-                                  protocol=paho.MQTTv5 if protocol == "5" else paho.MQTTv311)
+        mcfg = mqtt_settings(host, port, protocol)
+        self.client = make_client(mcfg, f"suitemon-view-{id(self)}")
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{self.root}/#", qos=1)
         self.client.on_message = self._message
-        self.client.connect(host, port, keepalive=10)
+        connect(self.client, mcfg, keepalive=10, blocking=True)
         self.client.loop_start()
 
     def _message(self, client, userdata, msg) -> None:

@@ -18,11 +18,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+import ssl
 
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.contract import Topics
+from suitemon.daemon.mqtt import connect, make_client
 from suitemon.daemon.shutdown.config import ShutdownConfig
 from suitemon.daemon.shutdown.messages import command_payload, rehearse_topic, reply_filter
 
@@ -58,13 +58,8 @@ def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehe
     sd: ShutdownConfig = cfg.shutdown
     m = cfg.mqtt
     topics = Topics(m.base_topic, cfg.site.id)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-rehearsal-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv5 if m.protocol == "5" else paho.MQTTv311)
-    if m.username:
-        client.username_pw_set(m.username, m.password_file.read_text().strip() if m.password_file else None)
-    if m.tls is not None:
-        client.tls_set(ca_certs=str(m.tls.ca_file), certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
-                       keyfile=str(m.tls.key_file) if m.tls.key_file else None)
+    # The rehearse topics are the daemon's to write (ACL): the rehearsal speaks with its account.
+    client = make_client(m, f"suitemon-rehearsal-{uuid.uuid4().hex[:8]}", daemon_credentials=True)
     subscribed, lock = threading.Event(), threading.Condition()
     answers: dict[str, float] = {}
     sent: dict[str, tuple[str, float]] = {}  # correlation id -> (step id, sent at)
@@ -84,8 +79,8 @@ def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehe
     client.on_subscribe = lambda *a, **k: subscribed.set()
     client.on_message = on_message
     try:
-        client.connect(m.host, m.port, keepalive=10)
-    except OSError as err:
+        connect(client, m, keepalive=10, blocking=True)
+    except (OSError, ssl.SSLError) as err:
         return Rehearsal("computed", f"broker {m.host}:{m.port} not reachable ({err.strerror or err})")
     client.loop_start()
     try:
