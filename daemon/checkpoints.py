@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from suitemon.daemon.secret_files import write_new_secret
 from suitemon.daemon.journal import Journal, VerifyResult, utc_now_iso
 
 log = structlog.get_logger("suitemon.checkpoints")
@@ -64,15 +65,9 @@ def load_or_create_signing_key(path: Path, *, announce: bool = True) -> Ed25519P
         data = path.read_bytes()
     except FileNotFoundError:
         key = Ed25519PrivateKey.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new_secret(path, pem)
         public_key_path(path).write_bytes(key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         if announce:

@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("args", nargs="*", help="key=value (values parsed as JSON when they can be)")
     s.set_defaults(fn=cmd_sim_ctl)
 
-    s = sub.add_parser("demo", help="broker, simulators, daemon, board and live view on 127.0.0.1")
+    s = sub.add_parser("demo", help="broker, simulators, daemon, board and live view (127.0.0.1)")
     add_config_option(s, default=None, help="config (default: the shipped examples/suite.toml, made local)")
     s.add_argument("--duration", type=float, default=None, metavar="S", help="exit cleanly after S seconds")
     s.add_argument("--mqtt-port", type=int, default=None, metavar="PORT", help="port of the private broker (default: a free one)")

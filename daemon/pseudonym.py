@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
+
+from suitemon.daemon.secret_files import write_new_secret
 
 KEY_BYTES = 32
 
@@ -54,14 +55,8 @@ def load_or_create_key(path: Path) -> bytes:
     try:
         key = path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(KEY_BYTES)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new_secret(path, key)
         return key
     if len(key) < 16:
         raise ValueError(f"{path}: pseudonym key is {len(key)} bytes; at least 16 are needed")

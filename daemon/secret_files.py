@@ -82,3 +82,17 @@ def secret_file_issues(cfg) -> list[ConfigIssue]:
 
 
 __all__ = ["check_secret_file", "secret_file_issues", "secret_paths", "SECRET_SUFFIXES"]
+
+
+def write_new_secret(path: Path, data: bytes) -> None:
+    """Create ``path`` owner-only (0600) with ``data``, durably; never overwrite an existing key.
+
+    O_EXCL: two processes racing to create a key cannot both win and leave different keys.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -76,7 +76,10 @@ def test_speed_divides_story_timers_and_keeps_polls_and_io_timeouts():
     assert fast["shutdown"]["triggers"]["on_battery_s"] == 15 / 4
     assert fast["shutdown"]["hold_off_s"] == 10 / 4
     assert fast["shutdown"]["targets"]["scanner"]["sim"]["ack_delay_s"] == 3 / 4
-    assert fast["shutdown"]["steps"][3]["outlet_delay_s"] == 15 and isinstance(fast["shutdown"]["steps"][3]["outlet_delay_s"], int)
+    groups = fast["shutdown"]["outlet_groups"]
+    assert {g: v["off_delay_s"] for g, v in groups.items()} == {
+        g: max(1, round(v["off_delay_s"] / 4)) for g, v in raw["shutdown"]["outlet_groups"].items()}
+    assert all(isinstance(v["off_delay_s"], int) for v in groups.values())  # the UPS takes whole seconds
     assert fast["devices"]["dispenser"]["sim"]["time_scale"] == 80
     assert fast["radiation"]["areas"]["hotlab"]["alarm_delay_s"] == 5 / 4
     # The devices' and lines' real figures stay.

@@ -20,6 +20,7 @@ DIVIDE = (
     "shutdown.triggers.debounce_s",
     "shutdown.steps.*.timeout_s",
     "shutdown.steps.*.outlet_delay_s",
+    "shutdown.outlet_groups.*.off_delay_s",
     "shutdown.targets.*.sim.ack_delay_s",
     "devices.*.sim.shutdown_delay_s",
     "devices.*.sim.return_delay_s",
@@ -32,7 +33,7 @@ DIVIDE = (
     "dicom.study_idle_s",
 )
 MULTIPLY = ("devices.*.sim.time_scale",)
-INTEGER = ("outlet_delay_s",)  # the UPS takes whole seconds (and at least 1)
+INTEGER = ("outlet_delay_s", "off_delay_s")  # the UPS takes whole seconds (and at least 1)
 
 
 def speed_up(data: dict[str, Any], factor: float) -> dict[str, Any]:
