@@ -50,22 +50,23 @@ def rejected_rows(suite) -> list[dict]:
 
 
 def test_idle_sockets_do_not_lock_out_the_scanner(make_suite, watcher):
-    suite = make_suite(extra=dicom_section(request_timeout_s=2))
+    # request_timeout_s leaves room for a loaded machine between the connects and the checks below.
+    suite = make_suite(extra=dicom_section(request_timeout_s=4))
     suite.start_daemon(watcher)
     t = target(suite)
     one_host = idle_sockets(t["port"], ["127.0.0.2"] * 5)
     many_hosts = idle_sockets(t["port"], [f"127.0.0.{i}" for i in range(3, 8)])
     try:
         time.sleep(0.3)  # the daemon has seen them all
+        # Two may wait per address: the other three from 127.0.0.2 were closed at once.
+        assert sum(closed_by_peer(s) for s in one_host) == 3
         t0 = time.monotonic()
         assert echo(**t) == "0x0000"  # pynetdicom as the scanner, while ten idle sockets are open
         r = dcmtk("echoscu", "-aet", SCANNER_AE, "-aec", "SUITEMON", "127.0.0.1", str(t["port"]))
         assert r.returncode == 0, r.stdout + r.stderr
-        assert time.monotonic() - t0 < 2, "the scanner got in only after the idle sockets timed out"
-        # Two may wait per address: the other three from 127.0.0.2 were closed at once.
-        assert sum(closed_by_peer(s) for s in one_host) == 3
+        assert time.monotonic() - t0 < 4, "the scanner got in only after the idle sockets timed out"
         # And nobody waits longer than request_timeout_s for an association request.
-        wait_until(lambda: all(closed_by_peer(s) for s in one_host + many_hosts), 6,
+        wait_until(lambda: all(closed_by_peer(s) for s in one_host + many_hosts), 10,
                    what="idle sockets closed after request_timeout_s")
     finally:
         for s in one_host + many_hosts:
@@ -86,7 +87,7 @@ def test_300_bogus_associations_add_a_few_journal_rows(make_suite, watcher):
     t0 = time.monotonic()
     for _ in range(300):
         assoc = ae.associate("127.0.0.1", port, ae_title="SUITEMON")
-        assert assoc.is_rejected
+        assert assoc.is_rejected, (assoc.is_aborted, assoc.is_established, getattr(assoc.acceptor, "primitive", None))
     took = time.monotonic() - t0
     watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and
                      s["counters"].get("dicom.associations.rejected") == 300, 15, what="300 rejections counted")
