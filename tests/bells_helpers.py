@@ -41,6 +41,21 @@ def bells_extra(steps=(1.0, 1.0, 1.0)) -> dict:
     }
 
 
+def start_bells_suite(make_suite, watcher: Watcher, device: dict, extra: dict, edit=None):
+    """A suite with one call-bell module: simulator and daemon started, first fresh poll seen.
+    ``edit(suite)`` may change the config before anything starts."""
+    suite = make_suite({"bells": device}, extra)
+    if edit is not None:
+        edit(suite)
+        suite.write()
+    suite.start_sims()
+    suite.start_daemon(watcher)
+    state_t = suite.topic("device", "bells", "state")
+    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok" and not s["stale"], 10,
+                     what="bells polled")
+    return suite
+
+
 def alarm(watcher: Watcher, suite, alarm_id: str):
     return watcher.json_of(suite.topic("alarm", alarm_id))
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from bells_helpers import (alarm, bells_device, bells_extra, command, sim_reads, wait_alarm, wait_polls)
+from bells_helpers import (alarm, bells_device, bells_extra, command, sim_reads, start_bells_suite, wait_alarm,
+                           wait_polls)
 from conftest import events_of
 from helpers import REPO, wait_until
 
@@ -20,13 +21,7 @@ def start(make_suite, watcher, tmp_path, transport="tcp", extra=None, **dev):
     if extra:
         from helpers import deep_merge
         extra_cfg = deep_merge(extra_cfg, extra)
-    suite = make_suite({"bells": bells_device(transport, tmp_path, **dev)}, extra_cfg)
-    suite.start_sims()
-    suite.start_daemon(watcher)
-    state_t = suite.topic("device", "bells", "state")
-    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok" and not s["stale"], 10,
-                     what="bells polled")
-    return suite
+    return start_bells_suite(make_suite, watcher, bells_device(transport, tmp_path, **dev), extra_cfg)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -9,7 +9,7 @@ while the room's module is faulty; the journal says so.
 
 from __future__ import annotations
 
-from bells_helpers import bells_device, bells_extra, command, wait_alarm, wait_polls
+from bells_helpers import bells_device, bells_extra, command, start_bells_suite, wait_alarm, wait_polls
 from conftest import events_of
 from helpers import deep_merge
 
@@ -20,15 +20,10 @@ ROLES = {
 
 
 def start(make_suite, watcher, tmp_path):
-    suite = make_suite({"bells": bells_device("tcp", tmp_path)}, deep_merge(bells_extra(), {"roles": ROLES}))
-    suite.data["roles"].pop("operators")  # no blanket test grant: nurse1 may ack and reset, no more
-    suite.write()
-    suite.start_sims()
-    suite.start_daemon(watcher)
-    state_t = suite.topic("device", "bells", "state")
-    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok" and not s["stale"], 10,
-                     what="bells polled")
-    return suite
+    # No blanket test grant: nurse1 may ack and reset, no more.
+    return start_bells_suite(make_suite, watcher, bells_device("tcp", tmp_path),
+                             deep_merge(bells_extra(), {"roles": ROLES}),
+                             edit=lambda suite: suite.data["roles"].pop("operators"))
 
 
 def door_lamp(suite, room="uptake1") -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bells_helpers import bells_device, bells_extra
+from bells_helpers import bells_device, bells_extra, start_bells_suite
 from helpers import REPO
 
 SCENARIO = REPO / "examples" / "scenarios" / "deterioration.toml"
@@ -13,11 +13,7 @@ SPEED = 5.0
 def test_deterioration_scenario_runs_the_ladder_to_its_failsafe(make_suite, watcher, tmp_path):
     # examples/suite.toml: 30 s, 30 s, 60 s (failsafe); the scenario's times assume it.
     extra = bells_extra(steps=(30 / SPEED, 30 / SPEED, 60 / SPEED))
-    suite = make_suite({"bells": bells_device("tcp", tmp_path)}, extra)
-    suite.start_sims()
-    suite.start_daemon(watcher)
-    state_t = suite.topic("device", "bells", "state")
-    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="bells polled")
+    suite = start_bells_suite(make_suite, watcher, bells_device("tcp", tmp_path), extra)
     failures = suite.play(SCENARIO, watcher, speed=SPEED)
     assert failures == []
     roles = [t.rsplit("/", 1)[1] for t, *_ in watcher.messages if t.startswith(suite.topic("notify") + "/")]
@@ -34,11 +30,7 @@ def test_call_repressed_after_an_ack_sounds_again_and_restarts_its_ladder(make_s
     extra["ladders"]["call"] = {"steps": [{"role": "room_nurse", "timeout_s": 60 / SPEED},
                                           {"role": "suite_staff", "timeout_s": 120 / SPEED, "failsafe": True}]}
     extra["alarm_types"]["bells.call"]["ladder"] = "call"
-    suite = make_suite({"bells": bells_device("tcp", tmp_path)}, extra)
-    suite.start_sims()
-    suite.start_daemon(watcher)
-    state_t = suite.topic("device", "bells", "state")
-    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="bells polled")
+    suite = start_bells_suite(make_suite, watcher, bells_device("tcp", tmp_path), extra)
     failures = suite.play(REPRESSED, watcher, speed=SPEED)
     assert failures == []
     reasons = [e["data"]["reason"] for e in watcher.events(suite.site)
