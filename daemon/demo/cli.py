@@ -23,7 +23,7 @@ def cmd_demo(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    s = subparsers.add_parser("demo", help="broker, simulators, daemon, board and live view on 127.0.0.1")
+    s = subparsers.add_parser("demo", help="broker, simulators, daemon, board, live view on 127.0.0.1")
     add_config_option(s, default=None, help="config (default: the shipped examples/suite.toml, made local)")
     s.add_argument("--duration", type=float, default=None, metavar="S", help="exit cleanly after S seconds")
     s.add_argument("--mqtt-port", type=int, default=None, metavar="PORT", help="port of the private broker (default: a free one)")
