@@ -74,7 +74,7 @@ class Ups:
 
 
 def _runner(host: Host, ups: Any) -> SequenceRunner:
-    seen: SequenceHost = host  # the stand-in satisfies the protocol (checked by mypy)
+    seen: SequenceHost = host  # typed as the protocol: a type checker holds the stand-in to it
     runner = SequenceRunner(seen, topics=Topics("suitemon", "unit"), site="unit",
                             ups=lambda device_id: ups if device_id == host.cfg.ups else None)
     host.runner = runner
