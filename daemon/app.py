@@ -34,7 +34,7 @@ from suitemon.daemon.mqtt import MqttLink
 from suitemon.daemon.outbox import Outbox
 from suitemon.daemon.pseudonym import load_or_create_key
 from suitemon.daemon.sdnotify import Notifier, unset_environment, watchdog_timeout
-from suitemon.daemon.tasks import TaskSet
+from suitemon.daemon.tasks import TaskSet, bounded, in_daemon_thread
 from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.daemon")
@@ -295,8 +295,8 @@ class Daemon:
             self.watch.stopping()
         self.escalator.cancel_all()
         await self.tasks.cancel_all(timeout=0.5)
-        await self._bounded("service stop", [svc.stop() for svc in self.ctx.services.values()], 1.5)
-        await self._bounded("driver close", [r.driver.close() for r in self.ctx.runners.values()], 0.5)
+        await bounded("service stop", [svc.stop() for svc in self.ctx.services.values()], 1.5)
+        await bounded("driver close", [r.driver.close() for r in self.ctx.runners.values()], 0.5)
         self.recorder.record("daemon.stopped", {"reason": "stop requested"})
         self.recorder.flush()
         self.checkpoints.take()  # the final head, so nothing written since the last minute can vanish
@@ -306,42 +306,10 @@ class Daemon:
             await asyncio.sleep(0.02)
         goodbye = Message(self.topics.status, dumps(self.status_payload("offline", "stopped")), 1, True)
         left = max(0.3, t0 + STOP_BUDGET_S - time.monotonic())
-        await self._in_thread(lambda: self.link.stop(goodbye, timeout=left * 0.6), left)
+        await in_daemon_thread(lambda: self.link.stop(goodbye, timeout=left * 0.6), left, "mqtt-goodbye")
         self.recorder.flush()
         self.journal.close()
         log.info("suitemon stopped", took_s=round(time.monotonic() - t0, 2))
-
-    async def _bounded(self, what: str, coros: list, timeout: float) -> None:
-        if not coros:
-            return
-        tasks = [asyncio.ensure_future(c) for c in coros]
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
-        for t in pending:
-            t.cancel()
-        failed = sum(1 for t in done if t.cancelled() or t.exception() is not None) + len(pending)
-        if failed:
-            log.warning("step incomplete at stop", step=what, failed=failed, timed_out=len(pending))
-
-    @staticmethod
-    async def _in_thread(fn, timeout: float) -> None:
-        """Run a blocking call in a daemon thread: unlike the executor, a stuck one cannot hold up exit."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def work():
-            try:
-                fn()
-            finally:
-                try:
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-                except RuntimeError:
-                    pass  # the loop has gone: we were given up on already
-
-        threading.Thread(target=work, name="mqtt-goodbye", daemon=True).start()
-        try:
-            await asyncio.wait_for(done, timeout)
-        except asyncio.TimeoutError:
-            log.warning("mqtt goodbye did not finish in time", timeout_s=round(timeout, 2))
 
     async def run_until_stopped(self) -> None:
         await self.start()

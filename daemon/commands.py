@@ -24,6 +24,7 @@ import structlog
 
 from suitemon.daemon import access
 from suitemon.daemon.alarms import AlarmEngine, AlarmError
+from suitemon.daemon.command_error import CommandError
 from suitemon.daemon.request_window import RequestWindow
 
 log = structlog.get_logger("suitemon.commands")
@@ -32,10 +33,6 @@ ACTOR_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # No command needs more; anything larger is refused before it is decoded. The MQTT link asks
 # the broker not to send bigger packets at all (daemon/mqtt.py), and the shipped broker caps them.
 MAX_PAYLOAD = 16 * 1024
-
-
-class CommandError(Exception):
-    """The command is understood but refused; the message goes back to the sender."""
 
 
 Handler = Callable[[str, dict[str, Any]], Any | Awaitable[Any]]

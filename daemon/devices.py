@@ -74,7 +74,7 @@ class DeviceRunner:
 
     @property
     def poll_deadline(self) -> float:
-        return getattr(self.driver, "poll_deadline", None) or (self.cfg.timeout_s * 4 + 0.5)
+        return self.driver.poll_deadline
 
     async def poll_once(self) -> None:
         cpu0 = time.thread_time()
@@ -90,6 +90,11 @@ class DeviceRunner:
             raise
         except (DriverError, asyncio.TimeoutError, OSError) as err:
             self._failed(err)
+            if isinstance(err, (asyncio.TimeoutError, OSError)) and self.driver.is_open:
+                # A stuck or broken link is reopened from scratch on the next poll. Closed here, not
+                # in a task of its own: a late close would shut the link the next open (or a
+                # command) just made, and would outlive the runner at stop.
+                await self._reset_driver()
         except Exception as err:  # a driver bug is a failed poll, loudly, not a dead runner
             log.exception("driver raised an unexpected error", device=self.device_id)
             self._failed(err)
@@ -107,18 +112,16 @@ class DeviceRunner:
         else:
             log.debug("device poll failed again", device=self.device_id, error=text, failures=self.failures)
         self.last_error = text
-        if isinstance(err, (asyncio.TimeoutError, OSError)) and self.driver.is_open:
-            # A stuck or broken link is reopened from scratch on the next poll.
-            asyncio.ensure_future(self._reset_driver())
         if self.failures >= self.cfg.comm_loss_after:
             self._set_comm_lost(True, f"{self.failures} polls failed in a row ({text})")
         self.publish_state()
 
     async def _reset_driver(self) -> None:
         try:
-            await self.driver.close()
-        except Exception:
-            log.debug("driver close failed", device=self.device_id)
+            async with asyncio.timeout(self.poll_deadline):
+                await self.driver.close()
+        except Exception as err:  # TimeoutError included: the next open starts from scratch anyway
+            log.warning("driver close failed", device=self.device_id, error=repr(err))
 
     def _succeeded(self, reading: Reading) -> None:
         if self.failures:

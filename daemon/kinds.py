@@ -144,6 +144,7 @@ def sections() -> dict[str, Any]:
 
 # Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
 CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS.append("suitemon.daemon.demo.cli:add_parser")  # first: where `demo` was in the core's help
 CLI_EXTENSIONS.append("suitemon.daemon.board.cli:add_parser")
 CLI_EXTENSIONS.append("suitemon.daemon.doses.summary:add_parser")
 

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from suitemon.daemon.alarms import iso, parse_iso
+from suitemon.daemon.command_error import CommandError
 
 log = structlog.get_logger("suitemon.commands")
 
@@ -75,7 +76,6 @@ class RequestWindow:
 
     async def claim(self, actor: str, request_id, verb: str) -> dict[str, Any] | None:
         """None: run the command (and call done or release). Else the first reply to send again."""
-        from suitemon.daemon.commands import CommandError
         key = self._key(actor, request_id)
         while True:
             self._expire()

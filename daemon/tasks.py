@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Coroutine
+import threading
+from typing import Any, Callable, Coroutine
 
 import structlog
 
@@ -41,3 +42,37 @@ class TaskSet:
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         for t in pending:
             log.error("task ignored cancellation at stop", task=t.get_name())
+
+
+async def bounded(what: str, coros: list[Coroutine], timeout: float) -> None:
+    """Run ``coros`` together for at most ``timeout`` s (a stop step): the late ones are cancelled, all logged."""
+    if not coros:
+        return
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for t in pending:
+        t.cancel()
+    failed = sum(1 for t in done if t.cancelled() or t.exception() is not None) + len(pending)
+    if failed:
+        log.warning("step incomplete at stop", step=what, failed=failed, timed_out=len(pending))
+
+
+async def in_daemon_thread(fn: Callable[[], Any], timeout: float, what: str) -> None:
+    """Run a blocking call in a daemon thread: unlike the executor, a stuck one cannot hold up exit."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def work() -> None:
+        try:
+            fn()
+        finally:
+            try:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+            except RuntimeError:
+                pass  # the loop has gone: we were given up on already
+
+    threading.Thread(target=work, name=what, daemon=True).start()
+    try:
+        await asyncio.wait_for(done, timeout)
+    except asyncio.TimeoutError:
+        log.warning("blocking call did not finish in time", call=what, timeout_s=round(timeout, 2))

@@ -58,8 +58,8 @@ def monitor_profile(ref: str, word_order: str | None = None) -> Profile:
     profile = load_profile(ref)
     try:
         rate = profile.point("dose_rate")
-    except KeyError:
-        raise ProfileError(f"profile {ref}: an area monitor profile needs a 'dose_rate' point") from None
+    except KeyError as err:
+        raise ProfileError(f"profile {ref}: an area monitor profile needs a 'dose_rate' point") from err
     if rate.type == "bool" or rate.bits:
         raise ProfileError(f"profile {ref}: dose_rate must be a number (f32, or an integer with a scale)")
     if rate.unit not in UNIT_FACTORS:

@@ -9,6 +9,7 @@ communication-lost alarm; drivers only report what happened on the wire.
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -52,19 +53,51 @@ class Reading:
 
 
 class Driver(abc.ABC):
-    """Open, poll, close. ``close()`` is safe to call twice; drivers are async context managers."""
+    """Open, poll, close: the base keeps ``is_open``; subclasses fill in ``_open()``/``_close()``.
+
+    ``open()`` opens once even when the poll loop and a command both find the link closed, and a
+    failed ``_open()`` is undone with ``_close()`` so nothing half-open is left behind. ``open()``
+    and ``close()`` never interleave (one lock), so a reset cannot close a link opened after it.
+    ``close()`` is safe to call twice; drivers are async context managers.
+    """
 
     def __init__(self, device_id: str, config: Any):
         self.device_id = device_id
         self.config = config
         self.is_open = False
         self.counters: dict[str, int] = {}
+        self._lifecycle_lock: asyncio.Lock | None = None  # made on first use, inside the running loop
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
+    def _lock(self) -> asyncio.Lock:
+        if self._lifecycle_lock is None:
+            self._lifecycle_lock = asyncio.Lock()
+        return self._lifecycle_lock
+
+    async def open(self) -> None:
+        async with self._lock():
+            if self.is_open:
+                return
+            try:
+                await self._open()
+            except BaseException:
+                await self._close()
+                raise
+            self.is_open = True
+
+    async def close(self) -> None:
+        async with self._lock():
+            self.is_open = False
+            await self._close()
+
     @abc.abstractmethod
-    async def open(self) -> None: ...
+    async def _open(self) -> None:
+        """Connect and check the device; raise a DriverError when it cannot be used."""
+
+    async def _close(self) -> None:
+        """Release what ``_open()`` took; called on a closed driver too (close twice is harmless)."""
 
     @abc.abstractmethod
     async def poll(self) -> Reading: ...
@@ -73,8 +106,10 @@ class Driver(abc.ABC):
         """Seconds until the next poll. A driver may poll faster in some states (a UPS on battery)."""
         return self.config.poll_s
 
-    async def close(self) -> None:
-        self.is_open = False
+    @property
+    def poll_deadline(self) -> float:
+        """The runner's hard bound on one open or poll, in seconds; drivers that read more override it."""
+        return self.config.timeout_s * 4 + 0.5
 
     def set_outputs(self, desired: Mapping[str, Any]) -> None:
         """Outputs the device should show (lamps): written on the next poll, read back after.

@@ -67,7 +67,7 @@ class Config(ModbusDeviceConfig):
         try:
             load_io_profile(v)
         except ProfileError as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(str(err)) from err
         return v
 
     @property
@@ -170,11 +170,10 @@ class CallBellDriver(Driver):
         self._check_dirty()
 
     # -- driver interface ----------------------------------------------------
-    async def open(self) -> None:
+    async def _open(self) -> None:
         if self.dev is None:
             self.dev = ModbusDevice(self.config, Profile(name=self.io.name, points=()))
         await self.dev.bus.ensure_connected()
-        self.is_open = True
 
     async def poll(self) -> Reading:
         assert self.dev is not None, "open() first"
@@ -200,11 +199,10 @@ class CallBellDriver(Driver):
             self._last_key, self._last_values = key, {"rooms": rooms}
         return Reading(self.device_id, self._last_values, meta=self._meta)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         dev, self.dev = self.dev, None
         self._coils = self._coils_at = None  # the module may have restarted: read the lamps again
         self._last_key = None
         self._out_dirty = bool(self._desired)
         if dev is not None:
             await dev.close()
-        self.is_open = False

@@ -21,9 +21,9 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field
 
-from suitemon.drivers.base import DeviceException, Driver, ProfileError, Reading
+from suitemon.drivers.base import DeviceException, ProfileError, Reading
 from suitemon.drivers.config import Id, ModbusDeviceConfig
-from suitemon.drivers.modbus_link import ModbusDevice
+from suitemon.drivers.modbus_link import ProfileDriver
 from suitemon.drivers.profile import Profile, decode, load_profile, parse_profile
 
 INTERFACE_VERSION = 1
@@ -67,7 +67,7 @@ def ring_of(profile: Profile) -> Ring:
         entry = parse_profile({"points": r["points"]}, f"{profile.name}.ring")
         ring = Ring(int(r["base"]), int(r["stride"]), int(r["slots"]), entry)
     except (KeyError, TypeError, ValueError) as err:
-        raise ProfileError(f"profile {profile.name}: [meta.ring] needs base, stride, slots, points ({err})") from None
+        raise ProfileError(f"profile {profile.name}: [meta.ring] needs base, stride, slots, points ({err})") from err
     if ring.slots < 2 or max(p.end for p in entry.points) > ring.stride:
         raise ProfileError(f"profile {profile.name}: ring needs >= 2 slots and entries within the stride")
     return ring
@@ -79,7 +79,7 @@ def codes_of(profile: Profile) -> Codes:
         tables = {name: {int(k): str(v) for k, v in c.get(name, {}).items()}
                   for name in ("unit_state", "radionuclide", "radiopharmaceutical")}
     except ValueError as err:
-        raise ProfileError(f"profile {profile.name}: code tables need integer keys ({err})") from None
+        raise ProfileError(f"profile {profile.name}: code tables need integer keys ({err})") from err
     return Codes(**tables)
 
 
@@ -178,13 +178,11 @@ def decode_header(raw: Mapping[str, Any], codes: Codes) -> dict[str, Any]:
     return v
 
 
-class DispenserDriver(Driver):
+class DispenserDriver(ProfileDriver):
     def __init__(self, device_id: str, config: Config):
-        super().__init__(device_id, config)
-        self.profile = load_profile(config.profile)
+        super().__init__(device_id, config, load_profile(config.profile))
         self.ring = ring_of(self.profile)
         self.codes = codes_of(self.profile)
-        self.dev: ModbusDevice | None = None
         # Last completion number handled; None = unknown (first start: a baseline is taken).
         self.cursor: int | None = None
 
@@ -192,12 +190,6 @@ class DispenserDriver(Driver):
     def poll_deadline(self) -> float:
         # Header plus, after an outage, every ring slot: one request each.
         return self.config.timeout_s * (self.ring.slots + 2) + 0.5
-
-    async def open(self) -> None:
-        if self.dev is None:
-            self.dev = ModbusDevice(self.config, self.profile)
-        await self.dev.bus.ensure_connected()
-        self.is_open = True
 
     async def poll(self) -> Reading:
         assert self.dev is not None, "open() first"
@@ -248,12 +240,6 @@ class DispenserDriver(Driver):
                 self.count("ring_overrun")
             return None
         return decode_entry(raw, self.codes, self.config.rooms, now, self.config.clock_skew_s)
-
-    async def close(self) -> None:
-        dev, self.dev = self.dev, None
-        if dev is not None:
-            await dev.close()
-        self.is_open = False
 
 
 __all__ = ["Config", "DispenserDriver", "InterfaceMismatch", "Ring", "Codes", "ring_of", "codes_of",

@@ -31,8 +31,8 @@ def half_life_s(radionuclide: str, stated_s: float | None = None) -> float:
         return float(stated_s)
     try:
         return HALF_LIFE_S[radionuclide]
-    except KeyError:
-        raise UnknownRadionuclide(radionuclide) from None
+    except KeyError as err:
+        raise UnknownRadionuclide(radionuclide) from err
 
 
 def decay_factor(elapsed_s: float, t_half_s: float) -> float:

@@ -41,8 +41,8 @@ def load_io_profile(ref: str) -> IoProfile:
     try:
         return IoProfile.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"I/O module profile {ref}: not valid TOML: {err}") from None
+        raise ProfileError(f"I/O module profile {ref}: not valid TOML: {err}") from err
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ProfileError(f"I/O module profile {ref}: {where}: {first['msg']}") from None
+        raise ProfileError(f"I/O module profile {ref}: {where}: {first['msg']}") from err

@@ -91,14 +91,14 @@ class Ludlum375Driver(Driver):
         """The runner's hard bound on one poll: longer than the driver's own silence bound."""
         return (self.config.comm_lost_frames + 1) * self.period + 1.0
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         c = self.config
         try:
             ser = serial.Serial(c.serial_port, baudrate=c.baudrate, bytesize=c.bytesize, parity=c.parity,
                                 stopbits=c.stopbits, timeout=0)
             ser.reset_input_buffer()  # bytes queued while nobody listened are old: never read them as fresh
         except (serial.SerialException, OSError, ValueError) as err:
-            raise CommError(f"cannot open serial port {c.serial_port}: {err}") from None
+            raise CommError(f"cannot open serial port {c.serial_port}: {err}") from err
         self._ser, self._fd = ser, ser.fileno()
         os.set_blocking(self._fd, False)
         self._loop = asyncio.get_running_loop()
@@ -107,7 +107,6 @@ class Ludlum375Driver(Driver):
         self._opened_at = time.monotonic()
         self._link_error = None
         self.reader.reset()  # a half frame from before the reopen must not join the next one
-        self.is_open = True
 
     def _readable(self) -> None:
         try:
@@ -165,8 +164,8 @@ class Ludlum375Driver(Driver):
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), deadline - now)
-            except asyncio.TimeoutError:
-                raise self._silence_error(time.monotonic() - base) from None
+            except asyncio.TimeoutError as err:
+                raise self._silence_error(time.monotonic() - base) from err
 
     def _silence_error(self, silent_s: float) -> CommError:
         bad = self.reader.bad_frames - self._bad_at_last_valid
@@ -195,7 +194,7 @@ class Ludlum375Driver(Driver):
         wall = time.time() - (time.monotonic() - f.at)
         return Reading(self.device_id, values, at=wall, mono=f.at)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         self._detach()
         ser, self._ser = self._ser, None
         if ser is not None:
@@ -203,5 +202,4 @@ class Ludlum375Driver(Driver):
                 ser.close()
             except (OSError, serial.SerialException):
                 pass
-        self.is_open = False
 

@@ -25,6 +25,13 @@ from suitemon.drivers.profile import BIT_TABLES, Point, Profile, decode, encode
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class Bus:
     """One physical line: a pymodbus client, a lock and the inter-frame silence."""
 
@@ -43,21 +50,16 @@ class Bus:
         self.client: Any = None
         self.users = 0
         self.closed = False  # released by its last user: never reopened (a late request must not leak a client)
+        self.loop = _running_loop()  # its locks belong to this loop: another loop needs its own Bus
 
     @classmethod
     def for_device(cls, cfg: ModbusDeviceConfig) -> "Bus":
         bus = cls._registry.get(cfg.bus_key)
-        if bus is None or bus.client_loop_closed():
+        if bus is None or bus.loop is not _running_loop():
             bus = cls._registry[cfg.bus_key] = cls(cfg)
         bus.gap = max(bus.gap, cfg.frame_gap)
         bus.users += 1
         return bus
-
-    def client_loop_closed(self) -> bool:
-        try:
-            return self.lock._get_loop().is_closed()  # type: ignore[attr-defined]
-        except RuntimeError:
-            return False
 
     def _make_client(self):
         c = self.cfg
@@ -120,14 +122,14 @@ class Bus:
                 await self.disconnect()
                 text = str(err)
                 if "CRC" in text or "frame" in text.lower():
-                    raise FrameError(f"bad frame from unit {unit}: {text}") from None
-                raise DeviceTimeout(f"no answer from unit {unit}: {text}") from None
+                    raise FrameError(f"bad frame from unit {unit}: {text}") from err
+                raise DeviceTimeout(f"no answer from unit {unit}: {text}") from err
             except (ConnectionException, asyncio.TimeoutError, OSError) as err:
                 await self.disconnect()
-                raise DeviceTimeout(f"no answer from unit {unit}: {err or type(err).__name__}") from None
+                raise DeviceTimeout(f"no answer from unit {unit}: {err or type(err).__name__}") from err
             except ModbusException as err:
                 await self.disconnect()
-                raise FrameError(f"Modbus error from unit {unit}: {err}") from None
+                raise FrameError(f"Modbus error from unit {unit}: {err}") from err
             finally:
                 self._last_frame_end = time.monotonic()
             if rr.isError():
@@ -190,7 +192,8 @@ class ModbusDevice:
 class ProfileDriver(Driver):
     """A Modbus device read through a register profile: the open/close every such driver shares.
 
-    Subclasses implement ``poll()`` with ``self.dev.read_points()``.
+    Subclasses implement ``poll()`` with ``self.dev.read_points()``; one that checks the device
+    on open extends ``_open()`` (``await super()._open()`` first).
     """
 
     def __init__(self, device_id: str, config: ModbusDeviceConfig, profile: Profile):
@@ -198,14 +201,12 @@ class ProfileDriver(Driver):
         self.profile = profile
         self.dev: ModbusDevice | None = None
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         if self.dev is None:
             self.dev = ModbusDevice(self.config, self.profile)
         await self.dev.bus.ensure_connected()
-        self.is_open = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         dev, self.dev = self.dev, None
         if dev is not None:
             await dev.close()
-        self.is_open = False

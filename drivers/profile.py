@@ -169,7 +169,7 @@ def parse_profile(data: dict[str, Any], name: str = "<inline>") -> Profile:
                        max_block=data.get("max_block", 60), max_gap=data.get("max_gap", 0),
                        word_order=defaults["word_order"], meta=data.get("meta", {}))
     except TypeError as err:
-        raise ProfileError(f"profile {name}: {err}") from None
+        raise ProfileError(f"profile {name}: {err}") from err
 
 
 def profile_text(ref: str, what: str = "profile") -> str:
@@ -179,8 +179,8 @@ def profile_text(ref: str, what: str = "profile") -> str:
         return path.read_text()
     try:
         return resources.files("suitemon.drivers.profiles").joinpath(f"{ref}.toml").read_text()
-    except (FileNotFoundError, ModuleNotFoundError):
-        raise ProfileError(f"no {what} named '{ref}' (shipped or file)") from None
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        raise ProfileError(f"no {what} named '{ref}' (shipped or file)") from err
 
 
 def load_profile(ref: str) -> Profile:
@@ -189,4 +189,4 @@ def load_profile(ref: str) -> Profile:
     try:
         return parse_profile(tomllib.loads(text), ref)
     except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"profile {ref}: not valid TOML: {err}") from None
+        raise ProfileError(f"profile {ref}: not valid TOML: {err}") from err

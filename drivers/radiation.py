@@ -51,8 +51,8 @@ VALUE_KEYS = ("dose_rate_usv_h", "over_range", "detector_fault", "fault_reason",
 def to_usv_h(value: float, unit: str) -> float:
     try:
         return value * UNIT_FACTORS[unit]
-    except KeyError:
-        raise ProfileError(f"unknown dose-rate unit {unit!r}; known: {', '.join(UNIT_FACTORS)}") from None
+    except KeyError as err:
+        raise ProfileError(f"unknown dose-rate unit {unit!r}; known: {', '.join(UNIT_FACTORS)}") from err
 
 
 class ThresholdSet(Strict):

@@ -14,9 +14,9 @@ from typing import Any, Awaitable, Callable, Literal
 
 from pydantic import Field, model_validator
 
-from suitemon.drivers.base import Driver, DriverError, ProfileError, Reading
+from suitemon.drivers.base import DriverError, ProfileError, Reading
 from suitemon.drivers.config import ModbusDeviceConfig
-from suitemon.drivers.modbus_link import ModbusDevice
+from suitemon.drivers.modbus_link import ModbusDevice, ProfileDriver
 from suitemon.drivers.profile import Point, Profile, decode, load_profile
 
 # Names the UPS rules and the shutdown sequencer rely on; a profile must provide them.
@@ -77,8 +77,8 @@ def check_profile(profile: Profile) -> tuple[tuple[str, ...], dict[str, Any]]:
     for name in names:
         try:
             p = profile.point(name)
-        except KeyError:
-            raise ProfileError(f"profile {profile.name}: polled point '{name}' is not defined") from None
+        except KeyError as err:
+            raise ProfileError(f"profile {profile.name}: polled point '{name}' is not defined") from err
         for value_name in _bit_names(p):
             if value_name in seen:
                 raise ProfileError(f"profile {profile.name}: value '{value_name}' comes from both "
@@ -95,8 +95,8 @@ def check_profile(profile: Profile) -> tuple[tuple[str, ...], dict[str, Any]]:
         for name in selftest.get("expect", {}):
             try:
                 p = profile.point(name)
-            except KeyError:
-                raise ProfileError(f"profile {profile.name}: self-test point '{name}' is not defined") from None
+            except KeyError as err:
+                raise ProfileError(f"profile {profile.name}: self-test point '{name}' is not defined") from err
             if p.address < start or p.end > start + count:
                 raise ProfileError(f"profile {profile.name}: self-test point '{name}' lies outside "
                                    f"registers {start}..{start + count - 1}")
@@ -116,19 +116,15 @@ def flatten(profile: Profile, decoded: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-class ApcUpsDriver(Driver):
+class ApcUpsDriver(ProfileDriver):
     def __init__(self, device_id: str, config: Config):
-        super().__init__(device_id, config)
-        self.profile = load_profile(config.profile)
+        super().__init__(device_id, config, load_profile(config.profile))
         self.poll_names, self.selftest = check_profile(self.profile)
         self.outlet = dict(self.profile.meta.get("outlet") or {})
-        self.dev: ModbusDevice | None = None
-        self._open_lock: asyncio.Lock | None = None
         self.on_battery = False
         # Why the UPS's values cannot be trusted (the byte-order self-test failed), or None.
         self.trust_problem: str | None = None
-        blocks = len(self.profile.blocks(self.poll_names))
-        self.poll_deadline = blocks * (config.timeout_s + config.frame_gap) + 1.0
+        self._blocks = len(self.profile.blocks(self.poll_names))
         self._commands: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
             "shutdown_return": self._shutdown_return,
             "cancel": self._cancel,
@@ -137,23 +133,16 @@ class ApcUpsDriver(Driver):
     def poll_interval(self) -> float:
         return self.config.battery_poll_s if self.on_battery else self.config.poll_s
 
-    async def open(self) -> None:
-        # The poll loop and a sequencer command may both find the link closed: open it once.
-        if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
-        async with self._open_lock:
-            if self.is_open and self.dev is not None:
-                return
-            if self.dev is None:
-                self.dev = ModbusDevice(self.config, self.profile)
-            try:
-                await self.dev.bus.ensure_connected()
-                if self.selftest:
-                    await self._check_byte_order(self.dev)
-            except BaseException:
-                await self.close()
-                raise
-            self.is_open = True
+    @property
+    def poll_deadline(self) -> float:
+        return self._blocks * (self.config.timeout_s + self.config.frame_gap) + 1.0
+
+    async def _open(self) -> None:
+        # The poll loop and a sequencer command may both find the link closed: the base opens it once.
+        await super()._open()
+        if self.selftest:
+            assert self.dev is not None
+            await self._check_byte_order(self.dev)
 
     async def _check_byte_order(self, dev: ModbusDevice) -> None:
         start, count = self.selftest["start"], self.selftest["count"]
@@ -285,9 +274,3 @@ class ApcUpsDriver(Driver):
                 raise CommandNotConfirmed(
                     f"UPS countdown (register {p.address}) reads {value} after the command: not confirmed")
             await asyncio.sleep(0.1)
-
-    async def close(self) -> None:
-        dev, self.dev = self.dev, None
-        self.is_open = False
-        if dev is not None:
-            await dev.close()

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from helpers import REPO
-from shutdown_helpers import AREAS, EXAMPLE, short_shutdown, shutdown_events, state_of, strip_none, ups_device
+from shutdown_helpers import (AREAS, EXAMPLE, short_shutdown, shutdown_events, state_of, strip_none,
+                              targets, ups_device)
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -69,13 +70,16 @@ def test_dry_run_rehearses_with_the_simulated_targets_and_shuts_nothing_down(mak
     assert not shutdown_events(watcher, suite.site, "shutdown.reply.rejected")
 
 
-def test_manual_start_from_the_cli_needs_confirm(make_suite, watcher, tmp_path):
+def test_manual_start_from_the_cli_needs_confirm(make_suite, watcher, tmp_path, targets):
     sd = short_shutdown()
-    sd["steps"][0]["timeout_s"] = 8.0  # a CLI call takes ~3 s on a loaded machine: still running at --status
+    # CLI calls take ~3 s each on a loaded machine: the sequence must still be running at --abort
+    # (the scanner does not answer its step; it answers the resume at once, so no wait is added).
+    sd["steps"][0]["timeout_s"] = 30.0
     suite = make_suite({"ups": ups_device("tcp", tmp_path)},
                        extra={"areas": AREAS, "shutdown": strip_none(sd)})
     suite.start_sims("ups")
     suite.start_daemon(watcher)
+    scanner = targets(suite, "scanner", mode="never")
     r = cli("-c", str(suite.path), "--start")
     assert r.returncode == 2 and "without --confirm" in r.stderr
     pw = tmp_path / "rad1.pw"
@@ -89,6 +93,7 @@ def test_manual_start_from_the_cli_needs_confirm(make_suite, watcher, tmp_path):
     assert started["actor"] == "rad1" and started["data"]["trigger"]["detail"] == "manual start by rad1: drill"
     r = cli("-c", str(suite.path), "--status", *me)
     assert r.returncode == 0 and '"phase": "running"' in r.stdout
+    scanner.set(mode="ack")
     r = cli("-c", str(suite.path), "--abort", "--confirm", *me)
     assert r.returncode == 0, r.stderr
     watcher.wait_for(lambda w: shutdown_events(w, suite.site, "shutdown.resumed_all"), 20)

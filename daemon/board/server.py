@@ -22,7 +22,7 @@ from suitemon.daemon import __version__
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.contract import Message, dumps
 from suitemon.daemon.mqtt import MqttLink
-from suitemon.daemon.tasks import TaskSet
+from suitemon.daemon.tasks import TaskSet, bounded, in_daemon_thread
 from suitemon.daemon.threads import LoopBridge
 from suitemon.daemon.board import views
 from suitemon.daemon.board.config import BoardConfig
@@ -125,15 +125,17 @@ class Board:
         return self.listener.port
 
     async def stop(self) -> None:
+        """Bounded like the daemon's stop (5 s in all): a stuck step is logged and left, never waited on."""
         self.hub.close_all()
-        await self.tasks.cancel_all()
+        await self.tasks.cancel_all(timeout=0.5)
         self.listener.close()
-        await self.runner.cleanup()
-        for s in list(self.sessions.by_id.values()):
+        await bounded("board http", [self.runner.cleanup()], 2.5)  # aiohttp's shutdown_timeout is 2 s
+        sessions = list(self.sessions.by_id.values())
+        for s in sessions:
             self.sessions.remove(s)
-            await s.link.close()
+        await bounded("board user links", [s.link.close() for s in sessions], 1.0)
         goodbye = Message(self.status_topic, dumps(self.board_status("offline", "stopped")), 1, True)
-        await asyncio.get_running_loop().run_in_executor(None, self.link.stop, goodbye)
+        await in_daemon_thread(lambda: self.link.stop(goodbye, timeout=0.8), 1.0, "board-goodbye")
 
     # -- MQTT side -------------------------------------------------------------
     def board_status(self, state: str, reason: str | None = None) -> dict[str, Any]:

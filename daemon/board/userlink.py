@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 import structlog
 
 from suitemon.daemon.mqtt import connect, make_client
+from suitemon.daemon.tasks import in_daemon_thread
 from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.board.userlink")
@@ -155,5 +156,6 @@ class UserLink:
         self.closed = True
         self.connected = False
         self.client.disconnect()
-        # loop_stop joins paho's thread: not on the event loop.
-        await asyncio.get_running_loop().run_in_executor(None, self.client.loop_stop)
+        # loop_stop joins paho's thread: not on the event loop, nor in the executor (asyncio.run's
+        # exit waits for every executor thread, so a stuck join would hold up the board's exit).
+        await in_daemon_thread(self.client.loop_stop, 1.0, "board-user-link-stop")

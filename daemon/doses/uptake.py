@@ -25,6 +25,7 @@ from suitemon.daemon.alarms import Condition, iso, parse_iso
 from suitemon.daemon.doses.config import UptakeConfig
 from suitemon.daemon.doses.records import dispensing_config
 from suitemon.daemon.journal import Event
+from suitemon.daemon.tasks import TaskSet
 from suitemon.daemon.doses import routes as dose_routes  # noqa: F401  (registers the uptake/<room>/ready route)
 
 log = structlog.get_logger("suitemon.uptake")
@@ -63,7 +64,7 @@ class UptakeService:
             d.kind == "dispenser" and d.enabled for d in ctx.cfg.devices.values())
         self.clocks: dict[str, Clock] = {}
         self._timers: dict[str, list[asyncio.TimerHandle]] = {}
-        self._task: asyncio.Task | None = None
+        self.tasks = TaskSet()
         self._started = False
         if self.enabled:
             ctx.recorder.subscribe(self._on_event)
@@ -77,18 +78,13 @@ class UptakeService:
         self._started = True
         for clock in list(self.clocks.values()):
             self._arm(clock)
-        self._task = asyncio.get_running_loop().create_task(self._publisher(), name="uptake-state")
+        self.tasks.spawn(self._publisher(), name="uptake-state")
         log.info("uptake timers running", rooms=sorted(self.clocks))
 
     async def stop(self) -> None:
         for room in list(self._timers):
             self._disarm(room)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self.tasks.cancel_all(timeout=1.0)
 
     # -- restore -------------------------------------------------------------------
     def _restore(self) -> None:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 from suitemon.daemon import __version__
 from suitemon.daemon.prometheus.collector import SuiteCollector
 from suitemon.daemon.prometheus.snapshot import take
+from suitemon.daemon.tasks import TaskSet
 from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.metrics")
@@ -29,7 +30,7 @@ class MetricsService:
         self.cfg = ctx.cfg.metrics
         self.server = None
         self.thread = None
-        self._retry: asyncio.Task | None = None
+        self.tasks = TaskSet()
 
     async def start(self) -> None:
         bridge = LoopBridge(asyncio.get_running_loop())
@@ -39,7 +40,7 @@ class MetricsService:
         self.registry.register(SuiteCollector(
             lambda: bridge.call(lambda: take(ctx, ctx.outbox, __version__), timeout=SCRAPE_TIMEOUT_S)))
         if not self._bind():
-            self._retry = asyncio.create_task(self._retry_bind(), name="metrics-bind")
+            self.tasks.spawn(self._retry_bind(), name="metrics-bind")
 
     def _bind(self) -> bool:
         try:
@@ -63,8 +64,7 @@ class MetricsService:
         return self.server.server_port if self.server is not None else None
 
     async def stop(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
+        await self.tasks.cancel_all(timeout=0.5)
         if self.server is None:
             return
         server, self.server = self.server, None

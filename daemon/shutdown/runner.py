@@ -16,28 +16,51 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol
 
 import structlog
 
-from suitemon.drivers.base import DriverError
+from suitemon.drivers.base import Driver, DriverError
 
 from suitemon.daemon.alarms import iso, parse_iso
+from suitemon.daemon.contract import Topics
+from suitemon.daemon.shutdown.config import ShutdownConfig
 from suitemon.daemon.shutdown.messages import command_payload
 from suitemon.daemon.shutdown.state import (ABORTED, ABORTING, COMPLETED, DONE, FAILED, HELD, INTERRUPTED, OPEN_STATUSES, PENDING,
-                    RELEASED, RUNNING, SKIPPED, STARTED, TIMEOUT, StepState)
-
-if TYPE_CHECKING:
-    from suitemon.daemon.shutdown.sequencer import ShutdownService
+                    RELEASED, RUNNING, SKIPPED, STARTED, TIMEOUT, SequenceState, StepState)
 
 log = structlog.get_logger("suitemon.shutdown")
 
 UPS_RETRY_S = 0.5
 
 
+class SequenceHost(Protocol):
+    """What the runner needs of the service that owns it: the state, the journal, alarms, the world."""
+
+    state: SequenceState
+    cfg: ShutdownConfig
+
+    def record(self, type_: str, data: dict[str, Any] | None = None, *, actor: str = "system") -> Any: ...
+
+    def alarm(self, cause: str, present: bool, message: str = "", *, priority: str = "high",
+              latching: bool = False, kind: str = "technical", **details: Any) -> None: ...
+
+    def runtime_left(self, now: float) -> float | None: ...
+
+    def mains_back_pending(self) -> bool: ...
+
+    def occupied(self, area: str) -> bool: ...
+
+
 class SequenceRunner:
-    def __init__(self, svc: "ShutdownService"):
+    """Walks one sequence. ``ups(device_id)`` finds the UPS driver to command (None: not running here)."""
+
+    def __init__(self, svc: SequenceHost, *, topics: Topics, site: str,
+                 ups: Callable[[str], Driver | None]):
         self.svc = svc
+        self.topics = topics
+        self.site = site
+        self.ups = ups
         self._waiters: dict[str, asyncio.Future] = {}
         self._wake = asyncio.Event()
         self._abort: tuple[str, str] | None = None  # (reason, actor)
@@ -120,18 +143,21 @@ class SequenceRunner:
         return total
 
     # -- the walk ----------------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self) -> str | None:
+        """Walk the steps (or finish an abort); the phase it ended in, or None if an internal error stopped it."""
         try:
             if self.state.phase == ABORTING:
                 await self._send_resumes()
-                return
-            await self._walk()
+            else:
+                await self._walk()
         except asyncio.CancelledError:
             raise
         except Exception as err:
             log.exception("shutdown sequence failed")
             self.svc.alarm("internal_error", True, f"Safe shutdown sequence stopped by an internal error: {err!r}",
                            latching=True)
+            return None
+        return self.state.phase
 
     async def _walk(self) -> None:
         st = self.state
@@ -164,7 +190,6 @@ class SequenceRunner:
         st.message = (f"completed: the UPS switches {self._outlets_text()} and back on when mains returns"
                       if st.ups_result else
                       "completed, but the UPS did NOT confirm its outlet command: check it now")
-        self.svc.finished(COMPLETED)
         self.svc.record("shutdown.completed", {
             "ups": st.ups_result, "skipped": [s.id for s in st.steps if s.status == SKIPPED],
             "unacknowledged": [s.id for s in st.steps if s.status in (TIMEOUT, FAILED, RELEASED)]})
@@ -202,7 +227,7 @@ class SequenceRunner:
     def _send(self, step: StepState, c, *, resume: bool, event: str, **extra: Any) -> None:
         cid = step.resume_correlation_id if resume else step.correlation_id
         payload = command_payload(
-            topics=self.svc.ctx.topics, site=self.svc.ctx.site, target=c.target, correlation_id=cid,
+            topics=self.topics, site=self.site, target=c.target, correlation_id=cid,
             sequence_id=self.state.sequence_id, step=step.id, command=c.resume if resume else c.command,
             args=c.resume_args if resume else c.args, timeout_s=c.timeout_s,
             deadline=None if resume else step.deadline, issued_at=iso(time.time()), resume=resume)
@@ -396,15 +421,15 @@ class SequenceRunner:
             "outlet_groups": groups or None,
             "message": f"commanding {self.cfg.ups}: {self._outlets_text()}, back on when mains returns"})
         args = {"groups": groups} if groups else {"delay_s": c.outlet_delay_s}
-        runner = self.svc.ctx.runners.get(self.cfg.ups)
+        driver = self.ups(self.cfg.ups)
         deadline = time.monotonic() + c.timeout_s
         errors = 0
         while True:
             try:
-                if runner is None:
+                if driver is None:
                     raise DriverError(f"UPS '{self.cfg.ups}' is not running in this daemon")
                 left = max(0.1, deadline - time.monotonic())
-                result = await asyncio.wait_for(runner.driver.command("shutdown_return", **args), left)
+                result = await asyncio.wait_for(driver.command("shutdown_return", **args), left)
             except (DriverError, asyncio.TimeoutError, OSError) as err:
                 errors += 1
                 text = f"{type(err).__name__}: {err}"
@@ -478,7 +503,6 @@ class SequenceRunner:
         st.message = f"aborted ({st.abort_reason}); armed again" + (
             f"; NOT confirmed back: {', '.join(unconfirmed)}" if unconfirmed else "")
         self._abort = None
-        self.svc.finished(ABORTED)
         self.svc.record("shutdown.resumed_all", {"resumed": [s.id for s in st.steps if s.resume_status == "done"],
                                                  "unconfirmed": [s.id for s in st.steps
                                                                  if s.resume_status in ("failed", "timeout")]})

@@ -29,6 +29,8 @@ from suitemon.daemon.shutdown.messages import BadReply, parse_reply
 from suitemon.daemon.shutdown.runner import SequenceRunner
 from suitemon.daemon.shutdown.state import ABORTED, ACTIVE_PHASES, COMPLETED, RUNNING, SequenceState, restore
 from suitemon.daemon.shutdown.triggers import TriggerWatch, estimated_runtime, mains_ok
+from suitemon.daemon.tasks import TaskSet
+from suitemon.drivers.base import Driver
 
 log = structlog.get_logger("suitemon.shutdown")
 
@@ -44,9 +46,12 @@ class ShutdownService:
         self.state = SequenceState.idle(self.cfg)
         self.power: dict[str, Any] | None = None
         self.mains_since: float | None = None
-        self.runner = SequenceRunner(self)
-        self._task: asyncio.Task | None = None
-        self._tick: asyncio.Task | None = None
+        self.runner = SequenceRunner(self, topics=ctx.topics, site=ctx.site, ups=self._ups_driver)
+        self.tasks = TaskSet()
+
+    def _ups_driver(self, device_id: str) -> Driver | None:
+        runner = self.ctx.runners.get(device_id)
+        return runner.driver if runner is not None else None
 
     # -- the journal is the memory ---------------------------------------------
     def record(self, type_: str, data: dict[str, Any] | None = None, *, actor: str = "system"):
@@ -87,17 +92,19 @@ class ShutdownService:
             self.state = restored
             self.record("shutdown.resumed", {"reason": "daemon restarted", "dropped_steps": problems})
             if restored.phase in ACTIVE_PHASES:
-                self._task = asyncio.create_task(self.runner.run(), name="shutdown-sequence")
+                self.tasks.spawn(self._run_sequence(), name="shutdown-sequence")
         else:
             self.record("shutdown.armed", {"reason": "daemon started"})
-        self._tick = asyncio.create_task(self._tick_loop(), name="shutdown-tick")
+        self.tasks.spawn(self._tick_loop(), name="shutdown-tick")
 
     async def stop(self) -> None:
         # The state is in the journal: a running sequence resumes at the next start.
-        for task in (self._task, self._tick):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._task, self._tick) if t is not None), return_exceptions=True)
+        await self.tasks.cancel_all(timeout=1.0)
+
+    async def _run_sequence(self) -> None:
+        phase = await self.runner.run()
+        if phase in (COMPLETED, ABORTED):
+            self.finished(phase)
 
     # -- inputs: power facts, ticks, replies, commands --------------------------------
     def _on_power(self, device: str, fact: dict[str, Any]) -> None:
@@ -161,10 +168,10 @@ class ShutdownService:
         self.record("shutdown.started", {"trigger": trigger}, actor=actor)
         self.alarm("in_progress", True, f"Safe shutdown of the suite in progress ({trigger.get('detail')})",
                    trigger=trigger.get("name"))
-        self._task = asyncio.create_task(self.runner.run(), name="shutdown-sequence")
+        self.tasks.spawn(self._run_sequence(), name="shutdown-sequence")
 
     def finished(self, phase: str) -> None:
-        """Called by the runner when a sequence ends (completed or aborted)."""
+        """A sequence has ended (completed or aborted)."""
         self.alarm("in_progress", False)
         if phase == ABORTED:  # power is back; after a completed sequence it holds until the room is free
             self.alarm("patient_on_couch", False)
