@@ -164,3 +164,6 @@ CLI_EXTENSIONS.append("suitemon.daemon.bells.report:add_parser")  # suitemon bel
 # --- dicom (issue 7) ---
 CLI_EXTENSIONS.append("suitemon.daemon.dicom.cli:add_parser")
 SIM_EXTRAS["scanner"] = "suitemon.simulators.scanner:from_config"
+
+# --- fleet: the central collector and cross-site report (issue 18) ---
+CLI_EXTENSIONS.append("suitemon.daemon.fleet.cli:add_parser")
