@@ -59,8 +59,11 @@ class Collector:
         self.status_topic = f"{cfg.base_topic}/fleet/status/{self.id}"
         self.topics = [f"{cfg.base_topic}/{s}/event" for s in cfg.mqtt.sites]
         self.inbox: queue.Queue[Delivery] = queue.Queue()
+        # PUBACKs owed, handed from the writer to the network thread: paho is driven by one thread only.
+        self.acks: queue.Queue[Delivery] = queue.Queue()
         self.counters = Counters()
         self.gen = 0
+        self.subscribed = False
         self.connected_to: str | None = None
         self.db_state = "unknown"
         self.since = iso_now()
@@ -79,6 +82,7 @@ class Collector:
                    retain=True)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = lambda *a, **k: log.warning("cluster link lost", node=self.connected_to)
         return c
 
@@ -89,7 +93,15 @@ class Collector:
         self.counters.connects += 1
         log.info("connected to the cluster", node=self.connected_to, session_present=flags.session_present)
         # Subscribing again on a resumed session is harmless and covers a session the cluster lost.
+        self.subscribed = False
         client.subscribe([(t, 1) for t in self.topics])
+        self._publish_status()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, props=None):
+        refused = [t for t, rc in zip(self.topics, reason_codes) if rc.is_failure]
+        if refused:  # a collector that hears nothing must not look healthy
+            log.error("cluster refused the subscription: check the account's permissions", topics=refused)
+        self.subscribed = not refused
         self._publish_status()
 
     def _on_message(self, client, userdata, msg):
@@ -100,7 +112,7 @@ class Collector:
         c = self.counters
         lags = sorted(c.lags)
         return {"state": state, "ts": iso_now(), "collector": self.id, "since": self.since, "pid": os.getpid(),
-                "node": self.connected_to, "database": self.db_state, "sites": self.cfg.mqtt.sites,
+                "node": self.connected_to, "subscribed": self.subscribed, "database": self.db_state, "sites": self.cfg.mqtt.sites,
                 "received": c.received, "stored": c.stored, "duplicates": c.duplicates, "rejected": c.rejected,
                 "db_errors": c.db_errors, "backlog": self.inbox.qsize(),
                 "lag_p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None, **extra}
@@ -123,12 +135,24 @@ class Collector:
                 stop.wait(0.5 if i % len(servers) else 2.0)  # a pause after each full round
                 continue
             while not stop.is_set():
-                if self.client.loop(timeout=0.2) != paho.MQTT_ERR_SUCCESS:
+                rc = self.client.loop(timeout=0.05)
+                if rc != paho.MQTT_ERR_SUCCESS:
+                    log.warning("cluster link ended", node=self.connected_to, rc=paho.error_string(rc))
                     break
+                self._send_acks()
                 if time.monotonic() >= next_status and self.client.is_connected():
                     self._publish_status()
                     next_status = time.monotonic() + self.cfg.collector.status_period_s
             i += 1  # the next node: the one just lost may be the one that is down
+
+    def _send_acks(self) -> None:
+        while True:
+            try:
+                d = self.acks.get_nowait()
+            except queue.Empty:
+                return
+            if d.gen == self.gen:  # on a later connection the cluster delivers it again instead
+                self.client.ack(d.mid, d.qos)
 
     # -- database ---------------------------------------------------------------------------
     def _take_batch(self, stop: threading.Event) -> list[Delivery]:
@@ -179,8 +203,8 @@ class Collector:
         c.rejected += len(rejects)
         c.lags = [now - r.ts.timestamp() for r in rows.values()]
         for d in batch:
-            if d.qos > 0 and d.gen == self.gen:
-                self.client.ack(d.mid, d.qos)
+            if d.qos > 0:
+                self.acks.put(d)
         return True
 
     def _writer(self, stop: threading.Event) -> None:
