@@ -3,8 +3,11 @@ and PostgreSQL, both started here on loopback. docs/fleet.md."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import subprocess
 import ssl
 import time
 import uuid
@@ -238,6 +241,73 @@ def test_a_site_cannot_publish_for_another_site_nor_issue_commands(shared):
     logs = "".join(central.nats.log_text(i) for i in range(3))
     assert 'Publish Violation - User "bridge-petct-north", Subject "suitemon.petct-south.event"' in logs
     north.close()
+
+
+def test_fleet_report_compares_sites_from_what_the_collector_stored(shared):
+    central = shared
+    central.start_collector("report")
+    north, south = SitePublisher(central, "petct-north"), SitePublisher(central, "petct-south")
+    seqs = {"petct-north": 0, "petct-south": 0}
+
+    def send(pub, ts, typ, data, alarm_id=None):
+        seqs[pub.site] += 1
+        pub.publish({"event_id": uuid.uuid4().hex, "seq": seqs[pub.site], "ts": ts, "site": pub.site,
+                     "type": typ, "actor": "system", "alarm_id": alarm_id, "data": data})
+
+    def alarm(occ, prio, typ="points.high"):
+        return {"alarm": {"occurrence": occ, "priority": prio, "type": typ}}
+
+    def dose(mbq, ok):
+        return {"exam": "fdg-wb", "administered_mbq": mbq, "room": "uptake1",
+                "checks": [{"check": "tolerance", "ok": True}, {"check": "reference_level", "ok": ok}]}
+
+    d = "2026-11-30T"
+    send(north, d + "10:00:00Z", "alarm.raised", alarm("o1", "high"), "env.temperature.high")
+    send(north, d + "10:00:30Z", "alarm.acknowledged", alarm("o1", "high"), "env.temperature.high")
+    send(north, d + "10:05:00Z", "alarm.raised", alarm("o2", "medium"), "bells.uptake1.call")
+    send(north, d + "10:06:00Z", "alarm.accepted", alarm("o2", "medium"), "bells.uptake1.call")
+    send(north, d + "11:00:00Z", "alarm.raised", alarm("o3", "low"), "env.temperature.high")
+    send(north, d + "12:00:00Z", "bells.test_pass", {"room": "uptake1", "button": "call"})
+    send(north, d + "12:01:00Z", "bells.test_mode", {"room": "uptake3", "on": True})
+    for mbq, ok in ((300.0, True), (350.0, True), (400.0, False)):
+        send(north, d + "13:00:00Z", "dose.administered", dose(mbq, ok))
+    send(north, d + "14:00:00Z", "alarm.raised", alarm("o4", "high", "ups.on_battery"), "ups.on_battery")
+    send(north, d + "14:01:00Z", "shutdown.started", {})
+    send(south, d + "09:00:00Z", "alarm.raised", alarm("s1", "high"), "env.temperature.high")
+    send(south, d + "09:00:10Z", "alarm.acknowledged", alarm("s1", "high"), "env.temperature.high")
+    wait_until(lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] == 14, 20, interval=0.2,
+               what="14 events stored")
+    fleet_file = central.fleet_file("report")
+    args = [*SUITEMON, "fleet", "report", "-c", fleet_file, "--since", "2026-11-25", "--until", "2026-12-02"]
+    out = subprocess.run([*args, "--format", "csv"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    rows = {}
+    for line in csv.reader(io.StringIO(out.stdout)):
+        if line and line[0] != "section":
+            rows.setdefault(line[0], []).append(line[1:])
+    assert rows["events"][0][:5] == ["petct-north", "12", "1", "12", "0"]
+    # site, raised, high, medium, low, per day (7 days)
+    assert rows["alarm_load"] == [["petct-north", "4", "2", "1", "1", "0.6"], ["petct-south", "1", "1", "0", "0", "0.1"]]
+    # site, raised, answered, median, p90, median of high
+    assert rows["response"] == [["petct-north", "4", "2", "45.0", "57.0", "30.0"],
+                                ["petct-south", "1", "1", "10.0", "10.0", "10.0"]]
+    assert rows["bell_tests"] == [["petct-north", "2", "1", "50", "0"]]
+    assert rows["doses"] == [["petct-north", "fdg-wb", "3", "350.0", "2", "1", "0", "67"]]
+    assert rows["power"] == [["petct-north", "1", "1", "1", "0"]]
+    text = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert text.returncode == 0 and "## Alarm load" in text.stdout and "petct-south" in text.stdout
+    for p in (north, south):
+        p.close()
+
+
+def test_fleet_file_errors_are_listed_with_their_key(tmp_path):
+    bad = tmp_path / "fleet.toml"
+    bad.write_text('[collector]\nid = "A b"\n[mqtt]\nservers = ["nohostport"]\nusername = "u"\n'
+                   'password_file = "/x"\nsites = ["a.b"]\n[database]\ndsn = ""\n')
+    r = subprocess.run([*SUITEMON, "fleet", "run", "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    for key in ("collector.id", "mqtt.servers", "mqtt.sites"):
+        assert key in r.stderr, r.stderr
 
 
 class TlsWatcherV311(Watcher):
