@@ -189,6 +189,8 @@ def test_collector_stores_each_event_once_rejects_junk_and_publishes_status(shar
     desk.wait_for(lambda x: (s := x.json_of(status_t)) and s["state"] == "offline", 10, what="offline status")
     pub.close()
     desk.close()
+    from schema_check import problems
+    assert not problems(desk.messages), problems(desk.messages)
 
 
 def test_several_collectors_partitioned_or_redundant_never_double_count(shared):
