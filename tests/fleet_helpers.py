@@ -44,7 +44,8 @@ def node_cert(pki: Pki) -> tuple[Path, Path]:
 class NatsCluster:
     """Three nats-server processes, each with its own store; a node can be killed and restarted."""
 
-    def __init__(self, workdir: Path, pki: Pki, passwords: dict[str, str]):
+    def __init__(self, workdir: Path, pki: Pki, passwords: dict[str, str], extra_users: str = "",
+                 ack_wait: str = "3s"):
         self.dir = workdir
         self.pki = pki
         crt, key = node_cert(pki)
@@ -53,6 +54,8 @@ class NatsCluster:
         self.mqtt_ports = [free_port() for _ in NODES]
         self.procs: list[subprocess.Popen | None] = [None] * len(NODES)
         accounts = render((CENTRAL / "accounts.conf").read_text(), passwords)
+        if extra_users:  # more sites, in the shipped accounts' own form (the load benchmark)
+            accounts = render(accounts, {"    users: [\n": "    users: [\n" + extra_users})
         node_text = (CENTRAL / "nats-node.conf").read_text()
         self.confs = []
         for i, name in enumerate(NODES):
@@ -68,7 +71,7 @@ class NatsCluster:
                     "/etc/nats-server/certs/node.crt": str(crt), "/etc/nats-server/certs/node.key": str(key),
                     "/etc/nats-server/certs/central-ca.crt": str(pki.ca),
                     # Test plumbing: a redelivery after 3 s, not 30 s, keeps the scenario short.
-                    'ack_wait: "30s"': 'ack_wait: "3s"'}
+                    'ack_wait: "30s"': f'ack_wait: "{ack_wait}"'}
             for j, other in enumerate(("@NODE1@", "@NODE2@", "@NODE3@")):
                 reps[f"nats-route://{other}:6222"] = f"nats-route://127.0.0.1:{self.route_ports[j]}"
             conf = d / "nats.conf"

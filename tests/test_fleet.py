@@ -148,6 +148,8 @@ def event(site: str, seq: int, typ: str = "alarm.raised", **kw) -> dict:
     ("suitemon/north/event", json.dumps({**event("north", 1), "ts": "2026-12-01T10:00:00"}).encode(), "time zone"),
     ("suitemon/north/event", json.dumps({**event("north", 1), "ts": "yesterday"}).encode(), "ISO 8601"),
     ("suitemon/north/status", json.dumps(event("north", 1)).encode(), "not an event topic"),
+    ("suitemon/north/event", json.dumps(event("north", 1, note="a\u0000b")).encode(), "NUL"),
+    ("suitemon/north/event", json.dumps({**event("north", 1), "data": [1]}).encode(), "data is not"),
 ])
 def test_parse_event_refuses_what_is_not_an_event(topic, payload, why):
     with pytest.raises(NotAnEvent, match=why):
