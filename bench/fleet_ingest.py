@@ -203,7 +203,7 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--sites", type=int, action="append")
     ap.add_argument("--drain-events", type=int, default=20000)
-    ap.add_argument("--live-rate", type=float, default=1000.0, help="events/s over all sites in the live phase")
+    ap.add_argument("--live-rate", type=float, default=250.0, help="events/s over all sites in the live phase")
     ap.add_argument("--live-s", type=float, default=10.0)
     ap.add_argument("--collectors", type=int, action="append", help="collector processes (default: 1)")
     a = ap.parse_args()

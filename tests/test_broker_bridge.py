@@ -101,7 +101,6 @@ def flap(suite, site_observer, n: int) -> None:
 
 def test_site_alarm_appears_centrally_and_a_cut_link_loses_nothing(sites, make_suite, tmp_path):
     suite, central, d = start_site(sites, make_suite, tmp_path)
-    alarm_t = suite.topic("alarm", "env.temperature.high")
     suite.sim("env", "set", temperature=29.0)
     t0 = time.monotonic()
     # The alarm's record reaches central inside its event (alarm/<id> stays at the site: docs/fleet.md).
