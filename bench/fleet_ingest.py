@@ -189,7 +189,8 @@ def run_size(n_sites: int, drain_events: int, live_rate: float, live_s: float, c
                 "(ORDER BY x), max(x) FROM (SELECT extract(epoch FROM received_at - ts) AS x FROM fleet_event) t"
             ).fetchone()
         stop(cols)
-        return {"sites": n_sites, "collectors": collectors, "drain_events": queued, "publish_rate_per_s": round(pub_rate),
+        return {"sites": n_sites, "collectors": collectors, "drain_events": queued,
+                "publish_rate_per_s": round(pub_rate),
                 "stored_per_s": round(drain_rate), **cpu, "live_rate_per_s": live_rate, "live_events": n_live * n_sites,
                 "lag_p50_ms": round(float(p50) * 1000, 1), "lag_p99_ms": round(float(p99) * 1000, 1),
                 "lag_max_ms": round(float(mx) * 1000, 1)}
@@ -210,7 +211,8 @@ def main() -> None:
     runs = [run_size(n, a.drain_events, a.live_rate, a.live_s, k) for n in (a.sites or [5, 50])
             for k in (a.collectors or [1])]
     best = max(r["stored_per_s"] for r in runs)
-    summary = "; ".join(f"{r['sites']} sites, {r['collectors']} collector(s): {r['stored_per_s']} events/s stored (drain of {r['drain_events']}), "
+    summary = "; ".join(f"{r['sites']} sites, {r['collectors']} collector(s): {r['stored_per_s']} events/s stored "
+                        f"(drain of {r['drain_events']}), "
                         f"lag p50 {r['lag_p50_ms']} / p99 {r['lag_p99_ms']} ms at {r['live_rate_per_s']:.0f}/s"
                         for r in runs) + f"; target >= {TARGET_EVENTS_PER_S}/s"
     # The machine is shared: its load during the run says how much of the 2 cores we had.

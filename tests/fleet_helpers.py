@@ -23,7 +23,8 @@ from secure_broker import Pki, render
 
 CENTRAL = REPO / "deploy" / "central"
 NATS = shutil.which("nats-server") or "/usr/sbin/nats-server"
-PG_BIN = Path((sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ["/usr/lib/postgresql/15/bin/initdb"])[-1]).parent
+PG_BIN = Path((sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+               or ["/usr/lib/postgresql/15/bin/initdb"])[-1]).parent
 NODES = ("central-1", "central-2", "central-3")
 
 

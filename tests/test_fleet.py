@@ -291,7 +291,8 @@ def test_fleet_report_compares_sites_from_what_the_collector_stored(shared):
             rows.setdefault(line[0], []).append(line[1:])
     assert rows["events"][0][:5] == ["petct-north", "12", "1", "12", "0"]
     # site, raised, high, medium, low, per day (7 days)
-    assert rows["alarm_load"] == [["petct-north", "4", "2", "1", "1", "0.6"], ["petct-south", "1", "1", "0", "0", "0.1"]]
+    assert rows["alarm_load"] == [["petct-north", "4", "2", "1", "1", "0.6"],
+                                  ["petct-south", "1", "1", "0", "0", "0.1"]]
     # site, raised, answered, median, p90, median of high
     assert rows["response"] == [["petct-north", "4", "2", "45.0", "57.0", "30.0"],
                                 ["petct-south", "1", "1", "10.0", "10.0", "10.0"]]

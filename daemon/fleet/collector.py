@@ -124,9 +124,10 @@ class Collector:
         c = self.counters
         lags = sorted(c.lags)
         return {"state": state, "ts": iso_now(), "collector": self.id, "since": self.since, "pid": os.getpid(),
-                "node": self.connected_to, "subscribed": self.subscribed, "database": self.db_state, "sites": self.cfg.mqtt.sites,
-                "received": c.received, "skipped": c.skipped, "stored": c.stored, "duplicates": c.duplicates, "rejected": c.rejected,
-                "db_errors": c.db_errors, "backlog": self.inbox.qsize(),
+                "node": self.connected_to, "subscribed": self.subscribed, "database": self.db_state,
+                "sites": self.cfg.mqtt.sites, "received": c.received, "skipped": c.skipped, "stored": c.stored,
+                "duplicates": c.duplicates, "rejected": c.rejected, "db_errors": c.db_errors,
+                "backlog": self.inbox.qsize(),
                 "lag_p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None, **extra}
 
     def _publish_status(self, state: str = "online", **extra) -> None:
