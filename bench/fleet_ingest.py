@@ -20,6 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import ssl
 import sys
 import tempfile
@@ -197,6 +198,7 @@ def run_size(n_sites: int, drain_events: int, live_rate: float, live_s: float, c
     finally:
         cluster.stop()
         pg.close()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def main() -> None:
