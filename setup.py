@@ -21,9 +21,11 @@ setup(
             "examples/scenarios/*.toml",
             "systemd/*",
             "deploy/mosquitto/*",
+            "deploy/central/*",
         ],
         "suitemon.daemon": ["schemas/*.json"],
         "suitemon.drivers.profiles": ["*.toml"],
         "suitemon.daemon.board": ["static/*"],
+        "suitemon.daemon.fleet": ["migrations/*.sql"],
     },
 )

@@ -170,3 +170,6 @@ SIM_EXTRAS["scanner"] = "suitemon.simulators.scanner:from_config"
 SECTIONS["metrics"] = "suitemon.daemon.prometheus.config:MetricsConfig"
 SERVICES["metrics"] = "suitemon.daemon.prometheus.service:factory"
 SERVICE_SECTIONS["metrics"] = "metrics"
+
+# --- fleet: the central collector and cross-site report (issue 18) ---
+CLI_EXTENSIONS.append("suitemon.daemon.fleet.cli:add_parser")

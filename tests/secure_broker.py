@@ -125,7 +125,9 @@ def site_broker_conf(pki: Pki, secrets: Path, port: int) -> str:
 
 def bridge_conf(pki: Pki, site: str, central_port: int, password: str) -> str:
     return render((DEPLOY / "bridge-central.conf").read_text(), {
-        "@SITE@": site, "@CENTRAL_HOST@": "127.0.0.1", "@CENTRAL_PORT@": str(central_port),
+        "@SITE@": site, "@CENTRAL_1@": f"127.0.0.1:{central_port}",
+        # One central node here: the other two addresses are left unused ports (failover: test_fleet.py).
+        "@CENTRAL_2@": f"127.0.0.1:{free_port()}", "@CENTRAL_3@": f"127.0.0.1:{free_port()}",
         "@BRIDGE_PASSWORD@": password, "/etc/mosquitto/certs/central-ca.crt": str(pki.ca),
         # A quick retry after a cut, so the test does not wait out the production back-off.
         "restart_timeout 2 60": "restart_timeout 1 2",

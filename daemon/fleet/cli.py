@@ -1,0 +1,66 @@
+"""``suitemon fleet run|migrate|report -c FLEETFILE``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("fleet", help="central side: collect every site's events into PostgreSQL; compare sites")
+    s.add_argument("action", choices=["run", "migrate", "report"])
+    s.add_argument("-c", "--config", required=True, help="the fleet file (docs/fleet.md)")
+    s.add_argument("--since", help="report: from this date/time (ISO 8601, UTC; default 7 days before --until)")
+    s.add_argument("--until", help="report: up to this date/time (default now)")
+    s.add_argument("--format", choices=["text", "csv"], default="text")
+    s.add_argument("--log-format", choices=["auto", "json", "console"])
+    s.set_defaults(fn=cmd_fleet)
+
+
+def _when(s: str | None) -> datetime | None:
+    if s is None:
+        return None
+    d = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+def cmd_fleet(args) -> int:
+    from suitemon.daemon import logs
+    from suitemon.daemon.fleet.config import FleetConfigError, load_fleet
+    try:
+        cfg = load_fleet(args.config)
+    except FleetConfigError as e:
+        print(f"invalid fleet file: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        import psycopg
+    except ImportError:
+        print("suitemon fleet needs psycopg: pip install 'suitemon[fleet]'", file=sys.stderr)
+        return EXIT_FAIL
+    from suitemon.daemon.fleet.store import connect
+
+    if args.action == "run":
+        from suitemon.daemon.fleet.collector import Collector
+        logs.setup("info", args.log_format or "auto")
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        return Collector(cfg).run(stop)
+    try:
+        with connect(cfg.database) as conn:
+            if args.action == "migrate":
+                from suitemon.daemon.fleet.migrate import migrate
+                done = migrate(conn)
+                print("applied: " + (", ".join(done) if done else "nothing (up to date)"))
+                return EXIT_OK
+            from suitemon.daemon.fleet.report import as_csv, as_text, build
+            rep = build(conn, _when(args.since), _when(args.until))
+    except psycopg.Error as e:
+        print(f"database: {e}".strip(), file=sys.stderr)
+        return EXIT_FAIL
+    sys.stdout.write(as_csv(rep) if args.format == "csv" else as_text(rep))
+    return EXIT_OK
