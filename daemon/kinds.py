@@ -164,3 +164,10 @@ CLI_EXTENSIONS.append("suitemon.daemon.bells.report:add_parser")  # suitemon bel
 # --- dicom (issue 7) ---
 CLI_EXTENSIONS.append("suitemon.daemon.dicom.cli:add_parser")
 SIM_EXTRAS["scanner"] = "suitemon.simulators.scanner:from_config"
+
+# --- paging (issue 19) ---
+SECTIONS["paging"] = "suitemon.daemon.paging.config:PagingConfig"
+SECTION_CHECKS["paging"] = "suitemon.daemon.paging.config:check"
+SERVICES["paging"] = "suitemon.daemon.paging.service:factory"
+SERVICE_SECTIONS["paging"] = "paging"
+SIM_EXTRAS["paging_base"] = "suitemon.simulators.espa_pager:from_config"
