@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import termios
 import time
 from dataclasses import dataclass, field
 
@@ -88,7 +89,7 @@ class EspaLink:
             ser = serial.Serial(s.port, baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity,
                                 stopbits=s.stopbits, timeout=0, write_timeout=max(1.0, s.response_timeout_s))
             ser.reset_input_buffer()
-        except (serial.SerialException, OSError, ValueError) as err:
+        except (serial.SerialException, OSError, ValueError, termios.error) as err:
             raise LinkError(f"cannot open serial port {s.port}: {err}") from None
         self._ser, self._fd = ser, ser.fileno()
         os.set_blocking(self._fd, False)

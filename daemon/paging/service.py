@@ -67,6 +67,7 @@ class PagingService:
     async def start(self) -> None:
         self._restore()
         self._task = asyncio.create_task(self._run(), name="paging-line")
+        self._task.add_done_callback(_report_death)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -189,6 +190,11 @@ class PagingService:
                     pass
             except LinkError as err:
                 self._link_state(False, str(err))
+            except Exception as err:  # a bug here must not end paging: log it, count it, go on
+                log.exception("paging line loop error", error=repr(err))
+                self.ctx.metrics.inc("paging.loop_errors")
+                await self.link.close()
+                await asyncio.sleep(REOPEN_S)
 
     async def _send(self, p: Page) -> None:
         if not self._still_wanted(p):
@@ -315,6 +321,12 @@ class PagingService:
                 self._set(p, "cancelled", "alarm closed before the page went out (found at restart)")
         if n:
             log.warning("pages restored from the journal", pages=n)
+
+
+def _report_death(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("PAGING LINE TASK DIED: no pages will go out", error=repr(task.exception()),
+                  exc_info=task.exception())
 
 
 def _emergency_depends(cfg) -> bool:
