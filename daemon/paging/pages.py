@@ -35,6 +35,7 @@ class Page:
     priority: str
     text: str
     emergency: bool
+    kind: str = "technical"
     state: str = "queued"
     attempts: int = 0
 

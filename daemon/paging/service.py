@@ -106,14 +106,14 @@ class PagingService:
             out.append(Page(page_id=f"{ev.event_id}/{rid}", alarm_id=alarm["alarm_id"],
                             occurrence=alarm["occurrence"], step=ev.data["step"], role=ev.data["role"],
                             recipient=rid, address=address, priority=alarm["priority"], text=text,
-                            emergency=emergency))
+                            emergency=emergency, kind=alarm["kind"]))
         return out
 
     def _enqueue(self, p: Page, *, restored: bool = False) -> None:
         if p.page_id in self._known:
             return
         self._known.add(p.page_id)
-        if not p.emergency and p.priority == "low" and self._night_suppressed():
+        if not p.emergency and p.priority == "low" and p.kind == "technical" and self._night_suppressed():
             self._set(p, "suppressed", "low-priority alarm at night (paging.page_low_technical_at_night = false)")
             return
         if not restored:
