@@ -25,6 +25,7 @@ BENCHES = {
     "press_latency": [],
     "dicom_ingest": ["--runs", "3"],
     "idle": [],
+    "page_latency": [],
 }
 
 
@@ -41,6 +42,12 @@ def headline(name: str, r: dict) -> str:
             return (f"daemon {r['daemon_cpu_percent_of_one_core']} % of one core, {r['daemon_rss_mb']} MB RSS "
                     f"({r['devices']} devices); mosquitto {r['yardstick_mosquitto']['cpu_percent_of_one_core']} %, "
                     f"{r['yardstick_mosquitto']['rss_mb']} MB; targets <= 2 %, <= 120 MB")
+        if name == "page_latency":
+            e = r["estimated_at_9600_ms"]
+            return (f"press -> ESPA block on the line at 9600 baud: p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms "
+                    f"(pty {r['measured_on_pty_ms']['p99_ms']} ms + line time), {r['missed']} missed of "
+                    f"{r['presses']}; yardstick: the block's own line time {r['yardstick_block_line_time_ms']} ms; "
+                    f"target p99 <= 1000 ms")
         if "summary" in r:
             return str(r["summary"])
     except (KeyError, TypeError):

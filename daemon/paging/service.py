@@ -277,7 +277,7 @@ class PagingService:
             return
         self.link_up = up
         engine = self.ctx.engine
-        prio = "high" if self.emergency_paged else "medium"
+        prio = "high" if _emergency_depends(self.ctx.cfg) else "medium"
         msg = (f"Paging link down ({reason}): pagers and DECT handsets get no alarms. "
                f"Check the paging system and the cable on {self.cfg.serial_port}.")
         engine.apply(Condition(alarm_id=LINK_ALARM, type=LINK_ALARM_TYPE, present=not up, priority=prio,
