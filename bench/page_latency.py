@@ -69,7 +69,7 @@ def run(presses: int, poll: float) -> dict:
                 time.sleep(0.05)
             else:
                 raise RuntimeError(f"daemon never polled the base station:\n{(tmp / 'daemon.log').read_text()[-2000:]}")
-            measured, lengths, missed = [], [], 0
+            measured, lengths, missed, missed_detail = [], [], 0, []
             rooms = list(ROOMS)
             for i in range(presses):
                 room = rooms[i % len(rooms)]
@@ -87,6 +87,9 @@ def run(presses: int, poll: float) -> dict:
                     time.sleep(0.01)
                 if block is None:
                     missed += 1
+                    a = sub.retained(topic) or {}
+                    missed_detail.append({"room": room, "alarm_state": a.get("state"), "raised_at": a.get("raised_at"),
+                                          "pressed_at": r["pressed_at"], "base": ctl(control, "paging_base", "stats")})
                 else:
                     measured.append(1000 * (block["at"] - r["pressed_at"]))
                     lengths.append(len(encode_block("1", call_records(
@@ -101,7 +104,7 @@ def run(presses: int, poll: float) -> dict:
             block_ms = 1000 * line_time_s(block_len, BAUD)
             estimated = [m + ahead_ms + block_ms for m in measured]
             return {
-                "presses": presses, "missed": missed, "bells_poll_s": poll, "baud": BAUD,
+                "presses": presses, "missed": missed, "missed_detail": missed_detail, "bells_poll_s": poll, "baud": BAUD,
                 "block_bytes": block_len,
                 "measured_on_pty_ms": stats(measured),
                 "estimated_at_9600_ms": stats(estimated),

@@ -36,11 +36,12 @@ class Page:
     text: str
     emergency: bool
     kind: str = "technical"
+    channel: str = CHANNEL
     state: str = "queued"
     attempts: int = 0
 
     def data(self, **extra: Any) -> dict[str, Any]:
-        return {**asdict(self), "channel": CHANNEL, **extra}
+        return {**asdict(self), **extra}
 
     @classmethod
     def from_data(cls, d: dict[str, Any]) -> "Page":

@@ -29,7 +29,8 @@ import structlog
 
 from suitemon.daemon.alarms import Condition
 from suitemon.daemon.journal import Event
-from suitemon.daemon.paging.pages import EVENT, FINAL, Page
+from suitemon.daemon.paging.pages import CHANNEL, EVENT, FINAL, Page
+from suitemon.daemon.paging.tracking import Tracker
 from suitemon.daemon.paging.text import display_text
 from suitemon.drivers.espa444 import EspaError, call_records, encode_block
 from suitemon.drivers.espa_link import EspaLink, LineSettings, LinkError
@@ -42,9 +43,9 @@ REOPEN_S = 1.0
 RESTORE_WINDOW = 200_000  # journal events looked back at on start
 
 
-class PagingService:
+class PagingService(Tracker):
     def __init__(self, ctx):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.cfg = ctx.cfg.paging
         c = self.cfg
         self.link = EspaLink(LineSettings(
@@ -57,9 +58,7 @@ class PagingService:
         self.misses = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._advanced: set[tuple[str, int]] = set()  # (occurrence, step) already moved on by us
         self._known: set[str] = set()
-        self.emergency_paged = _emergency_depends(ctx.cfg)
         self.tz = ZoneInfo(ctx.cfg.site.timezone)
         ctx.recorder.subscribe(self._on_event)
 
@@ -127,36 +126,7 @@ class PagingService:
             return False
         return night.contains(datetime.now(self.tz).time())
 
-    def _set(self, p: Page, state: str, reason: str | None = None, **extra: Any) -> None:
-        p.state = state
-        self.ctx.recorder.record(EVENT, p.data(reason=reason, **extra))
-        self.ctx.metrics.inc(f"paging.{state}")
-        level = log.warning if state == "failed" else log.info
-        level("page " + state, page_id=p.page_id, alarm_id=p.alarm_id, recipient=p.recipient, reason=reason)
-
     # -- the ladder ------------------------------------------------------------------------
-    def _still_wanted(self, p: Page) -> bool:
-        engine = self.ctx.engine
-        rec = engine.alarms.get(p.alarm_id)
-        return (rec is not None and rec.occurrence == p.occurrence and engine.escalator is not None
-                and engine.escalator.escalating(rec))
-
-    def _move_on(self, p: Page, reason: str) -> None:
-        engine = self.ctx.engine
-        rec = engine.alarms.get(p.alarm_id)
-        if rec is None or rec.occurrence != p.occurrence or not self._still_wanted(p):
-            return
-        esc = rec.escalation
-        if esc is None or esc.step != p.step or esc.failsafe or (p.occurrence, p.step) in self._advanced:
-            return
-        self._advanced.add((p.occurrence, p.step))
-        log.warning("page not delivered: the ladder moves on now", alarm_id=p.alarm_id, step=p.step, reason=reason)
-        engine.escalator.advance(rec, reason)
-
-    def _failed(self, p: Page, reason: str, **extra: Any) -> None:
-        self._set(p, "failed", reason, **extra)
-        self._move_on(p, "page_failed")
-
     # -- the line ------------------------------------------------------------------------
     async def _run(self) -> None:
         next_poll = 0.0
@@ -298,7 +268,8 @@ class PagingService:
         since = max(0, j.last_seq - RESTORE_WINDOW)
         last: dict[str, dict[str, Any]] = {}
         for ev in j.events_of_type(EVENT, since):
-            last[ev.data["page_id"]] = ev.data
+            if ev.data.get("channel", CHANNEL) == CHANNEL:
+                last[ev.data["page_id"]] = ev.data
         open_ids = set(self.ctx.engine.alarms)
         n = 0
         for ev in j.events_of_type("alarm.notify", since):
