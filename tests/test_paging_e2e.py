@@ -117,3 +117,13 @@ def test_pages_queued_in_an_outage_are_cancelled_once_the_alarm_is_accepted(make
     watcher.wait_for(lambda w: len(states(w, suite, "cancelled")) == queued, 10, what="queued pages cancelled")
     wait_alarm(watcher, suite, "paging.link", 5, state="closed")
     assert suite.sim("paging_base", "blocks_received") == []
+
+
+def test_deterioration_paging_scenario(make_suite, watcher, tmp_path):
+    from helpers import REPO
+    suite, _ = start(make_suite, watcher, tmp_path, status_returned=True)
+    failures = suite.play(REPO / "examples" / "scenarios" / "deterioration-paging.toml", watcher, speed=2.0)
+    assert failures == []
+    assert [b["step"] for _, b, _ in notifies(watcher, suite, AID)] == [0, 1, 2]  # accepted: no failsafe repeat
+    shown = suite.sim("paging_base", "shown")
+    assert "102" not in shown and shown["101"][0]["text"] == "HIGH Uptake 3 DETERIORATING call 2222"
