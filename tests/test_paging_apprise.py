@@ -21,6 +21,7 @@ from suitemon.daemon.facts import Facts
 from suitemon.daemon.journal import Journal
 from suitemon.daemon.metrics import Metrics
 from suitemon.daemon.paging.apprise_channel import AppriseChannel
+from suitemon.daemon.paging.pages import Page
 
 
 class Inbox:
@@ -112,3 +113,38 @@ def test_messaging_config_checks_recipients_and_urls():
         config({"nobody": ["mailto://127.0.0.1:25?to=a@b.c"]})
     with pytest.raises(ConfigError, match="apprise does not understand"):
         config({"nurse1": ["nosuchservice://x"]})
+
+
+def test_a_message_left_queued_by_a_restart_goes_out_when_the_channel_starts(tmp_path, smtp):
+    inbox, port = smtp
+    cfg = config({"nurse1": [mail_url(port, "nurse1@example.org")]})
+    journal = Journal(tmp_path / "j.sqlite3")
+    recorder = Recorder(journal)
+    engine = AlarmEngine(recorder, cfg)
+    Escalator(engine, cfg)
+    ctx = Context(cfg=cfg, recorder=recorder, engine=engine, topics=Topics("suitemon", "ap"), metrics=Metrics(),
+                  facts=Facts(), publish_json=lambda *a, **k: None)
+
+    async def main():
+        engine.apply(Condition(alarm_id="bells.uptake3.emergency", type="bells.emergency", present=True,
+                               location="uptake3", message="Emergency button"))
+        rec = engine.alarms["bells.uptake3.emergency"]
+        # what the previous process journaled before it died: queued, never sent
+        recorder.record("paging.delivery", Page(
+            page_id="n0/nurse1@apprise", alarm_id=rec.alarm_id, occurrence=rec.occurrence, step=0, role="room_nurse",
+            recipient="nurse1", address=f"mailto://127.0.0.1:{port}", priority="high", text="HIGH Uptake 3",
+            emergency=True, kind="clinical", channel="apprise").data(reason=None))
+        recorder.flush()
+        ch = AppriseChannel(ctx)
+        await ch.start()
+        deadline = asyncio.get_running_loop().time() + 15
+        while not any(e.data["state"] == "accepted" for e in journal.events_of_type("paging.delivery")):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+            recorder.flush()
+        await ch.stop()
+        engine.escalator.cancel_all()
+    asyncio.run(main())
+    with inbox.cond:
+        assert inbox.cond.wait_for(lambda: inbox.mails, 5)
+    assert "Call Resus team on 2222" in inbox.mails[0][2]

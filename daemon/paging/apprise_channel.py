@@ -83,7 +83,31 @@ class AppriseChannel(Tracker):
         self._tasks: set[asyncio.Task] = set()
         ctx.recorder.subscribe(self._on_event)
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Messages left ``queued`` by a stop or crash go out now (or are cancelled if no longer wanted)."""
+        from suitemon.daemon.paging.pages import EVENT, FINAL
+
+        j = self.ctx.recorder.journal
+        last: dict[str, dict[str, Any]] = {}
+        for ev in j.events_of_type(EVENT, max(0, j.last_seq - 200_000)):
+            if ev.data.get("channel") == CHANNEL:
+                last[ev.data["page_id"]] = ev.data
+        for d in last.values():
+            if d["state"] in FINAL:
+                continue
+            p = Page.from_data(d)
+            urls = self.cfg.recipients.get(p.recipient)
+            if not urls:
+                self._set(p, "cancelled", "recipient no longer has an apprise URL (found at restart)")
+                continue
+            rec = self.ctx.engine.alarms.get(p.alarm_id)
+            body = message(rec.snapshot(), self._room(rec.snapshot()))[1] if rec is not None else p.text
+            self._spawn(p, urls, p.text, body)
+
+    def _spawn(self, p: Page, urls: list[str], title: str, body: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(p, urls, title, body), name=f"apprise:{p.recipient}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -95,10 +119,7 @@ class AppriseChannel(Tracker):
         if ev.type != "alarm.notify":
             return
         alarm = ev.data["alarm"]
-        room = (alarm.get("protocol") or {}).get("room")
-        if room is None and alarm.get("location"):
-            area = self.ctx.cfg.areas.get(alarm["location"])
-            room = area.name if area is not None else alarm["location"]
+        room = self._room(alarm)
         at = self.ctx.cfg.alarm_types.get(alarm["type"])
         title, body = message(alarm, room)
         for rid in ev.data["recipients"]:
@@ -110,9 +131,14 @@ class AppriseChannel(Tracker):
                      address=", ".join(redact(u) for u in urls), priority=alarm["priority"], text=title,
                      emergency=bool(at is not None and at.emergency), kind=alarm["kind"], channel=CHANNEL)
             self._set(p, "queued")
-            task = asyncio.get_running_loop().create_task(self._send(p, urls, title, body), name=f"apprise:{rid}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(p, urls, title, body)
+
+    def _room(self, alarm: dict[str, Any]) -> str | None:
+        room = (alarm.get("protocol") or {}).get("room")
+        if room is None and alarm.get("location"):
+            area = self.ctx.cfg.areas.get(alarm["location"])
+            room = area.name if area is not None else alarm["location"]
+        return room
 
     async def _send(self, p: Page, urls: list[str], title: str, body: str) -> None:
         import apprise
