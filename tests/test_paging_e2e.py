@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bells_helpers import bells_device, bells_extra, command, notifies, wait_alarm
 from helpers import wait_until
 
@@ -119,6 +121,7 @@ def test_pages_queued_in_an_outage_are_cancelled_once_the_alarm_is_accepted(make
     assert suite.sim("paging_base", "blocks_received") == []
 
 
+@pytest.mark.slow  # a 20 s scenario played at 2x
 def test_deterioration_paging_scenario(make_suite, watcher, tmp_path):
     from helpers import REPO
     suite, _ = start(make_suite, watcher, tmp_path, status_returned=True)
