@@ -126,7 +126,11 @@ class PagingService(Tracker):
             return False
         return night.contains(datetime.now(self.tz).time())
 
-    # -- the ladder ------------------------------------------------------------------------
+    def _set(self, p: Page, state: str, reason: str | None = None, **extra: Any) -> None:
+        super()._set(p, state, reason, **extra)
+        if state in FINAL:
+            self._known.discard(p.page_id)  # the listener never sees its notify again: keep memory bounded
+
     # -- the line ------------------------------------------------------------------------
     async def _run(self) -> None:
         next_poll = 0.0
