@@ -26,6 +26,7 @@ BENCHES = {
     "dicom_ingest": ["--runs", "3"],
     "idle": [],
     "fleet_ingest": [],
+    "page_latency": [],
 }
 
 
@@ -52,6 +53,12 @@ def headline(name: str, r: dict) -> str:
                     f"{r.get('main_process_only', {}).get('cpu_percent_of_one_core', '?')} %, "
                     f"{r.get('main_process_only', {}).get('rss_mb', '?')} MB; {r['devices']} devices); mosquitto {r['yardstick_mosquitto']['cpu_percent_of_one_core']} %, "
                     f"{r['yardstick_mosquitto']['rss_mb']} MB RSS; targets <= 2 %, <= 120 MB PSS")
+        if name == "page_latency":
+            e = r["estimated_at_9600_ms"]
+            return (f"press -> ESPA block on the line at 9600 baud: p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms "
+                    f"(pty {r['measured_on_pty_ms']['p99_ms']} ms + line time), {r['missed']} missed of "
+                    f"{r['presses']}; yardstick: the block's own line time {r['yardstick_block_line_time_ms']} ms; "
+                    f"target p99 <= 1000 ms")
         if "summary" in r:
             return str(r["summary"])
     except (KeyError, TypeError):

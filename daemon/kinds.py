@@ -173,3 +173,14 @@ SERVICE_SECTIONS["metrics"] = "metrics"
 
 # --- fleet: the central collector and cross-site report (issue 18) ---
 CLI_EXTENSIONS.append("suitemon.daemon.fleet.cli:add_parser")
+
+# --- paging (issue 19) ---
+SECTIONS["paging"] = "suitemon.daemon.paging.config:PagingConfig"
+SECTION_CHECKS["paging"] = "suitemon.daemon.paging.config:check"
+SERVICES["paging"] = "suitemon.daemon.paging.service:factory"
+SERVICE_SECTIONS["paging"] = "paging"
+SIM_EXTRAS["paging_base"] = "suitemon.simulators.espa_pager:from_config"
+SECTIONS["messaging"] = "suitemon.daemon.paging.apprise_channel:MessagingConfig"
+SECTION_CHECKS["messaging"] = "suitemon.daemon.paging.apprise_channel:check"
+SERVICES["messaging"] = "suitemon.daemon.paging.apprise_channel:factory"
+SERVICE_SECTIONS["messaging"] = "messaging"

@@ -266,3 +266,22 @@ def test_payload_shapes_of_the_feature_topics(model, clock):
     r3 = {r["id"]: r for r in views.rooms(model, CFG, [])}["uptake3"]
     assert r3["uptake"]["state"] == "ready" and r3["uptake"]["due_at"] == iso(clock.t - 10)
     assert r3["dose_rate"]["value"] == 14.31 and r3["dose_rate"]["unit"] == "µSv/h"
+
+
+def test_each_page_of_an_alarm_shows_its_newest_delivery_state(model):
+    send(model, "alarm/x", alarm("x"))
+
+    def delivery(seq, recipient, state, step=0, channel="espa444"):
+        return {"event_id": f"e{seq}", "seq": seq, "ts": "2026-11-26T09:00:01Z", "site": "s1", "type": "paging.delivery",
+                "actor": "system", "alarm_id": None,
+                "data": {"page_id": f"n1/{recipient}", "occurrence": "o-x", "alarm_id": "x", "recipient": recipient,
+                         "channel": channel, "state": state, "reason": "NAK" if state == "failed" else None,
+                         "step": step}}
+    assert send(model, "event", delivery(5, "nurse2", "queued")) == {"alarms"}
+    send(model, "event", delivery(6, "nurse1", "queued"))
+    send(model, "event", delivery(8, "nurse1", "failed"))
+    send(model, "event", delivery(7, "nurse1", "queued"))  # an older event again (at-least-once): ignored
+    send(model, "event", delivery(9, "rps", "accepted", step=1, channel="apprise"))
+    (a,) = views.open_alarms(model, CFG)
+    assert [(d["recipient"], d["state"], d["channel"]) for d in a["deliveries"]] == [
+        ("nurse1", "failed", "espa444"), ("nurse2", "queued", "espa444"), ("rps", "accepted", "apprise")]

@@ -61,6 +61,8 @@ class SuiteModel:
         self.administrations: dict[str, dict[str, Any]] = {}
         self.studies: dict[str, dict[str, Any]] = {}
         self.dose_summary: dict[str, Any] | None = None  # the dispenser's own daily summary, when published
+        # alarm occurrence -> page_id -> newest delivery state (pagers, DECT, apprise): docs/paging.md
+        self.deliveries: dict[str, dict[str, dict[str, Any]]] = {}
         self.bad_messages = 0
         self.messages = 0
 
@@ -157,7 +159,22 @@ class SuiteModel:
             return self._administration(data, ev.get("event_id"))
         if etype in ("dose.study", "dicom.study"):
             return self._study(data)
+        if etype == "paging.delivery":
+            return self._delivery(data, ev.get("seq"))
         return set()
+
+    def _delivery(self, data: dict[str, Any], seq: Any) -> set[str]:
+        occ, pid = data.get("occurrence"), data.get("page_id")
+        if not isinstance(occ, str) or not isinstance(pid, str):
+            return set()
+        pages = self.deliveries.get(occ)
+        if pages is None:
+            pages = self._bounded(self.deliveries)[occ] = {}
+        old = pages.get(pid)
+        if old is not None and isinstance(seq, int) and isinstance(old.get("seq"), int) and old["seq"] > seq:
+            return set()  # an older state delivered again: keep the newer one
+        pages[pid] = {k: data.get(k) for k in ("recipient", "channel", "state", "reason", "step")} | {"seq": seq}
+        return {ALARMS}
 
     def _administration(self, data: dict[str, Any], event_id: Any) -> set[str]:
         key = data.get("record_id") or event_id

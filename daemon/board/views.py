@@ -61,9 +61,18 @@ def open_alarms(model: SuiteModel, cfg) -> list[dict[str, Any]]:
             "escalation": _escalation(a.get("escalation"), cfg),
             "protocol": a.get("protocol"),
             "actions": alarm_actions(a),
+            "deliveries": _deliveries(model, a.get("occurrence")),
         })
     out.sort(key=_rank)
     return out
+
+
+def _deliveries(model: SuiteModel, occurrence: Any) -> list[dict[str, Any]]:
+    """Each page/message of this occurrence with its newest state, in ladder order."""
+    pages = model.deliveries.get(occurrence) if isinstance(occurrence, str) else None
+    if not pages:
+        return []
+    return sorted((dict(p) for p in pages.values()), key=lambda p: (p.get("step") or 0, str(p.get("recipient"))))
 
 
 def _escalation(esc: Any, cfg) -> dict[str, Any] | None:

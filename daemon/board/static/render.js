@@ -89,6 +89,11 @@ const Render = (() => {
     const cond = a.latching && a.condition === "absent" ? " · condition ended, reset needed" : "";
     const proto = a.protocol && a.protocol.number
       ? `<div class="proto">Call <strong>${h(a.protocol.number)}</strong> (${h(a.protocol.who)}) · ${h(a.protocol.location)}</div>` : "";
+    const DELIVERY = {queued: "queued", sent: "sent", accepted: "\u2713 reached", failed: "\u2717 FAILED",
+      cancelled: "cancelled", suppressed: "not paged (night)"};
+    const pages = (a.deliveries || []).map((d) =>
+      `<span class="dl d-${h(d.state)}" title="${h(d.reason || "")}">${h(d.recipient)} (${h(d.channel === "apprise" ? "message" : "pager")}): ${h(DELIVERY[d.state] || d.state)}</span>`);
+    const pageLine = pages.length ? `<div class="esc deliveries">Pages: ${pages.join(" · ")}</div>` : "";
     let btns = "";
     if (ctx.session && a.actions.length) {
       btns = `<div class="btns">${a.actions.map((v) =>
@@ -99,7 +104,7 @@ const Render = (() => {
       <div class="body">
         <div class="msg">${h(a.message)}</div>
         <div class="meta">${h(a.location_name || "suite")} · ${h(a.kind)} · <span class="state">${state}</span>${cond} · raised ${hhmm(a.raised_at, ctx.tz)} (<span data-age="${h(a.raised_at)}"></span> ago)</div>
-        ${escLine ? `<div class="esc">${escLine}</div>` : ""}${proto}${btns}
+        ${escLine ? `<div class="esc">${escLine}</div>` : ""}${pageLine}${proto}${btns}
       </div></li>`;
   }
 
