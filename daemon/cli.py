@@ -352,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_demo)
 
     from suitemon.daemon import kinds
-    for ref in kinds.CLI_EXTENSIONS:
-        kinds.load(ref)(sub)
+    for feature in kinds.with_field("cli"):
+        kinds.load(feature.cli)(sub)
     return p
 
 

@@ -255,9 +255,9 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
         check = kinds.semantic_check(kind_name)
         if check is not None:
             issues.extend(ConfigIssue(p, m) for p, m in check(cfg))
-    for section, ref in kinds.SECTION_CHECKS.items():
-        if getattr(cfg, section, None) is not None:
-            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(ref)(cfg))
+    for feature in kinds.with_field("check"):
+        if feature.section and getattr(cfg, feature.name, None) is not None:
+            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(feature.check)(cfg))
     return issues
 
 

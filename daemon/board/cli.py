@@ -1,4 +1,4 @@
-"""``suitemon board -c FILE``: serve the suite board (registered through kinds.CLI_EXTENSIONS)."""
+"""``suitemon board -c FILE``: serve the suite board (its `cli` in the feature table, daemon/kinds.py)."""
 
 from __future__ import annotations
 

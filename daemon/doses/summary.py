@@ -22,7 +22,6 @@ import structlog
 from suitemon.daemon.alarms import parse_iso
 from suitemon.daemon.commands import CommandError
 from suitemon.daemon.doses.records import dispensing_config
-from suitemon.daemon.doses import routes as dose_routes  # noqa: F401  (registers the dose/summary route)
 
 log = structlog.get_logger("suitemon.dose_summary")
 

@@ -25,7 +25,6 @@ from suitemon.daemon.alarms import Condition, iso, parse_iso
 from suitemon.daemon.doses.config import UptakeConfig
 from suitemon.daemon.doses.records import dispensing_config
 from suitemon.daemon.journal import Event
-from suitemon.daemon.doses import routes as dose_routes  # noqa: F401  (registers the uptake/<room>/ready route)
 
 log = structlog.get_logger("suitemon.uptake")
 
