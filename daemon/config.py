@@ -213,7 +213,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _issues_from(err: ValidationError) -> list[ConfigIssue]:
+def issues_from(err: ValidationError) -> list[ConfigIssue]:
+    """Pydantic errors as config issues with key paths (configs, scenarios and register profiles)."""
     out = []
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ")
@@ -266,7 +267,7 @@ def parse_config(data: dict[str, Any], source: str | None = None):
     try:
         cfg = root_model().model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_issues_from(err), source) from None
+        raise ConfigError(issues_from(err), source) from None
     issues = _semantic_issues(cfg)
     if issues:
         raise ConfigError(issues, source)
