@@ -70,6 +70,45 @@ def _timed_out(timeout: float, what: str, last: Callable[[], Any] | None) -> str
     return f"timed out after {timeout} s waiting for {what}" + (f"; last: {last()}" if last is not None else "")
 
 
+class ManualClock:
+    """A suitemon.daemon.clock.Clock that moves only when told: ``advance(s)`` fires, in deadline
+    order, every timer that falls due (timers armed by a firing timer included)."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self.now = start
+        self._timers: list[list[Any]] = []  # [due, seq, fn, args, cancelled]
+        self._seq = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any):
+        self._seq += 1
+        entry = [self.now + max(0.0, delay), self._seq, fn, args, False]
+        self._timers.append(entry)
+
+        class Handle:
+            def cancel(self_inner) -> None:
+                entry[4] = True
+        return Handle()
+
+    def pending(self) -> int:
+        return sum(1 for t in self._timers if not t[4])
+
+    def advance(self, seconds: float) -> None:
+        target = self.now + seconds
+        while True:
+            live = sorted((t for t in self._timers if not t[4] and t[0] <= target), key=lambda t: (t[0], t[1]))
+            if not live:
+                break
+            due = live[0]
+            due[4] = True
+            self.now = max(self.now, due[0])
+            due[2](*due[3])
+        self._timers = [t for t in self._timers if not t[4]]
+        self.now = target
+
+
 # -- TOML writing (tests build configs from dicts) ----------------------------
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
