@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from suitemon.drivers.base import ProfileError
 from suitemon.drivers.config import Strict
@@ -264,3 +264,16 @@ def profile_data(ref: str, what: str = "profile", _seen: tuple[str, ...] = ()) -
 def load_profile(ref: str) -> Profile:
     """A shipped profile by name (``apc_smart_ups``) or a TOML file by path."""
     return parse_profile(profile_data(ref), ref)
+
+
+def _register_profile_loads(ref: str) -> str:
+    try:
+        load_profile(ref)
+    except ProfileError as err:
+        raise ValueError(str(err)) from None
+    return ref
+
+
+# A device config's ``profile``: refused by check-config when the profile does not load or validate,
+# not when the daemon first builds the driver.
+ProfileRef = Annotated[str, AfterValidator(_register_profile_loads)]

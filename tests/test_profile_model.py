@@ -80,3 +80,14 @@ def test_an_io_profile_reports_every_issue_with_its_path(tmp_path):
     with pytest.raises(ProfileError) as err:
         load_io_profile(str(bad))
     assert "inputs: Input should be a valid integer" in str(err.value) and "latchh: unknown key" in str(err.value)
+
+
+def test_check_config_refuses_a_device_whose_profile_is_invalid(tmp_path):
+    from suitemon.daemon.config import ConfigError, parse_config
+    bad = tmp_path / "bad_io.toml"
+    bad.write_text('extends = "generic_io"\n[points.temperature]\nscale = 0\n')
+    with pytest.raises(ConfigError) as err:
+        parse_config({"site": {"id": "p", "name": "p"}, "devices": {"io": {
+            "kind": "modbus_points", "transport": "tcp", "profile": str(bad)}}})
+    assert any(i.path == "devices.io.profile" and "points.temperature.scale: scale must not be 0" in i.message
+               for i in err.value.issues), err.value.issues
