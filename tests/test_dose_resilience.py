@@ -8,7 +8,6 @@ import json
 import sqlite3
 import subprocess
 import threading
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
