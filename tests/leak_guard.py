@@ -18,7 +18,8 @@ GRACE_S = 2.0  # a thread told to stop (paho loop_stop, executor shutdown) may t
 
 
 class LeakGuard:
-    def __init__(self) -> None:
+    def __init__(self, grace_s: float = GRACE_S) -> None:
+        self.grace_s = grace_s
         self.threads = set(threading.enumerate())
         self.buses = dict(Bus._registry)
         self.tasks: list[str] = []
@@ -38,7 +39,7 @@ class LeakGuard:
         return run
 
     def leaks(self) -> list[str]:
-        deadline = time.monotonic() + GRACE_S
+        deadline = time.monotonic() + self.grace_s
         new = [t for t in threading.enumerate() if t not in self.threads and t is not threading.current_thread()]
         for t in new:
             t.join(max(0.0, deadline - time.monotonic()))
