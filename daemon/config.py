@@ -214,7 +214,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def issues_from(err: ValidationError) -> list[ConfigIssue]:
-    """Pydantic errors as config issues with key paths (configs, scenarios and register profiles)."""
+    """Pydantic errors as config issues with key paths (the config and scenario files)."""
     out = []
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ")
