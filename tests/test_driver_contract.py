@@ -14,14 +14,14 @@ import contextlib
 
 import pytest
 
-from contract_cases import CASES
+from contract_cases import CASES, STREAM_CASES
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, DriverError
 from helpers import free_port
 from suitemon.simulators.host import SimHost
 
-RIGS = [(c, t) for c in CASES for t in (("tcp", "rtu") if c.get("transport", "modbus") == "modbus" else ("stream",))]
+RIGS = [(c, t) for c in CASES for t in ("tcp", "rtu")] + [(c, "stream") for c in STREAM_CASES]
 IDS = [f"{c['kind']}-{t}" for c, t in RIGS]
 MODBUS_RIGS = [r for r in RIGS if r[1] != "stream"]
 LIMIT = 5  # s: a behaviour that takes longer than this is a hang, not a slow device
