@@ -176,12 +176,11 @@ class Daemon:
         self.ctx.subscribe = self._subscribe
         self.link.start()
 
-        for name, ref in kinds.SERVICES.items():
-            section = kinds.SERVICE_SECTIONS.get(name)
-            if section is not None and getattr(cfg, section, None) is None:
+        for feature in kinds.with_field("service"):
+            if feature.service_needs_section and getattr(cfg, feature.name, None) is None:
                 continue
-            factory = kinds.load(ref)
-            self.ctx.services[name] = factory(self.ctx)
+            factory = kinds.load(feature.service)
+            self.ctx.services[feature.name] = factory(self.ctx)
         for did, dev in cfg.devices.items():
             if dev.enabled:
                 self.ctx.runners[did] = self.make_runner(did, dev)

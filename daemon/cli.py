@@ -6,40 +6,24 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 import structlog
 
 from suitemon.daemon import __version__, logs
-from suitemon.daemon.config import ConfigError, load_config
+from suitemon.daemon.cli_support import (
+    DEFAULT_CONFIG, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, add_config_option, add_log_format_option,
+    install_signals, load_or_exit,
+)
 
-EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 log = structlog.get_logger("suitemon.cli")
 
 
-def _load_or_exit(path: str, *, secrets: bool = False):
-    try:
-        cfg = load_config(path)
-        if secrets:  # the files the daemon itself will read: a config error too
-            from suitemon.daemon.secret_files import secret_file_issues
-            issues = secret_file_issues(cfg)
-            if issues:
-                raise ConfigError(issues, path)
-        return cfg
-    except ConfigError as err:
-        print(f"{path}: invalid configuration ({len(err.issues)} error{'s' if len(err.issues) != 1 else ''}):",
-              file=sys.stderr)
-        for issue in err.issues:
-            print(f"  {issue}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-
-
 def cmd_check_config(args) -> int:
     path = _config_path(args)
-    cfg = _load_or_exit(path)
+    cfg = load_or_exit(path)
     print(f"{path}: valid")
     print(f"  site       {cfg.site.id} ({cfg.site.name})")
     print(f"  mqtt       {cfg.mqtt.host}:{cfg.mqtt.port} MQTT {cfg.mqtt.protocol}, topics {cfg.mqtt.base_topic}/{cfg.site.id}/...")
@@ -80,22 +64,15 @@ def _print_access(cfg) -> None:
         print(f"    {'':<{width}}  may:   {verbs}")
 
 
-def _install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
-    if on_hup is not None:
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
-
-
 def cmd_run(args) -> int:
-    cfg = _load_or_exit(args.config, secrets=True)  # before anything opens a port
+    cfg = load_or_exit(args.config, secrets=True)  # before anything opens a port
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
     from suitemon.daemon.app import Daemon
 
     async def main():
         daemon = Daemon(cfg)
         loop = asyncio.get_running_loop()
-        _install_signals(loop, daemon.stopping, getattr(daemon, "reload", None) and
+        install_signals(loop, daemon.stopping, getattr(daemon, "reload", None) and
                          (lambda: daemon.tasks.spawn(daemon.reload(args.config), name="reload")))
         await daemon.run_until_stopped()
         # The stop is complete (journal closed, offline said). Leave now: asyncio.run's teardown
@@ -120,7 +97,7 @@ def cmd_journal(args) -> int:
         if chain_key_file is None and (path.parent / "journal-chain.key").exists():
             chain_key_file = path.parent / "journal-chain.key"
     else:
-        cfg = _load_or_exit(args.config)
+        cfg = load_or_exit(args.config)
         path = cfg.state.dir / "journal.sqlite3"
         cfg_chain, cfg_signing, _ = cfg.journal.paths(cfg.state.dir)
         chain_key_file = chain_key_file or cfg_chain
@@ -197,14 +174,14 @@ def _verify(j, path: Path, args, cfg, public_key_file: Path | None) -> int:
 
 
 def cmd_sim(args) -> int:
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
     from suitemon.simulators.host import SimHost
 
     async def main():
         host = SimHost(cfg, only=set(args.device) if args.device else None, pace=args.pace)
         stopping = asyncio.Event()
-        _install_signals(asyncio.get_running_loop(), stopping)
+        install_signals(asyncio.get_running_loop(), stopping)
         await host.start()
         print(f"simulating {', '.join(host.sims) or 'nothing'}; control on "
               f"{cfg.simulation.control_host}:{cfg.simulation.control_port}", flush=True)
@@ -218,7 +195,7 @@ def cmd_sim(args) -> int:
 
 
 def cmd_sim_ctl(args) -> int:
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     from suitemon.simulators.base import SimError
     from suitemon.simulators.host import send_control
     kv = {}
@@ -238,20 +215,6 @@ def cmd_sim_ctl(args) -> int:
     return EXIT_OK
 
 
-DEFAULT_CONFIG = "/etc/suitemon/suite.toml"
-LOG_FORMATS = ["auto", "json", "console"]
-
-
-def add_config_option(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_CONFIG,
-                      help: str | None = None) -> None:
-    """``-c/--config`` with one default and one help text for every sub-command (features too)."""
-    p.add_argument("-c", "--config", default=default, metavar="FILE",
-                   help=help or f"suite config (default: {DEFAULT_CONFIG})")
-
-
-def add_log_format_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-format", choices=LOG_FORMATS,
-                   help="log rendering; default: [logging] format (auto: console on a terminal, else JSON)")
 
 
 def _config_path(args) -> str:
@@ -324,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_sim_ctl)
 
     from suitemon.daemon import kinds
-    for ref in kinds.CLI_EXTENSIONS:
-        kinds.load(ref)(sub)
+    for feature in kinds.with_field("cli"):
+        kinds.load(feature.cli)(sub)
     return p
 
 

@@ -213,7 +213,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _issues_from(err: ValidationError) -> list[ConfigIssue]:
+def issues_from(err: ValidationError) -> list[ConfigIssue]:
+    """Pydantic errors as config issues with key paths (the config and scenario files)."""
     out = []
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ")
@@ -255,9 +256,9 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
         check = kinds.semantic_check(kind_name)
         if check is not None:
             issues.extend(ConfigIssue(p, m) for p, m in check(cfg))
-    for section, ref in kinds.SECTION_CHECKS.items():
-        if getattr(cfg, section, None) is not None:
-            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(ref)(cfg))
+    for feature in kinds.with_field("check"):
+        if feature.section and getattr(cfg, feature.name, None) is not None:
+            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(feature.check)(cfg))
     return issues
 
 
@@ -266,7 +267,7 @@ def parse_config(data: dict[str, Any], source: str | None = None):
     try:
         cfg = root_model().model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_issues_from(err), source) from None
+        raise ConfigError(issues_from(err), source) from None
     issues = _semantic_issues(cfg)
     if issues:
         raise ConfigError(issues, source)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import structlog
 
+from suitemon.daemon import kinds
 from suitemon.daemon.journal import Event
 
 log = structlog.get_logger("suitemon.contract")
@@ -89,14 +90,8 @@ class Topics:
         return "/".join((self.root, *parts))
 
 
-# Features add routes: fn(event, topics, site) -> extra messages for that event.
+# Features add routes (kinds.Feature.routes): fn(event, topics, site) -> extra messages for that event.
 Route = Callable[[Event, Topics, str], list[Message]]
-ROUTES: list[Route] = []
-
-
-def route(fn: Route) -> Route:
-    ROUTES.append(fn)
-    return fn
 
 
 def notification_payload(event: Event, site: str) -> dict[str, Any]:
@@ -130,7 +125,7 @@ def messages_for(event: Event, topics: Topics, site: str) -> list[Message]:
         msgs.append(Message(topics.alarm(event.alarm_id), dumps(alarm), 1, True))
     if event.type == "alarm.notify":
         msgs.append(Message(topics.notify(event.data["role"]), dumps(notification_payload(event, site)), 1, False))
-    for fn in ROUTES:
+    for fn in kinds.routes():
         msgs.extend(fn(event, topics, site))
     msgs.append(Message(topics.event, dumps(event.envelope(site)), 1, False))
     return msgs

@@ -18,22 +18,21 @@ climbing until someone *accepts* it, because an ack at a display says "seen", no
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import structlog
 
 from suitemon.daemon.alarms import AlarmEngine, AlarmRecord, Escalation, iso, parse_iso
+from suitemon.daemon.clock import Clock, LoopClock, TimerHandle
 
 log = structlog.get_logger("suitemon.escalation")
 
 
 class Escalator:
-    def __init__(self, engine: AlarmEngine, cfg, *, clock=time.time):
+    def __init__(self, engine: AlarmEngine, cfg, *, clock: Clock | None = None):
         self.engine = engine
         self.cfg = cfg
-        self.clock = clock
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Deadlines are read from and timers armed on the same clock (tests advance it by hand).
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self._timers: dict[str, TimerHandle] = {}
         engine.escalator = self
 
     def _enter_step(self, rec: AlarmRecord, ladder_id: str, step: int, reason: str,
@@ -107,8 +106,7 @@ class Escalator:
         if esc is None or esc.accepted_by is not None:
             return
         delay = max(0.0, parse_iso(esc.deadline) - self.clock())
-        loop = asyncio.get_running_loop()
-        self._timers[rec.alarm_id] = loop.call_later(delay, self._due, rec.alarm_id)
+        self._timers[rec.alarm_id] = self.clock.call_later(delay, self._due, rec.alarm_id)
 
     def _due(self, alarm_id: str) -> None:
         self._timers.pop(alarm_id, None)

@@ -1,104 +1,215 @@
-"""The table of device kinds: one row per kind, naming its config, driver, rules and simulator.
+"""The feature table: one frozen row per device kind or feature, read by the core.
 
-Entries are ``module:attribute`` strings loaded on first use, so adding a kind is
-one row here and nothing else in the core. A failed load names what it could not load.
+A row names, as ``module:attribute`` strings loaded on first use, everything the core
+needs from a feature: its config (a device model or a top-level section), driver,
+rules, simulator, service, sub-command, MQTT routes and cross-reference check. Adding a
+feature is one ``Feature(...)`` row in ``FEATURES`` and nothing else in the core; a
+second row with the same name stops the import (two rows would silently shadow each
+other). A failed load names what it could not load.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+
+class FeatureError(ValueError):
+    """The table itself is wrong (duplicate name, half a device kind)."""
 
 
 @dataclass(frozen=True)
-class Kind:
-    config: str
-    driver: str
-    rules: str
+class Feature:
+    # Device kind (``kind = "<name>"`` under [devices.*]) or the [<name>] section / service name.
+    name: str
+    # A polled device kind: config model, driver and rules together, or none of them.
+    device_config: str | None = None
+    driver: str | None = None
+    rules: str | None = None
+    # Device kind: simulator class(did, dev).
     simulator: str | None = None
-    # Optional: cfg -> iterable of (key path, message) cross-reference errors.
+    # A top-level config section [<name>]: pydantic model; ``cfg.<name>`` is None when absent.
+    section: str | None = None
+    # fn(cfg) -> iterable of (key path, message). A device kind's runs always; a section's
+    # only when the section is present.
     check: str | None = None
+    # factory(ctx) -> object with async start()/stop(), registered as ctx.services[<name>].
+    service: str | None = None
+    # Start the service only when [<name>] is present.
+    service_needs_section: bool = False
+    # add_parser(subparsers): the feature's sub-command(s).
+    cli: str | None = None
+    # factory(cfg) -> Simulator | None: a simulator that is not a device, run by ``suitemon sim``
+    # under <name> (e.g. the shutdown targets, the scanner).
+    sim_factory: str | None = None
+    # fn(event, topics, site) -> extra messages put on the broker with that event.
+    routes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        device = (self.device_config, self.driver, self.rules)
+        if any(device) and not all(device):
+            raise FeatureError(f"feature {self.name!r}: a device kind needs device_config, driver and rules")
+        if self.is_device and (self.section or self.service or self.sim_factory):
+            raise FeatureError(f"feature {self.name!r}: a device kind row names no section, service or "
+                               "sim_factory (give those their own row)")
+        if self.simulator and not self.is_device:
+            raise FeatureError(f"feature {self.name!r}: simulator is for device kinds; use sim_factory")
+        if self.service_needs_section and not (self.service and self.section):
+            raise FeatureError(f"feature {self.name!r}: service_needs_section needs a service and a section")
+        if isinstance(self.routes, str):
+            raise FeatureError(f"feature {self.name!r}: routes is a tuple of refs, not one string")
+
+    @property
+    def is_device(self) -> bool:
+        return self.driver is not None
 
 
-KINDS: dict[str, Kind] = {
-    "modbus_points": Kind(
-        config="suitemon.drivers.modbus_points:Config",
+def index(rows: Iterable[Feature]) -> Mapping[str, Feature]:
+    """Rows by name, refusing a name that appears twice."""
+    table: dict[str, Feature] = {}
+    for row in rows:
+        if row.name in table:
+            raise FeatureError(f"feature {row.name!r} is defined twice in the feature table")
+        table[row.name] = row
+    return MappingProxyType(table)
+
+
+FEATURES: Mapping[str, Feature] = index((
+    # `suitemon demo` first: where it stood in the core's help
+    Feature("demo", cli="suitemon.daemon.demo.cli:add_parser"),
+    # --- device kinds ---
+    Feature(
+        "modbus_points",
+        device_config="suitemon.drivers.modbus_points:Config",
         driver="suitemon.drivers.modbus_points:ModbusPointsDriver",
         rules="suitemon.daemon.rules.points:PointRules",
         simulator="suitemon.simulators.modbus_points:PointsSimulator",
     ),
-    "ups_apc": Kind(
-        config="suitemon.drivers.ups_apc:Config",
+    Feature(
+        "ups_apc",
+        device_config="suitemon.drivers.ups_apc:Config",
         driver="suitemon.drivers.ups_apc:ApcUpsDriver",
         rules="suitemon.daemon.ups.rules:UpsRules",
         simulator="suitemon.simulators.ups_apc:ApcUpsSimulator",
     ),
-    # --- dispenser (issue 6) ---
-    "dispenser": Kind(
-        config="suitemon.drivers.dispenser:Config",
+    Feature(
+        "dispenser",
+        device_config="suitemon.drivers.dispenser:Config",
         driver="suitemon.drivers.dispenser:DispenserDriver",
         rules="suitemon.daemon.doses.rules:DispenserRules",
         simulator="suitemon.simulators.dispenser:DispenserSimulator",
         check="suitemon.daemon.doses.config:check",
     ),
-    # --- radiation (issue 5) ---
-    "area_monitor_modbus": Kind(
-        config="suitemon.drivers.area_monitor_modbus:Config",
+    Feature(
+        "area_monitor_modbus",
+        device_config="suitemon.drivers.area_monitor_modbus:Config",
         driver="suitemon.drivers.area_monitor_modbus:AreaMonitorDriver",
         rules="suitemon.daemon.radiation.rules:RadiationRules",
         simulator="suitemon.simulators.area_monitor:AreaMonitorSimulator",
         check="suitemon.drivers.area_monitor_modbus:check",
     ),
-    "ludlum375": Kind(
-        config="suitemon.drivers.ludlum375:Config",
+    Feature(
+        "ludlum375",
+        device_config="suitemon.drivers.ludlum375:Config",
         driver="suitemon.drivers.ludlum375:Ludlum375Driver",
         rules="suitemon.daemon.radiation.rules:RadiationRules",
         simulator="suitemon.simulators.ludlum375:Ludlum375Simulator",
         check="suitemon.drivers.ludlum375:check",
     ),
-    # --- bells (issue 3) ---
-    "callbell_io": Kind(
-        config="suitemon.drivers.callbell_io:Config",
+    Feature(
+        "callbell_io",
+        device_config="suitemon.drivers.callbell_io:Config",
         driver="suitemon.drivers.callbell_io:CallBellDriver",
         rules="suitemon.daemon.bells.rules:CallBellRules",
         simulator="suitemon.simulators.callbell_io:CallBellSimulator",
         check="suitemon.daemon.bells.service:check_config",
     ),
-}
+    # --- features that are not a polled device ---
+    Feature(
+        "board",
+        section="suitemon.daemon.board.config:BoardConfig",
+        cli="suitemon.daemon.board.cli:add_parser",
+    ),
+    Feature(
+        "radiation",
+        section="suitemon.drivers.radiation:RadiationSection",
+        check="suitemon.drivers.radiation:check_section",
+    ),
+    Feature("occupancy", service="suitemon.daemon.radiation.occupancy:factory"),
+    Feature(
+        "dispensing",
+        section="suitemon.daemon.doses.config:DispensingConfig",
+        routes=("suitemon.daemon.doses.routes:dose_messages",),  # dose/administration, dose/summary, uptake/+/ready
+    ),
+    Feature(
+        "uptake",
+        section="suitemon.daemon.doses.config:UptakeConfig",
+        service="suitemon.daemon.doses.uptake:factory",
+    ),
+    Feature(
+        "dose_summary",
+        service="suitemon.daemon.doses.summary:factory",
+        cli="suitemon.daemon.doses.summary:add_parser",
+    ),
+    Feature(
+        "dicom",
+        section="suitemon.daemon.dicom.config:DicomConfig",
+        check="suitemon.daemon.dicom.config:check",
+        service="suitemon.daemon.dicom.service:factory",
+        service_needs_section=True,
+        cli="suitemon.daemon.dicom.cli:add_parser",
+        routes=("suitemon.daemon.dicom.routes:dose_summary",),
+    ),
+    Feature("scanner", sim_factory="suitemon.simulators.scanner:from_config"),
+    # deteriorate / bell_test commands (no-op without call bells); `suitemon bells report`
+    Feature(
+        "bells",
+        service="suitemon.daemon.bells.service:BellsService",
+        cli="suitemon.daemon.bells.report:add_parser",
+    ),
+    Feature(
+        "shutdown",
+        section="suitemon.daemon.shutdown.config:ShutdownConfig",
+        check="suitemon.daemon.shutdown.config:check_refs",
+        service="suitemon.daemon.shutdown.sequencer:factory",
+        service_needs_section=True,
+        cli="suitemon.daemon.shutdown.cli:add_parser",
+        routes=("suitemon.daemon.shutdown.messages:shutdown_messages",),
+    ),
+    Feature("shutdown_targets", sim_factory="suitemon.simulators.shutdown_target:from_config"),
+    # Prometheus endpoint, only with a [metrics] section
+    Feature(
+        "metrics",
+        section="suitemon.daemon.prometheus.config:MetricsConfig",
+        service="suitemon.daemon.prometheus.service:factory",
+        service_needs_section=True,
+    ),
+    # The central collector and cross-site report (docs/fleet.md): a sub-command, not in a site's path
+    Feature("fleet", cli="suitemon.daemon.fleet.cli:add_parser"),
+    # ESPA 4.4.4 paging with delivery tracking (docs/paging.md), its base-station simulator
+    Feature(
+        "paging",
+        section="suitemon.daemon.paging.config:PagingConfig",
+        check="suitemon.daemon.paging.config:check",
+        service="suitemon.daemon.paging.service:factory",
+        service_needs_section=True,
+        routes=("suitemon.daemon.paging.pages:delivery_messages",),
+    ),
+    Feature("paging_base", sim_factory="suitemon.simulators.espa_pager:from_config"),
+    # Other channels through apprise (e-mail, SMS gateways, ...), same delivery tracking
+    Feature(
+        "messaging",
+        section="suitemon.daemon.paging.apprise_channel:MessagingConfig",
+        check="suitemon.daemon.paging.apprise_channel:check",
+        service="suitemon.daemon.paging.apprise_channel:factory",
+        service_needs_section=True,
+    ),
+))
 
-# Top-level config sections added by features (name -> "module:Model").
-SECTIONS: dict[str, str] = {}
-SECTIONS["board"] = "suitemon.daemon.board.config:BoardConfig"
-# Cross-reference checks for a section, run when it is present:
-# name -> "module:function"; function(cfg) yields (key path, message) pairs.
-SECTION_CHECKS: dict[str, str] = {}
-
-# --- radiation (issue 5) ---
-SECTIONS["radiation"] = "suitemon.drivers.radiation:RadiationSection"
-SECTION_CHECKS["radiation"] = "suitemon.drivers.radiation:check_section"
-
-# --- dispenser (issue 6) ---
-SECTIONS["dispensing"] = "suitemon.daemon.doses.config:DispensingConfig"
-SECTIONS["uptake"] = "suitemon.daemon.doses.config:UptakeConfig"
-
-# --- dicom (issue 7) ---
-SECTIONS["dicom"] = "suitemon.daemon.dicom.config:DicomConfig"
-SECTION_CHECKS["dicom"] = "suitemon.daemon.dicom.config:check"
-
-# Features that are not a polled device (shutdown sequencer, DICOM receiver, uptake
-# timers): name -> "module:factory"; factory(ctx) returns an object with async start()/stop().
-SERVICES: dict[str, str] = {
-    "occupancy": "suitemon.daemon.radiation.occupancy:factory",
-    "uptake": "suitemon.daemon.doses.uptake:factory",
-    "dose_summary": "suitemon.daemon.doses.summary:factory",
-    "dicom": "suitemon.daemon.dicom.service:factory",
-    "bells": "suitemon.daemon.bells.service:BellsService",  # deteriorate / bell_test commands (no-op without call bells)
-}
-# A service whose config section is absent is not started: service name -> section name.
-SERVICE_SECTIONS: dict[str, str] = {}
-SERVICE_SECTIONS["dicom"] = "dicom"
-SECTIONS["board"] = "suitemon.daemon.board.config:BoardConfig"
+# The device kinds alone (read-only view).
+KINDS: Mapping[str, Feature] = MappingProxyType({n: f for n, f in FEATURES.items() if f.is_device})
 
 
 class KindLoadError(ImportError):
@@ -113,20 +224,27 @@ def load(ref: str) -> Any:
         raise KindLoadError(f"cannot load {attr!r} from module {module!r}: {err}") from err
 
 
+def with_field(name: str) -> list[Feature]:
+    """Rows that set ``name`` (a Feature field), in table order."""
+    if name not in {f.name for f in fields(Feature)}:
+        raise AttributeError(f"Feature has no field {name!r}")
+    return [row for row in FEATURES.values() if getattr(row, name)]
+
+
 def names() -> list[str]:
     return list(KINDS)
 
 
 def config_model(kind: str):
-    return load(KINDS[kind].config)
+    return load(KINDS[kind].device_config)  # type: ignore[arg-type]
 
 
 def driver_class(kind: str):
-    return load(KINDS[kind].driver)
+    return load(KINDS[kind].driver)  # type: ignore[arg-type]
 
 
 def rules_class(kind: str):
-    return load(KINDS[kind].rules)
+    return load(KINDS[kind].rules)  # type: ignore[arg-type]
 
 
 def simulator_class(kind: str):
@@ -140,47 +258,15 @@ def semantic_check(kind: str) -> Callable[[Any], Iterable[tuple[str, str]]] | No
 
 
 def sections() -> dict[str, Any]:
-    return {name: load(ref) for name, ref in SECTIONS.items()}
+    return {row.name: load(row.section) for row in with_field("section")}  # type: ignore[arg-type]
 
-# Sub-commands added by features: "module:function"; function(subparsers) adds its parser.
-CLI_EXTENSIONS: list[str] = []
-CLI_EXTENSIONS.append("suitemon.daemon.demo.cli:add_parser")  # first: where `demo` was in the core's help
-CLI_EXTENSIONS.append("suitemon.daemon.board.cli:add_parser")
-CLI_EXTENSIONS.append("suitemon.daemon.doses.summary:add_parser")
 
-# Simulators that are not devices (e.g. the shutdown targets that answer the sequencer):
-# name -> "module:factory"; factory(cfg) returns a suitemon.simulators.base.Simulator or None.
-# ``suitemon sim`` runs them beside the device simulators, under that name.
-SIM_EXTRAS: dict[str, str] = {}
+_routes: list[Callable[..., Any]] | None = None
 
-# --- ups / safe shutdown (issue 4) ---
-SECTIONS["shutdown"] = "suitemon.daemon.shutdown.config:ShutdownConfig"
-SERVICES["shutdown"] = "suitemon.daemon.shutdown.sequencer:factory"
-SERVICE_SECTIONS["shutdown"] = "shutdown"
-CLI_EXTENSIONS.append("suitemon.daemon.shutdown.cli:add_parser")
-SIM_EXTRAS["shutdown_targets"] = "suitemon.simulators.shutdown_target:from_config"
-SECTION_CHECKS["shutdown"] = "suitemon.daemon.shutdown.config:check_refs"
-CLI_EXTENSIONS.append("suitemon.daemon.bells.report:add_parser")  # suitemon bells report
 
-# --- dicom (issue 7) ---
-CLI_EXTENSIONS.append("suitemon.daemon.dicom.cli:add_parser")
-SIM_EXTRAS["scanner"] = "suitemon.simulators.scanner:from_config"
-
-# --- metrics (issue 13): Prometheus endpoint, only with a [metrics] section ---
-SECTIONS["metrics"] = "suitemon.daemon.prometheus.config:MetricsConfig"
-SERVICES["metrics"] = "suitemon.daemon.prometheus.service:factory"
-SERVICE_SECTIONS["metrics"] = "metrics"
-
-# --- fleet: the central collector and cross-site report (issue 18) ---
-CLI_EXTENSIONS.append("suitemon.daemon.fleet.cli:add_parser")
-
-# --- paging (issue 19) ---
-SECTIONS["paging"] = "suitemon.daemon.paging.config:PagingConfig"
-SECTION_CHECKS["paging"] = "suitemon.daemon.paging.config:check"
-SERVICES["paging"] = "suitemon.daemon.paging.service:factory"
-SERVICE_SECTIONS["paging"] = "paging"
-SIM_EXTRAS["paging_base"] = "suitemon.simulators.espa_pager:from_config"
-SECTIONS["messaging"] = "suitemon.daemon.paging.apprise_channel:MessagingConfig"
-SECTION_CHECKS["messaging"] = "suitemon.daemon.paging.apprise_channel:check"
-SERVICES["messaging"] = "suitemon.daemon.paging.apprise_channel:factory"
-SERVICE_SECTIONS["messaging"] = "messaging"
+def routes() -> list[Callable[..., Any]]:
+    """Every feature's route functions, loaded once."""
+    global _routes
+    if _routes is None:
+        _routes = [load(ref) for row in with_field("routes") for ref in row.routes]
+    return _routes

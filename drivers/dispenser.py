@@ -23,8 +23,8 @@ from pydantic import Field
 
 from suitemon.drivers.base import DeviceException, ProfileError, Reading
 from suitemon.drivers.config import Id, ModbusDeviceConfig
-from suitemon.drivers.modbus_link import ProfileDriver
-from suitemon.drivers.profile import Profile, decode, load_profile, parse_profile
+from suitemon.drivers.modbus_link import ModbusDevice, ProfileDriver
+from suitemon.drivers.profile import Profile, ProfileRef, decode, load_profile, parse_profile
 
 INTERFACE_VERSION = 1
 UNIT_STATES = ("idle", "drawing_up", "ready", "injecting", "complete", "error")
@@ -32,7 +32,7 @@ UNIT_STATES = ("idle", "drawing_up", "ready", "injecting", "complete", "error")
 
 class Config(ModbusDeviceConfig):
     kind: Literal["dispenser"]
-    profile: str = "dispenser_reference"
+    profile: ProfileRef = "dispenser_reference"
     rooms: dict[int, Id] = Field(
         default_factory=dict, description="room number in the unit's job -> area id (uptake room)")
     clock_skew_s: float = Field(

@@ -90,7 +90,7 @@ class EspaLink:
                                 stopbits=s.stopbits, timeout=0, write_timeout=max(1.0, s.response_timeout_s))
             ser.reset_input_buffer()
         except (serial.SerialException, OSError, ValueError, termios.error) as err:
-            raise LinkError(f"cannot open serial port {s.port}: {err}") from None
+            raise LinkError(f"cannot open serial port {s.port}: {err}") from err
         self._ser, self._fd = ser, ser.fileno()
         os.set_blocking(self._fd, False)
         self._loop = asyncio.get_running_loop()
@@ -148,7 +148,7 @@ class EspaLink:
             self._ser.write(data)
         except (serial.SerialException, OSError) as err:
             self._lost(f"serial write failed: {err}")
-            raise LinkError(self.error) from None
+            raise LinkError(self.error) from err
 
     def _drain_stale(self) -> None:
         while not self._items.empty():

@@ -9,14 +9,13 @@ config; what the box can do lives here, so the same profile serves every site.
 from __future__ import annotations
 
 import functools
-import tomllib
 from typing import Literal
 
 from pydantic import Field, ValidationError
 
 from suitemon.drivers.base import ProfileError
 from suitemon.drivers.config import Strict
-from suitemon.drivers.profile import profile_text
+from suitemon.drivers.profile import profile_data, validation_issues
 
 
 class IoProfile(Strict):
@@ -36,13 +35,10 @@ class IoProfile(Strict):
 
 @functools.lru_cache(maxsize=32)
 def load_io_profile(ref: str) -> IoProfile:
-    """A shipped module profile by name (``dio16_latch``) or a TOML file by path (read once)."""
-    text = profile_text(ref, "I/O module profile")
+    """A shipped module profile by name (``dio16_latch``) or a TOML file by path (read once);
+    ``extends = "dio16"`` takes a base module's keys and changes only what differs."""
+    data = profile_data(ref, "I/O module profile")
     try:
-        return IoProfile.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"I/O module profile {ref}: not valid TOML: {err}") from err
+        return IoProfile.model_validate(data)
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProfileError(f"I/O module profile {ref}: {where}: {first['msg']}") from err
+        raise ProfileError(f"I/O module profile {ref}: " + "; ".join(validation_issues(err))) from err

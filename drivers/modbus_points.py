@@ -14,7 +14,7 @@ from pydantic import Field
 from suitemon.drivers.base import Reading
 from suitemon.drivers.config import ModbusDeviceConfig, Priority, Strict
 from suitemon.drivers.modbus_link import ProfileDriver
-from suitemon.drivers.profile import load_profile
+from suitemon.drivers.profile import ProfileRef, load_profile
 
 
 class Limit(Strict):
@@ -27,7 +27,7 @@ class Limit(Strict):
 
 class Config(ModbusDeviceConfig):
     kind: Literal["modbus_points"]
-    profile: str = "generic_io"
+    profile: ProfileRef = "generic_io"
     limits: dict[str, Limit] = Field(default_factory=dict)
 
 

@@ -14,11 +14,15 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
+
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from suitemon.drivers.base import ProfileError
+from suitemon.drivers.config import Strict
 
 Table = Literal["coil", "discrete", "input", "holding"]
+WordOrder = Literal["big", "little"]
 TYPES = {"bool": 1, "u16": 1, "s16": 1, "u32": 2, "s32": 2, "f32": 2, "ascii": 0}  # ascii: its length
 MAX_ASCII_REGISTERS = 60
 BIT_TABLES = ("coil", "discrete")
@@ -141,35 +145,80 @@ def encode(point: Point, value: Any) -> list[int]:
     return [raw & 0xFFFF]
 
 
+class PointSpec(Strict):
+    """One point as written in a profile; checked like the config (unknown keys, types, ranges)."""
+
+    table: Table
+    address: StrictInt = Field(ge=0, le=65535)
+    type: Literal["bool", "u16", "s16", "u32", "s32", "f32", "ascii"] | None = None
+    # value = raw / scale: 0 would divide by zero at the first poll; NaN/inf would poison every value.
+    scale: float = Field(1.0, allow_inf_nan=False)
+    unit: str | None = None
+    word_order: WordOrder | None = None  # default: the profile's
+    signed_sentinel: StrictInt | None = None
+    bits: dict[str, Annotated[StrictInt, Field(ge=0, le=31)]] = Field(default_factory=dict)
+    writable: StrictBool = False
+    length: StrictInt | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_not_zero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale must not be 0 (value = raw / scale)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PointSpec":
+        kind = self.type or ("bool" if self.table in BIT_TABLES else "u16")
+        if self.table in BIT_TABLES and kind != "bool":
+            raise ValueError("coils and discrete inputs are type 'bool'")
+        if kind == "ascii":
+            if self.table not in ("input", "holding"):
+                raise ValueError("ascii text lives in input or holding registers")
+            if self.length is None or not 1 <= self.length <= MAX_ASCII_REGISTERS:
+                raise ValueError(f"ascii needs length = 1..{MAX_ASCII_REGISTERS} registers")
+        elif self.length is not None:
+            raise ValueError("length is for ascii points only")
+        if self.bits and kind not in ("u16", "s16", "u32", "s32"):
+            raise ValueError("bits are for integer status words")
+        return self
+
+
+class ProfileSpec(Strict):
+    """A register profile as written (after ``extends`` is resolved)."""
+
+    name: str | None = None
+    description: str = ""
+    word_order: WordOrder = "big"
+    max_block: StrictInt = Field(60, ge=1, le=125)  # Modbus: at most 125 registers per read
+    max_gap: StrictInt = Field(0, ge=0, le=125)
+    points: dict[str, PointSpec] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def validation_issues(err: ValidationError) -> list[str]:
+    """Every pydantic error as ``key.path: message`` (the config's wording)."""
+    out = []
+    for e in err.errors(include_url=False):
+        where = ".".join(str(p) for p in e["loc"])
+        msg = "unknown key (typo?)" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        out.append(f"{where}: {msg}" if where else msg)
+    return out
+
+
 def parse_profile(data: dict[str, Any], name: str = "<inline>") -> Profile:
     try:
-        defaults = {"word_order": data.get("word_order", "big")}
-        points = []
-        for pname, p in data.get("points", {}).items():
-            p = {**defaults, **p}
-            if p.get("type", "u16") not in TYPES:
-                raise ProfileError(f"point {pname}: unknown type {p.get('type')!r}")
-            if p.get("table") not in ("coil", "discrete", "input", "holding"):
-                raise ProfileError(f"point {pname}: table must be coil, discrete, input or holding")
-            if not isinstance(p.get("address"), int) or not 0 <= p["address"] <= 65535:
-                raise ProfileError(f"point {pname}: address must be an integer 0..65535")
-            if p["table"] in BIT_TABLES and p.get("type", "bool") != "bool":
-                raise ProfileError(f"point {pname}: coils and discrete inputs are type 'bool'")
-            if p["table"] in BIT_TABLES:
-                p["type"] = "bool"
-            if p.get("type") == "ascii":
-                if p["table"] not in ("input", "holding"):
-                    raise ProfileError(f"point {pname}: ascii text lives in input or holding registers")
-                if not isinstance(p.get("length"), int) or not 1 <= p["length"] <= MAX_ASCII_REGISTERS:
-                    raise ProfileError(f"point {pname}: ascii needs length = 1..{MAX_ASCII_REGISTERS} registers")
-            elif "length" in p:
-                raise ProfileError(f"point {pname}: length is for ascii points only")
-            points.append(Point(name=pname, **p))
-        return Profile(name=data.get("name", name), points=tuple(points),
-                       max_block=data.get("max_block", 60), max_gap=data.get("max_gap", 0),
-                       word_order=defaults["word_order"], meta=data.get("meta", {}))
-    except TypeError as err:
-        raise ProfileError(f"profile {name}: {err}") from err
+        spec = ProfileSpec.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(f"profile {name}: " + "; ".join(validation_issues(err))) from err
+    points = []
+    for pname, p in spec.points.items():
+        kind = p.type or ("bool" if p.table in BIT_TABLES else "u16")
+        points.append(Point(name=pname, table=p.table, address=p.address, type=kind, scale=p.scale, unit=p.unit,
+                            word_order=p.word_order or spec.word_order, signed_sentinel=p.signed_sentinel,
+                            bits=dict(p.bits), writable=p.writable, length=p.length or 0))
+    return Profile(name=spec.name or name, points=tuple(points), max_block=spec.max_block, max_gap=spec.max_gap,
+                   word_order=spec.word_order, meta=spec.meta)
 
 
 def profile_text(ref: str, what: str = "profile") -> str:
@@ -183,10 +232,48 @@ def profile_text(ref: str, what: str = "profile") -> str:
         raise ProfileError(f"no {what} named '{ref}' (shipped or file)") from err
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; tables (points, meta) merge key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def profile_data(ref: str, what: str = "profile", _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A profile's TOML as data, with ``extends = "<base>"`` resolved: the base's keys, then this
+    file's on top (tables merged). ``name`` is never inherited: a profile is not its base."""
+    if ref in _seen:
+        raise ProfileError(f"{what} {ref}: extends itself ({' -> '.join((*_seen, ref))})")
+    try:
+        data = tomllib.loads(profile_text(ref, what))
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{what} {ref}: not valid TOML: {err}") from err
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ProfileError(f"{what} {ref}: extends: must be a profile name or path")
+    if not Path(base).is_absolute() and Path(ref).suffix == ".toml" and Path(Path(ref).parent, base).exists():
+        base = str(Path(Path(ref).parent, base))  # a file next to the extending file
+    inherited = profile_data(base, what, (*_seen, ref))
+    inherited.pop("name", None)
+    return _merge(inherited, data)
+
+
 def load_profile(ref: str) -> Profile:
     """A shipped profile by name (``apc_smart_ups``) or a TOML file by path."""
-    text = profile_text(ref)
+    return parse_profile(profile_data(ref), ref)
+
+
+def _register_profile_loads(ref: str) -> str:
     try:
-        return parse_profile(tomllib.loads(text), ref)
-    except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"profile {ref}: not valid TOML: {err}") from err
+        load_profile(ref)
+    except ProfileError as err:
+        raise ValueError(str(err)) from err
+    return ref
+
+
+# A device config's ``profile``: refused by check-config when the profile does not load or validate,
+# not when the daemon first builds the driver.
+ProfileRef = Annotated[str, AfterValidator(_register_profile_loads)]

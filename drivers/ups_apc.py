@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from suitemon.drivers.base import DriverError, ProfileError, Reading
 from suitemon.drivers.config import ModbusDeviceConfig
 from suitemon.drivers.modbus_link import ModbusDevice, ProfileDriver
-from suitemon.drivers.profile import Point, Profile, decode, load_profile
+from suitemon.drivers.profile import Point, Profile, ProfileRef, decode, load_profile
 
 # Names the UPS rules and the shutdown sequencer rely on; a profile must provide them.
 REQUIRED = ("on_battery", "shutdown_imminent", "runtime_s", "charge_pct")
@@ -34,7 +34,7 @@ class CommandNotConfirmed(DriverError):
 
 class Config(ModbusDeviceConfig):
     kind: Literal["ups_apc"]
-    profile: str = "apc_smart_ups"
+    profile: ProfileRef = "apc_smart_ups"
     # NUT polls every 2 s; apcupsd every 1 s once on battery.
     poll_s: float = Field(2.0, ge=0.02, le=3600)
     on_battery_poll_s: float | None = Field(

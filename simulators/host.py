@@ -36,12 +36,12 @@ class SimHost:
             cls = kinds.simulator_class(dev.kind)
             if cls is not None:
                 self.sims[did] = cls(did, dev)
-        for name, ref in kinds.SIM_EXTRAS.items():
-            if only is not None and name not in only:
+        for feature in kinds.with_field("sim_factory"):
+            if only is not None and feature.name not in only:
                 continue
-            extra = kinds.load(ref)(cfg)
+            extra = kinds.load(feature.sim_factory)(cfg)
             if extra is not None:
-                self.sims[name] = extra
+                self.sims[feature.name] = extra
 
     async def start(self, control: bool = True) -> None:
         groups: dict[str, list[ModbusSimulator]] = {}

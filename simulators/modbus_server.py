@@ -254,6 +254,7 @@ class TcpServer:
         self.host, self.port, self.units = host, port, units
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task] = set()
         self.frames_in = 0
 
     async def start(self) -> None:
@@ -261,6 +262,10 @@ class TcpServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        me = asyncio.current_task()
+        if me is not None:
+            self._handlers.add(me)
+            me.add_done_callback(self._handlers.discard)
         try:
             while True:
                 head = await reader.readexactly(7)
@@ -306,3 +311,6 @@ class TcpServer:
             self.reset_connections()
             await self._server.wait_closed()
             self._server = None
+        if self._handlers:
+            # Stopped means stopped: each connection's handler has seen its close before we return.
+            await asyncio.wait(set(self._handlers), timeout=1.0)

@@ -171,5 +171,5 @@ class ScannerSimulator(Simulator):
 
 
 def from_config(cfg) -> Simulator | None:
-    """``kinds.SIM_EXTRAS["scanner"]``: the scanner exists in ``suitemon sim`` when [dicom] does."""
+    """The "scanner" row's ``sim_factory`` (daemon/kinds.py): the scanner exists in ``suitemon sim`` when [dicom] does."""
     return ScannerSimulator("scanner", cfg) if getattr(cfg, "dicom", None) is not None else None

@@ -11,12 +11,27 @@ from pathlib import Path
 import pytest
 
 import schema_check  # noqa: F401  (fails early if a schema is not valid JSON)
+from leak_guard import LeakGuard
 from helpers import Mosquitto, Proc, SUITEMON, Watcher, deep_merge, dump_toml, free_port, wait_until
 
 
 def pytest_configure(config):
     if not shutil.which("mosquitto") and not Path("/usr/sbin/mosquitto").exists():
         raise pytest.UsageError("mosquitto is not installed: run .ci/run (it installs what the tests need)")
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request, monkeypatch):
+    """Fail a test that leaves threads, asyncio tasks or open Modbus buses behind
+    (``@pytest.mark.leaks_allowed("why")`` for the rare test that must)."""
+    guard = LeakGuard()
+    monkeypatch.setattr(asyncio, "run", guard.checked_run(asyncio.run))
+    yield
+    monkeypatch.undo()  # before the check: asyncio.run is the real one again for anything later
+    leaks = guard.leaks()
+    marker = request.node.get_closest_marker("leaks_allowed")
+    if leaks and marker is None:
+        pytest.fail("the test left running: " + "; ".join(leaks), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -51,3 +51,16 @@ CASES.append({
     },
     "expect_keys": {"rooms"},
 })
+
+# Kinds that are not Modbus (CASES stays Modbus-only: the fault matrix and the soak run it over TCP/RTU).
+# Ludlum 375 (issue 5): a streaming serial instrument on a pty. It has no exception response, and
+# its pty vanishes with the cable, so it works again after plug + reopen.
+STREAM_CASES: list[dict] = [{
+    "kind": "ludlum375",
+    "transport": "stream",
+    "config": {"location": "uptake6", "frame_period_s": 0.1, "reading_unit": "uSv/h", "sim": {"seed": 3}},
+    "extra": {"areas": {"uptake6": {"name": "Uptake 6", "kind": "uptake_room"}},
+              "radiation": {"areas": {"uptake6": {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0}}}}},
+    "expect_keys": {"dose_rate_usv_h", "detector_fault", "display_unit", "frames", "bad_frames"},
+    "reopen_after_plug": True,
+}]

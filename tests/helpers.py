@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -27,16 +30,83 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition"):
-    """Poll a cheap predicate until it holds (for state we cannot be called back on)."""
+def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition", *,
+               cond: threading.Condition | None = None, last: Callable[[], Any] | None = None):
+    """THE wait of the test suite: until ``pred()`` is truthy (returned), else AssertionError naming
+    ``what`` and, with ``last``, the last things seen. With ``cond`` it sleeps on that condition
+    (woken by whoever changes the state: MQTT callbacks, datagram readers), else it polls."""
+    deadline = time.monotonic() + timeout
+    with cond if cond is not None else contextlib.nullcontext():
+        while True:
+            v = pred()
+            if v:
+                return v
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(_timed_out(timeout, what, last))
+            if cond is not None:
+                cond.wait(left)
+            else:
+                time.sleep(min(interval, left))
+
+
+async def wait_until_async(pred: Callable[[], Any], timeout: float, interval: float = 0.01,
+                           what: str = "condition", *, last: Callable[[], Any] | None = None):
+    """``wait_until`` inside an event loop: yields to the loop between checks; ``pred`` may be async."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
+        if inspect.isawaitable(v):
+            v = await v
         if v:
             return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(_timed_out(timeout, what, last))
+        await asyncio.sleep(min(interval, left))
+
+
+def _timed_out(timeout: float, what: str, last: Callable[[], Any] | None) -> str:
+    return f"timed out after {timeout} s waiting for {what}" + (f"; last: {last()}" if last is not None else "")
+
+
+class ManualClock:
+    """A suitemon.daemon.clock.Clock that moves only when told: ``advance(s)`` fires, in deadline
+    order, every timer that falls due (timers armed by a firing timer included)."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self.now = start
+        self._timers: list[list[Any]] = []  # [due, seq, fn, args, cancelled]
+        self._seq = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any):
+        self._seq += 1
+        entry = [self.now + max(0.0, delay), self._seq, fn, args, False]
+        self._timers.append(entry)
+
+        class Handle:
+            def cancel(self_inner) -> None:
+                entry[4] = True
+        return Handle()
+
+    def pending(self) -> int:
+        return sum(1 for t in self._timers if not t[4])
+
+    def advance(self, seconds: float) -> None:
+        target = self.now + seconds
+        while True:
+            live = sorted((t for t in self._timers if not t[4] and t[0] <= target), key=lambda t: (t[0], t[1]))
+            if not live:
+                break
+            due = live[0]
+            due[4] = True
+            self.now = max(self.now, due[0])
+            due[2](*due[3])
+        self._timers = [t for t in self._timers if not t[4]]
+        self.now = target
 
 
 # -- TOML writing (tests build configs from dicts) ----------------------------
@@ -141,17 +211,8 @@ class Watcher:
             self.cond.notify_all()
 
     def wait_for(self, pred: Callable[["Watcher"], Any], timeout: float = 10.0, what: str = "message"):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                v = pred(self)
-                if v:
-                    return v
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    tail = [(t, p[:200]) for t, p, *_ in self.messages[-15:]]
-                    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {tail}")
-                self.cond.wait(left)
+        return wait_until(lambda: pred(self), timeout, what=what, cond=self.cond,
+                          last=lambda: [(t, p[:200]) for t, p, *_ in self.messages[-15:]])
 
     def json_of(self, topic: str) -> Any:
         p = self.retained.get(topic)

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from helpers import wait_until
+
 
 class NotifySocket:
     """Receives what the daemon sends to NOTIFY_SOCKET; tests wait on conditions over it.
@@ -56,17 +58,7 @@ class NotifySocket:
                 self.cond.notify_all()
 
     def wait_for(self, pred: Callable[["NotifySocket"], Any], timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                v = pred(self)
-                if v:
-                    return v
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
-                                         f"last: {self.datagrams[-5:]}")
-                self.cond.wait(left)
+        return wait_until(lambda: pred(self), timeout, what=what, cond=self.cond, last=lambda: self.datagrams[-5:])
 
     def times(self, key: str, value: str | None = None, since: float = 0.0) -> list[float]:
         return [t for t, f in self.datagrams if key in f and (value is None or f[key] == value) and t >= since]

@@ -44,7 +44,7 @@ def test_every_option_of_every_command_has_help():
                 continue
             if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
                 missing.append(f"{path or 'suitemon'} {'/'.join(action.option_strings) or action.dest}")
-    assert commands >= 12, commands  # the feature CLIs (kinds.CLI_EXTENSIONS) are in the tree
+    assert commands >= 12, commands  # the feature CLIs (the `cli` of feature rows in kinds.py) are in the tree
     assert not missing, "options without help:\n" + "\n".join(missing)
 
 

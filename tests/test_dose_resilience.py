@@ -8,7 +8,6 @@ import json
 import sqlite3
 import subprocess
 import threading
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -63,13 +62,7 @@ class SessionSubscriber:
             self.cond.notify_all()
 
     def wait_for(self, pred, timeout, what):
-        end = time.monotonic() + timeout
-        with self.cond:
-            while not (v := pred(self)):
-                if time.monotonic() > end:
-                    raise AssertionError(f"timed out waiting for {what}")
-                self.cond.wait(end - time.monotonic())
-            return v
+        return wait_until(lambda: pred(self), timeout, what=what, cond=self.cond)
 
     def close(self):
         self.c.disconnect()

@@ -18,6 +18,7 @@ from suitemon.daemon.contract import Topics, messages_for
 from suitemon.daemon.escalation import Escalator
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.journal import open_journal
+from helpers import ManualClock, wait_until_async
 
 STEP = 0.3  # seconds per ladder step
 
@@ -49,12 +50,12 @@ def make_cfg(step=STEP, failsafe=STEP, emergency=True):
 class Core:
     """The alarm core as the daemon builds it, minus MQTT."""
 
-    def __init__(self, tmp_path, cfg):
+    def __init__(self, tmp_path, cfg, clock=None):
         self.cfg = cfg
         self.journal = open_journal(tmp_path, "normal")
         self.recorder = Recorder(self.journal)
-        self.engine = AlarmEngine(self.recorder, cfg)
-        self.escalator = Escalator(self.engine, cfg)
+        self.engine = AlarmEngine(self.recorder, cfg, **({"clock": clock} if clock else {}))
+        self.escalator = Escalator(self.engine, cfg, clock=clock)
         self.engine.restore(self.journal.latest_per_alarm())
 
     def raise_(self, type_="emergency", alarm_id="bells.uptake3.emergency", start_step=0):
@@ -78,15 +79,6 @@ class Core:
         self.journal.close()
 
 
-async def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not (v := pred()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
-    return v
-
-
 def run(coro):
     return asyncio.run(coro)
 
@@ -96,7 +88,7 @@ def test_ladder_reaches_failsafe_on_schedule_then_repeats_it(tmp_path):
         core = Core(tmp_path, make_cfg())
         t0 = time.monotonic()
         core.raise_()
-        await wait_for(lambda: len(core.notifies()) >= 4, 5, "failsafe repeated once")
+        await wait_until_async(lambda: len(core.notifies()) >= 4, 5, what="failsafe repeated once")
         n = core.notifies()
         assert [e.data["step"] for e in n[:4]] == [0, 1, 2, 2]
         assert [e.data["reason"] for e in n[:4]] == ["raised", "timeout", "timeout", "repeat"]
@@ -119,12 +111,14 @@ def test_ladder_reaches_failsafe_on_schedule_then_repeats_it(tmp_path):
 
 def test_accept_stops_the_ladder_and_is_journaled(tmp_path):
     async def main():
-        core = Core(tmp_path, make_cfg())
+        clock = ManualClock()
+        core = Core(tmp_path, make_cfg(), clock)
         core.raise_()
-        await wait_for(lambda: len(core.notifies()) >= 2, 3, "step 1")
-        core.engine.accept("bells.uptake3.emergency", "rad1")
-        await asyncio.sleep(3 * STEP)  # the ladder would have moved twice by now
+        clock.advance(STEP)
         assert [e.data["step"] for e in core.notifies()] == [0, 1]
+        core.engine.accept("bells.uptake3.emergency", "rad1")
+        clock.advance(10 * STEP)  # the ladder would have reached the failsafe and repeated it by now
+        assert [e.data["step"] for e in core.notifies()] == [0, 1] and clock.pending() == 0
         rec = core.engine.get("bells.uptake3.emergency")
         assert rec.state == "acknowledged" and rec.escalation.accepted_by == "rad1"
         acc = list(core.journal.events_of_type("alarm.accepted"))
@@ -175,7 +169,7 @@ def test_ack_stops_a_call_ladder_but_not_an_emergency(tmp_path):
         core.raise_("emergency", "bells.uptake3.emergency")
         core.engine.acknowledge("bells.uptake3.call", "nurse1")
         core.engine.acknowledge("bells.uptake3.emergency", "nurse1")
-        await wait_for(lambda: len(core.notifies()) >= 3, 5, "emergency keeps escalating after ack")
+        await wait_until_async(lambda: len(core.notifies()) >= 3, 5, what="emergency keeps escalating after ack")
         assert [e.data["step"] for e in core.notifies("bells.uptake3.call")] == [0]
         assert [e.data["step"] for e in core.notifies()][:3] == [0, 1, 2]
         core.crash()
@@ -187,13 +181,14 @@ def test_ack_stops_a_call_ladder_but_not_an_emergency(tmp_path):
 
 def test_reset_and_clear_cancel_the_timer(tmp_path):
     async def main():
-        core = Core(tmp_path, make_cfg())
+        clock = ManualClock()
+        core = Core(tmp_path, make_cfg(), clock)
         core.raise_()
         aid = "bells.uptake3.emergency"
         core.engine.apply(Condition(alarm_id=aid, type="emergency", present=False))
         core.engine.reset(aid, "nurse1", "patient fine")
-        await asyncio.sleep(2 * STEP)
-        assert [e.data["step"] for e in core.notifies()] == [0]
+        clock.advance(10 * STEP)
+        assert [e.data["step"] for e in core.notifies()] == [0] and clock.pending() == 0
         assert core.types()[-1] == "alarm.reset"
         assert not core.escalator._timers
         core.crash()
@@ -226,14 +221,14 @@ def test_restart_mid_step_resumes_at_the_deadline_without_renotifying(tmp_path):
         cfg = make_cfg(step=0.8, failsafe=5)
         core = Core(tmp_path, cfg)
         core.raise_()
-        await wait_for(lambda: len(core.notifies()) >= 2, 3, "step 1")
+        await wait_until_async(lambda: len(core.notifies()) >= 2, 3, what="step 1")
         deadline = core.engine.get("bells.uptake3.emergency").escalation.deadline
         core.crash()
         await asyncio.sleep(0.2)  # down for a while, less than the step's time
         core2 = Core(tmp_path, cfg)
         assert core2.escalator.resume() == 1
         assert [e.data["step"] for e in core2.notifies()] == [0, 1]
-        await wait_for(lambda: len(core2.notifies()) >= 3, 3, "step 2 after restart")
+        await wait_until_async(lambda: len(core2.notifies()) >= 3, 3, what="step 2 after restart")
         n = core2.notifies()
         assert [e.data["step"] for e in n] == [0, 1, 2]
         from suitemon.daemon.alarms import parse_iso
@@ -246,19 +241,20 @@ def test_restart_mid_step_resumes_at_the_deadline_without_renotifying(tmp_path):
 def test_restart_after_a_long_outage_catches_up_once_per_missed_step(tmp_path):
     async def main():
         cfg = make_cfg(step=0.3, failsafe=0.3)
-        core = Core(tmp_path, cfg)
+        clock = ManualClock()
+        core = Core(tmp_path, cfg, clock)
         core.raise_()
         core.crash()
-        await asyncio.sleep(1.5)  # steps 1 and 2 and several failsafe repeats fell in the outage
-        core2 = Core(tmp_path, cfg)
-        t = time.monotonic()
+        clock.advance(1.5)  # steps 1 and 2 and several failsafe repeats fell in the outage
+        core2 = Core(tmp_path, cfg, clock)
         core2.escalator.resume()
-        await wait_for(lambda: len(core2.notifies()) >= 3, 2, "catch-up")
-        assert time.monotonic() - t < 0.2, "missed steps must be told at once, not one timeout each"
-        await asyncio.sleep(0.1)
-        n = core2.notifies()
-        # each step missed in the outage is told once, at once; the failsafe is not repeated in a burst
-        assert [e.data["step"] for e in n] == [0, 1, 2]
+        clock.advance(0)  # missed steps are told at once, not one timeout each
+        assert [e.data["step"] for e in core2.notifies()] == [0, 1, 2]
+        clock.advance(0.29)
+        # each step missed in the outage is told once; the failsafe is not repeated in a burst
+        assert [e.data["step"] for e in core2.notifies()] == [0, 1, 2]
+        clock.advance(0.01)
+        assert [e.data["step"] for e in core2.notifies()] == [0, 1, 2, 2]
         core2.crash()
     run(main())
 
@@ -266,14 +262,15 @@ def test_restart_after_a_long_outage_catches_up_once_per_missed_step(tmp_path):
 def test_acknowledged_call_is_not_resumed_after_restart(tmp_path):
     async def main():
         cfg = make_cfg()
-        core = Core(tmp_path, cfg)
+        clock = ManualClock()
+        core = Core(tmp_path, cfg, clock)
         core.raise_("call", "bells.uptake3.call")
         core.engine.acknowledge("bells.uptake3.call", "nurse1")
         core.crash()
-        core2 = Core(tmp_path, cfg)
+        core2 = Core(tmp_path, cfg, clock)
         assert core2.escalator.resume() == 0
-        await asyncio.sleep(2 * STEP)
-        assert len(core2.notifies("bells.uptake3.call")) == 1
+        clock.advance(10 * STEP)
+        assert len(core2.notifies("bells.uptake3.call")) == 1 and clock.pending() == 0
         core2.crash()
     run(main())
 
@@ -296,17 +293,18 @@ def test_notify_messages_carry_the_protocol_on_the_role_topic(tmp_path):
 
 def test_a_returning_condition_after_an_ack_reannunciates_and_restarts_the_ladder(tmp_path):
     async def main():
-        core = Core(tmp_path, make_cfg())
+        clock = ManualClock()
+        core = Core(tmp_path, make_cfg(), clock)
         aid = "bells.uptake3.call"
         core.raise_("call", aid)
         core.engine.acknowledge(aid, "nurse1")  # stops a call's ladder
         core.engine.apply(Condition(alarm_id=aid, type="call", present=False))
-        await asyncio.sleep(1.5 * STEP)
+        clock.advance(10 * STEP)
         assert [e.data["step"] for e in core.notifies(aid)] == [0]
         core.raise_("call", aid)  # the patient presses again
         rec = core.engine.get(aid)
         assert (rec.state, rec.condition, rec.acknowledged_by) == ("active", "present", None)
-        await wait_for(lambda: len(core.notifies(aid)) >= 3, 5, "the restarted ladder to climb")
+        clock.advance(STEP)  # the restarted ladder climbs
         assert [(e.data["step"], e.data["reason"]) for e in core.notifies(aid)][:3] == [
             (0, "raised"), (0, "reannunciated"), (1, "timeout")]
         types = core.types(aid)
@@ -340,7 +338,7 @@ def test_a_returning_emergency_is_told_again_at_its_current_step_never_lower(tmp
         aid = "bells.uptake3.emergency"
         core.raise_()
         core.engine.acknowledge(aid, "nurse1")  # an emergency's ladder climbs on after an ack
-        await wait_for(lambda: len(core.notifies()) >= 2, 5, "step 1")
+        await wait_until_async(lambda: len(core.notifies()) >= 2, 5, what="step 1")
         core.engine.apply(Condition(alarm_id=aid, type="emergency", present=False))
         core.raise_()
         last = core.notifies()[-1]

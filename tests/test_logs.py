@@ -8,11 +8,24 @@ import logging
 import os
 import re
 
+import pytest
 import structlog
 
 from helpers import wait_until
 from service_helpers import points_device, start_daemon_env
 from suitemon.daemon import logs
+
+
+@pytest.fixture(autouse=True)
+def structlog_restored():
+    """These tests point structlog (and the root logger) at streams they close: later tests in the
+    same worker must not log into a closed file."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_json_when_not_a_terminal_and_stdlib_records_join_the_stream():

@@ -8,7 +8,6 @@ the item rules of the wire, and the simulator's battery model.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -16,7 +15,7 @@ from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import DeviceException, DriverError
 from suitemon.drivers.ups_apc import ByteOrderError
-from helpers import REPO, free_port
+from helpers import REPO, free_port, wait_until_async
 from suitemon.simulators.host import SimHost
 
 
@@ -43,15 +42,6 @@ def run(cfg, body):
             await driver.close()
             await host.stop()
     asyncio.run(main())
-
-
-async def wait_for(pred, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (v := await pred()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-    return v
 
 
 def test_rtu_keeps_35_ms_between_frames_at_9600_baud(tmp_path):
@@ -148,9 +138,9 @@ def test_shutdown_and_return_is_confirmed_by_the_countdown_and_power_cycles_the_
         v = (await driver.poll()).values
         assert v["output_off_pending"] and 0 <= v["outlet_countdown_s"] <= 2
         # The countdown ends: output off; mains returns: back on by itself.
-        await wait_for(lambda: _poll_has(driver, output_off=True), 6, "output off")
+        await wait_until_async(lambda: _poll_has(driver, output_off=True), 6, interval=0.05, what="output off")
         sim.mains_restore()
-        await wait_for(lambda: _poll_has(driver, online=True, output_off=False), 5, "output back on mains")
+        await wait_until_async(lambda: _poll_has(driver, online=True, output_off=False), 5, interval=0.05, what="output back on mains")
         # Cancel: the countdown stops.
         await driver.command("shutdown_return", delay_s=30)
         assert (await driver.command("cancel"))["countdown_s"] == -1
@@ -198,10 +188,10 @@ def test_battery_model_runtime_falls_with_load_and_charges_on_mains(tmp_path):
         sim.set_model(charge_pct=5.0, low_runtime_s=3.0)
         v = (await driver.poll()).values
         assert v["shutdown_imminent"], v  # 0.5 s left: the UPS signals shutdown imminent
-        await wait_for(lambda: _poll_has(driver, output_off=True), 3, "battery exhausted")
+        await wait_until_async(lambda: _poll_has(driver, output_off=True), 3, interval=0.05, what="battery exhausted")
         sim.set_model(load_pct=40.0)
         sim.mains_restore()
-        await wait_for(lambda: _poll_has(driver, online=True), 3, "load back on mains")
+        await wait_until_async(lambda: _poll_has(driver, online=True), 3, interval=0.05, what="load back on mains")
         c0 = (await driver.poll()).values["charge_pct"]
         sim.recharge_s = 2.0
         await asyncio.sleep(0.3)
@@ -217,11 +207,11 @@ def test_flicker_and_self_test(tmp_path):
         sim.flicker(duration_s=0.4)
         v = (await driver.poll()).values
         assert v["on_battery"] and v["input_bad"]
-        await wait_for(lambda: _poll_has(driver, online=True, on_battery=False), 3, "mains back after flicker")
+        await wait_until_async(lambda: _poll_has(driver, online=True, on_battery=False), 3, interval=0.05, what="mains back after flicker")
         sim.self_test(duration_s=0.4)
         v = (await driver.poll()).values
         assert v["on_battery"] and v["self_test"] and not v["input_bad"]
-        await wait_for(lambda: _poll_has(driver, self_test=False, on_battery=False), 3, "self-test over")
+        await wait_until_async(lambda: _poll_has(driver, self_test=False, on_battery=False), 3, interval=0.05, what="self-test over")
     run(cfg, body)
 
 
@@ -256,14 +246,14 @@ def test_outlet_groups_each_keep_their_delay_and_the_main_group_takes_the_switch
         r = await driver.command("shutdown_return", groups={"switched_group_0": 1, "main_group": 3})
         assert r["groups"]["switched_group_0"]["delay_s"] == 1 and 0 <= r["groups"]["main_group"]["countdown_s"] <= 3
         assert sim.state()["outlet_commands"][-1]["raw"] == (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9)
-        await wait_for(lambda: _group_is(sim, "switched_group_0", False), 3, "switched group 0 off")
+        await wait_until_async(lambda: _group_is(sim, "switched_group_0", False), 3, interval=0.05, what="switched group 0 off")
         g = sim.state()["groups"]
         assert g["main_group"]["on"] and g["switched_group_1"]["on"]  # only the commanded group so far
         # The main group feeds the switched groups: when it goes off, so does group 1 (never commanded).
-        await wait_for(lambda: _group_is(sim, "main_group", False), 4, "main group off")
+        await wait_until_async(lambda: _group_is(sim, "main_group", False), 4, interval=0.05, what="main group off")
         assert sim.state()["groups"]["switched_group_1"]["on"] is False
         sim.mains_restore()  # shutdown-and-return: everything comes back with mains
-        await wait_for(lambda: _group_is(sim, "switched_group_0", True), 3, "switched group 0 back")
+        await wait_until_async(lambda: _group_is(sim, "switched_group_0", True), 3, interval=0.05, what="switched group 0 back")
         assert all(x["on"] for x in sim.state()["groups"].values())
     run(cfg, body)
 

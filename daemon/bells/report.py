@@ -13,11 +13,11 @@ import time
 
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.bells.service import KIND
-from suitemon.daemon.bells.weekly_test import last_passes, monitoring_since, room_last_pass
+from suitemon.daemon.bells.weekly import last_passes, monitoring_since, room_last_pass
 
 
 def add_parser(sub) -> None:
-    from suitemon.daemon.cli import add_config_option
+    from suitemon.daemon.cli_support import add_config_option
     s = sub.add_parser("bells", help="call bells: weekly bell-test report")
     s.add_argument("action", choices=["report"], help="report: last pass of every button, overdue rooms")
     add_config_option(s)
@@ -54,9 +54,9 @@ def report_rows(cfg, journal, now: float) -> list[dict]:
 
 
 def cmd_bells(args) -> int:
-    from suitemon.daemon.cli import EXIT_FAIL, EXIT_OK, _load_or_exit
+    from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit
     from suitemon.daemon.journal import Journal, JournalError
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     path = cfg.state.dir / "journal.sqlite3"
     if not path.exists():
         print(f"{path}: no journal here (has the daemon run with this config?)", file=sys.stderr)

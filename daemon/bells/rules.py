@@ -22,7 +22,7 @@ from typing import Any
 
 from suitemon.drivers.callbell_io import BUTTONS
 
-from suitemon.daemon.bells.weekly_test import BellTests
+from suitemon.daemon.bells.weekly import BellTests
 from suitemon.daemon.rules import Condition, Output, Reset, Rules
 
 LABEL = {"call": "Call button", "emergency": "Emergency button", "cancel": "Cancel button",

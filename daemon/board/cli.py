@@ -1,4 +1,4 @@
-"""``suitemon board -c FILE``: serve the suite board (registered through kinds.CLI_EXTENSIONS)."""
+"""``suitemon board -c FILE``: serve the suite board (its `cli` in the feature table, daemon/kinds.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ log = structlog.get_logger("suitemon.board")
 
 
 def cmd_board(args) -> int:
-    from suitemon.daemon.cli import EXIT_CONFIG, EXIT_OK, _install_signals, _load_or_exit
-    cfg = _load_or_exit(args.config)  # every config error before any port opens
+    from suitemon.daemon.cli_support import EXIT_CONFIG, EXIT_OK, install_signals, load_or_exit
+    cfg = load_or_exit(args.config)  # every config error before any port opens
     issues = board_secret_issues(cfg)
     if issues:  # the rule `suitemon run` applies, to the files the board itself reads
         print(f"{args.config}: refusing to serve the board ({len(issues)} unsafe secret file"
@@ -32,7 +32,7 @@ def cmd_board(args) -> int:
 
     async def main():
         stopping = asyncio.Event()
-        _install_signals(asyncio.get_running_loop(), stopping)
+        install_signals(asyncio.get_running_loop(), stopping)
         await run_board(cfg, stopping)
 
     asyncio.run(main())
@@ -64,7 +64,7 @@ def _default():
 
 
 def add_parser(sub) -> None:
-    from suitemon.daemon.cli import add_config_option, add_log_format_option
+    from suitemon.daemon.cli_support import add_config_option, add_log_format_option
     s = sub.add_parser("board", help="serve the suite board (live page for the nurse station)")
     add_config_option(s)
     s.add_argument("--port", type=int, default=None, help="listen on this port instead of board.port")

@@ -1,10 +1,10 @@
-"""``suitemon demo``: the whole suite on 127.0.0.1 (registered through kinds.CLI_EXTENSIONS)."""
+"""``suitemon demo``: the whole suite on 127.0.0.1 (a row of the feature table, daemon/kinds.py)."""
 
 from __future__ import annotations
 
 import argparse
 
-from suitemon.daemon.cli import add_config_option
+from suitemon.daemon.cli_support import add_config_option
 
 
 def _positive(text: str) -> float:

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from pydantic import Field, ValidationError, model_validator
 
 from suitemon.drivers.config import Strict
-from suitemon.daemon.config import ConfigError, ConfigIssue, _issues_from
+from suitemon.daemon.config import ConfigError, ConfigIssue, issues_from
 
 
 class Step(Strict):
@@ -97,7 +97,7 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_issues_from(err), str(path)) from None
+        raise ConfigError(issues_from(err), str(path)) from None
 
 
 class Observer(Protocol):

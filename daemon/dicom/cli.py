@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from suitemon.daemon.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, _load_or_exit, add_config_option
+from suitemon.daemon.cli_support import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, add_config_option, load_or_exit
 
 
 def _study_flags(p) -> None:
@@ -35,7 +35,7 @@ def _spec(args):
 
 
 def cmd_send(args) -> int:
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     if cfg.dicom is None:
         print(f"{args.config}: no [dicom] section", file=sys.stderr)
         return EXIT_CONFIG
@@ -66,7 +66,7 @@ def cmd_write(args) -> int:
 
 
 def cmd_patient_ref(args) -> int:
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     if cfg.dicom is None:
         print(f"{args.config}: no [dicom] section", file=sys.stderr)
         return EXIT_CONFIG
@@ -80,7 +80,7 @@ def cmd_patient_ref(args) -> int:
 
 
 def cmd_accession_ref(args) -> int:
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     from suitemon.daemon.pseudonym import accession_ref, key_file, load_or_create_key
     path = key_file(cfg)
     if not path.exists():

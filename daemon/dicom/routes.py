@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from suitemon.daemon.contract import Message, Topics, dumps, route
+from suitemon.daemon.contract import Message, Topics, dumps
 from suitemon.daemon.journal import Event
 
 
-@route
 def dose_summary(event: Event, topics: Topics, site: str) -> list[Message]:
     """``dose/study``: one message per study summary (and per revision of it)."""
     if event.type != "dicom.dose_summary":

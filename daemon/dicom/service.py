@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from suitemon.daemon.dicom import routes as dicom_routes  # noqa: F401  (registers the dose/study route)
 from suitemon.daemon.alarms import Condition
 from suitemon.daemon.dicom.config import DicomConfig
 from suitemon.daemon.dicom.doses import DoseBook, register_dose_record

@@ -7,7 +7,7 @@ pseudonymous patient reference and the room, never a name or a date of birth.
 
 from __future__ import annotations
 
-from suitemon.daemon.contract import Message, Topics, dumps, route
+from suitemon.daemon.contract import Message, Topics, dumps
 from suitemon.daemon.journal import Event
 
 ADMINISTRATION = ("dose", "administration")
@@ -18,7 +18,6 @@ def _base(event: Event, site: str) -> dict:
     return {"event_id": event.event_id, "ts": event.ts, "site": site}
 
 
-@route
 def dose_messages(event: Event, topics: Topics, site: str) -> list[Message]:
     if event.type == "dose.administered":
         return [Message(topics.sub(*ADMINISTRATION), dumps({**_base(event, site), "record": event.data}), 1, False)]

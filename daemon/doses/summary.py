@@ -22,7 +22,6 @@ import structlog
 from suitemon.daemon.alarms import parse_iso
 from suitemon.daemon.commands import CommandError
 from suitemon.daemon.doses.records import dispensing_config
-from suitemon.daemon.doses import routes as dose_routes  # noqa: F401  (registers the dose/summary route)
 
 log = structlog.get_logger("suitemon.dose_summary")
 
@@ -163,9 +162,9 @@ def factory(ctx) -> SummaryService:
 
 # -- CLI: suitemon doses summary -c FILE [--date YYYY-MM-DD] [--json] ---------------------------
 def cmd_doses(args) -> int:
-    from suitemon.daemon.cli import EXIT_FAIL, EXIT_OK, _load_or_exit
+    from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit
     from suitemon.daemon.journal import Journal, JournalError
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     path = cfg.state.dir / "journal.sqlite3"
     if not path.exists():
         print(f"{path}: no journal here", file=sys.stderr)
@@ -190,7 +189,7 @@ def cmd_doses(args) -> int:
 
 
 def add_parser(sub) -> None:
-    from suitemon.daemon.cli import add_config_option
+    from suitemon.daemon.cli_support import add_config_option
     p = sub.add_parser("doses", help="dose records: a day's activity summary")
     dsub = p.add_subparsers(dest="doses_command", required=True)
     s = dsub.add_parser("summary", help="administrations, total activity and failed checks of one day")

@@ -26,7 +26,6 @@ from suitemon.daemon.doses.config import UptakeConfig
 from suitemon.daemon.doses.records import dispensing_config
 from suitemon.daemon.journal import Event
 from suitemon.daemon.tasks import TaskSet
-from suitemon.daemon.doses import routes as dose_routes  # noqa: F401  (registers the uptake/<room>/ready route)
 
 log = structlog.get_logger("suitemon.uptake")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from suitemon.daemon.contract import Message, Topics, dumps, route
+from suitemon.daemon.contract import Message, Topics, dumps
 from suitemon.daemon.journal import Event
 
 EVENT = "paging.delivery"
@@ -49,7 +49,6 @@ class Page:
         return cls(**{k: v for k, v in d.items() if k in fields})
 
 
-@route
 def delivery_messages(event: Event, topics: Topics, site: str) -> list[Message]:
     if event.type != EVENT:
         return []

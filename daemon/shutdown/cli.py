@@ -29,7 +29,7 @@ ACTIONS = ("start", "abort", "proceed")
 
 
 def add_parser(sub) -> None:
-    from suitemon.daemon.cli import add_config_option
+    from suitemon.daemon.cli_support import add_config_option
     s = sub.add_parser("shutdown", help="safe shutdown: dry run, or start/abort/proceed/status")
     add_config_option(s)
     g = s.add_mutually_exclusive_group(required=True)
@@ -51,8 +51,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_shutdown(args) -> int:
-    from suitemon.daemon.cli import _load_or_exit
-    cfg = _load_or_exit(args.config)
+    from suitemon.daemon.cli_support import load_or_exit
+    cfg = load_or_exit(args.config)
     if cfg.shutdown is None:
         print(f"{args.config}: no [shutdown] section", file=sys.stderr)
         return EXIT_USAGE

@@ -214,7 +214,7 @@ class ShutdownConfig(Strict):
 
 
 def check_refs(cfg) -> Iterable[tuple[str, str]]:
-    """Cross-references the section cannot see on its own (kinds.SECTION_CHECKS["shutdown"])."""
+    """Cross-references the section cannot see on its own (the `check` of the "shutdown" row in daemon/kinds.py)."""
     sd = getattr(cfg, "shutdown", None)
     if sd is None:
         return

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from suitemon.daemon.contract import Message, Topics, dumps, route
+from suitemon.daemon.contract import Message, Topics, dumps
 from suitemon.daemon.journal import Event
 
 REPLY_STATUSES = ("done", "failed")
@@ -90,7 +90,6 @@ def parse_reply(payload: bytes) -> dict[str, Any]:
     return body
 
 
-@route
 def shutdown_messages(event: Event, topics: Topics, site: str) -> list[Message]:
     """The command a step event carries, then the retained sequence state."""
     if not event.type.startswith("shutdown."):
