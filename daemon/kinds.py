@@ -34,6 +34,13 @@ KINDS: dict[str, Kind] = {
         rules="suitemon.daemon.ups.rules:UpsRules",
         simulator="suitemon.simulators.ups_apc:ApcUpsSimulator",
     ),
+    # --- UPS from any vendor (issue 16): same rules, other wires ---
+    "ups_nut": Kind(
+        config="suitemon.drivers.ups_nut:Config",
+        driver="suitemon.drivers.ups_nut:NutUpsDriver",
+        rules="suitemon.daemon.ups.rules:UpsRules",
+        simulator="suitemon.simulators.ups_nut:NutUpsSimulator",
+    ),
     # --- dispenser (issue 6) ---
     "dispenser": Kind(
         config="suitemon.drivers.dispenser:Config",
