@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from suitemon.drivers.base import DriverError
+
 # Power path and mode
 ON_BATTERY = "on_battery"            # the load runs from the battery (mains failed, or a test)
 ONLINE = "online"                    # the load runs from mains through the UPS
@@ -40,7 +42,7 @@ FIELDS = FLAGS + NUMBERS
 REQUIRED = (ON_BATTERY, SHUTDOWN_IMMINENT)
 
 
-class IncompleteReading(ValueError):
+class IncompleteReading(DriverError):
     """A UPS answer lacks a value the rules cannot do without."""
 
 

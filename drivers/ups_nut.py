@@ -11,6 +11,7 @@ docs/decisions.md says why.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import time
 from pathlib import Path
@@ -70,9 +71,12 @@ def _number(vars_: dict[str, str], key: str) -> float | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise NutFrameError(f"{key} is not a number: {raw!r}") from None
+    if not math.isfinite(value):
+        raise NutFrameError(f"{key} is not a finite number: {raw!r}")
+    return value
 
 
 def normalise(vars_: dict[str, str], mains_min_v: float = 180.0) -> dict[str, Any]:
@@ -252,12 +256,17 @@ class NutUpsDriver(Driver):
             return await self._instcmd("shutdown.stop")
         return await super().command(name_, **args)
 
-    async def _instcmd(self, cmd: str, value: str | None = None) -> dict[str, Any]:
-        if not self.config.username:
+    async def _ready(self) -> NutClient:
+        if not self.config.username or self.config.password_file is None:
             raise DriverError(f"{self.device_id}: INSTCMD needs username and password_file (an upsd user "
                               "with instcmds for this UPS)")
         if not self.is_open or self.client is None:
             await self.open()
+        assert self.client is not None
+        return self.client
+
+    async def _instcmd(self, cmd: str, value: str | None = None) -> dict[str, Any]:
+        await self._ready()
         assert self.client is not None
         line = f"INSTCMD {self.config.ups} {name(cmd, 'command')}" + (f" {quote(value)}" if value else "")
         words = await self.client.request(line)
@@ -279,10 +288,10 @@ class NutUpsDriver(Driver):
         return {**done, "delay_s": delay_s, "countdown_s": countdown, "confirmed": countdown is not None}
 
     async def _set_delay(self, delay_s: int) -> None:
-        assert self.client is not None
-        vars_ = await self.client.list_vars(self.config.ups)
+        client = await self._ready()
+        vars_ = await client.list_vars(self.config.ups)
         if "ups.delay.shutdown" in vars_:
-            await self.client.request(f"SET VAR {self.config.ups} ups.delay.shutdown {quote(str(delay_s))}")
+            await client.request(f"SET VAR {self.config.ups} ups.delay.shutdown {quote(str(delay_s))}")
 
     async def _await_countdown(self, delay_s: int) -> int | None:
         """The UPS's countdown once it shows; None when this UPS reports no timer at all."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from suitemon.drivers.nut_protocol import quote
 from suitemon.simulators.base import SimError, Simulator
 from suitemon.simulators.ups_apc import ApcUpsSimulator
 
@@ -78,7 +79,8 @@ class NutUpsSimulator(Simulator):
         self.ups = getattr(cfg, "ups", UPS_NAME_DEFAULT)
         self.host, self.port = getattr(cfg, "host", "127.0.0.1"), int(getattr(cfg, "port", 3493))
         self.calibrating = False
-        self.input_v_available = True
+        # dummy-ups keeps a variable once read, so a UPS without input voltage is chosen at start.
+        self.input_v_available = bool(self.options.get("input_v_available", True))
         self.dir: Path | None = None
         self.upsd: asyncio.subprocess.Process | None = None
         self.driver: asyncio.subprocess.Process | None = None
@@ -89,7 +91,7 @@ class NutUpsSimulator(Simulator):
                      "battery_disconnected", "state"):
             self.actions[verb] = self.model.actions[verb]
         self.actions.update({
-            "self_test": self.self_test, "calibrate": self.calibrate, "set": self.set_model,
+            "self_test": self.self_test, "calibrate": self.calibrate, "set": self.model.set_model,
             "stop_answering": self.stop_answering, "answer": self.answer,
             "unplug": self.unplug, "plug": self.plug, "driver_down": self.driver_down, "vars": self.vars,
         })
@@ -111,11 +113,6 @@ class NutUpsSimulator(Simulator):
         out = self.model.self_test(duration_s)
         self.calibrating = True
         return out
-
-    def set_model(self, input_v_available: bool | None = None, **kw: Any) -> dict[str, Any]:
-        if input_v_available is not None:
-            self.input_v_available = bool(input_v_available)
-        return self.model.set_model(**kw)
 
     def _write_dev(self, force: bool = False) -> None:
         assert self.dir is not None
@@ -154,7 +151,7 @@ class NutUpsSimulator(Simulator):
         pw_file = getattr(self.cfg, "password_file", None)
         if user and pw_file:
             password = Path(pw_file).read_text().strip()
-            users = f"[{user}]\n  password = {password}\n  instcmds = ALL\n  actions = SET\n"
+            users = f"[{user}]\n  password = {quote(password)}\n  instcmds = ALL\n  actions = SET\n"
         (conf / "upsd.users").write_text(users)
         for f in conf.iterdir():
             f.chmod(0o600)
