@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from bench.common import ROOT, Broker, free_port, write_result  # noqa: E402
+from bench.common import ROOT, Broker, free_port, proc_cpu_s, tree_cpu_s, write_result  # noqa: E402
 from suitemon.simulators import dicom_study as st  # noqa: E402
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -131,7 +131,7 @@ ae_title = "PETCT1"
             self.cond.notify_all()
 
     def run(self, files: Path, n: int, revision: int) -> dict:
-        cpu0 = _cpu(self.proc.pid)
+        cpu0, main0 = tree_cpu_s(self.proc.pid), proc_cpu_s(self.proc.pid)
         t0 = time.perf_counter()
         took = storescu(self.port, "SUITEMON", files)
         with self.cond:
@@ -143,7 +143,9 @@ ae_title = "PETCT1"
             raise RuntimeError(f"summary counts {summary['instances']['total']} of {n} instances")
         ingest = at - t0 - IDLE_S
         return {"transfer_s": round(took, 3), "ingest_s": round(ingest, 3),
-                "instances_per_s": round(n / ingest, 1), "daemon_cpu_s": round(_cpu(self.proc.pid) - cpu0, 2),
+                "instances_per_s": round(n / ingest, 1), # the whole tree: the DICOM parser is a child process
+                "daemon_cpu_s": round(tree_cpu_s(self.proc.pid) - cpu0, 2),
+                "main_process_cpu_s": round(proc_cpu_s(self.proc.pid) - main0, 2),
                 "summary_ok": summary["checks"]["ct_reference"] in ("ok", "exceeded")}
 
     def close(self) -> None:
@@ -154,17 +156,14 @@ ae_title = "PETCT1"
         self.tmp.cleanup()
 
 
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _figures(runs: list[dict], n: int, dcmtk_s: float) -> dict:
     ingest = statistics.median(x["ingest_s"] for x in runs)
     transfer = statistics.median(x["transfer_s"] for x in runs)
     return {"median_transfer_s": transfer, "median_ingest_s": ingest, "instances_per_s": round(n / ingest, 1),
             "transfer_instances_per_s": round(n / transfer, 1), "ratio_ingest_vs_dcmtk": round(ingest / dcmtk_s, 2),
-            "ratio_transfer_vs_dcmtk": round(transfer / dcmtk_s, 2), "runs": runs}
+            "ratio_transfer_vs_dcmtk": round(transfer / dcmtk_s, 2),
+            "median_daemon_cpu_s_process_tree": statistics.median(x["daemon_cpu_s"] for x in runs),
+            "median_daemon_cpu_s_main_process": statistics.median(x["main_process_cpu_s"] for x in runs), "runs": runs}
 
 
 def main() -> None:
@@ -218,7 +217,8 @@ def main() -> None:
         "meets_target": figs[default]["ratio_ingest_vs_dcmtk"] <= TARGET_RATIO,
         "meets_target_like_for_like": figs[like]["ratio_ingest_vs_dcmtk"] <= TARGET_RATIO,
         "summary": (f"{n} instances, extraction on: DCMTK storescp {n / med_dcmtk:.0f}/s; suitemon "
-                    + "; ".join(f"fsync={v} {figs[v]['instances_per_s']:.0f}/s (ratio {figs[v]['ratio_ingest_vs_dcmtk']})"
+                    + "; ".join(f"fsync={v} {figs[v]['instances_per_s']:.0f}/s (ratio {figs[v]['ratio_ingest_vs_dcmtk']}, "
+                                f"CPU {figs[v]['median_daemon_cpu_s_process_tree']} s process tree)"
                                 for v in variants) + f"; target <= {TARGET_RATIO}"),
     }
     write_result(a.out, "dicom_ingest", result)

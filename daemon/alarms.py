@@ -130,6 +130,9 @@ class AlarmEngine:
         self.clock = clock
         self.alarms: dict[str, AlarmRecord] = {}
         self.escalator = None  # set by Escalator.attach
+        # Features whose alarms may only be closed where the cause is (call bells: in the room)
+        # add fn(rec) -> reason to refuse a remote reset, or None to allow it.
+        self.remote_reset_guards: list = []
 
     # -- restore --------------------------------------------------------
     def restore(self, events: Iterable[Event]) -> int:
@@ -260,7 +263,18 @@ class AlarmEngine:
         rec = self.get(alarm_id)
         if rec.condition == "present":
             raise AlarmError(f"alarm '{alarm_id}' cannot be reset: its condition is still present")
+        for guard in self.remote_reset_guards:
+            why = guard(rec)
+            if why:
+                raise AlarmError(why)
         return self._close(rec, "alarm.reset", actor, note or "reset by command")
+
+    def force_close(self, alarm_id: str, actor: str, reason: str, fault: str) -> Event:
+        """Close an alarm whose own way of closing is broken (the feature checks that); journaled as such."""
+        rec = self.get(alarm_id)
+        log.warning("alarm FORCE-CLOSED", alarm_id=alarm_id, by=actor, reason=reason, fault=fault)
+        return self._close(rec, "alarm.force_closed", actor, f"force-closed: {reason} (fault: {fault})",
+                           extra={"reason": reason, "fault": fault})
 
     def accept(self, alarm_id: str, actor: str) -> Event:
         rec = self.get(alarm_id)
@@ -290,7 +304,8 @@ class AlarmEngine:
             self.escalator.advance(rec, reason="all_rejected")
         return ev
 
-    def _close(self, rec: AlarmRecord, type_: str, actor: str, reason: str) -> Event:
+    def _close(self, rec: AlarmRecord, type_: str, actor: str, reason: str,
+               extra: dict[str, Any] | None = None) -> Event:
         now = iso(self.clock())
         rec.state, rec.closed_at, rec.closed_by, rec.closed_reason, rec.updated_at = (
             "closed", now, actor, reason, now)
@@ -298,7 +313,7 @@ class AlarmEngine:
             self.escalator.stop(rec)
         self.alarms.pop(rec.alarm_id, None)
         log.info("alarm closed", alarm_id=rec.alarm_id, by=actor, reason=reason)
-        return self._record(type_, rec, actor)
+        return self._record(type_, rec, actor, **(extra or {}))
 
     def record_escalation(self, rec: AlarmRecord, reason: str) -> Event:
         """Journal a notification step (called by the escalator)."""

@@ -82,10 +82,17 @@ class Daemon:
                 "journal_fault": self.journal_fault,
                 "devices": {d: ("lost" if r.comm_lost else "stale" if r.stale() else "ok")
                             for d, r in ctx.runners.items()},
-                "counters": ctx.metrics.snapshot(),
+                "counters": self._counters(),
                 "tasks": len(asyncio.all_tasks()),
             })
         return p
+
+    def _counters(self) -> dict[str, int]:
+        counters = dict(self.ctx.metrics.snapshot())
+        dropped = getattr(getattr(self, "link", None), "dropped_oversize", 0)
+        if dropped:  # only a broker that ignores our Maximum Packet Size (or MQTT 3.1.1) lets these through
+            counters["mqtt.dropped_oversize"] = dropped
+        return counters
 
     def publish_status(self) -> None:
         if getattr(self, "link", None) is not None and self.link.connected and hasattr(self, "ctx"):
@@ -150,6 +157,10 @@ class Daemon:
         self.commands = self.ctx.commands = Commands(self.ctx)
         self.ctx.outbox = self.outbox
         register_core(self.commands, engine, self.recorder)
+        if not any(r.commands for r in cfg.roles.values()):
+            # Default deny: right, but a site upgrading without grants must hear it at once.
+            log.warning("NO ROLE GRANTS ANY COMMAND: every ack, reset, accept ... will be refused; "
+                        "add `commands = [...]` to [roles.<id>] (docs/broker.md)")
         self.commands.register("status", lambda actor, body: self.status_payload("online"),
                                description="the daemon's status now, counters included (engineers, probes)")
         engine.restore(self.journal.latest_per_alarm())

@@ -55,8 +55,11 @@ def public_key_path(private_path: Path) -> Path:
     return private_path.with_name(private_path.name + ".pub")
 
 
-def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The checkpoint signing key (PEM, PKCS#8); created 0600 with its public half (``.pub``) if absent."""
+def load_or_create_signing_key(path: Path, *, announce: bool = True) -> Ed25519PrivateKey:
+    """The checkpoint signing key (PEM, PKCS#8); created 0600 with its public half (``.pub``) if absent.
+
+    A new key is a warning on a real site (its public half must reach the central witness);
+    the demo, whose state is thrown away, creates its key with ``announce=False``."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -72,8 +75,9 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
             os.close(fd)
         public_key_path(path).write_bytes(key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-        log.warning("checkpoint signing key created; give its public half to the central site",
-                    key=str(path), public=str(public_key_path(path)))
+        if announce:
+            log.warning("checkpoint signing key created; give its public half to the central site",
+                        key=str(path), public=str(public_key_path(path)))
         return key
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):

@@ -65,7 +65,29 @@ def cmd_check_config(args) -> int:
         for code, exam in dispensing.exams.items():
             rule = exam.reference_level.describe() if exam.reference_level else "none (check not done)"
             print(f"    {code:<16} {exam.radiopharmaceutical or exam.radionuclide:<12} {rule}")
+    _print_access(cfg)
     return EXIT_OK
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 100")
+    return value
+
+
+def _print_access(cfg) -> None:
+    """Who may send which command (docs/broker.md): the table the daemon decides by."""
+    from suitemon.daemon.access import table
+    rows = table(cfg)
+    print(f"  commands   {len(rows)} user(s) hold a role; any other account may send nothing (default deny)")
+    width = max((len(u) for u, _, _ in rows), default=4)
+    for user, roles, verbs in rows:
+        print(f"    {user:<{width}}  roles: {roles}")
+        print(f"    {'':<{width}}  may:   {verbs}")
 
 
 def _install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
@@ -316,11 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("args", nargs="*", help="key=value (values parsed as JSON when they can be)")
     s.set_defaults(fn=cmd_sim_ctl)
 
-    s = sub.add_parser("demo", help="broker, simulators, daemon and live view on 127.0.0.1")
+    s = sub.add_parser("demo", help="broker, simulators, daemon, board and live view on 127.0.0.1")
     add_config_option(s, default=None, help="config (default: the shipped examples/suite.toml, made local)")
     s.add_argument("--duration", type=float, default=None, metavar="S", help="exit cleanly after S seconds")
     s.add_argument("--mqtt-port", type=int, default=None, metavar="PORT", help="port of the private broker (default: a free one)")
-    s.add_argument("--scenario", default=None, help="play a scripted scenario (docs/scenarios.md)")
+    s.add_argument("--scenario", default=None,
+                   help="play this scripted scenario (docs/scenarios.md) instead of the guided tour")
+    s.add_argument("--speed", type=_positive, default=1.0,
+                   help="play the tour or scenario N times faster, with the site's timers N times shorter")
+    s.add_argument("--no-tour", action="store_true", help="start the suite without playing the guided tour")
+    s.add_argument("--no-board", action="store_true", help="do not serve the suite board")
     s.add_argument("--no-view", action="store_true", help="no live view (logs only)")
     s.set_defaults(fn=cmd_demo)
 

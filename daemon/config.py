@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter, ValidationError, create_model, model_validator
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, create_model, model_validator
 
 from suitemon.drivers.config import AlarmKind, Id, Priority, Strict
 from suitemon.daemon import kinds
@@ -94,9 +94,25 @@ class AreaConfig(Strict):
     kind: Literal["uptake_room", "hot_lab", "scanner_room", "control_room", "corridor", "other"]
 
 
+Actor = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+
+
 class RoleConfig(Strict):
+    """A role: who is notified at its ladder steps, and which commands its holders may send."""
+
     name: str
-    recipients: list[Id] = Field(min_length=1)
+    recipients: list[Id] = Field(default_factory=list, description="notified at ladder steps; hold the role")
+    members: list[Actor] = Field(default_factory=list,
+                                 description="broker users who hold the role for commands, not notified")
+    commands: list[str] = Field(default_factory=list,
+                                description="verbs the role may send ('*': all); default deny (docs/broker.md)")
+    areas: list[Id] = Field(default_factory=list, description="limit the grant to commands for these areas")
+
+    @model_validator(mode="after")
+    def _someone(self) -> "RoleConfig":
+        if not self.recipients and not self.members:
+            raise ValueError("a role needs recipients or members")
+        return self
 
 
 class LadderStep(Strict):
@@ -219,6 +235,9 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
         for i, step in enumerate(ladder.steps):
             if step.role not in cfg.roles:
                 issues.append(ConfigIssue(f"ladders.{lid}.steps.{i}.role", f"unknown role '{step.role}'"))
+            elif not cfg.roles[step.role].recipients:
+                issues.append(ConfigIssue(f"ladders.{lid}.steps.{i}.role",
+                                          f"role '{step.role}' has no recipients to notify"))
     for tid, at in cfg.alarm_types.items():
         if at.ladder is not None and at.ladder not in cfg.ladders:
             issues.append(ConfigIssue(f"alarm_types.{tid}.ladder", f"unknown ladder '{at.ladder}'"))
@@ -230,6 +249,8 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
         if at.emergency and at.ladder is None:
             issues.append(ConfigIssue(f"alarm_types.{tid}.ladder",
                                       "an emergency alarm type needs an escalation ladder"))
+    from suitemon.daemon import access
+    issues.extend(ConfigIssue(p, m) for p, m in access.check(cfg))
     for kind_name in kinds.names():
         check = kinds.semantic_check(kind_name)
         if check is not None:

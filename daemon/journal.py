@@ -301,6 +301,18 @@ class Journal:
         for r in rows:
             yield self._event(r)
 
+    def first_seq_since(self, ts: str) -> int:
+        """The first seq whose ts is >= ts (last_seq + 1 if none): a binary search, no ts index needed."""
+        lo, hi = 1, self._last_seq + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = self._db.execute("SELECT ts FROM events WHERE seq = ?", (mid,)).fetchone()
+            if row is not None and row[0] < ts:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 

@@ -1,4 +1,9 @@
-"""MQTT link (paho-mqtt), bridged into the event loop through LoopBridge.
+"""MQTT: the one client factory, and the daemon's link bridged into the event loop.
+
+Every part of suitemon that connects (daemon, board and its per-user links, the
+shutdown CLI, the rehearsal, the demo's view) builds its client with
+:func:`make_client` and connects with :func:`connect`, so ``[mqtt.tls]``, hostname
+checking and the packet-size limit cannot be forgotten by one of them again.
 
 MQTT 5 by default, 3.1.1 on request. Request/reply correlation always travels in
 the JSON payload, so the contract is the same on both. The Last Will flips the
@@ -16,11 +21,75 @@ from typing import Callable
 import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from suitemon.daemon.contract import Message, dumps
 from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.mqtt")
+
+# The largest packet suitemon accepts from the broker (MQTT 5 CONNECT "Maximum Packet Size"):
+# the broker drops anything larger for us instead of sending it (a 100 MB "command" once took
+# the daemon from 69 to 364 MB). Commands are at most 16 KiB; retained records and events a
+# reader takes in are far below this. The shipped broker caps packets at the same size.
+MAX_PACKET = 256 * 1024
+
+
+def make_client(mcfg, client_id: str, *, username: str | None = None, password: str | None = None,
+                daemon_credentials: bool = False) -> paho.Client:
+    """A paho client with TLS as configured. Credentials: given, or the daemon's own (password file)."""
+    v5 = mcfg.protocol == "5"
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311, clean_session=None if v5 else True)
+    client.reconnect_delay_set(min_delay=1, max_delay=5)
+    if daemon_credentials and mcfg.username:
+        username = mcfg.username
+        password = mcfg.password_file.read_text().strip() if mcfg.password_file else None
+    if username:
+        client.username_pw_set(username, password)
+    if mcfg.tls is not None:
+        client.tls_set(ca_certs=str(mcfg.tls.ca_file),
+                       certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
+                       keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
+                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if mcfg.tls.insecure_skip_hostname:
+            client.tls_insecure_set(True)
+    return client
+
+
+def connect_properties(mcfg) -> Properties | None:
+    if mcfg.protocol != "5":
+        return None  # MQTT 3.1.1 cannot ask; the broker's max_packet_size is the limit then
+    props = Properties(PacketTypes.CONNECT)
+    props.MaximumPacketSize = MAX_PACKET
+    return props
+
+
+def connect(client: paho.Client, mcfg, *, keepalive: int | None = None, blocking: bool = False) -> None:
+    """Connect as configured (host, port, keepalive, packet limit); blocking raises OSError at once."""
+    fn = client.connect if blocking else client.connect_async
+    fn(mcfg.host, mcfg.port, keepalive=keepalive or mcfg.keepalive_s, properties=connect_properties(mcfg))
+
+
+def mqtt_settings(host: str, port: int, protocol: str = "5"):
+    """Settings for a plain local broker (the demo's embedded one) in the config's own model."""
+    from suitemon.daemon.config import MqttConfig
+    return MqttConfig(host=host, port=port, protocol=protocol)
+
+
+class _PahoLog(logging.LoggerAdapter):
+    """paho's log for one link. After our own disconnect, paho's loop may run once more on the
+    closed socket and log "Client is not connected" as an error: that one is expected, not a fault."""
+
+    def __init__(self, logger: logging.Logger, link: "MqttLink"):
+        super().__init__(logger, {})
+        self.link = link
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.link.stopping and "not connected" in str(msg):
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
 class MqttLink:
@@ -39,39 +108,20 @@ class MqttLink:
         self.subscriptions = list(subscriptions)
         self.connected = False
         self.stopping = False
+        self.dropped_oversize = 0
         self._connected_evt = threading.Event()
-        v5 = mcfg.protocol == "5"
         self.client_id = client_id
         self._losses: list[float] = []
         self._flap_reported = -1e9
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            clean_session=None if v5 else True,
-        )
+        self.client = make_client(mcfg, client_id, daemon_credentials=True)
         # A callback that raises must not end the network loop (paho's default): log and go on.
         self.client.suppress_exceptions = True
-        self.client.enable_logger(logging.getLogger("suitemon.paho"))
+        self.client.enable_logger(_PahoLog(logging.getLogger("suitemon.paho"), self))
         self._thread: threading.Thread | None = None
         self.client.max_inflight_messages_set(mcfg.max_inflight)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
         if will is not None:
             self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        if mcfg.username:
-            password = None
-            if mcfg.password_file:
-                password = mcfg.password_file.read_text().strip()
-            self.client.username_pw_set(mcfg.username, password)
-        if mcfg.tls is not None:
-            self.client.tls_set(
-                ca_certs=str(mcfg.tls.ca_file),
-                certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
-                keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-            if mcfg.tls.insecure_skip_hostname:
-                self.client.tls_insecure_set(True)
         self.client.on_connect = self._cb_connect
         self.client.on_disconnect = self._cb_disconnect
         self.client.on_publish = self._cb_publish
@@ -97,6 +147,13 @@ class MqttLink:
         self.bridge.post(self._on_ack, mid)
 
     def _cb_message(self, client, userdata, msg):
+        if len(msg.payload) > MAX_PACKET:
+            # Only a broker that ignores our Maximum Packet Size (or MQTT 3.1.1) gets here:
+            # dropped in paho's thread, before the loop or a decoder sees it.
+            log.error("oversize MQTT message dropped before decoding", topic=msg.topic[:200],
+                      size=len(msg.payload), limit=MAX_PACKET)
+            self.dropped_oversize += 1
+            return
         self.bridge.post(self._on_message, msg.topic, msg.payload)
 
     # -- loop side ----------------------------------------------------------
@@ -130,7 +187,7 @@ class MqttLink:
             self.client.subscribe(topic, qos=1)
 
     def start(self) -> None:
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        connect(self.client, self.cfg)
         # Our own thread around paho's loop, so that if the loop ever ends while we still
         # want a connection it is logged and started again, never left dead and silent.
         self._thread = threading.Thread(target=self._network, name="suitemon-mqtt", daemon=True)

@@ -13,8 +13,7 @@ import threading
 import uuid
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from suitemon.daemon.mqtt import connect, make_client
 
 
 class WitnessUnavailable(OSError):
@@ -23,19 +22,8 @@ class WitnessUnavailable(OSError):
 
 def fetch_retained(mcfg, topic: str, timeout: float = 5.0) -> list[Any]:
     """The retained message on ``topic`` as parsed JSON (a list of one), or [] if none is retained."""
-    v5 = mcfg.protocol == "5"
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-verify-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311, clean_session=None if v5 else True)
-    if mcfg.username:
-        password = mcfg.password_file.read_text().strip() if mcfg.password_file else None
-        client.username_pw_set(mcfg.username, password)
-    if mcfg.tls is not None:
-        client.tls_set(ca_certs=str(mcfg.tls.ca_file),
-                       certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
-                       keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
-                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        if mcfg.tls.insecure_skip_hostname:
-            client.tls_insecure_set(True)
+    # The one client factory (daemon/mqtt.py): TLS and hostname settings as configured, never forgotten.
+    client = make_client(mcfg, f"suitemon-verify-{uuid.uuid4().hex[:8]}", daemon_credentials=True)
     got: list[bytes] = []
     subscribed, received = threading.Event(), threading.Event()
     refused: list[str] = []
@@ -57,7 +45,7 @@ def fetch_retained(mcfg, topic: str, timeout: float = 5.0) -> list[Any]:
 
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
     try:
-        client.connect(mcfg.host, mcfg.port, keepalive=10)
+        connect(client, mcfg, keepalive=10, blocking=True)
     except (OSError, ssl.SSLError) as err:
         raise WitnessUnavailable(f"cannot reach the broker {mcfg.host}:{mcfg.port}: {err}") from None
     client.loop_start()

@@ -45,6 +45,10 @@ class Config(ModbusDeviceConfig):
     frame_gap_s: float | None = Field(0.035, ge=0, le=1)
     low_runtime_s: float = Field(300, ge=0, description="on battery with this runtime or less: low battery")
     low_charge_pct: float = Field(25, ge=0, le=100, description="on battery with this charge or less: low battery")
+    # During a battery test the UPS runs on battery with mains present; an input voltage below this
+    # means mains is really lost. Set it to the UPS's low transfer voltage (AN-176 register 1027).
+    mains_min_v: float | None = Field(
+        180.0, ge=0, le=300, description="input voltage below this is mains lost, even during a battery test")
 
     @model_validator(mode="after")
     def _battery_poll_not_slower(self) -> "Config":
@@ -121,6 +125,8 @@ class ApcUpsDriver(Driver):
         self.dev: ModbusDevice | None = None
         self._open_lock: asyncio.Lock | None = None
         self.on_battery = False
+        # Why the UPS's values cannot be trusted (the byte-order self-test failed), or None.
+        self.trust_problem: str | None = None
         blocks = len(self.profile.blocks(self.poll_names))
         self.poll_deadline = blocks * (config.timeout_s + config.frame_gap) + 1.0
         self._commands: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
@@ -152,17 +158,21 @@ class ApcUpsDriver(Driver):
     async def _check_byte_order(self, dev: ModbusDevice) -> None:
         start, count = self.selftest["start"], self.selftest["count"]
         words = await dev.read_table("holding", start, count)
+        wrong = []
         for name, expect in self.selftest.get("expect", {}).items():
             p = self.profile.point(name)
             raw = words[p.address - start:p.end - start]
             got = decode(p, raw)
             if got != expect:
-                self.count("byte_order_failures")
                 raw_hex = " ".join(f"0x{w:04X}" for w in raw)
-                raise ByteOrderError(
-                    f"byte-order self-test failed: register {p.address} ({name}) reads {got} ({raw_hex}), "
-                    f"expected {expect}; the serial gateway or profile swaps bytes or words. "
-                    "No values are reported until this passes.")
+                wrong.append(f"register {p.address} ({name}) reads {got} ({raw_hex}), expected {expect}")
+        if wrong:
+            self.count("byte_order_failures")
+            self.trust_problem = (
+                "byte-order self-test failed: " + "; ".join(wrong) + ". The serial gateway or profile swaps "
+                "bytes or the words of 32-bit values. No values are reported until this passes.")
+            raise ByteOrderError(self.trust_problem)
+        self.trust_problem = None
 
     async def poll(self) -> Reading:
         dev = self.dev
@@ -187,6 +197,29 @@ class ApcUpsDriver(Driver):
     def _outlet_point(self, key: str) -> Point:
         return self.profile.point(self.outlet[key])
 
+    @property
+    def outlet_groups(self) -> tuple[str, ...]:
+        """The outlet groups this profile can command (their target bit names)."""
+        return tuple(self.outlet.get("groups") or (self.outlet.get("default_group", "main_group"),))
+
+    def _group_points(self, group: str) -> tuple[Point, Point]:
+        """(off-delay setting, turn-off countdown) of one outlet group."""
+        table = self.outlet.get("groups") or {}
+        if group in table:
+            g = table[group]
+            return self.profile.point(g["delay_point"]), self.profile.point(g["countdown_point"])
+        if not table and group == self.outlet.get("default_group", "main_group"):
+            return self._outlet_point("delay_point"), self._outlet_point("countdown_point")
+        raise DriverError(f"profile {self.profile.name} has no outlet group '{group}' "
+                          f"(it has {', '.join(self.outlet_groups)})")
+
+    def _command_bits(self, key: str, groups: list[str]) -> dict[str, bool]:
+        """The command's own bits from the profile, with the target bits of ``groups``."""
+        targets = set(self.outlet_groups) | {self.outlet.get("default_group", "main_group")}
+        bits = {b: True for b in self.outlet[key] if b not in targets}
+        bits.update({g: True for g in groups})
+        return bits
+
     async def _read_one(self, p: Point) -> Any:
         dev = self.dev
         if dev is None:
@@ -199,29 +232,50 @@ class ApcUpsDriver(Driver):
             raise DriverError("link closed while a command was running")
         await dev.write_point(p, value)
 
-    async def _shutdown_return(self, delay_s: int) -> dict[str, Any]:
-        """Main outlet group off after ``delay_s``, back on when mains returns (power-cycles the load)."""
-        if not isinstance(delay_s, int) or not 1 <= delay_s <= 32767:
-            raise DriverError(f"shutdown delay must be 1..32767 s, not {delay_s!r}")
-        delay_p = self._outlet_point("delay_point")
-        await self._write(delay_p, delay_s)
-        got = await self._read_one(delay_p)
-        if got != delay_s:
-            raise CommandNotConfirmed(f"shutdown delay register {delay_p.address} reads {got} after writing {delay_s}")
-        cmd_p = self._outlet_point("command_point")
-        bits = {b: True for b in self.outlet["shutdown_return"]}
-        await self._write(cmd_p, bits)
-        countdown = await self._await_countdown(lambda c: c is not None and 0 <= c <= delay_s)
-        return {"countdown_s": countdown, "delay_s": delay_s, "command_bits": sorted(bits)}
+    async def _shutdown_return(self, delay_s: int | None = None,
+                               groups: dict[str, int] | None = None) -> dict[str, Any]:
+        """Outlet groups off after their delays, back on when mains returns (power-cycles the load).
 
-    async def _cancel(self) -> dict[str, Any]:
-        cmd_p = self._outlet_point("command_point")
-        await self._write(cmd_p, {b: True for b in self.outlet["cancel"]})
-        countdown = await self._await_countdown(lambda c: c is not None and c < 0)
-        return {"countdown_s": countdown}
+        ``delay_s`` alone commands the profile's default (main) group; ``groups`` maps each
+        group to command (its target bit name) to its off delay. All groups go in one command
+        word, so none can be left out by a failure between two writes.
+        """
+        if (delay_s is None) == (groups is None):
+            raise DriverError("shutdown_return takes delay_s (the main group) or groups, not both or neither")
+        if groups is None:
+            groups = {self.outlet.get("default_group", "main_group"): delay_s}
+        if not groups:
+            raise DriverError("shutdown_return needs at least one outlet group")
+        points = {}
+        for group, delay in groups.items():
+            if not isinstance(delay, int) or isinstance(delay, bool) or not 1 <= delay <= 32767:
+                raise DriverError(f"shutdown delay of outlet group '{group}' must be 1..32767 s, not {delay!r}")
+            points[group] = self._group_points(group)
+        for group, delay in groups.items():
+            delay_p = points[group][0]
+            await self._write(delay_p, delay)
+            got = await self._read_one(delay_p)
+            if got != delay:
+                raise CommandNotConfirmed(f"shutdown delay register {delay_p.address} ({group}) reads {got} "
+                                          f"after writing {delay}")
+        bits = self._command_bits("shutdown_return", list(groups))
+        await self._write(self._outlet_point("command_point"), bits)
+        result = {}
+        for group, delay in groups.items():
+            countdown = await self._await_countdown(points[group][1], lambda c, d=delay: c is not None and 0 <= c <= d)
+            result[group] = {"delay_s": delay, "countdown_s": countdown}
+        first = next(iter(result.values()))
+        return {"countdown_s": first["countdown_s"], "delay_s": first["delay_s"], "groups": result,
+                "command_bits": sorted(bits)}
 
-    async def _await_countdown(self, ok: Callable[[Any], bool]) -> Any:
-        p = self._outlet_point("countdown_point")
+    async def _cancel(self, groups: list[str] | None = None) -> dict[str, Any]:
+        groups = list(groups) if groups else [self.outlet.get("default_group", "main_group")]
+        points = {g: self._group_points(g) for g in groups}
+        await self._write(self._outlet_point("command_point"), self._command_bits("cancel", groups))
+        result = {g: await self._await_countdown(points[g][1], lambda c: c is not None and c < 0) for g in groups}
+        return {"countdown_s": result[groups[0]], "groups": result}
+
+    async def _await_countdown(self, p: Point, ok: Callable[[Any], bool]) -> Any:
         deadline = time.monotonic() + COUNTDOWN_CONFIRM_S
         while True:
             value = await self._read_one(p)

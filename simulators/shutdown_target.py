@@ -18,10 +18,9 @@ import threading
 import time
 from typing import Any
 
-import paho.mqtt.client as paho
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
 
+from suitemon.daemon.mqtt import connect, make_client, mqtt_settings
 from suitemon.simulators.base import SimError, Simulator
 
 log = structlog.get_logger("suitemon.sim.shutdown_target")
@@ -42,11 +41,9 @@ class TargetClient:
         self.answered: dict[str, dict[str, Any]] = {}  # correlation id -> reply sent
         self.lock = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"target-{target}-{os.getpid()}-{id(self):x}",
-                                  protocol=paho.MQTTv5 if protocol == "5" else paho.MQTTv311)
-        if username:
-            self.client.username_pw_set(username, password)
+        self._mcfg = mqtt_settings(host, port, protocol)
+        self.client = make_client(self._mcfg, f"target-{target}-{os.getpid()}-{id(self):x}",
+                                  username=username, password=password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a, **k: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -61,7 +58,7 @@ class TargetClient:
         return f"{self.root}/reply/{self.target}"
 
     def start(self, wait_s: float = 5.0) -> "TargetClient":
-        self.client.connect_async(self.host, self.port, keepalive=10)
+        connect(self.client, self._mcfg, keepalive=10)
         self.client.loop_start()
         if wait_s > 0 and not self._subscribed.wait(wait_s):
             log.warning("shutdown target not subscribed yet; will keep trying", target=self.target)

@@ -38,6 +38,12 @@ BASE = {
         "room_nurse": {"name": "Room nurse", "recipients": ["nurse1", "nurse2"]},
         "suite_staff": {"name": "Suite staff", "recipients": ["nurse1", "nurse2", "rad1"]},
         "resus_team": {"name": "Resus", "recipients": ["switchboard"]},
+        # The tests' people may send every command; tests of authorisation itself
+        # (test_command_authority.py) configure their own roles without this one.
+        "operators": {"name": "Test operators", "commands": ["*"], "members": [
+            "nurse1", "nurse2", "rad1", "rps", "engineer", "eng1", "porter", "matrix", "radiographer1",
+            "radiographer2", "c.boss", "scenario", "station1", "station2", "nurse3", "nurse4", "eng",
+            "switchboard"]},
     },
     "ladders": {
         "deterioration": {"steps": [

@@ -185,7 +185,8 @@ def test_staff_raised_deterioration_with_news2(make_suite, watcher, tmp_path):
         assert not r["ok"], (bad, r)
     r = command(watcher, suite, "nurse1", "deteriorate", room="kitchen")
     assert not r["ok"] and "no call bell in room" in r["error"]
-    # a staff-raised alert is reset by an authorised command once dealt with
+    # a staff-raised alert is closed like a pressed one: in the room, never by a remote reset
     r = command(watcher, suite, "rad1", "reset", alarm_id=AID, note="patient transferred to resus")
-    assert r["ok"], r
-    wait_alarm(watcher, suite, AID, 3, state="closed", closed_by="rad1")
+    assert not r["ok"] and "cancel button in the room" in r["error"], r
+    suite.sim("bells", "press", room="uptake3", button="cancel", hold_s=0.02)
+    wait_alarm(watcher, suite, AID, 3, state="closed", closed_by="cancel@uptake3")

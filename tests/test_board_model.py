@@ -166,6 +166,9 @@ def test_power_reads_mains_from_a_fresh_ups_only_and_shutdown_progress_from_its_
     assert views.power(model, CFG)["mains"] == "unknown"
     send(model, "device/ups/state", {**ups, "values": {"on_battery": False}})
     assert views.power(model, CFG)["mains"] == "mains"
+    # A battery calibration runs on battery with mains present: not "mains failed" on the nurses' board.
+    send(model, "device/ups/state", {**ups, "power": "calibration"})
+    assert views.power(model, CFG)["mains"] == "mains"
     send(model, "shutdown/state", {"state": "running", "steps": [
         {"name": "recon", "state": "done"}, {"name": "console", "state": "running"}, "gantry"]})
     sd = views.power(model, CFG)["shutdown"]

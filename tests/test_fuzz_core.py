@@ -37,7 +37,10 @@ class _Harness:
     def __init__(self, path):
         self.journal = Journal(path)
         self.recorder = Recorder(self.journal)
-        cfg = parse_config({"site": {"id": "fz", "name": "f"}})
+        cfg = parse_config({"site": {"id": "fz", "name": "f"}, "roles": {
+            "ops": {"name": "o", "members": ["nurse1"], "commands": ["*"]},
+            "limited": {"name": "l", "members": ["nurse2"], "commands": ["ack", "occupancy"], "areas": ["a1"]}},
+            "areas": {"a1": {"name": "A1", "kind": "uptake_room"}}})
         self.replies: list[tuple[str, dict]] = []
         self.ctx = Context(cfg=cfg, recorder=self.recorder, engine=AlarmEngine(self.recorder, cfg),
                            topics=Topics("suitemon", "fz"), metrics=Metrics(), facts=Facts(),
@@ -47,7 +50,7 @@ class _Harness:
 
 
 @given(verb=st.sampled_from(["ack", "reset", "accept", "reject", "correct", "occupancy", "nope", "", "a/b"]),
-       actor=st.text(max_size=20),
+       actor=st.sampled_from(["nurse1", "nurse2", "display"]) | st.text(max_size=20),
        payload=st.one_of(st.binary(max_size=300),
                          json_values.map(lambda v: json.dumps(v).encode()),
                          st.dictionaries(st.sampled_from(["alarm_id", "note", "reason", "event_id", "request_id",

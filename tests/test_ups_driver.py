@@ -14,7 +14,7 @@ import pytest
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
-from suitemon.drivers.base import DeviceException
+from suitemon.drivers.base import DeviceException, DriverError
 from suitemon.drivers.ups_apc import ByteOrderError
 from helpers import REPO, free_port
 from suitemon.simulators.host import SimHost
@@ -108,6 +108,28 @@ def test_byte_order_mismatch_is_a_clear_error_not_data(transport, tmp_path):
         sim.set_swap_bytes(False)
         await driver.open()
         assert (await driver.poll()).values["charge_pct"] == 100.0
+    run(cfg, body)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+def test_a_gateway_swapping_the_words_of_32_bit_values_fails_the_self_test(transport, tmp_path):
+    cfg = build(transport, tmp_path)
+
+    async def body(driver, sim):
+        sim.set_swap_words(True)  # every 16-bit register reads fine, 2058/2059 included
+        with pytest.raises(ByteOrderError) as e:
+            await driver.open()
+        msg = str(e.value)
+        assert "register 2054 (test_u32) reads 1450709556 (0x5678 0x1234), expected 305419896" in msg
+        assert "register 2056 (test_s32) reads -262145 (0xFFFB 0xFFFF), expected -5" in msg
+        assert "2058" not in msg and "words of 32-bit values" in msg
+        assert not driver.is_open and driver.trust_problem == msg
+        sim.set_swap_words(False)
+        await driver.open()
+        assert driver.trust_problem is None
+        sim.mains_fail()
+        v = (await driver.poll()).values
+        assert v["on_battery"] is True and 1490 <= v["runtime_s"] <= 1500
     run(cfg, body)
 
 
@@ -220,3 +242,31 @@ def test_another_ups_model_is_a_profile_with_its_own_register_layout(tmp_path):
         v = (await driver.poll()).values
         assert v["runtime_s"] == 1500 and v["charge_pct"] == 100.0
     run(cfg, body)
+
+
+def test_outlet_groups_each_keep_their_delay_and_the_main_group_takes_the_switched_ones_with_it(tmp_path):
+    cfg = build("tcp", tmp_path)
+
+    async def body(driver, sim):
+        await driver.open()
+        assert driver.outlet_groups == ("main_group", "switched_group_0", "switched_group_1", "switched_group_2")
+        sim.mains_fail()
+        with pytest.raises(DriverError, match="no outlet group 'switched_group_7'"):
+            await driver.command("shutdown_return", groups={"switched_group_7": 5})
+        r = await driver.command("shutdown_return", groups={"switched_group_0": 1, "main_group": 3})
+        assert r["groups"]["switched_group_0"]["delay_s"] == 1 and 0 <= r["groups"]["main_group"]["countdown_s"] <= 3
+        assert sim.state()["outlet_commands"][-1]["raw"] == (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9)
+        await wait_for(lambda: _group_is(sim, "switched_group_0", False), 3, "switched group 0 off")
+        g = sim.state()["groups"]
+        assert g["main_group"]["on"] and g["switched_group_1"]["on"]  # only the commanded group so far
+        # The main group feeds the switched groups: when it goes off, so does group 1 (never commanded).
+        await wait_for(lambda: _group_is(sim, "main_group", False), 4, "main group off")
+        assert sim.state()["groups"]["switched_group_1"]["on"] is False
+        sim.mains_restore()  # shutdown-and-return: everything comes back with mains
+        await wait_for(lambda: _group_is(sim, "switched_group_0", True), 3, "switched group 0 back")
+        assert all(x["on"] for x in sim.state()["groups"].values())
+    run(cfg, body)
+
+
+async def _group_is(sim, group, on):
+    return sim.state()["groups"][group]["on"] is on

@@ -40,8 +40,8 @@ TABLE = [
     ("battery_errors", [0x0004], {"battery_disconnected": False, "battery_needs_replacement": True, "raw": 4}),
     ("battery_errors", [0x0001], {"battery_disconnected": True, "battery_needs_replacement": False, "raw": 1}),
     # 24: runtime calibration status
-    ("calibration_status", [0x0002], {"calibration_in_progress": True, "raw": 2}),
-    ("calibration_status", [0x0001], {"calibration_in_progress": False, "raw": 1}),
+    ("calibration_status", [0x0002], {"calibrating": True, "raw": 2}),
+    ("calibration_status", [0x0001], {"calibrating": False, "raw": 1}),  # bit 0: pending, not running
     # 128 (2): runtime remaining, seconds, unsigned, MSW first
     ("runtime_s", [0x0000, 0x0E10], 3600),
     ("runtime_s", [0x0001, 0x0000], 65536),
@@ -69,8 +69,15 @@ TABLE = [
     ("outlet_countdown_s", [0xFFFF], -1),
     ("outlet_countdown_s", [0x005A], 90),
     ("outlet_countdown_s", [0x0000], 0),
-    # 1029: main outlet group shutdown delay setting
+    # 159 / 163 / 167: switched outlet groups 0-2 turn-off countdowns, -1 = not active
+    ("sog0_countdown_s", [0xFFFF], -1),
+    ("sog1_countdown_s", [0x001E], 30),
+    ("sog2_countdown_s", [0x0000], 0),
+    # 1029: main outlet group shutdown delay setting; 1034 / 1039 / 1044: switched groups 0-2
     ("shutdown_delay_s", [0x005A], 90),
+    ("sog0_shutdown_delay_s", [0x003C], 60),
+    ("sog1_shutdown_delay_s", [0x005A], 90),
+    ("sog2_shutdown_delay_s", [0x0258], 600),
     # 1538 (2): outlet command; (1<<3)|(1<<7)|(1<<8) = shutdown-and-return of the main group
     ("outlet_command", [0x0000, 0x0188], {"cancel": False, "on": False, "off": False, "shutdown": True,
                                           "reboot": False, "use_off_delay": True, "main_group": True,
@@ -82,6 +89,11 @@ TABLE = [
                                           "switched_group_2": False, "raw": 0x101}),
     # 1540: simple signalling command
     ("signalling_command", [0x0001], {"request_shutdown": True, "raw": 1}),
+    # 2054 (2) / 2056 (2): the 32-bit verification values, MSW first; a word swap shows here only
+    ("test_u32", [0x1234, 0x5678], 0x12345678),
+    ("test_u32", [0x5678, 0x1234], 0x56781234),
+    ("test_s32", [0xFFFF, 0xFFFB], -5),
+    ("test_s32", [0xFFFB, 0xFFFF], -262145),
     # 2058 / 2059: the byte-order test pattern
     ("test_u16", [0x1234], 0x1234),
     ("test_u16", [0x3412], 0x3412),
@@ -100,7 +112,7 @@ def test_table_covers_every_register_of_the_profile():
 
 
 @pytest.mark.parametrize("name,raw,expected", [r for r in TABLE if r[2] is not None and not (
-    isinstance(r[2], dict)) and r[0] not in ("test_u16",)])
+    isinstance(r[2], dict)) and r[0] not in ("test_u16", "test_u32")])
 def test_encoding_round_trips(name, raw, expected):
     p = PROFILE.point(name)
     assert decode(p, encode(p, expected)) == expected

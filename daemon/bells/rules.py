@@ -3,7 +3,7 @@
 - A call (MEDIUM clinical) and an emergency (HIGH clinical, ``emergency = true``: ladder and
   protocol) are latching alarms per room. Their *condition* is the button level: present while
   pressed (or latched by the module), absent once released; the *alarm* stays until the
-  cancel button is pressed in the room or an authorised ``reset`` command closes it.
+  cancel button is pressed in the room (a remote ``reset`` is refused: daemon/bells/service.py).
 - Cancel acts on its rising edge only, so a stuck cancel button cannot swallow later calls.
   It closes the room's call and emergency (staff are in the room). Within one poll the reset
   is applied before the buttons, so a call pressed in the same period, or still held, stays open.

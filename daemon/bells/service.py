@@ -8,6 +8,14 @@ Commands (``suitemon/<site>/cmd/<actor>/<verb>``):
   normal urgent ladder; staff concern alone is enough to raise it). On an alert that is
   already open, a score >= 7 moves a ladder below the critical-care step up to it.
 - ``bell_test`` {room, on?=true, window_s?}: start or end a room's test mode.
+- ``force_close`` {alarm_id, reason}: close a call or emergency whose room module is faulty
+  (no answer, a stuck button, a lamp that does not follow), so the cancel button cannot.
+
+A call or emergency is closed by the cancel button in the room (UL 1069; hazard H1): a
+momentary button reads absent once released, so a remote ``reset`` would put the over-door
+lamp out with nobody in the room. ``reset`` of these alarms is therefore refused. Only a role
+granted ``force_close`` may close one from afar, with a reason, and only while the room's
+module is faulty; the journal records it as ``alarm.force_closed`` with the fault.
 """
 
 from __future__ import annotations
@@ -57,14 +65,70 @@ class BellsService:
         self.ctx = ctx
         self.devices = _bells_devices(ctx.cfg)
         if self.devices:
-            ctx.commands.register("deteriorate", self.deteriorate, required=("room",),
+            ctx.commands.register("deteriorate", self.deteriorate, required=("room",), area=lambda b: b["room"],
                                   description="raise a room's deterioration/emergency alert (optional NEWS2)")
-            ctx.commands.register("bell_test", self.bell_test, required=("room",),
+            ctx.commands.register("bell_test", self.bell_test, required=("room",), area=lambda b: b["room"],
                                   description="start (on=true) or end (on=false) a room's bell test mode")
+            ctx.commands.register("force_close", self.force_close, required=("alarm_id", "reason"),
+                                  area=self._alarm_room,
+                                  description="close a call/emergency whose room module is faulty, with a reason")
+            ctx.engine.remote_reset_guards.append(self._refuse_remote_reset)
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def _bell_alarm(self, alarm_id: Any) -> tuple[str, str, str] | None:
+        """(device, room, button) if alarm_id is one of our call/emergency alarms."""
+        if not isinstance(alarm_id, str):
+            return None
+        for did, dev in self.devices.items():
+            for room in dev.rooms:
+                for button in ("call", "emergency"):
+                    if alarm_id == f"{did}.{room}.{button}":
+                        return did, room, button
+        return None
+
+    def _alarm_room(self, body: dict[str, Any]) -> str | None:
+        found = self._bell_alarm(body.get("alarm_id"))
+        return found[1] if found else None
+
+    def _refuse_remote_reset(self, rec) -> str | None:
+        found = self._bell_alarm(rec.alarm_id)
+        if found is None:
+            return None
+        return (f"a {found[2]} is closed by the cancel button in the room, not remotely (UL 1069: nobody may "
+                f"be with the patient); if the room's module is faulty, an engineer may use force_close "
+                f"with a reason")
+
+    def module_fault(self, did: str, room: str) -> str | None:
+        """Why the room's module cannot close its alarms itself, or None if it can."""
+        alarms = self.ctx.engine.alarms
+        runner = self.ctx.runners.get(did)
+        if runner is None:
+            return f"call-bell device '{did}' is not running"
+        if runner.comm_lost or f"{did}.comm_lost" in alarms:
+            return f"call-bell device '{did}' is not answering"
+        prefix = f"{did}.{room}."
+        for aid in sorted(alarms):
+            if aid.startswith(prefix) and (aid.endswith(".stuck") or aid.endswith(".fault")):
+                return f"open fault alarm {aid}"
+        return None
+
+    def force_close(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
+        found = self._bell_alarm(body["alarm_id"])
+        if found is None:
+            raise CommandError("force_close is for call and emergency alarms of call bells only")
+        did, room, _ = found
+        reason = body["reason"]
+        if not isinstance(reason, str) or len(reason.strip()) < 10:
+            raise CommandError("force_close needs a reason of at least 10 characters (it is journaled)")
+        fault = self.module_fault(did, room)
+        if fault is None:
+            raise CommandError(f"the module of room '{room}' is working: close the alarm with the cancel button "
+                               "in the room")
+        ev = self.ctx.engine.force_close(body["alarm_id"], actor, reason.strip(), fault)
+        return {"event_id": ev.event_id, "type": ev.type, "fault": fault}
 
     def _rules_for(self, room: Any):
         if not isinstance(room, str):

@@ -119,6 +119,11 @@ class Board:
         log.info("board serving", url=f"http://{b.bind}:{self.listener.port}/", site=self.cfg.site.id,
                  users=len(b.users), anonymous_view=b.anonymous_view)
 
+    @property
+    def port(self) -> int:
+        """The port the board listens on (the configured one, or the one bound for port 0)."""
+        return self.listener.port
+
     async def stop(self) -> None:
         self.hub.close_all()
         await self.tasks.cancel_all()

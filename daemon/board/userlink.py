@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import ssl
 from typing import Any
 
 import paho.mqtt.client as paho
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
 
+from suitemon.daemon.mqtt import connect, make_client
 from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.board.userlink")
@@ -36,21 +35,6 @@ class LoginRefused(Exception):
 
 class CommandFailed(Exception):
     """A command could not be sent, or no reply came in time (its outcome is unknown)."""
-
-
-def make_client(mcfg, client_id: str) -> paho.Client:
-    v5 = mcfg.protocol == "5"
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311, clean_session=None if v5 else True)
-    client.reconnect_delay_set(min_delay=1, max_delay=5)
-    if mcfg.tls is not None:
-        client.tls_set(ca_certs=str(mcfg.tls.ca_file),
-                       certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
-                       keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
-                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        if mcfg.tls.insecure_skip_hostname:
-            client.tls_insecure_set(True)
-    return client
 
 
 class UserLink:
@@ -65,8 +49,8 @@ class UserLink:
         self._ready: asyncio.Future = bridge.loop.create_future()
         self._pending: dict[str, asyncio.Future] = {}
         self._sub_mid: int | None = None
-        self.client = make_client(mcfg, client_id)
-        self.client.username_pw_set(actor, password)
+        # The user's own credentials, TLS as configured: the one factory (daemon/mqtt.py).
+        self.client = make_client(mcfg, client_id, username=actor, password=password)
         self.client.on_connect = self._cb_connect
         self.client.on_subscribe = self._cb_subscribe
         self.client.on_disconnect = self._cb_disconnect
@@ -135,7 +119,7 @@ class UserLink:
 
     # -- API -----------------------------------------------------------------
     async def connect(self, timeout: float) -> None:
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        connect(self.client, self.cfg)
         self.client.loop_start()
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), timeout)

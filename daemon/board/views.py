@@ -198,6 +198,10 @@ def power(model: SuiteModel, cfg) -> dict[str, Any]:
         upses.append(row)
         if row["stale"]:
             continue
+        if d.get("power") in ("calibration", "self_test") and v.get("power_failure") is not True:
+            # A battery test runs on battery with mains present (the UPS rules judged mains good).
+            mains = "mains" if mains == "unknown" else mains
+            continue
         if v.get("on_battery") is True or v.get("power_failure") is True:
             mains = "battery"
         elif mains == "unknown" and (v.get("on_battery") is False or v.get("online") is True):

@@ -13,8 +13,7 @@ import threading
 import time
 from collections import deque
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from suitemon.daemon.mqtt import connect, make_client, mqtt_settings
 
 PRIO_STYLE = {"high": "\033[1;97;41m HIGH \033[0m", "medium": "\033[1;30;43m MED  \033[0m",
               "low": "\033[1;30;46m LOW  \033[0m"}
@@ -30,11 +29,11 @@ class LiveView:
         self.events: deque[dict] = deque(maxlen=5000)
         self.status: dict | None = None
         self.other: dict[str, dict] = {}
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-view-{id(self)}",
-                                  protocol=paho.MQTTv5 if protocol == "5" else paho.MQTTv311)
+        mcfg = mqtt_settings(host, port, protocol)
+        self.client = make_client(mcfg, f"suitemon-view-{id(self)}")
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{self.root}/#", qos=1)
         self.client.on_message = self._message
-        self.client.connect(host, port, keepalive=10)
+        connect(self.client, mcfg, keepalive=10, blocking=True)
         self.client.loop_start()
 
     def _message(self, client, userdata, msg) -> None:
@@ -87,8 +86,10 @@ class LiveView:
             st = self.status or {}
             state = st.get("state", "unknown")
             banner = "\033[1;97;41m" if state != "online" else "\033[1;30;42m"
+            open_alarms = [a for a in self.alarms.values() if a.get("state") in ("active", "acknowledged")]
+            # Counted from the alarm records as they arrive; the status payload is only refreshed every 5 s.
             out.append(f"{banner} daemon {state.upper()} \033[0m  backlog {st.get('backlog', '?')}  "
-                       f"open alarms {st.get('open_alarms', '?')}")
+                       f"open alarms {len(open_alarms)}")
             out.append("")
             out.append("\033[1m DEVICES\033[0m")
             for did, d in sorted(self.devices.items()):
@@ -98,7 +99,6 @@ class LiveView:
                 out.append(f" {flag} {did:<18} {str(d.get('location') or ''):<10} {vals}"[:width + 20])
             out.append("")
             out.append("\033[1m ALARMS (open)\033[0m")
-            open_alarms = [a for a in self.alarms.values() if a.get("state") in ("active", "acknowledged")]
             open_alarms.sort(key=lambda a: ({"high": 0, "medium": 1, "low": 2}.get(a.get("priority"), 3),
                                             a.get("raised_at", "")))
             if not open_alarms:
@@ -120,14 +120,25 @@ class LiveView:
         sys.stdout.write("\033[H\033[2J" + self.render(title) + "\n")
         sys.stdout.flush()
 
+    def open_alarms(self) -> list[dict]:
+        with self.lock:
+            return [a for a in self.alarms.values() if a.get("state") in ("active", "acknowledged")]
+
+    def open_alarm_count(self) -> int:
+        return len(self.open_alarms())
+
     def summary_line(self) -> str:
+        alarms = self.open_alarms()
         with self.lock:
             lost = sum(1 for d in self.devices.values() if d.get("comm") == "lost")
             stale = sum(1 for d in self.devices.values() if d.get("stale"))
-            open_alarms = sum(1 for a in self.alarms.values() if a.get("state") in ("active", "acknowledged"))
             st = (self.status or {}).get("state", "unknown")
-            return (f"[{time.strftime('%H:%M:%S')}] daemon {st}; devices {len(self.devices)} "
-                    f"(stale {stale}, lost {lost}); open alarms {open_alarms}; events {len(self.events)}")
+            events = len(self.events)
+        names = ", ".join(sorted(a.get("alarm_id", "?") for a in alarms)[:4])
+        more = f" +{len(alarms) - 4}" if len(alarms) > 4 else ""
+        return (f"[{time.strftime('%H:%M:%S')}] daemon {st}; devices {len(self.devices)} "
+                f"(stale {stale}, lost {lost}); open alarms {len(alarms)}"
+                + (f" ({names}{more})" if alarms else "") + f"; events {events}")
 
     def close(self) -> None:
         self.client.disconnect()

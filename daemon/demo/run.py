@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from suitemon.daemon import logs
+from suitemon.daemon.checkpoints import load_or_create_signing_key
 from suitemon.daemon.broker import DemoBroker, free_port
 from suitemon.daemon.config import ConfigError, parse_config
 
@@ -62,51 +63,101 @@ def localize(data: dict[str, Any], tmp: Path, mqtt_port: int, protocol: str) -> 
     return data
 
 
+TOUR = EXAMPLES / "scenarios" / "tour.toml"
+DEMO_LOGIN = "nurse1"
+
+
+def endpoints(cfg, broker, board_url: str | None) -> list[str]:
+    """Where each part of the demo listens, one line each, so a user can connect their own tools."""
+    lines = [f"demo: broker {broker.kind} on 127.0.0.1:{broker.port} (MQTT {broker.protocol}); "
+             f"topics {cfg.mqtt.base_topic}/{cfg.site.id}/#  "
+             f"(mosquitto_sub -p {broker.port} -t '{cfg.mqtt.base_topic}/#' -v)"]
+    dicom = getattr(cfg, "dicom", None)
+    if dicom is not None:
+        callers = ", ".join(f"{p.ae_title}" + (f" from {p.address}" if p.address else "") for p in dicom.allow)
+        first = dicom.allow[0].ae_title
+        lines.append(f"demo: DICOM receiver {dicom.ae_title}@{dicom.bind}:{dicom.port}; allowed calling AE "
+                     f"{callers}  (storescu -aet {first} -aec {dicom.ae_title} {dicom.bind} {dicom.port} FILE.dcm)")
+    if board_url is not None:
+        users = getattr(cfg.board, "users", {}) or {}
+        login = DEMO_LOGIN if DEMO_LOGIN in users else next(iter(users), None)
+        how = (f"log in as {login}, any password: the demo broker checks none, a site's broker does"
+               if login else "view only: no [board.users] in the config")
+        lines.append(f"demo: board {board_url}  ({how})")
+    lines.append(f"demo: simulator control {cfg.simulation.control_host}:{cfg.simulation.control_port}  "
+                 f"(suitemon sim-ctl ... DEVICE ACTION; '*' list shows the actions)")
+    return lines
+
+
 async def _demo(args, cfg_path: Path) -> int:
     from suitemon.simulators.host import SimHost
     from suitemon.daemon.app import Daemon
     from suitemon.daemon.demo.liveview import LiveView, _ObserverAdapter
     from suitemon.daemon.demo.scenario import load_scenario, play
+    from suitemon.daemon.demo.speed import speed_up
 
-    scenario = load_scenario(args.scenario) if args.scenario else None
+    speed = args.speed
+    # The tour is written for the example suite's devices; another site's config gets none.
+    tour = args.scenario is None and not args.no_tour and cfg_path.resolve() == EXAMPLE.resolve()
+    if args.scenario is None and not args.no_tour and not tour:
+        print("demo: no guided tour for this config (it is written for examples/suite.toml); "
+              "--scenario FILE plays one", flush=True)
+    try:
+        scenario = load_scenario(args.scenario or TOUR) if (args.scenario or tour) else None
+    except ConfigError as err:
+        print(f"demo: the scenario is invalid:\n{err}", file=sys.stderr)
+        return 2
     broker = DemoBroker(args.mqtt_port)
     await broker.start()
     tmp = tempfile.TemporaryDirectory(prefix="suitemon-demo-")
-    view = host = daemon = None
+    view = host = daemon = board = None
     rc = 0
     try:
-        raw = tomllib.loads(cfg_path.read_text())
+        raw = speed_up(tomllib.loads(cfg_path.read_text()), speed)
         cfg = parse_config(localize(raw, Path(tmp.name), broker.port, broker.protocol), str(cfg_path))
         host = SimHost(cfg)
         await host.start()
+        # The demo's journal is thrown away with its temporary state dir: its checkpoint key is
+        # made here, quietly, rather than announced as a site's new key would be.
+        load_or_create_signing_key(cfg.journal.paths(cfg.state.dir)[1], announce=False)
         daemon = Daemon(cfg, client_id=f"suitemon-demo-{cfg.site.id}")
         await daemon.start()
+        board_url = None
+        if not args.no_board and getattr(cfg, "board", None) is not None:
+            from suitemon.daemon.board.server import Board
+            board = Board(cfg, cfg.board)
+            await board.start()
+            board_url = f"http://{cfg.board.bind}:{board.port}/"
         view = LiveView("127.0.0.1", broker.port, cfg.mqtt.base_topic, cfg.site.id, broker.protocol)
-        print(f"demo: broker {broker.kind} on 127.0.0.1:{broker.port} (MQTT {broker.protocol}); "
-              f"topics {cfg.mqtt.base_topic}/{cfg.site.id}/#; simulator control 127.0.0.1:"
-              f"{cfg.simulation.control_port}; state {tmp.name}", flush=True)
+        for line in endpoints(cfg, broker, board_url):
+            print(line, flush=True)
+        print(f"demo: state (journal, DICOM spool) in {tmp.name}"
+              + (f"; timers and scenario {speed:g}x faster" if speed != 1 else ""), flush=True)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         duration = args.duration
-        if duration is None and scenario is not None:
-            duration = scenario.length
+        if duration is None and scenario is not None and not tour:
+            duration = scenario.length / speed  # a chosen scenario ends the demo; after the tour the suite runs on
         interactive = sys.stdout.isatty() and not args.no_view
         messages: list[str] = []
+        label = "tour" if tour else f"scenario '{scenario.name}'" if scenario else ""
+        if scenario is not None:
+            messages.append(f"{label}: {scenario.description}")
 
         async def scenario_task():
             fails = await play(scenario, sim=host.control, command=view.command,
-                               observer=_ObserverAdapter(view), say=messages.append)
-            messages.append(f"scenario '{scenario.name}': "
-                            + ("PASSED" if not fails else f"{len(fails)} expectation(s) FAILED"))
+                               observer=_ObserverAdapter(view), say=messages.append, speed=speed)
+            messages.append(f"{label}: " + ("PASSED" if not fails else f"{len(fails)} expectation(s) FAILED"))
             messages.extend(f"  - {f}" for f in fails)
             return fails
 
         st = asyncio.create_task(scenario_task()) if scenario is not None else None
         t0 = time.monotonic()
         last_line = 0.0
+        last_alarms = None
         while not stop.is_set():
             elapsed = time.monotonic() - t0
             if duration is not None and elapsed >= duration:
@@ -115,21 +166,28 @@ async def _demo(args, cfg_path: Path) -> int:
                 view.draw(f"{elapsed:5.0f} s" + (f" / {duration:g} s" if duration else "  (Ctrl-C to stop)"))
                 for m in messages[-6:]:
                     print(m)
-            elif elapsed - last_line >= 5:
-                last_line = elapsed
-                print(view.summary_line(), flush=True)
+            else:
+                # A line every 5 s, and at once when the open alarms change, so a log shows them move.
                 for m in messages:
                     print(m, flush=True)
                 messages.clear()
+                alarms = view.open_alarm_count()
+                if elapsed - last_line >= 5 or alarms != last_alarms:
+                    last_line, last_alarms = elapsed, alarms
+                    print(view.summary_line(), flush=True)
             try:
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), 0.5 if not interactive else 1.0)
             except asyncio.TimeoutError:
                 pass
         if st is not None:
             if not st.done():
                 st.cancel()
-                print("scenario: stopped before its end", flush=True)
-                rc = 1
+                if tour:  # stopping the tour early is the user's choice, not a failure
+                    print(f"tour: stopped at {time.monotonic() - t0:.0f} s of {scenario.length / speed:.0f} s",
+                          flush=True)
+                else:
+                    print("scenario: stopped before its end", flush=True)
+                    rc = 1
             else:
                 fails = st.result()
                 rc = 1 if fails else 0
@@ -142,6 +200,8 @@ async def _demo(args, cfg_path: Path) -> int:
     finally:
         if view is not None:
             view.close()
+        if board is not None:
+            await board.stop()
         if daemon is not None:
             await daemon.stop()
         if host is not None:

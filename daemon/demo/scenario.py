@@ -27,14 +27,28 @@ class Step(Strict):
     actor: str = "scenario"
     args: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
+    say: str | None = Field(None, min_length=1, description="narration only: print this line")
+    wait_event: str | None = Field(None, min_length=1, description="hold the timeline until this event is seen")
+    where: dict[str, Any] = Field(default_factory=dict)
+    within: float = Field(30.0, gt=0, le=3600, description="longest wait for wait_event (scenario seconds)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Step":
-        if (self.sim is None) == (self.command is None):
-            raise ValueError("a step has either sim + action or command")
+        if sum(x is not None for x in (self.sim, self.command, self.say, self.wait_event)) != 1:
+            raise ValueError("a step has exactly one of sim + action, command, say, wait_event")
         if self.sim is not None and not self.action:
             raise ValueError("a sim step needs an action")
+        if self.action is not None and self.sim is None:
+            raise ValueError("action belongs to a sim step")
         return self
+
+    def label(self) -> str:
+        if self.say is not None:
+            return self.say
+        if self.wait_event is not None:
+            return self.note or f"waiting for {self.wait_event} {self.where or ''}".rstrip()
+        return self.note or (f"{self.sim}.{self.action} {self.args}" if self.sim
+                             else f"{self.actor} -> {self.command} {self.args}")
 
 
 class Expect(Strict):
@@ -104,6 +118,11 @@ def dotted(obj: Any, path: str) -> Any:
 _MISSING = object()
 
 
+def seen(obs: Observer, event: str, where: dict[str, Any]) -> bool:
+    return any(ev.get("type") == event and all(dotted(ev, k) == v for k, v in where.items())
+               for ev in obs.events())
+
+
 def check(expect: Expect, obs: Observer) -> str | None:
     """None when the expectation holds now, else why not."""
     if expect.alarm:
@@ -113,10 +132,7 @@ def check(expect: Expect, obs: Observer) -> str | None:
         bad = {k: dotted(rec, k) for k, v in expect.fields.items() if dotted(rec, k) != v}
         return f"{expect.describe()}: got {bad}" if bad else None
     if expect.event:
-        for ev in obs.events():
-            if ev.get("type") == expect.event and all(dotted(ev, k) == v for k, v in expect.where.items()):
-                return None
-        return f"{expect.describe()}: not seen"
+        return None if seen(obs, expect.event, expect.where) else f"{expect.describe()}: not seen"
     if obs.ever_raised(expect.absent_alarm):
         return f"{expect.describe()}: it was raised"
     return None
@@ -128,19 +144,36 @@ CommandCall = Callable[[str, str, dict], Any]
 
 async def play(scn: Scenario, *, sim: SimCall, command: CommandCall, observer: Observer,
                say: Callable[[str], None] = lambda s: None, speed: float = 1.0) -> list[str]:
-    """Run the timeline; return the expectations that failed (empty: the scenario passed)."""
+    """Run the timeline; return the expectations that failed (empty: the scenario passed).
+
+    ``speed`` divides every time. A ``wait_event`` step holds the clock until the event is seen,
+    so what follows keeps its spacing from that event however long the suite took to get there
+    (a loaded machine or a sped-up run does not race the daemon's own polls).
+    """
     items: list[tuple[float, int, Any]] = [(s.at, 0, s) for s in scn.step] + [(e.by, 1, e) for e in scn.expect]
     items.sort(key=lambda x: (x[0], x[1]))
     t0 = time.monotonic()
+    held = 0.0  # seconds (real) the timeline has been held by wait_event steps
     failures: list[str] = []
     for at, _, item in items:
-        delay = t0 + at / speed - time.monotonic()
+        delay = t0 + held + at / speed - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         if isinstance(item, Step):
-            label = item.note or (f"{item.sim}.{item.action} {item.args}" if item.sim
-                                  else f"{item.actor} -> {item.command} {item.args}")
+            label = item.label()
             say(f"t={at:6.1f}s  {label}")
+            if item.say is not None:
+                continue
+            if item.wait_event is not None:
+                started = time.monotonic()
+                deadline = started + item.within / speed
+                while not seen(observer, item.wait_event, item.where):
+                    if time.monotonic() >= deadline:
+                        failures.append(f"t={at:g}s {item.wait_event} {item.where} not seen within {item.within:g} s")
+                        break
+                    await asyncio.sleep(0.05)
+                held += time.monotonic() - started
+                continue
             try:
                 if item.sim:
                     await sim(item.sim, item.action, item.args)

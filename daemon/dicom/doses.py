@@ -132,5 +132,6 @@ def register_dose_record(ctx) -> None:
         ev = ctx.recorder.record(EVENT, data, actor=actor)
         return {"record_id": data["record_id"], "event_id": ev.event_id}
 
-    ctx.commands.register("dose-record", handler, required=("room", "measured_mbq", "prescribed_mbq", "administered_at"),
+    ctx.commands.register("dose-record", handler, area=lambda b: b["room"],
+                          required=("room", "measured_mbq", "prescribed_mbq", "administered_at"),
                           description="record a radiopharmaceutical administration by hand (no dispenser)")

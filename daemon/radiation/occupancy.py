@@ -23,7 +23,7 @@ FACT = "occupancy"
 class Occupancy:
     def __init__(self, ctx):
         self.ctx = ctx
-        ctx.commands.register("occupancy", self._command, required=("area", "occupied"),
+        ctx.commands.register("occupancy", self._command, required=("area", "occupied"), area=lambda b: b["area"],
                               description="mark an area occupied by an injected patient, or free")
 
     async def start(self) -> None:

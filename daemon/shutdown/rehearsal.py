@@ -18,11 +18,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+import ssl
 
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.contract import Topics
+from suitemon.daemon.mqtt import connect, make_client
 from suitemon.daemon.shutdown.config import ShutdownConfig
 from suitemon.daemon.shutdown.messages import command_payload, rehearse_topic, reply_filter
 
@@ -50,7 +50,7 @@ def _describe_triggers(sd: ShutdownConfig) -> str:
         parts.append("UPS silent on battery")
     if t.manual:
         parts.append("manual (with confirmation)")
-    return ", ".join(parts) + f"; each debounced {t.debounce_s:g} s, a self-test never counts"
+    return ", ".join(parts) + f"; each debounced {t.debounce_s:g} s; a battery self-test or calibration with mains good never counts"
 
 
 def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehearsal:
@@ -58,13 +58,8 @@ def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehe
     sd: ShutdownConfig = cfg.shutdown
     m = cfg.mqtt
     topics = Topics(m.base_topic, cfg.site.id)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-rehearsal-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv5 if m.protocol == "5" else paho.MQTTv311)
-    if m.username:
-        client.username_pw_set(m.username, m.password_file.read_text().strip() if m.password_file else None)
-    if m.tls is not None:
-        client.tls_set(ca_certs=str(m.tls.ca_file), certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
-                       keyfile=str(m.tls.key_file) if m.tls.key_file else None)
+    # The rehearse topics are the daemon's to write (ACL): the rehearsal speaks with its account.
+    client = make_client(m, f"suitemon-rehearsal-{uuid.uuid4().hex[:8]}", daemon_credentials=True)
     subscribed, lock = threading.Event(), threading.Condition()
     answers: dict[str, float] = {}
     sent: dict[str, tuple[str, float]] = {}  # correlation id -> (step id, sent at)
@@ -84,8 +79,8 @@ def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehe
     client.on_subscribe = lambda *a, **k: subscribed.set()
     client.on_message = on_message
     try:
-        client.connect(m.host, m.port, keepalive=10)
-    except OSError as err:
+        connect(client, m, keepalive=10, blocking=True)
+    except (OSError, ssl.SSLError) as err:
         return Rehearsal("computed", f"broker {m.host}:{m.port} not reachable ({err.strerror or err})")
     client.loop_start()
     try:
@@ -125,6 +120,30 @@ def ups_sim_state(cfg, device: str) -> dict[str, Any] | None:
         return None
 
 
+def _ups_lines(sd: ShutdownConfig, s, i: int, t: float, flag: str) -> list[str]:
+    """The ups step and, for each outlet group, when it switches off (latest first: supervision)."""
+    groups = sd.ups_groups()
+    if not groups:
+        off = t + (s.outlet_delay_s or 0)
+        return [f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: UPS '{sd.ups}' main outlet group "
+                f"shutdown-and-return, delay {s.outlet_delay_s} s; confirmed by reading back the "
+                f"countdown (timeout {s.timeout_s:g} s, {flag})",
+                f"  {f't+{off:.1f} s':>10}  UPS turns the outlets off (at the latest t+{off + s.timeout_s:.1f} s); "
+                "they come back on by themselves when mains returns"]
+    out = [f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: UPS '{sd.ups}' shutdown-and-return of "
+           f"{len(groups)} outlet group(s) in one command, each group's countdown read back "
+           f"(timeout {s.timeout_s:g} s, {flag})"]
+    for gid, g in sorted(groups.items(), key=lambda kv: kv[1].off_delay_s):
+        off = t + g.off_delay_s
+        what = f": {', '.join(g.feeds)}" if g.feeds else (f": {g.name}" if g.name else "")
+        last = "; patient supervision, switches off LAST" if g.supervision else ""
+        out.append(f"  {f't+{off:.1f} s':>10}  outlet group '{gid}' ({g.ups_group}, delay {g.off_delay_s} s) "
+                   f"off{last}{what}")
+    out.append(f"  {'':>10}    (each at the latest {s.timeout_s:g} s later); all come back on by themselves "
+               "when mains returns")
+    return out
+
+
 def timeline(cfg, r: Rehearsal) -> list[str]:
     sd: ShutdownConfig = cfg.shutdown
     out = [f"Safe-shutdown dry run for site {cfg.site.id}, UPS '{sd.ups}'",
@@ -140,14 +159,19 @@ def timeline(cfg, r: Rehearsal) -> list[str]:
             out.append(f"  {f't+{t:.1f} s':>10}  point of no return: from here the sequence completes")
         flag = "critical" if s.is_critical else "skippable"
         if s.kind == "ups":
-            out.append(f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: UPS '{sd.ups}' main outlet group "
-                       f"shutdown-and-return, delay {s.outlet_delay_s} s; confirmed by reading back the "
-                       f"countdown (timeout {s.timeout_s:g} s, {flag})")
-            off = t + (s.outlet_delay_s or 0)
-            out.append(f"  {f't+{off:.1f} s':>10}  UPS turns the outlets off (at the latest t+{off + s.timeout_s:.1f} s); "
-                       "they come back on by themselves when mains returns")
-            worst += s.timeout_s + (s.outlet_delay_s or 0)
+            out.extend(_ups_lines(sd, s, i, t, flag))
+            worst += s.timeout_s + sd.ups_off_after_s()
             break
+        if s.kind == "occupancy":
+            policy = ("then proceeds" if s.on_timeout == "proceed"
+                      else "then HOLDS until the room is free or a person releases it")
+            out.append(f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: if a patient is in '{s.area}' (occupancy), "
+                       f"announce it (HIGH alarm shutdown.patient_on_couch) and wait for the room to be "
+                       f"marked free (timeout {s.timeout_s:g} s, {s.on_timeout} on timeout, {flag})")
+            out.append(f"  {'':>10}    room free: done at once; occupied: worst case {s.timeout_s:g} s, {policy}")
+            t += s.timeout_s
+            worst += s.timeout_s
+            continue
         ack = r.acks.get(s.id)
         if ack is not None:
             result, dur = f"acknowledged in {ack:.2f} s (rehearsed)", ack
@@ -159,11 +183,14 @@ def timeline(cfg, r: Rehearsal) -> list[str]:
         resume = f"; resume '{s.resume}' on abort" if s.resume else ""
         out.append(f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: {s.target} <- {s.command} "
                    f"(timeout {s.timeout_s:g} s, {s.on_timeout} on timeout, {flag}{resume})")
+        if s.description:
+            out.append(f"  {'':>10}    {s.description}")
         out.append(f"  {'':>10}    {result}")
         t += dur
         worst += s.timeout_s
     out.append("")
-    out.append(f"worst case from trigger to outlets off: {worst:.0f} s")
+    out.append(f"worst case from trigger to the suite's load off: {worst:.0f} s"
+               + (" (patient supervision stays powered longer, see its group)" if sd.ups_groups() else ""))
     u = r.ups_state
     if u is not None:
         enough = "enough" if u["runtime_s"] >= worst else "NOT enough: the sequence would skip to critical steps"

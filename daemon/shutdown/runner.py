@@ -116,7 +116,7 @@ class SequenceRunner:
             elif s.status == PENDING:
                 total += c.timeout_s
             if c.kind == "ups":
-                total += c.outlet_delay_s or 0
+                total += self.cfg.ups_off_after_s()
         return total
 
     # -- the walk ----------------------------------------------------------------------
@@ -154,14 +154,15 @@ class SequenceRunner:
             st.current_step = step.id
             if c.kind == "ups":
                 await self._ups_step(step, c)
+            elif c.kind == "occupancy":
+                await self._occupancy_step(step, c)
             else:
                 await self._command_step(step, c)
             if await self._abort_now():
                 return
         st.current_step, st.phase, st.outcome, st.finished_at = None, COMPLETED, "completed", iso(time.time())
-        ups = self.cfg.ups_step
-        st.message = (f"completed: the UPS switches its outlets off in {ups.outlet_delay_s} s and back on when "
-                      "mains returns" if st.ups_result else
+        st.message = (f"completed: the UPS switches {self._outlets_text()} and back on when mains returns"
+                      if st.ups_result else
                       "completed, but the UPS did NOT confirm its outlet command: check it now")
         self.svc.finished(COMPLETED)
         self.svc.record("shutdown.completed", {
@@ -307,14 +308,94 @@ class SequenceRunner:
         finally:
             self._waiters.pop(cid, None)
 
+    # -- a patient on the couch ------------------------------------------------------------
+    def on_area_free(self, area: str) -> None:
+        """The occupancy service says ``area`` is free: an occupancy step waiting on it is done."""
+        for s in self.state.steps:
+            c = self.cfg.step(s.id)
+            if c is not None and c.kind == "occupancy" and c.area == area and s.status in (STARTED, HELD):
+                fut = self._waiters.get(s.correlation_id or "")
+                if fut is not None and not fut.done():
+                    fut.set_result({"status": "done", "detail": f"{area} marked free"})
+
+    async def _occupancy_step(self, step: StepState, c) -> None:
+        """Hold and announce while a patient is in the area (on the scanner couch): the scanner
+        must not power down under them unseen. Ends when the area is marked free, a person
+        releases it, its timeout policy says proceed, or the time budget drops it."""
+        now = time.time()
+        if step.status == PENDING:
+            step.status, step.started_at, step.deadline = STARTED, iso(now), iso(now + c.timeout_s)
+            step.correlation_id = f"occupancy-{uuid.uuid4().hex}"
+        if not self.svc.occupied(c.area):
+            step.status, step.finished_at, step.detail = DONE, iso(time.time()), f"no patient in {c.area}"
+            self.svc.record("shutdown.step.acked", {"step": step.id, "area": c.area, "occupied": False,
+                                                    "detail": step.detail})
+            return
+        text = (f"Power failure: the safe shutdown waits for the patient in '{c.area}' (on the scanner couch) "
+                "to be taken off before the scanner powers down. Take the patient off, then mark the room free "
+                "(occupancy command) or send the shutdown 'proceed' command.")
+        self.svc.record("shutdown.step.started", {"step": step.id, "area": c.area, "occupied": True,
+                                                  "message": text})
+        self.svc.alarm("patient_on_couch", True, text, kind="clinical", area=c.area, step=step.id)
+        while True:
+            was_held = step.status == HELD
+            outcome, reply = await self._wait(step, c)
+            now = time.time()
+            if outcome == "abort":
+                return
+            if outcome == "reply":
+                step.status, step.finished_at, step.detail = DONE, iso(now), (reply or {}).get("detail")
+                self.svc.record("shutdown.step.acked", {"step": step.id, "area": c.area, "occupied": False,
+                                                        "detail": step.detail})
+                self.svc.alarm("patient_on_couch", False)
+            elif outcome == "released":
+                actor = self._released.pop(step.id, "someone")
+                step.status, step.finished_at, step.detail = RELEASED, iso(now), f"released by {actor}"
+                self.svc.record("shutdown.step.released", {"step": step.id, "by": actor}, actor=actor)
+            elif outcome == "budget":
+                step.status, step.finished_at, step.detail = SKIPPED, iso(now), "time budget; patient still in area"
+                self.svc.record("shutdown.step.skipped", {"step": step.id, "reason": "time budget",
+                                                          "area": c.area, "occupied": True})
+            elif c.on_timeout == "hold":
+                step.status, step.deadline = HELD, None
+                step.detail = f"patient still in {c.area}; holding"
+                self.state.message = f"held at step '{step.id}': a patient is still in {c.area}"
+                self.svc.record("shutdown.step.held", {"step": step.id, "area": c.area})
+                self.svc.alarm("held", True, f"Safe shutdown held at step '{step.id}': a patient is still in "
+                               f"'{c.area}'. Take them off the couch, then mark the room free or send the "
+                               "shutdown 'proceed' command.", step=step.id)
+                continue
+            else:
+                step.status, step.finished_at, step.detail = TIMEOUT, iso(now), f"patient still in {c.area}"
+                self.svc.record("shutdown.step.timeout", {"step": step.id, "area": c.area, "occupied": True,
+                                                          "policy": "proceed"})
+            if was_held:
+                self.state.message = "safe shutdown in progress"
+                self.svc.alarm("held", False)
+            return
+
     # -- the UPS ------------------------------------------------------------------------
+    def _groups_arg(self) -> dict[str, int]:
+        """{UPS group bit: off delay} for the groups the ups step commands."""
+        return {g.ups_group: g.off_delay_s for g in self.cfg.ups_groups().values()}
+
+    def _outlets_text(self) -> str:
+        groups = self.cfg.ups_groups()
+        if not groups:
+            return f"its main outlet group off in {self.cfg.ups_step.outlet_delay_s} s"
+        parts = [f"'{gid}' ({g.ups_group}) off in {g.off_delay_s} s" for gid, g in
+                 sorted(groups.items(), key=lambda kv: kv[1].off_delay_s)]
+        return "outlet groups " + ", ".join(parts)
+
     async def _ups_step(self, step: StepState, c) -> None:
         now = time.time()
         step.status, step.started_at, step.deadline = STARTED, iso(now), iso(now + c.timeout_s)
+        groups = self._groups_arg()
         self.svc.record("shutdown.step.started", {
             "step": step.id, "ups": self.cfg.ups, "outlet_delay_s": c.outlet_delay_s,
-            "message": f"commanding {self.cfg.ups}: main outlet group off in {c.outlet_delay_s} s, "
-                       "back on when mains returns"})
+            "outlet_groups": groups or None,
+            "message": f"commanding {self.cfg.ups}: {self._outlets_text()}, back on when mains returns"})
+        args = {"groups": groups} if groups else {"delay_s": c.outlet_delay_s}
         runner = self.svc.ctx.runners.get(self.cfg.ups)
         deadline = time.monotonic() + c.timeout_s
         errors = 0
@@ -323,8 +404,7 @@ class SequenceRunner:
                 if runner is None:
                     raise DriverError(f"UPS '{self.cfg.ups}' is not running in this daemon")
                 left = max(0.1, deadline - time.monotonic())
-                result = await asyncio.wait_for(
-                    runner.driver.command("shutdown_return", delay_s=c.outlet_delay_s), left)
+                result = await asyncio.wait_for(runner.driver.command("shutdown_return", **args), left)
             except (DriverError, asyncio.TimeoutError, OSError) as err:
                 errors += 1
                 text = f"{type(err).__name__}: {err}"
@@ -343,7 +423,8 @@ class SequenceRunner:
                 continue
             self.state.ups_result = result
             step.status, step.finished_at = DONE, iso(time.time())
-            step.detail = f"countdown {result['countdown_s']} s confirmed"
+            step.detail = "countdown confirmed: " + ", ".join(
+                f"{g} {r['countdown_s']} s" for g, r in (result.get("groups") or {"main_group": result}).items())
             self.svc.record("shutdown.step.acked", {"step": step.id, "ups": self.cfg.ups, "result": result})
             return
 

@@ -21,6 +21,7 @@ import structlog
 
 from suitemon.daemon.alarms import Condition, iso
 from suitemon.daemon.commands import CommandError
+from suitemon.daemon.radiation.occupancy import FACT as OCCUPANCY_FACT
 from suitemon.daemon.ups.rules import POWER_FACT
 from suitemon.daemon.shutdown import messages
 from suitemon.daemon.shutdown.config import ShutdownConfig
@@ -56,16 +57,27 @@ class ShutdownService:
         return self.ctx.recorder.record(type_, body, actor=actor)
 
     def alarm(self, cause: str, present: bool, message: str = "", *, priority: str = "high",
-              latching: bool = False, **details: Any) -> None:
+              latching: bool = False, kind: str = "technical", **details: Any) -> None:
         self.ctx.engine.apply(Condition(
             alarm_id=f"shutdown.{cause}", type=f"shutdown.{cause}", present=present, priority=priority,
-            kind="technical", source="shutdown", message=message or f"safe shutdown: {cause}",
+            kind=kind, source="shutdown", message=message or f"safe shutdown: {cause}",
             latching=latching, details=details))
+
+    def occupied(self, area: str) -> bool:
+        f = self.ctx.facts.get(OCCUPANCY_FACT, area)
+        return bool(f and f.get("occupied"))
+
+    def _on_occupancy(self, area: str, fact: dict[str, Any]) -> None:
+        if not (fact and fact.get("occupied")):
+            self.runner.on_area_free(area)
+            if not any(self.occupied(s.area) for s in self.cfg.steps if s.kind == "occupancy"):
+                self.alarm("patient_on_couch", False)
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         ctx = self.ctx
         ctx.facts.watch(POWER_FACT, self._on_power)
+        ctx.facts.watch(OCCUPANCY_FACT, self._on_occupancy)
         if ctx.subscribe is not None:
             ctx.subscribe(messages.reply_filter(ctx.topics), self._on_reply)
         ctx.commands.register("shutdown", self._command, required=("action",),
@@ -154,6 +166,8 @@ class ShutdownService:
     def finished(self, phase: str) -> None:
         """Called by the runner when a sequence ends (completed or aborted)."""
         self.alarm("in_progress", False)
+        if phase == ABORTED:  # power is back; after a completed sequence it holds until the room is free
+            self.alarm("patient_on_couch", False)
         if phase == ABORTED:
             self.watch.reset()
 

@@ -41,7 +41,9 @@ class TriggerWatch:
         """(name, active, hold time, description) in the order they are reported."""
         c = self.cfg
         ok = p.get("comm") == "ok"
-        # The fact already leaves a self-test out of on_battery (test bit without input bad).
+        # The fact already leaves a battery test (self-test, calibration) with mains good out of
+        # on_battery and shutdown_imminent: such a test arms no trigger (NUT: OB+LB while CAL is not
+        # critical). A real outage during the test is on_battery like any other.
         on_batt = bool(p.get("on_battery"))
         runtime, charge = p.get("runtime_s"), p.get("charge_pct")
         out = []
@@ -55,8 +57,9 @@ class TriggerWatch:
             out.append(("charge_low", ok and on_batt and charge is not None and charge <= c.charge_below_pct,
                         c.debounce_s, f"charge {charge} % <= {c.charge_below_pct:g} % on battery"))
         if c.comm_lost_on_battery:
-            out.append(("comm_lost_on_battery", p.get("comm") == "lost" and on_batt, c.debounce_s,
-                        "UPS not answering while on battery"))
+            # NUT's upsmon assumes a UPS last seen calibrating and now silent is dead: so do we.
+            out.append(("comm_lost_on_battery", p.get("comm") == "lost" and (on_batt or bool(p.get("battery_test"))),
+                        c.debounce_s, "UPS not answering while on battery"))
         if c.on_battery_s is not False:
             # Kept through a short comm loss: the last reading said on battery.
             out.append(("on_battery", on_batt, c.on_battery_s, f"on battery for {c.on_battery_s:g} s"))
