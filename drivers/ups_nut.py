@@ -266,16 +266,40 @@ class NutUpsDriver(Driver):
         return self.client
 
     async def _instcmd(self, cmd: str, value: str | None = None) -> dict[str, Any]:
-        await self._ready()
-        assert self.client is not None
+        client = await self._ready()
+        # upsd's plain OK only says it passed the command on; with TRACKING (NUT >= 2.8) it tells
+        # whether the UPS driver carried it out.
+        tracking = (await client.request("SET TRACKING ON", check=False))[0] == "OK"
         line = f"INSTCMD {self.config.ups} {name(cmd, 'command')}" + (f" {quote(value)}" if value else "")
-        words = await self.client.request(line)
+        words = await client.request(line)
         if words[0] != "OK":
             raise NutFrameError(f"unexpected answer to INSTCMD {cmd}: {' '.join(words)!r}")
-        return {"command": cmd, "answer": " ".join(words)}
+        result = "unknown"
+        if tracking and words[1:2] == ["TRACKING"] and len(words) == 3:
+            result = await self._tracking(client, words[2], cmd)
+        return {"command": cmd, "answer": " ".join(words), "tracking": result}
 
-    async def _shutdown_return(self, delay_s: int) -> dict[str, Any]:
-        if not isinstance(delay_s, int) or not 1 <= delay_s <= 32767:
+    async def _tracking(self, client: NutClient, ident: str, cmd: str) -> str:
+        deadline = time.monotonic() + COUNTDOWN_CONFIRM_S
+        while True:
+            words = await client.request(f"GET TRACKING {quote(ident)}")
+            if words[0] == "SUCCESS":
+                return "success"
+            if words[0] == "FAILED":
+                raise CommandNotConfirmed(f"the UPS driver reports INSTCMD {cmd} FAILED")
+            if time.monotonic() > deadline:
+                return "pending"
+            await asyncio.sleep(0.2)
+
+    async def _shutdown_return(self, delay_s: int | None = None,
+                               groups: dict[str, int] | None = None) -> dict[str, Any]:
+        if groups is not None:
+            # NUT names outlets outlet.N; the sequencer's outlet groups are APC's. Only the whole UPS here.
+            if delay_s is not None or set(groups) != {"main_group"}:
+                raise DriverError(f"{self.device_id}: a NUT UPS is commanded as a whole (main_group); "
+                                  f"outlet groups {sorted(groups)} are not supported")
+            delay_s = groups["main_group"]
+        if not isinstance(delay_s, int) or isinstance(delay_s, bool) or not 1 <= delay_s <= 32767:
             raise DriverError(f"shutdown delay must be 1..32767 s, not {delay_s!r}")
         cmd = self.config.shutdown_command
         if cmd == "load.off.delay":
@@ -285,7 +309,10 @@ class NutUpsDriver(Driver):
             await self._set_delay(delay_s)
             done = await self._instcmd(cmd)
         countdown = await self._await_countdown(delay_s)
-        return {**done, "delay_s": delay_s, "countdown_s": countdown, "confirmed": countdown is not None}
+        if countdown is None and done["tracking"] != "success":
+            raise CommandNotConfirmed(
+                f"upsd took {cmd} but neither a command tracking result nor ups.timer.shutdown confirms it")
+        return {**done, "delay_s": delay_s, "countdown_s": countdown}
 
     async def _set_delay(self, delay_s: int) -> None:
         client = await self._ready()

@@ -36,14 +36,13 @@ def nut_available() -> bool:
     return (NUT_BIN / "upsd").exists() and (NUT_BIN / "dummy-ups").exists()
 
 
-def nut_vars(state: dict[str, Any], *, calibrating: bool, low_runtime_s: float,
-             input_v_available: bool = True) -> dict[str, str]:
+def nut_vars(state: dict[str, Any], *, low_runtime_s: float, input_v_available: bool = True) -> dict[str, str]:
     """The battery model's state as the variables a NUT driver would publish."""
     flags = state["flags"]
     on_batt = state["on_battery"]
-    testing = state["self_test"]
+    testing, calibrating = state["self_test"], state["calibrating"]
     status = []
-    if state["output_on"] and state["mains"] and not testing:
+    if state["output_on"] and state["mains"] and not testing and not calibrating:
         status.append("OL")
     if on_batt:
         status.append("OB")
@@ -55,7 +54,7 @@ def nut_vars(state: dict[str, Any], *, calibrating: bool, low_runtime_s: float,
         status.append("RB")
     if flags["overload"] or state["load_pct"] > 100:
         status.append("OVER")
-    if testing and calibrating:
+    if calibrating:
         status.append("CAL")
     out = {
         "ups.status": " ".join(status) or "OFF",
@@ -65,7 +64,7 @@ def nut_vars(state: dict[str, Any], *, calibrating: bool, low_runtime_s: float,
         "output.voltage": "230.0" if state["output_on"] else "0.0",
         "ups.delay.shutdown": "20",
         "ups.timer.shutdown": str(-1 if state["countdown_s"] is None else state["countdown_s"]),
-        "ups.test.result": "In progress" if testing and not calibrating else "Done and passed",
+        "ups.test.result": "In progress" if testing else "Done and passed",
     }
     if input_v_available:
         out["input.voltage"] = "230.0" if state["mains"] else "0.0"
@@ -78,7 +77,6 @@ class NutUpsSimulator(Simulator):
         self.model = ApcUpsSimulator(device_id, SimpleNamespace(sim=self.options, profile=None))
         self.ups = getattr(cfg, "ups", UPS_NAME_DEFAULT)
         self.host, self.port = getattr(cfg, "host", "127.0.0.1"), int(getattr(cfg, "port", 3493))
-        self.calibrating = False
         # dummy-ups keeps a variable once read, so a UPS without input voltage is chosen at start.
         self.input_v_available = bool(self.options.get("input_v_available", True))
         self.dir: Path | None = None
@@ -88,31 +86,18 @@ class NutUpsSimulator(Simulator):
         self._last_text = ""
         self._stamp = int(time.time())
         for verb in ("mains_fail", "mains_restore", "flicker", "low_battery", "replace_battery", "overload",
-                     "battery_disconnected", "state"):
+                     "battery_disconnected", "state", "self_test", "calibrate", "calibrate_abort"):
             self.actions[verb] = self.model.actions[verb]
         self.actions.update({
-            "self_test": self.self_test, "calibrate": self.calibrate, "set": self.model.set_model,
+            "set": self.model.set_model,
             "stop_answering": self.stop_answering, "answer": self.answer,
             "unplug": self.unplug, "plug": self.plug, "driver_down": self.driver_down, "vars": self.vars,
         })
 
     # -- the model as NUT variables ---------------------------------------------------
     def vars(self) -> dict[str, str]:
-        state = self.model.state()
-        if not state["self_test"]:
-            self.calibrating = False
-        return nut_vars(state, calibrating=self.calibrating, low_runtime_s=self.model.low_runtime_s,
+        return nut_vars(self.model.state(), low_runtime_s=self.model.low_runtime_s,
                         input_v_available=self.input_v_available)
-
-    def self_test(self, duration_s: float = 5.0) -> dict[str, Any]:
-        self.calibrating = False
-        return self.model.self_test(duration_s)
-
-    def calibrate(self, duration_s: float = 10.0) -> dict[str, Any]:
-        """Runtime calibration: on battery with mains present, CAL in ups.status."""
-        out = self.model.self_test(duration_s)
-        self.calibrating = True
-        return out
 
     def _write_dev(self, force: bool = False) -> None:
         assert self.dir is not None

@@ -80,7 +80,7 @@ def test_nut_mains_battery_low_battery_and_return_through_real_upsd(tmp_path):
 def test_nut_calibration_with_mains_good_is_not_a_mains_loss(tmp_path):
     async def body(driver, sim):
         await wait_for(polled(driver, online=True), what="OL")
-        sim.calibrate(duration_s=30)
+        sim.model.calibrate(duration_s=30)
         v = await wait_for(polled(driver, calibrating=True), what="OB CAL")
         assert v["on_battery"] and not v["input_bad"] and v["input_v"] == 230.0
         sim.model.mains_fail()  # a real outage during the calibration still counts
@@ -92,7 +92,7 @@ def test_nut_calibration_with_mains_good_is_not_a_mains_loss(tmp_path):
 def test_nut_calibration_without_input_voltage_counts_as_mains_lost(tmp_path):
     async def body(driver, sim):
         await wait_for(polled(driver, online=True), what="OL")
-        sim.calibrate(duration_s=30)
+        sim.model.calibrate(duration_s=30)
         v = await wait_for(polled(driver, calibrating=True), what="OB CAL")
         assert v["input_v"] is None and v["input_bad"], "no input voltage: nothing proves mains is good"
     run(build(tmp_path, sim={"input_v_available": False}), body)
