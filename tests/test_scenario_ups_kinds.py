@@ -36,10 +36,14 @@ def device_of(kind: str, tmp_path) -> dict:
 
 
 def shutdown_for(kind: str) -> dict:
-    """The example's sequence; a NUT UPS is commanded as a whole, so only its main group stays."""
+    """The example's sequence; a NUT UPS is commanded as a whole: the ups step takes the delay of
+    the example's first outlet group to go dark (the scanner supply's 60 s)."""
     sd = example_shutdown()
     if kind != "ups_apc":
-        sd["outlet_groups"] = {k: g for k, g in sd["outlet_groups"].items() if g["ups_group"] == "main_group"}
+        first = min(g["off_delay_s"] for g in sd.pop("outlet_groups").values())
+        for step in sd["steps"]:
+            if step.get("kind") == "ups":
+                step["outlet_delay_s"] = first
     return sd
 
 
