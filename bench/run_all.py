@@ -25,6 +25,7 @@ BENCHES = {
     "press_latency": [],
     "dicom_ingest": ["--runs", "3"],
     "idle": [],
+    "ups_poll_cpu": [],
 }
 
 
@@ -119,7 +120,7 @@ def main() -> None:
         # A partial run refreshes the named benchmarks and keeps the others' last figures.
         previous = json.loads((HERE / "results.json").read_text()).get("results", {})
         results = {**previous, **results}
-        rows = [(n, *next((tuple(rest) for m, *rest in rows if m == n), _row(n, previous[n])))
+        rows = [(n, *(next((tuple(rest) for m, *rest in rows if m == n), None) or _row(n, results[n])))
                 for n in BENCHES if n in results]
     doc = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
     (HERE / "results.json").write_text(json.dumps(doc, indent=2) + "\n")

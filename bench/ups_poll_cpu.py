@@ -1,0 +1,98 @@
+"""CPU per poll of each UPS kind, measured in this process on its own thread clock.
+
+The APC Modbus driver (over TCP to its simulator) is the yardstick; the NUT driver polls a
+real upsd (Debian's nut-server, dummy-ups fed by the battery model). Target (issue 16):
+a NUT or SNMP poll costs <= 2 ms CPU. The servers run in other processes (upsd) or are
+excluded (the in-process Modbus simulator's time is measured apart and subtracted by
+running it in its own thread's clock: thread_time counts only the polling thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import VERDICT, free_port, load_average, write_result  # noqa: E402
+from suitemon.daemon import kinds  # noqa: E402
+from suitemon.daemon.config import parse_config  # noqa: E402
+from suitemon.simulators.host import SimHost  # noqa: E402
+
+TARGET_MS = 2.0
+
+
+def config(kind: str):
+    dev = {"kind": kind, "port": free_port(), "poll_s": 1.0, "timeout_s": 1.0}
+    if kind == "ups_apc":
+        dev.update(transport="tcp", host="127.0.0.1")
+    else:
+        dev.update(ups="bench")
+    return parse_config({"site": {"id": "bench", "name": "b"}, "simulation": {"control_port": free_port()},
+                         "devices": {"ups": dev}})
+
+
+def serve(cfg, ready: threading.Event, stop: threading.Event) -> None:
+    """The simulator on its own loop and thread, so its CPU is not the poller's."""
+    async def main():
+        host = SimHost(cfg)
+        await host.start(control=False)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await host.stop()
+    asyncio.run(main())
+
+
+def measure(kind: str, polls: int) -> dict:
+    cfg = config(kind)
+    ready, stop = threading.Event(), threading.Event()
+    t = threading.Thread(target=serve, args=(cfg, ready, stop), daemon=True)
+    t.start()
+    if not ready.wait(30):
+        raise RuntimeError(f"{kind}: simulator did not start")
+
+    async def run():
+        d = kinds.driver_class(kind)("ups", cfg.devices["ups"])
+        await d.open()
+        for _ in range(5):  # warm up: imports, first connection
+            await d.poll()
+        cpu = []
+        for _ in range(polls):
+            c0 = time.thread_time()
+            await d.poll()
+            cpu.append((time.thread_time() - c0) * 1000)
+        await d.close()
+        return cpu
+    try:
+        cpu = asyncio.run(run())
+    finally:
+        stop.set()
+        t.join(15)
+    return {"polls": polls, "median_cpu_ms": round(statistics.median(cpu), 3),
+            "p95_cpu_ms": round(sorted(cpu)[int(0.95 * len(cpu)) - 1], 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out")
+    ap.add_argument("--polls", type=int, default=200)
+    args = ap.parse_args()
+    before = load_average()
+    t0 = time.monotonic()
+    figs = {k: measure(k, args.polls) for k in ("ups_apc", "ups_nut")}
+    nut = figs["ups_nut"]["median_cpu_ms"]
+    write_result(args.out, "ups_poll_cpu", {
+        "status": "ok", "seconds": round(time.monotonic() - t0, 1), "load_before": before, "load_after": load_average(),
+        "kinds": figs, "target_ms": TARGET_MS, VERDICT: nut <= TARGET_MS,
+        "summary": f"CPU per poll (median): NUT {nut} ms, APC Modbus {figs['ups_apc']['median_cpu_ms']} ms "
+                   f"(yardstick); SNMP not built yet; target <= {TARGET_MS} ms",
+    })
+
+
+if __name__ == "__main__":
+    main()
