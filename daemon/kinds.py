@@ -41,6 +41,12 @@ KINDS: dict[str, Kind] = {
         rules="suitemon.daemon.ups.rules:UpsRules",
         simulator="suitemon.simulators.ups_nut:NutUpsSimulator",
     ),
+    "ups_snmp": Kind(
+        config="suitemon.drivers.ups_snmp:Config",
+        driver="suitemon.drivers.ups_snmp:SnmpUpsDriver",
+        rules="suitemon.daemon.ups.rules:UpsRules",
+        simulator="suitemon.simulators.ups_snmp:SnmpUpsSimulator",
+    ),
     # --- dispenser (issue 6) ---
     "dispenser": Kind(
         config="suitemon.drivers.dispenser:Config",
