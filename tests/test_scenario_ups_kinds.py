@@ -1,5 +1,5 @@
-"""The UPS scenarios played against each UPS kind: the APC Modbus simulator and a real upsd
-(NUT). The scenario files are the same; only the device changes, so the rules and the
+"""The UPS scenarios played against each UPS kind: the APC Modbus simulator, a real upsd
+(NUT) and a real SNMP agent (net-snmp snmpd, UPS-MIB). The scenario files are the same; only the device changes, so the rules and the
 sequencer are shown not to know which kind feeds them.
 
 power-failure runs to the ups step, which for NUT is an instant command through upsd that
@@ -19,7 +19,7 @@ from shutdown_helpers import (
 )
 
 __all__ = ["targets"]
-KINDS = ("ups_apc", "ups_nut")
+KINDS = ("ups_apc", "ups_nut", "ups_snmp")
 
 
 def nut_device(**kw) -> dict:
@@ -31,12 +31,20 @@ def nut_device(**kw) -> dict:
     return d
 
 
+def snmp_device(**kw) -> dict:
+    """An SNMP UPS paced like the example's APC one, served by a private snmpd (v2c)."""
+    d = ups_device("tcp", None)
+    d.pop("transport")
+    d.update(kind="ups_snmp", port=free_port(), version="2c", community="suite-ro", timeout_s=0.5, **kw)
+    return d
+
+
 def device_of(kind: str, tmp_path) -> dict:
-    return ups_device("tcp", tmp_path) if kind == "ups_apc" else nut_device()
+    return {"ups_apc": lambda: ups_device("tcp", tmp_path), "ups_nut": nut_device, "ups_snmp": snmp_device}[kind]()
 
 
 def shutdown_for(kind: str) -> dict:
-    """The example's sequence; a NUT UPS is commanded as a whole: the ups step takes the delay of
+    """The example's sequence; a NUT or SNMP UPS is commanded as a whole: the ups step takes the delay of
     the example's first outlet group to go dark (the scanner supply's 60 s)."""
     sd = example_shutdown()
     if kind != "ups_apc":
@@ -68,6 +76,27 @@ def test_ups_scenarios_hold_for_every_kind(scenario, make_suite, watcher, target
         assert suite.sim("ups", "state")["outlet_commands"] == []
 
 
+@pytest.mark.slow
+def test_power_failure_runs_to_the_end_on_apc_and_snmp(make_suite, watcher, targets, tmp_path):
+    """The whole sequence, the UPS's own countdown included (NUT: see the unconfirmed test below)."""
+    kinds_ = ("ups_apc", "ups_snmp")
+    runs = [kind_suite(make_suite, watcher, targets, tmp_path, k) for k in kinds_]
+    failures = play_all([(suite, SCENARIOS / "power-failure.toml", watcher) for suite, _ in runs])
+    assert failures[0] == [], failures
+    # The file expects APC's per-group result (switched_group_0 at 60 s, main at 900 s); an SNMP UPS
+    # is commanded as a whole, so that one expectation cannot hold, and nothing else may fail.
+    assert len(failures[1]) == 1 and "data.result.groups" in failures[1][0], failures[1]
+    acked = [e for e in shutdown_events(watcher, runs[1][0].site, "shutdown.step.acked")
+             if e["data"]["step"] == "ups_outlets"]
+    assert acked and acked[0]["data"]["result"]["command"] == "upsShutdownAfterDelay"
+    assert 0 < acked[0]["data"]["result"]["countdown_s"] <= 60
+    for suite, _ in runs:
+        st = state_of(watcher, suite)
+        assert st["phase"] == "completed" and all(s["status"] == "done" for s in st["steps"])
+        ups = suite.sim("ups", "state")
+        assert ups["pending"] == "shutdown" and len(ups["outlet_commands"]) >= 1
+
+
 def test_mains_loss_reaches_mqtt_within_one_and_a_half_polls_for_every_kind(make_suite, watcher, tmp_path):
     """The power-failure scenario's first part, timed: mains lost -> ups.on_battery on MQTT."""
     poll_s = 1.0
@@ -89,6 +118,7 @@ def test_mains_loss_reaches_mqtt_within_one_and_a_half_polls_for_every_kind(make
                          what=f"{kind}: sequence started")
     # NUT adds its own driver's update (dummy-ups re-reads every 1 s, like most NUT drivers' pollinterval).
     assert took["ups_apc"] <= 1.5 * poll_s, took
+    assert took["ups_snmp"] <= 1.5 * poll_s, took
     assert took["ups_nut"] <= 1.5 * poll_s + 1.0, took
     print(f"mains loss -> MQTT: {took}")
 
