@@ -34,6 +34,7 @@ OID = {
     "load_pct": UPS + "4.4.1.5.1",          # upsOutputPercentLoad, line 1
     "alarms_present": UPS + "6.1.0",
     "test_summary": UPS + "7.3.0",          # 5 inProgress
+    "test_id": UPS + "7.1.0",               # OID of the test run: upsTestDeepBatteryCalibration = calibration
     "shutdown_after_delay": UPS + "8.2.0",  # -1: no countdown
 }
 AUTO_RESTART = UPS + "8.5.0"                # 1 on, 2 off
@@ -45,6 +46,7 @@ APC_CONSERVE_BATTERY = "1.3.6.1.4.1.318.1.1.1.6.1.1.0"  # PowerNet upsBasicContr
 APC_OUTPUT_STATUS = "1.3.6.1.4.1.318.1.1.1.4.1.1.0"     # PowerNet upsBasicOutputStatus
 APC_SLEEPING = {5, 11}                                   # timedSleeping, sleepingUntilPowerReturn
 REQUIRED = ("battery_status", "output_source")
+CALIBRATION_TEST = UPS + "7.7.5"            # upsTestDeepBatteryCalibration (RFC 1628 upsWellKnownTests)
 COUNTDOWN_CONFIRM_S = 2.0  # an agent relays the UPS's countdown on its next update
 
 
@@ -88,7 +90,7 @@ class Config(DeviceConfig):
         return self.on_battery_poll_s if self.on_battery_poll_s is not None else min(1.0, self.poll_s)
 
 
-def normalise(raw: dict[str, int | None], alarms: set[str], mains_min_v: float = 180.0) -> dict[str, Any]:
+def normalise(raw: dict[str, int | str | None], alarms: set[str], mains_min_v: float = 180.0) -> dict[str, Any]:
     """UPS-MIB values (None: the agent has no such object) -> the shared UPS model."""
     missing = [k for k in REQUIRED if raw.get(k) is None]
     if missing:
@@ -96,6 +98,7 @@ def normalise(raw: dict[str, int | None], alarms: set[str], mains_min_v: float =
     source, battery = raw["output_source"], raw["battery_status"]
     on_battery = source == 5
     testing = raw.get("test_summary") == 5 or "test_in_progress" in alarms
+    calibrating = testing and str(raw.get("test_id") or "").strip(".") == CALIBRATION_TEST
     input_v = raw.get("input_v")
     if "input_bad" in alarms:
         input_bad = True
@@ -107,7 +110,7 @@ def normalise(raw: dict[str, int | None], alarms: set[str], mains_min_v: float =
     countdown = raw.get("shutdown_after_delay")
     return {
         m.ON_BATTERY: on_battery, m.ONLINE: source == 3, m.BYPASS: source == 4 or "on_bypass" in alarms,
-        m.INPUT_BAD: input_bad, m.CALIBRATING: False, m.SELF_TEST: testing,
+        m.INPUT_BAD: input_bad, m.CALIBRATING: calibrating, m.SELF_TEST: testing and not calibrating,
         m.OUTPUT_OFF: source == 2 or "output_off" in alarms or "system_off" in alarms,
         m.SHUTDOWN_IMMINENT: battery in (3, 4) or bool(alarms & {"low_battery", "depleted_battery", "shutdown_imminent"}),
         m.BATTERY_NEEDS_REPLACEMENT: "battery_bad" in alarms, m.OVERLOAD: "overload" in alarms,
@@ -152,8 +155,9 @@ class SnmpUpsDriver(Driver):
         self.target = await snmp.UdpTransportTarget.create((c.host, c.port), timeout=c.timeout_s, retries=0)
         self.is_open = True
 
-    async def _get(self, oids: list[str]) -> dict[str, int | None]:
+    async def _get(self, oids: list[str]) -> dict[str, int | str | None]:
         from pysnmp.hlapi.v3arch import asyncio as snmp
+        from pyasn1.type.univ import ObjectIdentifier
         from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
         if self.engine is None:
             raise DriverError("poll() before open()")
@@ -161,10 +165,13 @@ class SnmpUpsDriver(Driver):
             self.engine, self.auth, self.target, snmp.ContextData(),
             *(snmp.ObjectType(snmp.ObjectIdentity(o)) for o in oids), lookupMib=False)
         self._raise(err_ind, err_stat, "GET")
-        out: dict[str, int | None] = {}
+        out: dict[str, int | str | None] = {}
         for oid, (name, value) in zip(oids, binds):
             if isinstance(value, (NoSuchObject, NoSuchInstance, EndOfMibView)):
                 out[oid] = None
+                continue
+            if isinstance(value, ObjectIdentifier):
+                out[oid] = str(value)
                 continue
             try:
                 out[oid] = int(value)

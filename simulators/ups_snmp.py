@@ -53,6 +53,8 @@ def snmp_values(state: dict[str, Any], low_runtime_s: float, input_v: bool = Tru
         OID["load_pct"]: ["integer", int(state["load_pct"]) if state["output_on"] else 0],
         OID["alarms_present"]: ["gauge", len(alarms)],
         OID["test_summary"]: ["integer", 5 if testing else 1],
+        # upsWellKnownTests: 1 none, 4 quick battery test, 5 deep battery calibration
+        OID["test_id"]: ["objectid", f"{UPS}7.7.{5 if state['calibrating'] else 4 if state['self_test'] else 1}"],
         OID["shutdown_after_delay"]: ["integer", -1 if state["countdown_s"] is None else state["countdown_s"]],
         AUTO_RESTART: ["integer", 1],
     }

@@ -159,6 +159,8 @@ def test_snmp_mapping_of_the_ups_mib():
     assert v["on_battery"] and v["input_bad"] and v["shutdown_imminent"]
     v = normalise({**base, "output_source": 5, "test_summary": 5, "input_v": None}, set())
     assert v["self_test"] and v["input_bad"], "a test without input voltage cannot prove mains is good"
+    v = normalise({**base, "output_source": 5, "test_summary": 5, "test_id": "1.3.6.1.2.1.33.1.7.7.5"}, set())
+    assert v["calibrating"] and not v["self_test"] and not v["input_bad"]
     v = normalise({**base, "output_source": 4}, {"battery_bad", "overload", "general_fault"})
     assert v["bypass"] and v["battery_needs_replacement"] and v["overload"] and v["fault"]
     with pytest.raises(DriverError):
