@@ -51,3 +51,13 @@ CASES.append({
     },
     "expect_keys": {"rooms"},
 })
+
+# UPS from any vendor (issue 16): network kinds, run by test_network_ups_driver_contract against a real
+# upsd / snmpd. Every UPS kind must return the shared UPS model's names (drivers/ups_model.py).
+UPS_SHARED = {"on_battery", "online", "bypass", "input_bad", "calibrating", "self_test", "output_off",
+              "shutdown_imminent", "battery_needs_replacement", "overload", "charge_pct", "runtime_s", "load_pct",
+              "input_v", "output_v", "outlet_countdown_s"}
+CASES.append({"kind": "ups_nut", "transport": "nut", "config": {"ups": "contract", "timeout_s": 0.5},
+              "expect_keys": UPS_SHARED | {"nut_status"}})
+CASES.append({"kind": "ups_snmp", "transport": "snmp", "config": {"version": "2c", "community": "contract"},
+              "expect_keys": UPS_SHARED | {"fault", "snmp_alarms"}})

@@ -81,3 +81,44 @@ async def scenario(cfg, kind_case):
 @pytest.mark.parametrize("case", MODBUS_CASES, ids=[c["kind"] for c in MODBUS_CASES])
 def test_driver_contract(case, transport, tmp_path):
     asyncio.run(scenario(build(case, transport, tmp_path), case))
+
+
+NETWORK_UPS_CASES = [c for c in CASES if c.get("transport") in ("nut", "snmp")]
+
+
+async def network_scenario(cfg, kind_case):
+    """The contract for a UPS reached through a server (upsd, an SNMP agent): complete readings with
+    the shared names, a silent server is a DeviceTimeout, the link recovers, close twice."""
+    host = SimHost(cfg)
+    await host.start(control=False)
+    dev = cfg.devices["dut"]
+    driver = kinds.driver_class(dev.kind)("dut", dev)
+    sim = host.sims["dut"]
+    try:
+        await driver.open()
+        r = await driver.poll()
+        assert kind_case["expect_keys"] <= set(r.values), kind_case["expect_keys"] - set(r.values)
+        assert r.device_id == "dut"
+        sim.unplug()
+        try:
+            with pytest.raises(DeviceTimeout) as e:
+                await asyncio.wait_for(driver.poll(), 5)
+            assert isinstance(e.value, TimeoutError) and isinstance(e.value, CommError)
+        finally:
+            sim.plug()
+        if not driver.is_open:
+            await driver.open()
+        r = await asyncio.wait_for(driver.poll(), 5)
+        assert kind_case["expect_keys"] <= set(r.values)
+    finally:
+        await driver.close()
+        await driver.close()  # twice is harmless
+        await host.stop()
+
+
+@pytest.mark.parametrize("case", NETWORK_UPS_CASES, ids=[c["kind"] for c in NETWORK_UPS_CASES])
+def test_network_ups_driver_contract(case):
+    dev = {"kind": case["kind"], "port": free_port(), "poll_s": 0.5, "timeout_s": 0.5, **case["config"]}
+    cfg = parse_config({"site": {"id": "contract", "name": "c"}, "simulation": {"control_port": free_port()},
+                        "devices": {"dut": dev}})
+    asyncio.run(network_scenario(cfg, case))
