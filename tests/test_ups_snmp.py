@@ -172,3 +172,24 @@ def test_snmp_config_refuses_v3_without_authpriv_and_v2c_without_community(tmp_p
         build(version="3", user="suitemon")
     with pytest.raises(ConfigError, match="community"):
         build(version="2c")
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_ints = st.none() | st.integers(min_value=-(2**31), max_value=2**32)
+
+
+@given(raw=st.fixed_dictionaries({k: _ints for k in ("battery_status", "output_source", "charge_pct",
+                                                     "minutes_remaining", "input_v", "output_v", "load_pct",
+                                                     "test_summary", "shutdown_after_delay")}),
+       alarms=st.sets(st.sampled_from(["battery_bad", "input_bad", "overload", "on_bypass", "low_battery",
+                                       "test_in_progress", "general_fault", "alarm_99"])))
+def test_fuzz_snmp_values_map_or_are_refused(raw, alarms):
+    """Whatever integers (or gaps) an agent returns, the mapping yields a reading or a DriverError."""
+    try:
+        v = normalise(raw, alarms)
+    except DriverError:
+        assert raw["battery_status"] is None or raw["output_source"] is None
+        return
+    assert isinstance(v["on_battery"], bool) and isinstance(v["shutdown_imminent"], bool)
+    assert v["input_bad"] or not v["on_battery"] or v["self_test"] or v["calibrating"]
