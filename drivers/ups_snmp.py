@@ -152,8 +152,12 @@ class SnmpUpsDriver(Driver):
                 privProtocol={"AES": snmp.usmAesCfb128Protocol, "AES256": snmp.usmAesCfb256Protocol}[c.priv_protocol])
         self.engine = snmp.SnmpEngine()
         self.auth = auth
-        # Retries are the device runner's business (comm_loss_after): one try per poll.
-        self.target = await snmp.UdpTransportTarget.create((c.host, c.port), timeout=c.timeout_s, retries=0)
+        try:
+            # Retries are the device runner's business (comm_loss_after): one try per poll.
+            self.target = await snmp.UdpTransportTarget.create((c.host, c.port), timeout=c.timeout_s, retries=0)
+        except Exception as err:  # pysnmp raises its own errors for an unresolvable host
+            await self.close()
+            raise CommError(f"SNMP agent {c.host}:{c.port}: {err}") from None
         self.is_open = True
 
     async def _get(self, oids: list[str]) -> dict[str, int | str | None]:

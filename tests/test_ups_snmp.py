@@ -193,3 +193,16 @@ def test_fuzz_snmp_values_map_or_are_refused(raw, alarms):
         return
     assert isinstance(v["on_battery"], bool) and isinstance(v["shutdown_imminent"], bool)
     assert v["input_bad"] or not v["on_battery"] or v["self_test"] or v["calibrating"]
+
+
+def test_snmp_unresolvable_agent_is_a_comm_error():
+    from suitemon.drivers.base import CommError
+    cfg = build(version="2c", community="x", host="no-such-ups-card.invalid")
+
+    async def main():
+        driver = kinds.driver_class("ups_snmp")("ups", cfg.devices["ups"])
+        with pytest.raises(CommError, match="no-such-ups-card"):
+            await driver.open()
+        assert not driver.is_open
+        await driver.close()
+    asyncio.run(main())
