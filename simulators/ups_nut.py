@@ -17,6 +17,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -130,7 +131,10 @@ class NutUpsSimulator(Simulator):
         (conf / "ups.conf").write_text(
             f"pollinterval = 1\n[{self.ups}]\n  driver = dummy-ups\n  port = {self.dir / 'ups.dev'}\n"
             "  mode = dummy-once\n  desc = \"suitemon simulated UPS\"\n")
-        (conf / "upsd.conf").write_text(f"LISTEN {self.host} {self.port}\nMAXAGE 3\n")
+        upsd_conf = f"LISTEN {self.host} {self.port}\nMAXAGE 3\n"
+        if self.options.get("tls"):
+            upsd_conf += f'CERTPATH {self._make_certificates()}\nCERTIDENT "upsd" ""\n'
+        (conf / "upsd.conf").write_text(upsd_conf)
         users = ""
         user = getattr(self.cfg, "username", None)
         pw_file = getattr(self.cfg, "password_file", None)
@@ -141,6 +145,37 @@ class NutUpsSimulator(Simulator):
         for f in conf.iterdir():
             f.chmod(0o600)
         return {**os.environ, "NUT_CONFPATH": str(conf), "NUT_STATEPATH": str(state)}
+
+    def _make_certificates(self) -> Path:
+        """A test CA (ca.pem, for the client) and upsd's certificate for the listen address, in the
+        NSS database Debian's upsd reads (it is built with NSS, not OpenSSL)."""
+        assert self.dir is not None
+        d = self.dir / "tls"
+        d.mkdir(mode=0o700)
+        san = f"IP:{self.host}" if self.host.replace(".", "").isdigit() else f"DNS:{self.host}"
+        (d / "ext").write_text(f"subjectAltName={san}\n")
+        steps = [
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", "2", "-subj", "/CN=suitemon test CA"],
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
+             "-subj", f"/CN={self.host}"],
+            ["openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "srv.pem", "-days", "2", "-extfile", "ext"],
+            ["openssl", "pkcs12", "-export", "-in", "srv.pem", "-inkey", "srv.key", "-name", "upsd",
+             "-out", "srv.p12", "-passout", "pass:"],
+            ["certutil", "-N", "-d", "sql:db", "--empty-password"],
+            ["pk12util", "-i", "srv.p12", "-d", "sql:db", "-W", ""],
+        ]
+        (d / "db").mkdir()
+        for cmd in steps:
+            r = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SimError(f"{self.device_id}: {cmd[0]} failed making upsd's certificate: {r.stderr[-300:]}")
+        return d / "db"
+
+    @property
+    def ca_file(self) -> Path | None:
+        return None if self.dir is None else self.dir / "tls" / "ca.pem"
 
     async def start(self) -> None:
         if not nut_available():

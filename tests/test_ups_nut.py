@@ -187,3 +187,33 @@ def test_nut_tls_required_but_not_offered_refuses_to_connect(tmp_path):
             await driver.close()
             await host.stop()
     asyncio.run(main())
+
+
+def test_nut_starttls_verifies_upsd_certificate_and_refuses_a_wrong_one(tmp_path):
+    """upsd with an NSS certificate database offers STARTTLS: the link is TLS, the certificate checked."""
+    import ssl
+    import subprocess
+    cfg = build(tmp_path, sim={"tls": True})
+    other_ca = tmp_path / "other-ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k"),
+                    "-out", str(other_ca), "-days", "1", "-subj", "/CN=someone else"], check=True, capture_output=True)
+
+    async def main():
+        host = SimHost(cfg)
+        await host.start(control=False)
+        sim = host.sims["ups"]
+        good = cfg.devices["ups"].model_copy(update={"tls": "required", "ca_file": sim.ca_file})
+        bad = cfg.devices["ups"].model_copy(update={"tls": "required", "ca_file": other_ca})
+        driver = kinds.driver_class("ups_nut")("ups", good)
+        try:
+            await driver.open()
+            r = await driver.poll()
+            assert r.meta["tls"] is True and r.values["online"]
+            impostor = kinds.driver_class("ups_nut")("ups", bad)
+            with pytest.raises(CommError, match="TLS handshake failed") as e:
+                await impostor.open()
+            assert not isinstance(e.value, ssl.SSLError) and not impostor.is_open
+        finally:
+            await driver.close()
+            await host.stop()
+    asyncio.run(main())
