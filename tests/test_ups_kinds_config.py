@@ -27,6 +27,7 @@ def test_check_config_names_the_ups_kinds_and_marks_the_one_in_use(tmp_path):
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if x.strip().startswith("ups kinds"))
     assert "ups_apc (APC Modbus)" in line and "ups_nut (Network UPS Tools (upsd)) *" in line
+    assert "ups_snmp (SNMP UPS-MIB)" in line
 
 
 def test_shutdown_accepts_a_nut_ups_but_not_its_missing_outlet_groups():
