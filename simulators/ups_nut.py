@@ -26,6 +26,7 @@ from typing import Any
 
 from suitemon.drivers.nut_protocol import quote
 from suitemon.simulators.base import SimError, Simulator
+from suitemon.simulators.child import die_with_parent
 from suitemon.simulators.ups_apc import ApcUpsSimulator
 
 NUT_BIN = Path(os.environ.get("SUITEMON_NUT_BIN", "/lib/nut"))
@@ -188,11 +189,13 @@ class NutUpsSimulator(Simulator):
         user = ["-u", "root"] if os.geteuid() == 0 else []
         self.driver = await asyncio.create_subprocess_exec(
             str(NUT_BIN / "dummy-ups"), "-F", "-a", self.ups, *user, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
         await self._wait_for(lambda: (self.dir / "state" / f"dummy-ups-{self.ups}").exists(), "dummy-ups socket")
         self.upsd = await asyncio.create_subprocess_exec(
             str(NUT_BIN / "upsd"), "-F", *user, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
         await self._wait_for_port()
         await self._wait_for_status()
         self._writer = asyncio.create_task(self._keep_writing())

@@ -27,6 +27,7 @@ from typing import Any
 
 from suitemon.drivers.ups_snmp import ALARM_DESCR, AUTO_RESTART, OID, UPS
 from suitemon.simulators.base import SimError, Simulator
+from suitemon.simulators.child import die_with_parent
 from suitemon.simulators.ups_apc import ApcUpsSimulator
 
 SNMPD = Path(os.environ.get("SUITEMON_SNMPD", "/usr/sbin/snmpd"))
@@ -162,7 +163,8 @@ class SnmpUpsSimulator(Simulator):
         self.proc = await asyncio.create_subprocess_exec(
             str(SNMPD), "-f", "-Lf", str(self.dir / "snmpd.log"), "-C", "-c", str(conf), "-r",
             "-p", str(self.dir / "snmpd.pid"), env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
         await self._wait_ready()
         self._task = asyncio.create_task(self._run())
 

@@ -46,3 +46,21 @@ def test_a_nut_password_needs_a_username_and_names_must_be_nut_names(tmp_path):
         parse_config(cfg_with({**NUT, "password_file": str(tmp_path / "pw")}))
     with pytest.raises(ConfigError, match="devices.ups.ups"):
         parse_config(cfg_with({**NUT, "ups": "pet ct\nFSD"}))
+
+
+def test_a_killed_simulator_leaves_no_upsd_or_snmpd_running(make_suite, tmp_path):
+    """`suitemon sim` killed with SIGKILL never runs its stop(): its real servers must die with it
+    (one frozen on purpose included), or they would hold the loopback ports and run on."""
+    import psutil
+
+    from helpers import free_port, wait_until
+    suite = make_suite({"nut": {**NUT, "port": free_port()},
+                        "card": {"kind": "ups_snmp", "port": free_port(), "version": "2c", "community": "c"}})
+    sim = suite.start_sims()
+    servers = [p for p in psutil.Process(sim.pid).children(recursive=True)
+               if p.name() in ("upsd", "dummy-ups", "snmpd")]
+    assert {p.name() for p in servers} == {"upsd", "dummy-ups", "snmpd"}, servers
+    suite.sim("nut", "unplug")  # upsd frozen (SIGSTOP): SIGTERM alone would not end it
+    sim.kill9()
+    wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in servers), 10,
+               what="upsd, dummy-ups and snmpd gone")
