@@ -27,6 +27,7 @@ BENCHES = {
     "idle": [],
     "fleet_ingest": [],
     "page_latency": [],
+    "ups_poll_cpu": [],
 }
 
 

@@ -36,6 +36,7 @@ def cmd_check_config(args) -> int:
         where = d.serial_port if tr in ("rtu", "serial") else (f"{d.host}:{d.port}" if hasattr(d, "host") else "")
         print(f"    {did:<16} {d.kind:<20} {tr:<6} {where or '':<26} every {d.poll_s:g} s"
               f"{'' if d.enabled else '  (disabled)'}")
+    _print_ups_kinds(cfg)
     print(f"  ladders    {', '.join(f'{k} ({len(v.steps)} steps)' for k, v in cfg.ladders.items()) or 'none'}")
     print(f"  protocols  {', '.join(cfg.protocols) or 'none'}")
     extra = [name for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board", "metrics")
@@ -51,6 +52,19 @@ def cmd_check_config(args) -> int:
             print(f"    {code:<16} {exam.radiopharmaceutical or exam.radionuclide:<12} {rule}")
     _print_access(cfg)
     return EXIT_OK
+
+
+UPS_KIND_LABELS = {"ups_apc": "APC Modbus", "ups_nut": "Network UPS Tools (upsd)", "ups_snmp": "SNMP UPS-MIB"}
+
+
+def _print_ups_kinds(cfg) -> None:
+    """Every UPS kind this daemon can watch, and which the config uses: the same rules for each."""
+    from suitemon.daemon.shutdown.config import is_ups_kind
+    from suitemon.daemon import kinds
+    known = [k for k in kinds.KINDS if is_ups_kind(k)]
+    used = {d.kind for d in cfg.devices.values() if is_ups_kind(d.kind)}
+    print("  ups kinds  " + ", ".join(f"{k} ({UPS_KIND_LABELS.get(k, k)}){' *' if k in used else ''}"
+                                      for k in known) + ("   (* in use)" if used else ""))
 
 
 def _print_access(cfg) -> None:

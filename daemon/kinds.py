@@ -94,6 +94,21 @@ FEATURES: Mapping[str, Feature] = index((
         rules="suitemon.daemon.ups.rules:UpsRules",
         simulator="suitemon.simulators.ups_apc:ApcUpsSimulator",
     ),
+    # --- UPS from any vendor (issue 16): same rules, other wires ---
+    Feature(
+        "ups_nut",
+        device_config="suitemon.drivers.ups_nut:Config",
+        driver="suitemon.drivers.ups_nut:NutUpsDriver",
+        rules="suitemon.daemon.ups.rules:UpsRules",
+        simulator="suitemon.simulators.ups_nut:NutUpsSimulator",
+    ),
+    Feature(
+        "ups_snmp",
+        device_config="suitemon.drivers.ups_snmp:Config",
+        driver="suitemon.drivers.ups_snmp:SnmpUpsDriver",
+        rules="suitemon.daemon.ups.rules:UpsRules",
+        simulator="suitemon.simulators.ups_snmp:SnmpUpsSimulator",
+    ),
     Feature(
         "dispenser",
         device_config="suitemon.drivers.dispenser:Config",

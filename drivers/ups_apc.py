@@ -14,13 +14,15 @@ from typing import Any, Awaitable, Callable, Literal
 
 from pydantic import Field, model_validator
 
+from suitemon.drivers import ups_model
 from suitemon.drivers.base import DriverError, ProfileError, Reading
 from suitemon.drivers.config import ModbusDeviceConfig
 from suitemon.drivers.modbus_link import ModbusDevice, ProfileDriver
 from suitemon.drivers.profile import Point, Profile, ProfileRef, decode, load_profile
 
-# Names the UPS rules and the shutdown sequencer rely on; a profile must provide them.
-REQUIRED = ("on_battery", "shutdown_imminent", "runtime_s", "charge_pct")
+# Names the UPS rules and the shutdown sequencer rely on (drivers/ups_model.py); an APC
+# profile must provide them, runtime and charge included (every Smart-UPS reports both).
+REQUIRED = (*ups_model.REQUIRED, ups_model.RUNTIME_S, ups_model.CHARGE_PCT)
 COUNTDOWN_CONFIRM_S = 2.0  # how long the UPS may take to show its countdown after a command
 
 

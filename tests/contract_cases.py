@@ -16,7 +16,10 @@ CASES: list[dict] = [
         "kind": "ups_apc",
         "config": {},
         "expect_keys": {"online", "on_battery", "shutdown_imminent", "runtime_s", "charge_pct", "battery_v",
-                        "battery_temp_c", "load_pct", "input_v", "output_v", "outlet_countdown_s"},
+                        "battery_temp_c", "load_pct", "input_v", "output_v", "outlet_countdown_s",
+                        # the rest of the shared UPS model (drivers/ups_model.py) but bypass
+                        "input_bad", "calibrating", "self_test", "output_off", "overload", "fault",
+                        "battery_needs_replacement"},
     },
     # --- dispenser (issue 6) ---
     {
@@ -64,3 +67,15 @@ STREAM_CASES: list[dict] = [{
     "expect_keys": {"dose_rate_usv_h", "detector_fault", "display_unit", "frames", "bad_frames"},
     "reopen_after_plug": True,
 }]
+
+# UPS from any vendor (issue 16): network kinds, run by test_network_ups_driver_contract against a real
+# upsd / snmpd. Every UPS kind must return the shared UPS model's names (drivers/ups_model.py).
+UPS_SHARED = {"on_battery", "online", "bypass", "input_bad", "calibrating", "self_test", "output_off",
+              "shutdown_imminent", "battery_needs_replacement", "overload", "charge_pct", "runtime_s", "load_pct",
+              "input_v", "output_v", "outlet_countdown_s"}
+NETWORK_UPS_CASES: list[dict] = [
+    {"kind": "ups_nut", "transport": "nut", "config": {"ups": "contract", "timeout_s": 0.5},
+     "expect_keys": UPS_SHARED | {"nut_status"}},
+    {"kind": "ups_snmp", "transport": "snmp", "config": {"version": "2c", "community": "contract"},
+     "expect_keys": UPS_SHARED | {"fault", "snmp_alarms"}},
+]

@@ -14,7 +14,7 @@ import contextlib
 
 import pytest
 
-from contract_cases import CASES, STREAM_CASES
+from contract_cases import CASES, NETWORK_UPS_CASES, STREAM_CASES
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, DriverError
@@ -160,3 +160,43 @@ def test_closing_twice_is_harmless(case, transport, tmp_path):
         await driver.close()
         await driver.close()
     run(case, transport, tmp_path, behaviour)
+
+
+
+
+async def network_scenario(cfg, kind_case):
+    """The contract for a UPS reached through a server (upsd, an SNMP agent): complete readings with
+    the shared names, a silent server is a DeviceTimeout, the link recovers, close twice."""
+    host = SimHost(cfg)
+    await host.start(control=False)
+    dev = cfg.devices["dut"]
+    driver = kinds.driver_class(dev.kind)("dut", dev)
+    sim = host.sims["dut"]
+    try:
+        await driver.open()
+        r = await driver.poll()
+        assert kind_case["expect_keys"] <= set(r.values), kind_case["expect_keys"] - set(r.values)
+        assert r.device_id == "dut"
+        sim.unplug()
+        try:
+            with pytest.raises(DeviceTimeout) as e:
+                await asyncio.wait_for(driver.poll(), 5)
+            assert isinstance(e.value, TimeoutError) and isinstance(e.value, CommError)
+        finally:
+            sim.plug()
+        if not driver.is_open:
+            await driver.open()
+        r = await asyncio.wait_for(driver.poll(), 5)
+        assert kind_case["expect_keys"] <= set(r.values)
+    finally:
+        await driver.close()
+        await driver.close()  # twice is harmless
+        await host.stop()
+
+
+@pytest.mark.parametrize("case", NETWORK_UPS_CASES, ids=[c["kind"] for c in NETWORK_UPS_CASES])
+def test_network_ups_driver_contract(case):
+    dev = {"kind": case["kind"], "port": free_port(), "poll_s": 0.5, "timeout_s": 0.5, **case["config"]}
+    cfg = parse_config({"site": {"id": "contract", "name": "c"}, "simulation": {"control_port": free_port()},
+                        "devices": {"dut": dev}})
+    asyncio.run(network_scenario(cfg, case))

@@ -14,11 +14,13 @@ from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from suitemon.daemon import kinds
 from suitemon.drivers.config import Id, Strict
 
 COMMAND_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 # AN-176 outlet command target bits; the main group feeds the switched groups.
 MAIN_GROUP = "main_group"
+UPS_RULES = "suitemon.daemon.ups.rules:UpsRules"
 UPS_GROUPS = (MAIN_GROUP, "switched_group_0", "switched_group_1", "switched_group_2")
 
 
@@ -221,8 +223,9 @@ def check_refs(cfg) -> Iterable[tuple[str, str]]:
     dev = cfg.devices.get(sd.ups)
     if dev is None:
         yield "shutdown.ups", f"unknown device '{sd.ups}'"
-    elif dev.kind != "ups_apc":
-        yield "shutdown.ups", f"device '{sd.ups}' is a {dev.kind}, not a UPS (ups_apc)"
+    elif not is_ups_kind(dev.kind):
+        yield "shutdown.ups", (f"device '{sd.ups}' is a {dev.kind}, not a UPS "
+                               f"({', '.join(sorted(k for k in kinds.KINDS if is_ups_kind(k)))})")
     elif not dev.enabled:
         yield "shutdown.ups", f"device '{sd.ups}' is disabled: the sequence would never see the power state"
     else:
@@ -232,8 +235,22 @@ def check_refs(cfg) -> Iterable[tuple[str, str]]:
             yield f"shutdown.steps.{i}.area", f"unknown area '{s.area}'"
 
 
+def is_ups_kind(kind: str) -> bool:
+    """A UPS is any kind fed to the UPS rules: they and the sequencer read only the shared model."""
+    row = kinds.KINDS.get(kind)
+    return row is not None and row.rules == UPS_RULES
+
+
 def _groups_in_profile(sd: ShutdownConfig, dev) -> Iterable[tuple[str, str]]:
     """The outlet groups the ups step commands must exist in the UPS's profile."""
+    if getattr(dev, "profile", None) is None:
+        # NUT and SNMP UPSs are commanded as a whole: only the main group exists.
+        for gid, g in sd.ups_groups().items():
+            if g.ups_group != MAIN_GROUP:
+                yield (f"shutdown.outlet_groups.{gid}.ups_group",
+                       f"UPS '{sd.ups}' ({dev.kind}) is commanded as a whole; it has no outlet group "
+                       f"'{g.ups_group}' (only {MAIN_GROUP})")
+        return
     from suitemon.drivers.base import ProfileError
     from suitemon.drivers.profile import load_profile
     try:

@@ -14,8 +14,8 @@ a test still counts. Communication lost while the last reading said "on battery"
 "testing", as NUT's upsmon does for CAL) is sharpened: the UPS may be about to drop the
 load and nobody can see it; the fact carries it to the sequencer as a trigger.
 
-The rules read only the normalised reading names (``drivers/profiles/apc_smart_ups.toml``),
-so any UPS driver that produces them is handled alike.
+The rules read only the normalised reading names of ``drivers/ups_model.py``, which every
+UPS kind produces (APC Modbus, NUT, SNMP: docs/ups.md), so they are handled alike.
 """
 
 from __future__ import annotations
