@@ -59,10 +59,9 @@ UPS_KIND_LABELS = {"ups_apc": "APC Modbus", "ups_nut": "Network UPS Tools (upsd)
 
 def _print_ups_kinds(cfg) -> None:
     """Every UPS kind this daemon can watch, and which the config uses: the same rules for each."""
-    from suitemon.daemon.shutdown.config import is_ups_kind
     from suitemon.daemon import kinds
-    known = [k for k in kinds.KINDS if is_ups_kind(k)]
-    used = {d.kind for d in cfg.devices.values() if is_ups_kind(d.kind)}
+    known = [k for k in kinds.KINDS if kinds.is_ups_kind(k)]
+    used = {d.kind for d in cfg.devices.values() if kinds.is_ups_kind(d.kind)}
     print("  ups kinds  " + ", ".join(f"{k} ({UPS_KIND_LABELS.get(k, k)}){' *' if k in used else ''}"
                                       for k in known) + ("   (* in use)" if used else ""))
 

@@ -227,6 +227,16 @@ FEATURES: Mapping[str, Feature] = index((
 KINDS: Mapping[str, Feature] = MappingProxyType({n: f for n, f in FEATURES.items() if f.is_device})
 
 
+# The UPS rules read only the shared UPS model (drivers/ups_model.py): every kind fed to them is a UPS
+# the shutdown sequencer can watch, whatever its wire (Modbus, upsd, SNMP).
+UPS_RULES = "suitemon.daemon.ups.rules:UpsRules"
+
+
+def is_ups_kind(kind: str) -> bool:
+    row = KINDS.get(kind)
+    return row is not None and row.rules == UPS_RULES
+
+
 class KindLoadError(ImportError):
     pass
 

@@ -20,7 +20,6 @@ from suitemon.drivers.config import Id, Strict
 COMMAND_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 # AN-176 outlet command target bits; the main group feeds the switched groups.
 MAIN_GROUP = "main_group"
-UPS_RULES = "suitemon.daemon.ups.rules:UpsRules"
 UPS_GROUPS = (MAIN_GROUP, "switched_group_0", "switched_group_1", "switched_group_2")
 
 
@@ -235,10 +234,7 @@ def check_refs(cfg) -> Iterable[tuple[str, str]]:
             yield f"shutdown.steps.{i}.area", f"unknown area '{s.area}'"
 
 
-def is_ups_kind(kind: str) -> bool:
-    """A UPS is any kind fed to the UPS rules: they and the sequencer read only the shared model."""
-    row = kinds.KINDS.get(kind)
-    return row is not None and row.rules == UPS_RULES
+is_ups_kind = kinds.is_ups_kind
 
 
 def _groups_in_profile(sd: ShutdownConfig, dev) -> Iterable[tuple[str, str]]:
