@@ -25,5 +25,6 @@ setup(
         "suitemon.daemon": ["schemas/*.json"],
         "suitemon.drivers.profiles": ["*.toml"],
         "suitemon.daemon.board": ["static/*"],
+        "suitemon.daemon.report": ["templates/*"],
     },
 )

@@ -276,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mqtt-port", type=int, default=None)
     s.add_argument("--scenario", default=None, help="play a scripted scenario (docs/scenarios.md)")
     s.add_argument("--no-view", action="store_true", help="no live view (logs only)")
+    s.add_argument("--keep", metavar="DIR", help="keep the state (journal, spool) in DIR and write the "
+                                                "localised config to DIR/suite.toml")
     s.set_defaults(fn=cmd_demo)
 
     from suitemon.daemon import kinds

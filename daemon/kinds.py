@@ -164,3 +164,6 @@ CLI_EXTENSIONS.append("suitemon.daemon.bells.report:add_parser")  # suitemon bel
 # --- dicom (issue 7) ---
 CLI_EXTENSIONS.append("suitemon.daemon.dicom.cli:add_parser")
 SIM_EXTRAS["scanner"] = "suitemon.simulators.scanner:from_config"
+
+# --- governance reports (issue 17) ---
+CLI_EXTENSIONS.append("suitemon.daemon.report.cli:add_parser")

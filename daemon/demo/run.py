@@ -71,12 +71,15 @@ async def _demo(args, cfg_path: Path) -> int:
     scenario = load_scenario(args.scenario) if args.scenario else None
     broker = DemoBroker(args.mqtt_port)
     await broker.start()
-    tmp = tempfile.TemporaryDirectory(prefix="suitemon-demo-")
+    tmp = _KeptDir(args.keep) if getattr(args, "keep", None) else tempfile.TemporaryDirectory(prefix="suitemon-demo-")
     view = host = daemon = None
     rc = 0
     try:
         raw = tomllib.loads(cfg_path.read_text())
-        cfg = parse_config(localize(raw, Path(tmp.name), broker.port, broker.protocol), str(cfg_path))
+        local = localize(raw, Path(tmp.name), broker.port, broker.protocol)
+        cfg = parse_config(local, str(cfg_path))
+        if isinstance(tmp, _KeptDir):
+            tmp.write_config(local)
         host = SimHost(cfg)
         await host.start()
         daemon = Daemon(cfg, client_id=f"suitemon-demo-{cfg.site.id}")
@@ -152,6 +155,22 @@ async def _demo(args, cfg_path: Path) -> int:
             print(f"demo: broker did not stop cleanly: {err!r}", file=sys.stderr)
         tmp.cleanup()
     return rc
+
+
+class _KeptDir:
+    """``--keep DIR``: the demo's state stays in DIR, with the localised config as DIR/suite.toml,
+    so ``suitemon report -c DIR/suite.toml`` can read what the run journaled."""
+
+    def __init__(self, path: str):
+        self.name = str(Path(path).resolve())
+        Path(self.name).mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        import tomli_w
+        (Path(self.name) / "suite.toml").write_text(tomli_w.dumps(data))
+
+    def cleanup(self) -> None:
+        print(f"demo: state kept in {self.name}; config {self.name}/suite.toml", flush=True)
 
 
 def run_demo(args) -> int:
