@@ -25,27 +25,33 @@ class Collector:
     def on_daemon(self, ev: Ev) -> None:
         self.marks.append((ev.ts, ev.type == "daemon.started"))
 
-    def monitored_s(self, start: float, end: float) -> float:
-        running, since, total = self.running_at_start, start, 0.0
+    def monitored(self, start: float, end: float) -> list[tuple[float, float]]:
+        """The intervals of the period with the daemon running."""
+        out, running, since = [], self.running_at_start, start
         for t, now_running in self.marks:
-            if running:
-                total += t - since
-            running, since = now_running, t
+            if running and not now_running:
+                out.append((since, t))
+            if now_running and not running:
+                since = t
+            running = now_running
         if running:
-            total += end - since
-        return total
+            out.append((since, end))
+        return [(a, b) for a, b in out if b > a]
 
     def build(self, ctx: BuildContext) -> Section:
         p = ctx.period
         sec = Section("devices", "Devices")
-        monitored = self.monitored_s(p.start_ts, p.end_ts)
+        spans = self.monitored(p.start_ts, p.end_ts)
+        monitored = sum(b - a for a, b in spans)
         lost = [e for e in ctx.episodes.all() if e.type == "device.comm_lost"
                 and e.duration_within(p.start_ts, p.end_ts) > 0]
         lost.sort(key=lambda e: e.raised_at)
         rows = []
         for did, dev in ctx.cfg.devices.items():
             mine = [e for e in lost if e.source == did or e.alarm_id == f"{did}.comm_lost"]
-            down = sum(e.duration_within(p.start_ts, p.end_ts) for e in mine)
+            # Lost while the daemon ran: a comm loss across a stop is not counted twice.
+            down = sum(overlap(e.raised_at, e.closed_at if e.closed_at is not None else p.end_ts, spans)
+                       for e in mine)
             rows.append([did, dev.kind, ctx.area_name(getattr(dev, "location", None)), len(mine), rnd(down / 60.0),
                          pct(max(0.0, monitored - down), monitored, 2)])
         sec.tables.append(Table("devices_availability", "Availability per device (% of the monitored time with fresh readings)",
@@ -58,3 +64,7 @@ class Collector:
                                   rnd(e.duration_within(p.start_ts, p.end_ts) / 60.0)] for e in lost]))
         sec.figures_of_note = {"monitored hours": rnd(monitored / 3600.0), "comm-lost episodes": len(lost)}
         return sec
+
+
+def overlap(a: float, b: float, spans: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, y) - max(a, x)) for x, y in spans)
