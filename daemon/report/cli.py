@@ -24,7 +24,6 @@ def add_parser(sub) -> None:
 
 def cmd_report(args) -> int:
     from suitemon.daemon.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, _load_or_exit
-    from suitemon.daemon.report.build import build_report
     from suitemon.daemon.report.period import PeriodError, parse_period
     cfg = _load_or_exit(args.config)
     try:
@@ -44,6 +43,7 @@ def cmd_report(args) -> int:
         print(f"{chain_key_file}: cannot read the chain key ({err.strerror}); the chain is reported unverified",
               file=sys.stderr)
         chain_key = None
+    from suitemon.daemon.report.build import build_report  # matplotlib and friends: only when needed
     report = build_report(cfg, period, journal_path=path, chain_key=chain_key)
     ext = {"html": "html", "pdf": "pdf", "csv": ""}[args.format]
     default = f"report-{cfg.site.id}-{period.first_day}-{period.last_day}" + (f".{ext}" if ext else "")

@@ -1,0 +1,268 @@
+"""``suitemon report``: figures checked against values computed here, independently, from the
+script that wrote the journal (numpy for the order statistics); HTML, CSV and PDF from the CLI."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy
+import pytest
+
+from helpers import REPO, SUITEMON
+from report_journal import SuiteWriter, example_config
+
+from suitemon.daemon.report import build_report, parse_period
+
+# November 2026: Mon 2 to Sun 29 is four whole ISO weeks (45..48); London is on UTC then.
+FIRST, LAST = "2026-11-02", "2026-11-29"
+H = 3600.0
+
+
+def t(day: int, hour: float = 9.0) -> float:
+    return datetime(2026, 11, day, tzinfo=timezone.utc).timestamp() + hour * H
+
+
+CANCEL_UPTAKE1 = [30.0, 60.0, 90.0, 200.0]
+ACCEPT_UPTAKE1 = [10.0, 20.0, None, 40.0]
+PETONC_MBQ = [350.0, 380.0, 399.0, 401.0, 420.0, 390.0, 360.0, 410.0, 370.0, 395.0]
+PETBRAIN = [(250.0, 80.0), (300.0, 80.0), (200.0, None)]  # (MBq, kg): 3.5 MBq/kg -> 280 MBq at 80 kg
+TEST_WEEKS_UPTAKE1 = [True, True, False, True]
+STOPPED = (t(10, 12), t(10, 18))  # the daemon was stopped for six hours
+HOTLAB_LOST = (t(3, 0), t(5, 0))  # two days without hotlab_env
+
+
+def write_month(state: Path):
+    cfg = example_config(state)
+    w = SuiteWriter(cfg)
+    w.daemon(t(1, 0), True)
+    # Outside the period on both sides: must not count.
+    w.bell_call(t(1, 23.9), "uptake2", cancel_after=5)
+    for i, (cancel, accept) in enumerate(zip(CANCEL_UPTAKE1, ACCEPT_UPTAKE1)):
+        w.bell_call(t(4 + i), "uptake1", cancel_after=cancel, accept_after=accept)
+    for i, wk_passed in enumerate(TEST_WEEKS_UPTAKE1):
+        for room in cfg.devices["bells"].rooms:
+            if room != "uptake1" or wk_passed:
+                w.bell_test_pass(t(3 + 7 * i, 8), room)
+    for i, mbq in enumerate(PETONC_MBQ):
+        w.administration(t(6 + i, 10), i + 1, "PETONC", mbq)
+    for j, (mbq, kg) in enumerate(PETBRAIN):
+        w.administration(t(6 + j, 11), 100 + j, "PETBRAIN", mbq, weight_kg=kg)
+    # A deterioration alert nobody took until the resuscitation team, 75 s after the raise.
+    aid = "bells.uptake3.emergency"
+    w.condition(t(12), aid, "bells.emergency", True, source="bells", location="uptake3", message="Emergency",
+                details={"room": "uptake3", "origin": "button"})
+    w.notify(t(12), aid, 0, "room_nurse")
+    w.ack(t(12) + 12, aid, "nurse1")
+    w.notify(t(12) + 30, aid, 1, "suite_staff")
+    w.notify(t(12) + 60, aid, 2, "resus_team")
+    w.accept(t(12) + 75, aid, "resus1")
+    # Three nuisance warnings (under a minute, cleared by themselves) and one real one.
+    for k, secs in enumerate((10.0, 20.0, 40.0, 120.0)):
+        w.condition(t(14, 9 + k), "uptake2_gamma.rate_warning", "radiation.rate_warning", True,
+                    source="uptake2_gamma", location="uptake2", message="warning")
+        w.condition(t(14, 9 + k) + secs, "uptake2_gamma.rate_warning", "radiation.rate_warning", False,
+                    source="uptake2_gamma", location="uptake2")
+    w.comm_lost(HOTLAB_LOST[0], "hotlab_env", HOTLAB_LOST[1] - HOTLAB_LOST[0])
+    w.daemon(STOPPED[0], False)
+    w.daemon(STOPPED[1], True)
+    w.on_battery(t(15, 10), 300.0)
+    w.at(t(15, 10) + 10).record("shutdown.started", {"trigger": "low runtime"})
+    w.at(t(15, 10) + 11).record("shutdown.step.started", {"step": "pacs"})
+    w.at(t(15, 10) + 14).record("shutdown.step.acked", {"step": "pacs", "target": "pacs"})
+    w.at(t(15, 10) + 20).record("shutdown.completed", {"ups": None, "skipped": [], "unacknowledged": []})
+    w.condition(t(20), "ups.battery_replace", "ups.battery_replace", True, priority="low", kind="maintenance",
+                source="ups", location="control", message="replace the battery")
+    w.bell_call(t(30, 0.1), "uptake2", cancel_after=5)
+    w.close()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory):
+    state = tmp_path_factory.mktemp("report") / "state"
+    cfg = write_month(state)
+    report = build_report(cfg, parse_period(FIRST, LAST, cfg.site.timezone), chain_key=(state / "journal-chain.key").read_bytes())
+    return cfg, report
+
+
+def rows(report, section, table):
+    return report.section(section).table(table).as_dicts()
+
+
+def test_bell_response_per_room_matches_the_script(month):
+    _, report = month
+    by_room = {r["room"]: r for r in rows(report, "bells", "bells_response")}
+    u1 = by_room["Uptake room 1"]
+    accepts = [a for a in ACCEPT_UPTAKE1 if a is not None]
+    assert u1["calls"] == 4 and u1["cancelled_in_room"] == 4 and u1["accepted"] == 3
+    assert u1["cancel_median_s"] == pytest.approx(numpy.median(CANCEL_UPTAKE1), abs=0.05)  # 75 s
+    assert u1["cancel_p90_s"] == pytest.approx(numpy.percentile(CANCEL_UPTAKE1, 90), abs=0.05)  # 167 s
+    assert u1["accept_median_s"] == pytest.approx(numpy.median(accepts), abs=0.05)
+    # The calls on Nov 1 and Nov 30 are outside the period.
+    assert by_room["Uptake room 2"]["calls"] == 0
+
+
+def test_weekly_bell_test_compliance_and_the_missed_week(month):
+    cfg, report = month
+    table = report.section("bells").table("bells_weekly_tests")
+    assert table.columns[1:5] == ["2026-W45", "2026-W46", "2026-W47", "2026-W48"]
+    by_room = {r[0]: r for r in table.rows}
+    expected = 100.0 * sum(TEST_WEEKS_UPTAKE1) / len(TEST_WEEKS_UPTAKE1)
+    assert by_room["Uptake room 1"][-1] == expected == 75.0
+    assert by_room["Uptake room 1"][3] == "MISSED"
+    i = list(by_room).index("Uptake room 1")
+    assert table.marks == {(i, 3): "missed"}
+    assert all(r[-1] == 100.0 for name, r in by_room.items() if name != "Uptake room 1")
+
+
+def test_dose_reference_level_compliance_and_median(month):
+    _, report = month
+    by_exam = {r["exam"]: r for r in rows(report, "doses", "doses_per_exam")}
+    onc = by_exam["PETONC"]
+    within = sum(1 for v in PETONC_MBQ if v <= 400.0)
+    assert onc["administrations"] == len(PETONC_MBQ)
+    assert onc["compliance_pct"] == round(100.0 * within / len(PETONC_MBQ), 1) == 70.0
+    assert onc["median_mbq"] == pytest.approx(numpy.median(PETONC_MBQ), abs=0.05)
+    brain = by_exam["PETBRAIN"]
+    # Per kg: 3.5 x 80 = 280 MBq; the record without a weight is not evaluated (and not compliant).
+    assert (brain["evaluated"], brain["within_level"], brain["not_evaluated"]) == (2, 1, 1)
+    assert brain["compliance_pct"] == 50.0
+    failed = rows(report, "doses", "doses_failed_checks")
+    over = sorted(r["record"] for r in failed if r["check"] == "reference_level")
+    assert over == ["dispenser-101", "dispenser-4", "dispenser-5", "dispenser-8"]
+    assert report.section("doses").figures_of_note["reference-level compliance %"] == round(100 * 8 / 12, 1)
+
+
+def test_alarm_load_escalation_nuisance_and_open_alarms(month):
+    _, report = month
+    esc = rows(report, "alarms", "alarms_escalated")
+    assert [(r["alarm_id"], r["highest_step"], r["accepted_by"], r["accepted_role"]) for r in esc] == [
+        ("bells.uptake3.emergency", 3, "resus1", "resus_team")]
+    det = rows(report, "bells", "bells_deterioration")
+    assert [(r["accept_after_s"], r["accepted_role"]) for r in det] == [(75.0, "resus_team")]
+    high = {r["group"]: r for r in rows(report, "alarms", "alarms_response_priority")}["high"]
+    assert high["ack_median_s"] == 12.0  # the nurse's silence, 12 s after the raise
+    nuisance = {r["alarm_id"]: r for r in rows(report, "alarms", "alarms_nuisance")}
+    assert nuisance["uptake2_gamma.rate_warning"]["count"] == 3
+    assert nuisance["uptake2_gamma.rate_warning"]["median_duration_s"] == 20.0
+    still = [r["alarm_id"] for r in rows(report, "alarms", "alarms_open_at_end")]
+    assert sorted(still) == ["bells.uptake3.emergency", "ups.battery_replace"]
+    per_day = {r["day"]: r for r in rows(report, "alarms", "alarms_per_day")}
+    assert len(per_day) == 28 and per_day["2026-11-14"]["medium"] == 4
+
+
+def test_device_availability_excludes_the_daemon_stop(month):
+    _, report = month
+    monitored = 28 * 24 * H - (STOPPED[1] - STOPPED[0])
+    lost = HOTLAB_LOST[1] - HOTLAB_LOST[0]
+    by_dev = {r["device"]: r for r in rows(report, "devices", "devices_availability")}
+    assert by_dev["hotlab_env"]["availability_pct"] == round(100.0 * (monitored - lost) / monitored, 2)
+    assert by_dev["ups"]["availability_pct"] == 100.0
+
+
+def test_power_time_on_battery_and_shutdown_step_timing(month):
+    _, report = month
+    assert report.section("power").figures_of_note["minutes on battery"] == 5.0
+    steps = rows(report, "power", "power_shutdowns")
+    assert steps[0]["result"] == "completed" and steps[0]["took_s"] == 10.0
+    assert (steps[1]["step"], steps[1]["offset_s"], steps[1]["took_s"], steps[1]["result"]) == ("pacs", 1.0, 3.0, "acked")
+
+
+def test_footer_names_the_verified_head(month):
+    cfg, report = month
+    db = sqlite3.connect(cfg.state.dir / "journal.sqlite3")
+    seq, h = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    db.close()
+    v = report.verification
+    assert v.ok and (v.head_seq, v.head_hash) == (seq, h) and v.keyed_from == 1
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SUITEMON, "report", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def month_config(month, tmp_path_factory):
+    cfg, _ = month
+    text = (REPO / "examples" / "suite.toml").read_text()
+    text = re.sub(r'(?m)^dir = .*$', f'dir = "{cfg.state.dir}"', text, count=1)
+    path = tmp_path_factory.mktemp("cfg") / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def test_cli_html_is_self_contained_with_the_footer_and_red_cells(month, month_config, tmp_path):
+    _, report = month
+    out = tmp_path / "r.html"
+    r = cli("-c", str(month_config), "--from", FIRST, "--to", LAST, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    # No fetch of anything: no scripts, stylesheets or images by URL (SVG namespaces are not fetches).
+    assert not re.search(r'<(script|link|img|iframe)\b|src=|@import|url\((?!#)', html)
+    assert html.count("<svg") >= 5
+    assert f"verified head seq <b>{report.verification.head_seq}</b>" in html
+    assert report.verification.head_hash in html
+    assert html.count('class="missed"') == 1
+    assert len(set(re.findall(r'\bid="([^"]+)"', html))) == len(re.findall(r'\bid="([^"]+)"', html))
+    assert "Patient" not in html.replace("Patients appear only by pseudonymous reference", "")
+
+
+def test_cli_csv_writes_one_file_per_table(month, month_config, tmp_path):
+    _, report = month
+    r = cli("-c", str(month_config), "--from", FIRST, "--to", LAST, "--format", "csv", "-o", str(tmp_path / "csv"))
+    assert r.returncode == 0, r.stderr
+    names = {p.stem for p in (tmp_path / "csv").glob("*.csv")}
+    assert names == {t.name for s in report.sections for t in s.tables} | {"journal_verification"}
+    with (tmp_path / "csv" / "doses_per_exam.csv").open() as f:
+        onc = next(r for r in csv.DictReader(f) if r["exam"] == "PETONC")
+    assert float(onc["compliance_pct"]) == 70.0
+
+
+@pytest.mark.slow  # WeasyPrint lays out every page: 5-20 s on this machine
+@pytest.mark.skipif(not shutil.which("pdftoppm"), reason="pdftoppm (poppler-utils) not installed: run .ci/run")
+def test_cli_pdf_turns_into_png_pages(month_config, tmp_path):
+    pdf = tmp_path / "r.pdf"
+    r = cli("-c", str(month_config), "--from", FIRST, "--to", LAST, "--format", "pdf", "-o", str(pdf))
+    assert r.returncode == 0, r.stderr
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    subprocess.run(["/usr/bin/pdftoppm", "-r", "70", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=60)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 3
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in pages)
+    # The committed screenshot is refreshed with SUITEMON_SCREENSHOTS=docs/screenshots (as the board's).
+    if os.environ.get("SUITEMON_SCREENSHOTS"):
+        dest = Path(os.environ["SUITEMON_SCREENSHOTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        for i, p in enumerate(pages[:2], start=1):
+            shutil.copy(p, dest / f"report-page{i}.png")
+
+
+def test_cli_says_when_the_chain_is_broken(month_config, month, tmp_path):
+    cfg, _ = month
+    copy = tmp_path / "state"
+    shutil.copytree(cfg.state.dir, copy)
+    db = sqlite3.connect(copy / "journal.sqlite3")
+    db.executescript("DROP TRIGGER events_no_update; UPDATE events SET body = replace(body, '420.0', '390.0')"
+                     " WHERE type = 'dose.administered';")
+    db.close()
+    conf = tmp_path / "suite.toml"
+    conf.write_text(month_config.read_text().replace(str(cfg.state.dir), str(copy)))
+    out = tmp_path / "r.html"
+    r = cli("-c", str(conf), "--from", FIRST, "--to", LAST, "-o", str(out))
+    assert r.returncode == 1
+    assert "NOT verified" in r.stdout
+    assert re.search(r'class="bad">FAILED at seq \d+: row content does not match its hash', out.read_text())
+
+
+def test_cli_rejects_bad_dates(month_config):
+    r = cli("-c", str(month_config), "--from", "2026-11-30", "--to", "2026-11-02")
+    assert r.returncode == 2 and "before --from" in r.stderr
+    r = cli("-c", str(month_config), "--from", "30/11/2026", "--to", "2026-11-02")
+    assert r.returncode == 2 and "YYYY-MM-DD" in r.stderr
