@@ -9,7 +9,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy
@@ -266,3 +266,54 @@ def test_cli_rejects_bad_dates(month_config):
     assert r.returncode == 2 and "before --from" in r.stderr
     r = cli("-c", str(month_config), "--from", "30/11/2026", "--to", "2026-11-02")
     assert r.returncode == 2 and "YYYY-MM-DD" in r.stderr
+
+
+# -- a journal written by the daemon itself, playing the shipped scenario ------------------------------
+
+def around_today() -> list[str]:
+    """Yesterday to tomorrow: today in the site's timezone, whatever the hour."""
+    d = datetime.now(timezone.utc).date()
+    return ["--from", (d - timedelta(days=1)).isoformat(), "--to", (d + timedelta(days=1)).isoformat()]
+
+
+@pytest.mark.slow  # the scenario runs 15 s at 5x speed
+def test_report_of_the_played_deterioration_scenario(make_suite, watcher, tmp_path):
+    from bells_helpers import bells_device, bells_extra
+    speed = 5.0
+    suite = make_suite({"bells": bells_device("tcp", tmp_path)}, bells_extra(steps=(30 / speed, 30 / speed, 60 / speed)))
+    suite.start_sims()
+    daemon = suite.start_daemon(watcher)
+    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "bells", "state"))) and s["comm"] == "ok", 10,
+                     what="bells polled")
+    assert suite.play(REPO / "examples" / "scenarios" / "deterioration.toml", watcher, speed=speed) == []
+    daemon.terminate()
+    # Independently of the report: the raise and the nurse's ack as they went out on MQTT.
+    evs = [e for e in watcher.events(suite.site) if e["alarm_id"] == "bells.uptake3.emergency"]
+    raised = next(e for e in evs if e["type"] == "alarm.raised")["data"]["alarm"]["raised_at"]
+    acked = next(e for e in evs if e["type"] == "alarm.acknowledged")["data"]["alarm"]["acknowledged_at"]
+    ack_s = (datetime.fromisoformat(acked.replace("Z", "+00:00")) - datetime.fromisoformat(raised.replace("Z", "+00:00"))).total_seconds()
+    r = subprocess.run([*SUITEMON, "report", "-c", str(suite.path), *around_today(), "--format", "csv",
+                        "-o", str(tmp_path / "csv")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with (tmp_path / "csv" / "alarms_response_priority.csv").open() as f:
+        high = next(row for row in csv.DictReader(f) if row["group"] == "high")
+    assert float(high["ack_median_s"]) == pytest.approx(ack_s, abs=0.05)
+    with (tmp_path / "csv" / "alarms_escalated.csv").open() as f:
+        esc = list(csv.DictReader(f))
+    assert [(e["alarm_id"], e["highest_step"]) for e in esc] == [("bells.uptake3.emergency", "3")]
+    with (tmp_path / "csv" / "journal_verification.csv").open() as f:
+        v = next(csv.DictReader(f))
+    assert v["verified"] == "True" and int(v["head_seq"]) == max(e["seq"] for e in watcher.events(suite.site))
+
+
+@pytest.mark.slow  # a whole demo (broker, simulators, daemon) for a few seconds
+def test_demo_keep_leaves_a_config_the_report_reads(tmp_path):
+    keep = tmp_path / "kept"
+    r = subprocess.run([*SUITEMON, "demo", "--duration", "6", "--no-view", "--keep", str(keep)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (keep / "suite.toml").exists() and (keep / "state" / "journal.sqlite3").exists()
+    r = subprocess.run([*SUITEMON, "report", "-c", str(keep / "suite.toml"), *around_today(),
+                        "-o", str(tmp_path / "r.html")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "chain verified" in r.stdout
