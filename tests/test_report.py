@@ -317,3 +317,21 @@ def test_demo_keep_leaves_a_config_the_report_reads(tmp_path):
                         "-o", str(tmp_path / "r.html")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "chain verified" in r.stdout
+
+
+def test_journal_schema_3_adds_the_time_index_and_the_report_uses_it(tmp_path):
+    from suitemon.daemon.journal import Journal
+    p = tmp_path / "j.sqlite3"
+    j = Journal(p)
+    j.append("daemon.started", {"version": "t", "pid": 1})
+    j.close()
+    db = sqlite3.connect(p)
+    db.executescript("DROP INDEX events_ts; PRAGMA user_version = 2;")  # as written by schema 2
+    db.close()
+    j = Journal(p)  # migrates
+    assert j.verify().ok
+    j.close()
+    db = sqlite3.connect(p)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    plan = " ".join(r[-1] for r in db.execute("EXPLAIN QUERY PLAN SELECT MIN(seq) FROM events WHERE ts >= ?", ("x",)))
+    assert "events_ts" in plan, plan

@@ -44,7 +44,8 @@ def build(ctx: BuildContext) -> Section:
     for e in eps:
         per_day[ctx.period.local_day(e.raised_at)][e.priority] += 1
     t_day = Table("alarms_per_day", "Alarms raised per day, by priority", ["day", *PRIORITIES, "total"],
-                  [[d.isoformat(), *(per_day[d][p] for p in PRIORITIES), sum(per_day[d].values())] for d in days])
+                  [[d.isoformat(), *(per_day[d][p] for p in PRIORITIES), sum(per_day[d].values())] for d in days],
+                  shown=len(days))
 
     counts = Counter(e.alarm_id for e in eps)
     kinds = {e.alarm_id: (e.type, e.priority) for e in eps}

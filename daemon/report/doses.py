@@ -26,8 +26,15 @@ class Collector:
         self.corrections: dict[str, list[Ev]] = defaultdict(list)
 
     def subscriptions(self):
-        return [("dose.administered", self.admins.append), ("dicom.dose_summary", self.on_study),
+        return [("dose.administered", self.on_admin), ("dicom.dose_summary", self.on_study),
                 ("record.correction", self.on_correction)]
+
+    def on_admin(self, ev: Ev) -> None:
+        # Only what the tables use: a busy month holds tens of thousands of these.
+        d = ev.data
+        keep = {k: d.get(k) for k in ("record_id", "patient_ref", "exam", "administered_mbq", "weight_kg")}
+        keep["checks"] = [c for c in d.get("checks") or [] if c.get("check") == "reference_level" or c.get("ok") is False]
+        self.admins.append(Ev(ev.seq, ev.ts, ev.type, None, ev.actor, keep, ev.event_id))
 
     def on_study(self, ev: Ev) -> None:
         uid = ev.data.get("study_uid")

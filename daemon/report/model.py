@@ -13,6 +13,8 @@ class Table:
     columns: list[str]
     rows: list[list[Any]]
     note: str = ""
+    # Long listings: the HTML and PDF show the first rows, the CSV all of them.
+    shown: int = 200
     # Cells to mark (row index, column index) -> css class, e.g. a week without a bell-test pass.
     marks: dict[tuple[int, int], str] = field(default_factory=dict)
 

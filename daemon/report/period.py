@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -17,19 +18,19 @@ class Period:
     last_day: date  # local, inclusive
     tz: ZoneInfo
 
-    @property
+    @cached_property
     def start(self) -> datetime:
         return datetime.combine(self.first_day, time(0), self.tz).astimezone(timezone.utc)
 
-    @property
+    @cached_property
     def end(self) -> datetime:
         return datetime.combine(self.last_day + timedelta(days=1), time(0), self.tz).astimezone(timezone.utc)
 
-    @property
+    @cached_property
     def start_ts(self) -> float:
         return self.start.timestamp()
 
-    @property
+    @cached_property
     def end_ts(self) -> float:
         return self.end.timestamp()
 

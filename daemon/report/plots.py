@@ -57,13 +57,18 @@ def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[float]], ylab
     return _svg(fig)
 
 
+MAX_POINTS = 300  # per group: beyond this the points are a blot and the SVG megabytes
+
+
 def distribution(groups: dict[str, Sequence[float]], xlabel: str) -> str:
-    """One horizontal box per group with its points on top: small samples stay visible."""
+    """One horizontal box per group with its points on top while few: small samples stay visible."""
     names = [g for g, v in groups.items() if v]
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(1, len(names))))
     if names:
         ax.boxplot([groups[n] for n in names], orientation="horizontal", widths=0.5, showfliers=False)
         for i, n in enumerate(names, start=1):
+            if len(groups[n]) > MAX_POINTS:
+                continue
             ax.plot(groups[n], [i] * len(groups[n]), "o", ms=3, alpha=0.6, color="#37474f")
         ax.set_yticks(range(1, len(names) + 1), names)
     ax.set_xlabel(xlabel)
@@ -80,7 +85,10 @@ def points_against_levels(groups: dict[str, Sequence[float]], levels: dict[str, 
         vals = groups[n]
         lims = list(levels.get(n, [None] * len(vals)))
         over = [lim is not None and v > lim for v, lim in zip(vals, lims)]
-        ax.scatter([i] * len(vals), vals, s=12, c=["#c62828" if o else "#2e7d32" for o in over], zorder=3)
+        if len(vals) > MAX_POINTS:
+            ax.boxplot([vals], positions=[i], widths=0.4, showfliers=False)
+        else:
+            ax.scatter([i] * len(vals), vals, s=12, c=["#c62828" if o else "#2e7d32" for o in over], zorder=3)
         shown = sorted({lim for lim in lims if lim is not None})
         if shown:
             ax.scatter([i] * len(shown), shown, marker="_", s=300, color="#37474f", zorder=2,

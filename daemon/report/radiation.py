@@ -45,7 +45,8 @@ def build(ctx: BuildContext) -> Section:
         if e.type in ("radiation.rate_alarm", "radiation.rate_warning", "radiation.spill"):
             minutes[ctx.area_name(e.location)][p.local_day(e.raised_at)] += e.duration_within(p.start_ts, p.end_ts) / 60
     sec.tables.append(Table("radiation_alarm_minutes", "Minutes above a dose-rate level (or with a suspected spill), per area per day",
-                            ["day", *areas], [[d.isoformat(), *(rnd(minutes[a][d]) for a in areas)] for d in days]))
+                            ["day", *areas], [[d.isoformat(), *(rnd(minutes[a][d]) for a in areas)] for d in days],
+                            shown=len(days)))
     if areas:
         sec.figures.append(Figure("radiation_minutes", "Minutes above a level per area per day", plots.lines(
             [d.strftime("%d %b") for d in days], {a: [minutes[a][d] for d in days] for a in areas}, "minutes")))

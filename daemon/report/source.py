@@ -36,7 +36,11 @@ class Ev:
     refers_to: str | None = None
 
 
-@dataclass
+# The few details a section shows; the rest of an alarm's details stay in the journal.
+KEPT_DETAILS = ("origin", "baseline_usv_h", "level_usv_h")
+
+
+@dataclass(slots=True)
 class Episode:
     """One occurrence of an alarm, as far as the journal shows it up to the period's end."""
 
@@ -88,7 +92,7 @@ class Episodes:
             ep = Episode(alarm_id=rec["alarm_id"], occurrence=rec["occurrence"], type=rec.get("type", "?"),
                          priority=rec.get("priority", "?"), kind=rec.get("kind", "?"), source=rec.get("source"),
                          location=rec.get("location"), raised_at=_t(rec.get("raised_at")) or ev.ts,
-                         details=dict(rec.get("details") or {}))
+                         details={k: v for k, v in (rec.get("details") or {}).items() if k in KEPT_DETAILS})
             self.by_occurrence[ep.occurrence] = ep
         ep.state = rec.get("state", ep.state)
         if ep.acknowledged_at is None and rec.get("acknowledged_at"):
@@ -129,21 +133,32 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
 
+def seq_bounds(db: sqlite3.Connection, start_text: str, end_text: str) -> tuple[int | None, int | None]:
+    """The first and last row of the period, found through the ``events_ts`` index (journal schema 3)."""
+    lo = db.execute("SELECT MIN(seq) FROM events WHERE ts >= ?", (start_text,)).fetchone()[0]
+    hi = db.execute("SELECT MAX(seq) FROM events WHERE ts < ?", (end_text,)).fetchone()[0]
+    return lo, hi
+
+
 def scan(db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, Consumer]],
          episodes: Episodes) -> dict[str, int]:
     """Feed every event of the period, in journal order, to the consumers whose prefix matches."""
     subs = list(consumers)
     counts: dict[str, int] = {"events": 0, "unreadable": 0}
     start_text, end_text = ts_text(period.start_ts), ts_text(period.end_ts)
+    lo, hi = seq_bounds(db, start_text, end_text)
     # Alarms last changed before the period that were still open at its start.
     for (body,) in db.execute(
             "SELECT body FROM events WHERE seq IN (SELECT MAX(seq) FROM events WHERE alarm_id IS NOT NULL"
-            " AND ts < ? GROUP BY alarm_id)", (start_text,)):
+            " AND seq < ? GROUP BY alarm_id)", (lo if lo is not None else 1 << 62,)):
         rec = json.loads(body).get("data", {}).get("alarm")
         if isinstance(rec, dict):
             episodes.restore(rec)
-    rows = db.execute("SELECT seq, ts, type, alarm_id, body, event_id FROM events WHERE ts >= ? AND ts < ?"
-                      " ORDER BY seq", (start_text, end_text))
+    if lo is None or hi is None or lo > hi:
+        return counts
+    # Journal order (seq), not time order: a clock stepped back must not reorder an alarm's events.
+    rows = db.execute("SELECT seq, ts, type, alarm_id, body, event_id FROM events WHERE seq BETWEEN ? AND ?"
+                      " AND ts >= ? AND ts < ? ORDER BY seq", (lo, hi, start_text, end_text))
     for seq, ts, type_, alarm_id, body, event_id in rows:
         counts["events"] += 1
         wanted = [fn for prefix, fn in subs if type_.startswith(prefix)]
