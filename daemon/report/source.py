@@ -134,10 +134,20 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 def seq_bounds(db: sqlite3.Connection, start_text: str, end_text: str) -> tuple[int | None, int | None]:
-    """The first and last row of the period, found through the ``events_ts`` index (journal schema 3)."""
-    lo = db.execute("SELECT MIN(seq) FROM events WHERE ts >= ?", (start_text,)).fetchone()[0]
-    hi = db.execute("SELECT MAX(seq) FROM events WHERE ts < ?", (end_text,)).fetchone()[0]
-    return lo, hi
+    """The first and last row of the period, through the ``events_ts`` index (journal schema 3).
+
+    Exact even if the clock once stepped back (seq and ts then disagree in order): MIN/MAX over
+    the index range, not the first index entry. Without the index (a journal on read-only media
+    that could not be migrated) the same query scans the table: slower, same answer."""
+    out = []
+    for q, arg in (("SELECT MIN(seq) FROM events {} WHERE ts >= ?", start_text),
+                   ("SELECT MAX(seq) FROM events {} WHERE ts < ?", end_text)):
+        try:
+            out.append(db.execute(q.format("INDEXED BY events_ts"), (arg,)).fetchone()[0])
+        except sqlite3.OperationalError:
+            log.warning("journal has no events_ts index (schema < 3): scanning the table")
+            out.append(db.execute(q.format(""), (arg,)).fetchone()[0])
+    return out[0], out[1]
 
 
 def scan(db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, Consumer]],
