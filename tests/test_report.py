@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy
 import pytest
 
-from helpers import REPO, SUITEMON
+from helpers import REPO, SUITEMON, Watcher
 from report_journal import SuiteWriter, example_config
 
 from suitemon.daemon.report import build_report, parse_period
@@ -340,3 +340,48 @@ def test_journal_schema_3_adds_the_time_index_and_the_report_uses_it(tmp_path):
     db = sqlite3.connect(p)
     db.execute("DROP INDEX events_ts")  # a journal that could not be migrated: same answer, by a scan
     assert seq_bounds(db, "2000-01-01T00:00:00.000000Z", "2999-01-01T00:00:00.000000Z") == (1, 1)
+
+
+def test_publish_puts_the_headline_figures_retained_on_report_summary(month, month_config, broker, watcher, tmp_path):
+    cfg, report = month
+    conf = tmp_path / "suite.toml"
+    conf.write_text(re.sub(r"(?m)^port = 1883$", f"port = {broker.port}", month_config.read_text()))
+    r = cli("-c", str(conf), "--from", FIRST, "--to", LAST, "--format", "csv", "-o", str(tmp_path / "csv"), "--publish")
+    assert r.returncode == 0, r.stderr
+    topic = f"suitemon/{cfg.site.id}/report/summary"
+    msg = watcher.wait_for(lambda w: w.json_of(topic), 10, what="retained summary")
+    assert msg["from"] == FIRST and msg["to"] == LAST
+    assert msg["figures"]["doses"]["reference-level compliance %"] == report.section("doses").figures_of_note[
+        "reference-level compliance %"]
+    assert msg["journal"] == {"verified": True, "head_seq": report.verification.head_seq,
+                              "head_hash": report.verification.head_hash}
+    late = Watcher(broker.port)  # subscribes after the publish: gets it only if it was retained
+    try:
+        late.wait_for(lambda w: any(t == topic and retained for t, _, retained, _ in w.messages), 10,
+                      what="the summary delivered as retained")
+    finally:
+        late.close()
+
+
+def test_previous_month_needs_no_dates_and_refuses_both(month_config, tmp_path):
+    r = cli("-c", str(month_config), "--previous-month", "--from", FIRST, "--to", LAST)
+    assert r.returncode == 2 and "--previous-month" in r.stderr
+    r = cli("-c", str(month_config), "--previous-month", "--format", "csv", "-o", str(tmp_path / "csv"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "csv" / "alarms_per_day.csv").exists()
+
+
+def test_the_report_unit_and_timer_verify_and_run_last_month_with_publish(tmp_path):
+    from test_systemd_units import ANALYZE, UNITS, exposure, local_copy, values
+    if ANALYZE is None:
+        pytest.skip("systemd-analyze missing: apt-get install systemd")
+    unit = local_copy("suitemon-report.service", tmp_path)
+    shutil.copy(UNITS / "suitemon-report.timer", tmp_path)
+    r = subprocess.run([ANALYZE, "verify", "--man=no", str(unit), str(tmp_path / "suitemon-report.timer")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    assert exposure(unit) <= 2.0
+    cmd = values(UNITS / "suitemon-report.service", "ExecStart")[0].split()
+    assert cmd[1:3] == ["report", "-c"] and {"--previous-month", "--publish"} <= set(cmd)
+    assert values(UNITS / "suitemon-report.service", "User") == values(UNITS / "suitemon.service", "User")
+    assert values(UNITS / "suitemon-report.timer", "Persistent") == ["true"]

@@ -75,3 +75,14 @@ def parse_period(first: str, last: str, tz_name: str) -> Period:
     if b < a:
         raise PeriodError(f"--to {b} is before --from {a}")
     return Period(a, b, tz)
+
+
+def previous_month(tz_name: str, today: date | None = None) -> Period:
+    """The last whole calendar month before today's (site time): what a monthly timer reports."""
+    try:
+        tz = ZoneInfo(tz_name)
+    except Exception as err:  # noqa: BLE001
+        raise PeriodError(f"unknown site timezone {tz_name!r}: {err}") from err
+    today = today or datetime.now(tz).date()
+    last = today.replace(day=1) - timedelta(days=1)
+    return Period(last.replace(day=1), last, tz)
