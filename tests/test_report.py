@@ -4,6 +4,7 @@ script that wrote the journal (numpy for the order statistics); HTML, CSV and PD
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import numpy
 import pytest
 
 from helpers import REPO, SUITEMON, Watcher
-from report_journal import SuiteWriter, example_config
+from report_journal import KEY, SuiteWriter, example_config
 
 from suitemon.daemon.report import build_report, parse_period
 
@@ -385,3 +386,29 @@ def test_the_report_unit_and_timer_verify_and_run_last_month_with_publish(tmp_pa
     assert cmd[1:3] == ["report", "-c"] and {"--previous-month", "--publish"} <= set(cmd)
     assert values(UNITS / "suitemon-report.service", "User") == values(UNITS / "suitemon.service", "User")
     assert values(UNITS / "suitemon-report.timer", "Persistent") == ["true"]
+
+
+def test_a_monitor_journals_each_closed_day_and_the_report_plots_it(tmp_path):
+    from types import SimpleNamespace
+
+    from suitemon.daemon.facts import Facts
+    from suitemon.daemon.radiation.rules import DAILY_DOSE, RadiationRules
+    from suitemon.drivers.base import Reading
+    cfg = example_config(tmp_path / "state")
+    w = SuiteWriter(cfg)
+    rules = RadiationRules("hotlab_gamma", cfg.devices["hotlab_gamma"], SimpleNamespace(cfg=cfg, recorder=w, facts=Facts()))
+    # 1.0 uSv/h from 23:00 to 01:00 (London = UTC in November), a reading every 2 s.
+    start = t(10, 23)
+    for k in range(3601):
+        now = start + 2 * k
+        w.at(now)
+        rules.on_reading(Reading("hotlab_gamma", {"dose_rate_usv_h": 1.0}, at=now))
+    w.close()
+    db = sqlite3.connect(cfg.state.dir / "journal.sqlite3")
+    days = [json.loads(b)["data"] for (b,) in db.execute("SELECT body FROM events WHERE type = ?", (DAILY_DOSE,))]
+    db.close()
+    assert [(d["day"], d["area"], d["usv"], d["complete"]) for d in days] == [("2026-11-10", "hotlab", 1.0, True)]
+    report = build_report(cfg, parse_period("2026-11-10", "2026-11-11", cfg.site.timezone), chain_key=KEY)
+    table = report.section("radiation").table("radiation_daily_dose")
+    assert table.rows[0][:2] == ["2026-11-10", 1.0]
+    assert any(f.name == "radiation_daily_dose" for f in report.section("radiation").figures)

@@ -82,8 +82,8 @@ def build_report(cfg, period: Period, *, journal_path: Path | None = None, chain
     ver = verify(path, chain_key)
     if not ver.ok:
         log.error("journal verification failed; the report says so in its footer", detail=ver.detail)
-    collectors = {"bells": bells.Collector(), "doses": doses.Collector(), "power": power.Collector(),
-                  "devices": devices.Collector()}
+    collectors = {"bells": bells.Collector(), "doses": doses.Collector(), "radiation": radiation.Collector(),
+                  "power": power.Collector(), "devices": devices.Collector()}
     episodes = Episodes()
     db = connect_read_only(path)
     try:
@@ -96,7 +96,7 @@ def build_report(cfg, period: Period, *, journal_path: Path | None = None, chain
         db.close()
     ctx = BuildContext(cfg, period, episodes)
     sections = [alarms.build(ctx), collectors["bells"].build(ctx), collectors["doses"].build(ctx),
-                radiation.build(ctx), collectors["power"].build(ctx), collectors["devices"].build(ctx)]
+                collectors["radiation"].build(ctx), collectors["power"].build(ctx), collectors["devices"].build(ctx)]
     return Report(cfg.site.id, cfg.site.name, period, sections, ver, str(path), counts["events"], counts["unreadable"])
 
 

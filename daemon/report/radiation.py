@@ -1,28 +1,60 @@
-"""Radiation: alarm episodes per area monitor, suspected spills, and alarm time per area per day.
+"""Radiation: daily integrated dose per area monitor, alarm episodes, suspected spills, and the
+time above a level per area per day.
 
-The daily integrated dose per area is computed by the daemon (daemon/radiation/logic.py) and
-published with the device state, which is not journaled; a report built from the journal alone
-cannot show it until the daemon journals each closed day (left open, see docs/decisions.md).
+The daily dose is what the monitor's rules integrated (daemon/radiation/logic.py) and journaled
+as ``radiation.daily_dose`` when the local day closed; a day the monitor did not cover wholly is
+marked incomplete, an over-range day a lower bound, never filled in here.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from suitemon.daemon.report import plots
 from suitemon.daemon.report.context import BuildContext
 from suitemon.daemon.report.model import Figure, Section, Table
+from suitemon.daemon.report.source import Ev
 from suitemon.daemon.report.stats import rnd
 
 KINDS = ("area_monitor_modbus", "ludlum375")
 
 
-def subscriptions():
-    return []
+class Collector:
+    def __init__(self) -> None:
+        self.days: list[Ev] = []
+
+    def subscriptions(self):
+        return [("radiation.daily_dose", self.days.append)]
+
+    def build(self, ctx: BuildContext) -> Section:
+        return build(ctx, self.days)
 
 
-def build(ctx: BuildContext) -> Section:
+def _daily_dose(ctx: BuildContext, days_ev: list[Ev], sec: Section) -> None:
+    days = ctx.period.days()
+    cols: dict[str, dict[str, Any]] = {}
+    flagged = []
+    for ev in days_ev:
+        d = ev.data
+        name = f"{ctx.area_name(d.get('area'))} ({d.get('device')})"
+        cols.setdefault(name, {})[d.get("day")] = d.get("usv")
+        if not d.get("complete", True) or d.get("lower_bound"):
+            flagged.append(f"{d.get('day')} {name}: " + ", ".join(
+                w for w, on in (("incomplete", not d.get("complete", True)), ("lower bound", d.get("lower_bound"))) if on))
+    names = sorted(cols)
+    sec.tables.append(Table("radiation_daily_dose", "Daily integrated dose per area monitor (uSv)",
+                            ["day", *names], [[d.isoformat(), *(cols[n].get(d.isoformat()) for n in names)] for d in days],
+                            note=("Not whole: " + "; ".join(flagged)) if flagged else "Every day shown was covered whole.",
+                            shown=len(days)))
+    if names:
+        sec.figures.append(Figure("radiation_daily_dose", "Daily integrated dose per area monitor (uSv)", plots.lines(
+            [d.strftime("%d %b") for d in days], {n: [cols[n].get(d.isoformat()) for d in days] for n in names}, "uSv")))
+
+
+def build(ctx: BuildContext, days_ev: list[Ev]) -> Section:
     sec = Section("radiation", "Radiation")
+    _daily_dose(ctx, days_ev, sec)
     eps = [e for e in ctx.raised_in_period() if e.type.startswith("radiation.")]
     monitors = ctx.devices_of_kind(*KINDS)
     p = ctx.period
@@ -50,7 +82,5 @@ def build(ctx: BuildContext) -> Section:
     if areas:
         sec.figures.append(Figure("radiation_minutes", "Minutes above a level per area per day", plots.lines(
             [d.strftime("%d %b") for d in days], {a: [minutes[a][d] for d in days] for a in areas}, "minutes")))
-    sec.notes.append("Daily integrated dose per area: not in the journal (the daemon publishes it with the "
-                     "monitor's state only), so not in this report.")
     sec.figures_of_note = {"radiation alarm episodes": len(eps), "suspected spills": len(spills)}
     return sec
