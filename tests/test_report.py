@@ -364,6 +364,7 @@ def test_publish_puts_the_headline_figures_retained_on_report_summary(month, mon
         late.close()
 
 
+@pytest.mark.slow  # two reports of a month, one CLI process each
 def test_previous_month_needs_no_dates_and_refuses_both(month_config, tmp_path):
     r = cli("-c", str(month_config), "--previous-month", "--from", FIRST, "--to", LAST)
     assert r.returncode == 2 and "--previous-month" in r.stderr
