@@ -25,6 +25,7 @@ BENCHES = {
     "press_latency": [],
     "dicom_ingest": ["--runs", "3"],
     "idle": [],
+    "report_month": [],
 }
 
 
