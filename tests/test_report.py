@@ -413,3 +413,19 @@ def test_a_monitor_journals_each_closed_day_and_the_report_plots_it(tmp_path):
     table = report.section("radiation").table("radiation_daily_dose")
     assert table.rows[0][:2] == ["2026-11-10", 1.0]
     assert any(f.name == "radiation_daily_dose" for f in report.section("radiation").figures)
+
+
+def test_a_row_that_is_not_json_is_counted_and_named_not_skipped_silently(month, tmp_path):
+    cfg, report = month
+    copy = tmp_path / "state"
+    shutil.copytree(cfg.state.dir, copy)
+    db = sqlite3.connect(copy / "journal.sqlite3")
+    db.executescript("DROP TRIGGER events_no_update; UPDATE events SET body = 'not json {' WHERE seq = ("
+                     "SELECT MIN(seq) FROM events WHERE type = 'alarm.raised' AND ts >= '2026-11-04');")
+    db.close()
+    damaged = build_report(cfg, parse_period(FIRST, LAST, cfg.site.timezone), journal_path=copy / "journal.sqlite3",
+                           chain_key=KEY)
+    assert damaged.unreadable_rows == 1 and not damaged.verification.ok
+    assert damaged.events_in_period == report.events_in_period
+    from suitemon.daemon.report.render import html
+    assert "1 journal row(s) in the period could not be read" in html(damaged)

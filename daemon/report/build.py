@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import sqlite3
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,9 +82,38 @@ def verify(path: Path, chain_key: bytes | None) -> Verification:
 
 def build_report(cfg, period: Period, *, journal_path: Path | None = None, chain_key: bytes | None = None) -> Report:
     path = Path(journal_path) if journal_path else cfg.state.dir / "journal.sqlite3"
-    ver = verify(path, chain_key)
+    # The chain walk (an HMAC per row) and the report's pass are independent reads of the same
+    # file: on two cores they overlap. Verification opens the journal first (and migrates it, if
+    # an index is missing) before the read-only pass starts.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending = pool.submit(verify, path, chain_key)
+        _wait_opened(path, pending)
+        report = _build(cfg, period, path)
+        ver = pending.result()
     if not ver.ok:
         log.error("journal verification failed; the report says so in its footer", detail=ver.detail)
+    report.verification = ver
+    return report
+
+
+def _wait_opened(path: Path, verifying, timeout: float = 120.0) -> None:
+    """Until the journal has its time index (schema 3): the verifier's open adds it if missing
+    (or could not: then the pass scans without it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not verifying.done():
+        try:
+            db = connect_read_only(path)
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] >= 3:
+                    return
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+
+
+def _build(cfg, period: Period, path: Path) -> Report:
     collectors = {"bells": bells.Collector(), "doses": doses.Collector(), "radiation": radiation.Collector(),
                   "power": power.Collector(), "devices": devices.Collector()}
     episodes = Episodes()
@@ -97,7 +129,8 @@ def build_report(cfg, period: Period, *, journal_path: Path | None = None, chain
     ctx = BuildContext(cfg, period, episodes)
     sections = [alarms.build(ctx), collectors["bells"].build(ctx), collectors["doses"].build(ctx),
                 collectors["radiation"].build(ctx), collectors["power"].build(ctx), collectors["devices"].build(ctx)]
-    return Report(cfg.site.id, cfg.site.name, period, sections, ver, str(path), counts["events"], counts["unreadable"])
+    pending = Verification(False, 0, 0, "", None, "not verified")
+    return Report(cfg.site.id, cfg.site.name, period, sections, pending, str(path), counts["events"], counts["unreadable"])
 
 
 def summary_json(report: Report) -> str:

@@ -79,35 +79,57 @@ def _t(s: str | None) -> float | None:
     return parse_iso(s) if s else None
 
 
+# What the fold reads of an alarm event, as paths into the row's body. SQLite extracts them (in C)
+# for the scan: a busy month is mostly alarm events, and parsing each whole snapshot in Python
+# would be most of a report's time (bench/report_month.py).
+ALARM_PATHS = ("$.data.alarm.occurrence", "$.data.alarm.alarm_id", "$.data.alarm.type", "$.data.alarm.priority",
+               "$.data.alarm.kind", "$.data.alarm.source", "$.data.alarm.location", "$.data.alarm.raised_at",
+               "$.data.alarm.state", "$.data.alarm.acknowledged_at", "$.data.alarm.acknowledged_by",
+               "$.data.alarm.escalation.role", "$.data.alarm.closed_at", "$.data.alarm.closed_by",
+               "$.data.alarm.closed_reason", "$.data.step", "$.actor",
+               *(f"$.data.alarm.details.{k}" for k in KEPT_DETAILS))
+ALARM_SQL = "json_extract(body, " + ", ".join(f"'{p}'" for p in ALARM_PATHS) + ")"
+
+
+def alarm_values(body: dict[str, Any]) -> list[Any]:
+    """The same values as ALARM_SQL, from a parsed body."""
+    out = []
+    for path in ALARM_PATHS:
+        v: Any = body
+        for key in path[2:].split("."):
+            v = v.get(key) if isinstance(v, dict) else None
+        out.append(v)
+    return out
+
+
 class Episodes:
     def __init__(self) -> None:
         self.by_occurrence: dict[str, Episode] = {}
 
     def feed(self, ev: Ev) -> None:
-        rec = ev.data.get("alarm")
-        if not isinstance(rec, dict) or "occurrence" not in rec:
+        self.feed_values(ev.type, ev.ts, alarm_values({"data": ev.data, "actor": ev.actor}))
+
+    def feed_values(self, type_: str, ts: float, v: list[Any]) -> None:
+        (occurrence, alarm_id, atype, priority, kind, source, location, raised_at, state, ack_at, ack_by,
+         role, closed_at, closed_by, closed_reason, step, actor, *details) = v
+        if not isinstance(occurrence, str) or not isinstance(alarm_id, str):
             return
-        ep = self.by_occurrence.get(rec["occurrence"])
+        ep = self.by_occurrence.get(occurrence)
         if ep is None:
-            ep = Episode(alarm_id=rec["alarm_id"], occurrence=rec["occurrence"], type=rec.get("type", "?"),
-                         priority=rec.get("priority", "?"), kind=rec.get("kind", "?"), source=rec.get("source"),
-                         location=rec.get("location"), raised_at=_t(rec.get("raised_at")) or ev.ts,
-                         details={k: v for k, v in (rec.get("details") or {}).items() if k in KEPT_DETAILS})
-            self.by_occurrence[ep.occurrence] = ep
-        ep.state = rec.get("state", ep.state)
-        if ep.acknowledged_at is None and rec.get("acknowledged_at"):
-            ep.acknowledged_at, ep.acknowledged_by = _t(rec["acknowledged_at"]), rec.get("acknowledged_by")
-        esc = rec.get("escalation") or None
-        if ev.type == "alarm.notify":
-            step = ev.data.get("step")
-            if isinstance(step, int):
-                ep.max_step = step if ep.max_step is None else max(ep.max_step, step)
-        if ev.type == "alarm.accepted" and ep.accepted_at is None:
-            ep.accepted_at, ep.accepted_by = ev.ts, ev.actor
-            ep.accepted_role = esc.get("role") if esc else None
-        if ev.type in ("alarm.cleared", "alarm.reset"):
-            ep.closed_at = _t(rec.get("closed_at")) or ev.ts
-            ep.closed_by, ep.closed_reason, ep.closed_by_event = rec.get("closed_by"), rec.get("closed_reason"), ev.type
+            ep = Episode(alarm_id=alarm_id, occurrence=occurrence, type=atype or "?", priority=priority or "?",
+                         kind=kind or "?", source=source, location=location, raised_at=_t(raised_at) or ts,
+                         details={k: d for k, d in zip(KEPT_DETAILS, details) if d is not None})
+            self.by_occurrence[occurrence] = ep
+        ep.state = state or ep.state
+        if ep.acknowledged_at is None and ack_at:
+            ep.acknowledged_at, ep.acknowledged_by = _t(ack_at), ack_by
+        if type_ == "alarm.notify" and isinstance(step, int):
+            ep.max_step = step if ep.max_step is None else max(ep.max_step, step)
+        if type_ == "alarm.accepted" and ep.accepted_at is None:
+            ep.accepted_at, ep.accepted_by, ep.accepted_role = ts, actor, role
+        if type_ in ("alarm.cleared", "alarm.reset"):
+            ep.closed_at = _t(closed_at) or ts
+            ep.closed_by, ep.closed_reason, ep.closed_by_event = closed_by, closed_reason, type_
 
     def restore(self, rec: dict[str, Any]) -> None:
         """An alarm last touched before the period: only its open/closed state at the start matters."""
@@ -167,25 +189,32 @@ def scan(db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, 
     if lo is None or hi is None or lo > hi:
         return counts
     # Journal order (seq), not time order: a clock stepped back must not reorder an alarm's events.
-    rows = db.execute("SELECT seq, ts, type, alarm_id, body, event_id FROM events WHERE seq BETWEEN ? AND ?"
-                      " AND ts >= ? AND ts < ? ORDER BY seq", (lo, hi, start_text, end_text))
-    for seq, ts, type_, alarm_id, body, event_id in rows:
+    rows = db.execute(
+        f"SELECT seq, ts, type, alarm_id, event_id, ok, CASE WHEN ok AND type GLOB 'alarm.*' THEN {ALARM_SQL} END,"
+        " CASE WHEN ok AND type GLOB 'alarm.*' THEN NULL ELSE body END"
+        " FROM (SELECT seq, ts, type, alarm_id, event_id, body, json_valid(body) AS ok FROM events"
+        " WHERE seq BETWEEN ? AND ? AND ts >= ? AND ts < ?) ORDER BY seq", (lo, hi, start_text, end_text))
+    wants: dict[str, list[Consumer]] = {}  # per type: a month has a few dozen types, not a million
+    for seq, ts, type_, alarm_id, event_id, valid, alarm_json, body in rows:
         counts["events"] += 1
-        wanted = [fn for prefix, fn in subs if type_.startswith(prefix)]
-        is_alarm = type_.startswith("alarm.")
-        if not wanted and not is_alarm:
+        if not valid:
+            # Fail loud, lose nothing: the report counts and names the rows it could not read.
+            counts["unreadable"] += 1
+            log.error("journal row is not JSON; left out of the report", seq=seq, type=type_)
             continue
+        wanted = wants.get(type_)
+        if wanted is None:
+            wanted = wants[type_] = [fn for prefix, fn in subs if type_.startswith(prefix)]
         try:
-            b = json.loads(body)
-            ev = Ev(seq, parse_iso(ts), type_, alarm_id, b.get("actor", "?"), b.get("data") or {}, event_id,
-                    b.get("refers_to"))
+            if alarm_json is not None:
+                episodes.feed_values(type_, parse_iso(ts), json.loads(alarm_json))
+            if wanted:
+                b = json.loads(body)
+                ev = Ev(seq, parse_iso(ts), type_, alarm_id, b.get("actor", "?"), b.get("data") or {}, event_id,
+                        b.get("refers_to"))
+                for fn in wanted:
+                    fn(ev)
         except (ValueError, TypeError, AttributeError) as err:
-            # Fail loud, lose nothing: the report says how many rows it could not read.
             counts["unreadable"] += 1
             log.error("journal row not readable for the report", seq=seq, type=type_, error=str(err))
-            continue
-        if is_alarm:
-            episodes.feed(ev)
-        for fn in wanted:
-            fn(ev)
     return counts
