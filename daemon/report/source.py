@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,10 @@ class Episode:
         return max(0.0, b - a)
 
 
+def _i(s: Any) -> Any:
+    return sys.intern(s) if isinstance(s, str) else s
+
+
 def _t(s: str | None) -> float | None:
     return parse_iso(s) if s else None
 
@@ -116,20 +121,22 @@ class Episodes:
             return
         ep = self.by_occurrence.get(occurrence)
         if ep is None:
-            ep = Episode(alarm_id=alarm_id, occurrence=occurrence, type=atype or "?", priority=priority or "?",
-                         kind=kind or "?", source=source, location=location, raised_at=_t(raised_at) or ts,
+            # A month holds hundreds of thousands of episodes of a few dozen alarms: share the names.
+            ep = Episode(alarm_id=_i(alarm_id), occurrence=occurrence, type=_i(atype or "?"),
+                         priority=_i(priority or "?"), kind=_i(kind or "?"), source=_i(source),
+                         location=_i(location), raised_at=_t(raised_at) or ts,
                          details={k: d for k, d in zip(KEPT_DETAILS, details) if d is not None})
             self.by_occurrence[occurrence] = ep
         ep.state = state or ep.state
         if ep.acknowledged_at is None and ack_at:
-            ep.acknowledged_at, ep.acknowledged_by = _t(ack_at), ack_by
+            ep.acknowledged_at, ep.acknowledged_by = _t(ack_at), _i(ack_by)
         if type_ == "alarm.notify" and isinstance(step, int):
             ep.max_step = step if ep.max_step is None else max(ep.max_step, step)
         if type_ == "alarm.accepted" and ep.accepted_at is None:
-            ep.accepted_at, ep.accepted_by, ep.accepted_role = ts, actor, role
+            ep.accepted_at, ep.accepted_by, ep.accepted_role = ts, _i(actor), _i(role)
         if type_ in ("alarm.cleared", "alarm.reset"):
             ep.closed_at = _t(closed_at) or ts
-            ep.closed_by, ep.closed_reason, ep.closed_by_event = closed_by, closed_reason, type_
+            ep.closed_by, ep.closed_reason, ep.closed_by_event = _i(closed_by), _i(closed_reason), type_
 
     def restore(self, rec: dict[str, Any]) -> None:
         """An alarm last touched before the period: only its open/closed state at the start matters."""
