@@ -53,14 +53,18 @@ def cmd_report(args) -> int:
         print(f"{chain_key_file}: cannot read the chain key ({err.strerror}); the chain is reported unverified",
               file=sys.stderr)
         chain_key = None
-    from suitemon.daemon.report.build import build_report  # matplotlib and friends: only when needed
+    try:  # matplotlib, Jinja2 (and WeasyPrint for PDF): the optional extra, loaded only when needed
+        from suitemon.daemon.report import render
+        from suitemon.daemon.report.build import build_report
+    except ImportError as err:
+        print(f"report: {err}; install the extra: pip install 'suitemon[report]'", file=sys.stderr)
+        return EXIT_FAIL
     report = build_report(cfg, period, journal_path=path, chain_key=chain_key)
     ext = {"html": "html", "pdf": "pdf", "csv": ""}[args.format]
     default = f"report-{cfg.site.id}-{period.first_day}-{period.last_day}" + (f".{ext}" if ext else "")
     out = Path(args.output or default)
     if out.is_dir() and args.format != "csv":
         out = out / default
-    from suitemon.daemon.report import render
     try:
         if args.format == "html":
             out.write_text(render.html(report), encoding="utf-8")
@@ -68,6 +72,9 @@ def cmd_report(args) -> int:
             render.pdf(report, out)
         else:
             render.csv_dir(report, out)
+    except ImportError as err:  # WeasyPrint or its Pango libraries
+        print(f"report: PDF needs WeasyPrint and Pango ({err}); HTML and CSV work without", file=sys.stderr)
+        return EXIT_FAIL
     except OSError as err:
         print(f"{out}: cannot write the report: {err}", file=sys.stderr)
         return EXIT_FAIL
