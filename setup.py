@@ -27,5 +27,6 @@ setup(
         "suitemon.drivers.profiles": ["*.toml"],
         "suitemon.daemon.board": ["static/*"],
         "suitemon.daemon.fleet": ["migrations/*.sql"],
+        "suitemon.daemon.report": ["templates/*"],
     },
 )

@@ -28,6 +28,7 @@ BENCHES = {
     "fleet_ingest": [],
     "page_latency": [],
     "ups_poll_cpu": [],
+    "report_month": [],
 }
 
 
@@ -83,7 +84,7 @@ def when(r: dict) -> str:
     if r.get("status") != "ok":
         return "-"
     parts = [str(r.get("when", "?")).replace("T", " ")]
-    if "seconds" in r:
+    if r.get("seconds") is not None:
         parts.append(f"{r['seconds']:g} s")
     if r.get("load_before") is not None:
         parts.append(f"load {r['load_before'][0]:g} -> {r['load_after'][0]:g}")

@@ -201,6 +201,8 @@ FEATURES: Mapping[str, Feature] = index((
         service="suitemon.daemon.prometheus.service:factory",
         service_needs_section=True,
     ),
+    # Governance reports from the journal alone (docs/reports.md)
+    Feature("report", cli="suitemon.daemon.report.cli:add_parser"),
     # The central collector and cross-site report (docs/fleet.md): a sub-command, not in a site's path
     Feature("fleet", cli="suitemon.daemon.fleet.cli:add_parser"),
     # ESPA 4.4.4 paging with delivery tracking (docs/paging.md), its base-station simulator

@@ -34,4 +34,6 @@ def add_parser(subparsers) -> None:
     s.add_argument("--no-tour", action="store_true", help="start the suite without playing the guided tour")
     s.add_argument("--no-board", action="store_true", help="do not serve the suite board")
     s.add_argument("--no-view", action="store_true", help="no live view (logs only)")
+    s.add_argument("--keep", metavar="DIR", help="keep the state (journal, spool) in DIR and write the "
+                                                "localised config to DIR/suite.toml (for suitemon report)")
     s.set_defaults(fn=cmd_demo)

@@ -109,12 +109,15 @@ async def _demo(args, cfg_path: Path) -> int:
         return 2
     broker = DemoBroker(args.mqtt_port)
     await broker.start()
-    tmp = tempfile.TemporaryDirectory(prefix="suitemon-demo-")
+    tmp = _KeptDir(args.keep) if getattr(args, "keep", None) else tempfile.TemporaryDirectory(prefix="suitemon-demo-")
     view = host = daemon = board = None
     rc = 0
     try:
         raw = speed_up(tomllib.loads(cfg_path.read_text()), speed)
-        cfg = parse_config(localize(raw, Path(tmp.name), broker.port, broker.protocol), str(cfg_path))
+        local = localize(raw, Path(tmp.name), broker.port, broker.protocol)
+        cfg = parse_config(local, str(cfg_path))
+        if isinstance(tmp, _KeptDir):
+            tmp.write_config(local)
         host = SimHost(cfg)
         await host.start()
         # The demo's journal is thrown away with its temporary state dir: its checkpoint key is
@@ -212,6 +215,22 @@ async def _demo(args, cfg_path: Path) -> int:
             print(f"demo: broker did not stop cleanly: {err!r}", file=sys.stderr)
         tmp.cleanup()
     return rc
+
+
+class _KeptDir:
+    """``--keep DIR``: the demo's state stays in DIR, with the localised config as DIR/suite.toml,
+    so ``suitemon report -c DIR/suite.toml`` can read what the run journaled."""
+
+    def __init__(self, path: str):
+        self.name = str(Path(path).resolve())
+        Path(self.name).mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        import tomli_w
+        (Path(self.name) / "suite.toml").write_text(tomli_w.dumps(data))
+
+    def cleanup(self) -> None:
+        print(f"demo: state kept in {self.name}; config {self.name}/suite.toml", flush=True)
 
 
 def run_demo(args) -> int:

@@ -28,6 +28,7 @@ from suitemon.daemon.rules import Condition, Output, Rules
 from suitemon.daemon.radiation.logic import DailyDose, LevelTracker, RiseDetector, ZeroWatch
 
 log = structlog.get_logger("suitemon.rules.radiation")
+DAILY_DOSE = "radiation.daily_dose"
 
 
 class RadiationRules(Rules):
@@ -135,7 +136,12 @@ class RadiationRules(Rules):
                 self.rise.update(t, rate, self.explains)
                 out.append(self._spill_condition())
         # A held level (fault, zero) emits nothing: the engine keeps the alarm as it was.
+        closed = self.dose.previous
         self.dose.add(t, rate if usable else None, self.over_range)
+        if self.dose.previous is not closed and self.dose.previous is not None:
+            # A day ended: journal its dose, so reports (suitemon report) have it from the journal alone.
+            self.ctx.recorder.record(DAILY_DOSE, {"device": self.device_id, "area": self.area, **self.dose.previous},
+                                     actor=self.device_id)
         return out
 
     # -- conditions ------------------------------------------------------------
