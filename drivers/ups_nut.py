@@ -208,29 +208,28 @@ class NutUpsDriver(Driver):
         self.client: NutClient | None = None
         self.on_battery = False
         self.tls = False
-        self.poll_deadline = 2 * config.timeout_s + 1.0
-        self._open_lock = asyncio.Lock()
+
+    @property
+    def poll_deadline(self) -> float:
+        return 2 * self.config.timeout_s + 1.0
 
     def poll_interval(self) -> float:
         return self.config.battery_poll_s if self.on_battery else self.config.poll_s
 
-    async def open(self) -> None:
-        async with self._open_lock:
-            if self.is_open and self.client is not None:
-                return
-            c = self.config
-            client = NutClient(c.host, c.port, c.timeout_s)
-            try:
-                self.tls = await client.connect(c.tls, c.ca_file)
-                if c.username:
-                    await client.request(f"USERNAME {c.username}")
-                if c.password_file is not None:
-                    password = c.password_file.read_text().strip()
-                    await client.request(f"PASSWORD {quote(password)}")
-            except BaseException:
-                await client.close()
-                raise
-            self.client, self.is_open = client, True
+    async def _open(self) -> None:
+        c = self.config
+        client = NutClient(c.host, c.port, c.timeout_s)
+        try:
+            self.tls = await client.connect(c.tls, c.ca_file)
+            if c.username:
+                await client.request(f"USERNAME {c.username}")
+            if c.password_file is not None:
+                password = c.password_file.read_text().strip()
+                await client.request(f"PASSWORD {quote(password)}")
+        except BaseException:
+            await client.close()
+            raise
+        self.client = client
 
     async def poll(self) -> Reading:
         client = self.client
@@ -335,8 +334,7 @@ class NutUpsDriver(Driver):
                 raise CommandNotConfirmed(f"ups.timer.shutdown reads {value} after the command: not confirmed")
             await asyncio.sleep(0.2)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         client, self.client = self.client, None
-        self.is_open = False
         if client is not None:
             await client.close()

@@ -132,13 +132,16 @@ class SnmpUpsDriver(Driver):
         self.auth: Any = None
         self.target: Any = None
         self.on_battery = False
-        self.poll_deadline = 3 * config.timeout_s + 1.0
         self._requests: dict[tuple[str, ...], tuple[Any, ...]] = {}
+
+    @property
+    def poll_deadline(self) -> float:
+        return 3 * self.config.timeout_s + 1.0
 
     def poll_interval(self) -> float:
         return self.config.battery_poll_s if self.on_battery else self.config.poll_s
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         from pysnmp.hlapi.v3arch import asyncio as snmp
         c = self.config
         if c.version == "2c":
@@ -156,9 +159,7 @@ class SnmpUpsDriver(Driver):
             # Retries are the device runner's business (comm_loss_after): one try per poll.
             self.target = await snmp.UdpTransportTarget.create((c.host, c.port), timeout=c.timeout_s, retries=0)
         except Exception as err:  # pysnmp raises its own errors for an unresolvable host
-            await self.close()
-            raise CommError(f"SNMP agent {c.host}:{c.port}: {err}") from None
-        self.is_open = True
+            raise CommError(f"SNMP agent {c.host}:{c.port}: {err}") from err
 
     async def _get(self, oids: list[str]) -> dict[str, int | str | None]:
         from pysnmp.hlapi.v3arch import asyncio as snmp
@@ -272,9 +273,8 @@ class SnmpUpsDriver(Driver):
                 raise CommandNotConfirmed(f"upsShutdownAfterDelay reads {got} after setting {delay_s}: not confirmed")
             await asyncio.sleep(0.1)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         engine, self.engine = self.engine, None
-        self.is_open = False
         if engine is not None:
             try:
                 engine.close_dispatcher()

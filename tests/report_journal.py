@@ -3,7 +3,7 @@
 The events come from the daemon's own code, on a scripted clock: alarms through the real
 ``AlarmEngine`` (so every snapshot has the shape the daemon journals), dose administrations
 through the real dose checks with the site's dispensing config, bell-test passes in the shape
-``daemon/bells/weekly_test.py`` records. ``SuiteWriter`` is the recorder the engine writes to:
+``daemon/bells/weekly.py`` records. ``SuiteWriter`` is the recorder the engine writes to:
 it appends to a keyed journal at the scripted time instead of the wall clock.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from suitemon.daemon.alarms import AlarmEngine, Condition, Escalation, Reset, iso
-from suitemon.daemon.bells.weekly_test import TEST_PASS
+from suitemon.daemon.bells.weekly import TEST_PASS
 from suitemon.daemon.config import parse_config
 from suitemon.daemon.doses.checks import run_checks
 from suitemon.daemon.journal import Journal

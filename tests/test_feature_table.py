@@ -55,7 +55,7 @@ def test_the_core_reads_the_table():
     assert set(kinds.names()) >= {"modbus_points", "ups_apc", "dispenser", "ludlum375", "callbell_io"}
     assert set(kinds.sections()) >= {"board", "radiation", "dispensing", "uptake", "dicom", "shutdown", "metrics"}
     assert {f.name for f in kinds.with_field("service_needs_section")} >= {"dicom", "shutdown", "metrics"}
-    assert {f.name for f in kinds.with_field("sim_factory")} == {"scanner", "shutdown_targets"}
+    assert {f.name for f in kinds.with_field("sim_factory")} == {"scanner", "shutdown_targets", "paging_base"}
 
 
 def test_feature_routes_reach_the_broker_without_importing_the_service():

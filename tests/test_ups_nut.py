@@ -17,9 +17,8 @@ from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout
 from suitemon.drivers.nut_protocol import NutError, NutStale
-from helpers import free_port
+from helpers import free_port, wait_until_async
 from suitemon.simulators.host import SimHost
-from test_ups_driver import wait_for
 
 
 def build(tmp_path, **dev):
@@ -63,44 +62,44 @@ def polled(driver, **expect):
 
 def test_nut_mains_battery_low_battery_and_return_through_real_upsd(tmp_path):
     async def body(driver, sim):
-        v = await wait_for(polled(driver, online=True), what="OL")
+        v = await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="OL")
         assert not v["on_battery"] and v["charge_pct"] == 100.0 and v["input_v"] == 230.0
         sim.model.mains_fail()
-        v = await wait_for(polled(driver, on_battery=True), what="OB")
+        v = await wait_until_async(polled(driver, on_battery=True), 5.0, interval=0.05, what="OB")
         assert v["input_bad"] and not v["shutdown_imminent"] and v["runtime_s"] > 0
         sim.model.set_model(charge_pct=5)  # runtime falls below the model's low_runtime_s: LB
-        v = await wait_for(polled(driver, shutdown_imminent=True), what="OB LB")
+        v = await wait_until_async(polled(driver, shutdown_imminent=True), 5.0, interval=0.05, what="OB LB")
         assert v["on_battery"] and v["nut_status"] == "OB LB"
         sim.model.mains_restore()
-        v = await wait_for(polled(driver, on_battery=False), what="OL again")
+        v = await wait_until_async(polled(driver, on_battery=False), 5.0, interval=0.05, what="OL again")
         assert v["online"] and not v["input_bad"] and not v["shutdown_imminent"]
     run(build(tmp_path), body)
 
 
 def test_nut_calibration_with_mains_good_is_not_a_mains_loss(tmp_path):
     async def body(driver, sim):
-        await wait_for(polled(driver, online=True), what="OL")
+        await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="OL")
         sim.model.calibrate(duration_s=30)
-        v = await wait_for(polled(driver, calibrating=True), what="OB CAL")
+        v = await wait_until_async(polled(driver, calibrating=True), 5.0, interval=0.05, what="OB CAL")
         assert v["on_battery"] and not v["input_bad"] and v["input_v"] == 230.0
         sim.model.mains_fail()  # a real outage during the calibration still counts
-        v = await wait_for(polled(driver, input_bad=True), what="mains lost during CAL")
+        v = await wait_until_async(polled(driver, input_bad=True), 5.0, interval=0.05, what="mains lost during CAL")
         assert v["on_battery"] and v["input_v"] == 0.0
     run(build(tmp_path), body)
 
 
 def test_nut_calibration_without_input_voltage_counts_as_mains_lost(tmp_path):
     async def body(driver, sim):
-        await wait_for(polled(driver, online=True), what="OL")
+        await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="OL")
         sim.model.calibrate(duration_s=30)
-        v = await wait_for(polled(driver, calibrating=True), what="OB CAL")
+        v = await wait_until_async(polled(driver, calibrating=True), 5.0, interval=0.05, what="OB CAL")
         assert v["input_v"] is None and v["input_bad"], "no input voltage: nothing proves mains is good"
     run(build(tmp_path, sim={"input_v_available": False}), body)
 
 
 def test_nut_ups_that_stops_answering_is_a_failed_poll_then_recovers(tmp_path):
     async def body(driver, sim):
-        await wait_for(polled(driver, online=True), what="OL")
+        await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="OL")
         sim.stop_answering()  # the UPS driver freezes; upsd reports stale data after MAXAGE (3 s)
 
         async def stale():
@@ -109,15 +108,15 @@ def test_nut_ups_that_stops_answering_is_a_failed_poll_then_recovers(tmp_path):
             except NutStale:
                 return True
             return False
-        await wait_for(stale, timeout=10, what="ERR DATA-STALE")
+        await wait_until_async(stale, 10, interval=0.05, what="ERR DATA-STALE")
         sim.answer()
-        await wait_for(polled(driver, online=True), timeout=10, what="fresh data again")
+        await wait_until_async(polled(driver, online=True), 10, interval=0.05, what="fresh data again")
     run(build(tmp_path), body)
 
 
 def test_nut_silent_upsd_times_out_and_the_link_reopens(tmp_path):
     async def body(driver, sim):
-        await wait_for(polled(driver, online=True), what="OL")
+        await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="OL")
         sim.unplug()
         t0 = time.monotonic()
         with pytest.raises(DeviceTimeout) as e:

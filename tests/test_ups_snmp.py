@@ -15,9 +15,8 @@ from suitemon.daemon import kinds
 from suitemon.daemon.config import ConfigError, parse_config
 from suitemon.drivers.base import DeviceTimeout, DriverError
 from suitemon.drivers.ups_snmp import normalise
-from helpers import free_port
+from helpers import free_port, wait_until_async
 from suitemon.simulators.host import SimHost
-from test_ups_driver import wait_for
 
 
 def secret(tmp_path, name, text):
@@ -62,15 +61,15 @@ def polled(driver, **expect):
 
 def test_snmp_v2c_mains_battery_low_battery_and_return():
     async def body(driver, sim):
-        v = await wait_for(polled(driver, online=True), what="normal")
+        v = await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="normal")
         assert v["charge_pct"] == 100.0 and v["input_v"] == 230.0 and v["outlet_countdown_s"] == -1
         sim.model.mains_fail()
-        v = await wait_for(polled(driver, on_battery=True), what="battery")
+        v = await wait_until_async(polled(driver, on_battery=True), 5.0, interval=0.05, what="battery")
         assert v["input_bad"] and not v["shutdown_imminent"] and "input_bad" in v["snmp_alarms"]
         sim.model.set_model(charge_pct=5)
-        v = await wait_for(polled(driver, shutdown_imminent=True), what="battery low")
+        v = await wait_until_async(polled(driver, shutdown_imminent=True), 5.0, interval=0.05, what="battery low")
         sim.model.mains_restore()
-        v = await wait_for(polled(driver, on_battery=False), what="normal again")
+        v = await wait_until_async(polled(driver, on_battery=False), 5.0, interval=0.05, what="normal again")
         assert v["online"] and not v["input_bad"]
     run(build(version="2c", community="suite-ro"), body)
 
@@ -94,7 +93,7 @@ def test_snmp_v3_authpriv_polls_and_a_wrong_key_is_a_failed_poll(tmp_path):
 def test_snmp_walk_of_the_alarm_table_that_times_out_is_a_timeout_then_recovers():
     async def body(driver, sim):
         sim.model.mains_fail()
-        await wait_for(polled(driver, on_battery=True), what="alarms present")
+        await wait_until_async(polled(driver, on_battery=True), 5.0, interval=0.05, what="alarms present")
         sim.stall_walk(True)
         await asyncio.sleep(0.5)  # the helper sees the flag on its next read
         t0 = time.monotonic()
@@ -102,14 +101,14 @@ def test_snmp_walk_of_the_alarm_table_that_times_out_is_a_timeout_then_recovers(
             await driver.poll()
         assert time.monotonic() - t0 < 3.0
         sim.stall_walk(False)
-        await wait_for(polled(driver, on_battery=True), timeout=10, what="walk answers again")
+        await wait_until_async(polled(driver, on_battery=True), 10, interval=0.05, what="walk answers again")
     run(build(version="2c", community="suite-ro"), body)
 
 
 def test_snmp_missing_values_are_null_and_a_missing_output_source_is_no_reading():
     async def body(driver, sim):
         sim.drop_oids(["minutes_remaining", "input_v", "load_pct"])
-        v = await wait_for(polled(driver, runtime_s=None), what="runtime gone")
+        v = await wait_until_async(polled(driver, runtime_s=None), 5.0, interval=0.05, what="runtime gone")
         assert v["input_v"] is None and v["load_pct"] is None and v["charge_pct"] == 100.0
         sim.drop_oids(["output_source"])
         await asyncio.sleep(0.5)
@@ -127,7 +126,7 @@ def test_snmp_silent_agent_times_out():
                 await driver.poll()
         finally:
             sim.plug()
-        await wait_for(polled(driver, online=True), what="answers again")
+        await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="answers again")
     run(build(version="2c", community="suite-ro"), body)
 
 
@@ -146,7 +145,7 @@ def test_snmp_shutdown_with_return_is_confirmed_by_the_countdown(tmp_path):
 def test_snmp_self_test_with_mains_good_is_not_a_mains_loss():
     async def body(driver, sim):
         sim.model.self_test(duration_s=20)
-        v = await wait_for(polled(driver, self_test=True), what="test in progress")
+        v = await wait_until_async(polled(driver, self_test=True), 5.0, interval=0.05, what="test in progress")
         assert v["on_battery"] and not v["input_bad"]
     run(build(version="2c", community="suite-ro"), body)
 

@@ -10,14 +10,21 @@ from datetime import datetime, timezone
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
+# The central side has its own file: a fleet collector is not a suite.
+FLEET_CONFIG = "/etc/suitemon/fleet.toml"
+
+
 def add_parser(sub) -> None:
-    s = sub.add_parser("fleet", help="central side: collect every site's events into PostgreSQL; compare sites")
-    s.add_argument("action", choices=["run", "migrate", "report"])
-    s.add_argument("-c", "--config", required=True, help="the fleet file (docs/fleet.md)")
+    s = sub.add_parser("fleet", help="central side: sites' events into PostgreSQL; compare sites")
+    s.add_argument("action", choices=["run", "migrate", "report"],
+                   help="run: the collector; migrate: bring the database schema up to date; report: compare sites")
+    s.add_argument("-c", "--config", default=FLEET_CONFIG, metavar="FILE",
+                   help=f"the fleet file (docs/fleet.md; default: {FLEET_CONFIG})")
     s.add_argument("--since", help="report: from this date/time (ISO 8601, UTC; default 7 days before --until)")
     s.add_argument("--until", help="report: up to this date/time (default now)")
-    s.add_argument("--format", choices=["text", "csv"], default="text")
-    s.add_argument("--log-format", choices=["auto", "json", "console"])
+    s.add_argument("--format", choices=["text", "csv"], default="text", help="report: text table or CSV (default text)")
+    s.add_argument("--log-format", choices=["auto", "json", "console"],
+                   help="log rendering (auto: console on a terminal, else JSON)")
     s.set_defaults(fn=cmd_fleet)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from suitemon.daemon.bells.weekly_test import TEST_PASS
+from suitemon.daemon.bells.weekly import TEST_PASS
 from suitemon.daemon.report import plots
 from suitemon.daemon.report.context import BuildContext
 from suitemon.daemon.report.model import Figure, Section, Table

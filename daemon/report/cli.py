@@ -7,20 +7,22 @@ from pathlib import Path
 
 import structlog
 
+from suitemon.daemon.cli_support import add_config_option
+
 log = structlog.get_logger("suitemon.report")
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("report", help="governance report (alarms, bells, doses, radiation, power, devices) "
-                                      "from the journal, as HTML, PDF or CSV")
-    s.add_argument("-c", "--config", required=True)
+    s = sub.add_parser("report", help="governance report from the journal (HTML, PDF, CSV)")
+    add_config_option(s)
     s.add_argument("--from", dest="first", metavar="DATE", help="first day (YYYY-MM-DD, site time)")
     s.add_argument("--to", dest="last", metavar="DATE", help="last day, included")
     s.add_argument("--previous-month", action="store_true",
                    help="the last whole calendar month (site time), instead of --from/--to (for a timer)")
     s.add_argument("--publish", action="store_true",
                    help="also publish the headline figures, retained, on <base>/<site>/report/summary")
-    s.add_argument("--format", choices=["html", "pdf", "csv"], default="html")
+    s.add_argument("--format", choices=["html", "pdf", "csv"], default="html",
+                   help="html: one self-contained file; pdf: the same as PDF; csv: a file per table (default html)")
     s.add_argument("-o", "--output", metavar="PATH",
                    help="file (html, pdf) or directory (csv; or an existing directory for any format); "
                         "default report-<site>-<from>-<to>.<ext>")
@@ -28,9 +30,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from suitemon.daemon.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, _load_or_exit
+    from suitemon.daemon.cli_support import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, load_or_exit
     from suitemon.daemon.report.period import PeriodError, parse_period, previous_month
-    cfg = _load_or_exit(args.config)
+    cfg = load_or_exit(args.config)
     try:
         if args.previous_month == bool(args.first or args.last) or bool(args.first) != bool(args.last):
             raise PeriodError("give --from DATE --to DATE, or --previous-month")
