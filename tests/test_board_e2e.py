@@ -12,6 +12,10 @@ from board_helpers import SUITE_ACL, SecuredMosquitto, off_loop, launch_browser,
 from helpers import Watcher
 from schema_check import problems
 
+# Playwright's sync API runs its own event loop in the test's thread; its executor threads start on demand
+pytestmark = pytest.mark.leaks_allowed("Playwright's sync API runs its own event loop in the test's thread; its executor threads start on demand")
+
+
 PASSWORDS = {"suitemon": "daemon-secret", "board": "board-secret", "watcher": "watch-secret",
              "nurse1": "Nurse1-Pass!", "nurse2": "Nurse2-Pass!", "station1": "Station-Pass!"}
 

@@ -14,6 +14,10 @@ from helpers import Mosquitto, Watcher
 from schema_check import problems
 
 
+# Playwright's sync API runs its own event loop in the test's thread; its executor threads start on demand
+pytestmark = pytest.mark.leaks_allowed("Playwright's sync API runs its own event loop in the test's thread; its executor threads start on demand")
+
+
 def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

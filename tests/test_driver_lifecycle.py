@@ -15,6 +15,10 @@ from suitemon.drivers.base import CommError, DeviceTimeout
 from suitemon.drivers.modbus_link import Bus
 
 
+# the fake silent device's connection handlers see the client's close only after the test's loop ends
+pytestmark = pytest.mark.leaks_allowed("the fake silent device's connection handlers see the client's close only after the test's loop ends")
+
+
 def _driver(port: int):
     cfg = parse_config({"site": {"id": "lc", "name": "l"},
                         "devices": {"env": points_device(timeout_s=0.2, port=port, location=None)}})

@@ -24,6 +24,10 @@ from suitemon.daemon.paging.apprise_channel import AppriseChannel
 from suitemon.daemon.paging.pages import Page
 
 
+# apprise keeps its own thread pool for synchronous plugins (SMTP) for the life of the process
+pytestmark = pytest.mark.leaks_allowed('apprise keeps its own thread pool for synchronous plugins (SMTP) for the life of the process')
+
+
 class Inbox:
     def __init__(self):
         self.mails: list[tuple[str, list[str], str]] = []

@@ -19,7 +19,8 @@ import pytest
 from helpers import REPO, SUITEMON, Watcher
 from report_journal import KEY, SuiteWriter, example_config
 
-from suitemon.daemon.report import build_report, parse_period
+from suitemon.daemon.report.build import build_report
+from suitemon.daemon.report.period import parse_period
 
 # November 2026: Mon 2 to Sun 29 is four whole ISO weeks (45..48); London is on UTC then.
 FIRST, LAST = "2026-11-02", "2026-11-29"
