@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import paho.mqtt.client as paho  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import ROOT, Broker, free_port, proc_cpu_s, tree_cpu_s, write_result  # noqa: E402
-from suitemon.simulators import dicom_study as st  # noqa: E402
+from bench.common import ROOT, Broker, free_port, proc_cpu_s, tree_cpu_s, write_result
+from suitemon.simulators import dicom_study as st
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 IDLE_S = 0.2
@@ -61,8 +61,12 @@ def wait_port(port: int, timeout: float = 20) -> None:
 
 def storescu(port: int, called: str, files: Path) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run(["storescu", "-R", "-aet", "PETCT1", "-aec", called, "+sd", "127.0.0.1", str(port), str(files)],
-                       capture_output=True, text=True, env=ENV)
+    r = subprocess.run(
+        ["storescu", "-R", "-aet", "PETCT1", "-aec", called, "+sd", "127.0.0.1", str(port), str(files)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     took = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"storescu failed: {r.stderr[-500:]}")
@@ -72,8 +76,12 @@ def storescu(port: int, called: str, files: Path) -> float:
 def dcmtk_run(files: Path, n: int) -> dict:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-storescp-", dir=WORK) as out:
-        p = subprocess.Popen(["storescp", "+B", "-od", out, str(port)], env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            ["storescp", "+B", "-od", out, str(port)],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_port(port)
             took = storescu(port, "ANY-SCP", files)
@@ -121,8 +129,12 @@ ae_title = "PETCT1"
         self.mqtt.connect("127.0.0.1", broker_port)
         self.mqtt.loop_start()
         self.log = open(Path(self.tmp.name) / "daemon.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg), "--log-format", "json"],
-                                     cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg), "--log-format", "json"],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_port(self.port)
 
     def _on_message(self, client, userdata, msg):
@@ -142,11 +154,14 @@ ae_title = "PETCT1"
         if summary["instances"]["total"] != n:
             raise RuntimeError(f"summary counts {summary['instances']['total']} of {n} instances")
         ingest = at - t0 - IDLE_S
-        return {"transfer_s": round(took, 3), "ingest_s": round(ingest, 3),
-                "instances_per_s": round(n / ingest, 1), # the whole tree: the DICOM parser is a child process
-                "daemon_cpu_s": round(tree_cpu_s(self.proc.pid) - cpu0, 2),
-                "main_process_cpu_s": round(proc_cpu_s(self.proc.pid) - main0, 2),
-                "summary_ok": summary["checks"]["ct_reference"] in ("ok", "exceeded")}
+        return {
+            "transfer_s": round(took, 3),
+            "ingest_s": round(ingest, 3),
+            "instances_per_s": round(n / ingest, 1),  # the whole tree: the DICOM parser is a child process
+            "daemon_cpu_s": round(tree_cpu_s(self.proc.pid) - cpu0, 2),
+            "main_process_cpu_s": round(proc_cpu_s(self.proc.pid) - main0, 2),
+            "summary_ok": summary["checks"]["ct_reference"] in ("ok", "exceeded"),
+        }
 
     def close(self) -> None:
         self.proc.terminate()
@@ -159,11 +174,17 @@ ae_title = "PETCT1"
 def _figures(runs: list[dict], n: int, dcmtk_s: float) -> dict:
     ingest = statistics.median(x["ingest_s"] for x in runs)
     transfer = statistics.median(x["transfer_s"] for x in runs)
-    return {"median_transfer_s": transfer, "median_ingest_s": ingest, "instances_per_s": round(n / ingest, 1),
-            "transfer_instances_per_s": round(n / transfer, 1), "ratio_ingest_vs_dcmtk": round(ingest / dcmtk_s, 2),
-            "ratio_transfer_vs_dcmtk": round(transfer / dcmtk_s, 2),
-            "median_daemon_cpu_s_process_tree": statistics.median(x["daemon_cpu_s"] for x in runs),
-            "median_daemon_cpu_s_main_process": statistics.median(x["main_process_cpu_s"] for x in runs), "runs": runs}
+    return {
+        "median_transfer_s": transfer,
+        "median_ingest_s": ingest,
+        "instances_per_s": round(n / ingest, 1),
+        "transfer_instances_per_s": round(n / transfer, 1),
+        "ratio_ingest_vs_dcmtk": round(ingest / dcmtk_s, 2),
+        "ratio_transfer_vs_dcmtk": round(transfer / dcmtk_s, 2),
+        "median_daemon_cpu_s_process_tree": statistics.median(x["daemon_cpu_s"] for x in runs),
+        "median_daemon_cpu_s_main_process": statistics.median(x["main_process_cpu_s"] for x in runs),
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -172,8 +193,12 @@ def main() -> None:
     ap.add_argument("--ct", type=int, default=600, help="CT slices (512 x 512)")
     ap.add_argument("--pet", type=int, default=398, help="PET slices (192 x 192); +2 dose reports")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--fsync", action="append", choices=["all", "reports", "none"],
-                    help="suitemon [dicom].fsync variants to run (default: all (the shipped default) and reports)")
+    ap.add_argument(
+        "--fsync",
+        action="append",
+        choices=["all", "reports", "none"],
+        help="suitemon [dicom].fsync variants to run (default: all (the shipped default) and reports)",
+    )
     a = ap.parse_args()
     variants = a.fsync or ["all", "reports"]
     for tool in ("storescu", "storescp", "mosquitto"):
@@ -206,20 +231,35 @@ def main() -> None:
     default = "all" if "all" in figs else variants[0]
     like = "reports" if "reports" in figs else default
     result = {
-        "instances": n, "study_mb": round(size_mb), "ct_matrix": 512, "pet_matrix": 192, "runs": a.runs,
-        "work_dir": WORK, "study_idle_s_subtracted": IDLE_S, "load_average_1min_at_end": os.getloadavg()[0],
-        "yardstick_dcmtk_storescp": {"median_transfer_s": med_dcmtk, "instances_per_s": round(n / med_dcmtk, 1),
-                                     "runs": dcmtk, "note": "storescp +B never fsyncs"},
+        "instances": n,
+        "study_mb": round(size_mb),
+        "ct_matrix": 512,
+        "pet_matrix": 192,
+        "runs": a.runs,
+        "work_dir": WORK,
+        "study_idle_s_subtracted": IDLE_S,
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "yardstick_dcmtk_storescp": {
+            "median_transfer_s": med_dcmtk,
+            "instances_per_s": round(n / med_dcmtk, 1),
+            "runs": dcmtk,
+            "note": "storescp +B never fsyncs",
+        },
         **{f"suitemon_fsync_{v}": f for v, f in figs.items()},
         "target_ratio": TARGET_RATIO,
         "ratio_default_config": figs[default]["ratio_ingest_vs_dcmtk"],
         "ratio_like_for_like": figs[like]["ratio_ingest_vs_dcmtk"],
         "meets_target": figs[default]["ratio_ingest_vs_dcmtk"] <= TARGET_RATIO,
         "meets_target_like_for_like": figs[like]["ratio_ingest_vs_dcmtk"] <= TARGET_RATIO,
-        "summary": (f"{n} instances, extraction on: DCMTK storescp {n / med_dcmtk:.0f}/s; suitemon "
-                    + "; ".join(f"fsync={v} {figs[v]['instances_per_s']:.0f}/s (ratio {figs[v]['ratio_ingest_vs_dcmtk']}, "
-                                f"CPU {figs[v]['median_daemon_cpu_s_process_tree']} s process tree)"
-                                for v in variants) + f"; target <= {TARGET_RATIO}"),
+        "summary": (
+            f"{n} instances, extraction on: DCMTK storescp {n / med_dcmtk:.0f}/s; suitemon "
+            + "; ".join(
+                f"fsync={v} {figs[v]['instances_per_s']:.0f}/s (ratio {figs[v]['ratio_ingest_vs_dcmtk']}, "
+                f"CPU {figs[v]['median_daemon_cpu_s_process_tree']} s process tree)"
+                for v in variants
+            )
+            + f"; target <= {TARGET_RATIO}"
+        ),
     }
     write_result(a.out, "dicom_ingest", result)
 

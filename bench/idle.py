@@ -20,9 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench.common import Broker, load_average, proc_cpu_s, proc_rss_mb, tree_cpu_s, tree_pss_mb, tree_rss_mb, tree_size, write_result  # noqa: E402
-from suitemon.daemon.demo.run import localize  # noqa: E402
 from helpers import dump_toml  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    Broker,
+    load_average,
+    proc_cpu_s,
+    proc_rss_mb,
+    tree_cpu_s,
+    tree_pss_mb,
+    tree_rss_mb,
+    tree_size,
+    write_result,
+)
+from suitemon.daemon.demo.run import localize  # noqa: E402
 
 
 def main() -> None:
@@ -37,11 +48,19 @@ def main() -> None:
         cfg = Path(tmp) / "suite.toml"
         cfg.write_text(dump_toml(data))
         py = sys.executable
-        sim = subprocess.Popen([py, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sim = subprocess.Popen(
+            [py, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(2)
-        daemon = subprocess.Popen([py, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg)], cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = subprocess.Popen(
+            [py, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(a.warmup)
             if daemon.poll() is not None:
@@ -63,19 +82,31 @@ def main() -> None:
         wall = t1 - t0
         devices = len(data.get("devices", {}))
     cpu_pct = 100 * (d1 - d0) / wall
-    write_result(a.out, "idle", {
-        "what": "daemon process tree CPU (% of one core) and RSS with the example suite polling its simulators",
-        "devices": devices, "window_s": round(wall, 1), "load_average_at_end": load,
-        "daemon_processes": nproc,
-        "daemon_cpu_percent_of_one_core": round(cpu_pct, 2),
-        # memory target on PSS: the RSS sum counts the interpreter's shared pages once per process
-        "daemon_pss_mb": round(pss, 1), "daemon_rss_sum_mb": round(rss, 1),
-        "main_process_only": {"cpu_percent_of_one_core": round(100 * (main1 - main0) / wall, 2),
-                              "rss_mb": round(main_rss, 1)},
-        "yardstick_mosquitto": {"cpu_percent_of_one_core": round(100 * (m1 - m0) / wall, 2), "rss_mb": round(mrss, 1)},
-        "targets": {"cpu_percent": 2.0, "pss_mb": 120},
-        "meets_target": cpu_pct <= 2.0 and pss <= 120,
-    })
+    write_result(
+        a.out,
+        "idle",
+        {
+            "what": "daemon process tree CPU (% of one core) and RSS with the example suite polling its simulators",
+            "devices": devices,
+            "window_s": round(wall, 1),
+            "load_average_at_end": load,
+            "daemon_processes": nproc,
+            "daemon_cpu_percent_of_one_core": round(cpu_pct, 2),
+            # memory target on PSS: the RSS sum counts the interpreter's shared pages once per process
+            "daemon_pss_mb": round(pss, 1),
+            "daemon_rss_sum_mb": round(rss, 1),
+            "main_process_only": {
+                "cpu_percent_of_one_core": round(100 * (main1 - main0) / wall, 2),
+                "rss_mb": round(main_rss, 1),
+            },
+            "yardstick_mosquitto": {
+                "cpu_percent_of_one_core": round(100 * (m1 - m0) / wall, 2),
+                "rss_mb": round(mrss, 1),
+            },
+            "targets": {"cpu_percent": 2.0, "pss_mb": 120},
+            "meets_target": cpu_pct <= 2.0 and pss <= 120,
+        },
+    )
 
 
 if __name__ == "__main__":

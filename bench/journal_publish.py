@@ -18,19 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import paho.mqtt.client as paho  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import Broker, write_result  # noqa: E402
-from suitemon.daemon import logs  # noqa: E402
-from suitemon.daemon.alarms import AlarmEngine, Condition  # noqa: E402
-from suitemon.daemon.config import parse_config  # noqa: E402
-from suitemon.daemon.contract import Topics, messages_for  # noqa: E402
-from suitemon.daemon.events import Recorder  # noqa: E402
-from suitemon.daemon.journal import open_journal  # noqa: E402
-from suitemon.daemon.mqtt import MqttLink  # noqa: E402
-from suitemon.daemon.outbox import Outbox  # noqa: E402
-from suitemon.daemon.threads import LoopBridge  # noqa: E402
+from bench.common import Broker, write_result
+from suitemon.daemon import logs
+from suitemon.daemon.alarms import AlarmEngine, Condition
+from suitemon.daemon.config import parse_config
+from suitemon.daemon.contract import Topics, messages_for
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.journal import open_journal
+from suitemon.daemon.mqtt import MqttLink
+from suitemon.daemon.outbox import Outbox
+from suitemon.daemon.threads import LoopBridge
 
 
 async def suitemon_run(port: int, n: int, synchronous: str, burst: int) -> dict:
@@ -43,8 +43,14 @@ async def suitemon_run(port: int, n: int, synchronous: str, burst: int) -> dict:
     outbox.request_flush = recorder.touch
     engine = AlarmEngine(recorder, cfg)
     connected = asyncio.Event()
-    link = MqttLink(cfg.mqtt, client_id="bench-suitemon", will=None, bridge=LoopBridge(),
-                    on_connect=lambda: (connected.set(), outbox.wake()), on_ack=outbox.on_ack)
+    link = MqttLink(
+        cfg.mqtt,
+        client_id="bench-suitemon",
+        will=None,
+        bridge=LoopBridge(),
+        on_connect=lambda: (connected.set(), outbox.wake()),
+        on_ack=outbox.on_ack,
+    )
     outbox.link = link
     link.start()
     await asyncio.wait_for(connected.wait(), 10)
@@ -52,8 +58,15 @@ async def suitemon_run(port: int, n: int, synchronous: str, burst: int) -> dict:
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     for i in range(n):
-        c = Condition(alarm_id=f"bench.a{i % 500}", type="bench.storm", present=(i // 500) % 2 == 0,
-                      priority="high", kind="technical", source="bench", message=f"storm alarm {i}")
+        c = Condition(
+            alarm_id=f"bench.a{i % 500}",
+            type="bench.storm",
+            present=(i // 500) % 2 == 0,
+            priority="high",
+            kind="technical",
+            source="bench",
+            message=f"storm alarm {i}",
+        )
         ev = engine.apply(c)
         if sample is None and ev is not None:
             sample = ev
@@ -69,8 +82,14 @@ async def suitemon_run(port: int, n: int, synchronous: str, burst: int) -> dict:
     link.stop()
     journal.close()
     tmp.cleanup()
-    return {"events": last, "seconds": round(wall, 3), "events_per_s": round(last / wall, 1),
-            "cpu_s": round(cpu, 3), "bytes_per_event": msg_bytes, "msgs_per_event": 2}
+    return {
+        "events": last,
+        "seconds": round(wall, 3),
+        "events_per_s": round(last / wall, 1),
+        "cpu_s": round(cpu, 3),
+        "bytes_per_event": msg_bytes,
+        "msgs_per_event": 2,
+    }
 
 
 def paho_run(port: int, n: int, payload_bytes: int) -> dict:
@@ -114,13 +133,19 @@ def main() -> None:
         # Yardstick: the same bytes on the wire (2 messages per event) with no journal.
         raw = paho_run(b.port, a.events * 2, full["bytes_per_event"] // 2)
     raw_events_per_s = raw["messages_per_s"] / 2
-    write_result(a.out, "journal_publish", {
-        "what": "alarm events journaled (hash chain, WAL) and published with QoS 1 until PUBACK",
-        "suitemon_sync_full": full, "suitemon_sync_normal": normal,
-        "yardstick_raw_paho_qos1": {**raw, "equivalent_events_per_s": round(raw_events_per_s, 1)},
-        "ratio_full_vs_raw": round(full["events_per_s"] / raw_events_per_s, 3),
-        "target_events_per_s": 1000, "meets_target": full["events_per_s"] >= 1000,
-    })
+    write_result(
+        a.out,
+        "journal_publish",
+        {
+            "what": "alarm events journaled (hash chain, WAL) and published with QoS 1 until PUBACK",
+            "suitemon_sync_full": full,
+            "suitemon_sync_normal": normal,
+            "yardstick_raw_paho_qos1": {**raw, "equivalent_events_per_s": round(raw_events_per_s, 1)},
+            "ratio_full_vs_raw": round(full["events_per_s"] / raw_events_per_s, 3),
+            "target_events_per_s": 1000,
+            "meets_target": full["events_per_s"] >= 1000,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import write_result  # noqa: E402
-from suitemon.daemon import logs  # noqa: E402
-from suitemon.daemon.config import parse_config  # noqa: E402
-from suitemon.drivers.modbus_link import ModbusDevice  # noqa: E402
-from suitemon.drivers.profile import parse_profile  # noqa: E402
-from suitemon.simulators.base import RegisterStore  # noqa: E402
-from suitemon.simulators.modbus_server import Faults, RtuServer, Unit  # noqa: E402
+from bench.common import write_result
+from suitemon.daemon import logs
+from suitemon.daemon.config import parse_config
+from suitemon.drivers.modbus_link import ModbusDevice
+from suitemon.drivers.profile import parse_profile
+from suitemon.simulators.base import RegisterStore
+from suitemon.simulators.modbus_server import Faults, RtuServer, Unit
 
 
 async def run(baud: int, registers: int, seconds: float) -> dict:
@@ -35,10 +35,24 @@ async def run(baud: int, registers: int, seconds: float) -> dict:
     store.define("holding", 0, registers)
     server = RtuServer(path, {1: Unit(store, Faults())}, baudrate=baud, pace=True)
     await server.start()
-    cfg = parse_config({"site": {"id": "b", "name": "b"}, "devices": {"d": {
-        "kind": "modbus_points", "transport": "rtu", "serial_port": path, "baudrate": baud, "timeout_s": 1.0}}})
+    cfg = parse_config(
+        {
+            "site": {"id": "b", "name": "b"},
+            "devices": {
+                "d": {
+                    "kind": "modbus_points",
+                    "transport": "rtu",
+                    "serial_port": path,
+                    "baudrate": baud,
+                    "timeout_s": 1.0,
+                }
+            },
+        }
+    )
     dev_cfg = cfg.devices["d"]
-    profile = parse_profile({"points": {f"r{i}": {"table": "holding", "address": i} for i in range(registers)}})
+    profile = parse_profile(
+        {"points": {f"r{i}": {"table": "holding", "address": i} for i in range(registers)}}
+    )
     dev = ModbusDevice(dev_cfg, profile)
     await dev.bus.ensure_connected()
     await dev.read_points()  # warm up
@@ -56,9 +70,15 @@ async def run(baud: int, registers: int, seconds: float) -> dict:
     ct = 10 / baud
     ideal_cycle = (8 + 3.5 + (5 + 2 * registers) + 3.5) * ct
     rate = n / wall
-    return {"baud": baud, "registers_per_poll": registers, "polls": n, "polls_per_s": round(rate, 2),
-            "line_max_polls_per_s": round(1 / ideal_cycle, 2), "fraction_of_line_rate": round(rate * ideal_cycle, 3),
-            "cpu_ms_per_poll_incl_simulator": round(1000 * cpu / n, 3)}
+    return {
+        "baud": baud,
+        "registers_per_poll": registers,
+        "polls": n,
+        "polls_per_s": round(rate, 2),
+        "line_max_polls_per_s": round(1 / ideal_cycle, 2),
+        "fraction_of_line_rate": round(rate * ideal_cycle, 3),
+        "cpu_ms_per_poll_incl_simulator": round(1000 * cpu / n, 3),
+    }
 
 
 def main() -> None:
@@ -69,11 +89,16 @@ def main() -> None:
     a = ap.parse_args()
     logs.setup("warning", "json")
     results = [asyncio.run(run(b, a.registers, a.seconds)) for b in (9600, 19200)]
-    write_result(a.out, "modbus_rtu_line_rate", {
-        "what": "RTU polls/s of the daemon's driver against the theoretical line maximum (paced simulator)",
-        "runs": results, "target_fraction": 0.8,
-        "meets_target": all(r["fraction_of_line_rate"] >= 0.8 for r in results),
-    })
+    write_result(
+        a.out,
+        "modbus_rtu_line_rate",
+        {
+            "what": "RTU polls/s of the daemon's driver against the theoretical line maximum (paced simulator)",
+            "runs": results,
+            "target_fraction": 0.8,
+            "meets_target": all(r["fraction_of_line_rate"] >= 0.8 for r in results),
+        },
+    )
 
 
 if __name__ == "__main__":

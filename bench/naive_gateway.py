@@ -33,6 +33,7 @@ def main() -> int:
     def on_term(*_):
         nonlocal stop
         stop = True
+
     signal.signal(signal.SIGTERM, on_term)
 
     mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"naive-gw-{a.modbus_port}")
@@ -48,8 +49,11 @@ def main() -> int:
             if rr.isError():
                 errors += 1
             else:
-                mqtt.publish(a.topic, json.dumps({"inputs": [int(b) for b in rr.bits[:a.inputs]],
-                                                  "ts": time.time()}), qos=0)
+                mqtt.publish(
+                    a.topic,
+                    json.dumps({"inputs": [int(b) for b in rr.bits[: a.inputs]], "ts": time.time()}),
+                    qos=0,
+                )
                 polls += 1
         except Exception:  # the typical gateway: log and carry on
             errors += 1

@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from helpers import dump_toml  # noqa: E402
+
 from bench.common import Broker, free_port, write_result  # noqa: E402
 from bench.press_latency import PY, ROOMS, Sub, base_config, ctl, start, stats, stop  # noqa: E402
-from helpers import dump_toml  # noqa: E402
 from suitemon.drivers.espa444 import call_records, encode_block, poll_sequence, select_sequence  # noqa: E402
 from suitemon.drivers.espa_link import line_time_s  # noqa: E402
 
@@ -42,14 +43,40 @@ def run(presses: int, poll: float) -> dict:
         control = free_port()
         data = base_config(site, broker.port, tmp / "state", control)
         data["devices"] = {
-            "bells": {"kind": "callbell_io", "transport": "tcp", "host": "127.0.0.1", "port": free_port(),
-                      "profile": "dio32_latch", "poll_s": poll, "timeout_s": 0.2, "rooms": ROOMS},
-            "env1": {"kind": "modbus_points", "transport": "tcp", "port": free_port(), "poll_s": 0.5, "location": "hotlab"},
-            "env2": {"kind": "modbus_points", "transport": "tcp", "port": free_port(), "poll_s": 2.0, "location": "hotlab"},
+            "bells": {
+                "kind": "callbell_io",
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "profile": "dio32_latch",
+                "poll_s": poll,
+                "timeout_s": 0.2,
+                "rooms": ROOMS,
+            },
+            "env1": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "port": free_port(),
+                "poll_s": 0.5,
+                "location": "hotlab",
+            },
+            "env2": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "port": free_port(),
+                "poll_s": 2.0,
+                "location": "hotlab",
+            },
         }
         # A pty keeps 8-bit characters (docs/paging.md); the line time is the same 10 bits a character.
-        data["paging"] = {"serial_port": str(tmp / "paging.tty"), "baudrate": BAUD, "bytesize": 8, "parity": "N",
-                          "poll_interval_s": 2.0, "recipients": {"n1": "101", "sw": "2222"}}
+        data["paging"] = {
+            "serial_port": str(tmp / "paging.tty"),
+            "baudrate": BAUD,
+            "bytesize": 8,
+            "parity": "N",
+            "poll_interval_s": 2.0,
+            "recipients": {"n1": "101", "sw": "2222"},
+        }
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
         sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
@@ -68,7 +95,9 @@ def run(presses: int, poll: float) -> dict:
                     break
                 time.sleep(0.05)
             else:
-                raise RuntimeError(f"daemon never polled the base station:\n{(tmp / 'daemon.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"daemon never polled the base station:\n{(tmp / 'daemon.log').read_text()[-2000:]}"
+                )
             measured, lengths, missed, missed_detail = [], [], 0, []
             rooms = list(ROOMS)
             for i in range(presses):
@@ -88,14 +117,32 @@ def run(presses: int, poll: float) -> dict:
                 if block is None:
                     missed += 1
                     a = sub.retained(topic) or {}
-                    missed_detail.append({"room": room, "alarm_state": a.get("state"), "raised_at": a.get("raised_at"),
-                                          "pressed_at": r["pressed_at"], "base": ctl(control, "paging_base", "stats")})
+                    missed_detail.append(
+                        {
+                            "room": room,
+                            "alarm_state": a.get("state"),
+                            "raised_at": a.get("raised_at"),
+                            "pressed_at": r["pressed_at"],
+                            "base": ctl(control, "paging_base", "stats"),
+                        }
+                    )
                 else:
                     measured.append(1000 * (block["at"] - r["pressed_at"]))
-                    lengths.append(len(encode_block("1", call_records(
-                        block["call address"], block["display message"], beep=block["beep coding"],
-                        call_type=block["call type"], transmissions=block["number of transmissions"],
-                        priority=block["priority"]))))
+                    lengths.append(
+                        len(
+                            encode_block(
+                                "1",
+                                call_records(
+                                    block["call address"],
+                                    block["display message"],
+                                    beep=block["beep coding"],
+                                    call_type=block["call type"],
+                                    transmissions=block["number of transmissions"],
+                                    priority=block["priority"],
+                                ),
+                            )
+                        )
+                    )
                 time.sleep(0.1)
                 ctl(control, "bells", "press", room=room, button="cancel", hold_s=0.05)
                 sub.wait(lambda: True if (a := sub.retained(topic)) and a["state"] == "closed" else None, 3.0)
@@ -104,7 +151,11 @@ def run(presses: int, poll: float) -> dict:
             block_ms = 1000 * line_time_s(block_len, BAUD)
             estimated = [m + ahead_ms + block_ms for m in measured]
             return {
-                "presses": presses, "missed": missed, "missed_detail": missed_detail, "bells_poll_s": poll, "baud": BAUD,
+                "presses": presses,
+                "missed": missed,
+                "missed_detail": missed_detail,
+                "bells_poll_s": poll,
+                "baud": BAUD,
                 "block_bytes": block_len,
                 "measured_on_pty_ms": stats(measured),
                 "estimated_at_9600_ms": stats(estimated),

@@ -39,15 +39,23 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import paho.mqtt.client as paho  # noqa: E402
+from helpers import dump_toml  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.common import VERDICT, Broker, free_port, percentile, tree_cpu_s, write_result  # noqa: E402
-from helpers import dump_toml  # noqa: E402
 from suitemon.simulators.host import send_control  # noqa: E402
 
 PY = sys.executable
-ROOMS = {f"uptake{k}": {"call": 3 * (k - 1), "emergency": 3 * (k - 1) + 1, "cancel": 3 * (k - 1) + 2,
-                        "door_lamp": 2 * (k - 1), "reassure_lamp": 2 * (k - 1) + 1} for k in range(1, 7)}
+ROOMS = {
+    f"uptake{k}": {
+        "call": 3 * (k - 1),
+        "emergency": 3 * (k - 1) + 1,
+        "cancel": 3 * (k - 1) + 2,
+        "door_lamp": 2 * (k - 1),
+        "reassure_lamp": 2 * (k - 1) + 1,
+    }
+    for k in range(1, 7)
+}
 HOLDS = (0.03, 0.1, 0.2, 0.8)
 
 
@@ -58,15 +66,33 @@ def base_config(site: str, mqtt_port: int, state: Path, control_port: int) -> di
         "state": {"dir": str(state), "synchronous": "full"},
         "logging": {"level": "warning", "format": "json"},
         "simulation": {"control_port": control_port},
-        "areas": {r: {"name": r, "kind": "uptake_room"} for r in ROOMS} | {"hotlab": {"name": "Hot lab", "kind": "hot_lab"}},
-        "roles": {"nurse": {"name": "Nurse", "recipients": ["n1"]}, "resus": {"name": "Resus", "recipients": ["sw"]}},
-        "ladders": {"det": {"steps": [{"role": "nurse", "timeout_s": 30},
-                                      {"role": "resus", "timeout_s": 60, "failsafe": True, "critical_care": True}]}},
-        "protocols": {"det": {"who": "Resus", "number": "2222", "location": "Block C", "first_actions": ["Go"]}},
+        "areas": {r: {"name": r, "kind": "uptake_room"} for r in ROOMS}
+        | {"hotlab": {"name": "Hot lab", "kind": "hot_lab"}},
+        "roles": {
+            "nurse": {"name": "Nurse", "recipients": ["n1"]},
+            "resus": {"name": "Resus", "recipients": ["sw"]},
+        },
+        "ladders": {
+            "det": {
+                "steps": [
+                    {"role": "nurse", "timeout_s": 30},
+                    {"role": "resus", "timeout_s": 60, "failsafe": True, "critical_care": True},
+                ]
+            }
+        },
+        "protocols": {
+            "det": {"who": "Resus", "number": "2222", "location": "Block C", "first_actions": ["Go"]}
+        },
         "alarm_types": {
             "bells.call": {"priority": "medium", "kind": "clinical", "latching": True},
-            "bells.emergency": {"priority": "high", "kind": "clinical", "latching": True, "emergency": True,
-                                "ladder": "det", "protocol": "det"},
+            "bells.emergency": {
+                "priority": "high",
+                "kind": "clinical",
+                "latching": True,
+                "emergency": True,
+                "ladder": "det",
+                "protocol": "det",
+            },
         },
     }
 
@@ -117,8 +143,9 @@ def ctl(port: int, device: str, action: str, **args):
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=ROOT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args, stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+    )
 
 
 def stop(p: subprocess.Popen) -> None:
@@ -134,8 +161,13 @@ def stop(p: subprocess.Popen) -> None:
 def stats(lat_ms: list[float]) -> dict:
     if not lat_ms:
         return {"n": 0}
-    return {"n": len(lat_ms), "p50_ms": round(percentile(lat_ms, 50), 1), "p99_ms": round(percentile(lat_ms, 99), 1),
-            "max_ms": round(max(lat_ms), 1), "mean_ms": round(sum(lat_ms) / len(lat_ms), 1)}
+    return {
+        "n": len(lat_ms),
+        "p50_ms": round(percentile(lat_ms, 50), 1),
+        "p99_ms": round(percentile(lat_ms, 99), 1),
+        "max_ms": round(max(lat_ms), 1),
+        "mean_ms": round(sum(lat_ms) / len(lat_ms), 1),
+    }
 
 
 # -- suitemon ----------------------------------------------------------------------
@@ -145,8 +177,14 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
         site = f"b{os.getpid()}{transport}{baud or ''}"
         control = free_port()
         data = base_config(site, broker.port, tmp / "state", control)
-        bells = {"kind": "callbell_io", "transport": transport, "profile": "dio32_latch", "poll_s": poll,
-                 "timeout_s": 0.2, "rooms": ROOMS}
+        bells = {
+            "kind": "callbell_io",
+            "transport": transport,
+            "profile": "dio32_latch",
+            "poll_s": poll,
+            "timeout_s": 0.2,
+            "rooms": ROOMS,
+        }
         if transport == "tcp":
             bells.update(host="127.0.0.1", port=free_port())
         else:
@@ -154,8 +192,20 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
         data["devices"] = {
             "bells": bells,
             # the other drivers: two environment sensors on their own Modbus TCP links
-            "env1": {"kind": "modbus_points", "transport": "tcp", "port": free_port(), "poll_s": 0.5, "location": "hotlab"},
-            "env2": {"kind": "modbus_points", "transport": "tcp", "port": free_port(), "poll_s": 2.0, "location": "hotlab"},
+            "env1": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "port": free_port(),
+                "poll_s": 0.5,
+                "location": "hotlab",
+            },
+            "env2": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "port": free_port(),
+                "poll_s": 2.0,
+                "location": "hotlab",
+            },
         }
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
@@ -170,9 +220,16 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
                     time.sleep(0.05)
             daemon = start([PY, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg_path)], tmp / "daemon.log")
             state_t = f"suitemon/{site}/device/bells/state"
-            ok = sub.wait(lambda: True if (s := sub.retained(state_t)) and s["comm"] == "ok" and s["polls"] > 20 else None, 30)
+            ok = sub.wait(
+                lambda: (
+                    True if (s := sub.retained(state_t)) and s["comm"] == "ok" and s["polls"] > 20 else None
+                ),
+                30,
+            )
             if not ok:
-                raise RuntimeError(f"daemon did not poll the module:\n{(tmp / 'daemon.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"daemon did not poll the module:\n{(tmp / 'daemon.log').read_text()[-2000:]}"
+                )
 
             def polls_now():
                 # the state is published about once a second: wait for a fresh one
@@ -180,14 +237,18 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
                 sub.wait(lambda: True if any(t == state_t for t, *_ in sub.msgs[n0:]) else None, 3)
                 s = sub.retained(state_t)
                 return s["polls"], s["poll_cpu_ms"]
+
             p0, c0 = polls_now()
             cpu0 = tree_cpu_s(daemon.pid)
             time.sleep(idle_s)
             p1, c1 = polls_now()
             cpu1 = tree_cpu_s(daemon.pid)
-            idle = {"seconds": idle_s, "polls": p1 - p0,
-                    "process_cpu_ms_per_poll": round(1000 * (cpu1 - cpu0) / (p1 - p0), 3),
-                    "runner_cpu_ms_per_poll": round((c1 * p1 - c0 * p0) / (p1 - p0), 3)}
+            idle = {
+                "seconds": idle_s,
+                "polls": p1 - p0,
+                "process_cpu_ms_per_poll": round(1000 * (cpu1 - cpu0) / (p1 - p0), 3),
+                "runner_cpu_ms_per_poll": round((c1 * p1 - c0 * p0) / (p1 - p0), 3),
+            }
 
             lat: dict[float, list[float]] = {h: [] for h in HOLDS}
             missed: dict[float, int] = {h: 0 for h in HOLDS}
@@ -206,6 +267,7 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
                             if a["state"] == "active" and a["occurrence"] not in seen_occ:
                                 return a["occurrence"], at
                     return None
+
                 got = sub.wait(raised, 2.0)
                 if got is None:
                     missed[hold] += 1
@@ -218,24 +280,33 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
                 sub.wait(lambda: True if (a := sub.retained(topic)) and a["state"] == "closed" else None, 2.0)
             p2, c2 = polls_now()
             cpu2 = tree_cpu_s(daemon.pid)
-            busy = {"polls": p2 - p1, "process_cpu_ms_per_poll": round(1000 * (cpu2 - cpu1) / (p2 - p1), 3),
-                    "runner_cpu_ms_per_poll": round((c2 * p2 - c1 * p1) / (p2 - p1), 3)}
+            busy = {
+                "polls": p2 - p1,
+                "process_cpu_ms_per_poll": round(1000 * (cpu2 - cpu1) / (p2 - p1), 3),
+                "runner_cpu_ms_per_poll": round((c2 * p2 - c1 * p1) / (p2 - p1), 3),
+            }
             all_lat = [x for v in lat.values() for x in v]
             status = sub.retained(f"suitemon/{site}/status") or {}
             result = {
                 "transport": transport if transport == "tcp" else f"rtu {baud} baud (paced pty)",
-                "poll_s": poll, "rooms": len(ROOMS), "presses": presses,
+                "poll_s": poll,
+                "rooms": len(ROOMS),
+                "presses": presses,
                 "latency_all": stats(all_lat),
                 "latency_by_press_ms": {f"{int(h * 1000)}": stats(lat[h]) for h in HOLDS},
                 "missed_by_press_ms": {f"{int(h * 1000)}": missed[h] for h in HOLDS},
                 "missed_total": sum(missed.values()),
                 "missed_100ms_or_longer": sum(v for h, v in missed.items() if h >= 0.1),
-                "cpu_idle": idle, "cpu_pressing": busy,
+                "cpu_idle": idle,
+                "cpu_pressing": busy,
                 "poll_failures": status.get("counters", {}).get("device.bells.poll_failures", 0),
             }
             if os.environ.get("BENCH_KEEP"):
                 import shutil
-                shutil.copy(tmp / "daemon.log", Path(os.environ["BENCH_KEEP"]) / f"daemon-{transport}{baud or ''}.log")
+
+                shutil.copy(
+                    tmp / "daemon.log", Path(os.environ["BENCH_KEEP"]) / f"daemon-{transport}{baud or ''}.log"
+                )
             stop(daemon)
             return result
         finally:
@@ -251,8 +322,15 @@ def run_pymodbus_floor(poll: float, n: int = 200) -> dict:
         control = free_port()
         data = base_config("floor", broker.port, tmp / "state", control)
         port = free_port()
-        data["devices"] = {"bells": {"kind": "callbell_io", "transport": "tcp", "port": port,
-                                     "profile": "dio32_latch", "rooms": ROOMS}}
+        data["devices"] = {
+            "bells": {
+                "kind": "callbell_io",
+                "transport": "tcp",
+                "port": port,
+                "profile": "dio32_latch",
+                "rooms": ROOMS,
+            }
+        }
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
         sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
@@ -266,8 +344,10 @@ def run_pymodbus_floor(poll: float, n: int = 200) -> dict:
 
             async def main():
                 from pymodbus.client import AsyncModbusTcpClient
-                c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.2, retries=0,
-                                         reconnect_delay=0, reconnect_delay_max=0)
+
+                c = AsyncModbusTcpClient(
+                    "127.0.0.1", port=port, timeout=0.2, retries=0, reconnect_delay=0, reconnect_delay_max=0
+                )
                 await c.connect()
                 for _ in range(20):
                     await c.read_discrete_inputs(0, count=18, device_id=1)
@@ -281,10 +361,15 @@ def run_pymodbus_floor(poll: float, n: int = 200) -> dict:
                 cycle = time.thread_time() - t0
                 c.close()
                 return req, cycle
+
             req, cycle = asyncio.run(main())
-            return {"what": "bare AsyncModbusTcpClient.read_discrete_inputs every poll_s, in its own process",
-                    "poll_s": poll, "requests": n, "cpu_ms_per_request": round(1000 * req / n, 3),
-                    "cpu_ms_per_cycle_incl_sleep": round(1000 * cycle / n, 3)}
+            return {
+                "what": "bare AsyncModbusTcpClient.read_discrete_inputs every poll_s, in its own process",
+                "poll_s": poll,
+                "requests": n,
+                "cpu_ms_per_request": round(1000 * req / n, 3),
+                "cpu_ms_per_cycle_incl_sleep": round(1000 * cycle / n, 3),
+            }
         finally:
             stop(sim)
 
@@ -295,8 +380,17 @@ def run_breakdown(poll: float, n: int = 300) -> dict:
         tmp = Path(tmp)
         control = free_port()
         data = base_config("parts", broker.port, tmp / "state", control)
-        data["devices"] = {"bells": {"kind": "callbell_io", "transport": "tcp", "port": free_port(),
-                                     "profile": "dio32_latch", "poll_s": poll, "timeout_s": 0.2, "rooms": ROOMS}}
+        data["devices"] = {
+            "bells": {
+                "kind": "callbell_io",
+                "transport": "tcp",
+                "port": free_port(),
+                "profile": "dio32_latch",
+                "poll_s": poll,
+                "timeout_s": 0.2,
+                "rooms": ROOMS,
+            }
+        }
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
         sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
@@ -310,6 +404,7 @@ def run_breakdown(poll: float, n: int = 300) -> dict:
             from suitemon.daemon import logs
             from suitemon.daemon.app import Daemon
             from suitemon.daemon.config import load_config
+
             logs.setup("error", "json")
 
             async def main():
@@ -333,9 +428,14 @@ def run_breakdown(poll: float, n: int = 300) -> dict:
                         tot += time.thread_time() - t
                         await asyncio.sleep(poll)
                     out[label] = round(1000 * tot / n, 3)
+
                 bus = r.driver.dev.bus
-                await timed("pymodbus_request_ms", lambda: bus.request(
-                    "read_discrete_inputs", r.driver.in_start, count=r.driver.in_count, unit=1))
+                await timed(
+                    "pymodbus_request_ms",
+                    lambda: bus.request(
+                        "read_discrete_inputs", r.driver.in_start, count=r.driver.in_count, unit=1
+                    ),
+                )
                 await timed("driver_poll_ms", r.driver.poll)
                 reading = await r.driver.poll()
                 await timed("rules_and_state_ms", lambda: r._succeeded(reading))
@@ -343,10 +443,13 @@ def run_breakdown(poll: float, n: int = 300) -> dict:
                 d.stopping.set()
                 await d.stop()
                 return out
+
             out = asyncio.run(main())
             out["ours_in_driver_ms"] = round(out["driver_poll_ms"] - out["pymodbus_request_ms"], 3)
-            out["what"] = ("thread CPU per call at the poll cadence (cold caches included); runner_poll_once = "
-                           "timeout + driver.poll + rules + state; ours = everything but pymodbus_request")
+            out["what"] = (
+                "thread CPU per call at the poll cadence (cold caches included); runner_poll_once = "
+                "timeout + driver.poll + rules + state; ours = everything but pymodbus_request"
+            )
             return out
         finally:
             stop(sim)
@@ -359,8 +462,15 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int, profile: str 
         control = free_port()
         data = base_config("naive", broker.port, tmp / "state", control)
         port = free_port()
-        data["devices"] = {"bells": {"kind": "callbell_io", "transport": "tcp", "port": port, "profile": profile,
-                                     "rooms": ROOMS}}
+        data["devices"] = {
+            "bells": {
+                "kind": "callbell_io",
+                "transport": "tcp",
+                "port": port,
+                "profile": profile,
+                "rooms": ROOMS,
+            }
+        }
         cfg_path = tmp / "suite.toml"
         cfg_path.write_text(dump_toml(data))
         sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
@@ -374,9 +484,23 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int, profile: str 
                     break
                 except OSError:
                     time.sleep(0.05)
-            gw = subprocess.Popen([PY, str(ROOT / "bench" / "naive_gateway.py"), "--modbus-port", str(port),
-                                   "--mqtt-port", str(broker.port), "--topic", topic, "--poll", str(poll)],
-                                  stdout=subprocess.PIPE, stderr=open(tmp / "gw.log", "ab"), cwd=ROOT)
+            gw = subprocess.Popen(
+                [
+                    PY,
+                    str(ROOT / "bench" / "naive_gateway.py"),
+                    "--modbus-port",
+                    str(port),
+                    "--mqtt-port",
+                    str(broker.port),
+                    "--topic",
+                    topic,
+                    "--poll",
+                    str(poll),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=open(tmp / "gw.log", "ab"),
+                cwd=ROOT,
+            )
             sub.wait(lambda: True if sub.msgs else None, 10)
             done = []
             rooms = list(ROOMS)
@@ -396,8 +520,14 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int, profile: str 
             for idx, hold, t0 in done:
                 # seen if a sample published after the press, and before the next press of
                 # that room could have set it, shows the input at 1
-                hit = next((at for inputs, at in msgs if t0 <= at <= t0 + hold + min(poll, 5.0) + 0.5
-                            and inputs[idx]), None)
+                hit = next(
+                    (
+                        at
+                        for inputs, at in msgs
+                        if t0 <= at <= t0 + hold + min(poll, 5.0) + 0.5 and inputs[idx]
+                    ),
+                    None,
+                )
                 if hit is None:
                     missed[hold] += 1
                 else:
@@ -405,9 +535,17 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int, profile: str 
             all_lat = [x for v in lat.values() for x in v]
             return {
                 "what": "pymodbus sync poll + paho publish of the raw inputs, sleep-after-poll, "
-                        + ("latching module (as suitemon's)" if profile.endswith("_latch") else "module without latch"),
-                "profile": profile, "poll_s": poll, "presses": len(done),
-                "polls_per_s": round(report["polls"] / report["wall_s"], 2) if report and report.get("wall_s") else None,
+                + (
+                    "latching module (as suitemon's)"
+                    if profile.endswith("_latch")
+                    else "module without latch"
+                ),
+                "profile": profile,
+                "poll_s": poll,
+                "presses": len(done),
+                "polls_per_s": round(report["polls"] / report["wall_s"], 2)
+                if report and report.get("wall_s")
+                else None,
                 "latency_all": stats(all_lat),
                 "latency_by_press_ms": {f"{int(h * 1000)}": stats(lat[h]) for h in holds},
                 "missed_by_press_ms": {f"{int(h * 1000)}": missed[h] for h in holds},
@@ -416,7 +554,8 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int, profile: str 
                 # the gateway's own process_time (all threads) / its polls: /proc ticks are 10 ms,
                 # too coarse for the 7 polls of a 5 s run
                 "process_cpu_ms_per_poll": round(1000 * report["cpu_s"] / report["polls"], 3)
-                if report and report["polls"] else None,
+                if report and report["polls"]
+                else None,
             }
         finally:
             sub.close()
@@ -428,7 +567,9 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int, profile: str 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
-    ap.add_argument("--presses", type=int, default=96, help="presses per suitemon run (multiple of 24 is even)")
+    ap.add_argument(
+        "--presses", type=int, default=96, help="presses per suitemon run (multiple of 24 is even)"
+    )
     ap.add_argument("--poll", type=float, default=0.05)
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle polling for CPU per poll")
     ap.add_argument("--naive-presses", type=int, default=24)
@@ -454,31 +595,46 @@ def main() -> None:
         "cpu_le_0_5ms_per_poll_runner_idle": tcp["cpu_idle"]["runner_cpu_ms_per_poll"] <= 0.5,
         "cpu_le_0_5ms_per_poll_process_idle": tcp["cpu_idle"]["process_cpu_ms_per_poll"] <= 0.5,
     }
-    summary = (f"TCP @ {a.poll * 1000:.0f} ms poll: p50 {tcp['latency_all'].get('p50_ms')} / p99 "
-               f"{tcp['latency_all'].get('p99_ms')} / max {tcp['latency_all'].get('max_ms')} ms, missed "
-               f"{tcp['missed_total']}/{a.presses}, CPU/poll {tcp['cpu_idle']['runner_cpu_ms_per_poll']} ms (runner), "
-               f"{tcp['cpu_idle']['process_cpu_ms_per_poll']} ms (whole process)")
+    summary = (
+        f"TCP @ {a.poll * 1000:.0f} ms poll: p50 {tcp['latency_all'].get('p50_ms')} / p99 "
+        f"{tcp['latency_all'].get('p99_ms')} / max {tcp['latency_all'].get('max_ms')} ms, missed "
+        f"{tcp['missed_total']}/{a.presses}, CPU/poll {tcp['cpu_idle']['runner_cpu_ms_per_poll']} ms (runner), "
+        f"{tcp['cpu_idle']['process_cpu_ms_per_poll']} ms (whole process)"
+    )
     for k, r in runs.items():
         if k != "tcp":
             summary += f"; {k}: p99 {r['latency_all'].get('p99_ms')} ms, missed {r['missed_total']}"
     if naive:
         n5, n1, nl = naive["poll_5s"], naive["poll_100ms"], naive["latching_same_poll"]
-        summary += (f"; naive gateway @5 s: missed {100 * n5['missed_fraction']:.0f} % of 0.8 s presses; "
-                    f"@100 ms: p99 {n1['latency_all'].get('p99_ms')} ms, missed {n1['missed_by_press_ms']}, "
-                    f"CPU/poll {n1['process_cpu_ms_per_poll']} ms; like for like (latching module, "
-                    f"{a.poll * 1000:.0f} ms poll): p99 {nl['latency_all'].get('p99_ms')} ms, missed "
-                    f"{nl['missed_by_press_ms']}, {nl['polls_per_s']} polls/s, CPU/poll {nl['process_cpu_ms_per_poll']} ms "
-                    f"(no journal, no fsync, no alarm logic)")
-    summary += (f"; bare pymodbus FC 02 at the same cadence: {floor['cpu_ms_per_request']} ms/request, "
-                f"{floor['cpu_ms_per_cycle_incl_sleep']} ms/cycle; in-process breakdown: pymodbus "
-                f"{parts['pymodbus_request_ms']} ms, driver {parts['driver_poll_ms']} ms, rules+state "
-                f"{parts['rules_and_state_ms']} ms, poll_once {parts['runner_poll_once_ms']} ms")
-    write_result(a.out, "press_latency", {
-        "what": "call-bell press -> alarm on MQTT (journal fsync included), 6 rooms, other drivers running",
-        "suitemon": runs, "pymodbus_floor": floor, "cpu_breakdown": parts, "yardstick_naive_gateway": naive,
-        "targets": {"p99_ms_tcp_at_50ms_poll": 60, "missed_ge_100ms": 0, "cpu_ms_per_poll": 0.5},
-        "checks": checks, VERDICT: all(checks.values()), "summary": summary,
-    })
+        summary += (
+            f"; naive gateway @5 s: missed {100 * n5['missed_fraction']:.0f} % of 0.8 s presses; "
+            f"@100 ms: p99 {n1['latency_all'].get('p99_ms')} ms, missed {n1['missed_by_press_ms']}, "
+            f"CPU/poll {n1['process_cpu_ms_per_poll']} ms; like for like (latching module, "
+            f"{a.poll * 1000:.0f} ms poll): p99 {nl['latency_all'].get('p99_ms')} ms, missed "
+            f"{nl['missed_by_press_ms']}, {nl['polls_per_s']} polls/s, CPU/poll {nl['process_cpu_ms_per_poll']} ms "
+            f"(no journal, no fsync, no alarm logic)"
+        )
+    summary += (
+        f"; bare pymodbus FC 02 at the same cadence: {floor['cpu_ms_per_request']} ms/request, "
+        f"{floor['cpu_ms_per_cycle_incl_sleep']} ms/cycle; in-process breakdown: pymodbus "
+        f"{parts['pymodbus_request_ms']} ms, driver {parts['driver_poll_ms']} ms, rules+state "
+        f"{parts['rules_and_state_ms']} ms, poll_once {parts['runner_poll_once_ms']} ms"
+    )
+    write_result(
+        a.out,
+        "press_latency",
+        {
+            "what": "call-bell press -> alarm on MQTT (journal fsync included), 6 rooms, other drivers running",
+            "suitemon": runs,
+            "pymodbus_floor": floor,
+            "cpu_breakdown": parts,
+            "yardstick_naive_gateway": naive,
+            "targets": {"p99_ms_tcp_at_50ms_poll": 60, "missed_ge_100ms": 0, "cpu_ms_per_poll": 0.5},
+            "checks": checks,
+            VERDICT: all(checks.values()),
+            "summary": summary,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,27 +28,50 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import structlog  # noqa: E402
 import tomli_w  # noqa: E402
-
-from report_journal import busy_month, example_config, REPO  # noqa: E402
+from report_journal import REPO, busy_month, example_config  # noqa: E402
 
 from suitemon.daemon.journal import Journal  # noqa: E402
 
-FIRST = datetime(2026, 11, 2, tzinfo=timezone.utc)
+FIRST = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 def run_report(cfg_path: Path, fmt: str, out: Path, days: int) -> dict:
-    last = datetime.fromtimestamp(FIRST.timestamp() + (days - 1) * 86400, timezone.utc).date()
+    last = datetime.fromtimestamp(FIRST.timestamp() + (days - 1) * 86400, UTC).date()
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "suitemon.daemon.cli", "report", "-c", str(cfg_path),
-                          "--from", FIRST.date().isoformat(), "--to", last.isoformat(), "--format", fmt,
-                          "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "suitemon.daemon.cli",
+            "report",
+            "-c",
+            str(cfg_path),
+            "--from",
+            FIRST.date().isoformat(),
+            "--to",
+            last.isoformat(),
+            "--format",
+            fmt,
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     out_text = p.stdout.read().decode()
     err = p.stderr.read().decode()
-    return {"format": fmt, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "exit": os.waitstatus_to_exitcode(status),
-            "stdout": out_text.strip()[-300:], "stderr": err.strip()[-500:]}
+    return {
+        "format": fmt,
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "exit": os.waitstatus_to_exitcode(status),
+        "stdout": out_text.strip()[-300:],
+        "stderr": err.strip()[-500:],
+    }
 
 
 def main() -> int:
@@ -84,13 +107,26 @@ def main() -> int:
 
     runs = [run_report(cfg_path, fmt, work / f"report.{fmt}", args.days) for fmt in args.formats.split(",")]
     met = all(r["exit"] == 0 and r["wall_s"] <= 30 and r["peak_rss_mb"] <= 500 for r in runs)
-    summary = (f"{n} events over {args.days} days ({size_mb:.0f} MB journal): " + "; ".join(
-        f"{r['format']} {r['wall_s']} s wall ({r['cpu_s']} s CPU), {r['peak_rss_mb']} MB peak RSS" for r in runs)
-        + f"; schema 3 index migration {migrate_s:.1f} s; targets <= 30 s, <= 500 MB")
-    result = {"events": n, "days": args.days, "journal_mb": round(size_mb, 1), "generate_s": round(gen_s, 1),
-              "migration_v3_s": round(migrate_s, 2), "reports": runs,
-              "targets": {"wall_s": 30, "peak_rss_mb": 500}, "meets_target": met, "summary": summary,
-              "load_avg_at_end": os.getloadavg()}
+    summary = (
+        f"{n} events over {args.days} days ({size_mb:.0f} MB journal): "
+        + "; ".join(
+            f"{r['format']} {r['wall_s']} s wall ({r['cpu_s']} s CPU), {r['peak_rss_mb']} MB peak RSS"
+            for r in runs
+        )
+        + f"; schema 3 index migration {migrate_s:.1f} s; targets <= 30 s, <= 500 MB"
+    )
+    result = {
+        "events": n,
+        "days": args.days,
+        "journal_mb": round(size_mb, 1),
+        "generate_s": round(gen_s, 1),
+        "migration_v3_s": round(migrate_s, 2),
+        "reports": runs,
+        "targets": {"wall_s": 30, "peak_rss_mb": 500},
+        "meets_target": met,
+        "summary": summary,
+        "load_avg_at_end": os.getloadavg(),
+    }
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0 if all(r["exit"] == 0 for r in runs) else 1

@@ -32,35 +32,52 @@ BENCHES = {
 }
 
 
-NOISE = ("The machine is shared (2 cores, other work running): absolute figures move with its load, "
-         "shown per row as the 1-minute load average before -> after. Each row's yardstick ran in the "
-         "same run, on the same load, so compare within a row. CPU and memory count the daemon's whole "
-         "process tree (its DICOM parser is a child process).")
+NOISE = (
+    "The machine is shared (2 cores, other work running): absolute figures move with its load, "
+    "shown per row as the 1-minute load average before -> after. Each row's yardstick ran in the "
+    "same run, on the same load, so compare within a row. CPU and memory count the daemon's whole "
+    "process tree (its DICOM parser is a child process)."
+)
 
 
 def headline(name: str, r: dict) -> str:
     try:
         if name == "journal_publish":
-            return (f"{r['suitemon_sync_full']['events_per_s']:.0f} events/s journaled (fsync) + published; "
-                    f"raw paho QoS 1: {r['yardstick_raw_paho_qos1']['equivalent_events_per_s']:.0f}/s "
-                    f"(ratio {r['ratio_full_vs_raw']}); target >= 1000")
+            return (
+                f"{r['suitemon_sync_full']['events_per_s']:.0f} events/s journaled (fsync) + published; "
+                f"raw paho QoS 1: {r['yardstick_raw_paho_qos1']['equivalent_events_per_s']:.0f}/s "
+                f"(ratio {r['ratio_full_vs_raw']}); target >= 1000"
+            )
         if name == "modbus_line_rate":
-            return "; ".join(f"{x['baud']} baud: {x['polls_per_s']} polls/s = {100 * x['fraction_of_line_rate']:.0f} % "
-                             f"of line max {x['line_max_polls_per_s']}" for x in r["runs"]) + "; target >= 80 %"
+            return (
+                "; ".join(
+                    f"{x['baud']} baud: {x['polls_per_s']} polls/s = {100 * x['fraction_of_line_rate']:.0f} % "
+                    f"of line max {x['line_max_polls_per_s']}"
+                    for x in r["runs"]
+                )
+                + "; target >= 80 %"
+            )
         if name == "idle":
-            mem = (f"{r['daemon_pss_mb']} MB PSS ({r['daemon_rss_sum_mb']} MB RSS summed)" if "daemon_pss_mb" in r
-                   else f"{r['daemon_rss_mb']} MB RSS")
-            return (f"daemon {r['daemon_cpu_percent_of_one_core']} % of one core, {mem} "
-                    f"(process tree of {r.get('daemon_processes', '?')}; main process alone "
-                    f"{r.get('main_process_only', {}).get('cpu_percent_of_one_core', '?')} %, "
-                    f"{r.get('main_process_only', {}).get('rss_mb', '?')} MB; {r['devices']} devices); mosquitto {r['yardstick_mosquitto']['cpu_percent_of_one_core']} %, "
-                    f"{r['yardstick_mosquitto']['rss_mb']} MB RSS; targets <= 2 %, <= 120 MB PSS")
+            mem = (
+                f"{r['daemon_pss_mb']} MB PSS ({r['daemon_rss_sum_mb']} MB RSS summed)"
+                if "daemon_pss_mb" in r
+                else f"{r['daemon_rss_mb']} MB RSS"
+            )
+            return (
+                f"daemon {r['daemon_cpu_percent_of_one_core']} % of one core, {mem} "
+                f"(process tree of {r.get('daemon_processes', '?')}; main process alone "
+                f"{r.get('main_process_only', {}).get('cpu_percent_of_one_core', '?')} %, "
+                f"{r.get('main_process_only', {}).get('rss_mb', '?')} MB; {r['devices']} devices); mosquitto {r['yardstick_mosquitto']['cpu_percent_of_one_core']} %, "
+                f"{r['yardstick_mosquitto']['rss_mb']} MB RSS; targets <= 2 %, <= 120 MB PSS"
+            )
         if name == "page_latency":
             e = r["estimated_at_9600_ms"]
-            return (f"press -> ESPA block on the line at 9600 baud: p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms "
-                    f"(pty {r['measured_on_pty_ms']['p99_ms']} ms + line time), {r['missed']} missed of "
-                    f"{r['presses']}; yardstick: the block's own line time {r['yardstick_block_line_time_ms']} ms; "
-                    f"target p99 <= 1000 ms")
+            return (
+                f"press -> ESPA block on the line at 9600 baud: p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms "
+                f"(pty {r['measured_on_pty_ms']['p99_ms']} ms + line time), {r['missed']} missed of "
+                f"{r['presses']}; yardstick: the block's own line time {r['yardstick_block_line_time_ms']} ms; "
+                f"target p99 <= 1000 ms"
+            )
         if "summary" in r:
             return str(r["summary"])
     except (KeyError, TypeError):
@@ -114,34 +131,60 @@ def main() -> None:
             continue
         out = out_dir / f"{name}.json"
         t0, load0 = time.monotonic(), load_average()
-        proc = subprocess.run([sys.executable, str(script), "--out", str(out), *extra],
-                              capture_output=True, text=True, cwd=HERE.parent)
+        proc = subprocess.run(
+            [sys.executable, str(script), "--out", str(out), *extra],
+            capture_output=True,
+            text=True,
+            cwd=HERE.parent,
+        )
         took = round(time.monotonic() - t0, 1)
         if proc.returncode != 0 or not out.exists():
             results[name] = {"status": "failed", "seconds": took, "stderr": proc.stderr[-2000:]}
-            rows.append((name, "FAILED", f"{took:g} s",
-                         proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"))
+            rows.append(
+                (
+                    name,
+                    "FAILED",
+                    f"{took:g} s",
+                    proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output",
+                )
+            )
             continue
         r = json.loads(out.read_text())
-        results[name] = {"status": "ok", "seconds": took, "load_before": load0, "load_after": load_average(), **r}
+        results[name] = {
+            "status": "ok",
+            "seconds": took,
+            "load_before": load0,
+            "load_after": load_average(),
+            **r,
+        }
         rows.append((name, *_row(name, results[name])))
     if a.only and (HERE / "results.json").exists():
         # A partial run refreshes the named benchmarks and keeps the others' last figures.
         previous = json.loads((HERE / "results.json").read_text()).get("results", {})
         results = {**previous, **results}
         # (the default is built only when needed: a benchmark new in this run has no previous figures)
-        rows = [(n, *(next((tuple(rest) for m, *rest in rows if m == n), None) or _row(n, results[n])))
-                for n in BENCHES if n in results]
-    doc = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results}
+        rows = [
+            (n, *(next((tuple(rest) for m, *rest in rows if m == n), None) or _row(n, results[n])))
+            for n in BENCHES
+            if n in results
+        ]
+    doc = {
+        "machine": machine(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+    }
     (HERE / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-    md = ["| benchmark | target | finished (UTC), took, load avg | figures (same run, side by side with the yardstick) |",
-          "|---|---|---|---|"]
+    md = [
+        "| benchmark | target | finished (UTC), took, load avg | figures (same run, side by side with the yardstick) |",
+        "|---|---|---|---|",
+    ]
     md += [f"| {n} | {t} | {w} | {h} |" for n, t, w, h in rows]
     m = doc["machine"]
     table = "\n".join(md)
     (HERE / "results.md").write_text(
         f"# Benchmark results\n\nMachine: {m['cpu']}, {m['cores']} cores, {m['mem_gb']} GB, Python {m['python']}, "
-        f"{doc['when']}.\n\n{NOISE}\n\n{table}\n")
+        f"{doc['when']}.\n\n{NOISE}\n\n{table}\n"
+    )
     print(table)
 
 

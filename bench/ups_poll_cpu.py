@@ -19,16 +19,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import VERDICT, free_port, load_average, write_result  # noqa: E402
-from suitemon.daemon import kinds  # noqa: E402
-from suitemon.daemon.config import parse_config  # noqa: E402
-from suitemon.simulators.host import SimHost  # noqa: E402
+from bench.common import VERDICT, free_port, load_average, write_result
+from suitemon.daemon import kinds
+from suitemon.daemon.config import parse_config
+from suitemon.simulators.host import SimHost
 
 TARGET_MS = 2.0
 
 
 def secret(name: str, text: str) -> str:
     import tempfile
+
     p = Path(tempfile.mkdtemp(prefix="bench-snmp-")) / name
     p.write_text(text + "\n")
     p.chmod(0o600)
@@ -44,15 +45,25 @@ def config(kind: str):
     elif kind == "ups_snmp":
         dev.update(version="2c", community="bench")
     else:
-        dev.update(version="3", user="bench", auth_password_file=secret("auth", "bench-auth-1"),
-                   priv_password_file=secret("priv", "bench-priv-1"))
+        dev.update(
+            version="3",
+            user="bench",
+            auth_password_file=secret("auth", "bench-auth-1"),
+            priv_password_file=secret("priv", "bench-priv-1"),
+        )
         dev["kind"] = "ups_snmp"
-    return parse_config({"site": {"id": "bench", "name": "b"}, "simulation": {"control_port": free_port()},
-                         "devices": {"ups": dev}})
+    return parse_config(
+        {
+            "site": {"id": "bench", "name": "b"},
+            "simulation": {"control_port": free_port()},
+            "devices": {"ups": dev},
+        }
+    )
 
 
 def serve(cfg, ready: threading.Event, stop: threading.Event) -> None:
     """The simulator on its own loop and thread, so its CPU is not the poller's."""
+
     async def main():
         host = SimHost(cfg)
         await host.start(control=False)
@@ -60,6 +71,7 @@ def serve(cfg, ready: threading.Event, stop: threading.Event) -> None:
         while not stop.is_set():
             await asyncio.sleep(0.05)
         await host.stop()
+
     asyncio.run(main())
 
 
@@ -84,13 +96,17 @@ def measure(kind: str, polls: int) -> dict:
             cpu.append((time.thread_time() - c0) * 1000)
         await d.close()
         return cpu
+
     try:
         cpu = asyncio.run(run())
     finally:
         stop.set()
         t.join(15)
-    return {"polls": polls, "median_cpu_ms": round(statistics.median(cpu), 3),
-            "p95_cpu_ms": round(sorted(cpu)[int(0.95 * len(cpu)) - 1], 3)}
+    return {
+        "polls": polls,
+        "median_cpu_ms": round(statistics.median(cpu), 3),
+        "p95_cpu_ms": round(sorted(cpu)[int(0.95 * len(cpu)) - 1], 3),
+    }
 
 
 def main() -> None:
@@ -102,14 +118,22 @@ def main() -> None:
     t0 = time.monotonic()
     figs = {k: measure(k, args.polls) for k in ("ups_apc", "ups_nut", "ups_snmp", "ups_snmp_v3")}
     med = {k: f["median_cpu_ms"] for k, f in figs.items()}
-    write_result(args.out, "ups_poll_cpu", {
-        "status": "ok", "seconds": round(time.monotonic() - t0, 1), "load_before": before, "load_after": load_average(),
-        "kinds": figs, "target_ms": TARGET_MS,
-        VERDICT: all(med[k] <= TARGET_MS for k in ("ups_nut", "ups_snmp", "ups_snmp_v3")),
-        "summary": f"CPU per poll (median): NUT {med['ups_nut']} ms, SNMP v2c {med['ups_snmp']} ms, "
-                   f"SNMP v3 authPriv {med['ups_snmp_v3']} ms, APC Modbus {med['ups_apc']} ms (yardstick); "
-                   f"target <= {TARGET_MS} ms",
-    })
+    write_result(
+        args.out,
+        "ups_poll_cpu",
+        {
+            "status": "ok",
+            "seconds": round(time.monotonic() - t0, 1),
+            "load_before": before,
+            "load_after": load_average(),
+            "kinds": figs,
+            "target_ms": TARGET_MS,
+            VERDICT: all(med[k] <= TARGET_MS for k in ("ups_nut", "ups_snmp", "ups_snmp_v3")),
+            "summary": f"CPU per poll (median): NUT {med['ups_nut']} ms, SNMP v2c {med['ups_snmp']} ms, "
+            f"SNMP v3 authPriv {med['ups_snmp_v3']} ms, APC Modbus {med['ups_apc']} ms (yardstick); "
+            f"target <= {TARGET_MS} ms",
+        },
+    )
 
 
 if __name__ == "__main__":

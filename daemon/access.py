@@ -17,8 +17,8 @@ Every decision names the rule that made it, for the ``command.rejected`` event.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 # Verbs that need no grant (for holders of any role). Every other verb, including ones a
 # feature registers later and this table does not know, needs a grant: deny is the default.
@@ -31,8 +31,21 @@ VERB_CLASS: dict[str, str] = {
     "deteriorate": RAISE,
 }
 # The verbs of this version, so that a typo in a grant is a config error, not a silent deny.
-KNOWN_VERBS = ("ack", "reset", "accept", "reject", "correct", "status", "occupancy", "dose-record",
-               "dose_summary", "deteriorate", "bell_test", "force_close", "shutdown")
+KNOWN_VERBS = (
+    "ack",
+    "reset",
+    "accept",
+    "reject",
+    "correct",
+    "status",
+    "occupancy",
+    "dose-record",
+    "dose_summary",
+    "deteriorate",
+    "bell_test",
+    "force_close",
+    "shutdown",
+)
 ALL = "*"
 
 
@@ -59,15 +72,18 @@ def decide(cfg, actor: str, verb: str, area: Callable[[], str | None] = lambda: 
     """May ``actor`` send ``verb``? ``area()`` is asked only if an area-limited role could grant it."""
     held = roles_of(cfg, actor)
     if not held:
-        return Decision(False, "no-role", f"'{actor}' holds no role in [roles]: this account may send no commands")
+        return Decision(
+            False, "no-role", f"'{actor}' holds no role in [roles]: this account may send no commands"
+        )
     cls = verb_class(verb)
     if cls in (READ, RAISE):
         return Decision(True, f"any-role:{cls}")
     granting = [(rid, r) for rid, r in held if verb in r.commands or ALL in r.commands]
     if not granting:
         names = ", ".join(rid for rid, _ in held)
-        return Decision(False, "default-deny",
-                        f"no role of '{actor}' ({names}) grants '{verb}' (roles.<role>.commands)")
+        return Decision(
+            False, "default-deny", f"no role of '{actor}' ({names}) grants '{verb}' (roles.<role>.commands)"
+        )
     for rid, r in granting:
         if not r.areas:
             return Decision(True, f"roles.{rid}")
@@ -77,12 +93,18 @@ def decide(cfg, actor: str, verb: str, area: Callable[[], str | None] = lambda: 
             return Decision(True, f"roles.{rid}.areas")
     rid = granting[0][0]
     if where is None:
-        return Decision(False, f"roles.{rid}.areas",
-                        f"'{verb}' is granted to '{actor}' only in areas {', '.join(granting[0][1].areas)}, "
-                        "and this command names no area")
-    return Decision(False, f"roles.{rid}.areas",
-                    f"'{verb}' is granted to '{actor}' only in areas "
-                    f"{', '.join(sorted({a for _, r in granting for a in r.areas}))}, not in '{where}'")
+        return Decision(
+            False,
+            f"roles.{rid}.areas",
+            f"'{verb}' is granted to '{actor}' only in areas {', '.join(granting[0][1].areas)}, "
+            "and this command names no area",
+        )
+    return Decision(
+        False,
+        f"roles.{rid}.areas",
+        f"'{verb}' is granted to '{actor}' only in areas "
+        f"{', '.join(sorted({a for _, r in granting for a in r.areas}))}, not in '{where}'",
+    )
 
 
 def table(cfg) -> list[tuple[str, str, str]]:

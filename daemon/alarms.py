@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -30,7 +31,7 @@ OPEN_STATES = ("active", "acknowledged")
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_iso(s: str) -> float:
@@ -109,7 +110,7 @@ class AlarmRecord:
         return asdict(self)
 
     @classmethod
-    def from_snapshot(cls, d: Mapping[str, Any]) -> "AlarmRecord":
+    def from_snapshot(cls, d: Mapping[str, Any]) -> AlarmRecord:
         d = dict(d)
         esc = d.pop("escalation", None)
         rec = cls(**d)
@@ -174,8 +175,9 @@ class AlarmEngine:
             self.apply(item)
 
     def _record(self, type_: str, rec: AlarmRecord, actor: str = "system", **extra) -> Event:
-        return self.recorder.record(type_, {"alarm": rec.snapshot(), **extra},
-                                    alarm_id=rec.alarm_id, actor=actor)
+        return self.recorder.record(
+            type_, {"alarm": rec.snapshot(), **extra}, alarm_id=rec.alarm_id, actor=actor
+        )
 
     def _present(self, c: Condition) -> Event | None:
         now = iso(self.clock())
@@ -191,11 +193,21 @@ class AlarmEngine:
                     # "Where": the site's location plus the room, so the caller can give both.
                     protocol["room"] = area.name
             rec = AlarmRecord(
-                alarm_id=c.alarm_id, occurrence=str(uuid.uuid4()), type=c.type,
-                priority=at.priority if at else c.priority, kind=at.kind if at else c.kind,
-                latching=at.latching if at else c.latching, condition="present", state="active",
-                source=c.source, location=c.location, message=c.message, raised_at=now,
-                updated_at=now, details=dict(c.details), protocol=protocol,
+                alarm_id=c.alarm_id,
+                occurrence=str(uuid.uuid4()),
+                type=c.type,
+                priority=at.priority if at else c.priority,
+                kind=at.kind if at else c.kind,
+                latching=at.latching if at else c.latching,
+                condition="present",
+                state="active",
+                source=c.source,
+                location=c.location,
+                message=c.message,
+                raised_at=now,
+                updated_at=now,
+                details=dict(c.details),
+                protocol=protocol,
             )
             self.alarms[c.alarm_id] = rec
             ev = self._record("alarm.raised", rec)
@@ -205,8 +217,7 @@ class AlarmEngine:
             return ev
         if rec.condition == "absent" and rec.state == "acknowledged":
             return self._reannunciate(rec, c, now)
-        changed = (rec.condition != "present" or rec.message != c.message
-                   or dict(c.details) != rec.details)
+        changed = rec.condition != "present" or rec.message != c.message or dict(c.details) != rec.details
         if not changed:
             return None
         rec.condition = "present"
@@ -221,19 +232,32 @@ class AlarmEngine:
         An acknowledgement covers the condition present when it was given, not a new one: the alarm
         sounds again and its ladder starts over (a ladder still climbing, as an emergency's does after
         an ack, is told again at its current step). The previous acknowledgement stays in the journal."""
-        previous = {"acknowledged_by": rec.acknowledged_by, "acknowledged_at": rec.acknowledged_at,
-                    "accepted_by": rec.escalation.accepted_by if rec.escalation else None}
+        previous = {
+            "acknowledged_by": rec.acknowledged_by,
+            "acknowledged_at": rec.acknowledged_at,
+            "accepted_by": rec.escalation.accepted_by if rec.escalation else None,
+        }
         # An emergency's ladder keeps climbing after an ack: tell its current step again, never go back.
         running = self.escalator is not None and rec.escalation is not None and self.escalator.escalating(rec)
         step = max(c.start_step, rec.escalation.step) if running else c.start_step
         rec.condition, rec.state, rec.message, rec.details, rec.updated_at = (
-            "present", "active", c.message, dict(c.details), now)
+            "present",
+            "active",
+            c.message,
+            dict(c.details),
+            now,
+        )
         rec.acknowledged_by = rec.acknowledged_at = None
         ev = self._record("alarm.reannunciated", rec, previous=previous)
-        log.warning("alarm re-annunciated: its condition returned after an acknowledgement",
-                    alarm_id=rec.alarm_id, previous_ack=previous["acknowledged_by"])
+        log.warning(
+            "alarm re-annunciated: its condition returned after an acknowledgement",
+            alarm_id=rec.alarm_id,
+            previous_ack=previous["acknowledged_by"],
+        )
         at = self.cfg.alarm_types.get(c.type) if self.cfg is not None else None
-        ladder = (rec.escalation.ladder if rec.escalation else None) or c.ladder or (at.ladder if at else None)
+        ladder = (
+            (rec.escalation.ladder if rec.escalation else None) or c.ladder or (at.ladder if at else None)
+        )
         if ladder and self.escalator is not None and ladder in self.cfg.ladders:
             self.escalator.start(rec, ladder, step, reason="reannunciated")
         return ev
@@ -273,8 +297,13 @@ class AlarmEngine:
         """Close an alarm whose own way of closing is broken (the feature checks that); journaled as such."""
         rec = self.get(alarm_id)
         log.warning("alarm FORCE-CLOSED", alarm_id=alarm_id, by=actor, reason=reason, fault=fault)
-        return self._close(rec, "alarm.force_closed", actor, f"force-closed: {reason} (fault: {fault})",
-                           extra={"reason": reason, "fault": fault})
+        return self._close(
+            rec,
+            "alarm.force_closed",
+            actor,
+            f"force-closed: {reason} (fault: {fault})",
+            extra={"reason": reason, "fault": fault},
+        )
 
     def accept(self, alarm_id: str, actor: str) -> Event:
         rec = self.get(alarm_id)
@@ -304,11 +333,17 @@ class AlarmEngine:
             self.escalator.advance(rec, reason="all_rejected")
         return ev
 
-    def _close(self, rec: AlarmRecord, type_: str, actor: str, reason: str,
-               extra: dict[str, Any] | None = None) -> Event:
+    def _close(
+        self, rec: AlarmRecord, type_: str, actor: str, reason: str, extra: dict[str, Any] | None = None
+    ) -> Event:
         now = iso(self.clock())
         rec.state, rec.closed_at, rec.closed_by, rec.closed_reason, rec.updated_at = (
-            "closed", now, actor, reason, now)
+            "closed",
+            now,
+            actor,
+            reason,
+            now,
+        )
         if self.escalator is not None:
             self.escalator.stop(rec)
         self.alarms.pop(rec.alarm_id, None)
@@ -319,9 +354,19 @@ class AlarmEngine:
         """Journal a notification step (called by the escalator)."""
         esc = rec.escalation
         assert esc is not None
-        return self._record("alarm.notify", rec, step=esc.step, role=esc.role,
-                            recipients=list(esc.recipients), reason=reason)
+        return self._record(
+            "alarm.notify", rec, step=esc.step, role=esc.role, recipients=list(esc.recipients), reason=reason
+        )
 
 
-__all__ = ["AlarmEngine", "AlarmRecord", "AlarmError", "Condition", "Reset", "Escalation",
-           "PRIORITY_RANK", "iso", "parse_iso"]
+__all__ = [
+    "PRIORITY_RANK",
+    "AlarmEngine",
+    "AlarmError",
+    "AlarmRecord",
+    "Condition",
+    "Escalation",
+    "Reset",
+    "iso",
+    "parse_iso",
+]

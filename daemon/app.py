@@ -74,17 +74,21 @@ class Daemon:
             p["reason"] = reason
         if state == "online":
             ctx = self.ctx
-            p.update({
-                "since": iso(self.started_at),
-                "pid": os.getpid(),
-                "open_alarms": len(ctx.engine.alarms),
-                "backlog": self.outbox.backlog,
-                "journal_fault": self.journal_fault,
-                "devices": {d: ("lost" if r.comm_lost else "stale" if r.stale() else "ok")
-                            for d, r in ctx.runners.items()},
-                "counters": self._counters(),
-                "tasks": len(asyncio.all_tasks()),
-            })
+            p.update(
+                {
+                    "since": iso(self.started_at),
+                    "pid": os.getpid(),
+                    "open_alarms": len(ctx.engine.alarms),
+                    "backlog": self.outbox.backlog,
+                    "journal_fault": self.journal_fault,
+                    "devices": {
+                        d: ("lost" if r.comm_lost else "stale" if r.stale() else "ok")
+                        for d, r in ctx.runners.items()
+                    },
+                    "counters": self._counters(),
+                    "tasks": len(asyncio.all_tasks()),
+                }
+            )
         return p
 
     def _counters(self) -> dict[str, int]:
@@ -101,14 +105,27 @@ class Daemon:
     # -- journal faults: shout without the journal -----------------------
     def _journal_fault_record(self, state: str, reason: str) -> dict[str, Any]:
         now = iso(time.time())
-        return {"alarm_id": "daemon.journal_fault", "occurrence": self._fault_since or now,
-                "type": "daemon.journal_fault", "priority": "high", "kind": "technical", "latching": False,
-                "condition": "present" if state == "active" else "absent", "state": state,
-                "source": "suitemon", "location": None, "raised_at": self._fault_since or now, "updated_at": now,
-                "message": (f"suitemon cannot write its journal ({reason}). Alarms are held in memory and "
-                            "still published; free disk space on the state directory now.")
-                if state == "active" else f"journal writable again after: {reason}",
-                "details": {"state_dir": str(self.cfg.state.dir)}}
+        return {
+            "alarm_id": "daemon.journal_fault",
+            "occurrence": self._fault_since or now,
+            "type": "daemon.journal_fault",
+            "priority": "high",
+            "kind": "technical",
+            "latching": False,
+            "condition": "present" if state == "active" else "absent",
+            "state": state,
+            "source": "suitemon",
+            "location": None,
+            "raised_at": self._fault_since or now,
+            "updated_at": now,
+            "message": (
+                f"suitemon cannot write its journal ({reason}). Alarms are held in memory and "
+                "still published; free disk space on the state directory now."
+            )
+            if state == "active"
+            else f"journal writable again after: {reason}",
+            "details": {"state_dir": str(self.cfg.state.dir)},
+        }
 
     def _on_journal_fault(self, reason: str | None) -> None:
         topic = self.topics.alarm("daemon.journal_fault")
@@ -122,8 +139,10 @@ class Daemon:
         elif self.journal_fault is not None:
             previous, self.journal_fault = self.journal_fault, None
             self._publish_json(topic, self._journal_fault_record("closed", previous), retain=True)
-            self.recorder.record("daemon.journal_fault", {"reason": previous, "since": self._fault_since,
-                                                          "until": iso(time.time())})
+            self.recorder.record(
+                "daemon.journal_fault",
+                {"reason": previous, "since": self._fault_since, "until": iso(time.time())},
+            )
             self._fault_since = None
         self.publish_status()
 
@@ -133,42 +152,70 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.bridge = LoopBridge(loop)
         chain_key_file, checkpoint_key_file, checkpoint_file = cfg.journal.paths(cfg.state.dir)
-        self.journal = open_journal(cfg.state.dir, cfg.state.synchronous,
-                                    chain_key=load_or_create_key(chain_key_file))
+        self.journal = open_journal(
+            cfg.state.dir, cfg.state.synchronous, chain_key=load_or_create_key(chain_key_file)
+        )
         plain_head = self.journal.start_keyed_segment()
         self.outbox = Outbox(self.journal, self.topics, cfg.site.id, window=cfg.mqtt.max_inflight)
-        self.recorder = Recorder(self.journal, on_commit=self.outbox.wake, on_fault=self._on_journal_fault,
-                                 on_uncommitted=self._publish_uncommitted)
+        self.recorder = Recorder(
+            self.journal,
+            on_commit=self.outbox.wake,
+            on_fault=self._on_journal_fault,
+            on_uncommitted=self._publish_uncommitted,
+        )
         self.outbox.request_flush = self.recorder.touch
         self.checkpoints = Checkpointer(
-            self.journal, load_or_create_signing_key(checkpoint_key_file), checkpoint_file, cfg.site.id,
+            self.journal,
+            load_or_create_signing_key(checkpoint_key_file),
+            checkpoint_file,
+            cfg.site.id,
             committed=lambda: self.recorder.committed_seq,
-            publish=lambda cp: self._publish_json(self.topics.checkpoint, cp, retain=True))
+            publish=lambda cp: self._publish_json(self.topics.checkpoint, cp, retain=True),
+        )
         if plain_head is not None:
             # Migration: the plain SHA-256 segment ends with a signed checkpoint of its head.
             self.checkpoints.record_old_head(*plain_head)
-            log.warning("journal chain keyed from now on", plain_head_seq=plain_head[0],
-                        keyed_from=self.journal.keyed_from)
+            log.warning(
+                "journal chain keyed from now on",
+                plain_head_seq=plain_head[0],
+                keyed_from=self.journal.keyed_from,
+            )
         metrics = Metrics()
         engine = AlarmEngine(self.recorder, cfg)
         self.escalator = Escalator(engine, cfg)
-        self.ctx = Context(cfg=cfg, recorder=self.recorder, engine=engine, topics=self.topics,
-                           metrics=metrics, facts=Facts(), publish_json=self._publish_json)
+        self.ctx = Context(
+            cfg=cfg,
+            recorder=self.recorder,
+            engine=engine,
+            topics=self.topics,
+            metrics=metrics,
+            facts=Facts(),
+            publish_json=self._publish_json,
+        )
         self.commands = self.ctx.commands = Commands(self.ctx)
         self.ctx.outbox = self.outbox
         register_core(self.commands, engine, self.recorder)
         if not any(r.commands for r in cfg.roles.values()):
             # Default deny: right, but a site upgrading without grants must hear it at once.
-            log.warning("NO ROLE GRANTS ANY COMMAND: every ack, reset, accept ... will be refused; "
-                        "add `commands = [...]` to [roles.<id>] (docs/broker.md)")
-        self.commands.register("status", lambda actor, body: self.status_payload("online"),
-                               description="the daemon's status now, counters included (engineers, probes)")
+            log.warning(
+                "NO ROLE GRANTS ANY COMMAND: every ack, reset, accept ... will be refused; "
+                "add `commands = [...]` to [roles.<id>] (docs/broker.md)"
+            )
+        self.commands.register(
+            "status",
+            lambda actor, body: self.status_payload("online"),
+            description="the daemon's status now, counters included (engineers, probes)",
+        )
         engine.restore(self.journal.latest_per_alarm())
 
         will = Message(self.topics.status, dumps(self.status_payload("offline", "connection lost")), 1, True)
         self.link = MqttLink(
-            cfg.mqtt, client_id=self.client_id, will=will, bridge=self.bridge,
-            on_connect=self._on_connect, on_ack=self.outbox.on_ack,
+            cfg.mqtt,
+            client_id=self.client_id,
+            will=will,
+            bridge=self.bridge,
+            on_connect=self._on_connect,
+            on_ack=self.outbox.on_ack,
             on_message=self._on_message,
             subscriptions=(self.topics.command_filter,),
         )
@@ -185,9 +232,15 @@ class Daemon:
             if dev.enabled:
                 self.ctx.runners[did] = self.make_runner(did, dev)
 
-        self.recorder.record("daemon.started", {"version": __version__, "pid": os.getpid(),
-                                                "open_alarms": len(engine.alarms),
-                                                "backlog": self.journal.last_seq - self.journal.delivered_upto()})
+        self.recorder.record(
+            "daemon.started",
+            {
+                "version": __version__,
+                "pid": os.getpid(),
+                "open_alarms": len(engine.alarms),
+                "backlog": self.journal.last_seq - self.journal.delivered_upto(),
+            },
+        )
         resumed = self.escalator.resume()
         for svc in self.ctx.services.values():
             await svc.start()
@@ -197,12 +250,18 @@ class Daemon:
         self.essential_tasks["status"] = self.tasks.spawn(self._status_loop(), name="status")
         self.checkpoints.take(force=True)
         self.essential_tasks["checkpoints"] = self.tasks.spawn(
-            self.checkpoints.run(cfg.journal.checkpoint_period_s), name="checkpoints")
+            self.checkpoints.run(cfg.journal.checkpoint_period_s), name="checkpoints"
+        )
         self._start_systemd_watch()
         self.ready.set()
-        log.info("suitemon running", site=cfg.site.id, devices=len(self.ctx.runners),
-                 open_alarms=len(engine.alarms), escalations_resumed=resumed,
-                 services=list(self.ctx.services))
+        log.info(
+            "suitemon running",
+            site=cfg.site.id,
+            devices=len(self.ctx.runners),
+            open_alarms=len(engine.alarms),
+            escalations_resumed=resumed,
+            services=list(self.ctx.services),
+        )
 
     def make_runner(self, did: str, dev) -> DeviceRunner:
         driver = kinds.driver_class(dev.kind)(did, dev)
@@ -224,6 +283,7 @@ class Daemon:
     async def reload(self, path: str) -> bool:
         """SIGHUP: apply a new configuration if it validates (see daemon/reload.py)."""
         from suitemon.daemon.reload import reload_config
+
         await self.ready.wait()
         async with self._reload_lock:
             if self.watch is not None:
@@ -245,8 +305,11 @@ class Daemon:
             runner._published = None  # republish every device's retained state
             runner.publish_state()
         if self.journal_fault:
-            self._publish_json(self.topics.alarm("daemon.journal_fault"),
-                               self._journal_fault_record("active", self.journal_fault), retain=True)
+            self._publish_json(
+                self.topics.alarm("daemon.journal_fault"),
+                self._journal_fault_record("active", self.journal_fault),
+                retain=True,
+            )
         self.outbox.wake()
 
     def _subscribe(self, topic_filter: str, fn) -> None:
@@ -324,6 +387,7 @@ def _arm_exit_guard(seconds: float) -> None:
 
     The journal is crash-safe (SQLite WAL), so leaving mid-step loses nothing committed.
     """
+
     def bail():
         log.error("stop did not finish in time; exiting hard", limit_s=seconds)
         os._exit(1)

@@ -22,7 +22,8 @@ def _mosquitto() -> str | None:
     if os.environ.get("SUITEMON_NO_SYSTEM_MOSQUITTO"):
         return None  # lets the tests show the embedded fallback on a machine that has Mosquitto
     return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
 
 
 class DemoBroker:
@@ -39,22 +40,30 @@ class DemoBroker:
             self._dir = tempfile.TemporaryDirectory(prefix="suitemon-broker-")
             conf = Path(self._dir.name) / "mosquitto.conf"
             conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-            self._proc = subprocess.Popen([_mosquitto(), "-c", str(conf)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                [_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
         else:
             try:
                 from amqtt.broker import Broker
             except ImportError:
-                raise RuntimeError("no MQTT broker: install mosquitto, or the demo extra "
-                                   "(pip install -e '.[demo]') for the embedded one") from None
+                raise RuntimeError(
+                    "no MQTT broker: install mosquitto, or the demo extra "
+                    "(pip install -e '.[demo]') for the embedded one"
+                ) from None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # Only the plugins the demo needs, configured the current (0.12) way: the defaults
                 # load a password-file and a $SYS plugin that warn at start about settings we do
                 # not use, and a user would take those warnings for a fault.
-                self._amqtt = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-                                      "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
-                                                  {"allow_anonymous": True}}})
+                self._amqtt = Broker(
+                    {
+                        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                        "plugins": {
+                            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                        },
+                    }
+                )
                 await self._amqtt.start()
             return  # start() returns once it listens; a bare TCP probe would only log a decode error
         for _ in range(200):

@@ -22,17 +22,18 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from suitemon.daemon.secret_files import write_new_secret
 from suitemon.daemon.journal import Journal, VerifyResult, utc_now_iso
+from suitemon.daemon.secret_files import write_new_secret
 
 log = structlog.get_logger("suitemon.checkpoints")
 
@@ -65,14 +66,21 @@ def load_or_create_signing_key(path: Path, *, announce: bool = True) -> Ed25519P
         data = path.read_bytes()
     except FileNotFoundError:
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         write_new_secret(path, pem)
-        public_key_path(path).write_bytes(key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        public_key_path(path).write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         if announce:
-            log.warning("checkpoint signing key created; give its public half to the central site",
-                        key=str(path), public=str(public_key_path(path)))
+            log.warning(
+                "checkpoint signing key created; give its public half to the central site",
+                key=str(path),
+                public=str(public_key_path(path)),
+            )
         return key
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):
@@ -94,10 +102,18 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return pub
 
 
-def sign(key: Ed25519PrivateKey, site: str, seq: int, head_hash: str, keyed_from: int | None,
-         ts: str | None = None) -> dict[str, Any]:
-    body = {"v": VERSION, "site": site, "seq": seq, "hash": head_hash, "keyed_from": keyed_from,
-            "ts": ts or utc_now_iso(), "key_id": key_id(key.public_key())}
+def sign(
+    key: Ed25519PrivateKey, site: str, seq: int, head_hash: str, keyed_from: int | None, ts: str | None = None
+) -> dict[str, Any]:
+    body = {
+        "v": VERSION,
+        "site": site,
+        "seq": seq,
+        "hash": head_hash,
+        "keyed_from": keyed_from,
+        "ts": ts or utc_now_iso(),
+        "key_id": key_id(key.public_key()),
+    }
     return {**body, "sig": base64.b64encode(key.sign(_canonical(body))).decode("ascii")}
 
 
@@ -147,11 +163,15 @@ def compare(result: VerifyResult, cp: dict[str, Any], journal: Journal) -> str |
     """Why the journal does not match the checkpoint, or None when it does."""
     seq = cp["seq"]
     if cp.get("keyed_from") != result.keyed_from:
-        return (f"the checkpoint of seq {seq} says the chain is keyed from {cp.get('keyed_from')}, "
-                f"the journal says {result.keyed_from}")
+        return (
+            f"the checkpoint of seq {seq} says the chain is keyed from {cp.get('keyed_from')}, "
+            f"the journal says {result.keyed_from}"
+        )
     if result.head_seq < seq:
-        return (f"TRUNCATED: the checkpoint of {cp['ts']} vouches for seq {seq}, "
-                f"the journal ends at seq {result.head_seq}")
+        return (
+            f"TRUNCATED: the checkpoint of {cp['ts']} vouches for seq {seq}, "
+            f"the journal ends at seq {result.head_seq}"
+        )
     _, h = journal.head(seq)
     if h != cp["hash"]:
         return f"REWRITTEN: row {seq} has another hash than the checkpoint of {cp['ts']} vouches for"
@@ -161,8 +181,15 @@ def compare(result: VerifyResult, cp: dict[str, Any], journal: Journal) -> str |
 class Checkpointer:
     """Signs the committed head when it moved, keeps it in a file, publishes it retained."""
 
-    def __init__(self, journal: Journal, key: Ed25519PrivateKey, path: Path, site: str,
-                 committed: Callable[[], int], publish: Callable[[dict[str, Any]], None]):
+    def __init__(
+        self,
+        journal: Journal,
+        key: Ed25519PrivateKey,
+        path: Path,
+        site: str,
+        committed: Callable[[], int],
+        publish: Callable[[dict[str, Any]], None],
+    ):
         self.journal, self.key, self.path, self.site = journal, key, path, site
         self.committed = committed
         self.publish = publish

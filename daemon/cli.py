@@ -13,10 +13,15 @@ import structlog
 
 from suitemon.daemon import __version__, logs
 from suitemon.daemon.cli_support import (
-    DEFAULT_CONFIG, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, add_config_option, add_log_format_option,
-    install_signals, load_or_exit,
+    DEFAULT_CONFIG,
+    EXIT_CONFIG,
+    EXIT_FAIL,
+    EXIT_OK,
+    add_config_option,
+    add_log_format_option,
+    install_signals,
+    load_or_exit,
 )
-
 
 log = structlog.get_logger("suitemon.cli")
 
@@ -26,21 +31,32 @@ def cmd_check_config(args) -> int:
     cfg = load_or_exit(path)
     print(f"{path}: valid")
     print(f"  site       {cfg.site.id} ({cfg.site.name})")
-    print(f"  mqtt       {cfg.mqtt.host}:{cfg.mqtt.port} MQTT {cfg.mqtt.protocol}, topics {cfg.mqtt.base_topic}/{cfg.site.id}/...")
+    print(
+        f"  mqtt       {cfg.mqtt.host}:{cfg.mqtt.port} MQTT {cfg.mqtt.protocol}, topics {cfg.mqtt.base_topic}/{cfg.site.id}/..."
+    )
     print(f"  state      {cfg.state.dir}")
     areas = ", ".join(f"{a}" for a in cfg.areas)
     print(f"  areas      {len(cfg.areas)}: {areas}")
     print(f"  devices    {len(cfg.devices)}")
     for did, d in cfg.devices.items():
         tr = getattr(d, "transport", None) or ("serial" if getattr(d, "serial_port", None) else "")
-        where = d.serial_port if tr in ("rtu", "serial") else (f"{d.host}:{d.port}" if hasattr(d, "host") else "")
-        print(f"    {did:<16} {d.kind:<20} {tr:<6} {where or '':<26} every {d.poll_s:g} s"
-              f"{'' if d.enabled else '  (disabled)'}")
+        where = (
+            d.serial_port if tr in ("rtu", "serial") else (f"{d.host}:{d.port}" if hasattr(d, "host") else "")
+        )
+        print(
+            f"    {did:<16} {d.kind:<20} {tr:<6} {where or '':<26} every {d.poll_s:g} s"
+            f"{'' if d.enabled else '  (disabled)'}"
+        )
     _print_ups_kinds(cfg)
-    print(f"  ladders    {', '.join(f'{k} ({len(v.steps)} steps)' for k, v in cfg.ladders.items()) or 'none'}")
+    print(
+        f"  ladders    {', '.join(f'{k} ({len(v.steps)} steps)' for k, v in cfg.ladders.items()) or 'none'}"
+    )
     print(f"  protocols  {', '.join(cfg.protocols) or 'none'}")
-    extra = [name for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board", "metrics")
-             if getattr(cfg, name, None) is not None]
+    extra = [
+        name
+        for name in ("shutdown", "dicom", "dispensing", "radiation", "bells", "board", "metrics")
+        if getattr(cfg, name, None) is not None
+    ]
     if extra:
         print(f"  features   {', '.join(extra)}")
     dispensing = getattr(cfg, "dispensing", None)
@@ -60,15 +76,20 @@ UPS_KIND_LABELS = {"ups_apc": "APC Modbus", "ups_nut": "Network UPS Tools (upsd)
 def _print_ups_kinds(cfg) -> None:
     """Every UPS kind this daemon can watch, and which the config uses: the same rules for each."""
     from suitemon.daemon import kinds
+
     known = [k for k in kinds.KINDS if kinds.is_ups_kind(k)]
     used = {d.kind for d in cfg.devices.values() if kinds.is_ups_kind(d.kind)}
-    print("  ups kinds  " + ", ".join(f"{k} ({UPS_KIND_LABELS.get(k, k)}){' *' if k in used else ''}"
-                                      for k in known) + ("   (* in use)" if used else ""))
+    print(
+        "  ups kinds  "
+        + ", ".join(f"{k} ({UPS_KIND_LABELS.get(k, k)}){' *' if k in used else ''}" for k in known)
+        + ("   (* in use)" if used else "")
+    )
 
 
 def _print_access(cfg) -> None:
     """Who may send which command (docs/broker.md): the table the daemon decides by."""
     from suitemon.daemon.access import table
+
     rows = table(cfg)
     print(f"  commands   {len(rows)} user(s) hold a role; any other account may send nothing (default deny)")
     width = max((len(u) for u, _, _ in rows), default=4)
@@ -85,8 +106,12 @@ def cmd_run(args) -> int:
     async def main():
         daemon = Daemon(cfg)
         loop = asyncio.get_running_loop()
-        install_signals(loop, daemon.stopping, getattr(daemon, "reload", None) and
-                         (lambda: daemon.tasks.spawn(daemon.reload(args.config), name="reload")))
+        install_signals(
+            loop,
+            daemon.stopping,
+            getattr(daemon, "reload", None)
+            and (lambda: daemon.tasks.spawn(daemon.reload(args.config), name="reload")),
+        )
         await daemon.run_until_stopped()
         # The stop is complete (journal closed, offline said). Leave now: asyncio.run's teardown
         # would wait on any library thread or stray task, and a daemon that has finished stopping
@@ -101,6 +126,7 @@ def cmd_run(args) -> int:
 
 def cmd_journal(args) -> int:
     from suitemon.daemon.journal import Journal, JournalError
+
     cfg = None
     chain_key_file = Path(args.chain_key) if args.chain_key else None
     public_key_file = Path(args.public_key) if args.public_key else None
@@ -154,6 +180,7 @@ def _verify(j, path: Path, args, cfg, public_key_file: Path | None) -> int:
         print("  no witness given: truncation (deleting the newest rows) is not checked; use --witness")
         return EXIT_OK
     from suitemon.daemon import checkpoints as cps
+
     if public_key_file is None:
         print("--witness needs the checkpoint public key: --public-key FILE (or -c CONFIG)", file=sys.stderr)
         return EXIT_FAIL
@@ -163,8 +190,9 @@ def _verify(j, path: Path, args, cfg, public_key_file: Path | None) -> int:
             if cfg is None:
                 print("--witness mqtt needs -c CONFIG (broker and site)", file=sys.stderr)
                 return EXIT_FAIL
-            from suitemon.daemon.witness import fetch_retained
             from suitemon.daemon.contract import Topics
+            from suitemon.daemon.witness import fetch_retained
+
             candidates = fetch_retained(cfg.mqtt, Topics(cfg.mqtt.base_topic, cfg.site.id).checkpoint)
         else:
             candidates = cps.read_file(Path(args.witness))
@@ -173,8 +201,11 @@ def _verify(j, path: Path, args, cfg, public_key_file: Path | None) -> int:
         return EXIT_FAIL
     w = cps.choose(candidates, pub, cfg.site.id if cfg is not None else None)
     if w.invalid:
-        print(f"witness {args.witness}: {w.invalid} checkpoint(s) with a bad signature or another site "
-              "(forged or damaged)", file=sys.stderr)
+        print(
+            f"witness {args.witness}: {w.invalid} checkpoint(s) with a bad signature or another site "
+            "(forged or damaged)",
+            file=sys.stderr,
+        )
     if w.newest is None:
         print(f"witness {args.witness}: no valid checkpoint", file=sys.stderr)
         return EXIT_FAIL
@@ -196,8 +227,11 @@ def cmd_sim(args) -> int:
         stopping = asyncio.Event()
         install_signals(asyncio.get_running_loop(), stopping)
         await host.start()
-        print(f"simulating {', '.join(host.sims) or 'nothing'}; control on "
-              f"{cfg.simulation.control_host}:{cfg.simulation.control_port}", flush=True)
+        print(
+            f"simulating {', '.join(host.sims) or 'nothing'}; control on "
+            f"{cfg.simulation.control_host}:{cfg.simulation.control_port}",
+            flush=True,
+        )
         try:
             await stopping.wait()
         finally:
@@ -211,6 +245,7 @@ def cmd_sim_ctl(args) -> int:
     cfg = load_or_exit(args.config)
     from suitemon.simulators.base import SimError
     from suitemon.simulators.host import send_control
+
     kv = {}
     for item in args.args:
         k, _, v = item.partition("=")
@@ -219,8 +254,11 @@ def cmd_sim_ctl(args) -> int:
         except json.JSONDecodeError:
             kv[k] = v
     try:
-        result = asyncio.run(send_control(cfg.simulation.control_host, cfg.simulation.control_port,
-                                          args.device, args.action, kv))
+        result = asyncio.run(
+            send_control(
+                cfg.simulation.control_host, cfg.simulation.control_port, args.device, args.action, kv
+            )
+        )
     except (SimError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAIL
@@ -228,12 +266,12 @@ def cmd_sim_ctl(args) -> int:
     return EXIT_OK
 
 
-
-
 def _config_path(args) -> str:
     """check-config: ``-c FILE`` or the positional FILE (kept as an alias); not both, unless equal."""
     if args.file and args.config not in (None, args.file):
-        print(f"check-config: two configs given ({args.file} and -c {args.config}); give one", file=sys.stderr)
+        print(
+            f"check-config: two configs given ({args.file} and -c {args.config}); give one", file=sys.stderr
+        )
         sys.exit(EXIT_CONFIG)
     return args.file or args.config or DEFAULT_CONFIG
 
@@ -253,12 +291,16 @@ class _OneLineCommands(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="suitemon", description="PET-CT suite safety monitor",
-                                formatter_class=_OneLineCommands,
-                                epilog=f"Every command that reads a config takes -c FILE (default {DEFAULT_CONFIG}). "
-                                       "'suitemon COMMAND --help' tells more.")
-    p.add_argument("--version", action="version", version=f"suitemon {__version__}",
-                   help="print the version and exit")
+    p = argparse.ArgumentParser(
+        prog="suitemon",
+        description="PET-CT suite safety monitor",
+        formatter_class=_OneLineCommands,
+        epilog=f"Every command that reads a config takes -c FILE (default {DEFAULT_CONFIG}). "
+        "'suitemon COMMAND --help' tells more.",
+    )
+    p.add_argument(
+        "--version", action="version", version=f"suitemon {__version__}", help="print the version and exit"
+    )
     sub = p.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
     s = sub.add_parser("run", help="run the daemon (what systemd starts)")
@@ -268,21 +310,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("check-config", help="validate a config; exit 2 listing every error")
     add_config_option(s, default=None)
-    s.add_argument("file", nargs="?", default=None, metavar="FILE",
-                   help=f"the config to check (same as -c; default: {DEFAULT_CONFIG})")
+    s.add_argument(
+        "file",
+        nargs="?",
+        default=None,
+        metavar="FILE",
+        help=f"the config to check (same as -c; default: {DEFAULT_CONFIG})",
+    )
     s.set_defaults(fn=cmd_check_config)
 
     s = sub.add_parser("journal", help="verify the journal's hash chain, or print its tail")
-    s.add_argument("action", choices=["verify", "tail"],
-                   help="verify: check every event's hash chain; tail: print the last events as JSON")
+    s.add_argument(
+        "action",
+        choices=["verify", "tail"],
+        help="verify: check every event's hash chain; tail: print the last events as JSON",
+    )
     g = s.add_mutually_exclusive_group()
     add_config_option(g, help=f"find the journal in this config's state dir (default: {DEFAULT_CONFIG})")
     g.add_argument("--journal", metavar="PATH", help="path to journal.sqlite3 (instead of -c)")
     s.add_argument("-n", type=int, default=20, help="tail: how many events (default 20)")
     s.add_argument("--chain-key", help="the chain's HMAC key file (default with -c: from the config)")
-    s.add_argument("--public-key", help="checkpoint public key (PEM) for --witness (default with -c: "
-                                        "the configured signing key)")
-    s.add_argument("--witness", help="FILE of checkpoints, or 'mqtt' for the retained checkpoint on the broker")
+    s.add_argument(
+        "--public-key",
+        help="checkpoint public key (PEM) for --witness (default with -c: the configured signing key)",
+    )
+    s.add_argument(
+        "--witness", help="FILE of checkpoints, or 'mqtt' for the retained checkpoint on the broker"
+    )
     s.set_defaults(fn=cmd_journal)
 
     s = sub.add_parser("sim", help="run simulators for the devices in a config")
@@ -300,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_sim_ctl)
 
     from suitemon.daemon import kinds
+
     for feature in kinds.with_field("cli"):
         kinds.load(feature.cli)(sub)
     return p

@@ -25,13 +25,16 @@ def load_or_exit(path: str, *, secrets: bool = False):
         cfg = load_config(path)
         if secrets:  # the files the daemon itself will read: a config error too
             from suitemon.daemon.secret_files import secret_file_issues
+
             issues = secret_file_issues(cfg)
             if issues:
                 raise ConfigError(issues, path)
         return cfg
     except ConfigError as err:
-        print(f"{path}: invalid configuration ({len(err.issues)} error{'s' if len(err.issues) != 1 else ''}):",
-              file=sys.stderr)
+        print(
+            f"{path}: invalid configuration ({len(err.issues)} error{'s' if len(err.issues) != 1 else ''}):",
+            file=sys.stderr,
+        )
         for issue in err.issues:
             print(f"  {issue}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -45,13 +48,22 @@ def install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
 
 
-def add_config_option(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_CONFIG,
-                      help: str | None = None) -> None:
+def add_config_option(
+    p: argparse.ArgumentParser, *, default: str | None = DEFAULT_CONFIG, help: str | None = None
+) -> None:
     """``-c/--config`` with one default and one help text for every sub-command (features too)."""
-    p.add_argument("-c", "--config", default=default, metavar="FILE",
-                   help=help or f"suite config (default: {DEFAULT_CONFIG})")
+    p.add_argument(
+        "-c",
+        "--config",
+        default=default,
+        metavar="FILE",
+        help=help or f"suite config (default: {DEFAULT_CONFIG})",
+    )
 
 
 def add_log_format_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-format", choices=LOG_FORMATS,
-                   help="log rendering; default: [logging] format (auto: console on a terminal, else JSON)")
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="log rendering; default: [logging] format (auto: console on a terminal, else JSON)",
+    )

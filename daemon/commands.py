@@ -17,8 +17,9 @@ import asyncio
 import inspect
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -68,8 +69,15 @@ class Commands:
         self.verbs: dict[str, Verb] = {}
         self.window = RequestWindow(ctx.recorder)
 
-    def register(self, verb: str, handler: Handler, *, required: tuple[str, ...] = (),
-                 description: str = "", area: AreaOf | None = None) -> None:
+    def register(
+        self,
+        verb: str,
+        handler: Handler,
+        *,
+        required: tuple[str, ...] = (),
+        description: str = "",
+        area: AreaOf | None = None,
+    ) -> None:
         if verb in self.verbs:
             raise ValueError(f"command verb '{verb}' registered twice")
         self.verbs[verb] = Verb(handler, required, description, area)
@@ -125,8 +133,12 @@ class Commands:
                 first = await self.window.claim(actor, request_id, verb)
                 if first is not None:
                     self.ctx.metrics.inc("commands.repeated")
-                    log.info("command repeated; answered with its first result", actor=actor, verb=verb,
-                             request_id=request_id)
+                    log.info(
+                        "command repeated; answered with its first result",
+                        actor=actor,
+                        verb=verb,
+                        request_id=request_id,
+                    )
                     self.ctx.reply(actor, {**first, "repeated": True})
                     return
             try:
@@ -163,8 +175,9 @@ class Commands:
         self.ctx.recorder.flush()
         self.ctx.reply(actor, reply)
 
-    def _reject(self, actor: str, verb: str, request_id, error: str, payload: bytes,
-                rule: str | None = None) -> None:
+    def _reject(
+        self, actor: str, verb: str, request_id, error: str, payload: bytes, rule: str | None = None
+    ) -> None:
         self.ctx.metrics.inc("commands.rejected")
         if rule is not None:
             self.ctx.metrics.inc("commands.unauthorised")
@@ -172,8 +185,9 @@ class Commands:
         data = {"verb": verb[:64], "request_id": request_id, "error": error, "payload": _excerpt(payload)}
         if rule is not None:
             data["rule"] = rule
-        self.ctx.recorder.record("command.rejected", data,
-                                 actor=actor[:64] if ACTOR_RE.match(actor) else "unknown")
+        self.ctx.recorder.record(
+            "command.rejected", data, actor=actor[:64] if ACTOR_RE.match(actor) else "unknown"
+        )
         if ACTOR_RE.match(actor):
             self.ctx.reply(actor, {"request_id": request_id, "verb": verb[:64], "ok": False, "error": error})
 
@@ -195,17 +209,34 @@ def register_core(commands: Commands, engine: AlarmEngine, recorder) -> None:
         rec = engine.alarms.get(b["alarm_id"])
         return rec.location if rec is not None else None
 
-    commands.register("ack", lambda actor, b: _ev(engine.acknowledge(alarm_id(b), actor, note(b))),
-                      required=("alarm_id",), area=alarm_area,
-                      description="acknowledge an alarm (silences; the light stays)")
-    commands.register("reset", lambda actor, b: _ev(engine.reset(alarm_id(b), actor, note(b))),
-                      required=("alarm_id",), area=alarm_area,
-                      description="close a latched alarm whose condition has ended")
-    commands.register("accept", lambda actor, b: _ev(engine.accept(alarm_id(b), actor)),
-                      required=("alarm_id",), area=alarm_area,
-                      description="take a notification: stops its escalation")
-    commands.register("reject", lambda actor, b: _ev(engine.reject(alarm_id(b), actor, note(b, "reason"))),
-                      required=("alarm_id",), area=alarm_area, description="decline a notification")
+    commands.register(
+        "ack",
+        lambda actor, b: _ev(engine.acknowledge(alarm_id(b), actor, note(b))),
+        required=("alarm_id",),
+        area=alarm_area,
+        description="acknowledge an alarm (silences; the light stays)",
+    )
+    commands.register(
+        "reset",
+        lambda actor, b: _ev(engine.reset(alarm_id(b), actor, note(b))),
+        required=("alarm_id",),
+        area=alarm_area,
+        description="close a latched alarm whose condition has ended",
+    )
+    commands.register(
+        "accept",
+        lambda actor, b: _ev(engine.accept(alarm_id(b), actor)),
+        required=("alarm_id",),
+        area=alarm_area,
+        description="take a notification: stops its escalation",
+    )
+    commands.register(
+        "reject",
+        lambda actor, b: _ev(engine.reject(alarm_id(b), actor, note(b, "reason"))),
+        required=("alarm_id",),
+        area=alarm_area,
+        description="decline a notification",
+    )
 
     def event_area(b):
         ev = recorder.journal.get(b["event_id"])
@@ -223,10 +254,17 @@ def register_core(commands: Commands, engine: AlarmEngine, recorder) -> None:
         data = b.get("data", {})
         if not isinstance(data, dict):
             raise CommandError("data must be an object")
-        return _ev(recorder.record("record.correction", {"reason": reason, "data": data}, actor=actor, refers_to=ref))
+        return _ev(
+            recorder.record("record.correction", {"reason": reason, "data": data}, actor=actor, refers_to=ref)
+        )
 
-    commands.register("correct", correct, required=("event_id", "reason"), area=event_area,
-                      description="record a correction to an earlier event, with a reason")
+    commands.register(
+        "correct",
+        correct,
+        required=("event_id", "reason"),
+        area=event_area,
+        description="record a correction to an earlier event, with a reason",
+    )
 
 
 def _ev(event) -> dict[str, Any]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, create_model, model_validator
 
-from suitemon.drivers.config import AlarmKind, Id, Priority, Strict
 from suitemon.daemon import kinds
+from suitemon.drivers.config import AlarmKind, Id, Priority, Strict
 
 
 @dataclass(frozen=True)
@@ -70,18 +70,24 @@ class JournalConfig(Strict):
     """The keyed chain and its witness (daemon/checkpoints.py, docs/deployment.md)."""
 
     chain_key_file: Path | None = Field(
-        None, description="HMAC key of the chain; default <state.dir>/journal-chain.key, created on first start")
+        None,
+        description="HMAC key of the chain; default <state.dir>/journal-chain.key, created on first start",
+    )
     checkpoint_key_file: Path | None = Field(
-        None, description="Ed25519 signing key (PEM); default <state.dir>/journal-checkpoint.key, created "
-                          "on first start with its public half next to it (.pub)")
+        None,
+        description="Ed25519 signing key (PEM); default <state.dir>/journal-checkpoint.key, created "
+        "on first start with its public half next to it (.pub)",
+    )
     checkpoint_file: Path | None = Field(None, description="default: <state.dir>/journal-checkpoints.jsonl")
     # The issue asks for a checkpoint at least every minute: more than 60 s is refused.
     checkpoint_period_s: float = Field(60.0, ge=1, le=60)
 
     def paths(self, state_dir: Path) -> tuple[Path, Path, Path]:
-        return (self.chain_key_file or state_dir / "journal-chain.key",
-                self.checkpoint_key_file or state_dir / "journal-checkpoint.key",
-                self.checkpoint_file or state_dir / "journal-checkpoints.jsonl")
+        return (
+            self.chain_key_file or state_dir / "journal-chain.key",
+            self.checkpoint_key_file or state_dir / "journal-checkpoint.key",
+            self.checkpoint_file or state_dir / "journal-checkpoints.jsonl",
+        )
 
 
 class LoggingConfig(Strict):
@@ -102,14 +108,16 @@ class RoleConfig(Strict):
 
     name: str
     recipients: list[Id] = Field(default_factory=list, description="notified at ladder steps; hold the role")
-    members: list[Actor] = Field(default_factory=list,
-                                 description="broker users who hold the role for commands, not notified")
-    commands: list[str] = Field(default_factory=list,
-                                description="verbs the role may send ('*': all); default deny (docs/broker.md)")
+    members: list[Actor] = Field(
+        default_factory=list, description="broker users who hold the role for commands, not notified"
+    )
+    commands: list[str] = Field(
+        default_factory=list, description="verbs the role may send ('*': all); default deny (docs/broker.md)"
+    )
     areas: list[Id] = Field(default_factory=list, description="limit the grant to commands for these areas")
 
     @model_validator(mode="after")
-    def _someone(self) -> "RoleConfig":
+    def _someone(self) -> RoleConfig:
         if not self.recipients and not self.members:
             raise ValueError("a role needs recipients or members")
         return self
@@ -126,7 +134,7 @@ class LadderConfig(Strict):
     steps: list[LadderStep] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _failsafe_last(self) -> "LadderConfig":
+    def _failsafe_last(self) -> LadderConfig:
         if not self.steps[-1].failsafe:
             raise ValueError("the last step must be marked failsafe = true")
         if any(s.failsafe for s in self.steps[:-1]):
@@ -164,7 +172,7 @@ def _device_union():
     members = [kinds.config_model(k) for k in kinds.names()]
     if len(members) == 1:
         return members[0]
-    return Annotated[Union[tuple(members)], Field(discriminator="kind")]
+    return Annotated[tuple(members), Field(discriminator="kind")]
 
 
 def _root_model():
@@ -237,20 +245,29 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
             if step.role not in cfg.roles:
                 issues.append(ConfigIssue(f"ladders.{lid}.steps.{i}.role", f"unknown role '{step.role}'"))
             elif not cfg.roles[step.role].recipients:
-                issues.append(ConfigIssue(f"ladders.{lid}.steps.{i}.role",
-                                          f"role '{step.role}' has no recipients to notify"))
+                issues.append(
+                    ConfigIssue(
+                        f"ladders.{lid}.steps.{i}.role", f"role '{step.role}' has no recipients to notify"
+                    )
+                )
     for tid, at in cfg.alarm_types.items():
         if at.ladder is not None and at.ladder not in cfg.ladders:
             issues.append(ConfigIssue(f"alarm_types.{tid}.ladder", f"unknown ladder '{at.ladder}'"))
         if at.protocol is not None and at.protocol not in cfg.protocols:
             issues.append(ConfigIssue(f"alarm_types.{tid}.protocol", f"unknown protocol '{at.protocol}'"))
         if at.emergency and at.protocol is None:
-            issues.append(ConfigIssue(f"alarm_types.{tid}.protocol",
-                                      "an emergency alarm type needs the site's emergency protocol"))
+            issues.append(
+                ConfigIssue(
+                    f"alarm_types.{tid}.protocol",
+                    "an emergency alarm type needs the site's emergency protocol",
+                )
+            )
         if at.emergency and at.ladder is None:
-            issues.append(ConfigIssue(f"alarm_types.{tid}.ladder",
-                                      "an emergency alarm type needs an escalation ladder"))
+            issues.append(
+                ConfigIssue(f"alarm_types.{tid}.ladder", "an emergency alarm type needs an escalation ladder")
+            )
     from suitemon.daemon import access
+
     issues.extend(ConfigIssue(p, m) for p, m in access.check(cfg))
     for kind_name in kinds.names():
         check = kinds.semantic_check(kind_name)
@@ -287,12 +304,15 @@ def load_config(path: str | Path):
     cfg = parse_config(data, str(path))
     if not cfg.state.dir.is_absolute():
         # Relative state dirs are relative to the config file, not to the caller's cwd.
-        cfg = cfg.model_copy(update={"state": cfg.state.model_copy(update={"dir": path.parent / cfg.state.dir})})
+        cfg = cfg.model_copy(
+            update={"state": cfg.state.model_copy(update={"dir": path.parent / cfg.state.dir})}
+        )
     return cfg
 
 
-def alarm_type(cfg, type_name: str, default_priority: Priority, default_kind: AlarmKind,
-               default_latching: bool = False) -> AlarmTypeConfig:
+def alarm_type(
+    cfg, type_name: str, default_priority: Priority, default_kind: AlarmKind, default_latching: bool = False
+) -> AlarmTypeConfig:
     """The site's settings for an alarm type, or the driver's defaults."""
     at = cfg.alarm_types.get(type_name)
     if at is not None:
@@ -301,7 +321,22 @@ def alarm_type(cfg, type_name: str, default_priority: Priority, default_kind: Al
 
 
 __all__ = [
-    "ConfigError", "ConfigIssue", "load_config", "parse_config", "root_model", "alarm_type",
-    "SiteConfig", "MqttConfig", "StateConfig", "JournalConfig", "LoggingConfig", "AreaConfig", "RoleConfig",
-    "LadderConfig", "LadderStep", "ProtocolConfig", "AlarmTypeConfig", "TypeAdapter",
+    "AlarmTypeConfig",
+    "AreaConfig",
+    "ConfigError",
+    "ConfigIssue",
+    "JournalConfig",
+    "LadderConfig",
+    "LadderStep",
+    "LoggingConfig",
+    "MqttConfig",
+    "ProtocolConfig",
+    "RoleConfig",
+    "SiteConfig",
+    "StateConfig",
+    "TypeAdapter",
+    "alarm_type",
+    "load_config",
+    "parse_config",
+    "root_model",
 ]

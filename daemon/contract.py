@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 
@@ -36,8 +37,9 @@ def dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     except ValueError:
         log.error("non-finite number in an outgoing payload; sent as null (a parser upstream let it through)")
-        return json.dumps(_finite(obj), separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        return json.dumps(_finite(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
 
 
 def _finite(obj: Any) -> Any:
@@ -124,7 +126,9 @@ def messages_for(event: Event, topics: Topics, site: str) -> list[Message]:
         # Retained current record first, so a display that sees the event finds the record.
         msgs.append(Message(topics.alarm(event.alarm_id), dumps(alarm), 1, True))
     if event.type == "alarm.notify":
-        msgs.append(Message(topics.notify(event.data["role"]), dumps(notification_payload(event, site)), 1, False))
+        msgs.append(
+            Message(topics.notify(event.data["role"]), dumps(notification_payload(event, site)), 1, False)
+        )
     for fn in kinds.routes():
         msgs.extend(fn(event, topics, site))
     msgs.append(Message(topics.event, dumps(event.envelope(site)), 1, False))

@@ -15,10 +15,9 @@ from typing import Any
 
 import structlog
 
-from suitemon.drivers.base import DriverError, Reading
-
 from suitemon.daemon.alarms import Condition, iso
 from suitemon.daemon.context import Context
+from suitemon.drivers.base import DriverError, Reading
 
 log = structlog.get_logger("suitemon.devices")
 
@@ -88,7 +87,7 @@ class DeviceRunner:
                 reading = await self.driver.poll()
         except asyncio.CancelledError:
             raise
-        except (DriverError, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, DriverError, OSError) as err:
             self._failed(err)
             if isinstance(err, (asyncio.TimeoutError, OSError)) and self.driver.is_open:
                 # A stuck or broken link is reopened from scratch on the next poll. Closed here, not
@@ -150,12 +149,18 @@ class DeviceRunner:
         self.comm_lost = present
         name = self.cfg.name or self.device_id
         default = Condition(
-            alarm_id=f"{self.device_id}.comm_lost", type="device.comm_lost", present=present,
-            priority=self.cfg.comm_loss_priority, kind="technical", source=self.device_id,
+            alarm_id=f"{self.device_id}.comm_lost",
+            type="device.comm_lost",
+            present=present,
+            priority=self.cfg.comm_loss_priority,
+            kind="technical",
+            source=self.device_id,
             location=self.cfg.location,
             message=f"{name}: communication lost; its values are not being monitored",
-            details={"why": why, "last_ok": iso(time.time() - (time.monotonic() - self.last_ok))
-                     if self.last_ok else None},
+            details={
+                "why": why,
+                "last_ok": iso(time.time() - (time.monotonic() - self.last_ok)) if self.last_ok else None,
+            },
         )
         self.ctx.engine.apply_all(self.rules.comm_lost(present, default))
 
@@ -207,13 +212,19 @@ class DeviceRunner:
         if key == self._published and now - self._published_at < STATE_HEARTBEAT_S:
             return
         # Only a real change or the heartbeat publishes: a 50 ms poll must not flood displays.
-        if self._published is not None and key[1:] == self._published[1:] \
-                and now - self._published_at < min(STATE_HEARTBEAT_S, max(1.0, self.cfg.poll_s)) \
-                and r is not None and self._same_values(r):
+        if (
+            self._published is not None
+            and key[1:] == self._published[1:]
+            and now - self._published_at < min(STATE_HEARTBEAT_S, max(1.0, self.cfg.poll_s))
+            and r is not None
+            and self._same_values(r)
+        ):
             return
         self._published, self._published_at = key, now
         self._last_values = dict(r.values) if r else None
-        self.ctx.publish_json(self.ctx.topics.device_state(self.device_id), self.state_payload(now), retain=True)
+        self.ctx.publish_json(
+            self.ctx.topics.device_state(self.device_id), self.state_payload(now), retain=True
+        )
 
     def _same_values(self, r: Reading) -> bool:
         return getattr(self, "_last_values", None) == dict(r.values)

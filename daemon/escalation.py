@@ -35,17 +35,22 @@ class Escalator:
         self._timers: dict[str, TimerHandle] = {}
         engine.escalator = self
 
-    def _enter_step(self, rec: AlarmRecord, ladder_id: str, step: int, reason: str,
-                    anchor: float | None = None) -> None:
+    def _enter_step(
+        self, rec: AlarmRecord, ladder_id: str, step: int, reason: str, anchor: float | None = None
+    ) -> None:
         ladder = self.cfg.ladders[ladder_id]
         step = min(step, len(ladder.steps) - 1)
         s = ladder.steps[step]
         now = self.clock()
         start = now if anchor is None else (max(anchor, now) if s.failsafe else anchor)
         rec.escalation = Escalation(
-            ladder=ladder_id, step=step, role=s.role,
+            ladder=ladder_id,
+            step=step,
+            role=s.role,
             recipients=list(self.cfg.roles[s.role].recipients),
-            step_started_at=iso(start), deadline=iso(start + s.timeout_s), failsafe=s.failsafe,
+            step_started_at=iso(start),
+            deadline=iso(start + s.timeout_s),
+            failsafe=s.failsafe,
         )
         rec.updated_at = iso(now)
         self.engine.record_escalation(rec, reason)
@@ -124,8 +129,11 @@ class Escalator:
                 continue
             if esc.ladder not in self.cfg.ladders:
                 # The ladder left the config while this alarm was open: say so, loudly.
-                log.error("open alarm's ladder is no longer configured; its escalation cannot resume",
-                          alarm_id=rec.alarm_id, ladder=esc.ladder)
+                log.error(
+                    "open alarm's ladder is no longer configured; its escalation cannot resume",
+                    alarm_id=rec.alarm_id,
+                    ladder=esc.ladder,
+                )
                 continue
             self._arm(rec)
             n += 1

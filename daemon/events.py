@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -29,9 +30,14 @@ RETRY_S = 1.0
 
 
 class Recorder:
-    def __init__(self, journal: Journal, *, on_commit: Callable[[int], None] = lambda seq: None,
-                 on_fault: Callable[[str | None], None] = lambda reason: None,
-                 on_uncommitted: Callable[[list[Event]], None] = lambda events: None):
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        on_commit: Callable[[int], None] = lambda seq: None,
+        on_fault: Callable[[str | None], None] = lambda reason: None,
+        on_uncommitted: Callable[[list[Event]], None] = lambda events: None,
+    ):
         self.journal = journal
         self._on_commit = on_commit
         self._on_fault = on_fault
@@ -46,11 +52,25 @@ class Recorder:
         """Call fn(event) for every event once it is durable (in-process consumers)."""
         self._listeners.append(fn)
 
-    def record(self, type_: str, data: dict[str, Any], *, alarm_id: str | None = None,
-               actor: str = "system", refers_to: str | None = None) -> Event:
-        event = Event(seq=self.committed_seq + len(self._pending) + 1, event_id=str(uuid.uuid4()),
-                      ts=utc_now_iso(), type=type_, alarm_id=alarm_id, actor=actor, data=data,
-                      refers_to=refers_to)
+    def record(
+        self,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        alarm_id: str | None = None,
+        actor: str = "system",
+        refers_to: str | None = None,
+    ) -> Event:
+        event = Event(
+            seq=self.committed_seq + len(self._pending) + 1,
+            event_id=str(uuid.uuid4()),
+            ts=utc_now_iso(),
+            type=type_,
+            alarm_id=alarm_id,
+            actor=actor,
+            data=data,
+            refers_to=refers_to,
+        )
         self._pending.append(event)
         if self.fault is None:
             try:
@@ -63,8 +83,15 @@ class Recorder:
         return event
 
     def _append(self, ev: Event) -> None:
-        self.journal.append(ev.type, ev.data, alarm_id=ev.alarm_id, actor=ev.actor, refers_to=ev.refers_to,
-                            ts=ev.ts, event_id=ev.event_id)
+        self.journal.append(
+            ev.type,
+            ev.data,
+            alarm_id=ev.alarm_id,
+            actor=ev.actor,
+            refers_to=ev.refers_to,
+            ts=ev.ts,
+            event_id=ev.event_id,
+        )
 
     def _schedule(self, delay: float = 0.0) -> None:
         if self._scheduled:
@@ -124,8 +151,12 @@ class Recorder:
             pass
         if self.fault is None:
             reason = f"journal write failed: {err}"
-            log.error("JOURNAL WRITE FAILED: events are held in memory, published directly, and retried",
-                      error=str(err), pending=len(self._pending), path=str(self.journal.path))
+            log.error(
+                "JOURNAL WRITE FAILED: events are held in memory, published directly, and retried",
+                error=str(err),
+                pending=len(self._pending),
+                path=str(self.journal.path),
+            )
             self.fault = reason
             self._on_fault(reason)
             self._publish_uncommitted(list(self._pending))

@@ -7,7 +7,8 @@ inform another's rules (radiation thresholds) without importing it.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Facts:

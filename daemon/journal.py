@@ -21,10 +21,11 @@ import hmac
 import json
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA_VERSION = 3
 GENESIS = "0" * 64
@@ -111,15 +112,23 @@ class VerifyResult:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _row_hash(prev_hash: str, seq: int, event_id: str, ts: str, type_: str,
-              alarm_id: str | None, body: str, key: bytes | None = None) -> str:
+def _row_hash(
+    prev_hash: str,
+    seq: int,
+    event_id: str,
+    ts: str,
+    type_: str,
+    alarm_id: str | None,
+    body: str,
+    key: bytes | None = None,
+) -> str:
     text = _canonical([prev_hash, seq, event_id, ts, type_, alarm_id, body]).encode("utf-8")
     if key is None:
         return hashlib.sha256(text).hexdigest()
@@ -141,7 +150,9 @@ class Journal:
         self._check_integrity()
         row = self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS)
-        self._keyed_from: int | None = self._db.execute("SELECT keyed_from FROM chain WHERE id = 1").fetchone()[0]
+        self._keyed_from: int | None = self._db.execute(
+            "SELECT keyed_from FROM chain WHERE id = 1"
+        ).fetchone()[0]
         self._in_tx = False
 
     # -- schema ---------------------------------------------------------
@@ -192,8 +203,10 @@ class Journal:
             self._keyed_from = self._last_seq + 1
             self._db.execute("UPDATE chain SET keyed_from = ? WHERE id = 1", (self._keyed_from,))
             if old[0] > 0:
-                self.append(CHAIN_KEYED, {"previous_head": {"seq": old[0], "hash": old[1]},
-                                          "algorithm": "hmac-sha256"})
+                self.append(
+                    CHAIN_KEYED,
+                    {"previous_head": {"seq": old[0], "hash": old[1]}, "algorithm": "hmac-sha256"},
+                )
             self.commit()
         except BaseException:
             self.rollback()
@@ -213,9 +226,17 @@ class Journal:
         return row[0], row[1]
 
     # -- writing --------------------------------------------------------
-    def append(self, type_: str, data: dict[str, Any], *, alarm_id: str | None = None,
-               actor: str = "system", refers_to: str | None = None, ts: str | None = None,
-               event_id: str | None = None) -> Event:
+    def append(
+        self,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        alarm_id: str | None = None,
+        actor: str = "system",
+        refers_to: str | None = None,
+        ts: str | None = None,
+        event_id: str | None = None,
+    ) -> Event:
         """Add one event to the open transaction (started on demand). Call commit() to make it durable."""
         if self._keyed_from is not None and self._key is None:
             raise JournalError("this journal's chain is keyed: it takes new rows only with the chain key")
@@ -223,10 +244,20 @@ class Journal:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
         seq = self._last_seq + 1
-        event = Event(seq=seq, event_id=event_id or str(uuid.uuid4()), ts=ts or utc_now_iso(), type=type_,
-                      alarm_id=alarm_id, actor=actor, data=data, refers_to=refers_to)
+        event = Event(
+            seq=seq,
+            event_id=event_id or str(uuid.uuid4()),
+            ts=ts or utc_now_iso(),
+            type=type_,
+            alarm_id=alarm_id,
+            actor=actor,
+            data=data,
+            refers_to=refers_to,
+        )
         body = _canonical({"actor": actor, "data": data, "refers_to": refers_to})
-        h = _row_hash(self._last_hash, seq, event.event_id, event.ts, type_, alarm_id, body, self._key_for(seq))
+        h = _row_hash(
+            self._last_hash, seq, event.event_id, event.ts, type_, alarm_id, body, self._key_for(seq)
+        )
         self._db.execute(
             "INSERT INTO events (seq, event_id, ts, type, alarm_id, body, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -274,8 +305,16 @@ class Journal:
     def _event(row) -> Event:
         seq, event_id, ts, type_, alarm_id, body = row
         b = json.loads(body)
-        return Event(seq=seq, event_id=event_id, ts=ts, type=type_, alarm_id=alarm_id,
-                     actor=b["actor"], data=b["data"], refers_to=b.get("refers_to"))
+        return Event(
+            seq=seq,
+            event_id=event_id,
+            ts=ts,
+            type=type_,
+            alarm_id=alarm_id,
+            actor=b["actor"],
+            data=b["data"],
+            refers_to=b.get("refers_to"),
+        )
 
     _COLS = "seq, event_id, ts, type, alarm_id, body"
 
@@ -332,8 +371,11 @@ class Journal:
             return VerifyResult(False, n, seq, reason, keyed_from=keyed_from)
 
         if self._key is not None and keyed_from is None:
-            return bad(None, "the chain is not keyed although a chain key is given "
-                             "(downgraded, or never opened by a keyed suitemon)")
+            return bad(
+                None,
+                "the chain is not keyed although a chain key is given "
+                "(downgraded, or never opened by a keyed suitemon)",
+            )
         cur = self._db.execute(
             "SELECT seq, event_id, ts, type, alarm_id, body, prev_hash, hash FROM events ORDER BY seq"
         )
@@ -345,14 +387,19 @@ class Journal:
                 return bad(seq, "prev_hash does not match the previous row")
             keyed = keyed_from is not None and seq >= keyed_from
             if keyed and self._key is None:
-                return bad(seq, f"rows from seq {keyed_from} on are keyed: the chain key is needed to verify them")
+                return bad(
+                    seq, f"rows from seq {keyed_from} on are keyed: the chain key is needed to verify them"
+                )
             if not keyed and type_ == CHAIN_KEYED:
                 return bad(seq, "a chain_keyed marker in the plain segment: keyed_from was moved")
             if keyed and seq == keyed_from and seq > 1 and type_ != CHAIN_KEYED:
                 return bad(seq, "the keyed segment does not start with its chain_keyed marker")
             if _row_hash(prev, seq, event_id, ts, type_, alarm_id, body, self._key if keyed else None) != h:
-                return bad(seq, "row content does not match its hash"
-                                + (" (keyed: rewritten without the chain key?)" if keyed else ""))
+                return bad(
+                    seq,
+                    "row content does not match its hash"
+                    + (" (keyed: rewritten without the chain key?)" if keyed else ""),
+                )
             prev, expected_seq = h, seq + 1
         return VerifyResult(True, n, head_seq=expected_seq - 1, head_hash=prev, keyed_from=keyed_from)
 
@@ -363,5 +410,7 @@ class Journal:
             self._db.close()
 
 
-def open_journal(state_dir: str | Path, synchronous: str = "full", *, chain_key: bytes | None = None) -> Journal:
+def open_journal(
+    state_dir: str | Path, synchronous: str = "full", *, chain_key: bytes | None = None
+) -> Journal:
     return Journal(Path(state_dir) / "journal.sqlite3", synchronous, chain_key=chain_key)

@@ -11,9 +11,10 @@ other). A failed load names what it could not load.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 
 class FeatureError(ValueError):
@@ -52,8 +53,10 @@ class Feature:
         if any(device) and not all(device):
             raise FeatureError(f"feature {self.name!r}: a device kind needs device_config, driver and rules")
         if self.is_device and (self.section or self.service or self.sim_factory):
-            raise FeatureError(f"feature {self.name!r}: a device kind row names no section, service or "
-                               "sim_factory (give those their own row)")
+            raise FeatureError(
+                f"feature {self.name!r}: a device kind row names no section, service or "
+                "sim_factory (give those their own row)"
+            )
         if self.simulator and not self.is_device:
             raise FeatureError(f"feature {self.name!r}: simulator is for device kinds; use sim_factory")
         if self.service_needs_section and not (self.service and self.section):
@@ -76,154 +79,158 @@ def index(rows: Iterable[Feature]) -> Mapping[str, Feature]:
     return MappingProxyType(table)
 
 
-FEATURES: Mapping[str, Feature] = index((
-    # `suitemon demo` first: where it stood in the core's help
-    Feature("demo", cli="suitemon.daemon.demo.cli:add_parser"),
-    # --- device kinds ---
-    Feature(
-        "modbus_points",
-        device_config="suitemon.drivers.modbus_points:Config",
-        driver="suitemon.drivers.modbus_points:ModbusPointsDriver",
-        rules="suitemon.daemon.rules.points:PointRules",
-        simulator="suitemon.simulators.modbus_points:PointsSimulator",
-    ),
-    Feature(
-        "ups_apc",
-        device_config="suitemon.drivers.ups_apc:Config",
-        driver="suitemon.drivers.ups_apc:ApcUpsDriver",
-        rules="suitemon.daemon.ups.rules:UpsRules",
-        simulator="suitemon.simulators.ups_apc:ApcUpsSimulator",
-    ),
-    # --- UPS from any vendor (issue 16): same rules, other wires ---
-    Feature(
-        "ups_nut",
-        device_config="suitemon.drivers.ups_nut:Config",
-        driver="suitemon.drivers.ups_nut:NutUpsDriver",
-        rules="suitemon.daemon.ups.rules:UpsRules",
-        simulator="suitemon.simulators.ups_nut:NutUpsSimulator",
-    ),
-    Feature(
-        "ups_snmp",
-        device_config="suitemon.drivers.ups_snmp:Config",
-        driver="suitemon.drivers.ups_snmp:SnmpUpsDriver",
-        rules="suitemon.daemon.ups.rules:UpsRules",
-        simulator="suitemon.simulators.ups_snmp:SnmpUpsSimulator",
-    ),
-    Feature(
-        "dispenser",
-        device_config="suitemon.drivers.dispenser:Config",
-        driver="suitemon.drivers.dispenser:DispenserDriver",
-        rules="suitemon.daemon.doses.rules:DispenserRules",
-        simulator="suitemon.simulators.dispenser:DispenserSimulator",
-        check="suitemon.daemon.doses.config:check",
-    ),
-    Feature(
-        "area_monitor_modbus",
-        device_config="suitemon.drivers.area_monitor_modbus:Config",
-        driver="suitemon.drivers.area_monitor_modbus:AreaMonitorDriver",
-        rules="suitemon.daemon.radiation.rules:RadiationRules",
-        simulator="suitemon.simulators.area_monitor:AreaMonitorSimulator",
-        check="suitemon.drivers.area_monitor_modbus:check",
-    ),
-    Feature(
-        "ludlum375",
-        device_config="suitemon.drivers.ludlum375:Config",
-        driver="suitemon.drivers.ludlum375:Ludlum375Driver",
-        rules="suitemon.daemon.radiation.rules:RadiationRules",
-        simulator="suitemon.simulators.ludlum375:Ludlum375Simulator",
-        check="suitemon.drivers.ludlum375:check",
-    ),
-    Feature(
-        "callbell_io",
-        device_config="suitemon.drivers.callbell_io:Config",
-        driver="suitemon.drivers.callbell_io:CallBellDriver",
-        rules="suitemon.daemon.bells.rules:CallBellRules",
-        simulator="suitemon.simulators.callbell_io:CallBellSimulator",
-        check="suitemon.daemon.bells.service:check_config",
-    ),
-    # --- features that are not a polled device ---
-    Feature(
-        "board",
-        section="suitemon.daemon.board.config:BoardConfig",
-        cli="suitemon.daemon.board.cli:add_parser",
-    ),
-    Feature(
-        "radiation",
-        section="suitemon.drivers.radiation:RadiationSection",
-        check="suitemon.drivers.radiation:check_section",
-    ),
-    Feature("occupancy", service="suitemon.daemon.radiation.occupancy:factory"),
-    Feature(
-        "dispensing",
-        section="suitemon.daemon.doses.config:DispensingConfig",
-        routes=("suitemon.daemon.doses.routes:dose_messages",),  # dose/administration, dose/summary, uptake/+/ready
-    ),
-    Feature(
-        "uptake",
-        section="suitemon.daemon.doses.config:UptakeConfig",
-        service="suitemon.daemon.doses.uptake:factory",
-    ),
-    Feature(
-        "dose_summary",
-        service="suitemon.daemon.doses.summary:factory",
-        cli="suitemon.daemon.doses.summary:add_parser",
-    ),
-    Feature(
-        "dicom",
-        section="suitemon.daemon.dicom.config:DicomConfig",
-        check="suitemon.daemon.dicom.config:check",
-        service="suitemon.daemon.dicom.service:factory",
-        service_needs_section=True,
-        cli="suitemon.daemon.dicom.cli:add_parser",
-        routes=("suitemon.daemon.dicom.routes:dose_summary",),
-    ),
-    Feature("scanner", sim_factory="suitemon.simulators.scanner:from_config"),
-    # deteriorate / bell_test commands (no-op without call bells); `suitemon bells report`
-    Feature(
-        "bells",
-        service="suitemon.daemon.bells.service:BellsService",
-        cli="suitemon.daemon.bells.report:add_parser",
-    ),
-    Feature(
-        "shutdown",
-        section="suitemon.daemon.shutdown.config:ShutdownConfig",
-        check="suitemon.daemon.shutdown.config:check_refs",
-        service="suitemon.daemon.shutdown.sequencer:factory",
-        service_needs_section=True,
-        cli="suitemon.daemon.shutdown.cli:add_parser",
-        routes=("suitemon.daemon.shutdown.messages:shutdown_messages",),
-    ),
-    Feature("shutdown_targets", sim_factory="suitemon.simulators.shutdown_target:from_config"),
-    # Prometheus endpoint, only with a [metrics] section
-    Feature(
-        "metrics",
-        section="suitemon.daemon.prometheus.config:MetricsConfig",
-        service="suitemon.daemon.prometheus.service:factory",
-        service_needs_section=True,
-    ),
-    # Governance reports from the journal alone (docs/reports.md)
-    Feature("report", cli="suitemon.daemon.report.cli:add_parser"),
-    # The central collector and cross-site report (docs/fleet.md): a sub-command, not in a site's path
-    Feature("fleet", cli="suitemon.daemon.fleet.cli:add_parser"),
-    # ESPA 4.4.4 paging with delivery tracking (docs/paging.md), its base-station simulator
-    Feature(
-        "paging",
-        section="suitemon.daemon.paging.config:PagingConfig",
-        check="suitemon.daemon.paging.config:check",
-        service="suitemon.daemon.paging.service:factory",
-        service_needs_section=True,
-        routes=("suitemon.daemon.paging.pages:delivery_messages",),
-    ),
-    Feature("paging_base", sim_factory="suitemon.simulators.espa_pager:from_config"),
-    # Other channels through apprise (e-mail, SMS gateways, ...), same delivery tracking
-    Feature(
-        "messaging",
-        section="suitemon.daemon.paging.apprise_channel:MessagingConfig",
-        check="suitemon.daemon.paging.apprise_channel:check",
-        service="suitemon.daemon.paging.apprise_channel:factory",
-        service_needs_section=True,
-    ),
-))
+FEATURES: Mapping[str, Feature] = index(
+    (
+        # `suitemon demo` first: where it stood in the core's help
+        Feature("demo", cli="suitemon.daemon.demo.cli:add_parser"),
+        # --- device kinds ---
+        Feature(
+            "modbus_points",
+            device_config="suitemon.drivers.modbus_points:Config",
+            driver="suitemon.drivers.modbus_points:ModbusPointsDriver",
+            rules="suitemon.daemon.rules.points:PointRules",
+            simulator="suitemon.simulators.modbus_points:PointsSimulator",
+        ),
+        Feature(
+            "ups_apc",
+            device_config="suitemon.drivers.ups_apc:Config",
+            driver="suitemon.drivers.ups_apc:ApcUpsDriver",
+            rules="suitemon.daemon.ups.rules:UpsRules",
+            simulator="suitemon.simulators.ups_apc:ApcUpsSimulator",
+        ),
+        # --- UPS from any vendor (issue 16): same rules, other wires ---
+        Feature(
+            "ups_nut",
+            device_config="suitemon.drivers.ups_nut:Config",
+            driver="suitemon.drivers.ups_nut:NutUpsDriver",
+            rules="suitemon.daemon.ups.rules:UpsRules",
+            simulator="suitemon.simulators.ups_nut:NutUpsSimulator",
+        ),
+        Feature(
+            "ups_snmp",
+            device_config="suitemon.drivers.ups_snmp:Config",
+            driver="suitemon.drivers.ups_snmp:SnmpUpsDriver",
+            rules="suitemon.daemon.ups.rules:UpsRules",
+            simulator="suitemon.simulators.ups_snmp:SnmpUpsSimulator",
+        ),
+        Feature(
+            "dispenser",
+            device_config="suitemon.drivers.dispenser:Config",
+            driver="suitemon.drivers.dispenser:DispenserDriver",
+            rules="suitemon.daemon.doses.rules:DispenserRules",
+            simulator="suitemon.simulators.dispenser:DispenserSimulator",
+            check="suitemon.daemon.doses.config:check",
+        ),
+        Feature(
+            "area_monitor_modbus",
+            device_config="suitemon.drivers.area_monitor_modbus:Config",
+            driver="suitemon.drivers.area_monitor_modbus:AreaMonitorDriver",
+            rules="suitemon.daemon.radiation.rules:RadiationRules",
+            simulator="suitemon.simulators.area_monitor:AreaMonitorSimulator",
+            check="suitemon.drivers.area_monitor_modbus:check",
+        ),
+        Feature(
+            "ludlum375",
+            device_config="suitemon.drivers.ludlum375:Config",
+            driver="suitemon.drivers.ludlum375:Ludlum375Driver",
+            rules="suitemon.daemon.radiation.rules:RadiationRules",
+            simulator="suitemon.simulators.ludlum375:Ludlum375Simulator",
+            check="suitemon.drivers.ludlum375:check",
+        ),
+        Feature(
+            "callbell_io",
+            device_config="suitemon.drivers.callbell_io:Config",
+            driver="suitemon.drivers.callbell_io:CallBellDriver",
+            rules="suitemon.daemon.bells.rules:CallBellRules",
+            simulator="suitemon.simulators.callbell_io:CallBellSimulator",
+            check="suitemon.daemon.bells.service:check_config",
+        ),
+        # --- features that are not a polled device ---
+        Feature(
+            "board",
+            section="suitemon.daemon.board.config:BoardConfig",
+            cli="suitemon.daemon.board.cli:add_parser",
+        ),
+        Feature(
+            "radiation",
+            section="suitemon.drivers.radiation:RadiationSection",
+            check="suitemon.drivers.radiation:check_section",
+        ),
+        Feature("occupancy", service="suitemon.daemon.radiation.occupancy:factory"),
+        Feature(
+            "dispensing",
+            section="suitemon.daemon.doses.config:DispensingConfig",
+            routes=(
+                "suitemon.daemon.doses.routes:dose_messages",
+            ),  # dose/administration, dose/summary, uptake/+/ready
+        ),
+        Feature(
+            "uptake",
+            section="suitemon.daemon.doses.config:UptakeConfig",
+            service="suitemon.daemon.doses.uptake:factory",
+        ),
+        Feature(
+            "dose_summary",
+            service="suitemon.daemon.doses.summary:factory",
+            cli="suitemon.daemon.doses.summary:add_parser",
+        ),
+        Feature(
+            "dicom",
+            section="suitemon.daemon.dicom.config:DicomConfig",
+            check="suitemon.daemon.dicom.config:check",
+            service="suitemon.daemon.dicom.service:factory",
+            service_needs_section=True,
+            cli="suitemon.daemon.dicom.cli:add_parser",
+            routes=("suitemon.daemon.dicom.routes:dose_summary",),
+        ),
+        Feature("scanner", sim_factory="suitemon.simulators.scanner:from_config"),
+        # deteriorate / bell_test commands (no-op without call bells); `suitemon bells report`
+        Feature(
+            "bells",
+            service="suitemon.daemon.bells.service:BellsService",
+            cli="suitemon.daemon.bells.report:add_parser",
+        ),
+        Feature(
+            "shutdown",
+            section="suitemon.daemon.shutdown.config:ShutdownConfig",
+            check="suitemon.daemon.shutdown.config:check_refs",
+            service="suitemon.daemon.shutdown.sequencer:factory",
+            service_needs_section=True,
+            cli="suitemon.daemon.shutdown.cli:add_parser",
+            routes=("suitemon.daemon.shutdown.messages:shutdown_messages",),
+        ),
+        Feature("shutdown_targets", sim_factory="suitemon.simulators.shutdown_target:from_config"),
+        # Prometheus endpoint, only with a [metrics] section
+        Feature(
+            "metrics",
+            section="suitemon.daemon.prometheus.config:MetricsConfig",
+            service="suitemon.daemon.prometheus.service:factory",
+            service_needs_section=True,
+        ),
+        # Governance reports from the journal alone (docs/reports.md)
+        Feature("report", cli="suitemon.daemon.report.cli:add_parser"),
+        # The central collector and cross-site report (docs/fleet.md): a sub-command, not in a site's path
+        Feature("fleet", cli="suitemon.daemon.fleet.cli:add_parser"),
+        # ESPA 4.4.4 paging with delivery tracking (docs/paging.md), its base-station simulator
+        Feature(
+            "paging",
+            section="suitemon.daemon.paging.config:PagingConfig",
+            check="suitemon.daemon.paging.config:check",
+            service="suitemon.daemon.paging.service:factory",
+            service_needs_section=True,
+            routes=("suitemon.daemon.paging.pages:delivery_messages",),
+        ),
+        Feature("paging_base", sim_factory="suitemon.simulators.espa_pager:from_config"),
+        # Other channels through apprise (e-mail, SMS gateways, ...), same delivery tracking
+        Feature(
+            "messaging",
+            section="suitemon.daemon.paging.apprise_channel:MessagingConfig",
+            check="suitemon.daemon.paging.apprise_channel:check",
+            service="suitemon.daemon.paging.apprise_channel:factory",
+            service_needs_section=True,
+        ),
+    )
+)
 
 # The device kinds alone (read-only view).
 KINDS: Mapping[str, Feature] = MappingProxyType({n: f for n, f in FEATURES.items() if f.is_device})

@@ -16,7 +16,7 @@ import logging
 import ssl
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as paho
 import structlog
@@ -36,12 +36,22 @@ log = structlog.get_logger("suitemon.mqtt")
 MAX_PACKET = 256 * 1024
 
 
-def make_client(mcfg, client_id: str, *, username: str | None = None, password: str | None = None,
-                daemon_credentials: bool = False) -> paho.Client:
+def make_client(
+    mcfg,
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    daemon_credentials: bool = False,
+) -> paho.Client:
     """A paho client with TLS as configured. Credentials: given, or the daemon's own (password file)."""
     v5 = mcfg.protocol == "5"
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311, clean_session=None if v5 else True)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        clean_session=None if v5 else True,
+    )
     client.reconnect_delay_set(min_delay=1, max_delay=5)
     if daemon_credentials and mcfg.username:
         username = mcfg.username
@@ -49,10 +59,12 @@ def make_client(mcfg, client_id: str, *, username: str | None = None, password: 
     if username:
         client.username_pw_set(username, password)
     if mcfg.tls is not None:
-        client.tls_set(ca_certs=str(mcfg.tls.ca_file),
-                       certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
-                       keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
-                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.tls_set(
+            ca_certs=str(mcfg.tls.ca_file),
+            certfile=str(mcfg.tls.cert_file) if mcfg.tls.cert_file else None,
+            keyfile=str(mcfg.tls.key_file) if mcfg.tls.key_file else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
         if mcfg.tls.insecure_skip_hostname:
             client.tls_insecure_set(True)
     return client
@@ -75,6 +87,7 @@ def connect(client: paho.Client, mcfg, *, keepalive: int | None = None, blocking
 def mqtt_settings(host: str, port: int, protocol: str = "5"):
     """Settings for a plain local broker (the demo's embedded one) in the config's own model."""
     from suitemon.daemon.config import MqttConfig
+
     return MqttConfig(host=host, port=port, protocol=protocol)
 
 
@@ -82,7 +95,7 @@ class _PahoLog(logging.LoggerAdapter):
     """paho's log for one link. After our own disconnect, paho's loop may run once more on the
     closed socket and log "Client is not connected" as an error: that one is expected, not a fault."""
 
-    def __init__(self, logger: logging.Logger, link: "MqttLink"):
+    def __init__(self, logger: logging.Logger, link: MqttLink):
         super().__init__(logger, {})
         self.link = link
 
@@ -93,12 +106,19 @@ class _PahoLog(logging.LoggerAdapter):
 
 
 class MqttLink:
-    def __init__(self, mcfg, *, client_id: str, will: Message | None, bridge: LoopBridge,
-                 on_connect: Callable[[], None] = lambda: None,
-                 on_disconnect: Callable[[str], None] = lambda reason: None,
-                 on_ack: Callable[[int], None] = lambda mid: None,
-                 on_message: Callable[[str, bytes], None] = lambda t, p: None,
-                 subscriptions: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        mcfg,
+        *,
+        client_id: str,
+        will: Message | None,
+        bridge: LoopBridge,
+        on_connect: Callable[[], None] = lambda: None,
+        on_disconnect: Callable[[str], None] = lambda reason: None,
+        on_ack: Callable[[int], None] = lambda mid: None,
+        on_message: Callable[[str, bytes], None] = lambda t, p: None,
+        subscriptions: tuple[str, ...] = (),
+    ):
         self.cfg = mcfg
         self.bridge = bridge
         self._on_connect = on_connect
@@ -150,8 +170,12 @@ class MqttLink:
         if len(msg.payload) > MAX_PACKET:
             # Only a broker that ignores our Maximum Packet Size (or MQTT 3.1.1) gets here:
             # dropped in paho's thread, before the loop or a decoder sees it.
-            log.error("oversize MQTT message dropped before decoding", topic=msg.topic[:200],
-                      size=len(msg.payload), limit=MAX_PACKET)
+            log.error(
+                "oversize MQTT message dropped before decoding",
+                topic=msg.topic[:200],
+                size=len(msg.payload),
+                limit=MAX_PACKET,
+            )
             self.dropped_oversize += 1
             return
         self.bridge.post(self._on_message, msg.topic, msg.payload)
@@ -173,9 +197,12 @@ class MqttLink:
                 # Most often a second client with our client id (a second suitemon for this site):
                 # the broker closes the older session each time the other connects, for ever.
                 self._flap_reported = now
-                log.error("MQTT CONNECTION FLAPPING: lost 3 times in 30 s; is another client (a second "
-                          "suitemon for this site?) using this client id?", client_id=self.client_id,
-                          reason=reason)
+                log.error(
+                    "MQTT CONNECTION FLAPPING: lost 3 times in 30 s; is another client (a second "
+                    "suitemon for this site?) using this client id?",
+                    client_id=self.client_id,
+                    reason=reason,
+                )
         self._on_disconnect(reason)
 
     def add_subscription(self, topic: str) -> None:
@@ -197,7 +224,7 @@ class MqttLink:
         while not self.stopping:
             try:
                 self.client.loop_forever(retry_first_connection=True)
-            except Exception as err:  # noqa: BLE001 - the link must outlive any single failure
+            except Exception as err:
                 log.error("mqtt network loop failed; restarting it", error=repr(err))
             if self.stopping:
                 break
@@ -205,7 +232,7 @@ class MqttLink:
             time.sleep(1.0)
             try:
                 self.client.reconnect()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 log.error("mqtt reconnect failed; will retry", error=repr(err))
 
     @property

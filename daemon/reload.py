@@ -63,20 +63,32 @@ def make_plan(old, new, running: set[str], open_alarms, source: str | None = Non
         try:  # the live part must still fit the part kept from the old file
             effective = parse_config(effective.model_dump(), source)
         except ConfigError as err:
-            raise ConfigError([ConfigIssue(i.path, f"{i.message} (with {', '.join(restart)} kept until "
-                                                   f"a restart)") for i in err.issues], source) from None
+            raise ConfigError(
+                [
+                    ConfigIssue(i.path, f"{i.message} (with {', '.join(restart)} kept until a restart)")
+                    for i in err.issues
+                ],
+                source,
+            ) from None
     issues = []
     for rec in open_alarms:
         esc = rec.escalation
         if esc is not None and esc.accepted_by is None and esc.ladder not in effective.ladders:
-            issues.append(ConfigIssue(f"ladders.{esc.ladder}", f"removed while open alarm '{rec.alarm_id}' is "
-                                      "escalating on it; keep it until that alarm is accepted or closed"))
+            issues.append(
+                ConfigIssue(
+                    f"ladders.{esc.ladder}",
+                    f"removed while open alarm '{rec.alarm_id}' is "
+                    "escalating on it; keep it until that alarm is accepted or closed",
+                )
+            )
     if issues:
         raise ConfigError(issues, source)
     wanted = _enabled(effective)
     old_devices = old.devices
     return Plan(
-        effective=effective, applied=applied, restart_required=restart,
+        effective=effective,
+        applied=applied,
+        restart_required=restart,
         added=sorted(d for d in wanted if d not in running),
         removed=sorted(d for d in running if d not in wanted),
         restarted=sorted(d for d in wanted if d in running and old_devices.get(d) != wanted[d]),
@@ -129,25 +141,54 @@ async def reload_config(daemon, path: str, trigger: str = "SIGHUP") -> bool:
         plan = make_plan(daemon.cfg, new, set(ctx.runners), list(ctx.engine.alarms.values()), str(path))
     except ConfigError as err:
         errors = [{"path": i.path, "message": i.message} for i in err.issues]
-        log.error("configuration reload refused; the previous configuration stays in use",
-                  path=str(path), errors=[str(i) for i in err.issues])
-        ctx.recorder.record("config.reload_failed", {
-            "path": str(path), "trigger": trigger, "errors": errors, "kept": "previous configuration",
-        })
+        log.error(
+            "configuration reload refused; the previous configuration stays in use",
+            path=str(path),
+            errors=[str(i) for i in err.issues],
+        )
+        ctx.recorder.record(
+            "config.reload_failed",
+            {
+                "path": str(path),
+                "trigger": trigger,
+                "errors": errors,
+                "kept": "previous configuration",
+            },
+        )
         return False
     closed = await apply_plan(daemon, plan)
     changed = bool(plan.applied or plan.restart_required)
-    message = "configuration unchanged" if not changed else (
-        f"applied: {', '.join(plan.applied) or 'nothing'}"
-        + (f"; changed but kept until `systemctl restart suitemon`: {', '.join(plan.restart_required)}"
-           if plan.restart_required else ""))
-    ctx.recorder.record("config.reloaded", {
-        "path": str(path), "trigger": trigger, "applied": plan.applied,
-        "restart_required": plan.restart_required,
-        "devices": {"added": plan.added, "removed": plan.removed, "restarted": plan.restarted},
-        "closed_alarms": closed, "message": message,
-    })
-    log.info("configuration reloaded", path=str(path), applied=plan.applied,
-             restart_required=plan.restart_required, added=plan.added, removed=plan.removed,
-             restarted=plan.restarted)
+    message = (
+        "configuration unchanged"
+        if not changed
+        else (
+            f"applied: {', '.join(plan.applied) or 'nothing'}"
+            + (
+                f"; changed but kept until `systemctl restart suitemon`: {', '.join(plan.restart_required)}"
+                if plan.restart_required
+                else ""
+            )
+        )
+    )
+    ctx.recorder.record(
+        "config.reloaded",
+        {
+            "path": str(path),
+            "trigger": trigger,
+            "applied": plan.applied,
+            "restart_required": plan.restart_required,
+            "devices": {"added": plan.added, "removed": plan.removed, "restarted": plan.restarted},
+            "closed_alarms": closed,
+            "message": message,
+        },
+    )
+    log.info(
+        "configuration reloaded",
+        path=str(path),
+        applied=plan.applied,
+        restart_required=plan.restart_required,
+        added=plan.added,
+        removed=plan.removed,
+        restarted=plan.restarted,
+    )
     return True

@@ -92,8 +92,9 @@ class RequestWindow:
 
     def done(self, actor: str, request_id, verb: str, reply: dict[str, Any]) -> None:
         key = self._key(actor, request_id)
-        self.recorder.record(EVENT, {"verb": verb, "request_id": request_id, "result": reply.get("result")},
-                             actor=actor)
+        self.recorder.record(
+            EVENT, {"verb": verb, "request_id": request_id, "result": reply.get("result")}, actor=actor
+        )
         self._remember(key, self.clock(), verb, reply)
         self._wake(key)
 

@@ -76,7 +76,7 @@ class Notifier:
     sent: int = 0
 
     @classmethod
-    def from_environment(cls) -> "Notifier":
+    def from_environment(cls) -> Notifier:
         """The notifier for the socket systemd gave us (disabled when there is none)."""
         value = os.environ.get("NOTIFY_SOCKET", "")
         address = socket_address(value) if value else None
@@ -144,4 +144,4 @@ def unset_environment() -> None:
         os.environ.pop(key, None)
 
 
-__all__ = ["Notifier", "watchdog_timeout", "socket_address", "status_line", "unset_environment"]
+__all__ = ["Notifier", "socket_address", "status_line", "unset_environment", "watchdog_timeout"]

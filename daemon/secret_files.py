@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -37,8 +38,10 @@ def check_secret_file(key: str, path: Path) -> list[ConfigIssue]:
     if not stat.S_ISREG(st.st_mode):
         return [ConfigIssue(key, f"{path} is not a regular file")]
     mode = stat.S_IMODE(st.st_mode)
-    fix = (f"(mode {mode:04o}); run `chmod 0600 {path}` (or 0640 with the group of the service), "
-           "or hand it over with LoadCredential=")
+    fix = (
+        f"(mode {mode:04o}); run `chmod 0600 {path}` (or 0640 with the group of the service), "
+        "or hand it over with LoadCredential="
+    )
     if mode & stat.S_IRWXO:
         return [ConfigIssue(key, f"{path} is accessible to every user on this machine {fix}")]
     if mode & stat.S_IWGRP:
@@ -81,7 +84,7 @@ def secret_file_issues(cfg) -> list[ConfigIssue]:
     return issues
 
 
-__all__ = ["check_secret_file", "secret_file_issues", "secret_paths", "SECRET_SUFFIXES"]
+__all__ = ["SECRET_SUFFIXES", "check_secret_file", "secret_file_issues", "secret_paths"]
 
 
 def write_new_secret(path: Path, data: bytes) -> None:

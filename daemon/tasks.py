@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
@@ -74,5 +75,5 @@ async def in_daemon_thread(fn: Callable[[], Any], timeout: float, what: str) -> 
     threading.Thread(target=work, name=what, daemon=True).start()
     try:
         await asyncio.wait_for(done, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("blocking call did not finish in time", call=what, timeout_s=round(timeout, 2))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class LoopBridge:
@@ -27,8 +28,10 @@ class LoopBridge:
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 5.0) -> Any:
         """Run fn(*args) in the loop and wait for its result (from a foreign thread only)."""
+
         async def runner():
             return fn(*args)
+
         fut: concurrent.futures.Future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
         return fut.result(timeout)
 

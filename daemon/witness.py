@@ -54,7 +54,9 @@ def fetch_retained(mcfg, topic: str, timeout: float = 5.0) -> list[Any]:
         if subscribed.wait(timeout):
             received.wait(1.0)
         elif not received.is_set():
-            raise WitnessUnavailable(f"no answer from the broker {mcfg.host}:{mcfg.port} within {timeout:g} s")
+            raise WitnessUnavailable(
+                f"no answer from the broker {mcfg.host}:{mcfg.port} within {timeout:g} s"
+            )
     finally:
         client.disconnect()
         client.loop_stop()

@@ -37,7 +37,8 @@ class Config(ModbusDeviceConfig):
     kind: Literal["area_monitor_modbus"]
     profile: str = "area_monitor_reference"
     word_order: Literal["big", "little"] | None = Field(
-        None, description="float32/32-bit word order of this device; default: the profile's")
+        None, description="float32/32-bit word order of this device; default: the profile's"
+    )
     radiation: AreaRadiation | None = None
 
 
@@ -63,14 +64,19 @@ def monitor_profile(ref: str, word_order: str | None = None) -> Profile:
     if rate.type == "bool" or rate.bits:
         raise ProfileError(f"profile {ref}: dose_rate must be a number (f32, or an integer with a scale)")
     if rate.unit not in UNIT_FACTORS:
-        raise ProfileError(f"profile {ref}: dose_rate unit {rate.unit!r} is not one of {', '.join(UNIT_FACTORS)}")
+        raise ProfileError(
+            f"profile {ref}: dose_rate unit {rate.unit!r} is not one of {', '.join(UNIT_FACTORS)}"
+        )
     dose = next((p for p in profile.points if p.name == "integrated_dose"), None)
     if dose is not None and dose.unit not in DOSE_UNIT_FACTORS:
-        raise ProfileError(f"profile {ref}: integrated_dose unit {dose.unit!r} is not one of "
-                           f"{', '.join(DOSE_UNIT_FACTORS)}")
+        raise ProfileError(
+            f"profile {ref}: integrated_dose unit {dose.unit!r} is not one of {', '.join(DOSE_UNIT_FACTORS)}"
+        )
     if word_order is None:
         return profile
-    points = tuple(dataclasses.replace(p, word_order=word_order) if p.count == 2 else p for p in profile.points)
+    points = tuple(
+        dataclasses.replace(p, word_order=word_order) if p.count == 2 else p for p in profile.points
+    )
     return dataclasses.replace(profile, points=points, word_order=word_order)
 
 
@@ -131,4 +137,3 @@ class AreaMonitorDriver(ProfileDriver):
         assert self.dev is not None, "open() first"
         raw = await self.dev.read_points()
         return Reading(self.device_id, interpret(self.profile, raw))
-

@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 class DriverError(Exception):

@@ -16,7 +16,8 @@ The driver knows nothing of alarms; what the lamps should show comes from
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -34,7 +35,9 @@ class RoomIO(Strict):
     """One room's wiring: input and coil numbers on the module (0-based, as printed on it)."""
 
     call: int | None = Field(None, ge=0, description="call button input")
-    emergency: int | None = Field(None, ge=0, description="emergency / deterioration button or pull cord input")
+    emergency: int | None = Field(
+        None, ge=0, description="emergency / deterioration button or pull cord input"
+    )
     cancel: int | None = Field(None, ge=0, description="cancel/reset-in-room button input")
     door_lamp: int | None = Field(None, ge=0, description="over-door lamp coil")
     reassure_lamp: int | None = Field(None, ge=0, description="in-room reassurance lamp coil")
@@ -53,7 +56,9 @@ class Config(ModbusDeviceConfig):
     timeout_s: float = Field(0.2, gt=0, le=5)
     rooms: dict[Id, RoomIO] = Field(min_length=1, description="room (area id) -> its inputs and coils")
     call_type: str = Field("bells.call", description="alarm type of a call (MEDIUM clinical, latching)")
-    emergency_type: str = Field("bells.emergency", description="alarm type of an emergency (HIGH, emergency = true)")
+    emergency_type: str = Field(
+        "bells.emergency", description="alarm type of an emergency (HIGH, emergency = true)"
+    )
     coil_check_s: float = Field(1.0, gt=0, le=60, description="read the lamp coils back at least this often")
     lamp_confirm_s: float = Field(1.0, gt=0, le=60, description="a lamp not following this long is a fault")
     stuck_after_s: float = Field(120.0, gt=0, description="an input held this long is reported as stuck")
@@ -93,8 +98,11 @@ class CallBellDriver(Driver):
         # (room, [(button, index into the FC 02 answer)], [(lamp, coil address)]), computed once:
         # a 50 ms poll builds its reading from this table without looking at the config.
         self._layout = [
-            (room, [(b, self.io.input_base + n - self.in_start) for b, n in r.inputs().items()],
-             [(lamp, self.io.coil_base + n) for lamp, n in r.lamps().items()])
+            (
+                room,
+                [(b, self.io.input_base + n - self.in_start) for b, n in r.inputs().items()],
+                [(lamp, self.io.coil_base + n) for lamp, n in r.lamps().items()],
+            )
             for room, r in config.rooms.items()
         ]
         self._coil_of = {(room, lamp): addr for room, _, lamps in self._layout for lamp, addr in lamps}

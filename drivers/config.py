@@ -61,7 +61,7 @@ class ModbusDeviceConfig(DeviceConfig):
     profile: str | None = Field(None, description="register profile name or path")
 
     @model_validator(mode="after")
-    def _rtu_needs_port(self) -> "ModbusDeviceConfig":
+    def _rtu_needs_port(self) -> ModbusDeviceConfig:
         if self.transport == "rtu" and not self.serial_port:
             raise ValueError("serial_port is required when transport = 'rtu'")
         return self

@@ -15,15 +15,16 @@ implementers: docs/dispenser-interface.md.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Literal, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import Field
 
 from suitemon.drivers.base import DeviceException, ProfileError, Reading
 from suitemon.drivers.config import Id, ModbusDeviceConfig
-from suitemon.drivers.modbus_link import ModbusDevice, ProfileDriver
+from suitemon.drivers.modbus_link import ProfileDriver
 from suitemon.drivers.profile import Profile, ProfileRef, decode, load_profile, parse_profile
 
 INTERFACE_VERSION = 1
@@ -34,9 +35,11 @@ class Config(ModbusDeviceConfig):
     kind: Literal["dispenser"]
     profile: ProfileRef = "dispenser_reference"
     rooms: dict[int, Id] = Field(
-        default_factory=dict, description="room number in the unit's job -> area id (uptake room)")
+        default_factory=dict, description="room number in the unit's job -> area id (uptake room)"
+    )
     clock_skew_s: float = Field(
-        300.0, gt=0, le=86400, description="how far ahead of suitemon's clock a unit time may be")
+        300.0, gt=0, le=86400, description="how far ahead of suitemon's clock a unit time may be"
+    )
 
 
 class InterfaceMismatch(DeviceException):
@@ -67,7 +70,9 @@ def ring_of(profile: Profile) -> Ring:
         entry = parse_profile({"points": r["points"]}, f"{profile.name}.ring")
         ring = Ring(int(r["base"]), int(r["stride"]), int(r["slots"]), entry)
     except (KeyError, TypeError, ValueError) as err:
-        raise ProfileError(f"profile {profile.name}: [meta.ring] needs base, stride, slots, points ({err})") from err
+        raise ProfileError(
+            f"profile {profile.name}: [meta.ring] needs base, stride, slots, points ({err})"
+        ) from err
     if ring.slots < 2 or max(p.end for p in entry.points) > ring.stride:
         raise ProfileError(f"profile {profile.name}: ring needs >= 2 slots and entries within the stride")
     return ring
@@ -76,8 +81,10 @@ def ring_of(profile: Profile) -> Ring:
 def codes_of(profile: Profile) -> Codes:
     c = profile.meta.get("codes", {})
     try:
-        tables = {name: {int(k): str(v) for k, v in c.get(name, {}).items()}
-                  for name in ("unit_state", "radionuclide", "radiopharmaceutical")}
+        tables = {
+            name: {int(k): str(v) for k, v in c.get(name, {}).items()}
+            for name in ("unit_state", "radionuclide", "radiopharmaceutical")
+        }
     except ValueError as err:
         raise ProfileError(f"profile {profile.name}: code tables need integer keys ({err})") from err
     return Codes(**tables)
@@ -87,7 +94,7 @@ def codes_of(profile: Profile) -> Codes:
 def iso_utc(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _text(value: str, field: str, issues: list[str]) -> str | None:
@@ -104,8 +111,9 @@ def _code(table: Mapping[int, str], raw: int, field: str, issues: list[str]) -> 
     return None
 
 
-def decode_entry(raw: Mapping[str, Any], codes: Codes, rooms: Mapping[int, str],
-                 now: float, clock_skew_s: float = 300.0) -> dict[str, Any]:
+def decode_entry(
+    raw: Mapping[str, Any], codes: Codes, rooms: Mapping[int, str], now: float, clock_skew_s: float = 300.0
+) -> dict[str, Any]:
     """One ring entry's raw point values -> an administration, with every problem listed in ``issues``.
 
     Nothing is dropped or repaired quietly: a bad field stays visible (None or '?') and is named.
@@ -123,8 +131,9 @@ def decode_entry(raw: Mapping[str, Any], codes: Codes, rooms: Mapping[int, str],
         issues.append(f"room: number {raw['room']} is not mapped to an area")
     e["weight_kg"] = raw["weight_kg"]
     e["radionuclide"] = _code(codes.radionuclide, raw["radionuclide"], "radionuclide", issues)
-    e["radiopharmaceutical"] = _code(codes.radiopharmaceutical, raw["radiopharmaceutical"],
-                                     "radiopharmaceutical", issues)
+    e["radiopharmaceutical"] = _code(
+        codes.radiopharmaceutical, raw["radiopharmaceutical"], "radiopharmaceutical", issues
+    )
     e["prescribed_mbq"] = raw["prescribed_mbq"]
     e["measured_mbq"] = raw["measured_mbq"]
     if not e["measured_mbq"]:
@@ -156,7 +165,8 @@ def decode_header(raw: Mapping[str, Any], codes: Codes) -> dict[str, Any]:
     vial_cal = raw["vial_calibration_time"]
     v: dict[str, Any] = {
         "unit_state": state,
-        "errors": {k: bool(x) for k, x in raw["errors"].items() if k != "raw"} | {"raw": raw["errors"]["raw"]},
+        "errors": {k: bool(x) for k, x in raw["errors"].items() if k != "raw"}
+        | {"raw": raw["errors"]["raw"]},
         "jobs_completed": raw["jobs_completed"],
         "vial_radionuclide": codes.radionuclide.get(raw["vial_radionuclide"]),
         "vial_radiopharmaceutical": codes.radiopharmaceutical.get(raw["vial_radiopharmaceutical"]),
@@ -167,14 +177,23 @@ def decode_header(raw: Mapping[str, Any], codes: Codes) -> dict[str, Any]:
         "last": None,
     }
     if raw["job_number"]:
-        v["job"] = {"job": raw["job_number"], "patient_ref": raw["job_patient_ref"] or None,
-                    "accession": raw["job_accession"] or None, "exam": raw["job_exam"] or None,
-                    "operator": raw["job_operator"] or None, "room_number": raw["job_room"],
-                    "weight_kg": raw["job_weight_kg"], "prescribed_mbq": raw["job_prescribed_mbq"]}
+        v["job"] = {
+            "job": raw["job_number"],
+            "patient_ref": raw["job_patient_ref"] or None,
+            "accession": raw["job_accession"] or None,
+            "exam": raw["job_exam"] or None,
+            "operator": raw["job_operator"] or None,
+            "room_number": raw["job_room"],
+            "weight_kg": raw["job_weight_kg"],
+            "prescribed_mbq": raw["job_prescribed_mbq"],
+        }
     if raw["last_job"]:
-        v["last"] = {"job": raw["last_job"], "measured_mbq": raw["last_measured_mbq"],
-                     "administered_at": iso_utc(raw["last_administered_at"] or None),
-                     "residual_mbq": raw["last_residual_mbq"]}
+        v["last"] = {
+            "job": raw["last_job"],
+            "measured_mbq": raw["last_measured_mbq"],
+            "administered_at": iso_utc(raw["last_administered_at"] or None),
+            "residual_mbq": raw["last_residual_mbq"],
+        }
     return v
 
 
@@ -195,10 +214,14 @@ class DispenserDriver(ProfileDriver):
         assert self.dev is not None, "open() first"
         raw = await self.dev.read_points()
         if raw["interface_version"] != INTERFACE_VERSION:
-            raise InterfaceMismatch(f"unit reports interface version {raw['interface_version']}, "
-                                    f"this profile is version {INTERFACE_VERSION}")
+            raise InterfaceMismatch(
+                f"unit reports interface version {raw['interface_version']}, "
+                f"this profile is version {INTERFACE_VERSION}"
+            )
         if raw["ring_slots"] != self.ring.slots:
-            raise InterfaceMismatch(f"unit has {raw['ring_slots']} ring slots, profile says {self.ring.slots}")
+            raise InterfaceMismatch(
+                f"unit has {raw['ring_slots']} ring slots, profile says {self.ring.slots}"
+            )
         values = decode_header(raw, self.codes)
         meta = await self._new_entries(raw["jobs_completed"])
         return Reading(self.device_id, values, meta=meta)
@@ -230,7 +253,7 @@ class DispenserDriver(ProfileDriver):
         addr = self.ring.slot_address(seq)
         span = max(p.end for p in self.ring.entry.points)
         words = await self.dev.read_table("holding", addr, span)
-        raw = {p.name: decode(p, words[p.address:p.end]) for p in self.ring.entry.points}
+        raw = {p.name: decode(p, words[p.address : p.end]) for p in self.ring.entry.points}
         if raw["seq"] != seq:
             # The unit must write the slot before it counts the completion; a slot that does not
             # hold what the counter says is read again next poll (and counted: a unit that keeps
@@ -242,5 +265,17 @@ class DispenserDriver(ProfileDriver):
         return decode_entry(raw, self.codes, self.config.rooms, now, self.config.clock_skew_s)
 
 
-__all__ = ["Config", "DispenserDriver", "InterfaceMismatch", "Ring", "Codes", "ring_of", "codes_of",
-           "decode_entry", "decode_header", "iso_utc", "INTERFACE_VERSION", "UNIT_STATES"]
+__all__ = [
+    "INTERFACE_VERSION",
+    "UNIT_STATES",
+    "Codes",
+    "Config",
+    "DispenserDriver",
+    "InterfaceMismatch",
+    "Ring",
+    "codes_of",
+    "decode_entry",
+    "decode_header",
+    "iso_utc",
+    "ring_of",
+]

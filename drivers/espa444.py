@@ -17,14 +17,24 @@ Nothing here does I/O or reads a clock, so it is table-tested and fuzzed (tests/
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Union
+from typing import Union
 
 # -- characters (ISO 646 / ISO 1745 names) ------------------------------------------
 SOH, STX, ETX, EOT, ENQ, ACK, NAK = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x15
 RS, US = 0x1E, 0x1F  # record separator between records, unit separator inside one
-CONTROL_NAMES = {SOH: "SOH", STX: "STX", ETX: "ETX", EOT: "EOT", ENQ: "ENQ", ACK: "ACK", NAK: "NAK",
-                 RS: "RS", US: "US"}
+CONTROL_NAMES = {
+    SOH: "SOH",
+    STX: "STX",
+    ETX: "ETX",
+    EOT: "EOT",
+    ENQ: "ENQ",
+    ACK: "ACK",
+    NAK: "NAK",
+    RS: "RS",
+    US: "US",
+}
 
 # Station addresses used as transmission-control prefixes ("1 ENQ"): configurable per site,
 # these are the usual ones (control equipment 1, paging system 2).
@@ -49,16 +59,19 @@ class RecordSpec:
     digits_only: bool
 
 
-RECORDS: dict[str, RecordSpec] = {r.ident: r for r in (
-    RecordSpec("1", "call address", 16, True),
-    RecordSpec("2", "display message", 128, False),
-    RecordSpec("3", "beep coding", 1, True),
-    RecordSpec("4", "call type", 1, True),
-    RecordSpec("5", "number of transmissions", 1, True),
-    RecordSpec("6", "priority", 1, True),
-    RecordSpec("7", "call status", 1, True),
-    RecordSpec("8", "pager status", 1, True),
-)}
+RECORDS: dict[str, RecordSpec] = {
+    r.ident: r
+    for r in (
+        RecordSpec("1", "call address", 16, True),
+        RecordSpec("2", "display message", 128, False),
+        RecordSpec("3", "beep coding", 1, True),
+        RecordSpec("4", "call type", 1, True),
+        RecordSpec("5", "number of transmissions", 1, True),
+        RecordSpec("6", "priority", 1, True),
+        RecordSpec("7", "call status", 1, True),
+        RecordSpec("8", "pager status", 1, True),
+    )
+}
 # ISO 646 printable characters: the only ones a record's data may carry.
 DATA_CHARS = frozenset(range(0x20, 0x7F))
 MAX_BLOCK = 2 + 2 + sum(3 + r.max_len for r in RECORDS.values()) + 2  # SOH hdr STX ... ETX BCC
@@ -119,8 +132,12 @@ def encode_block(header: str, records: Iterable[tuple[str, str]] | Mapping[str, 
         if ident in seen:
             raise EspaError(f"record {ident} appears twice")
         seen.add(ident)
-    body = header.encode() + bytes([STX]) + bytes([RS]).join(
-        i.encode() + bytes([US]) + d.encode("ascii") for i, d in items) + bytes([ETX])
+    body = (
+        header.encode()
+        + bytes([STX])
+        + bytes([RS]).join(i.encode() + bytes([US]) + d.encode("ascii") for i, d in items)
+        + bytes([ETX])
+    )
     return bytes([SOH]) + body + bytes([bcc(body)])
 
 
@@ -138,10 +155,17 @@ def poll_sequence(peer: str = PAGING_SYSTEM) -> bytes:
     return bytes([EOT]) + peer.encode() + bytes([ENQ])
 
 
-def call_records(address: str, message: str, *, beep: str, call_type: str, transmissions: str,
-                 priority: str) -> list[tuple[str, str]]:
-    return [("1", address), ("2", message), ("3", beep), ("4", call_type), ("5", transmissions),
-            ("6", priority)]
+def call_records(
+    address: str, message: str, *, beep: str, call_type: str, transmissions: str, priority: str
+) -> list[tuple[str, str]]:
+    return [
+        ("1", address),
+        ("2", message),
+        ("3", beep),
+        ("4", call_type),
+        ("5", transmissions),
+        ("6", priority),
+    ]
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -277,6 +301,31 @@ class Decoder:
             self._state, self._addr = _IDLE, ""
 
 
-__all__ = ["SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "NAK", "RS", "US", "HEADERS", "RECORDS", "RecordSpec",
-           "Block", "Control", "BadBlock", "Decoder", "EspaError", "bcc", "encode_block", "encode_block_obj",
-           "parse_body", "select_sequence", "poll_sequence", "call_records", "CONTROL_STATION", "PAGING_SYSTEM"]
+__all__ = [
+    "ACK",
+    "CONTROL_STATION",
+    "ENQ",
+    "EOT",
+    "ETX",
+    "HEADERS",
+    "NAK",
+    "PAGING_SYSTEM",
+    "RECORDS",
+    "RS",
+    "SOH",
+    "STX",
+    "US",
+    "BadBlock",
+    "Block",
+    "Control",
+    "Decoder",
+    "EspaError",
+    "RecordSpec",
+    "bcc",
+    "call_records",
+    "encode_block",
+    "encode_block_obj",
+    "parse_body",
+    "poll_sequence",
+    "select_sequence",
+]

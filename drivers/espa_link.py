@@ -22,8 +22,17 @@ from dataclasses import dataclass, field
 import serial
 import structlog
 
-from suitemon.drivers.espa444 import (ACK, EOT, NAK, BadBlock, Block, Control, Decoder, poll_sequence,
-                                      select_sequence)
+from suitemon.drivers.espa444 import (
+    ACK,
+    EOT,
+    NAK,
+    BadBlock,
+    Block,
+    Control,
+    Decoder,
+    poll_sequence,
+    select_sequence,
+)
 
 log = structlog.get_logger("suitemon.paging.link")
 
@@ -86,8 +95,15 @@ class EspaLink:
     async def open(self) -> None:
         s = self.s
         try:
-            ser = serial.Serial(s.port, baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity,
-                                stopbits=s.stopbits, timeout=0, write_timeout=max(1.0, s.response_timeout_s))
+            ser = serial.Serial(
+                s.port,
+                baudrate=s.baudrate,
+                bytesize=s.bytesize,
+                parity=s.parity,
+                stopbits=s.stopbits,
+                timeout=0,
+                write_timeout=max(1.0, s.response_timeout_s),
+            )
             ser.reset_input_buffer()
         except (serial.SerialException, OSError, ValueError, termios.error) as err:
             raise LinkError(f"cannot open serial port {s.port}: {err}") from err
@@ -160,7 +176,7 @@ class EspaLink:
         """The next item from the far end, or None when the response timer runs out."""
         try:
             item = await asyncio.wait_for(self._items.get(), self.s.response_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         if item is None:
             raise LinkError(self.error or "paging line lost")
@@ -236,4 +252,4 @@ def line_time_s(nbytes: int, baudrate: int, bits_per_char: int = 10) -> float:
     return nbytes * bits_per_char / baudrate
 
 
-__all__ = ["EspaLink", "LineSettings", "CallOutcome", "PollOutcome", "LinkError", "line_time_s"]
+__all__ = ["CallOutcome", "EspaLink", "LineSettings", "LinkError", "PollOutcome", "line_time_s"]

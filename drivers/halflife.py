@@ -47,4 +47,4 @@ def decay(activity: float, from_t: float, to_t: float, t_half_s: float) -> float
     return activity * decay_factor(to_t - from_t, t_half_s)
 
 
-__all__ = ["HALF_LIFE_S", "UnknownRadionuclide", "half_life_s", "decay_factor", "decay"]
+__all__ = ["HALF_LIFE_S", "UnknownRadionuclide", "decay", "decay_factor", "half_life_s"]

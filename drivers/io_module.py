@@ -26,7 +26,8 @@ class IoProfile(Strict):
     input_base: int = Field(0, ge=0, le=65535)
     coil_base: int = Field(0, ge=0, le=65535)
     latch: Literal["none", "until_read"] = Field(
-        "none", description="until_read: a rising edge reads as 1 at least once, however short")
+        "none", description="until_read: a rising edge reads as 1 at least once, however short"
+    )
 
     @property
     def latching(self) -> bool:

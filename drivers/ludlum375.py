@@ -39,11 +39,19 @@ class Config(DeviceConfig):
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
     frame_period_s: float = Field(2.0, ge=0.05, le=60, description="the instrument sends a frame this often")
-    comm_lost_frames: int = Field(3, ge=1, le=100, description="frame periods without a valid frame = comm lost")
+    comm_lost_frames: int = Field(
+        3, ge=1, le=100, description="frame periods without a valid frame = comm lost"
+    )
     # No default: the frame carries no unit, and a meter set to mR/h read as uSv/h reads 10x low.
-    reading_unit: DisplayUnit | None = Field(None, description="REQUIRED: the unit the instrument is set to display")
-    comm_loss_after: int = Field(1, ge=1, le=100, description="failed polls; one failed poll already "
-                                                               "means comm_lost_frames silent periods")
+    reading_unit: DisplayUnit | None = Field(
+        None, description="REQUIRED: the unit the instrument is set to display"
+    )
+    comm_loss_after: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="failed polls; one failed poll already means comm_lost_frames silent periods",
+    )
     radiation: AreaRadiation | None = None
 
     @model_validator(mode="before")
@@ -55,8 +63,11 @@ class Config(DeviceConfig):
         return data
 
 
-UNIT_REQUIRED = ("required: the unit the instrument is set to display (one of " + ", ".join(DisplayUnit.__args__)
-                 + "). The frame carries no unit; a meter set to mR/h read as uSv/h would read 10x low")
+UNIT_REQUIRED = (
+    "required: the unit the instrument is set to display (one of "
+    + ", ".join(DisplayUnit.__args__)
+    + "). The frame carries no unit; a meter set to mR/h read as uSv/h would read 10x low"
+)
 
 
 def check(cfg) -> list[tuple[str, str]]:
@@ -94,8 +105,14 @@ class Ludlum375Driver(Driver):
     async def _open(self) -> None:
         c = self.config
         try:
-            ser = serial.Serial(c.serial_port, baudrate=c.baudrate, bytesize=c.bytesize, parity=c.parity,
-                                stopbits=c.stopbits, timeout=0)
+            ser = serial.Serial(
+                c.serial_port,
+                baudrate=c.baudrate,
+                bytesize=c.bytesize,
+                parity=c.parity,
+                stopbits=c.stopbits,
+                timeout=0,
+            )
             ser.reset_input_buffer()  # bytes queued while nobody listened are old: never read them as fresh
         except (serial.SerialException, OSError, ValueError) as err:
             raise CommError(f"cannot open serial port {c.serial_port}: {err}") from err
@@ -133,8 +150,13 @@ class Ludlum375Driver(Driver):
         new = self.reader.bad_frames - self._bad_logged
         self.count("bad_frames", new)
         level = log.warning if self._bad_logged == self._bad_at_last_valid else log.debug
-        level("bad frame on the serial line", device=self.device_id, new=new,
-              total=self.reader.bad_frames, last=self.reader.last_reject)
+        level(
+            "bad frame on the serial line",
+            device=self.device_id,
+            new=new,
+            total=self.reader.bad_frames,
+            last=self.reader.last_reject,
+        )
         self._bad_logged = self.reader.bad_frames
 
     def _lost(self, why: str) -> None:
@@ -164,20 +186,27 @@ class Ludlum375Driver(Driver):
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), deadline - now)
-            except asyncio.TimeoutError as err:
+            except TimeoutError as err:
                 raise self._silence_error(time.monotonic() - base) from err
 
     def _silence_error(self, silent_s: float) -> CommError:
         bad = self.reader.bad_frames - self._bad_at_last_valid
         if bad:
-            return FrameError(f"no valid frame for {silent_s:.1f} s: {bad} bad frame(s), "
-                              f"last {self.reader.last_reject}")
+            return FrameError(
+                f"no valid frame for {silent_s:.1f} s: {bad} bad frame(s), last {self.reader.last_reject}"
+            )
         return DeviceTimeout(f"no frame for {silent_s:.1f} s ({silent_s / self.period:.1f} frame periods)")
 
     def _reading(self, f: Frame) -> Reading:
         unit = self.config.reading_unit
-        reasons = [r for r, on in (("monitor FAIL status", f.monitor_fail),
-                                   (f"error code {f.error_code}", f.error_code != "0")) if on]
+        reasons = [
+            r
+            for r, on in (
+                ("monitor FAIL status", f.monitor_fail),
+                (f"error code {f.error_code}", f.error_code != "0"),
+            )
+            if on
+        ]
         values = {
             "dose_rate_usv_h": round(to_usv_h(f.reading, unit), 6),
             "over_range": f.over_range,
@@ -202,4 +231,3 @@ class Ludlum375Driver(Driver):
                 ser.close()
             except (OSError, serial.SerialException):
                 pass
-

@@ -75,9 +75,15 @@ def parse_frame(raw: bytes, at: float = 0.0) -> Frame:
     if raw[11] not in ERROR_CHARS:
         raise FrameRejected(f"error code byte {raw[11]:#04x} is not a digit or capital letter")
     return Frame(
-        raw=bytes(raw), reading=float(text.decode("ascii")), audio=raw[6] == 0x31,
-        high_alarm=raw[7] == 0x31, low_alarm=raw[8] == 0x31, over_range=raw[9] == 0x31,
-        monitor_fail=raw[10] == 0x31, error_code=chr(raw[11]), at=at,
+        raw=bytes(raw),
+        reading=float(text.decode("ascii")),
+        audio=raw[6] == 0x31,
+        high_alarm=raw[7] == 0x31,
+        low_alarm=raw[8] == 0x31,
+        over_range=raw[9] == 0x31,
+        monitor_fail=raw[10] == 0x31,
+        error_code=chr(raw[11]),
+        at=at,
     )
 
 
@@ -91,8 +97,16 @@ def format_reading(value: float) -> str:
     return text
 
 
-def format_frame(value: float | str, *, audio: bool = False, high_alarm: bool = False, low_alarm: bool = False,
-                 over_range: bool = False, monitor_fail: bool = False, error_code: str = NO_ERROR) -> bytes:
+def format_frame(
+    value: float | str,
+    *,
+    audio: bool = False,
+    high_alarm: bool = False,
+    low_alarm: bool = False,
+    over_range: bool = False,
+    monitor_fail: bool = False,
+    error_code: str = NO_ERROR,
+) -> bytes:
     text = value if isinstance(value, str) else format_reading(value)
     flags = "".join("1" if f else "0" for f in (audio, high_alarm, low_alarm, over_range, monitor_fail))
     return f"{text}{flags}{error_code}".encode("ascii") + TERMINATOR
@@ -150,14 +164,16 @@ class FrameReader:
                 keep = 1 if self._buf.endswith(b"\r") else 0
                 if len(self._buf) - keep > BODY_LEN:
                     if not self._skipping:
-                        self._reject(self._buf[:len(self._buf) - keep], "garbage (no CR LF where a frame must end)")
+                        self._reject(
+                            self._buf[: len(self._buf) - keep], "garbage (no CR LF where a frame must end)"
+                        )
                     else:
                         self.discarded_bytes += len(self._buf) - keep
                     self._skipping = True
-                    del self._buf[:len(self._buf) - keep]
+                    del self._buf[: len(self._buf) - keep]
                 return out
-            segment = bytes(self._buf[:end + 2])
-            del self._buf[:end + 2]
+            segment = bytes(self._buf[: end + 2])
+            del self._buf[: end + 2]
             if self._skipping:
                 self._skipping = False
                 self.discarded_bytes += len(segment)

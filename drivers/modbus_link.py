@@ -35,7 +35,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class Bus:
     """One physical line: a pymodbus client, a lock and the inter-frame silence."""
 
-    _registry: dict[str, "Bus"] = {}
+    _registry: dict[str, Bus] = {}
 
     def __init__(self, cfg: ModbusDeviceConfig):
         self.key = cfg.bus_key
@@ -49,11 +49,13 @@ class Bus:
         self._last_frame_end = 0.0
         self.client: Any = None
         self.users = 0
-        self.closed = False  # released by its last user: never reopened (a late request must not leak a client)
+        self.closed = (
+            False  # released by its last user: never reopened (a late request must not leak a client)
+        )
         self.loop = _running_loop()  # its locks belong to this loop: another loop needs its own Bus
 
     @classmethod
-    def for_device(cls, cfg: ModbusDeviceConfig) -> "Bus":
+    def for_device(cls, cfg: ModbusDeviceConfig) -> Bus:
         bus = cls._registry.get(cfg.bus_key)
         if bus is None or bus.loop is not _running_loop():
             bus = cls._registry[cfg.bus_key] = cls(cfg)
@@ -66,8 +68,14 @@ class Bus:
         common = dict(timeout=c.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0)
         if c.transport == "tcp":
             return AsyncModbusTcpClient(c.host, port=c.port, **common)
-        return AsyncModbusSerialClient(c.serial_port, baudrate=c.baudrate, bytesize=c.bytesize,
-                                       parity=c.parity, stopbits=c.stopbits, **common)
+        return AsyncModbusSerialClient(
+            c.serial_port,
+            baudrate=c.baudrate,
+            bytesize=c.bytesize,
+            parity=c.parity,
+            stopbits=c.stopbits,
+            **common,
+        )
 
     async def ensure_connected(self) -> None:
         if self.closed:
@@ -84,14 +92,16 @@ class Bus:
         self.client = self._make_client()
         try:
             ok = await asyncio.wait_for(self.client.connect(), self.cfg.timeout_s * 2 + 1)
-        except (asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, OSError) as err:
             ok = False
             reason = str(err) or type(err).__name__
         else:
             reason = "connect refused"
         if not ok:
             await self.disconnect()
-            where = self.cfg.serial_port if self.cfg.transport == "rtu" else f"{self.cfg.host}:{self.cfg.port}"
+            where = (
+                self.cfg.serial_port if self.cfg.transport == "rtu" else f"{self.cfg.host}:{self.cfg.port}"
+            )
             raise CommError(f"cannot open Modbus {self.cfg.transport} link {where}: {reason}")
 
     async def disconnect(self) -> None:
@@ -124,7 +134,7 @@ class Bus:
                 if "CRC" in text or "frame" in text.lower():
                     raise FrameError(f"bad frame from unit {unit}: {text}") from err
                 raise DeviceTimeout(f"no answer from unit {unit}: {text}") from err
-            except (ConnectionException, asyncio.TimeoutError, OSError) as err:
+            except (TimeoutError, ConnectionException, OSError) as err:
                 await self.disconnect()
                 raise DeviceTimeout(f"no answer from unit {unit}: {err or type(err).__name__}") from err
             except ModbusException as err:
@@ -148,8 +158,12 @@ class ModbusDevice:
         self.requests = 0
 
     async def read_table(self, table: str, start: int, count: int) -> list:
-        fn = {"coil": "read_coils", "discrete": "read_discrete_inputs",
-              "input": "read_input_registers", "holding": "read_holding_registers"}[table]
+        fn = {
+            "coil": "read_coils",
+            "discrete": "read_discrete_inputs",
+            "input": "read_input_registers",
+            "holding": "read_holding_registers",
+        }[table]
         rr = await self.bus.request(fn, start, count=count, unit=self.cfg.unit)
         self.requests += 1
         data = rr.bits if table in BIT_TABLES else rr.registers
@@ -163,7 +177,7 @@ class ModbusDevice:
         for table, start, count, points in self.profile.blocks(names):
             data = await self.read_table(table, start, count)
             for p in points:
-                values[p.name] = decode(p, data[p.address - start: p.end - start])
+                values[p.name] = decode(p, data[p.address - start : p.end - start])
         return values
 
     async def write_point(self, point: Point | str, value: Any) -> None:

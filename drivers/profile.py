@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import struct
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from suitemon.drivers.base import ProfileError
 from suitemon.drivers.config import Strict
@@ -130,7 +139,7 @@ def encode(point: Point, value: Any) -> list[int]:
         if len(data) > 2 * point.length:
             raise ValueError(f"{point.name}: {len(data)} characters do not fit in {point.length} registers")
         data = data.ljust(2 * point.length, b"\0")
-        return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+        return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
     if isinstance(value, dict):
         raw = sum(1 << bit for name, bit in point.bits.items() if value.get(name))
     elif point.type == "f32":
@@ -168,7 +177,7 @@ class PointSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "PointSpec":
+    def _consistent(self) -> PointSpec:
         kind = self.type or ("bool" if self.table in BIT_TABLES else "u16")
         if self.table in BIT_TABLES and kind != "bool":
             raise ValueError("coils and discrete inputs are type 'bool'")
@@ -201,7 +210,11 @@ def validation_issues(err: ValidationError) -> list[str]:
     out = []
     for e in err.errors(include_url=False):
         where = ".".join(str(p) for p in e["loc"])
-        msg = "unknown key (typo?)" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        msg = (
+            "unknown key (typo?)"
+            if e["type"] == "extra_forbidden"
+            else e["msg"].removeprefix("Value error, ")
+        )
         out.append(f"{where}: {msg}" if where else msg)
     return out
 
@@ -214,11 +227,29 @@ def parse_profile(data: dict[str, Any], name: str = "<inline>") -> Profile:
     points = []
     for pname, p in spec.points.items():
         kind = p.type or ("bool" if p.table in BIT_TABLES else "u16")
-        points.append(Point(name=pname, table=p.table, address=p.address, type=kind, scale=p.scale, unit=p.unit,
-                            word_order=p.word_order or spec.word_order, signed_sentinel=p.signed_sentinel,
-                            bits=dict(p.bits), writable=p.writable, length=p.length or 0))
-    return Profile(name=spec.name or name, points=tuple(points), max_block=spec.max_block, max_gap=spec.max_gap,
-                   word_order=spec.word_order, meta=spec.meta)
+        points.append(
+            Point(
+                name=pname,
+                table=p.table,
+                address=p.address,
+                type=kind,
+                scale=p.scale,
+                unit=p.unit,
+                word_order=p.word_order or spec.word_order,
+                signed_sentinel=p.signed_sentinel,
+                bits=dict(p.bits),
+                writable=p.writable,
+                length=p.length or 0,
+            )
+        )
+    return Profile(
+        name=spec.name or name,
+        points=tuple(points),
+        max_block=spec.max_block,
+        max_gap=spec.max_gap,
+        word_order=spec.word_order,
+        meta=spec.meta,
+    )
 
 
 def profile_text(ref: str, what: str = "profile") -> str:
@@ -236,7 +267,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` on top of ``base``; tables (points, meta) merge key by key."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 

@@ -11,7 +11,8 @@ Every driver of an area monitor reports the same value keys (``VALUE_KEYS``), so
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -36,16 +37,23 @@ GAMMA_USV_M2_PER_MBQ_H = 0.092
 F18_HALF_LIFE_S = 6586.2
 
 
-def patient_dose_rate(activity_mbq: float, elapsed_s: float, distance_m: float,
-                      half_life_s: float = F18_HALF_LIFE_S) -> float:
+def patient_dose_rate(
+    activity_mbq: float, elapsed_s: float, distance_m: float, half_life_s: float = F18_HALF_LIFE_S
+) -> float:
     """uSv/h at distance_m from a patient given activity_mbq, elapsed_s after that activity was measured."""
     activity = activity_mbq * 2.0 ** (-max(0.0, elapsed_s) / half_life_s)
-    return GAMMA_USV_M2_PER_MBQ_H * activity / distance_m ** 2
+    return GAMMA_USV_M2_PER_MBQ_H * activity / distance_m**2
 
 
 # The value keys every area-monitor driver puts in its Reading.
-VALUE_KEYS = ("dose_rate_usv_h", "over_range", "detector_fault", "fault_reason",
-              "instrument_high_alarm", "instrument_low_alarm")
+VALUE_KEYS = (
+    "dose_rate_usv_h",
+    "over_range",
+    "detector_fault",
+    "fault_reason",
+    "instrument_high_alarm",
+    "instrument_low_alarm",
+)
 
 
 def to_usv_h(value: float, unit: str) -> float:
@@ -61,10 +69,13 @@ class ThresholdSet(Strict):
     warning_usv_h: float = Field(gt=0)
     alarm_usv_h: float = Field(gt=0)
     hysteresis_usv_h: float | None = Field(
-        None, ge=0, description="how far below a level the rate must fall to clear it; default 10 % of the level")
+        None,
+        ge=0,
+        description="how far below a level the rate must fall to clear it; default 10 % of the level",
+    )
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ThresholdSet":
+    def _ordered(self) -> ThresholdSet:
         if self.warning_usv_h >= self.alarm_usv_h:
             raise ValueError("warning_usv_h must be below alarm_usv_h")
         if self.hysteresis_usv_h is not None and self.hysteresis_usv_h >= self.warning_usv_h:
@@ -85,12 +96,17 @@ class RiseRule(Strict):
     confirm_s: float = Field(4.0, ge=0, description="the step must hold this long (reading timestamps)")
     min_baseline_readings: int = Field(3, ge=1, le=1000)
     occupancy_grace_s: float = Field(
-        60.0, ge=0, description="a patient arriving this close to the step explains it")
+        60.0, ge=0, description="a patient arriving this close to the step explains it"
+    )
     patient_min_distance_m: float = Field(
-        0.5, gt=0, description="closest a patient can be to the detector; bounds what a patient explains")
+        0.5, gt=0, description="closest a patient can be to the detector; bounds what a patient explains"
+    )
     assumed_activity_mbq: float = Field(
-        500.0, gt=0, le=20000,
-        description="activity assumed for an occupant whose activity is not known (above the 400 MBq FDG DRL)")
+        500.0,
+        gt=0,
+        le=20000,
+        description="activity assumed for an occupant whose activity is not known (above the 400 MBq FDG DRL)",
+    )
 
 
 class AreaRadiation(Strict):
@@ -98,18 +114,24 @@ class AreaRadiation(Strict):
 
     normal: ThresholdSet
     occupied: ThresholdSet | None = Field(
-        None, description="used while an injected patient occupies the area; absent: 'normal' always applies")
+        None, description="used while an injected patient occupies the area; absent: 'normal' always applies"
+    )
     alarm_delay_s: float = Field(
-        5.0, ge=0, le=600, description="a level must be exceeded this long (reading timestamps) to alarm")
+        5.0, ge=0, le=600, description="a level must be exceeded this long (reading timestamps) to alarm"
+    )
     zero_fault_s: float = Field(
-        30.0, gt=0, le=86400, description="a reading of exactly zero this long is a detector-fault warning")
+        30.0, gt=0, le=86400, description="a reading of exactly zero this long is a detector-fault warning"
+    )
     background_usv_h: float = Field(0.1, ge=0)
     range_max_usv_h: float | None = Field(
-        None, gt=0, description="readings at or above this are over-range even without the device's flag")
-    rise: RiseRule = Field(default_factory=RiseRule, description="spill detection (rise.enabled = false: off)")
+        None, gt=0, description="readings at or above this are over-range even without the device's flag"
+    )
+    rise: RiseRule = Field(
+        default_factory=RiseRule, description="spill detection (rise.enabled = false: off)"
+    )
 
     @model_validator(mode="after")
-    def _range_above_alarm(self) -> "AreaRadiation":
+    def _range_above_alarm(self) -> AreaRadiation:
         if self.range_max_usv_h is not None and self.range_max_usv_h <= self.normal.alarm_usv_h:
             raise ValueError("range_max_usv_h must be above normal.alarm_usv_h")
         return self
@@ -137,11 +159,15 @@ def check_devices(kind: str, cfg: Any) -> Iterable[tuple[str, str]]:
         if dev.kind != kind:
             continue
         if dev.radiation is None and dev.location is None:
-            yield (f"devices.{did}.location",
-                   "an area monitor needs an area (location) or its own 'radiation' thresholds")
+            yield (
+                f"devices.{did}.location",
+                "an area monitor needs an area (location) or its own 'radiation' thresholds",
+            )
         elif rules_for(dev, cfg) is None:
-            yield (f"devices.{did}.radiation",
-                   f"no thresholds: set [radiation.areas.{dev.location}] or 'radiation' on the device")
+            yield (
+                f"devices.{did}.radiation",
+                f"no thresholds: set [radiation.areas.{dev.location}] or 'radiation' on the device",
+            )
 
 
 def check_section(cfg: Any) -> Iterable[tuple[str, str]]:

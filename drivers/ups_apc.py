@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -40,20 +41,27 @@ class Config(ModbusDeviceConfig):
     # NUT polls every 2 s; apcupsd every 1 s once on battery.
     poll_s: float = Field(2.0, ge=0.02, le=3600)
     on_battery_poll_s: float | None = Field(
-        None, ge=0.02, le=3600, description="poll period while the UPS is on battery; default min(1 s, poll_s)")
+        None,
+        ge=0.02,
+        le=3600,
+        description="poll period while the UPS is on battery; default min(1 s, poll_s)",
+    )
     # NUT uses 500 ms on a serial line; AN176 asks for at least 250 ms.
     timeout_s: float = Field(0.5, gt=0, le=60)
     # AN176: at least 35 ms of silence between frames (more than 3.5 characters at 9600 baud).
     frame_gap_s: float | None = Field(0.035, ge=0, le=1)
     low_runtime_s: float = Field(300, ge=0, description="on battery with this runtime or less: low battery")
-    low_charge_pct: float = Field(25, ge=0, le=100, description="on battery with this charge or less: low battery")
+    low_charge_pct: float = Field(
+        25, ge=0, le=100, description="on battery with this charge or less: low battery"
+    )
     # During a battery test the UPS runs on battery with mains present; an input voltage below this
     # means mains is really lost. Set it to the UPS's low transfer voltage (AN-176 register 1027).
     mains_min_v: float | None = Field(
-        180.0, ge=0, le=300, description="input voltage below this is mains lost, even during a battery test")
+        180.0, ge=0, le=300, description="input voltage below this is mains lost, even during a battery test"
+    )
 
     @model_validator(mode="after")
-    def _battery_poll_not_slower(self) -> "Config":
+    def _battery_poll_not_slower(self) -> Config:
         if self.on_battery_poll_s is not None and self.on_battery_poll_s > self.poll_s:
             raise ValueError("on_battery_poll_s must not be longer than poll_s (poll faster on battery)")
         return self
@@ -83,8 +91,10 @@ def check_profile(profile: Profile) -> tuple[tuple[str, ...], dict[str, Any]]:
             raise ProfileError(f"profile {profile.name}: polled point '{name}' is not defined") from err
         for value_name in _bit_names(p):
             if value_name in seen:
-                raise ProfileError(f"profile {profile.name}: value '{value_name}' comes from both "
-                                   f"'{seen[value_name]}' and '{name}'")
+                raise ProfileError(
+                    f"profile {profile.name}: value '{value_name}' comes from both "
+                    f"'{seen[value_name]}' and '{name}'"
+                )
             seen[value_name] = name
     missing = [n for n in REQUIRED if n not in seen]
     if missing:
@@ -93,15 +103,21 @@ def check_profile(profile: Profile) -> tuple[tuple[str, ...], dict[str, Any]]:
     if selftest:
         start, count = selftest.get("start"), selftest.get("count")
         if not isinstance(start, int) or not isinstance(count, int) or not 1 <= count <= 125:
-            raise ProfileError(f"profile {profile.name}: meta.selftest needs integer start and count (1..125)")
+            raise ProfileError(
+                f"profile {profile.name}: meta.selftest needs integer start and count (1..125)"
+            )
         for name in selftest.get("expect", {}):
             try:
                 p = profile.point(name)
             except KeyError as err:
-                raise ProfileError(f"profile {profile.name}: self-test point '{name}' is not defined") from err
+                raise ProfileError(
+                    f"profile {profile.name}: self-test point '{name}' is not defined"
+                ) from err
             if p.address < start or p.end > start + count:
-                raise ProfileError(f"profile {profile.name}: self-test point '{name}' lies outside "
-                                   f"registers {start}..{start + count - 1}")
+                raise ProfileError(
+                    f"profile {profile.name}: self-test point '{name}' lies outside "
+                    f"registers {start}..{start + count - 1}"
+                )
     return names, selftest
 
 
@@ -152,7 +168,7 @@ class ApcUpsDriver(ProfileDriver):
         wrong = []
         for name, expect in self.selftest.get("expect", {}).items():
             p = self.profile.point(name)
-            raw = words[p.address - start:p.end - start]
+            raw = words[p.address - start : p.end - start]
             got = decode(p, raw)
             if got != expect:
                 raw_hex = " ".join(f"0x{w:04X}" for w in raw)
@@ -161,7 +177,8 @@ class ApcUpsDriver(ProfileDriver):
             self.count("byte_order_failures")
             self.trust_problem = (
                 "byte-order self-test failed: " + "; ".join(wrong) + ". The serial gateway or profile swaps "
-                "bytes or the words of 32-bit values. No values are reported until this passes.")
+                "bytes or the words of 32-bit values. No values are reported until this passes."
+            )
             raise ByteOrderError(self.trust_problem)
         self.trust_problem = None
 
@@ -201,8 +218,10 @@ class ApcUpsDriver(ProfileDriver):
             return self.profile.point(g["delay_point"]), self.profile.point(g["countdown_point"])
         if not table and group == self.outlet.get("default_group", "main_group"):
             return self._outlet_point("delay_point"), self._outlet_point("countdown_point")
-        raise DriverError(f"profile {self.profile.name} has no outlet group '{group}' "
-                          f"(it has {', '.join(self.outlet_groups)})")
+        raise DriverError(
+            f"profile {self.profile.name} has no outlet group '{group}' "
+            f"(it has {', '.join(self.outlet_groups)})"
+        )
 
     def _command_bits(self, key: str, groups: list[str]) -> dict[str, bool]:
         """The command's own bits from the profile, with the target bits of ``groups``."""
@@ -223,8 +242,9 @@ class ApcUpsDriver(ProfileDriver):
             raise DriverError("link closed while a command was running")
         await dev.write_point(p, value)
 
-    async def _shutdown_return(self, delay_s: int | None = None,
-                               groups: dict[str, int] | None = None) -> dict[str, Any]:
+    async def _shutdown_return(
+        self, delay_s: int | None = None, groups: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         """Outlet groups off after their delays, back on when mains returns (power-cycles the load).
 
         ``delay_s`` alone commands the profile's default (main) group; ``groups`` maps each
@@ -240,30 +260,41 @@ class ApcUpsDriver(ProfileDriver):
         points = {}
         for group, delay in groups.items():
             if not isinstance(delay, int) or isinstance(delay, bool) or not 1 <= delay <= 32767:
-                raise DriverError(f"shutdown delay of outlet group '{group}' must be 1..32767 s, not {delay!r}")
+                raise DriverError(
+                    f"shutdown delay of outlet group '{group}' must be 1..32767 s, not {delay!r}"
+                )
             points[group] = self._group_points(group)
         for group, delay in groups.items():
             delay_p = points[group][0]
             await self._write(delay_p, delay)
             got = await self._read_one(delay_p)
             if got != delay:
-                raise CommandNotConfirmed(f"shutdown delay register {delay_p.address} ({group}) reads {got} "
-                                          f"after writing {delay}")
+                raise CommandNotConfirmed(
+                    f"shutdown delay register {delay_p.address} ({group}) reads {got} after writing {delay}"
+                )
         bits = self._command_bits("shutdown_return", list(groups))
         await self._write(self._outlet_point("command_point"), bits)
         result = {}
         for group, delay in groups.items():
-            countdown = await self._await_countdown(points[group][1], lambda c, d=delay: c is not None and 0 <= c <= d)
+            countdown = await self._await_countdown(
+                points[group][1], lambda c, d=delay: c is not None and 0 <= c <= d
+            )
             result[group] = {"delay_s": delay, "countdown_s": countdown}
         first = next(iter(result.values()))
-        return {"countdown_s": first["countdown_s"], "delay_s": first["delay_s"], "groups": result,
-                "command_bits": sorted(bits)}
+        return {
+            "countdown_s": first["countdown_s"],
+            "delay_s": first["delay_s"],
+            "groups": result,
+            "command_bits": sorted(bits),
+        }
 
     async def _cancel(self, groups: list[str] | None = None) -> dict[str, Any]:
         groups = list(groups) if groups else [self.outlet.get("default_group", "main_group")]
         points = {g: self._group_points(g) for g in groups}
         await self._write(self._outlet_point("command_point"), self._command_bits("cancel", groups))
-        result = {g: await self._await_countdown(points[g][1], lambda c: c is not None and c < 0) for g in groups}
+        result = {
+            g: await self._await_countdown(points[g][1], lambda c: c is not None and c < 0) for g in groups
+        }
         return {"countdown_s": result[groups[0]], "groups": result}
 
     async def _await_countdown(self, p: Point, ok: Callable[[Any], bool]) -> Any:
@@ -274,5 +305,6 @@ class ApcUpsDriver(ProfileDriver):
                 return value
             if time.monotonic() > deadline:
                 raise CommandNotConfirmed(
-                    f"UPS countdown (register {p.address}) reads {value} after the command: not confirmed")
+                    f"UPS countdown (register {p.address}) reads {value} after the command: not confirmed"
+                )
             await asyncio.sleep(0.1)

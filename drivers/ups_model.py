@@ -8,20 +8,21 @@ per kind), never a guess.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from suitemon.drivers.base import DriverError
 
 # Power path and mode
-ON_BATTERY = "on_battery"            # the load runs from the battery (mains failed, or a test)
-ONLINE = "online"                    # the load runs from mains through the UPS
-BYPASS = "bypass"                    # the load runs from mains around the UPS: no protection
-INPUT_BAD = "input_bad"              # the UPS judges mains bad (the real power-cut signal)
-CALIBRATING = "calibrating"          # runtime calibration: on battery with mains present
-SELF_TEST = "self_test"              # battery self-test: on battery with mains present
-OUTPUT_OFF = "output_off"            # the UPS has switched its output off
+ON_BATTERY = "on_battery"  # the load runs from the battery (mains failed, or a test)
+ONLINE = "online"  # the load runs from mains through the UPS
+BYPASS = "bypass"  # the load runs from mains around the UPS: no protection
+INPUT_BAD = "input_bad"  # the UPS judges mains bad (the real power-cut signal)
+CALIBRATING = "calibrating"  # runtime calibration: on battery with mains present
+SELF_TEST = "self_test"  # battery self-test: on battery with mains present
+OUTPUT_OFF = "output_off"  # the UPS has switched its output off
 # Battery and load
-SHUTDOWN_IMMINENT = "shutdown_imminent"   # the UPS's own low-battery / forced-shutdown signal
+SHUTDOWN_IMMINENT = "shutdown_imminent"  # the UPS's own low-battery / forced-shutdown signal
 BATTERY_NEEDS_REPLACEMENT = "battery_needs_replacement"
 OVERLOAD = "overload"
 FAULT = "fault"
@@ -32,8 +33,19 @@ INPUT_V = "input_v"
 OUTPUT_V = "output_v"
 OUTLET_COUNTDOWN_S = "outlet_countdown_s"  # the UPS's own turn-off countdown; -1: none running
 
-FLAGS = (ON_BATTERY, ONLINE, BYPASS, INPUT_BAD, CALIBRATING, SELF_TEST, OUTPUT_OFF, SHUTDOWN_IMMINENT,
-         BATTERY_NEEDS_REPLACEMENT, OVERLOAD, FAULT)
+FLAGS = (
+    ON_BATTERY,
+    ONLINE,
+    BYPASS,
+    INPUT_BAD,
+    CALIBRATING,
+    SELF_TEST,
+    OUTPUT_OFF,
+    SHUTDOWN_IMMINENT,
+    BATTERY_NEEDS_REPLACEMENT,
+    OVERLOAD,
+    FAULT,
+)
 NUMBERS = (CHARGE_PCT, RUNTIME_S, LOAD_PCT, INPUT_V, OUTPUT_V, OUTLET_COUNTDOWN_S)
 FIELDS = FLAGS + NUMBERS
 # Without these no rule can decide anything: a reading lacking one is not a reading.

@@ -23,11 +23,18 @@ from suitemon.drivers import ups_model as m
 from suitemon.drivers.base import CommError, DeviceTimeout, Driver, DriverError, Reading
 from suitemon.drivers.config import DeviceConfig
 from suitemon.drivers.nut_protocol import (
-    NutError, NutFrameError, NutStale, name, parse_var, quote, raise_for_error, split_line,
+    NutError,
+    NutFrameError,
+    NutStale,
+    name,
+    parse_var,
+    quote,
+    raise_for_error,
+    split_line,
 )
 
-COUNTDOWN_CONFIRM_S = 3.0   # upsd relays a driver's timer on its next update (pollinterval)
-MAX_VARS = 2000             # a LIST VAR longer than this is not a UPS
+COUNTDOWN_CONFIRM_S = 3.0  # upsd relays a driver's timer on its next update (pollinterval)
+MAX_VARS = 2000  # a LIST VAR longer than this is not a UPS
 
 
 class CommandNotConfirmed(DriverError):
@@ -43,18 +50,27 @@ class Config(DeviceConfig):
     password_file: Path | None = Field(None, description="file holding the upsd password (INSTCMD)")
     tls: Literal["off", "when_offered", "required"] = "when_offered"
     ca_file: Path | None = Field(None, description="CA that signed upsd's certificate; default: system CAs")
-    poll_s: float = Field(2.0, ge=0.05, le=3600)    # upsmon's default POLLFREQ is 5 s; NUT drivers update every 2 s
+    poll_s: float = Field(
+        2.0, ge=0.05, le=3600
+    )  # upsmon's default POLLFREQ is 5 s; NUT drivers update every 2 s
     on_battery_poll_s: float | None = Field(None, ge=0.05, le=3600)
     timeout_s: float = Field(2.0, gt=0, le=60)
     low_runtime_s: float = Field(300, ge=0, description="on battery with this runtime or less: low battery")
-    low_charge_pct: float = Field(25, ge=0, le=100, description="on battery with this charge or less: low battery")
+    low_charge_pct: float = Field(
+        25, ge=0, le=100, description="on battery with this charge or less: low battery"
+    )
     shutdown_command: Literal["shutdown.return", "load.off.delay"] = Field(
-        "shutdown.return", description="instant command of the last shutdown step")
+        "shutdown.return", description="instant command of the last shutdown step"
+    )
     mains_min_v: float = Field(
-        180, ge=0, le=500, description="during a calibration or self-test, input at or below this is a mains loss")
+        180,
+        ge=0,
+        le=500,
+        description="during a calibration or self-test, input at or below this is a mains loss",
+    )
 
     @model_validator(mode="after")
-    def _checks(self) -> "Config":
+    def _checks(self) -> Config:
         if self.password_file is not None and not self.username:
             raise ValueError("password_file needs username")
         if self.on_battery_poll_s is not None and self.on_battery_poll_s > self.poll_s:
@@ -97,13 +113,21 @@ def normalise(vars_: dict[str, str], mains_min_v: float = 180.0) -> dict[str, An
         input_bad = on_battery
     countdown = _number(vars_, "ups.timer.shutdown")
     return {
-        m.ON_BATTERY: on_battery, m.ONLINE: "OL" in flags, m.BYPASS: "BYPASS" in flags,
-        m.INPUT_BAD: input_bad, m.CALIBRATING: calibrating, m.SELF_TEST: self_test,
+        m.ON_BATTERY: on_battery,
+        m.ONLINE: "OL" in flags,
+        m.BYPASS: "BYPASS" in flags,
+        m.INPUT_BAD: input_bad,
+        m.CALIBRATING: calibrating,
+        m.SELF_TEST: self_test,
         m.OUTPUT_OFF: "OFF" in flags,
         m.SHUTDOWN_IMMINENT: "LB" in flags or "FSD" in flags,
-        m.BATTERY_NEEDS_REPLACEMENT: "RB" in flags, m.OVERLOAD: "OVER" in flags,
-        m.CHARGE_PCT: _number(vars_, "battery.charge"), m.RUNTIME_S: _number(vars_, "battery.runtime"),
-        m.LOAD_PCT: _number(vars_, "ups.load"), m.INPUT_V: input_v, m.OUTPUT_V: _number(vars_, "output.voltage"),
+        m.BATTERY_NEEDS_REPLACEMENT: "RB" in flags,
+        m.OVERLOAD: "OVER" in flags,
+        m.CHARGE_PCT: _number(vars_, "battery.charge"),
+        m.RUNTIME_S: _number(vars_, "battery.runtime"),
+        m.LOAD_PCT: _number(vars_, "ups.load"),
+        m.INPUT_V: input_v,
+        m.OUTPUT_V: _number(vars_, "output.voltage"),
         m.OUTLET_COUNTDOWN_S: None if countdown is None else int(countdown),
         "nut_status": " ".join(status),
     }
@@ -124,7 +148,9 @@ class NutClient:
             async with asyncio.timeout(self.timeout):
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=8192)
         except TimeoutError:
-            raise DeviceTimeout(f"upsd {self.host}:{self.port} did not accept within {self.timeout:g} s") from None
+            raise DeviceTimeout(
+                f"upsd {self.host}:{self.port} did not accept within {self.timeout:g} s"
+            ) from None
         except OSError as err:
             raise CommError(f"upsd {self.host}:{self.port}: {err.strerror or err}") from None
         if tls == "off":
@@ -166,7 +192,9 @@ class NutClient:
             async with asyncio.timeout(self.timeout):
                 raw = await self.reader.readline()
         except TimeoutError:
-            raise DeviceTimeout(f"upsd did not answer {what.split(' ')[0]} within {self.timeout:g} s") from None
+            raise DeviceTimeout(
+                f"upsd did not answer {what.split(' ')[0]} within {self.timeout:g} s"
+            ) from None
         except ValueError:  # the stream's limit: a line without end
             raise NutFrameError("upsd answer line exceeds 8 KiB") from None
         except OSError as err:
@@ -257,8 +285,10 @@ class NutUpsDriver(Driver):
 
     async def _ready(self) -> NutClient:
         if not self.config.username or self.config.password_file is None:
-            raise DriverError(f"{self.device_id}: INSTCMD needs username and password_file (an upsd user "
-                              "with instcmds for this UPS)")
+            raise DriverError(
+                f"{self.device_id}: INSTCMD needs username and password_file (an upsd user "
+                "with instcmds for this UPS)"
+            )
         if not self.is_open or self.client is None:
             await self.open()
         assert self.client is not None
@@ -290,13 +320,16 @@ class NutUpsDriver(Driver):
                 return "pending"
             await asyncio.sleep(0.2)
 
-    async def _shutdown_return(self, delay_s: int | None = None,
-                               groups: dict[str, int] | None = None) -> dict[str, Any]:
+    async def _shutdown_return(
+        self, delay_s: int | None = None, groups: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         if groups is not None:
             # NUT names outlets outlet.N; the sequencer's outlet groups are APC's. Only the whole UPS here.
             if delay_s is not None or set(groups) != {"main_group"}:
-                raise DriverError(f"{self.device_id}: a NUT UPS is commanded as a whole (main_group); "
-                                  f"outlet groups {sorted(groups)} are not supported")
+                raise DriverError(
+                    f"{self.device_id}: a NUT UPS is commanded as a whole (main_group); "
+                    f"outlet groups {sorted(groups)} are not supported"
+                )
             delay_s = groups["main_group"]
         if not isinstance(delay_s, int) or isinstance(delay_s, bool) or not 1 <= delay_s <= 32767:
             raise DriverError(f"shutdown delay must be 1..32767 s, not {delay_s!r}")
@@ -310,7 +343,8 @@ class NutUpsDriver(Driver):
         countdown = await self._await_countdown(delay_s)
         if countdown is None and done["tracking"] != "success":
             raise CommandNotConfirmed(
-                f"upsd took {cmd} but neither a command tracking result nor ups.timer.shutdown confirms it")
+                f"upsd took {cmd} but neither a command tracking result nor ups.timer.shutdown confirms it"
+            )
         return {**done, "delay_s": delay_s, "countdown_s": countdown}
 
     async def _set_delay(self, delay_s: int) -> None:
@@ -331,7 +365,9 @@ class NutUpsDriver(Driver):
             if value is not None and 0 <= value <= delay_s:
                 return int(value)
             if time.monotonic() > deadline:
-                raise CommandNotConfirmed(f"ups.timer.shutdown reads {value} after the command: not confirmed")
+                raise CommandNotConfirmed(
+                    f"ups.timer.shutdown reads {value} after the command: not confirmed"
+                )
             await asyncio.sleep(0.2)
 
     async def _close(self) -> None:

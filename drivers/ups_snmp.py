@@ -19,34 +19,56 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from suitemon.drivers import ups_model as m
-from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, Driver, DriverError, FrameError, Reading
+from suitemon.drivers.base import (
+    CommError,
+    DeviceException,
+    DeviceTimeout,
+    Driver,
+    DriverError,
+    FrameError,
+    Reading,
+)
 from suitemon.drivers.config import DeviceConfig
 
 UPS = "1.3.6.1.2.1.33.1."
 OID = {
-    "battery_status": UPS + "2.1.0",        # 1 unknown 2 normal 3 low 4 depleted
+    "battery_status": UPS + "2.1.0",  # 1 unknown 2 normal 3 low 4 depleted
     "seconds_on_battery": UPS + "2.2.0",
     "minutes_remaining": UPS + "2.3.0",
     "charge_pct": UPS + "2.4.0",
-    "input_v": UPS + "3.3.1.3.1",           # upsInputVoltage, line 1
-    "output_source": UPS + "4.1.0",         # 1 other 2 none 3 normal 4 bypass 5 battery 6 booster 7 reducer
-    "output_v": UPS + "4.4.1.2.1",          # upsOutputVoltage, line 1
-    "load_pct": UPS + "4.4.1.5.1",          # upsOutputPercentLoad, line 1
+    "input_v": UPS + "3.3.1.3.1",  # upsInputVoltage, line 1
+    "output_source": UPS + "4.1.0",  # 1 other 2 none 3 normal 4 bypass 5 battery 6 booster 7 reducer
+    "output_v": UPS + "4.4.1.2.1",  # upsOutputVoltage, line 1
+    "load_pct": UPS + "4.4.1.5.1",  # upsOutputPercentLoad, line 1
     "alarms_present": UPS + "6.1.0",
-    "test_summary": UPS + "7.3.0",          # 5 inProgress
-    "test_id": UPS + "7.1.0",               # OID of the test run: upsTestDeepBatteryCalibration = calibration
+    "test_summary": UPS + "7.3.0",  # 5 inProgress
+    "test_id": UPS + "7.1.0",  # OID of the test run: upsTestDeepBatteryCalibration = calibration
     "shutdown_after_delay": UPS + "8.2.0",  # -1: no countdown
 }
-AUTO_RESTART = UPS + "8.5.0"                # 1 on, 2 off
-ALARM_DESCR = UPS + "6.2.1.2"               # upsAlarmDescr column: values are well-known alarm OIDs
-ALARMS = {1: "battery_bad", 2: "on_battery", 3: "low_battery", 4: "depleted_battery", 6: "input_bad", 8: "overload", 9: "on_bypass", 14: "output_off",
-          15: "system_off", 18: "general_fault", 22: "shutdown_pending", 23: "shutdown_imminent",
-          24: "test_in_progress"}
-APC_CONSERVE_BATTERY = "1.3.6.1.4.1.318.1.1.1.6.1.1.0"  # PowerNet upsBasicControlConserveBattery: 2 = off, return on mains
-APC_OUTPUT_STATUS = "1.3.6.1.4.1.318.1.1.1.4.1.1.0"     # PowerNet upsBasicOutputStatus
-APC_SLEEPING = {5, 11}                                   # timedSleeping, sleepingUntilPowerReturn
+AUTO_RESTART = UPS + "8.5.0"  # 1 on, 2 off
+ALARM_DESCR = UPS + "6.2.1.2"  # upsAlarmDescr column: values are well-known alarm OIDs
+ALARMS = {
+    1: "battery_bad",
+    2: "on_battery",
+    3: "low_battery",
+    4: "depleted_battery",
+    6: "input_bad",
+    8: "overload",
+    9: "on_bypass",
+    14: "output_off",
+    15: "system_off",
+    18: "general_fault",
+    22: "shutdown_pending",
+    23: "shutdown_imminent",
+    24: "test_in_progress",
+}
+APC_CONSERVE_BATTERY = (
+    "1.3.6.1.4.1.318.1.1.1.6.1.1.0"  # PowerNet upsBasicControlConserveBattery: 2 = off, return on mains
+)
+APC_OUTPUT_STATUS = "1.3.6.1.4.1.318.1.1.1.4.1.1.0"  # PowerNet upsBasicOutputStatus
+APC_SLEEPING = {5, 11}  # timedSleeping, sleepingUntilPowerReturn
 REQUIRED = ("battery_status", "output_source")
-CALIBRATION_TEST = UPS + "7.7.5"            # upsTestDeepBatteryCalibration (RFC 1628 upsWellKnownTests)
+CALIBRATION_TEST = UPS + "7.7.5"  # upsTestDeepBatteryCalibration (RFC 1628 upsWellKnownTests)
 COUNTDOWN_CONFIRM_S = 2.0  # an agent relays the UPS's countdown on its next update
 
 
@@ -59,7 +81,9 @@ class Config(DeviceConfig):
     host: str = "127.0.0.1"
     port: int = Field(161, ge=1, le=65535)
     version: Literal["2c", "3"] = "3"
-    community: str | None = Field(None, min_length=1, max_length=64, description="v2c only (read-only community)")
+    community: str | None = Field(
+        None, min_length=1, max_length=64, description="v2c only (read-only community)"
+    )
     user: str | None = Field(None, min_length=1, max_length=32, description="v3 USM user (authPriv)")
     auth_protocol: Literal["SHA", "SHA256", "SHA512"] = "SHA"
     auth_password_file: Path | None = None
@@ -70,17 +94,23 @@ class Config(DeviceConfig):
     on_battery_poll_s: float | None = Field(None, ge=0.05, le=3600)
     timeout_s: float = Field(1.0, gt=0, le=60)
     low_runtime_s: float = Field(300, ge=0, description="on battery with this runtime or less: low battery")
-    low_charge_pct: float = Field(25, ge=0, le=100, description="on battery with this charge or less: low battery")
-    mains_min_v: float = Field(180, ge=0, le=500, description="during a test, input at or below this is a mains loss")
+    low_charge_pct: float = Field(
+        25, ge=0, le=100, description="on battery with this charge or less: low battery"
+    )
+    mains_min_v: float = Field(
+        180, ge=0, le=500, description="during a test, input at or below this is a mains loss"
+    )
 
     @model_validator(mode="after")
-    def _credentials(self) -> "Config":
+    def _credentials(self) -> Config:
         if self.version == "2c":
             if not self.community or self.user:
                 raise ValueError("version '2c' needs community (and no user)")
         elif not (self.user and self.auth_password_file and self.priv_password_file) or self.community:
-            raise ValueError("version '3' needs user, auth_password_file and priv_password_file "
-                             "(authPriv only), and no community")
+            raise ValueError(
+                "version '3' needs user, auth_password_file and priv_password_file "
+                "(authPriv only), and no community"
+            )
         if self.on_battery_poll_s is not None and self.on_battery_poll_s > self.poll_s:
             raise ValueError("on_battery_poll_s must not be longer than poll_s (poll faster on battery)")
         return self
@@ -90,7 +120,9 @@ class Config(DeviceConfig):
         return self.on_battery_poll_s if self.on_battery_poll_s is not None else min(1.0, self.poll_s)
 
 
-def normalise(raw: dict[str, int | str | None], alarms: set[str], mains_min_v: float = 180.0) -> dict[str, Any]:
+def normalise(
+    raw: dict[str, int | str | None], alarms: set[str], mains_min_v: float = 180.0
+) -> dict[str, Any]:
     """UPS-MIB values (None: the agent has no such object) -> the shared UPS model."""
     missing = [k for k in REQUIRED if raw.get(k) is None]
     if missing:
@@ -109,11 +141,17 @@ def normalise(raw: dict[str, int | str | None], alarms: set[str], mains_min_v: f
     minutes = raw.get("minutes_remaining")
     countdown = raw.get("shutdown_after_delay")
     return {
-        m.ON_BATTERY: on_battery, m.ONLINE: source == 3, m.BYPASS: source == 4 or "on_bypass" in alarms,
-        m.INPUT_BAD: input_bad, m.CALIBRATING: calibrating, m.SELF_TEST: testing and not calibrating,
+        m.ON_BATTERY: on_battery,
+        m.ONLINE: source == 3,
+        m.BYPASS: source == 4 or "on_bypass" in alarms,
+        m.INPUT_BAD: input_bad,
+        m.CALIBRATING: calibrating,
+        m.SELF_TEST: testing and not calibrating,
         m.OUTPUT_OFF: source == 2 or "output_off" in alarms or "system_off" in alarms,
-        m.SHUTDOWN_IMMINENT: battery in (3, 4) or bool(alarms & {"low_battery", "depleted_battery", "shutdown_imminent"}),
-        m.BATTERY_NEEDS_REPLACEMENT: "battery_bad" in alarms, m.OVERLOAD: "overload" in alarms,
+        m.SHUTDOWN_IMMINENT: battery in (3, 4)
+        or bool(alarms & {"low_battery", "depleted_battery", "shutdown_imminent"}),
+        m.BATTERY_NEEDS_REPLACEMENT: "battery_bad" in alarms,
+        m.OVERLOAD: "overload" in alarms,
         m.FAULT: "general_fault" in alarms,
         m.CHARGE_PCT: None if raw.get("charge_pct") is None else float(raw["charge_pct"]),
         m.RUNTIME_S: None if minutes is None else float(minutes * 60),
@@ -143,28 +181,40 @@ class SnmpUpsDriver(Driver):
 
     async def _open(self) -> None:
         from pysnmp.hlapi.v3arch import asyncio as snmp
+
         c = self.config
         if c.version == "2c":
             auth = snmp.CommunityData(c.community, mpModel=1)
         else:
             assert c.auth_password_file and c.priv_password_file
             auth = snmp.UsmUserData(
-                c.user, c.auth_password_file.read_text().strip(), c.priv_password_file.read_text().strip(),
-                authProtocol={"SHA": snmp.usmHMACSHAAuthProtocol, "SHA256": snmp.usmHMAC192SHA256AuthProtocol,
-                              "SHA512": snmp.usmHMAC384SHA512AuthProtocol}[c.auth_protocol],
-                privProtocol={"AES": snmp.usmAesCfb128Protocol, "AES256": snmp.usmAesCfb256Protocol}[c.priv_protocol])
+                c.user,
+                c.auth_password_file.read_text().strip(),
+                c.priv_password_file.read_text().strip(),
+                authProtocol={
+                    "SHA": snmp.usmHMACSHAAuthProtocol,
+                    "SHA256": snmp.usmHMAC192SHA256AuthProtocol,
+                    "SHA512": snmp.usmHMAC384SHA512AuthProtocol,
+                }[c.auth_protocol],
+                privProtocol={"AES": snmp.usmAesCfb128Protocol, "AES256": snmp.usmAesCfb256Protocol}[
+                    c.priv_protocol
+                ],
+            )
         self.engine = snmp.SnmpEngine()
         self.auth = auth
         try:
             # Retries are the device runner's business (comm_loss_after): one try per poll.
-            self.target = await snmp.UdpTransportTarget.create((c.host, c.port), timeout=c.timeout_s, retries=0)
+            self.target = await snmp.UdpTransportTarget.create(
+                (c.host, c.port), timeout=c.timeout_s, retries=0
+            )
         except Exception as err:  # pysnmp raises its own errors for an unresolvable host
             raise CommError(f"SNMP agent {c.host}:{c.port}: {err}") from err
 
     async def _get(self, oids: list[str]) -> dict[str, int | str | None]:
-        from pysnmp.hlapi.v3arch import asyncio as snmp
         from pyasn1.type.univ import ObjectIdentifier
+        from pysnmp.hlapi.v3arch import asyncio as snmp
         from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
+
         if self.engine is None:
             raise DriverError("poll() before open()")
         key = tuple(oids)
@@ -174,7 +224,8 @@ class SnmpUpsDriver(Driver):
             # same objects skips that on every later poll (about 60 % of a poll's CPU).
             request = self._requests[key] = tuple(snmp.ObjectType(snmp.ObjectIdentity(o)) for o in oids)
         err_ind, err_stat, err_idx, binds = await snmp.get_cmd(
-            self.engine, self.auth, self.target, snmp.ContextData(), *request, lookupMib=False)
+            self.engine, self.auth, self.target, snmp.ContextData(), *request, lookupMib=False
+        )
         self._raise(err_ind, err_stat, "GET")
         out: dict[str, int | str | None] = {}
         for oid, (name, value) in zip(oids, binds):
@@ -194,8 +245,10 @@ class SnmpUpsDriver(Driver):
         if err_ind:
             text = str(err_ind)
             if "timeout" in text.lower() or "no snmp response" in text.lower():
-                raise DeviceTimeout(f"SNMP agent {self.config.host}:{self.config.port}: no answer to {what} "
-                                    f"within {self.config.timeout_s:g} s")
+                raise DeviceTimeout(
+                    f"SNMP agent {self.config.host}:{self.config.port}: no answer to {what} "
+                    f"within {self.config.timeout_s:g} s"
+                )
             raise CommError(f"SNMP {what}: {text}")
         if err_stat:
             raise DeviceException(f"SNMP agent refused {what}: {err_stat.prettyPrint()}", int(err_stat))
@@ -203,10 +256,17 @@ class SnmpUpsDriver(Driver):
     async def _alarms(self) -> set[str]:
         """Walk upsAlarmDescr: each row's value is a well-known alarm OID."""
         from pysnmp.hlapi.v3arch import asyncio as snmp
+
         found: set[str] = set()
         async for err_ind, err_stat, _, binds in snmp.walk_cmd(
-                self.engine, self.auth, self.target, snmp.ContextData(),
-                snmp.ObjectType(snmp.ObjectIdentity(ALARM_DESCR)), lexicographicMode=False, lookupMib=False):
+            self.engine,
+            self.auth,
+            self.target,
+            snmp.ContextData(),
+            snmp.ObjectType(snmp.ObjectIdentity(ALARM_DESCR)),
+            lexicographicMode=False,
+            lookupMib=False,
+        ):
             self._raise(err_ind, err_stat, "walk of upsAlarmTable")
             for _, value in binds:
                 parts = str(value).rsplit(".", 1)
@@ -230,11 +290,17 @@ class SnmpUpsDriver(Driver):
     async def _set(self, oid: str, value: int) -> None:
         from pysnmp.hlapi.v3arch import asyncio as snmp
         from pysnmp.proto.rfc1902 import Integer
+
         if not self.is_open:
             await self.open()
         err_ind, err_stat, _, _ = await snmp.set_cmd(
-            self.engine, self.auth, self.target, snmp.ContextData(),
-            snmp.ObjectType(snmp.ObjectIdentity(oid), Integer(value)), lookupMib=False)
+            self.engine,
+            self.auth,
+            self.target,
+            snmp.ContextData(),
+            snmp.ObjectType(snmp.ObjectIdentity(oid), Integer(value)),
+            lookupMib=False,
+        )
         self._raise(err_ind, err_stat, f"SET {oid}")
 
     async def command(self, name: str, **args: Any) -> Any:
@@ -245,12 +311,15 @@ class SnmpUpsDriver(Driver):
             return {"countdown_s": -1}
         return await super().command(name, **args)
 
-    async def _shutdown_return(self, delay_s: int | None = None,
-                               groups: dict[str, int] | None = None) -> dict[str, Any]:
+    async def _shutdown_return(
+        self, delay_s: int | None = None, groups: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         if groups is not None:
             if delay_s is not None or set(groups) != {"main_group"}:
-                raise DriverError(f"{self.device_id}: an SNMP UPS is commanded as a whole (main_group); "
-                                  f"outlet groups {sorted(groups)} are not supported")
+                raise DriverError(
+                    f"{self.device_id}: an SNMP UPS is commanded as a whole (main_group); "
+                    f"outlet groups {sorted(groups)} are not supported"
+                )
             delay_s = groups["main_group"]
         if not isinstance(delay_s, int) or isinstance(delay_s, bool) or not 1 <= delay_s <= 32767:
             raise DriverError(f"shutdown delay must be 1..32767 s, not {delay_s!r}")
@@ -259,8 +328,10 @@ class SnmpUpsDriver(Driver):
             await self._set(APC_CONSERVE_BATTERY, 2)
             status = (await self._get([APC_OUTPUT_STATUS]))[APC_OUTPUT_STATUS]
             if status not in APC_SLEEPING:
-                raise CommandNotConfirmed(f"upsBasicOutputStatus reads {status} after conserve-battery: "
-                                          "the UPS is not sleeping until power returns")
+                raise CommandNotConfirmed(
+                    f"upsBasicOutputStatus reads {status} after conserve-battery: "
+                    "the UPS is not sleeping until power returns"
+                )
             return {"command": "upsBasicControlConserveBattery", "delay_s": delay_s, "countdown_s": None}
         await self._set(AUTO_RESTART, 1)
         await self._set(OID["shutdown_after_delay"], delay_s)
@@ -270,7 +341,9 @@ class SnmpUpsDriver(Driver):
             if got is not None and 0 <= got <= delay_s:
                 return {"command": "upsShutdownAfterDelay", "delay_s": delay_s, "countdown_s": got}
             if time.monotonic() > deadline:
-                raise CommandNotConfirmed(f"upsShutdownAfterDelay reads {got} after setting {delay_s}: not confirmed")
+                raise CommandNotConfirmed(
+                    f"upsShutdownAfterDelay reads {got} after setting {delay_s}: not confirmed"
+                )
             await asyncio.sleep(0.1)
 
     async def _close(self) -> None:
@@ -278,5 +351,5 @@ class SnmpUpsDriver(Driver):
         if engine is not None:
             try:
                 engine.close_dispatcher()
-            except Exception:  # noqa: BLE001 - a dispatcher already closed is fine
+            except Exception:
                 pass

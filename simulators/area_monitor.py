@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from suitemon.drivers.area_monitor_modbus import monitor_profile
 from suitemon.drivers.radiation import DOSE_UNIT_FACTORS, UNIT_FACTORS
-
 from suitemon.simulators.base import ModbusSimulator
 from suitemon.simulators.radiation_model import AreaModel
 
@@ -30,13 +29,20 @@ class AreaMonitorSimulator(ModbusSimulator):
         s = self.model.sample()
         rate_unit = self.profile.point("dose_rate").unit
         values: dict = {"dose_rate": s.rate_usv_h / UNIT_FACTORS[rate_unit]}
-        flags = {"over_range": s.over_range, "detector_fault": s.fault, "hv_fault": False,
-                 "alarm_high": s.high_alarm, "alarm_low": s.low_alarm}
+        flags = {
+            "over_range": s.over_range,
+            "detector_fault": s.fault,
+            "hv_fault": False,
+            "alarm_high": s.high_alarm,
+            "alarm_low": s.low_alarm,
+        }
         for p in self.profile.points:
             if p.bits:
                 values[p.name] = {k: v for k, v in flags.items() if k in p.bits}
             elif p.type == "bool" and p.name in flags:
                 values[p.name] = flags[p.name]
         if "integrated_dose" in self._names:
-            values["integrated_dose"] = self.model.dose_usv / DOSE_UNIT_FACTORS[self.profile.point("integrated_dose").unit]
+            values["integrated_dose"] = (
+                self.model.dose_usv / DOSE_UNIT_FACTORS[self.profile.point("integrated_dose").unit]
+            )
         self.set_point(**values)

@@ -9,11 +9,11 @@ argument is an error the caller sees.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from suitemon.drivers.profile import BIT_TABLES, Profile, encode, load_profile
-
-from suitemon.simulators.modbus_server import Faults, ModbusError, ILLEGAL_ADDRESS, Unit
+from suitemon.simulators.modbus_server import ILLEGAL_ADDRESS, Faults, ModbusError, Unit
 
 Action = Callable[..., Any | Awaitable[Any]]
 
@@ -36,7 +36,9 @@ class Simulator:
     async def control(self, action: str, args: dict[str, Any] | None = None) -> Any:
         fn = self.actions.get(action)
         if fn is None:
-            raise SimError(f"{self.device_id}: unknown action '{action}'; known: {', '.join(sorted(self.actions))}")
+            raise SimError(
+                f"{self.device_id}: unknown action '{action}'; known: {', '.join(sorted(self.actions))}"
+            )
         try:
             result = fn(**(args or {}))
         except TypeError as err:
@@ -101,10 +103,17 @@ class ModbusSimulator(Simulator):
         if self.profile is not None:
             for p in self.profile.points:
                 self.store.define(p.table, p.address, p.count, writable=p.writable)
-        self.actions.update({
-            "fault": self.set_fault, "clear": self.clear_faults, "unplug": self.unplug,
-            "plug": self.plug, "set": self.set_point, "get": self.get_points, "noise": self.noise,
-        })
+        self.actions.update(
+            {
+                "fault": self.set_fault,
+                "clear": self.clear_faults,
+                "unplug": self.unplug,
+                "plug": self.plug,
+                "set": self.set_point,
+                "get": self.get_points,
+                "noise": self.noise,
+            }
+        )
 
     def update(self) -> None:
         """Advance the device model before an answer (physics, timers). Override."""
@@ -121,6 +130,7 @@ class ModbusSimulator(Simulator):
 
     def get_points(self) -> dict[str, Any]:
         from suitemon.drivers.profile import decode
+
         assert self.profile is not None
         out = {}
         for p in self.profile.points:
@@ -151,6 +161,7 @@ class ModbusSimulator(Simulator):
 
     def noise(self, count: int = 16) -> str:
         import os as _os
+
         if hasattr(self.endpoint, "write_raw"):
             self.endpoint.write_raw(_os.urandom(count))
         return f"{count} bytes of noise"

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from suitemon.drivers.io_module import IoProfile, load_io_profile
-
 from suitemon.simulators.base import ModbusSimulator, SimError, Simulator
 from suitemon.simulators.modbus_server import ILLEGAL_ADDRESS, Faults, ModbusError, Unit
 
@@ -78,14 +77,24 @@ class CallBellSimulator(ModbusSimulator):
         self.unit = Unit(self.store, self.faults)
         self.endpoint = None
         self._releases: dict[int, asyncio.TimerHandle] = {}
-        self.actions.update({
-            "fault": self.set_fault, "clear": self.clear_faults, "unplug": self.unplug,
-            "plug": self.plug, "noise": self.noise,
-            "press": self.press, "hold": self.hold, "release": self.release,
-            "stick": self.stick, "unstick": self.unstick,
-            "jam_lamp": self.jam_lamp, "unjam_lamp": self.unjam_lamp,
-            "get": self.get, "lamps": self.lamps,
-        })
+        self.actions.update(
+            {
+                "fault": self.set_fault,
+                "clear": self.clear_faults,
+                "unplug": self.unplug,
+                "plug": self.plug,
+                "noise": self.noise,
+                "press": self.press,
+                "hold": self.hold,
+                "release": self.release,
+                "stick": self.stick,
+                "unstick": self.unstick,
+                "jam_lamp": self.jam_lamp,
+                "unjam_lamp": self.unjam_lamp,
+                "get": self.get,
+                "lamps": self.lamps,
+            }
+        )
 
     # -- addressing ----------------------------------------------------------
     def _input(self, room: str | None, button: str, input: int | None) -> int:
@@ -98,7 +107,9 @@ class CallBellSimulator(ModbusSimulator):
             raise SimError(f"{self.device_id}: no room '{room}'; have: {', '.join(self.cfg.rooms)}")
         n = r.inputs().get(button)
         if n is None:
-            raise SimError(f"{self.device_id}: room '{room}' has no '{button}' input; has: {', '.join(r.inputs())}")
+            raise SimError(
+                f"{self.device_id}: room '{room}' has no '{button}' input; has: {', '.join(r.inputs())}"
+            )
         return n
 
     def _coil(self, room: str | None, lamp: str, coil: int | None) -> int:
@@ -118,8 +129,9 @@ class CallBellSimulator(ModbusSimulator):
         if h is not None:
             h.cancel()
 
-    def press(self, room: str | None = None, button: str = "call", input: int | None = None,
-              hold_s: float = 0.2) -> dict[str, Any]:
+    def press(
+        self, room: str | None = None, button: str = "call", input: int | None = None, hold_s: float = 0.2
+    ) -> dict[str, Any]:
         """A press of hold_s seconds (as short as you like: a latching module still shows it)."""
         if not isinstance(hold_s, (int, float)) or not 0 <= hold_s <= 3600:
             raise SimError(f"{self.device_id}: hold_s must be 0..3600 s")
@@ -141,27 +153,33 @@ class CallBellSimulator(ModbusSimulator):
         self._releases.pop(i, None)
         self.store.set_input(i, False)
 
-    def release(self, room: str | None = None, button: str = "call", input: int | None = None) -> dict[str, Any]:
+    def release(
+        self, room: str | None = None, button: str = "call", input: int | None = None
+    ) -> dict[str, Any]:
         i = self._input(room, button, input)
         self._cancel_release(i)
         self.store.set_input(i, False)
         return {"input": i, "released_at": time.time()}
 
     # -- faults --------------------------------------------------------------
-    def stick(self, room: str | None = None, button: str = "call", input: int | None = None,
-              level: bool = True) -> dict[str, Any]:
+    def stick(
+        self, room: str | None = None, button: str = "call", input: int | None = None, level: bool = True
+    ) -> dict[str, Any]:
         """The input reads ``level`` whatever anyone does (a jammed button, a shorted cable)."""
         i = self._input(room, button, input)
         self.store.stuck[i] = 1 if level else 0
         return {"input": i, "stuck": bool(level)}
 
-    def unstick(self, room: str | None = None, button: str = "call", input: int | None = None) -> dict[str, Any]:
+    def unstick(
+        self, room: str | None = None, button: str = "call", input: int | None = None
+    ) -> dict[str, Any]:
         i = self._input(room, button, input)
         self.store.stuck.pop(i, None)
         return {"input": i, "stuck": None}
 
-    def jam_lamp(self, room: str | None = None, lamp: str = "door_lamp", coil: int | None = None,
-                 value: bool = False) -> dict[str, Any]:
+    def jam_lamp(
+        self, room: str | None = None, lamp: str = "door_lamp", coil: int | None = None, value: bool = False
+    ) -> dict[str, Any]:
         """The coil answers writes but reads back ``value`` (failed relay or lamp driver)."""
         c = self._coil(room, lamp, coil)
         self.store.jammed[c] = 1 if value else 0
@@ -187,10 +205,19 @@ class CallBellSimulator(ModbusSimulator):
     def get(self) -> dict[str, Any]:
         s = self.store
         return {
-            "inputs": list(s.level), "latched": list(s.latched), "stuck": dict(s.stuck),
-            "coils": list(s.coils), "jammed": dict(s.jammed), "latching": self.io.latching,
-            "input_reads": s.input_reads, "coil_writes": s.coil_writes,
-            "rooms": {rid: {**{b: bool(s.stuck.get(n, s.level[n])) for b, n in r.inputs().items()},
-                            **{lamp: bool(s.jammed.get(n, s.coils[n])) for lamp, n in r.lamps().items()}}
-                      for rid, r in self.cfg.rooms.items()},
+            "inputs": list(s.level),
+            "latched": list(s.latched),
+            "stuck": dict(s.stuck),
+            "coils": list(s.coils),
+            "jammed": dict(s.jammed),
+            "latching": self.io.latching,
+            "input_reads": s.input_reads,
+            "coil_writes": s.coil_writes,
+            "rooms": {
+                rid: {
+                    **{b: bool(s.stuck.get(n, s.level[n])) for b, n in r.inputs().items()},
+                    **{lamp: bool(s.jammed.get(n, s.coils[n])) for lamp, n in r.lamps().items()},
+                }
+                for rid, r in self.cfg.rooms.items()
+            },
         }

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -43,7 +43,7 @@ IMPLEMENTATION_UID = "1.2.826.0.1.3680043.9.7433.2"
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class StudySpec:
         """The Irradiation Event UID of exposure i: the same in every report that repeats it."""
         return generate_uid(entropy_srcs=[self.study_uid, "irradiation-event", str(i)])
 
-    def with_(self, **kw) -> "StudySpec":
+    def with_(self, **kw) -> StudySpec:
         return replace(self, **kw)
 
 
@@ -220,7 +220,9 @@ def _dt_str(dt: datetime, spec: StudySpec) -> str:
 
 
 # -- the common modules -------------------------------------------------------------------------
-def _base(spec: StudySpec, sop_class: str, modality: str, series_uid: str, series_no: int, number: int) -> Dataset:
+def _base(
+    spec: StudySpec, sop_class: str, modality: str, series_uid: str, series_no: int, number: int
+) -> Dataset:
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = sop_class
@@ -296,8 +298,13 @@ def ct_slice(spec: StudySpec, series_uid: str, i: int, enhanced: bool = False) -
 def _tracers(spec: StudySpec) -> list[TracerSpec]:
     header_mbq = spec.activity_mbq if spec.header_activity_mbq is None else spec.header_activity_mbq
     start = spec.when_injected() + timedelta(minutes=spec.header_start_shift_min)
-    first = TracerSpec(spec.nuclide, "Fludeoxyglucose" if spec.nuclide == "F-18" else spec.nuclide, header_mbq,
-                       start, spec.half_life_s)
+    first = TracerSpec(
+        spec.nuclide,
+        "Fludeoxyglucose" if spec.nuclide == "F-18" else spec.nuclide,
+        header_mbq,
+        start,
+        spec.half_life_s,
+    )
     return [first, *spec.extra_tracers]
 
 
@@ -326,7 +333,9 @@ def pet_slice(spec: StudySpec, series_uid: str, i: int, frames: int = 1) -> Data
     ds.DecayCorrection = "START"
     ds.CorrectedImage = ["DECY", "ATTN", "SCAT"]
     ds.SeriesType = ["WHOLE BODY", "IMAGE"]
-    ds.RadiopharmaceuticalInformationSequence = Sequence([_rp_info(spec, c, enhanced, t) for t in _tracers(spec)])
+    ds.RadiopharmaceuticalInformationSequence = Sequence(
+        [_rp_info(spec, c, enhanced, t) for t in _tracers(spec)]
+    )
     if not enhanced:
         ds.ImagePositionPatient = [-350.0, -350.0, -4.0 * i]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -336,7 +345,9 @@ def pet_slice(spec: StudySpec, series_uid: str, i: int, frames: int = 1) -> Data
     return _file_meta(ds)
 
 
-def _sr_root(spec: StudySpec, sop_class: str, concept: Dataset, template: str, children: list[Dataset]) -> Dataset:
+def _sr_root(
+    spec: StudySpec, sop_class: str, concept: Dataset, template: str, children: list[Dataset]
+) -> Dataset:
     ds = _base(spec, sop_class, "SR", generate_uid(), 99, 1)
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = Sequence([concept])
@@ -357,34 +368,82 @@ def ct_dose_report(spec: StudySpec, sop_class: str | None = None, upto: int | No
     events = []
     exposures = spec.exposures[:upto]
     for i, e in enumerate(exposures):
-        acq = c.alt("spiral", "Spiral Acquisition") if e.acquisition_type == "spiral" else \
-            c.code(*_ACQ[e.acquisition_type], e.acquisition_type.replace("_", " ").title() + " Acquisition")
+        acq = (
+            c.alt("spiral", "Spiral Acquisition")
+            if e.acquisition_type == "spiral"
+            else c.code(
+                *_ACQ[e.acquisition_type], e.acquisition_type.replace("_", " ").title() + " Acquisition"
+            )
+        )
         uid = _item("CONTAINS", "UIDREF", c.code("113769", "DCM", "Irradiation Event UID"))
         uid.UID = spec.event_uid(i)
         proto = _item("CONTAINS", "TEXT", c.code("125203", "DCM", "Acquisition Protocol"))
         proto.TextValue = e.protocol or spec.protocol
-        params = _container("CONTAINS", c.code("113822", "DCM", "CT Acquisition Parameters"), [
-            _num(c, c.code("113824", "DCM", "Exposure Time"), 4.2, "s", "second"),
-        ])
-        dose = _container("CONTAINS", c.code("113829", "DCM", "CT Dose"), [
-            _num(c, c.code("113830", "DCM", "Mean CTDIvol"), e.ctdivol_mgy, "mGy", "mGy"),
-            _coded("CONTAINS", c.code("113835", "DCM", "CTDIw Phantom Type"),
-                   c.code(*_PHANTOM[e.phantom], f"IEC {e.phantom.title()} Dosimetry Phantom")),
-            _num(c, c.code("113838", "DCM", "DLP"), e.dlp_mgycm, spec.dlp_unit, "mGy.cm"),
-        ])
-        events.append(_container("CONTAINS", c.code("113819", "DCM", "CT Acquisition"), [
-            proto, _coded("CONTAINS", c.code("113820", "DCM", "CT Acquisition Type"), acq), uid, params, dose]))
-    accumulated = _container("CONTAINS", c.code("113811", "DCM", "CT Accumulated Dose Data"), [
-        _num(c, c.code("113812", "DCM", "Total Number of Irradiation Events"), len(exposures),
-             "{events}", "events"),
-        _num(c, c.code("113813", "DCM", "CT Dose Length Product Total"), spec.total_dlp(upto), spec.dlp_unit,
-             "mGy.cm"),
-    ])
-    procedure = _coded("HAS CONCEPT MOD", c.code("121058", "DCM", "Procedure reported"),
-                       c.alt("ct_procedure", "Computed Tomography X-Ray"))
-    return _sr_root(spec, sop_class or spec.ct_report_class,
-                    c.code("113701", "DCM", "X-Ray Radiation Dose Report"), "10011",
-                    [procedure, accumulated, *events])
+        params = _container(
+            "CONTAINS",
+            c.code("113822", "DCM", "CT Acquisition Parameters"),
+            [
+                _num(c, c.code("113824", "DCM", "Exposure Time"), 4.2, "s", "second"),
+            ],
+        )
+        dose = _container(
+            "CONTAINS",
+            c.code("113829", "DCM", "CT Dose"),
+            [
+                _num(c, c.code("113830", "DCM", "Mean CTDIvol"), e.ctdivol_mgy, "mGy", "mGy"),
+                _coded(
+                    "CONTAINS",
+                    c.code("113835", "DCM", "CTDIw Phantom Type"),
+                    c.code(*_PHANTOM[e.phantom], f"IEC {e.phantom.title()} Dosimetry Phantom"),
+                ),
+                _num(c, c.code("113838", "DCM", "DLP"), e.dlp_mgycm, spec.dlp_unit, "mGy.cm"),
+            ],
+        )
+        events.append(
+            _container(
+                "CONTAINS",
+                c.code("113819", "DCM", "CT Acquisition"),
+                [
+                    proto,
+                    _coded("CONTAINS", c.code("113820", "DCM", "CT Acquisition Type"), acq),
+                    uid,
+                    params,
+                    dose,
+                ],
+            )
+        )
+    accumulated = _container(
+        "CONTAINS",
+        c.code("113811", "DCM", "CT Accumulated Dose Data"),
+        [
+            _num(
+                c,
+                c.code("113812", "DCM", "Total Number of Irradiation Events"),
+                len(exposures),
+                "{events}",
+                "events",
+            ),
+            _num(
+                c,
+                c.code("113813", "DCM", "CT Dose Length Product Total"),
+                spec.total_dlp(upto),
+                spec.dlp_unit,
+                "mGy.cm",
+            ),
+        ],
+    )
+    procedure = _coded(
+        "HAS CONCEPT MOD",
+        c.code("121058", "DCM", "Procedure reported"),
+        c.alt("ct_procedure", "Computed Tomography X-Ray"),
+    )
+    return _sr_root(
+        spec,
+        sop_class or spec.ct_report_class,
+        c.code("113701", "DCM", "X-Ray Radiation Dose Report"),
+        "10011",
+        [procedure, accumulated, *events],
+    )
 
 
 _ACTIVITY_PER_MBQ = {"MBq": 1.0, "GBq": 1e-3, "kBq": 1e3, "Bq": 1e6, "mCi": 1 / 37.0}
@@ -397,22 +456,37 @@ def _administration(spec: StudySpec, c: _Codes, t: TracerSpec, start: datetime, 
     stop_item.DateTime = _dt_str(start + timedelta(seconds=30), spec)
     uid = _item("CONTAINS", "UIDREF", c.code("113503", "DCM", "Radiopharmaceutical Administration Event UID"))
     uid.UID = generate_uid()
-    agent = c.alt("fdg", "Fluorodeoxyglucose F^18^") if t.nuclide == "F-18" else c.code("SIM-1", "99SUITEMON", t.agent)
+    agent = (
+        c.alt("fdg", "Fluorodeoxyglucose F^18^")
+        if t.nuclide == "F-18"
+        else c.code("SIM-1", "99SUITEMON", t.agent)
+    )
     activity = spec.activity_mbq if primary else t.activity_mbq
     # TID 10022: radionuclide and half-life are properties of the agent (HAS PROPERTIES from the CODE
     # item); the RRD SR IOD does not allow HAS PROPERTIES from a CONTAINER (DCMTK's dsrdump refuses it).
     agent_item = _coded("CONTAINS", c.alt("agent", "Radiopharmaceutical agent"), agent)
     half = _num(c, c.alt("half_life", "Radionuclide Half Life"), t.half_life_s, "s", "second")
     half.RelationshipType = "HAS PROPERTIES"
-    agent_item.ContentSequence = Sequence([
-        _coded("HAS PROPERTIES", c.alt("radionuclide", "Radionuclide"), c.nuclide(t.nuclide)), half])
-    return _container("CONTAINS", c.code("113502", "DCM", "Radiopharmaceutical Administration"), [
-        agent_item,
-        start_item, stop_item,
-        _num(c, c.code("113507", "DCM", "Administered activity"),
-             activity * _ACTIVITY_PER_MBQ[spec.activity_unit], spec.activity_unit, spec.activity_unit),
-        uid,
-    ])
+    agent_item.ContentSequence = Sequence(
+        [_coded("HAS PROPERTIES", c.alt("radionuclide", "Radionuclide"), c.nuclide(t.nuclide)), half]
+    )
+    return _container(
+        "CONTAINS",
+        c.code("113502", "DCM", "Radiopharmaceutical Administration"),
+        [
+            agent_item,
+            start_item,
+            stop_item,
+            _num(
+                c,
+                c.code("113507", "DCM", "Administered activity"),
+                activity * _ACTIVITY_PER_MBQ[spec.activity_unit],
+                spec.activity_unit,
+                spec.activity_unit,
+            ),
+            uid,
+        ],
+    )
 
 
 def _patient_item(spec: StudySpec, c: _Codes, name: str) -> Dataset:
@@ -421,8 +495,9 @@ def _patient_item(spec: StudySpec, c: _Codes, name: str) -> Dataset:
     if name == "height":
         return _num(c, c.code("8302-2", "LN", "Patient Height"), spec.height_m, "m", "m")
     if name == "bmi":
-        return _num(c, c.alt("bmi", "Body Mass Index"), round(spec.weight_kg / spec.height_m ** 2, 1),
-                    "kg/m2", "kg/m2")
+        return _num(
+            c, c.alt("bmi", "Body Mass Index"), round(spec.weight_kg / spec.height_m**2, 1), "kg/m2", "kg/m2"
+        )
     raise ValueError(f"unknown patient characteristic {name!r}")
 
 
@@ -432,10 +507,18 @@ def rp_dose_report(spec: StudySpec) -> Dataset:
     start = spec.when_injected() + timedelta(minutes=spec.report_start_shift_min)
     admins = [_administration(spec, c, tracers[0], start, True)]
     admins += [_administration(spec, c, t, t.injected_at, False) for t in tracers[1:]]
-    patient = _container("CONTAINS", c.code("121118", "DCM", "Patient Characteristics"),
-                         [_patient_item(spec, c, n) for n in spec.patient_items])
-    return _sr_root(spec, RP_DOSE_SR, c.code("113500", "DCM", "Radiopharmaceutical Radiation Dose Report"),
-                    "10021", [*admins, patient])
+    patient = _container(
+        "CONTAINS",
+        c.code("121118", "DCM", "Patient Characteristics"),
+        [_patient_item(spec, c, n) for n in spec.patient_items],
+    )
+    return _sr_root(
+        spec,
+        RP_DOSE_SR,
+        c.code("113500", "DCM", "Radiopharmaceutical Radiation Dose Report"),
+        "10021",
+        [*admins, patient],
+    )
 
 
 def secondary_capture(spec: StudySpec) -> Dataset:

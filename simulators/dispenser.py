@@ -23,7 +23,6 @@ from typing import Any
 from suitemon.drivers.dispenser import INTERFACE_VERSION, codes_of, ring_of
 from suitemon.drivers.halflife import decay, half_life_s
 from suitemon.drivers.profile import encode
-
 from suitemon.simulators.base import ModbusSimulator, SimError
 
 ERROR_BITS = ("spill", "air_in_line", "door_open", "vial_low", "calibration_due", "residual_high")
@@ -53,8 +52,10 @@ class DispenserSimulator(ModbusSimulator):
         assert self.profile is not None
         self.ring = ring_of(self.profile)
         self.codes = codes_of(self.profile)
-        self._code = {name: {v: k for k, v in getattr(self.codes, name).items()}
-                      for name in ("unit_state", "radionuclide", "radiopharmaceutical")}
+        self._code = {
+            name: {v: k for k, v in getattr(self.codes, name).items()}
+            for name in ("unit_state", "radionuclide", "radiopharmaceutical")
+        }
         span = max(p.end for p in self.ring.entry.points)
         for slot in range(self.ring.slots):
             self.store.define("holding", self.ring.base + slot * self.ring.stride, span)
@@ -65,8 +66,10 @@ class DispenserSimulator(ModbusSimulator):
         self.error_pct = float(o.get("error_pct", 1.5))
         self.max_error_pct = float(o.get("max_error_pct", 4.0))
         self.residual_pct = float(o.get("residual_pct", 1.0))
-        self.durations = {k: float(o.get(k, d)) for k, d in
-                          (("draw_s", 60.0), ("ready_s", 20.0), ("inject_s", 30.0), ("complete_hold_s", 10.0))}
+        self.durations = {
+            k: float(o.get(k, d))
+            for k, d in (("draw_s", 60.0), ("ready_s", 20.0), ("inject_s", 30.0), ("complete_hold_s", 10.0))
+        }
         self.vial_low_mbq = float(o.get("vial_low_mbq", 500.0))
         self.rng = random.Random(o.get("seed"))
         self.next_job = int(o.get("first_job", 1001))
@@ -78,21 +81,39 @@ class DispenserSimulator(ModbusSimulator):
         self.next_residual_mbq: float | None = None
         self.records: list[dict[str, Any]] = []
         v = o.get("vial", {})
-        self.load_vial(v.get("radionuclide", "F-18"), v.get("radiopharmaceutical", "FDG"),
-                       float(v.get("activity_mbq", 20000.0)))
+        self.load_vial(
+            v.get("radionuclide", "F-18"),
+            v.get("radiopharmaceutical", "FDG"),
+            float(v.get("activity_mbq", 20000.0)),
+        )
         self.set_point(interface_version=INTERFACE_VERSION, ring_slots=self.ring.slots, jobs_completed=0)
         self._publish()
-        self.actions.update({
-            "job": self.start_job, "inject": self.inject, "administer": self.administer, "burst": self.burst,
-            "over_tolerance": self.over_tolerance, "next_residual": self.set_next_residual,
-            "error": self.set_errors, "clear_error": self.clear_errors, "load_vial": self.load_vial,
-            "vial": self.vial_now, "records": lambda: list(self.records), "state": lambda: self.state,
-            "replace_unit": self.replace_unit,
-        })
+        self.actions.update(
+            {
+                "job": self.start_job,
+                "inject": self.inject,
+                "administer": self.administer,
+                "burst": self.burst,
+                "over_tolerance": self.over_tolerance,
+                "next_residual": self.set_next_residual,
+                "error": self.set_errors,
+                "clear_error": self.clear_errors,
+                "load_vial": self.load_vial,
+                "vial": self.vial_now,
+                "records": lambda: list(self.records),
+                "state": lambda: self.state,
+                "replace_unit": self.replace_unit,
+            }
+        )
 
     # -- vial -------------------------------------------------------------------------
-    def load_vial(self, radionuclide: str = "F-18", radiopharmaceutical: str = "FDG",
-                  activity_mbq: float = 20000.0, half_life: float | None = None) -> dict[str, Any]:
+    def load_vial(
+        self,
+        radionuclide: str = "F-18",
+        radiopharmaceutical: str = "FDG",
+        activity_mbq: float = 20000.0,
+        half_life: float | None = None,
+    ) -> dict[str, Any]:
         if radionuclide not in self._code["radionuclide"]:
             raise SimError(f"unknown radionuclide {radionuclide!r}")
         if radiopharmaceutical not in self._code["radiopharmaceutical"]:
@@ -109,23 +130,52 @@ class DispenserSimulator(ModbusSimulator):
         return decay(self.cal_activity, self.cal_time, t, self.t_half)
 
     def vial_now(self) -> dict[str, Any]:
-        return {"radionuclide": self.nuclide, "radiopharmaceutical": self.pharma,
-                "activity_mbq": round(self.activity_at(time.time()), 3)}
+        return {
+            "radionuclide": self.nuclide,
+            "radiopharmaceutical": self.pharma,
+            "activity_mbq": round(self.activity_at(time.time()), 3),
+        }
 
     # -- jobs -------------------------------------------------------------------------
-    def _new_job(self, patient_ref: str, room: int, prescribed_mbq: float, weight_kg: float | None,
-                 accession: str, exam: str, operator: str) -> Job:
+    def _new_job(
+        self,
+        patient_ref: str,
+        room: int,
+        prescribed_mbq: float,
+        weight_kg: float | None,
+        accession: str,
+        exam: str,
+        operator: str,
+    ) -> Job:
         if self.state not in ("idle", "complete"):
             raise SimError(f"{self.device_id}: busy ({self.state}); wait for the job to finish")
-        job = Job(self.next_job, str(patient_ref), int(room), float(prescribed_mbq),
-                  float(weight_kg) if weight_kg else None, str(accession), str(exam), str(operator),
-                  self.next_error_pct, self.next_residual_mbq)
+        job = Job(
+            self.next_job,
+            str(patient_ref),
+            int(room),
+            float(prescribed_mbq),
+            float(weight_kg) if weight_kg else None,
+            str(accession),
+            str(exam),
+            str(operator),
+            self.next_error_pct,
+            self.next_residual_mbq,
+        )
         self.next_job += 1
         self.next_error_pct = self.next_residual_mbq = None
         return job
 
-    def start_job(self, patient_ref: str, room: int, prescribed_mbq: float, weight_kg: float | None = None,
-                  accession: str = "", exam: str = "", operator: str = "", auto: bool = True) -> dict[str, Any]:
+    def start_job(
+        self,
+        patient_ref: str,
+        room: int,
+        prescribed_mbq: float,
+        weight_kg: float | None = None,
+        accession: str = "",
+        exam: str = "",
+        operator: str = "",
+        auto: bool = True,
+    ) -> dict[str, Any]:
         """Take a job; with auto the unit draws up, injects and completes on its own."""
         job = self._new_job(patient_ref, room, prescribed_mbq, weight_kg, accession, exam, operator)
         self.job = job
@@ -160,8 +210,17 @@ class DispenserSimulator(ModbusSimulator):
             self.job = None
             self._set_state("idle")
 
-    def administer(self, patient_ref: str, room: int, prescribed_mbq: float, weight_kg: float | None = None,
-                   accession: str = "", exam: str = "", operator: str = "", ago_s: float = 30.0) -> dict[str, Any]:
+    def administer(
+        self,
+        patient_ref: str,
+        room: int,
+        prescribed_mbq: float,
+        weight_kg: float | None = None,
+        accession: str = "",
+        exam: str = "",
+        operator: str = "",
+        ago_s: float = 30.0,
+    ) -> dict[str, Any]:
         """A whole job at once (drawn a minute before an injection ``ago_s`` ago): for completions in
         quick succession and for tests that need a known administration time."""
         job = self._new_job(patient_ref, room, prescribed_mbq, weight_kg, accession, exam, operator)
@@ -182,7 +241,9 @@ class DispenserSimulator(ModbusSimulator):
         self.next_residual_mbq = float(mbq)
         return {"next_residual_mbq": self.next_residual_mbq}
 
-    def _complete(self, job: Job, measured_at: float, administered_at: float, residual_at: float) -> dict[str, Any]:
+    def _complete(
+        self, job: Job, measured_at: float, administered_at: float, residual_at: float
+    ) -> dict[str, Any]:
         measured_at, administered_at, residual_at = int(measured_at), int(administered_at), int(residual_at)
         if job.error_pct is not None:
             err = job.error_pct / 100
@@ -206,22 +267,38 @@ class DispenserSimulator(ModbusSimulator):
         self.completed += 1
         seq = self.completed
         entry = {
-            "seq": seq, "job": job.number, "patient_ref": job.patient_ref, "accession": job.accession,
-            "exam": job.exam, "operator": job.operator, "room": job.room, "weight_kg": job.weight_kg or 0,
+            "seq": seq,
+            "job": job.number,
+            "patient_ref": job.patient_ref,
+            "accession": job.accession,
+            "exam": job.exam,
+            "operator": job.operator,
+            "room": job.room,
+            "weight_kg": job.weight_kg or 0,
             "radionuclide": self._code["radionuclide"][self.nuclide],
             "radiopharmaceutical": self._code["radiopharmaceutical"][self.pharma],
-            "prescribed_mbq": job.prescribed_mbq, "measured_mbq": round(measured, 3),
-            "measured_at": measured_at, "administered_at": administered_at,
-            "residual_mbq": round(residual, 3), "residual_at": residual_at,
+            "prescribed_mbq": job.prescribed_mbq,
+            "measured_mbq": round(measured, 3),
+            "measured_at": measured_at,
+            "administered_at": administered_at,
+            "residual_mbq": round(residual, 3),
+            "residual_at": residual_at,
             "half_life_s": self.stated_half_life or 0,
         }
         self._write_slot(seq, entry)  # slot first ...
-        self.set_point(jobs_completed=seq, last_job=job.number, last_measured_mbq=entry["measured_mbq"],
-                       last_administered_at=administered_at, last_residual_mbq=entry["residual_mbq"])  # ... then count
+        self.set_point(
+            jobs_completed=seq,
+            last_job=job.number,
+            last_measured_mbq=entry["measured_mbq"],
+            last_administered_at=administered_at,
+            last_residual_mbq=entry["residual_mbq"],
+        )  # ... then count
         self.job = job
         self._set_state("complete")
         self._publish()
-        record = dict(entry, radionuclide=self.nuclide, radiopharmaceutical=self.pharma, error_pct=round(err * 100, 3))
+        record = dict(
+            entry, radionuclide=self.nuclide, radiopharmaceutical=self.pharma, error_pct=round(err * 100, 3)
+        )
         self.records.append(record)
         return record
 
@@ -236,8 +313,9 @@ class DispenserSimulator(ModbusSimulator):
         span = max(p.end for p in self.ring.entry.points)
         for slot in range(self.ring.slots):
             self.store.poke("holding", self.ring.base + slot * self.ring.stride, [0] * span)
-        self.set_point(jobs_completed=0, last_job=0, last_measured_mbq=0, last_administered_at=0,
-                       last_residual_mbq=0)
+        self.set_point(
+            jobs_completed=0, last_job=0, last_measured_mbq=0, last_administered_at=0, last_residual_mbq=0
+        )
         self._set_state("idle")
         return {"jobs_completed": 0, "next_job": self.next_job}
 
@@ -245,7 +323,9 @@ class DispenserSimulator(ModbusSimulator):
     def set_errors(self, **bits: bool) -> dict[str, Any]:
         for name, on in bits.items():
             if name not in ERROR_BITS:
-                raise SimError(f"{self.device_id}: unknown error bit '{name}'; known: {', '.join(ERROR_BITS)}")
+                raise SimError(
+                    f"{self.device_id}: unknown error bit '{name}'; known: {', '.join(ERROR_BITS)}"
+                )
             (self.forced.add if on else self.forced.discard)(name)
         if any(b in self.forced for b in HALTING):
             if self.job is not None and self.job.task is not None:
@@ -283,11 +363,15 @@ class DispenserSimulator(ModbusSimulator):
             errors={b: b in bits for b in ERROR_BITS},
             vial_radionuclide=self._code["radionuclide"][self.nuclide],
             vial_radiopharmaceutical=self._code["radiopharmaceutical"][self.pharma],
-            vial_activity_mbq=round(self.cal_activity, 3), vial_calibration_time=self.cal_time,
+            vial_activity_mbq=round(self.cal_activity, 3),
+            vial_calibration_time=self.cal_time,
             vial_half_life_s=self.stated_half_life or 0,
-            job_number=job.number if job else 0, job_patient_ref=job.patient_ref if job else "",
-            job_accession=job.accession if job else "", job_exam=job.exam if job else "",
-            job_operator=job.operator if job else "", job_room=job.room if job else 0,
+            job_number=job.number if job else 0,
+            job_patient_ref=job.patient_ref if job else "",
+            job_accession=job.accession if job else "",
+            job_exam=job.exam if job else "",
+            job_operator=job.operator if job else "",
+            job_room=job.room if job else 0,
             job_weight_kg=(job.weight_kg or 0) if job else 0,
             job_prescribed_mbq=job.prescribed_mbq if job else 0,
         )

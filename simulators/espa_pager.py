@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from suitemon.drivers.espa444 import (ACK, ENQ, EOT, NAK, BadBlock, Block, Control, Decoder, encode_block)
+from suitemon.drivers.espa444 import ACK, ENQ, EOT, NAK, BadBlock, Block, Control, Decoder, encode_block
 from suitemon.simulators.base import SimError, Simulator
 from suitemon.simulators.pty_link import open_pty_link
 
@@ -47,17 +47,30 @@ class EspaPagerSimulator(Simulator):
         self.clear()
         self.handsets: dict[str, list[dict[str, Any]]] = {}
         self.blocks: list[dict[str, Any]] = []  # every call block received, in order (with time)
-        self.stats_: dict[str, int] = {"selects": 0, "polls": 0, "blocks": 0, "naks_sent": 0, "statuses_sent": 0}
+        self.stats_: dict[str, int] = {
+            "selects": 0,
+            "polls": 0,
+            "blocks": 0,
+            "naks_sent": 0,
+            "statuses_sent": 0,
+        }
         self._pending_status: list[bytes] = []
         self._sending: bytes | None = None
         self._bid = False
         self._selected = False
         self._fd: int | None = None
         self._slave: int | None = None
-        self.actions.update({
-            "fault": self.set_fault, "clear": self.clear, "shown": self.shown, "blocks_received": self.received,
-            "stats": self.stats, "unplug": self.unplug, "plug": self.plug,
-        })
+        self.actions.update(
+            {
+                "fault": self.set_fault,
+                "clear": self.clear,
+                "shown": self.shown,
+                "blocks_received": self.received,
+                "stats": self.stats,
+                "unplug": self.unplug,
+                "plug": self.plug,
+            }
+        )
 
     # -- line -----------------------------------------------------------------------
     def _open(self) -> None:
@@ -192,7 +205,8 @@ class EspaPagerSimulator(Simulator):
         delivered = not (nd is True or (isinstance(nd, list) and address in nd))
         if delivered:
             self.handsets.setdefault(address, []).append(
-                {"at": rec["at"], "text": b.get("2"), "priority": b.get("6"), "beep": b.get("3")})
+                {"at": rec["at"], "text": b.get("2"), "priority": b.get("6"), "beep": b.get("3")}
+            )
         if self.status_returned:
             code = self.delivered_code if delivered else self.not_delivered_code
             self._pending_status.append(encode_block("2", [("1", address), ("7", code), ("8", "1")]))
@@ -226,8 +240,13 @@ class EspaPagerSimulator(Simulator):
         return self.blocks
 
     def stats(self) -> dict[str, Any]:
-        return {**self.stats_, "decoder": dict(self.decoder.counts), "faults": dict(self.faults),
-                "pending_status": len(self._pending_status), "plugged": self._fd is not None}
+        return {
+            **self.stats_,
+            "decoder": dict(self.decoder.counts),
+            "faults": dict(self.faults),
+            "pending_status": len(self._pending_status),
+            "plugged": self._fd is not None,
+        }
 
     async def unplug(self) -> str:
         self._close()

@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 from suitemon.daemon import kinds
-
 from suitemon.simulators.base import ModbusSimulator, SimError, Simulator
 from suitemon.simulators.modbus_server import RtuServer, TcpServer
 
@@ -66,8 +65,9 @@ class SimHost:
             await sim.start()
         if control:
             sc = self.cfg.simulation
-            self._control = await asyncio.start_server(self._serve_control, sc.control_host, sc.control_port,
-                                                       reuse_address=True)
+            self._control = await asyncio.start_server(
+                self._serve_control, sc.control_host, sc.control_port, reuse_address=True
+            )
             log.info("simulator control listening", host=sc.control_host, port=sc.control_port)
 
     async def control(self, device: str, action: str, args: dict[str, Any] | None = None) -> Any:
@@ -85,7 +85,9 @@ class SimHost:
                     req = json.loads(line)
                     if not isinstance(req, dict):
                         raise SimError("request must be a JSON object")
-                    result = await self.control(str(req.get("device")), str(req.get("action")), req.get("args") or {})
+                    result = await self.control(
+                        str(req.get("device")), str(req.get("action")), req.get("args") or {}
+                    )
                     resp = {"ok": True, "result": result}
                 except (SimError, ValueError) as err:
                     resp = {"ok": False, "error": str(err)}
@@ -106,8 +108,9 @@ class SimHost:
             await ep.stop()
 
 
-async def send_control(host: str, port: int, device: str, action: str, args: dict | None = None,
-                       timeout: float = 5.0) -> Any:
+async def send_control(
+    host: str, port: int, device: str, action: str, args: dict | None = None, timeout: float = 5.0
+) -> Any:
     """Client side of the control socket (CLI, scenarios, tests in another process)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:

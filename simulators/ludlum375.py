@@ -22,7 +22,6 @@ import structlog
 
 from suitemon.drivers.ludlum_frames import format_frame, format_reading
 from suitemon.drivers.radiation import UNIT_FACTORS
-
 from suitemon.simulators.base import Simulator
 from suitemon.simulators.pty_link import open_pty_link
 from suitemon.simulators.radiation_model import AreaModel
@@ -42,8 +41,9 @@ class Ludlum375Simulator(Simulator):
         # `display_unit` sim option sets it (default: what the config claims), so a mismatch can be shown.
         self.display_unit = self.options.get("display_unit") or cfg.reading_unit or "uSv/h"
         if self.display_unit not in UNIT_FACTORS:
-            raise ValueError(f"{device_id}: sim display_unit {self.display_unit!r} is not one of "
-                             f"{', '.join(UNIT_FACTORS)}")
+            raise ValueError(
+                f"{device_id}: sim display_unit {self.display_unit!r} is not one of {', '.join(UNIT_FACTORS)}"
+            )
         self.factor = UNIT_FACTORS[self.display_unit]
         self.model = AreaModel(self.options)
         self.rng = random.Random(self.options.get("seed"))
@@ -57,11 +57,18 @@ class Ludlum375Simulator(Simulator):
         self._slave: int | None = None
         self._task: asyncio.Task | None = None
         self.actions.update(self.model.actions())
-        self.actions.update({
-            "garbage": self.garbage, "partial": self.partial, "noise": self.set_noise,
-            "silence": self.set_silence, "error_code": self.set_error_code,
-            "unplug": self.unplug, "plug": self.plug, "stats": self.stats,
-        })
+        self.actions.update(
+            {
+                "garbage": self.garbage,
+                "partial": self.partial,
+                "noise": self.set_noise,
+                "silence": self.set_silence,
+                "error_code": self.set_error_code,
+                "unplug": self.unplug,
+                "plug": self.plug,
+                "stats": self.stats,
+            }
+        )
 
     # -- line ---------------------------------------------------------------
     def _open_pty(self) -> None:
@@ -117,9 +124,15 @@ class Ludlum375Simulator(Simulator):
             text = format_reading(shown)
         except ValueError:
             text, over = "9999.0", True  # the display saturates
-        return format_frame(text, audio=s.high_alarm or s.low_alarm, high_alarm=s.high_alarm,
-                            low_alarm=s.low_alarm, over_range=over, monitor_fail=s.fault,
-                            error_code=self.error_code if not s.fault else "3")
+        return format_frame(
+            text,
+            audio=s.high_alarm or s.low_alarm,
+            high_alarm=s.high_alarm,
+            low_alarm=s.low_alarm,
+            over_range=over,
+            monitor_fail=s.fault,
+            error_code=self.error_code if not s.fault else "3",
+        )
 
     def _send(self, frame: bytes) -> None:
         self.frames_sent += 1
@@ -133,10 +146,10 @@ class Ludlum375Simulator(Simulator):
             if how == "prefix":
                 frame = bytes(self.rng.choice(_INVALID) for _ in range(self.rng.randint(1, 20))) + frame
             elif how == "truncate":
-                frame = frame[:self.rng.randint(1, 12)]
+                frame = frame[: self.rng.randint(1, 12)]
             else:
                 i = self.rng.randrange(12)
-                frame = frame[:i] + bytes([self.rng.choice(_INVALID)]) + frame[i + 1:]
+                frame = frame[:i] + bytes([self.rng.choice(_INVALID)]) + frame[i + 1 :]
         self._write(frame)
 
     # -- actions ------------------------------------------------------------
@@ -145,7 +158,7 @@ class Ludlum375Simulator(Simulator):
         return f"{count} bytes of garbage"
 
     def partial(self, count: int = 7) -> str:
-        self._write(self.frame()[:max(1, min(13, int(count)))])
+        self._write(self.frame()[: max(1, min(13, int(count)))])
         return f"{count} bytes of a frame"
 
     def set_noise(self, rate: float = 0.3) -> float:
@@ -174,5 +187,10 @@ class Ludlum375Simulator(Simulator):
         return "plugged"
 
     def stats(self) -> dict[str, Any]:
-        return {"frames_sent": self.frames_sent, "corrupted": self.corrupted, "silent": self.silent,
-                "noise_rate": self.noise_rate, "model": self.model.describe()}
+        return {
+            "frames_sent": self.frames_sent,
+            "corrupted": self.corrupted,
+            "silent": self.silent,
+            "noise_rate": self.noise_rate,
+            "model": self.model.describe(),
+        }

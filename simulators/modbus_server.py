@@ -11,9 +11,10 @@ import asyncio
 import os
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -95,7 +96,7 @@ def handle_pdu(store: Store, pdu: bytes) -> bytes:
             return pdu[:5]
         if fc in (15, 16):
             addr, count, nbytes = struct.unpack(">HHB", pdu[1:6])
-            data = pdu[6:6 + nbytes]
+            data = pdu[6 : 6 + nbytes]
             if len(data) != nbytes:
                 raise ModbusError(ILLEGAL_VALUE)
             if fc == 15:
@@ -144,8 +145,15 @@ def rtu_request_length(buf: bytes) -> int | None:
 class RtuServer:
     """The device end of a serial line: a pty pair whose other end is linked at ``path``."""
 
-    def __init__(self, path: str, units: dict[int, Unit], *, baudrate: int = 9600,
-                 pace: bool = False, bits_per_char: int = 10):
+    def __init__(
+        self,
+        path: str,
+        units: dict[int, Unit],
+        *,
+        baudrate: int = 9600,
+        pace: bool = False,
+        bits_per_char: int = 10,
+    ):
         self.path = Path(path)
         self.units = units
         self.char_time = bits_per_char / baudrate
@@ -299,8 +307,11 @@ class TcpServer:
             sock = w.get_extra_info("socket")
             if sock is not None:
                 try:
-                    sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_LINGER,
-                                    struct.pack("ii", 1, 0))
+                    sock.setsockopt(
+                        __import__("socket").SOL_SOCKET,
+                        __import__("socket").SO_LINGER,
+                        struct.pack("ii", 1, 0),
+                    )
                 except OSError:
                     pass
             w.close()

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from suitemon.drivers.radiation import patient_dose_rate
 
@@ -76,7 +77,9 @@ class AreaModel:
         self._dose_t = clock()
 
     def true_rate(self, t: float) -> float:
-        patients = sum(patient_dose_rate(p.activity_mbq, t - p.measured_at, p.distance_m) for p in self.patients)
+        patients = sum(
+            patient_dose_rate(p.activity_mbq, t - p.measured_at, p.distance_m) for p in self.patients
+        )
         return self.background + patients + self.spill_usv_h
 
     def _accumulate(self, t: float) -> None:
@@ -102,15 +105,20 @@ class AreaModel:
             rate = 0.0  # a dead detector or HV supply counts nothing
         over = rate >= self.range_max
         shown = min(rate, self.range_max)
-        return Sample(shown, over, fault, not fault and rate >= self.high_alarm, not fault and rate >= self.low_alarm)
+        return Sample(
+            shown, over, fault, not fault and rate >= self.high_alarm, not fault and rate >= self.low_alarm
+        )
 
     # -- control actions (the simulators put these in their action tables) -------------
-    def arrive(self, activity_mbq: float = 350.0, distance_m: float = 1.0,
-               minutes_since_injection: float = 0.0) -> dict[str, Any]:
+    def arrive(
+        self, activity_mbq: float = 350.0, distance_m: float = 1.0, minutes_since_injection: float = 0.0
+    ) -> dict[str, Any]:
         if activity_mbq <= 0 or distance_m <= 0:
             raise ValueError("activity_mbq and distance_m must be positive")
         now = self.clock()
-        self.patients.append(Patient(float(activity_mbq), now - 60.0 * minutes_since_injection, float(distance_m)))
+        self.patients.append(
+            Patient(float(activity_mbq), now - 60.0 * minutes_since_injection, float(distance_m))
+        )
         return self.describe()
 
     def leave(self) -> dict[str, Any]:
@@ -156,17 +164,37 @@ class AreaModel:
 
     def describe(self) -> dict[str, Any]:
         now = self.clock()
-        return {"true_rate_usv_h": round(self.true_rate(now), 4), "background_usv_h": self.background,
-                "patients": [{"activity_mbq": p.activity_mbq, "distance_m": p.distance_m,
-                              "rate_usv_h": round(patient_dose_rate(p.activity_mbq, now - p.measured_at,
-                                                                    p.distance_m), 4)} for p in self.patients],
-                "spill_usv_h": self.spill_usv_h, "failure": self.failure, "fixed": self.fixed,
-                "flap": self.flap, "dose_usv": round(self.dose_usv, 6)}
+        return {
+            "true_rate_usv_h": round(self.true_rate(now), 4),
+            "background_usv_h": self.background,
+            "patients": [
+                {
+                    "activity_mbq": p.activity_mbq,
+                    "distance_m": p.distance_m,
+                    "rate_usv_h": round(
+                        patient_dose_rate(p.activity_mbq, now - p.measured_at, p.distance_m), 4
+                    ),
+                }
+                for p in self.patients
+            ],
+            "spill_usv_h": self.spill_usv_h,
+            "failure": self.failure,
+            "fixed": self.fixed,
+            "flap": self.flap,
+            "dose_usv": round(self.dose_usv, 6),
+        }
 
     def actions(self) -> dict[str, Callable[..., Any]]:
         return {
-            "arrive": self.arrive, "leave": self.leave, "spill": self.spill, "clean": self.clean,
-            "fail": self.fail, "repair": self.repair, "fix": self.fix, "flap": self.set_flap,
-            "background": self.set_background, "counting_noise": self.set_counting_noise,
+            "arrive": self.arrive,
+            "leave": self.leave,
+            "spill": self.spill,
+            "clean": self.clean,
+            "fail": self.fail,
+            "repair": self.repair,
+            "fix": self.fix,
+            "flap": self.set_flap,
+            "background": self.set_background,
+            "counting_noise": self.set_counting_noise,
             "model": self.describe,
         }

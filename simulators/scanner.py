@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -22,8 +23,17 @@ from pynetdicom import AE
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.base import SimError, Simulator
 
-SENT_CLASSES = [st.CT_IMAGE, st.ENHANCED_CT, st.PET_IMAGE, st.ENHANCED_PET, st.XRAY_DOSE_SR, st.ENHANCED_SR,
-                st.COMPREHENSIVE_SR, st.RP_DOSE_SR, st.SECONDARY_CAPTURE]
+SENT_CLASSES = [
+    st.CT_IMAGE,
+    st.ENHANCED_CT,
+    st.PET_IMAGE,
+    st.ENHANCED_PET,
+    st.XRAY_DOSE_SR,
+    st.ENHANCED_SR,
+    st.COMPREHENSIVE_SR,
+    st.RP_DOSE_SR,
+    st.SECONDARY_CAPTURE,
+]
 
 
 @dataclass
@@ -43,8 +53,15 @@ class SendError(Exception):
     pass
 
 
-def send(datasets: Iterable[Dataset], *, host: str, port: int, called_ae: str, calling_ae: str,
-         timeout_s: float = 30.0) -> SendResult:
+def send(
+    datasets: Iterable[Dataset],
+    *,
+    host: str,
+    port: int,
+    called_ae: str,
+    calling_ae: str,
+    timeout_s: float = 30.0,
+) -> SendResult:
     """One association: C-STORE every dataset (in order), then release. Raises SendError if refused."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
@@ -82,22 +99,37 @@ def echo(*, host: str, port: int, called_ae: str, calling_ae: str) -> str:
 
 # -- study specs from simple arguments (CLI flags, control actions) --------------------------------
 def _minutes_ago(v: float) -> datetime:
-    return (datetime.now(timezone.utc) - timedelta(minutes=float(v))).replace(microsecond=0)
+    return (datetime.now(UTC) - timedelta(minutes=float(v))).replace(microsecond=0)
 
 
 # argument name -> (StudySpec field, converter)
 SPEC_ARGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "ct": ("ct_slices", int), "pet": ("pet_slices", int), "ct_size": ("ct_rows", int),
-    "pet_size": ("pet_rows", int), "activity": ("activity_mbq", float),
-    "header_activity": ("header_activity_mbq", float), "injected_min_ago": ("injected_at", _minutes_ago),
-    "header_shift_min": ("header_start_shift_min", float), "report_shift_min": ("report_start_shift_min", float),
-    "accession": ("accession", str), "patient_id": ("patient_id", str), "weight": ("weight_kg", float),
-    "protocol": ("protocol", str), "pet_class": ("pet_class", str), "snomed": ("snomed", str),
-    "meanings": ("meanings", str), "ct_report": ("ct_report", bool), "rp_report": ("rp_report", bool),
-    "study_uid": ("study_uid", str), "timezone": ("timezone", str),
+    "ct": ("ct_slices", int),
+    "pet": ("pet_slices", int),
+    "ct_size": ("ct_rows", int),
+    "pet_size": ("pet_rows", int),
+    "activity": ("activity_mbq", float),
+    "header_activity": ("header_activity_mbq", float),
+    "injected_min_ago": ("injected_at", _minutes_ago),
+    "header_shift_min": ("header_start_shift_min", float),
+    "report_shift_min": ("report_start_shift_min", float),
+    "accession": ("accession", str),
+    "patient_id": ("patient_id", str),
+    "weight": ("weight_kg", float),
+    "protocol": ("protocol", str),
+    "pet_class": ("pet_class", str),
+    "snomed": ("snomed", str),
+    "meanings": ("meanings", str),
+    "ct_report": ("ct_report", bool),
+    "rp_report": ("rp_report", bool),
+    "study_uid": ("study_uid", str),
+    "timezone": ("timezone", str),
     # As real scanners do (docs/dicom.md): cumulative CT reports, unit spellings, StartTime-only headers, ...
-    "ct_report_mode": ("ct_report_mode", str), "dlp_unit": ("dlp_unit", str), "header_start": ("header_start", str),
-    "header_in_mbq": ("header_activity_in_mbq", bool), "scan_delay_min": ("scan_delay_min", float),
+    "ct_report_mode": ("ct_report_mode", str),
+    "dlp_unit": ("dlp_unit", str),
+    "header_start": ("header_start", str),
+    "header_in_mbq": ("header_activity_in_mbq", bool),
+    "scan_delay_min": ("scan_delay_min", float),
     "float_values": ("float_values", bool),
 }
 
@@ -111,7 +143,9 @@ def spec_from_args(**kw: Any) -> st.StudySpec:
             fields["exposures"] = tuple(st.CtExposure(str(t), float(c), float(d)) for t, c, d in v)
             continue
         if k not in SPEC_ARGS:
-            raise SimError(f"unknown study argument '{k}'; known: {', '.join(sorted([*SPEC_ARGS, 'exposures']))}")
+            raise SimError(
+                f"unknown study argument '{k}'; known: {', '.join(sorted([*SPEC_ARGS, 'exposures']))}"
+            )
         name, conv = SPEC_ARGS[k]
         fields[name] = conv(v)
     if "ct_rows" in fields:
@@ -130,12 +164,16 @@ def spec_from_args(**kw: Any) -> st.StudySpec:
 def truth(spec: st.StudySpec) -> dict[str, Any]:
     """What the simulated scanner did, for tests and the engineer's console."""
     return {
-        "study_uid": spec.study_uid, "accession": spec.accession,
-        "instances": spec.ct_slices + (min(spec.pet_slices, 1) if spec.pet_class == "enhanced" else spec.pet_slices)
+        "study_uid": spec.study_uid,
+        "accession": spec.accession,
+        "instances": spec.ct_slices
+        + (min(spec.pet_slices, 1) if spec.pet_class == "enhanced" else spec.pet_slices)
         + (len(spec.exposures) if spec.ct_report_mode == "cumulative" else 1) * int(spec.ct_report)
         + int(spec.rp_report),
         "activity_mbq": spec.activity_mbq,
-        "header_activity_mbq": spec.activity_mbq if spec.header_activity_mbq is None else spec.header_activity_mbq,
+        "header_activity_mbq": spec.activity_mbq
+        if spec.header_activity_mbq is None
+        else spec.header_activity_mbq,
         "injected_at": spec.when_injected().isoformat().replace("+00:00", "Z"),
         "dlp_total_mgycm": spec.total_dlp(),
         "exposures": [[e.acquisition_type, e.ctdivol_mgy, e.dlp_mgycm] for e in spec.exposures],
@@ -146,10 +184,12 @@ class ScannerSimulator(Simulator):
     def __init__(self, sim_id: str, cfg):
         super().__init__(sim_id, cfg.dicom)
         d = cfg.dicom
-        self.target = {"host": str(self.options.get("host", d.bind if d.bind not in ("0.0.0.0", "::") else "127.0.0.1")),
-                       "port": int(self.options.get("port", d.port)),
-                       "called_ae": str(self.options.get("called_ae", d.ae_title)),
-                       "calling_ae": str(self.options.get("calling_ae", "PETCT1"))}
+        self.target = {
+            "host": str(self.options.get("host", d.bind if d.bind not in ("0.0.0.0", "::") else "127.0.0.1")),
+            "port": int(self.options.get("port", d.port)),
+            "called_ae": str(self.options.get("called_ae", d.ae_title)),
+            "calling_ae": str(self.options.get("calling_ae", "PETCT1")),
+        }
         self.actions.update({"send_study": self.send_study, "echo": self.echo})
 
     async def send_study(self, calling_ae: str | None = None, **kw: Any) -> dict[str, Any]:

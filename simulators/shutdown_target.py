@@ -29,9 +29,20 @@ MODES = ("ack", "fail", "never")
 
 
 class TargetClient:
-    def __init__(self, host: str, port: int, site: str, target: str, *, base: str = "suitemon",
-                 mode: str = "ack", delay_s: float = 0.0, protocol: str = "5",
-                 username: str | None = None, password: str | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        site: str,
+        target: str,
+        *,
+        base: str = "suitemon",
+        mode: str = "ack",
+        delay_s: float = 0.0,
+        protocol: str = "5",
+        username: str | None = None,
+        password: str | None = None,
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         self.host, self.port, self.target = host, port, target
@@ -42,8 +53,9 @@ class TargetClient:
         self.lock = threading.Condition()
         self._subscribed = threading.Event()
         self._mcfg = mqtt_settings(host, port, protocol)
-        self.client = make_client(self._mcfg, f"target-{target}-{os.getpid()}-{id(self):x}",
-                                  username=username, password=password)
+        self.client = make_client(
+            self._mcfg, f"target-{target}-{os.getpid()}-{id(self):x}", username=username, password=password
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a, **k: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -57,7 +69,7 @@ class TargetClient:
     def reply_topic(self) -> str:
         return f"{self.root}/reply/{self.target}"
 
-    def start(self, wait_s: float = 5.0) -> "TargetClient":
+    def start(self, wait_s: float = 5.0) -> TargetClient:
         connect(self.client, self._mcfg, keepalive=10)
         self.client.loop_start()
         if wait_s > 0 and not self._subscribed.wait(wait_s):
@@ -86,9 +98,15 @@ class TargetClient:
             return
         if self.mode == "never":
             return
-        reply = {"correlation_id": cid, "status": "done" if self.mode == "ack" else "failed",
-                 "detail": (f"rehearsal: would {cmd.get('command')}" if cmd.get("rehearsal")
-                            else f"{cmd.get('command')} {'done' if self.mode == 'ack' else 'failed'}")}
+        reply = {
+            "correlation_id": cid,
+            "status": "done" if self.mode == "ack" else "failed",
+            "detail": (
+                f"rehearsal: would {cmd.get('command')}"
+                if cmd.get("rehearsal")
+                else f"{cmd.get('command')} {'done' if self.mode == 'ack' else 'failed'}"
+            ),
+        }
         timer = threading.Timer(self.delay_s, self._answer, (reply_to, cid, reply))
         timer.daemon = True
         self._timers.append(timer)
@@ -116,8 +134,11 @@ class TargetClient:
         """Answer a command by hand (a late acknowledgement)."""
         with self.lock:
             cmd = next(c for c in self.received if c["correlation_id"] == correlation_id)
-        self._answer(cmd["reply_to"], correlation_id, {"correlation_id": correlation_id, "status": status,
-                                                       "detail": detail or "answered by hand"})
+        self._answer(
+            cmd["reply_to"],
+            correlation_id,
+            {"correlation_id": correlation_id, "status": status, "detail": detail or "answered by hand"},
+        )
 
     def commands(self, *, rehearsal: bool | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -129,8 +150,10 @@ class TargetClient:
             while not (v := pred(self)):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"target {self.target}: timed out after {timeout} s waiting for {what}; "
-                                         f"received {[c.get('command') for c in self.received]}")
+                    raise AssertionError(
+                        f"target {self.target}: timed out after {timeout} s waiting for {what}; "
+                        f"received {[c.get('command') for c in self.received]}"
+                    )
                 self.lock.wait(left)
             return v
 
@@ -153,9 +176,18 @@ class ShutdownTargetsSim(Simulator):
             opts = dict(t.sim)
             if opts.get("enabled", True) is False:
                 continue
-            self.clients[tid] = TargetClient(m.host, m.port, cfg.site.id, tid, base=m.base_topic,
-                                             mode=opts.get("mode", "ack"), delay_s=opts.get("ack_delay_s", 1.0),
-                                             protocol=m.protocol, username=m.username, password=password)
+            self.clients[tid] = TargetClient(
+                m.host,
+                m.port,
+                cfg.site.id,
+                tid,
+                base=m.base_topic,
+                mode=opts.get("mode", "ack"),
+                delay_s=opts.get("ack_delay_s", 1.0),
+                protocol=m.protocol,
+                username=m.username,
+                password=password,
+            )
         self.actions.update({"set": self._set, "received": self._received, "list": self._list})
 
     async def start(self) -> None:
@@ -170,7 +202,9 @@ class ShutdownTargetsSim(Simulator):
     def _client(self, target: str) -> TargetClient:
         c = self.clients.get(target)
         if c is None:
-            raise SimError(f"no simulated shutdown target '{target}'; have: {', '.join(sorted(self.clients))}")
+            raise SimError(
+                f"no simulated shutdown target '{target}'; have: {', '.join(sorted(self.clients))}"
+            )
         return c
 
     def _set(self, target: str, mode: str | None = None, delay_s: float | None = None) -> dict[str, Any]:
@@ -180,11 +214,15 @@ class ShutdownTargetsSim(Simulator):
             raise SimError(str(err)) from None
 
     def _received(self, target: str) -> list[dict[str, Any]]:
-        return [{k: v for k, v in c.items() if not k.startswith("_")} for c in self._client(target).commands()]
+        return [
+            {k: v for k, v in c.items() if not k.startswith("_")} for c in self._client(target).commands()
+        ]
 
     def _list(self) -> dict[str, Any]:
-        return {t: {"mode": c.mode, "delay_s": c.delay_s, "received": len(c.received)}
-                for t, c in self.clients.items()}
+        return {
+            t: {"mode": c.mode, "delay_s": c.delay_s, "received": len(c.received)}
+            for t, c in self.clients.items()
+        }
 
 
 def from_config(cfg) -> ShutdownTargetsSim | None:

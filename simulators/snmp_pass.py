@@ -66,7 +66,11 @@ def main() -> None:
         elif cmd in ("get", "getnext"):
             oid = sys.stdin.readline().strip()
             table.load()
-            while cmd == "getnext" and table.stall_prefix and oid.strip(".").startswith(table.stall_prefix.strip(".")):
+            while (
+                cmd == "getnext"
+                and table.stall_prefix
+                and oid.strip(".").startswith(table.stall_prefix.strip("."))
+            ):
                 time.sleep(0.1)
                 table.load()
             if cmd == "get":

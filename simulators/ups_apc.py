@@ -27,10 +27,10 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from suitemon.drivers.profile import Profile, decode, encode
-
 from suitemon.simulators.base import ModbusSimulator, RegisterStore, SimError
 from suitemon.simulators.modbus_server import ILLEGAL_ADDRESS, ModbusError
 
@@ -108,16 +108,25 @@ class ApcUpsSimulator(ModbusSimulator):
         self.battery_temp_c = 25.0
         self.mains = True
         outlet = self.profile.meta.get("outlet", {})
-        table = outlet.get("groups") or {MAIN: {"delay_point": outlet.get("delay_point"),
-                                                "countdown_point": outlet.get("countdown_point")}}
-        self.groups = {name: Group(name, g.get("delay_point"), g.get("countdown_point")) for name, g in table.items()}
+        table = outlet.get("groups") or {
+            MAIN: {"delay_point": outlet.get("delay_point"), "countdown_point": outlet.get("countdown_point")}
+        }
+        self.groups = {
+            name: Group(name, g.get("delay_point"), g.get("countdown_point")) for name, g in table.items()
+        }
         self.main = self.groups.setdefault(MAIN, Group(MAIN, None, None))
         self.test_until: float | None = None
         self.calibrating = False
         self.calibration_until: float | None = None
         self.mains_back_at: float | None = None
-        self.flags = {"fault": False, "overload": False, "over_temperature": False,
-                      "battery_disconnected": False, "battery_needs_replacement": False, "low_battery": False}
+        self.flags = {
+            "fault": False,
+            "overload": False,
+            "over_temperature": False,
+            "battery_disconnected": False,
+            "battery_needs_replacement": False,
+            "low_battery": False,
+        }
         self.input_v_available = True
         self.outlet_commands: list[dict[str, Any]] = []
         self.request_times: deque[float] = deque(maxlen=5000)
@@ -127,17 +136,27 @@ class ApcUpsSimulator(ModbusSimulator):
                 self._poke(g.delay_point, int(o.get("shutdown_delay_s", 90)))
         for name, value in selftest.get("expect", {}).items():
             self._poke(name, value)
-        self.actions.update({
-            "mains_fail": self.mains_fail, "mains_restore": self.mains_restore, "flicker": self.flicker,
-            "self_test": self.self_test, "calibrate": self.calibrate, "calibrate_abort": self.calibrate_abort,
-            "low_battery": self._flag_action("low_battery"),
-            "replace_battery": self._flag_action("battery_needs_replacement"),
-            "battery_disconnected": self._flag_action("battery_disconnected"),
-            "overload": self._flag_action("overload"), "ups_fault": self._flag_action("fault"),
-            "over_temperature": self._flag_action("over_temperature"),
-            "swap_bytes": self.set_swap_bytes, "swap_words": self.set_swap_words,
-            "set": self.set_model, "state": self.state, "line_stats": self.line_stats,
-        })
+        self.actions.update(
+            {
+                "mains_fail": self.mains_fail,
+                "mains_restore": self.mains_restore,
+                "flicker": self.flicker,
+                "self_test": self.self_test,
+                "calibrate": self.calibrate,
+                "calibrate_abort": self.calibrate_abort,
+                "low_battery": self._flag_action("low_battery"),
+                "replace_battery": self._flag_action("battery_needs_replacement"),
+                "battery_disconnected": self._flag_action("battery_disconnected"),
+                "overload": self._flag_action("overload"),
+                "ups_fault": self._flag_action("fault"),
+                "over_temperature": self._flag_action("over_temperature"),
+                "swap_bytes": self.set_swap_bytes,
+                "swap_words": self.set_swap_words,
+                "set": self.set_model,
+                "state": self.state,
+                "line_stats": self.line_stats,
+            }
+        )
         self._refresh(self._last)
 
     # -- the model -----------------------------------------------------------
@@ -191,8 +210,12 @@ class ApcUpsSimulator(ModbusSimulator):
         if self.on_battery and self.charge > 0:
             ev.append((self._last + self.charge * self.full_charge_runtime(), self._battery_empty))
             if self.calibrating and self.charge > self.calibration_end:
-                ev.append((self._last + (self.charge - self.calibration_end) * self.full_charge_runtime(),
-                           self._calibration_done))
+                ev.append(
+                    (
+                        self._last + (self.charge - self.calibration_end) * self.full_charge_runtime(),
+                        self._calibration_done,
+                    )
+                )
         return ev
 
     def _advance(self) -> float:
@@ -269,18 +292,40 @@ class ApcUpsSimulator(ModbusSimulator):
     def _refresh(self, now: float) -> None:
         on_batt, runtime = self.on_battery, self.runtime()
         main = self.main
-        self._poke("status", {
-            "online": self.output_on and self.mains and not self.testing and not self.calibrating,
-            "on_battery": on_batt, "output_off": not self.output_on, "fault": self.flags["fault"],
-            "input_bad": not self.mains, "self_test": self.testing, "output_off_pending": main.pending is not None,
-            "eco_mode": False})
-        self._poke("signalling_status", {
-            "power_failure": not self.mains,
-            "shutdown_imminent": self.flags["low_battery"] or (on_batt and runtime <= self.low_runtime_s)})
-        self._poke("power_errors", {"overload": self.flags["overload"] or self.load_pct > 100,
-                                    "over_temperature": self.flags["over_temperature"]})
-        self._poke("battery_errors", {"battery_disconnected": self.flags["battery_disconnected"],
-                                      "battery_needs_replacement": self.flags["battery_needs_replacement"]})
+        self._poke(
+            "status",
+            {
+                "online": self.output_on and self.mains and not self.testing and not self.calibrating,
+                "on_battery": on_batt,
+                "output_off": not self.output_on,
+                "fault": self.flags["fault"],
+                "input_bad": not self.mains,
+                "self_test": self.testing,
+                "output_off_pending": main.pending is not None,
+                "eco_mode": False,
+            },
+        )
+        self._poke(
+            "signalling_status",
+            {
+                "power_failure": not self.mains,
+                "shutdown_imminent": self.flags["low_battery"] or (on_batt and runtime <= self.low_runtime_s),
+            },
+        )
+        self._poke(
+            "power_errors",
+            {
+                "overload": self.flags["overload"] or self.load_pct > 100,
+                "over_temperature": self.flags["over_temperature"],
+            },
+        )
+        self._poke(
+            "battery_errors",
+            {
+                "battery_disconnected": self.flags["battery_disconnected"],
+                "battery_needs_replacement": self.flags["battery_needs_replacement"],
+            },
+        )
         self._poke("calibration_status", {"calibrating": self.calibrating})
         self._poke("runtime_s", int(runtime))
         self._poke("charge_pct", round(self.charge * 100.0, 2))
@@ -296,15 +341,22 @@ class ApcUpsSimulator(ModbusSimulator):
             self._poke("input_v", NOMINAL_V if self.mains else 0.0)
         for g in self.groups.values():
             if g.countdown_point:
-                self._poke(g.countdown_point, -1 if g.pending is None else max(0, math.ceil(g.pending[1] - now)))
+                self._poke(
+                    g.countdown_point, -1 if g.pending is None else max(0, math.ceil(g.pending[1] - now))
+                )
 
     def _on_write(self, table: str, address: int, values: list[int]) -> None:
         assert self.profile is not None
         now = self._advance()
         if address == self.profile.point("outlet_command").address:
             bits = decode(self.profile.point("outlet_command"), values)
-            self.outlet_commands.append({"at": time.time(), "raw": bits["raw"],
-                                         "bits": sorted(k for k, v in bits.items() if v is True)})
+            self.outlet_commands.append(
+                {
+                    "at": time.time(),
+                    "raw": bits["raw"],
+                    "bits": sorted(k for k, v in bits.items() if v is True),
+                }
+            )
             for name, g in self.groups.items():
                 if bits.get(name):
                     self._outlet_command(g, bits, now)
@@ -364,8 +416,10 @@ class ApcUpsSimulator(ModbusSimulator):
         if not self.mains:
             raise SimError(f"{self.device_id}: a runtime calibration needs mains present")
         if self.charge < 0.995:
-            raise SimError(f"{self.device_id}: a runtime calibration needs a full battery "
-                           f"(charge {self.charge * 100:.1f} %)")
+            raise SimError(
+                f"{self.device_id}: a runtime calibration needs a full battery "
+                f"(charge {self.charge * 100:.1f} %)"
+            )
         self.calibrating = True
         self.calibration_until = None if duration_s is None else now + float(duration_s)
         return self.state()
@@ -380,6 +434,7 @@ class ApcUpsSimulator(ModbusSimulator):
             self._advance()
             self.flags[flag] = bool(on)
             return self.state()
+
         return act
 
     def set_swap_bytes(self, on: bool = True) -> dict[str, Any]:
@@ -392,10 +447,16 @@ class ApcUpsSimulator(ModbusSimulator):
         self.store.swap_words = bool(on)
         return {"swap_words": self.store.swap_words}
 
-    def set_model(self, charge_pct: float | None = None, load_pct: float | None = None,
-                  full_runtime_s: float | None = None, low_runtime_s: float | None = None,
-                  battery_temp_c: float | None = None, return_delay_s: float | None = None,
-                  input_v_available: bool | None = None) -> dict[str, Any]:
+    def set_model(
+        self,
+        charge_pct: float | None = None,
+        load_pct: float | None = None,
+        full_runtime_s: float | None = None,
+        low_runtime_s: float | None = None,
+        battery_temp_c: float | None = None,
+        return_delay_s: float | None = None,
+        input_v_available: bool | None = None,
+    ) -> dict[str, Any]:
         self._advance()
         if charge_pct is not None:
             self.charge = min(1.0, max(0.0, float(charge_pct) / 100.0))
@@ -418,21 +479,30 @@ class ApcUpsSimulator(ModbusSimulator):
         return super().get_points()
 
     def _group_state(self, g: Group, now: float) -> dict[str, Any]:
-        return {"on": g.on, "pending": g.pending[0] if g.pending else None,
-                "countdown_s": None if g.pending is None else max(0, math.ceil(g.pending[1] - now)),
-                "return_on_mains": g.return_on_mains}
+        return {
+            "on": g.on,
+            "pending": g.pending[0] if g.pending else None,
+            "countdown_s": None if g.pending is None else max(0, math.ceil(g.pending[1] - now)),
+            "return_on_mains": g.return_on_mains,
+        }
 
     def state(self) -> dict[str, Any]:
         now = self._advance()
         self._refresh(now)
         main = self._group_state(self.main, now)
         return {
-            "mains": self.mains, "output_on": self.output_on, "on_battery": self.on_battery,
-            "self_test": self.testing, "calibrating": self.calibrating,
+            "mains": self.mains,
+            "output_on": self.output_on,
+            "on_battery": self.on_battery,
+            "self_test": self.testing,
+            "calibrating": self.calibrating,
             "charge_pct": round(self.charge * 100.0, 2),
-            "runtime_s": int(self.runtime()), "load_pct": self.present_load(),
-            "pending": main["pending"], "countdown_s": main["countdown_s"],
-            "return_on_mains": main["return_on_mains"], "outlet_commands": list(self.outlet_commands),
+            "runtime_s": int(self.runtime()),
+            "load_pct": self.present_load(),
+            "pending": main["pending"],
+            "countdown_s": main["countdown_s"],
+            "return_on_mains": main["return_on_mains"],
+            "outlet_commands": list(self.outlet_commands),
             "groups": {n: self._group_state(g, now) for n, g in self.groups.items()},
             "flags": dict(self.flags),
         }

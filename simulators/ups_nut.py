@@ -38,7 +38,9 @@ def nut_available() -> bool:
     return (NUT_BIN / "upsd").exists() and (NUT_BIN / "dummy-ups").exists()
 
 
-def nut_vars(state: dict[str, Any], *, low_runtime_s: float, input_v_available: bool = True) -> dict[str, str]:
+def nut_vars(
+    state: dict[str, Any], *, low_runtime_s: float, input_v_available: bool = True
+) -> dict[str, str]:
     """The battery model's state as the variables a NUT driver would publish."""
     flags = state["flags"]
     on_batt = state["on_battery"]
@@ -87,19 +89,39 @@ class NutUpsSimulator(Simulator):
         self._writer: asyncio.Task | None = None
         self._last_text = ""
         self._stamp = int(time.time())
-        for verb in ("mains_fail", "mains_restore", "flicker", "low_battery", "replace_battery", "overload",
-                     "battery_disconnected", "state", "self_test", "calibrate", "calibrate_abort"):
+        for verb in (
+            "mains_fail",
+            "mains_restore",
+            "flicker",
+            "low_battery",
+            "replace_battery",
+            "overload",
+            "battery_disconnected",
+            "state",
+            "self_test",
+            "calibrate",
+            "calibrate_abort",
+        ):
             self.actions[verb] = self.model.actions[verb]
-        self.actions.update({
-            "set": self.model.set_model,
-            "stop_answering": self.stop_answering, "answer": self.answer,
-            "unplug": self.unplug, "plug": self.plug, "driver_down": self.driver_down, "vars": self.vars,
-        })
+        self.actions.update(
+            {
+                "set": self.model.set_model,
+                "stop_answering": self.stop_answering,
+                "answer": self.answer,
+                "unplug": self.unplug,
+                "plug": self.plug,
+                "driver_down": self.driver_down,
+                "vars": self.vars,
+            }
+        )
 
     # -- the model as NUT variables ---------------------------------------------------
     def vars(self) -> dict[str, str]:
-        return nut_vars(self.model.state(), low_runtime_s=self.model.low_runtime_s,
-                        input_v_available=self.input_v_available)
+        return nut_vars(
+            self.model.state(),
+            low_runtime_s=self.model.low_runtime_s,
+            input_v_available=self.input_v_available,
+        )
 
     def _write_dev(self, force: bool = False) -> None:
         assert self.dir is not None
@@ -131,7 +153,8 @@ class NutUpsSimulator(Simulator):
         state.mkdir(mode=0o700)
         (conf / "ups.conf").write_text(
             f"pollinterval = 1\n[{self.ups}]\n  driver = dummy-ups\n  port = {self.dir / 'ups.dev'}\n"
-            "  mode = dummy-once\n  desc = \"suitemon simulated UPS\"\n")
+            "  mode = dummy-once\n  desc = \"suitemon simulated UPS\"\n"
+        )
         upsd_conf = f"LISTEN {self.host} {self.port}\nMAXAGE 3\n"
         if self.options.get("tls"):
             upsd_conf += f'CERTPATH {self._make_certificates()}\nCERTIDENT "upsd" ""\n'
@@ -156,14 +179,68 @@ class NutUpsSimulator(Simulator):
         san = f"IP:{self.host}" if self.host.replace(".", "").isdigit() else f"DNS:{self.host}"
         (d / "ext").write_text(f"subjectAltName={san}\n")
         steps = [
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "2", "-subj", "/CN=suitemon test CA"],
-            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
-             "-subj", f"/CN={self.host}"],
-            ["openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "srv.pem", "-days", "2", "-extfile", "ext"],
-            ["openssl", "pkcs12", "-export", "-in", "srv.pem", "-inkey", "srv.key", "-name", "upsd",
-             "-out", "srv.p12", "-passout", "pass:"],
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=suitemon test CA",
+            ],
+            [
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "srv.key",
+                "-out",
+                "srv.csr",
+                "-subj",
+                f"/CN={self.host}",
+            ],
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                "srv.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "srv.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+            [
+                "openssl",
+                "pkcs12",
+                "-export",
+                "-in",
+                "srv.pem",
+                "-inkey",
+                "srv.key",
+                "-name",
+                "upsd",
+                "-out",
+                "srv.p12",
+                "-passout",
+                "pass:",
+            ],
             ["certutil", "-N", "-d", "sql:db", "--empty-password"],
             ["pk12util", "-i", "srv.p12", "-d", "sql:db", "-W", ""],
         ]
@@ -171,7 +248,9 @@ class NutUpsSimulator(Simulator):
         for cmd in steps:
             r = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
             if r.returncode != 0:
-                raise SimError(f"{self.device_id}: {cmd[0]} failed making upsd's certificate: {r.stderr[-300:]}")
+                raise SimError(
+                    f"{self.device_id}: {cmd[0]} failed making upsd's certificate: {r.stderr[-300:]}"
+                )
         return d / "db"
 
     @property
@@ -180,22 +259,38 @@ class NutUpsSimulator(Simulator):
 
     async def start(self) -> None:
         if not nut_available():
-            raise SimError(f"{self.device_id}: Network UPS Tools is not installed ({NUT_BIN}/upsd); "
-                           "apt-get install nut-server")
+            raise SimError(
+                f"{self.device_id}: Network UPS Tools is not installed ({NUT_BIN}/upsd); "
+                "apt-get install nut-server"
+            )
         self.dir = Path(tempfile.mkdtemp(prefix=f"suitemon-nut-{self.device_id}-"))
         env = self._configure()
         self._write_dev(force=True)
         # -F: stay in the foreground, so the process is ours to stop; -u: run as the current user.
         user = ["-u", "root"] if os.geteuid() == 0 else []
         self.driver = await asyncio.create_subprocess_exec(
-            str(NUT_BIN / "dummy-ups"), "-F", "-a", self.ups, *user, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent)
-        await self._wait_for(lambda: (self.dir / "state" / f"dummy-ups-{self.ups}").exists(), "dummy-ups socket")
+            str(NUT_BIN / "dummy-ups"),
+            "-F",
+            "-a",
+            self.ups,
+            *user,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        await self._wait_for(
+            lambda: (self.dir / "state" / f"dummy-ups-{self.ups}").exists(), "dummy-ups socket"
+        )
         self.upsd = await asyncio.create_subprocess_exec(
-            str(NUT_BIN / "upsd"), "-F", *user, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent)
+            str(NUT_BIN / "upsd"),
+            "-F",
+            *user,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
         await self._wait_for_port()
         await self._wait_for_status()
         self._writer = asyncio.create_task(self._keep_writing())
@@ -216,7 +311,9 @@ class NutUpsSimulator(Simulator):
                 return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise SimError(f"{self.device_id}: upsd did not listen on {self.host}:{self.port}") from None
+                    raise SimError(
+                        f"{self.device_id}: upsd did not listen on {self.host}:{self.port}"
+                    ) from None
                 await asyncio.sleep(0.05)
 
     async def _wait_for_status(self, timeout: float = 10.0) -> None:

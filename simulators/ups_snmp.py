@@ -32,7 +32,14 @@ from suitemon.simulators.ups_apc import ApcUpsSimulator
 
 SNMPD = Path(os.environ.get("SUITEMON_SNMPD", "/usr/sbin/snmpd"))
 WRITE_EVERY_S = 0.2
-ALARM_IDS = {"battery_bad": 1, "on_battery": 2, "low_battery": 3, "input_bad": 6, "overload": 8, "test_in_progress": 24}
+ALARM_IDS = {
+    "battery_bad": 1,
+    "on_battery": 2,
+    "low_battery": 3,
+    "input_bad": 6,
+    "overload": 8,
+    "test_in_progress": 24,
+}
 
 
 def snmp_values(state: dict[str, Any], low_runtime_s: float, input_v: bool = True) -> dict[str, list]:
@@ -40,10 +47,18 @@ def snmp_values(state: dict[str, Any], low_runtime_s: float, input_v: bool = Tru
     on_batt, testing = state["on_battery"], state["self_test"] or state["calibrating"]
     low = flags["low_battery"] or (on_batt and state["runtime_s"] <= low_runtime_s)
     source = 2 if not state["output_on"] else (5 if on_batt else 3)
-    alarms = [a for a, on in (("battery_bad", flags["battery_needs_replacement"]), ("on_battery", on_batt),
-                              ("low_battery", low), ("input_bad", not state["mains"]),
-                              ("overload", flags["overload"] or state["load_pct"] > 100),
-                              ("test_in_progress", testing)) if on]
+    alarms = [
+        a
+        for a, on in (
+            ("battery_bad", flags["battery_needs_replacement"]),
+            ("on_battery", on_batt),
+            ("low_battery", low),
+            ("input_bad", not state["mains"]),
+            ("overload", flags["overload"] or state["load_pct"] > 100),
+            ("test_in_progress", testing),
+        )
+        if on
+    ]
     v = {
         OID["battery_status"]: ["integer", 3 if low else 2],
         OID["seconds_on_battery"]: ["integer", 1 if on_batt else 0],
@@ -55,8 +70,14 @@ def snmp_values(state: dict[str, Any], low_runtime_s: float, input_v: bool = Tru
         OID["alarms_present"]: ["gauge", len(alarms)],
         OID["test_summary"]: ["integer", 5 if testing else 1],
         # upsWellKnownTests: 1 none, 4 quick battery test, 5 deep battery calibration
-        OID["test_id"]: ["objectid", f"{UPS}7.7.{5 if state['calibrating'] else 4 if state['self_test'] else 1}"],
-        OID["shutdown_after_delay"]: ["integer", -1 if state["countdown_s"] is None else state["countdown_s"]],
+        OID["test_id"]: [
+            "objectid",
+            f"{UPS}7.7.{5 if state['calibrating'] else 4 if state['self_test'] else 1}",
+        ],
+        OID["shutdown_after_delay"]: [
+            "integer",
+            -1 if state["countdown_s"] is None else state["countdown_s"],
+        ],
         AUTO_RESTART: ["integer", 1],
     }
     if input_v:
@@ -79,11 +100,29 @@ class SnmpUpsSimulator(Simulator):
         self._task: asyncio.Task | None = None
         self._cmd_pos = 0
         self._last = ""
-        for verb in ("mains_fail", "mains_restore", "flicker", "low_battery", "replace_battery", "overload",
-                     "battery_disconnected", "state", "self_test", "calibrate", "calibrate_abort"):
+        for verb in (
+            "mains_fail",
+            "mains_restore",
+            "flicker",
+            "low_battery",
+            "replace_battery",
+            "overload",
+            "battery_disconnected",
+            "state",
+            "self_test",
+            "calibrate",
+            "calibrate_abort",
+        ):
             self.actions[verb] = self.model.actions[verb]
-        self.actions.update({"set": self.model.set_model, "unplug": self.unplug, "plug": self.plug,
-                             "drop_oids": self.drop_oids, "stall_walk": self.stall_walk})
+        self.actions.update(
+            {
+                "set": self.model.set_model,
+                "unplug": self.unplug,
+                "plug": self.plug,
+                "drop_oids": self.drop_oids,
+                "stall_walk": self.stall_walk,
+            }
+        )
 
     def values(self) -> dict[str, list]:
         v = snmp_values(self.model.state(), self.model.low_runtime_s, self.input_v_available)
@@ -101,8 +140,13 @@ class SnmpUpsSimulator(Simulator):
     def _write(self) -> None:
         assert self.dir is not None
         values = self.values()
-        text = json.dumps({"values": values, "writable": ["." + OID["shutdown_after_delay"], "." + AUTO_RESTART],
-                           "stall_prefix": ALARM_DESCR if self.stall_on_walk else None})
+        text = json.dumps(
+            {
+                "values": values,
+                "writable": ["." + OID["shutdown_after_delay"], "." + AUTO_RESTART],
+                "stall_prefix": ALARM_DESCR if self.stall_on_walk else None,
+            }
+        )
         if text != self._last:
             tmp = self.dir / "state.tmp"
             tmp.write_text(text)
@@ -115,14 +159,16 @@ class SnmpUpsSimulator(Simulator):
         if not path.exists():
             return
         data = path.read_bytes()
-        new, self._cmd_pos = data[self._cmd_pos:], len(data)
+        new, self._cmd_pos = data[self._cmd_pos :], len(data)
         for line in new.decode().splitlines():
             c = json.loads(line)
             if c["oid"] == "." + OID["shutdown_after_delay"]:
                 delay = int(c["value"])
                 now = self.model._advance()
                 self.model.main.pending = None if delay < 0 else ("shutdown", now + delay)
-                self.model.outlet_commands.append({"at": time.time(), "snmp": "upsShutdownAfterDelay", "value": delay})
+                self.model.outlet_commands.append(
+                    {"at": time.time(), "snmp": "upsShutdownAfterDelay", "value": delay}
+                )
 
     async def _run(self) -> None:
         while True:
@@ -139,12 +185,17 @@ class SnmpUpsSimulator(Simulator):
         if community:
             lines.append(f"rwcommunity {community} {self.host}")
         user = getattr(self.cfg, "user", None)
-        auth_f, priv_f = getattr(self.cfg, "auth_password_file", None), getattr(self.cfg, "priv_password_file", None)
+        auth_f, priv_f = (
+            getattr(self.cfg, "auth_password_file", None),
+            getattr(self.cfg, "priv_password_file", None),
+        )
         if user and auth_f and priv_f:
             auth = getattr(self.cfg, "auth_protocol", "SHA")
             priv = getattr(self.cfg, "priv_protocol", "AES")
-            lines.append(f'createUser {user} {auth} "{Path(auth_f).read_text().strip()}" {priv} '
-                         f'"{Path(priv_f).read_text().strip()}"')
+            lines.append(
+                f'createUser {user} {auth} "{Path(auth_f).read_text().strip()}" {priv} '
+                f'"{Path(priv_f).read_text().strip()}"'
+            )
             lines.append(f"rwuser {user} priv")
         helper = f"{sys.executable} -m suitemon.simulators.snmp_pass {self.dir}/state.json {self.dir}/commands.jsonl"
         lines.append(f"pass_persist .{UPS.rstrip('.')} {helper}")
@@ -152,7 +203,9 @@ class SnmpUpsSimulator(Simulator):
 
     async def start(self) -> None:
         if not SNMPD.exists():
-            raise SimError(f"{self.device_id}: net-snmp's snmpd is not installed ({SNMPD}); apt-get install snmpd")
+            raise SimError(
+                f"{self.device_id}: net-snmp's snmpd is not installed ({SNMPD}); apt-get install snmpd"
+            )
         self.dir = Path(tempfile.mkdtemp(prefix=f"suitemon-snmp-{self.device_id}-"))
         (self.dir / "persist").mkdir()
         conf = self.dir / "snmpd.conf"
@@ -161,19 +214,34 @@ class SnmpUpsSimulator(Simulator):
         self._write()
         env = {**os.environ, "SNMP_PERSISTENT_DIR": str(self.dir / "persist"), "MIBS": ""}
         self.proc = await asyncio.create_subprocess_exec(
-            str(SNMPD), "-f", "-Lf", str(self.dir / "snmpd.log"), "-C", "-c", str(conf), "-r",
-            "-p", str(self.dir / "snmpd.pid"), env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent)
+            str(SNMPD),
+            "-f",
+            "-Lf",
+            str(self.dir / "snmpd.log"),
+            "-C",
+            "-c",
+            str(conf),
+            "-r",
+            "-p",
+            str(self.dir / "snmpd.pid"),
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
         await self._wait_ready()
         self._task = asyncio.create_task(self._run())
 
     async def _wait_ready(self, timeout: float = 10.0) -> None:
         assert self.dir is not None
         deadline = time.monotonic() + timeout
-        while "NET-SNMP version" not in ((self.dir / "snmpd.log").read_text() if (self.dir / "snmpd.log").exists() else ""):
+        while "NET-SNMP version" not in (
+            (self.dir / "snmpd.log").read_text() if (self.dir / "snmpd.log").exists() else ""
+        ):
             if self.proc is not None and self.proc.returncode is not None:
-                raise SimError(f"{self.device_id}: snmpd exited: {(self.dir / 'snmpd.log').read_text()[-500:]}")
+                raise SimError(
+                    f"{self.device_id}: snmpd exited: {(self.dir / 'snmpd.log').read_text()[-500:]}"
+                )
             if time.monotonic() > deadline:
                 raise SimError(f"{self.device_id}: snmpd did not start on {self.host}:{self.port}")
             await asyncio.sleep(0.05)

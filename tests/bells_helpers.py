@@ -14,8 +14,16 @@ ROOMS = {
 
 
 def bells_device(transport: str, tmp_path, poll_s: float = 0.05, **kw) -> dict:
-    d = {"kind": "callbell_io", "name": "Nurse-call module", "transport": transport, "poll_s": poll_s,
-         "timeout_s": 0.15, "comm_loss_after": 3, "profile": "dio16_latch", "rooms": ROOMS}
+    d = {
+        "kind": "callbell_io",
+        "name": "Nurse-call module",
+        "transport": transport,
+        "poll_s": poll_s,
+        "timeout_s": 0.15,
+        "comm_loss_after": 3,
+        "profile": "dio16_latch",
+        "rooms": ROOMS,
+    }
     if transport == "tcp":
         d.update(host="127.0.0.1", port=free_port())
     else:
@@ -27,16 +35,24 @@ def bells_device(transport: str, tmp_path, poll_s: float = 0.05, **kw) -> dict:
 def bells_extra(steps=(1.0, 1.0, 1.0)) -> dict:
     return {
         "ladders": {
-            "deterioration": {"steps": [
-                {"role": "room_nurse", "timeout_s": steps[0]},
-                {"role": "suite_staff", "timeout_s": steps[1]},
-                {"role": "resus_team", "timeout_s": steps[2], "failsafe": True, "critical_care": True},
-            ]},
+            "deterioration": {
+                "steps": [
+                    {"role": "room_nurse", "timeout_s": steps[0]},
+                    {"role": "suite_staff", "timeout_s": steps[1]},
+                    {"role": "resus_team", "timeout_s": steps[2], "failsafe": True, "critical_care": True},
+                ]
+            },
         },
         "alarm_types": {
             "bells.call": {"priority": "medium", "kind": "clinical", "latching": True},
-            "bells.emergency": {"priority": "high", "kind": "clinical", "latching": True, "emergency": True,
-                                "ladder": "deterioration", "protocol": "deterioration"},
+            "bells.emergency": {
+                "priority": "high",
+                "kind": "clinical",
+                "latching": True,
+                "emergency": True,
+                "ladder": "deterioration",
+                "protocol": "deterioration",
+            },
         },
     }
 
@@ -51,8 +67,9 @@ def start_bells_suite(make_suite, watcher: Watcher, device: dict, extra: dict, e
     suite.start_sims()
     suite.start_daemon(watcher)
     state_t = suite.topic("device", "bells", "state")
-    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok" and not s["stale"], 10,
-                     what="bells polled")
+    watcher.wait_for(
+        lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok" and not s["stale"], 10, what="bells polled"
+    )
     return suite
 
 
@@ -62,9 +79,11 @@ def alarm(watcher: Watcher, suite, alarm_id: str):
 
 def wait_alarm(watcher: Watcher, suite, alarm_id: str, timeout: float = 5, **fields):
     """Wait until the retained record of alarm_id has these fields; return it."""
+
     def ok(w):
         a = w.json_of(suite.topic("alarm", alarm_id))
         return a if a and all(a.get(k) == v for k, v in fields.items()) else None
+
     return watcher.wait_for(ok, timeout, what=f"alarm {alarm_id} with {fields}")
 
 
@@ -81,6 +100,7 @@ def command(watcher: Watcher, suite, actor: str, verb: str, timeout: float = 5, 
                 if r.get("request_id") == rid:
                     return r
         return None
+
     return watcher.wait_for(got, timeout, what=f"reply to {verb}")
 
 
@@ -92,7 +112,7 @@ def notifies(watcher: Watcher, suite, alarm_id: str) -> list[tuple[str, dict, fl
         if top.startswith(prefix):
             body = json.loads(payload)
             if body["alarm_id"] == alarm_id:
-                out.append((top[len(prefix):], body, t))
+                out.append((top[len(prefix) :], body, t))
     return out
 
 

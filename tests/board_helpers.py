@@ -7,22 +7,31 @@ import os
 import re
 import socket
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
 import urllib.error
 import urllib.request
-import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from helpers import SUITEMON, Mosquitto, Proc, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # The committed screenshots (docs/screenshots) are refreshed with SUITEMON_SCREENSHOTS=docs/screenshots;
 # ordinary runs write them to a temp dir so that running the tests leaves the tree clean.
-SCREENSHOTS = Path(os.environ.get("SUITEMON_SCREENSHOTS") or Path(tempfile.gettempdir()) / "suitemon-screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("SUITEMON_SCREENSHOTS") or Path(tempfile.gettempdir()) / "suitemon-screenshots"
+)
 
 
 def need_browser():
@@ -49,20 +58,23 @@ class SecuredMosquitto(Mosquitto):
         self.users = users
         self.acl = acl
 
-    def start(self) -> "SecuredMosquitto":
+    def start(self) -> SecuredMosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         pw = self.workdir / "passwd"
         pw.write_text("")
         for user, password in self.users.items():
-            subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(pw), user, password], check=True, capture_output=True
+            )
         acl = self.workdir / "acl"
         acl.write_text(self.acl)
         conf = self.workdir / "mosquitto.conf"
         # As root, Mosquitto would drop to its own user and could not read pytest's private tmp dir.
         run_as = "user root\n" if os.geteuid() == 0 else ""
-        conf.write_text(f"{run_as}listener {self.port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
-                        f"password_file {pw}\nacl_file {acl}\nmax_queued_messages 100000\n")
+        conf.write_text(
+            f"{run_as}listener {self.port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+            f"password_file {pw}\nacl_file {acl}\nmax_queued_messages 100000\n"
+        )
         self.log = open(self.workdir / "mosquitto.log", "ab")
         self.proc = subprocess.Popen([self.exe, "-c", str(conf)], stdout=self.log, stderr=self.log)
         wait_until(self._accepting, 10, what=f"mosquitto on port {self.port}")
@@ -92,8 +104,9 @@ class BoardProc:
         self.suite = suite
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = Proc([*SUITEMON, "board", "-c", str(suite.path), "--log-format", "json"],
-                         suite.tmp / f"{name}.log")
+        self.proc = Proc(
+            [*SUITEMON, "board", "-c", str(suite.path), "--log-format", "json"], suite.tmp / f"{name}.log"
+        )
         suite.procs.append(self.proc)
         wait_until(self._up, 20, what="board HTTP server")
 
@@ -152,10 +165,18 @@ def shot(page, name: str) -> Path:
 
 
 def points_env(port: int | None = None, **limits) -> dict:
-    return {"kind": "modbus_points", "name": "Hot-lab environment", "location": "hotlab", "transport": "tcp",
-            "host": "127.0.0.1", "port": port or free_port(), "poll_s": 0.2, "timeout_s": 0.2,
-            "sim": {"drift": False}, "limits": limits or {
-                "temperature": {"high": 28.0, "hysteresis": 0.5, "priority": "low"}}}
+    return {
+        "kind": "modbus_points",
+        "name": "Hot-lab environment",
+        "location": "hotlab",
+        "transport": "tcp",
+        "host": "127.0.0.1",
+        "port": port or free_port(),
+        "poll_s": 0.2,
+        "timeout_s": 0.2,
+        "sim": {"drift": False},
+        "limits": limits or {"temperature": {"high": 28.0, "hysteresis": 0.5, "priority": "low"}},
+    }
 
 
 def cookie_of(headers) -> str:
@@ -191,5 +212,17 @@ def status_of(response: bytes) -> int:
     return int(m.group(1))
 
 
-__all__ = ["off_loop", "need_browser", "SecuredMosquitto", "SUITE_ACL", "BoardProc", "start_board", "launch_browser",
-           "shot", "points_env", "cookie_of", "raw", "status_of"]
+__all__ = [
+    "SUITE_ACL",
+    "BoardProc",
+    "SecuredMosquitto",
+    "cookie_of",
+    "launch_browser",
+    "need_browser",
+    "off_loop",
+    "points_env",
+    "raw",
+    "shot",
+    "start_board",
+    "status_of",
+]

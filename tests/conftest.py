@@ -9,10 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 import schema_check  # noqa: F401  (fails early if a schema is not valid JSON)
+from helpers import SUITEMON, Mosquitto, Proc, Watcher, deep_merge, dump_toml, free_port, wait_until
 from leak_guard import LeakGuard
-from helpers import Mosquitto, Proc, SUITEMON, Watcher, deep_merge, dump_toml, free_port, wait_until
 
 
 def pytest_configure(config):
@@ -55,21 +54,47 @@ BASE = {
         "resus_team": {"name": "Resus", "recipients": ["switchboard"]},
         # The tests' people may send every command; tests of authorisation itself
         # (test_command_authority.py) configure their own roles without this one.
-        "operators": {"name": "Test operators", "commands": ["*"], "members": [
-            "nurse1", "nurse2", "rad1", "rps", "engineer", "eng1", "porter", "matrix", "radiographer1",
-            "radiographer2", "c.boss", "scenario", "station1", "station2", "nurse3", "nurse4", "eng",
-            "switchboard"]},
+        "operators": {
+            "name": "Test operators",
+            "commands": ["*"],
+            "members": [
+                "nurse1",
+                "nurse2",
+                "rad1",
+                "rps",
+                "engineer",
+                "eng1",
+                "porter",
+                "matrix",
+                "radiographer1",
+                "radiographer2",
+                "c.boss",
+                "scenario",
+                "station1",
+                "station2",
+                "nurse3",
+                "nurse4",
+                "eng",
+                "switchboard",
+            ],
+        },
     },
     "ladders": {
-        "deterioration": {"steps": [
-            {"role": "room_nurse", "timeout_s": 1.0},
-            {"role": "suite_staff", "timeout_s": 1.0},
-            {"role": "resus_team", "timeout_s": 1.0, "failsafe": True, "critical_care": True},
-        ]},
+        "deterioration": {
+            "steps": [
+                {"role": "room_nurse", "timeout_s": 1.0},
+                {"role": "suite_staff", "timeout_s": 1.0},
+                {"role": "resus_team", "timeout_s": 1.0, "failsafe": True, "critical_care": True},
+            ]
+        },
     },
     "protocols": {
-        "deterioration": {"who": "Resus team", "number": "2222", "location": "PET-CT, Block C",
-                          "first_actions": ["Stay with the patient", "Call 2222"]},
+        "deterioration": {
+            "who": "Resus team",
+            "number": "2222",
+            "location": "PET-CT, Block C",
+            "first_actions": ["Stay with the patient", "Call 2222"],
+        },
     },
 }
 
@@ -83,13 +108,16 @@ class Suite:
         self.broker = broker
         self.site = "t" + uuid.uuid4().hex[:10]
         self.control_port = free_port()
-        self.data = deep_merge(BASE, {
-            "site": {"id": self.site},
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5},
-            "state": {"dir": str(tmp / "state"), "synchronous": "normal"},
-            "simulation": {"control_port": self.control_port},
-            "devices": devices,
-        })
+        self.data = deep_merge(
+            BASE,
+            {
+                "site": {"id": self.site},
+                "mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5},
+                "state": {"dir": str(tmp / "state"), "synchronous": "normal"},
+                "simulation": {"control_port": self.control_port},
+                "devices": devices,
+            },
+        )
         if extra:
             self.data = deep_merge(self.data, extra)
         self.path = tmp / "suite.toml"
@@ -103,8 +131,7 @@ class Suite:
         return "/".join(("suitemon", self.site, *parts))
 
     def start_daemon(self, watcher: Watcher | None = None, name: str = "daemon") -> Proc:
-        p = Proc([*SUITEMON, "run", "-c", str(self.path), "--log-format", "json"],
-                 self.tmp / f"{name}.log")
+        p = Proc([*SUITEMON, "run", "-c", str(self.path), "--log-format", "json"], self.tmp / f"{name}.log")
         self.procs.append(p)
         if watcher is not None:
             self.wait_online(watcher, p)
@@ -116,6 +143,7 @@ class Suite:
                 raise AssertionError(f"daemon exited early:\n{p.log_text()[-3000:]}")
             st = w.json_of(self.topic("status"))
             return st and st.get("state") == "online" and st.get("pid") == p.pid
+
         watcher.wait_for(online, timeout, what="daemon online")
 
     def start_sims(self, *devices: str) -> Proc:
@@ -138,6 +166,7 @@ class Suite:
 
     def sim(self, device: str, action: str, **args):
         from suitemon.simulators.host import send_control
+
         return asyncio.run(send_control("127.0.0.1", self.control_port, device, action, args))
 
     def play(self, scenario_path, watcher: Watcher, speed: float = 1.0) -> list[str]:
@@ -156,7 +185,9 @@ class Suite:
                 return watcher.events(site)
 
             def ever_raised(self, alarm_id):
-                return any(e["type"] == "alarm.raised" and e["alarm_id"] == alarm_id for e in watcher.events(site))
+                return any(
+                    e["type"] == "alarm.raised" and e["alarm_id"] == alarm_id for e in watcher.events(site)
+                )
 
         async def sim(device, action, args):
             return await send_control("127.0.0.1", self.control_port, device, action, args)
@@ -192,6 +223,7 @@ def watcher(broker):
     yield w
     w.close()
     from schema_check import problems
+
     found = problems(w.messages)
     assert not found, "published payloads break the MQTT contract:\n" + "\n".join(found[:20])
 
@@ -207,8 +239,16 @@ def load_json(b: bytes):
 # Fuzzing: short in CI, thousands of cases per target with SUITEMON_FUZZ=long.
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-settings.register_profile("ci", max_examples=150, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.register_profile("long", max_examples=5000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "long",
+    max_examples=5000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 settings.load_profile("long" if __import__("os").environ.get("SUITEMON_FUZZ") == "long" else "ci")

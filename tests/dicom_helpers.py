@@ -15,16 +15,24 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # Debian's DCMTK stalls ~40 ms p
 
 
 def dicom_section(**kw) -> dict:
-    d = {"port": free_port(), "study_idle_s": 0.6, "location": "uptake1",
-         "allow": [{"ae_title": SCANNER_AE, "address": "127.0.0.0/8"}]}
+    d = {
+        "port": free_port(),
+        "study_idle_s": 0.6,
+        "location": "uptake1",
+        "allow": [{"ae_title": SCANNER_AE, "address": "127.0.0.0/8"}],
+    }
     d.update(kw)
     return {"dicom": d}
 
 
 def target(suite) -> dict:
     d = suite.data["dicom"]
-    return {"host": "127.0.0.1", "port": d["port"], "called_ae": d.get("ae_title", "SUITEMON"),
-            "calling_ae": SCANNER_AE}
+    return {
+        "host": "127.0.0.1",
+        "port": d["port"],
+        "called_ae": d.get("ae_title", "SUITEMON"),
+        "calling_ae": SCANNER_AE,
+    }
 
 
 def dcmtk(tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -44,6 +52,7 @@ def wait_summary(watcher, site: str, study_uid: str, revision: int = 1, timeout:
             if s["study_uid"] == study_uid and s["revision"] == revision:
                 return s
         return None
+
     return watcher.wait_for(found, timeout, what=f"dose summary of {study_uid[-12:]} rev {revision}")
 
 
@@ -53,6 +62,7 @@ def wait_event(watcher, site: str, type_: str, pred=lambda e: True, timeout: flo
             if e["type"] == type_ and pred(e):
                 return e
         return None
+
     return watcher.wait_for(found, timeout, what=f"event {type_}")
 
 

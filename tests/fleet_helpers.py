@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from helpers import REPO, free_port, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
 from secure_broker import Pki, render
 
 CENTRAL = REPO / "deploy" / "central"
 NATS = shutil.which("nats-server") or "/usr/sbin/nats-server"
-PG_BIN = Path((sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-               or ["/usr/lib/postgresql/15/bin/initdb"])[-1]).parent
+PG_BIN = Path(
+    (sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ["/usr/lib/postgresql/15/bin/initdb"])[-1]
+).parent
 NODES = ("central-1", "central-2", "central-3")
 
 
@@ -32,12 +32,40 @@ def node_cert(pki: Pki) -> tuple[Path, Path]:
     """A node certificate good for both ends of a route (serverAuth and clientAuth)."""
     d = pki.dir
     key, csr, crt, ext = d / "node.key", d / "node.csr", d / "node.crt", d / "node.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n")
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n"
+    )
     run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
-    run("x509", "-req", "-in", str(csr), "-CA", str(pki.ca), "-CAkey", str(pki.ca_key), "-CAcreateserial",
-        "-out", str(crt), "-days", "2", "-extfile", str(ext))
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=localhost",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(pki.ca),
+        "-CAkey",
+        str(pki.ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(crt),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
     os.chmod(key, 0o600)
     return crt, key
 
@@ -45,8 +73,9 @@ def node_cert(pki: Pki) -> tuple[Path, Path]:
 class NatsCluster:
     """Three nats-server processes, each with its own store; a node can be killed and restarted."""
 
-    def __init__(self, workdir: Path, pki: Pki, passwords: dict[str, str], extra_users: str = "",
-                 ack_wait: str = "3s"):
+    def __init__(
+        self, workdir: Path, pki: Pki, passwords: dict[str, str], extra_users: str = "", ack_wait: str = "3s"
+    ):
         self.dir = workdir
         self.pki = pki
         crt, key = node_cert(pki)
@@ -63,16 +92,20 @@ class NatsCluster:
             d = workdir / name
             d.mkdir(parents=True)
             (d / "accounts.conf").write_text(accounts)
-            reps = {"server_name: @NODE@": f"server_name: {name}",
-                    "listen: 127.0.0.1:4222": f"listen: 127.0.0.1:{self.client_ports[i]}",
-                    "store_dir: /var/lib/nats/jetstream": f"store_dir: {d / 'js'}",
-                    "max_memory_store: 1GB": "max_memory_store: 64MB", "max_file_store: 50GB": "max_file_store: 1GB",
-                    "listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{self.route_ports[i]}",
-                    "listen: 0.0.0.0:8883": f"listen: 127.0.0.1:{self.mqtt_ports[i]}",
-                    "/etc/nats-server/certs/node.crt": str(crt), "/etc/nats-server/certs/node.key": str(key),
-                    "/etc/nats-server/certs/central-ca.crt": str(pki.ca),
-                    # Test plumbing: a redelivery after 3 s, not 30 s, keeps the scenario short.
-                    'ack_wait: "30s"': f'ack_wait: "{ack_wait}"'}
+            reps = {
+                "server_name: @NODE@": f"server_name: {name}",
+                "listen: 127.0.0.1:4222": f"listen: 127.0.0.1:{self.client_ports[i]}",
+                "store_dir: /var/lib/nats/jetstream": f"store_dir: {d / 'js'}",
+                "max_memory_store: 1GB": "max_memory_store: 64MB",
+                "max_file_store: 50GB": "max_file_store: 1GB",
+                "listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{self.route_ports[i]}",
+                "listen: 0.0.0.0:8883": f"listen: 127.0.0.1:{self.mqtt_ports[i]}",
+                "/etc/nats-server/certs/node.crt": str(crt),
+                "/etc/nats-server/certs/node.key": str(key),
+                "/etc/nats-server/certs/central-ca.crt": str(pki.ca),
+                # Test plumbing: a redelivery after 3 s, not 30 s, keeps the scenario short.
+                'ack_wait: "30s"': f'ack_wait: "{ack_wait}"',
+            }
             for j, other in enumerate(("@NODE1@", "@NODE2@", "@NODE3@")):
                 reps[f"nats-route://{other}:6222"] = f"nats-route://127.0.0.1:{self.route_ports[j]}"
             conf = d / "nats.conf"
@@ -83,8 +116,8 @@ class NatsCluster:
     def servers(self) -> list[str]:
         return [f"127.0.0.1:{p}" for p in self.mqtt_ports]
 
-    def start(self, i: int | None = None) -> "NatsCluster":
-        for k in ([i] if i is not None else range(len(NODES))):
+    def start(self, i: int | None = None) -> NatsCluster:
+        for k in [i] if i is not None else range(len(NODES)):
             log = open(self.dir / NODES[k] / "nats.log", "ab")
             self.procs[k] = subprocess.Popen([NATS, "-c", str(self.confs[k])], stdout=log, stderr=log)
             log.close()
@@ -109,13 +142,21 @@ class NatsCluster:
         for i, port in enumerate(self.mqtt_ports):
             if self.procs[i] is None:
                 continue
-            wait_until(lambda: mqtt_connects(port, self.pki.ca, user, password), timeout,
-                       interval=0.3, what=f"MQTT on {NODES[i]}")
+            wait_until(
+                lambda: mqtt_connects(port, self.pki.ca, user, password),
+                timeout,
+                interval=0.3,
+                what=f"MQTT on {NODES[i]}",
+            )
 
 
 def mqtt_connects(port: int, ca: Path, user: str, password: str) -> bool:
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{port}-{time.monotonic_ns()}",
-                    protocol=paho.MQTTv311, clean_session=True)
+    c = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"probe-{port}-{time.monotonic_ns()}",
+        protocol=paho.MQTTv311,
+        clean_session=True,
+    )
     c.tls_set(ca_certs=str(ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
     c.username_pw_set(user, password)
     result = []
@@ -144,8 +185,17 @@ class Postgres:
             nobody = pwd.getpwnam("nobody")
             os.chown(self.dir, nobody.pw_uid, nobody.pw_gid)
             self._as = ["runuser", "-u", "nobody", "--"]
-        self._run(PG_BIN / "initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
-                  "--no-sync")
+        self._run(
+            PG_BIN / "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
 
     def _run(self, *args) -> None:
         r = subprocess.run([*self._as, *map(str, args)], capture_output=True, text=True, cwd=self.dir)
@@ -156,9 +206,21 @@ class Postgres:
     def dsn(self) -> str:
         return f"host=127.0.0.1 port={self.port} dbname=postgres user={self.user}"
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "pg.log", "-o", opts, "-w", "-t", "30", "start")
+        self._run(
+            PG_BIN / "pg_ctl",
+            "-D",
+            self.data,
+            "-l",
+            self.dir / "pg.log",
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
         return self
 
     def stop(self) -> None:

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,8 +31,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "condition", *,
-               cond: threading.Condition | None = None, last: Callable[[], Any] | None = None):
+def wait_until(
+    pred: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.02,
+    what: str = "condition",
+    *,
+    cond: threading.Condition | None = None,
+    last: Callable[[], Any] | None = None,
+):
     """THE wait of the test suite: until ``pred()`` is truthy (returned), else AssertionError naming
     ``what`` and, with ``last``, the last things seen. With ``cond`` it sleeps on that condition
     (woken by whoever changes the state: MQTT callbacks, datagram readers), else it polls."""
@@ -50,8 +58,14 @@ def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.02, 
                 time.sleep(min(interval, left))
 
 
-async def wait_until_async(pred: Callable[[], Any], timeout: float, interval: float = 0.01,
-                           what: str = "condition", *, last: Callable[[], Any] | None = None):
+async def wait_until_async(
+    pred: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.01,
+    what: str = "condition",
+    *,
+    last: Callable[[], Any] | None = None,
+):
     """``wait_until`` inside an event loop: yields to the loop between checks; ``pred`` may be async."""
     deadline = time.monotonic() + timeout
     while True:
@@ -67,7 +81,9 @@ async def wait_until_async(pred: Callable[[], Any], timeout: float, interval: fl
 
 
 def _timed_out(timeout: float, what: str, last: Callable[[], Any] | None) -> str:
-    return f"timed out after {timeout} s waiting for {what}" + (f"; last: {last()}" if last is not None else "")
+    return f"timed out after {timeout} s waiting for {what}" + (
+        f"; last: {last()}" if last is not None else ""
+    )
 
 
 class ManualClock:
@@ -90,6 +106,7 @@ class ManualClock:
         class Handle:
             def cancel(self_inner) -> None:
                 entry[4] = True
+
         return Handle()
 
     def pending(self) -> int:
@@ -98,7 +115,9 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         target = self.now + seconds
         while True:
-            live = sorted((t for t in self._timers if not t[4] and t[0] <= target), key=lambda t: (t[0], t[1]))
+            live = sorted(
+                (t for t in self._timers if not t[4] and t[0] <= target), key=lambda t: (t[0], t[1])
+            )
             if not live:
                 break
             due = live[0]
@@ -132,7 +151,9 @@ def dump_toml(data: dict, prefix: str = "") -> str:
         if isinstance(v, dict):
             tables.append((k, v))
         else:
-            lines.append(f"{json.dumps(k) if not k.replace('_', '').replace('-', '').isalnum() else k} = {_toml_value(v)}")
+            lines.append(
+                f"{json.dumps(k) if not k.replace('_', '').replace('-', '').isalnum() else k} = {_toml_value(v)}"
+            )
     out = "\n".join(lines) + ("\n" if lines else "")
     for k, v in tables:
         key = k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
@@ -157,11 +178,13 @@ class Mosquitto:
         self.proc: subprocess.Popen | None = None
         self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        f"max_queued_messages 100000\n{self.extra_conf}\n")
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"max_queued_messages 100000\n{self.extra_conf}\n"
+        )
         self.log = open(self.workdir / "mosquitto.log", "ab")
         self.proc = subprocess.Popen([self.exe, "-c", str(conf)], stdout=self.log, stderr=self.log)
         wait_until(self._accepting, 10, what=f"mosquitto on port {self.port}")
@@ -188,14 +211,24 @@ class Mosquitto:
 class Watcher:
     """A real MQTT client recording everything under a filter; waits on a condition variable."""
 
-    def __init__(self, port: int, topic: str = "suitemon/#", protocol: int = paho.MQTTv5,
-                 client_id: str | None = None, username: str | None = None, password: str | None = None):
+    def __init__(
+        self,
+        port: int,
+        topic: str = "suitemon/#",
+        protocol: int = paho.MQTTv5,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ):
         self.messages: list[tuple[str, bytes, bool, float]] = []
         self.retained: dict[str, bytes] = {}
         self.cond = threading.Condition()
         self.topic = topic
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"watch-{os.getpid()}-{id(self)}",
-                                  protocol=protocol)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"watch-{os.getpid()}-{id(self)}",
+            protocol=protocol,
+        )
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(self.topic, qos=1)
@@ -210,9 +243,14 @@ class Watcher:
             self.retained[msg.topic] = msg.payload
             self.cond.notify_all()
 
-    def wait_for(self, pred: Callable[["Watcher"], Any], timeout: float = 10.0, what: str = "message"):
-        return wait_until(lambda: pred(self), timeout, what=what, cond=self.cond,
-                          last=lambda: [(t, p[:200]) for t, p, *_ in self.messages[-15:]])
+    def wait_for(self, pred: Callable[[Watcher], Any], timeout: float = 10.0, what: str = "message"):
+        return wait_until(
+            lambda: pred(self),
+            timeout,
+            what=what,
+            cond=self.cond,
+            last=lambda: [(t, p[:200]) for t, p, *_ in self.messages[-15:]],
+        )
 
     def json_of(self, topic: str) -> Any:
         p = self.retained.get(topic)
@@ -240,8 +278,9 @@ class Proc:
         e.setdefault("PYTHONUNBUFFERED", "1")
         if env:
             e.update(env)
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=e,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=e, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from suitemon.drivers.modbus_link import Bus
 
@@ -35,17 +36,28 @@ class LeakGuard:
                 me = asyncio.current_task()
                 guard.tasks += [repr(t) for t in asyncio.all_tasks() if t is not me and not t.done()]
                 return result
+
             return real_run(watched(), **kwargs)
+
         return run
 
     def leaks(self) -> list[str]:
         deadline = time.monotonic() + self.grace_s
-        new = [t for t in threading.enumerate() if t not in self.threads and t is not threading.current_thread()]
+        new = [
+            t for t in threading.enumerate() if t not in self.threads and t is not threading.current_thread()
+        ]
         for t in new:
             t.join(max(0.0, deadline - time.monotonic()))
-        out = [f"thread {t.name!r} ({type(t).__name__}, target "
-               f"{getattr(getattr(t, '_target', None), '__qualname__', '?')})" for t in new if t.is_alive()]
+        out = [
+            f"thread {t.name!r} ({type(t).__name__}, target "
+            f"{getattr(getattr(t, '_target', None), '__qualname__', '?')})"
+            for t in new
+            if t.is_alive()
+        ]
         out += [f"asyncio task {r}" for r in self.tasks]
-        out += [f"Modbus bus {key} (users {bus.users})" for key, bus in Bus._registry.items()
-                if self.buses.get(key) is not bus and not bus.closed]
+        out += [
+            f"Modbus bus {key} (users {bus.users})"
+            for key, bus in Bus._registry.items()
+            if self.buses.get(key) is not bus and not bus.closed
+        ]
         return out

@@ -7,8 +7,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from helpers import wait_until
 
@@ -48,7 +49,7 @@ class NotifySocket:
         while not self._stop:
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -57,11 +58,15 @@ class NotifySocket:
                 self.datagrams.append((time.monotonic(), fields))
                 self.cond.notify_all()
 
-    def wait_for(self, pred: Callable[["NotifySocket"], Any], timeout: float, what: str) -> Any:
-        return wait_until(lambda: pred(self), timeout, what=what, cond=self.cond, last=lambda: self.datagrams[-5:])
+    def wait_for(self, pred: Callable[[NotifySocket], Any], timeout: float, what: str) -> Any:
+        return wait_until(
+            lambda: pred(self), timeout, what=what, cond=self.cond, last=lambda: self.datagrams[-5:]
+        )
 
     def times(self, key: str, value: str | None = None, since: float = 0.0) -> list[float]:
-        return [t for t, f in self.datagrams if key in f and (value is None or f[key] == value) and t >= since]
+        return [
+            t for t, f in self.datagrams if key in f and (value is None or f[key] == value) and t >= since
+        ]
 
     def statuses(self, since: float = 0.0) -> list[str]:
         return [f["STATUS"] for t, f in self.datagrams if "STATUS" in f and t >= since]

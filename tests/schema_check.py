@@ -16,14 +16,22 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "daemon" / "schemas"
 def _load():
     schemas = [json.loads(p.read_text()) for p in sorted(SCHEMAS.glob("*.schema.json"))]
     registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
-    return [(s["x-topic"].split("/"), Draft202012Validator(s, registry=registry), s["$id"],
-             s.get("x-direction", "out")) for s in schemas]
+    return [
+        (
+            s["x-topic"].split("/"),
+            Draft202012Validator(s, registry=registry),
+            s["$id"],
+            s.get("x-direction", "out"),
+        )
+        for s in schemas
+    ]
 
 
 def _match(pattern: list[str], parts: list[str]) -> bool:
     if pattern and pattern[-1] == "#":
-        return parts[:len(pattern) - 1] == pattern[:-1] or all(
-            p in ("+", q) for p, q in zip(pattern[:-1], parts))
+        return parts[: len(pattern) - 1] == pattern[:-1] or all(
+            p in ("+", q) for p, q in zip(pattern[:-1], parts)
+        )
     return len(pattern) == len(parts) and all(p in ("+", q) for p, q in zip(pattern, parts))
 
 
@@ -47,8 +55,10 @@ def problems(messages, root_prefix: str = "suitemon/") -> list[str]:
         validator, sid = schema_for(rel)
         if validator is None:
             if sid is None:
-                out.append(f"{topic}: no schema in daemon/schemas has an x-topic matching '{rel}' "
-                           "(for a topic the daemon reads, give its schema \"x-direction\": \"in\")")
+                out.append(
+                    f"{topic}: no schema in daemon/schemas has an x-topic matching '{rel}' "
+                    "(for a topic the daemon reads, give its schema \"x-direction\": \"in\")"
+                )
             continue
         try:
             doc = json.loads(payload)

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
-
 from helpers import REPO, Watcher, free_port, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 DEPLOY = REPO / "deploy" / "mosquitto"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -48,15 +47,55 @@ class Pki:
         self.ca_key, self.ca = d / "ca.key", d / "ca.crt"
         self.key, self.csr, self.cert = d / "broker.key", d / "broker.csr", d / "broker.crt"
         ext = d / "san.ext"
-        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-                       "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+        ext.write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+            "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        )
         run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key), "-out", str(self.ca),
-            "-days", "2", "-subj", "/CN=suitemon test CA")
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key), "-out", str(self.csr),
-            "-subj", "/CN=localhost")
-        run("x509", "-req", "-in", str(self.csr), "-CA", str(self.ca), "-CAkey", str(self.ca_key),
-            "-CAcreateserial", "-out", str(self.cert), "-days", "2", "-extfile", str(ext))
+        run(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(self.ca_key),
+            "-out",
+            str(self.ca),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=suitemon test CA",
+        )
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(self.key),
+            "-out",
+            str(self.csr),
+            "-subj",
+            "/CN=localhost",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            str(self.csr),
+            "-CA",
+            str(self.ca),
+            "-CAkey",
+            str(self.ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(self.cert),
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+        )
         os.chmod(self.key, 0o600)
 
 
@@ -80,14 +119,17 @@ class Broker:
         self.conf = workdir / "mosquitto.conf"
         # Test plumbing only: where to keep state, and not to drop to the 'mosquitto' user
         # (which could not read the test's 0600 files) when the tests run as root.
-        head = (f"user {getpass.getuser()}\npersistence true\npersistence_location {workdir}/\n"
-                f"log_dest file {workdir}/mosquitto.log\nlog_type all\n")
+        head = (
+            f"user {getpass.getuser()}\npersistence true\npersistence_location {workdir}/\n"
+            f"log_dest file {workdir}/mosquitto.log\nlog_type all\n"
+        )
         self.conf.write_text(head + conf)
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Broker":
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_until(self._accepting, 10, what=f"mosquitto on {self.port}")
         return self
 
@@ -113,44 +155,64 @@ class Broker:
 
 
 def site_broker_conf(pki: Pki, secrets: Path, port: int) -> str:
-    return render((DEPLOY / "suitemon.conf").read_text(), {
-        "password_file /etc/mosquitto/suitemon/passwd": f"password_file {secrets / 'passwd'}",
-        "acl_file /etc/mosquitto/suitemon/acl": f"acl_file {secrets / 'acl'}",
-        "listener 8883\n": f"listener {port} 127.0.0.1\n",
-        "/etc/mosquitto/certs/suitemon-ca.crt": str(pki.ca),
-        "/etc/mosquitto/certs/broker.crt": str(pki.cert),
-        "/etc/mosquitto/certs/broker.key": str(pki.key),
-    })
+    return render(
+        (DEPLOY / "suitemon.conf").read_text(),
+        {
+            "password_file /etc/mosquitto/suitemon/passwd": f"password_file {secrets / 'passwd'}",
+            "acl_file /etc/mosquitto/suitemon/acl": f"acl_file {secrets / 'acl'}",
+            "listener 8883\n": f"listener {port} 127.0.0.1\n",
+            "/etc/mosquitto/certs/suitemon-ca.crt": str(pki.ca),
+            "/etc/mosquitto/certs/broker.crt": str(pki.cert),
+            "/etc/mosquitto/certs/broker.key": str(pki.key),
+        },
+    )
 
 
 def bridge_conf(pki: Pki, site: str, central_port: int, password: str) -> str:
-    return render((DEPLOY / "bridge-central.conf").read_text(), {
-        "@SITE@": site, "@CENTRAL_1@": f"127.0.0.1:{central_port}",
-        # One central node here: the other two addresses are left unused ports (failover: test_fleet.py).
-        "@CENTRAL_2@": f"127.0.0.1:{free_port()}", "@CENTRAL_3@": f"127.0.0.1:{free_port()}",
-        "@BRIDGE_PASSWORD@": password, "/etc/mosquitto/certs/central-ca.crt": str(pki.ca),
-        # A quick retry after a cut, so the test does not wait out the production back-off.
-        "restart_timeout 2 60": "restart_timeout 1 2",
-    })
+    return render(
+        (DEPLOY / "bridge-central.conf").read_text(),
+        {
+            "@SITE@": site,
+            "@CENTRAL_1@": f"127.0.0.1:{central_port}",
+            # One central node here: the other two addresses are left unused ports (failover: test_fleet.py).
+            "@CENTRAL_2@": f"127.0.0.1:{free_port()}",
+            "@CENTRAL_3@": f"127.0.0.1:{free_port()}",
+            "@BRIDGE_PASSWORD@": password,
+            "/etc/mosquitto/certs/central-ca.crt": str(pki.ca),
+            # A quick retry after a cut, so the test does not wait out the production back-off.
+            "restart_timeout 2 60": "restart_timeout 1 2",
+        },
+    )
 
 
 def central_broker_conf(pki: Pki, secrets: Path, port: int) -> str:
-    return render((DEPLOY / "central.conf").read_text(), {
-        "password_file /etc/mosquitto/suitemon/passwd": f"password_file {secrets / 'passwd'}",
-        "acl_file /etc/mosquitto/suitemon/central-acl": f"acl_file {secrets / 'central-acl'}",
-        "listener 8883\n": f"listener {port} 127.0.0.1\n",
-        "/etc/mosquitto/certs/suitemon-ca.crt": str(pki.ca),
-        "/etc/mosquitto/certs/broker.crt": str(pki.cert),
-        "/etc/mosquitto/certs/broker.key": str(pki.key),
-    })
+    return render(
+        (DEPLOY / "central.conf").read_text(),
+        {
+            "password_file /etc/mosquitto/suitemon/passwd": f"password_file {secrets / 'passwd'}",
+            "acl_file /etc/mosquitto/suitemon/central-acl": f"acl_file {secrets / 'central-acl'}",
+            "listener 8883\n": f"listener {port} 127.0.0.1\n",
+            "/etc/mosquitto/certs/suitemon-ca.crt": str(pki.ca),
+            "/etc/mosquitto/certs/broker.crt": str(pki.cert),
+            "/etc/mosquitto/certs/broker.key": str(pki.key),
+        },
+    )
 
 
 # -- clients ------------------------------------------------------------------------------------
 class TlsWatcher(Watcher):
     """The test Watcher over TLS with a user name; MQTT 5; optionally a persistent session."""
 
-    def __init__(self, port: int, ca: Path, username: str | None, password: str | None,
-                 topic: str = "suitemon/#", client_id: str | None = None, persistent: bool = False):
+    def __init__(
+        self,
+        port: int,
+        ca: Path,
+        username: str | None,
+        password: str | None,
+        topic: str = "suitemon/#",
+        client_id: str | None = None,
+        persistent: bool = False,
+    ):
         self.messages = []
         self.retained = {}
         self.cond = threading.Condition()
@@ -212,7 +274,7 @@ class TcpProxy:
         self._srv: socket.socket | None = None
         self.connections = 0
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         srv = socket.socket()
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind(("127.0.0.1", self.port))

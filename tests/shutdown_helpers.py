@@ -7,8 +7,8 @@ import threading
 import tomllib
 
 import pytest
-
 from helpers import REPO, free_port
+
 from suitemon.simulators.shutdown_target import TargetClient
 
 EXAMPLE = REPO / "examples" / "suite.toml"
@@ -18,9 +18,16 @@ AREAS = {"scanner": {"name": "Scanner room", "kind": "scanner_room"}}
 
 def ups_device(transport: str, tmp_path, **kw) -> dict:
     """A UPS as the example has it (ids, pace), on a test-local pty or TCP port."""
-    d = {"kind": "ups_apc", "name": "Test UPS", "location": "scanner", "transport": transport,
-         "poll_s": 1.5, "on_battery_poll_s": 0.75, "timeout_s": 0.5,
-         "sim": {"full_runtime_s": 480, "load_pct": 40, "shutdown_delay_s": 60, "return_delay_s": 10}}
+    d = {
+        "kind": "ups_apc",
+        "name": "Test UPS",
+        "location": "scanner",
+        "transport": transport,
+        "poll_s": 1.5,
+        "on_battery_poll_s": 0.75,
+        "timeout_s": 0.5,
+        "sim": {"full_runtime_s": 480, "load_pct": 40, "shutdown_delay_s": 60, "return_delay_s": 10},
+    }
     if transport == "tcp":
         d.update(host="127.0.0.1", port=free_port())
     else:
@@ -42,10 +49,22 @@ def short_shutdown(**kw) -> dict:
         "triggers": {"on_battery_s": 30.0, "runtime_below_s": False, "debounce_s": 0.5},
         "targets": {"scanner": {"name": "Scanner"}, "workstations": {"name": "Workstations"}},
         "steps": [
-            {"id": "stop_acquisitions", "target": "scanner", "command": "stop_new_acquisitions",
-             "timeout_s": 1.5, "on_timeout": "proceed", "resume": "allow_acquisitions"},
-            {"id": "workstations_off", "target": "workstations", "command": "shutdown", "timeout_s": 1.5,
-             "on_timeout": "proceed", "resume": "wake"},
+            {
+                "id": "stop_acquisitions",
+                "target": "scanner",
+                "command": "stop_new_acquisitions",
+                "timeout_s": 1.5,
+                "on_timeout": "proceed",
+                "resume": "allow_acquisitions",
+            },
+            {
+                "id": "workstations_off",
+                "target": "workstations",
+                "command": "shutdown",
+                "timeout_s": 1.5,
+                "on_timeout": "proceed",
+                "resume": "wake",
+            },
             {"id": "ups_outlets", "kind": "ups", "outlet_delay_s": 5, "timeout_s": 5.0},
         ],
     }
@@ -89,8 +108,11 @@ def example_targets(suite, targets) -> dict[str, TargetClient]:
 
 
 def shutdown_events(watcher, site: str, type_: str | None = None) -> list[dict]:
-    return [e for e in watcher.events(site) if e["type"].startswith("shutdown.")
-            and (type_ is None or e["type"] == type_)]
+    return [
+        e
+        for e in watcher.events(site)
+        if e["type"].startswith("shutdown.") and (type_ is None or e["type"] == type_)
+    ]
 
 
 def state_of(watcher, suite) -> dict | None:
@@ -128,18 +150,23 @@ def send_command(watcher, suite, actor: str, verb: str, body: dict, timeout: flo
                 if r.get("request_id") == rid:
                     return r
         return None
+
     return watcher.wait_for(got, timeout, what=f"reply to {verb}")
 
 
 def example_suite(make_suite, watcher, targets, tmp_path, transport: str):
     """The example's UPS and [shutdown] section on a test broker, with in-test targets
     answering after the example's simulated delays. Returns (suite, targets by name)."""
-    suite = make_suite({"ups": ups_device(transport, tmp_path)},
-                       extra={"areas": AREAS, "shutdown": example_shutdown()})
+    suite = make_suite(
+        {"ups": ups_device(transport, tmp_path)}, extra={"areas": AREAS, "shutdown": example_shutdown()}
+    )
     suite.start_sims("ups")
     suite.start_daemon(watcher)
     tg = example_targets(suite, targets)
     watcher.wait_for(lambda w: (s := state_of(w, suite)) and s["armed"], 10, what="sequencer armed")
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
-                     10, what="UPS answering")
+    watcher.wait_for(
+        lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
+        10,
+        what="UPS answering",
+    )
     return suite, tg

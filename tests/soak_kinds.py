@@ -18,13 +18,21 @@ def soak_extra_devices(free_port) -> dict:
         kind = case["kind"]
         if kind == "modbus_points":
             continue  # the soak's own flapping sensors
-        devices[f"soak_{kind}"] = {"kind": kind, "transport": "tcp", "host": "127.0.0.1", "port": free_port(),
-                                   "poll_s": TEN_X.get(kind, 0.1), "timeout_s": 0.1, **case["config"]}
+        devices[f"soak_{kind}"] = {
+            "kind": kind,
+            "transport": "tcp",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "poll_s": TEN_X.get(kind, 0.1),
+            "timeout_s": 0.1,
+            **case["config"],
+        }
     return devices
 
 
 def soak_extra_config() -> dict:
     from helpers import deep_merge
+
     extra: dict = {}
     for case in CASES:
         extra = deep_merge(extra, case.get("extra", {}))

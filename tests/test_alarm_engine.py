@@ -15,8 +15,16 @@ CFG = parse_config({"site": {"id": "s", "name": "S"}})
 
 
 def cond(present=True, latching=False, aid="dev.x"):
-    return Condition(alarm_id=aid, type="test.x", present=present, priority="medium", kind="clinical",
-                     source="dev", message="x", latching=latching)
+    return Condition(
+        alarm_id=aid,
+        type="test.x",
+        present=present,
+        priority="medium",
+        kind="clinical",
+        source="dev",
+        message="x",
+        latching=latching,
+    )
 
 
 def run(fn, tmp_path):
@@ -29,6 +37,7 @@ def run(fn, tmp_path):
         finally:
             rec.flush()
             j.close()
+
     return asyncio.run(main())
 
 
@@ -41,6 +50,7 @@ def test_non_latching_alarm_closes_with_its_condition(tmp_path):
         assert "dev.x" not in eng.alarms
         rec.flush()
         return [e.type for e in j.events_after(0)]
+
     assert run(body, tmp_path) == ["alarm.raised", "alarm.cleared"]
 
 
@@ -58,6 +68,7 @@ def test_latching_alarm_stays_until_reset_and_reset_needs_condition_gone(tmp_pat
         assert ev.type == "alarm.reset" and ev.actor == "nurse2"
         assert ev.data["alarm"]["state"] == "closed" and ev.data["alarm"]["closed_by"] == "nurse2"
         assert "dev.x" not in eng.alarms
+
     run(body, tmp_path)
 
 
@@ -68,6 +79,7 @@ def test_rule_reset_closes_and_a_new_raise_is_a_new_occurrence(tmp_path):
         eng.apply(Reset("dev.x", actor="room:uptake3", reason="cancelled in the room"))
         second = eng.apply(cond(True, latching=True)).data["alarm"]["occurrence"]
         assert first != second
+
     run(body, tmp_path)
 
 
@@ -79,6 +91,7 @@ def test_double_ack_and_unknown_alarm_are_refused(tmp_path):
         eng.acknowledge("dev.x", "nurse1")
         with pytest.raises(AlarmError, match="already acknowledged"):
             eng.acknowledge("dev.x", "nurse2")
+
     run(body, tmp_path)
 
 
@@ -93,12 +106,17 @@ def test_open_alarms_are_rebuilt_from_the_journal(tmp_path):
         fresh = AlarmEngine(rec, CFG)
         fresh.restore(j.latest_per_alarm())
         return {k: (v.state, v.acknowledged_by) for k, v in fresh.alarms.items()}
+
     assert run(body, tmp_path) == {"a.one": ("active", None), "a.two": ("acknowledged", "nurse1")}
 
 
 def test_site_alarm_type_overrides_rule_priority(tmp_path):
-    cfg = parse_config({"site": {"id": "s", "name": "S"},
-                        "alarm_types": {"test.x": {"priority": "high", "kind": "technical", "latching": True}}})
+    cfg = parse_config(
+        {
+            "site": {"id": "s", "name": "S"},
+            "alarm_types": {"test.x": {"priority": "high", "kind": "technical", "latching": True}},
+        }
+    )
 
     async def main():
         j = Journal(tmp_path / "j.sqlite3")
@@ -107,4 +125,5 @@ def test_site_alarm_type_overrides_rule_priority(tmp_path):
         a = eng.alarms["dev.x"]
         j.close()
         return a.priority, a.kind, a.latching
+
     assert asyncio.run(main()) == ("high", "technical", True)

@@ -7,8 +7,7 @@ import sqlite3
 import time
 
 import pytest
-
-from bells_helpers import (bells_device, bells_extra, command, notifies, wait_alarm, wait_polls)
+from bells_helpers import bells_device, bells_extra, command, notifies, wait_alarm, wait_polls
 from conftest import events_of
 from helpers import wait_until
 
@@ -36,7 +35,11 @@ def test_emergency_nobody_accepts_reaches_failsafe_on_schedule(transport, make_s
     assert rec["priority"] == "high" and rec["kind"] == "clinical" and rec["latching"] is True
     watcher.wait_for(lambda w: len(notifies(w, suite, AID)) >= 3, 6, what="failsafe step")
     n = notifies(watcher, suite, AID)
-    assert [(role, b["step"]) for role, b, _ in n[:3]] == [("room_nurse", 0), ("suite_staff", 1), ("resus_team", 2)]
+    assert [(role, b["step"]) for role, b, _ in n[:3]] == [
+        ("room_nurse", 0),
+        ("suite_staff", 1),
+        ("resus_team", 2),
+    ]
     assert [b["reason"] for _, b, _ in n[:3]] == ["raised", "timeout", "timeout"]
     t0 = n[0][2]
     for k in (1, 2):  # 1 s per step, with a margin for a loaded machine
@@ -50,12 +53,19 @@ def test_emergency_nobody_accepts_reaches_failsafe_on_schedule(transport, make_s
     # every step is a journal event, and the failsafe repeats until someone accepts
     watcher.wait_for(lambda w: len(notifies(w, suite, AID)) >= 4, 3, what="failsafe repeat")
     assert notifies(watcher, suite, AID)[3][1]["reason"] == "repeat"
+
     def notify_events(w):
         return [e for e in events_of(w, suite.site, "alarm.notify") if e["alarm_id"] == AID]
-    ev = watcher.wait_for(lambda w: len(notify_events(w)) >= 4 and notify_events(w), 3, what="4 notify events")
+
+    ev = watcher.wait_for(
+        lambda w: len(notify_events(w)) >= 4 and notify_events(w), 3, what="4 notify events"
+    )
     assert [e["data"]["step"] for e in ev[:4]] == [0, 1, 2, 2]
     # the lamp is lit the whole time
-    assert suite.sim("bells", "lamps", room="uptake3")["uptake3"] == {"door_lamp": True, "reassure_lamp": True}
+    assert suite.sim("bells", "lamps", room="uptake3")["uptake3"] == {
+        "door_lamp": True,
+        "reassure_lamp": True,
+    }
 
 
 def test_all_reject_escalates_at_once_and_accept_stops(make_suite, watcher, tmp_path):
@@ -73,7 +83,11 @@ def test_all_reject_escalates_at_once_and_accept_stops(make_suite, watcher, tmp_
     watcher.wait_for(lambda w: len(steps_seen(w, suite)) == 2, 3, what="step 1 after all rejected")
     assert time.monotonic() - t < 1.0  # at once, not after the 30 s timeout
     n = notifies(watcher, suite, AID)
-    assert n[1][0] == "suite_staff" and n[1][1]["reason"] == "all_rejected" and n[1][1]["protocol"]["number"] == "2222"
+    assert (
+        n[1][0] == "suite_staff"
+        and n[1][1]["reason"] == "all_rejected"
+        and n[1][1]["protocol"]["number"] == "2222"
+    )
     r = command(watcher, suite, "rad1", "accept", alarm_id=AID)
     assert r["ok"], r
     rec = wait_alarm(watcher, suite, AID, 3, state="acknowledged")
@@ -128,7 +142,9 @@ def delivered_upto(suite) -> int:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])
-def test_sigkill_mid_ladder_resumes_at_the_right_step_without_renotifying(transport, make_suite, watcher, tmp_path):
+def test_sigkill_mid_ladder_resumes_at_the_right_step_without_renotifying(
+    transport, make_suite, watcher, tmp_path
+):
     step = 2.5
     suite, daemon = start(make_suite, watcher, tmp_path, transport, steps=(step, step, 30))
     suite.sim("bells", "press", room="uptake3", button="emergency", hold_s=0.05)
@@ -142,15 +158,22 @@ def test_sigkill_mid_ladder_resumes_at_the_right_step_without_renotifying(transp
     online_at = time.time()
     watcher.wait_for(lambda w: len(steps_seen(w, suite)) >= 3, step + 5, what="step 2 after restart")
     n = notifies(watcher, suite, AID)
-    assert [(role, b["step"]) for role, b, _ in n] == [("room_nurse", 0), ("suite_staff", 1), ("resus_team", 2)]
+    assert [(role, b["step"]) for role, b, _ in n] == [
+        ("room_nurse", 0),
+        ("suite_staff", 1),
+        ("resus_team", 2),
+    ]
     from suitemon.daemon.alarms import parse_iso
+
     arrived = time.time() - (time.monotonic() - n[2][2])
     due = parse_iso(deadline)
     assert arrived >= due - 0.05, "step 2 came before step 1's deadline"
     assert arrived <= max(due, online_at) + 1.0, (arrived - due, online_at - due, killed_at - due)
+
     # nothing earlier was told again: one notify event per step, each delivered once
     def notify_events(w):
         return [e for e in events_of(w, suite.site, "alarm.notify") if e["alarm_id"] == AID]
+
     ev = watcher.wait_for(lambda w: len(notify_events(w)) >= 3 and notify_events(w), 3, what="step 2 event")
     assert [e["data"]["step"] for e in ev] == [0, 1, 2]
     assert len({e["event_id"] for e in ev}) == 3
@@ -170,7 +193,9 @@ def test_staff_raised_deterioration_with_news2(make_suite, watcher, tmp_path):
     rec = wait_alarm(watcher, suite, AID, 3, state="active", condition="absent")
     assert rec["details"]["origin"] == "staff" and rec["details"]["raised_by"] == "rad1"
     assert rec["details"]["news2"] == 8 and rec["details"]["note"] == "SpO2 88%"
-    watcher.wait_for(lambda w: steps_seen(w, suite) == [("resus_team", 2)], 3, what="critical-care step first")
+    watcher.wait_for(
+        lambda w: steps_seen(w, suite) == [("resus_team", 2)], 3, what="critical-care step first"
+    )
     wait_until(lambda: suite.sim("bells", "lamps", room="uptake3")["uptake3"]["door_lamp"], 3, what="lamp on")
 
     r = command(watcher, suite, "nurse1", "deteriorate", room="uptake1", news2=5)
@@ -178,7 +203,9 @@ def test_staff_raised_deterioration_with_news2(make_suite, watcher, tmp_path):
     r = command(watcher, suite, "nurse1", "deteriorate", room="uptake1", news2=9)  # worse: jump up
     assert r["ok"] and r["result"]["moved"] is True and r["result"]["already_open"] is True, r
     watcher.wait_for(lambda w: len(notifies(w, suite, "bells.uptake1.emergency")) == 2, 3, what="jump")
-    roles = [(role, b["step"], b["reason"]) for role, b, _ in notifies(watcher, suite, "bells.uptake1.emergency")]
+    roles = [
+        (role, b["step"], b["reason"]) for role, b, _ in notifies(watcher, suite, "bells.uptake1.emergency")
+    ]
     assert roles == [("room_nurse", 0, "raised"), ("resus_team", 2, "news2")]
 
     for bad in ({"news2": 21}, {"news2": "high"}, {"news2": True}, {"single_parameter_3": "yes"}):

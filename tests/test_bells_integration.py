@@ -7,9 +7,16 @@ import sys
 import time
 
 import pytest
-
-from bells_helpers import (alarm, bells_device, bells_extra, command, sim_reads, start_bells_suite, wait_alarm,
-                           wait_polls)
+from bells_helpers import (
+    alarm,
+    bells_device,
+    bells_extra,
+    command,
+    sim_reads,
+    start_bells_suite,
+    wait_alarm,
+    wait_polls,
+)
 from conftest import events_of
 from helpers import REPO, wait_until
 
@@ -20,12 +27,15 @@ def start(make_suite, watcher, tmp_path, transport="tcp", extra=None, **dev):
     extra_cfg = bells_extra()
     if extra:
         from helpers import deep_merge
+
         extra_cfg = deep_merge(extra_cfg, extra)
     return start_bells_suite(make_suite, watcher, bells_device(transport, tmp_path, **dev), extra_cfg)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_short_press_raises_call_ack_keeps_lamp_cancel_in_room_clears(transport, make_suite, watcher, tmp_path):
+def test_short_press_raises_call_ack_keeps_lamp_cancel_in_room_clears(
+    transport, make_suite, watcher, tmp_path
+):
     suite = start(make_suite, watcher, tmp_path, transport)
     aid = "bells.uptake3.call"
     # 20 ms: shorter than the 50 ms poll; the module's latch makes it count.
@@ -34,21 +44,38 @@ def test_short_press_raises_call_ack_keeps_lamp_cancel_in_room_clears(transport,
     assert rec["priority"] == "medium" and rec["kind"] == "clinical" and rec["latching"] is True
     assert rec["location"] == "uptake3" and rec["message"] == "Call from Uptake 3"
     assert time.time() - pressed["pressed_at"] < 2
-    wait_until(lambda: suite.sim("bells", "lamps", room="uptake3")["uptake3"] ==
-               {"door_lamp": True, "reassure_lamp": True}, 3, what="lamps on")
-    assert suite.sim("bells", "lamps", room="uptake1")["uptake1"] == {"door_lamp": False, "reassure_lamp": False}
+    wait_until(
+        lambda: (
+            suite.sim("bells", "lamps", room="uptake3")["uptake3"]
+            == {"door_lamp": True, "reassure_lamp": True}
+        ),
+        3,
+        what="lamps on",
+    )
+    assert suite.sim("bells", "lamps", room="uptake1")["uptake1"] == {
+        "door_lamp": False,
+        "reassure_lamp": False,
+    }
 
     r = command(watcher, suite, "nurse1", "ack", alarm_id=aid)
     assert r["ok"], r
     wait_alarm(watcher, suite, aid, 3, state="acknowledged", acknowledged_by="nurse1")
     wait_polls(suite, 10)  # the daemon has had every chance to change the coils
-    assert suite.sim("bells", "lamps", room="uptake3")["uptake3"]["door_lamp"] is True, "ack put the light out"
+    assert suite.sim("bells", "lamps", room="uptake3")["uptake3"]["door_lamp"] is True, (
+        "ack put the light out"
+    )
     # the room cancels it: the only way besides an authorised reset command
     suite.sim("bells", "press", room="uptake3", button="cancel", hold_s=0.02)
     rec = wait_alarm(watcher, suite, aid, 3, state="closed")
     assert rec["closed_by"] == "cancel@uptake3" and rec["closed_reason"] == "cancelled in the room"
-    wait_until(lambda: suite.sim("bells", "lamps", room="uptake3")["uptake3"] ==
-               {"door_lamp": False, "reassure_lamp": False}, 3, what="lamps off")
+    wait_until(
+        lambda: (
+            suite.sim("bells", "lamps", room="uptake3")["uptake3"]
+            == {"door_lamp": False, "reassure_lamp": False}
+        ),
+        3,
+        what="lamps off",
+    )
     types = [e["type"] for e in events_of(watcher, suite.site, "alarm.") if e["alarm_id"] == aid]
     # the release (condition absent) and the ack race each other; both are there, between raise and reset
     assert types[0] == "alarm.raised" and types[-1] == "alarm.reset", types
@@ -85,7 +112,10 @@ def test_reset_command_is_refused_while_the_button_is_held(make_suite, watcher, 
 
     def types(w):
         return [e["type"] for e in events_of(w, suite.site, "alarm.") if e["alarm_id"] == aid]
-    watcher.wait_for(lambda w: types(w)[-2:] == ["alarm.reset", "alarm.raised"], 3, what="reset then raised again")
+
+    watcher.wait_for(
+        lambda w: types(w)[-2:] == ["alarm.reset", "alarm.raised"], 3, what="reset then raised again"
+    )
     rec = wait_alarm(watcher, suite, aid, 3, state="active")
     assert rec["occurrence"] != first
     suite.sim("bells", "release", room="uptake1", button="call")
@@ -96,7 +126,9 @@ def test_reset_command_is_refused_while_the_button_is_held(make_suite, watcher, 
     suite.sim("bells", "press", room="uptake1", button="cancel", hold_s=0.02)
     rec = wait_alarm(watcher, suite, aid, 3, state="closed")
     assert rec["closed_by"] == "cancel@uptake1"
-    wait_until(lambda: not suite.sim("bells", "lamps", room="uptake1")["uptake1"]["door_lamp"], 3, what="lamp off")
+    wait_until(
+        lambda: not suite.sim("bells", "lamps", room="uptake1")["uptake1"]["door_lamp"], 3, what="lamp off"
+    )
 
 
 def test_stuck_cancel_cannot_swallow_calls_and_is_reported(make_suite, watcher, tmp_path):
@@ -130,17 +162,25 @@ def test_bell_test_mode_records_passes_not_calls_and_report_shows_them(make_suit
     # machine (1.5 s did not: the room read OVERDUE again before the report ran).
     suite = start(make_suite, watcher, tmp_path, test_interval_s=15)
     # never tested: overdue once the interval has passed since monitoring began
-    wait_alarm(watcher, suite, "bells.uptake3.test_overdue", 25, state="active", priority="low", kind="maintenance")
+    wait_alarm(
+        watcher, suite, "bells.uptake3.test_overdue", 25, state="active", priority="low", kind="maintenance"
+    )
     r = command(watcher, suite, "engineer", "bell_test", room="uptake3")
     assert r["ok"], r
     wait_alarm(watcher, suite, "bells.uptake3.test_mode", 3, state="active")
     for b in ("call", "emergency", "cancel"):
         suite.sim("bells", "press", room="uptake3", button=b, hold_s=0.02)
-        watcher.wait_for(lambda w, b=b: any(e["data"]["button"] == b for e in events_of(w, suite.site, "bells.test_pass")),
-                         3, what=f"test pass {b}")
+        watcher.wait_for(
+            lambda w, b=b: any(e["data"]["button"] == b for e in events_of(w, suite.site, "bells.test_pass")),
+            3,
+            what=f"test pass {b}",
+        )
     passes = events_of(watcher, suite.site, "bells.test_pass")
     assert [(e["data"]["room"], e["data"]["button"], e["actor"]) for e in passes] == [
-        ("uptake3", "call", "engineer"), ("uptake3", "emergency", "engineer"), ("uptake3", "cancel", "engineer")]
+        ("uptake3", "call", "engineer"),
+        ("uptake3", "emergency", "engineer"),
+        ("uptake3", "cancel", "engineer"),
+    ]
     assert alarm(watcher, suite, "bells.uptake3.call") is None
     assert alarm(watcher, suite, "bells.uptake3.emergency") is None
     wait_alarm(watcher, suite, "bells.uptake3.test_overdue", 3, state="closed")
@@ -152,8 +192,13 @@ def test_bell_test_mode_records_passes_not_calls_and_report_shows_them(make_suit
     suite.sim("bells", "press", room="uptake3", button="call", hold_s=0.02)  # a real call again
     wait_alarm(watcher, suite, "bells.uptake3.call", 3, state="active")
 
-    out = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "bells", "report", "-c", str(suite.path)],
-                         capture_output=True, text=True, cwd=REPO, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "bells", "report", "-c", str(suite.path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     lines = {ln.split()[1]: ln for ln in out.stdout.splitlines() if ln.startswith("bells ")}
     assert "OVERDUE" in lines["uptake1"] and "never" in lines["uptake1"]
@@ -179,7 +224,9 @@ def test_state_topic_shows_rooms_and_poll_cost(make_suite, watcher, tmp_path):
     suite = start(make_suite, watcher, tmp_path)
     suite.sim("bells", "hold", room="uptake3", button="call")
     state_t = suite.topic("device", "bells", "state")
-    st = watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["values"]["rooms"]["uptake3"]["call"] and s, 3)
+    st = watcher.wait_for(
+        lambda w: (s := w.json_of(state_t)) and s["values"]["rooms"]["uptake3"]["call"] and s, 3
+    )
     assert st["latching"] is True and st["polls"] > 0 and st["poll_cpu_ms"] > 0
     assert set(st["values"]["rooms"]) == {"uptake1", "uptake3"}
     assert sim_reads(suite) > 0

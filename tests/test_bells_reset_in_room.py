@@ -21,9 +21,13 @@ ROLES = {
 
 def start(make_suite, watcher, tmp_path):
     # No blanket test grant: nurse1 may ack and reset, no more.
-    return start_bells_suite(make_suite, watcher, bells_device("tcp", tmp_path),
-                             deep_merge(bells_extra(), {"roles": ROLES}),
-                             edit=lambda suite: suite.data["roles"].pop("operators"))
+    return start_bells_suite(
+        make_suite,
+        watcher,
+        bells_device("tcp", tmp_path),
+        deep_merge(bells_extra(), {"roles": ROLES}),
+        edit=lambda suite: suite.data["roles"].pop("operators"),
+    )
 
 
 def door_lamp(suite, room="uptake1") -> bool:
@@ -62,11 +66,15 @@ def test_engineer_force_closes_with_a_reason_only_when_the_module_is_faulty(make
     suite.sim("bells", "fault", silent=True)  # the module stops answering: no cancel can be read
     wait_alarm(watcher, suite, "bells.comm_lost", 5, state="active")
     # Not granted to the nurse; the engineer needs a reason.
-    r = command(watcher, suite, "nurse1", "force_close", alarm_id=aid, reason="module dead, patient gone home")
+    r = command(
+        watcher, suite, "nurse1", "force_close", alarm_id=aid, reason="module dead, patient gone home"
+    )
     assert not r["ok"] and "grants 'force_close'" in r["error"], r
     r = command(watcher, suite, "eng9", "force_close", alarm_id=aid, reason="ok")
     assert not r["ok"] and "needs a reason" in r["error"], r
-    r = command(watcher, suite, "eng9", "force_close", alarm_id=aid, reason="module dead, patient seen and gone home")
+    r = command(
+        watcher, suite, "eng9", "force_close", alarm_id=aid, reason="module dead, patient seen and gone home"
+    )
     assert r["ok"] and r["result"]["type"] == "alarm.force_closed", r
     assert "not answering" in r["result"]["fault"]
     rec = wait_alarm(watcher, suite, aid, 3, state="closed", closed_by="eng9")

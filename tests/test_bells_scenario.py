@@ -27,12 +27,19 @@ REPRESSED = REPO / "examples" / "scenarios" / "call-repressed.toml"
 def test_call_repressed_after_an_ack_sounds_again_and_restarts_its_ladder(make_suite, watcher, tmp_path):
     # examples/suite.toml [ladders.call]: room nurse 60 s, suite staff 120 s (failsafe), scaled by 1/SPEED.
     extra = bells_extra()
-    extra["ladders"]["call"] = {"steps": [{"role": "room_nurse", "timeout_s": 60 / SPEED},
-                                          {"role": "suite_staff", "timeout_s": 120 / SPEED, "failsafe": True}]}
+    extra["ladders"]["call"] = {
+        "steps": [
+            {"role": "room_nurse", "timeout_s": 60 / SPEED},
+            {"role": "suite_staff", "timeout_s": 120 / SPEED, "failsafe": True},
+        ]
+    }
     extra["alarm_types"]["bells.call"]["ladder"] = "call"
     suite = start_bells_suite(make_suite, watcher, bells_device("tcp", tmp_path), extra)
     failures = suite.play(REPRESSED, watcher, speed=SPEED)
     assert failures == []
-    reasons = [e["data"]["reason"] for e in watcher.events(suite.site)
-               if e["type"] == "alarm.notify" and e["alarm_id"] == "bells.uptake3.call"]
+    reasons = [
+        e["data"]["reason"]
+        for e in watcher.events(suite.site)
+        if e["type"] == "alarm.notify" and e["alarm_id"] == "bells.uptake3.call"
+    ]
     assert reasons[:3] == ["raised", "reannunciated", "timeout"]

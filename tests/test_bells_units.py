@@ -6,29 +6,32 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import free_port
+from test_bells_config import GOOD
 
 from suitemon.daemon.bells.service import ladder_start, news2_band
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import ProfileError
 from suitemon.drivers.io_module import load_io_profile
-from helpers import free_port
 from suitemon.simulators.callbell_io import IoStore
 from suitemon.simulators.host import SimHost
 from suitemon.simulators.modbus_server import ModbusError
-from test_bells_config import GOOD
 
 
-@pytest.mark.parametrize("score, red, band, step", [
-    (None, False, None, 0),
-    (None, True, "low-medium", 0),
-    (0, False, "low", 0),
-    (4, False, "low", 0),
-    (3, True, "low-medium", 0),
-    (5, False, "medium", 0),
-    (6, True, "medium", 0),
-    (7, False, "high", 1),
-    (20, False, "high", 1),
-])
+@pytest.mark.parametrize(
+    "score, red, band, step",
+    [
+        (None, False, None, 0),
+        (None, True, "low-medium", 0),
+        (0, False, "low", 0),
+        (4, False, "low", 0),
+        (3, True, "low-medium", 0),
+        (5, False, "medium", 0),
+        (6, True, "medium", 0),
+        (7, False, "high", 1),
+        (20, False, "high", 1),
+    ],
+)
 def test_news2_chooses_the_ladder_start(score, red, band, step):
     cfg = parse_config(dict(GOOD))
     assert news2_band(score, red) == band
@@ -73,9 +76,18 @@ def test_latching_store_shows_a_press_shorter_than_a_poll_once():
 def cfg_for(profile: str, port: int):
     data = dict(GOOD)
     data["simulation"] = {"control_port": free_port()}
-    data["devices"] = {"bells": {"kind": "callbell_io", "transport": "tcp", "host": "127.0.0.1", "port": port,
-                                 "profile": profile, "timeout_s": 0.3, "coil_check_s": 60,
-                                 "rooms": GOOD["devices"]["bells"]["rooms"]}}
+    data["devices"] = {
+        "bells": {
+            "kind": "callbell_io",
+            "transport": "tcp",
+            "host": "127.0.0.1",
+            "port": port,
+            "profile": profile,
+            "timeout_s": 0.3,
+            "coil_check_s": 60,
+            "rooms": GOOD["devices"]["bells"]["rooms"],
+        }
+    }
     return parse_config(data)
 
 
@@ -84,13 +96,19 @@ async def short_press_seen(profile: str) -> bool:
     host = SimHost(cfg)
     await host.start(control=False)
     from suitemon.drivers.callbell_io import CallBellDriver
+
     drv = CallBellDriver("bells", cfg.devices["bells"])
     sim = host.sims["bells"]
     try:
         await drv.open()
         r = await drv.poll()
-        assert r.values["rooms"]["uptake3"] == {"call": False, "emergency": False, "cancel": False,
-                                                "door_lamp": False, "reassure_lamp": False}
+        assert r.values["rooms"]["uptake3"] == {
+            "call": False,
+            "emergency": False,
+            "cancel": False,
+            "door_lamp": False,
+            "reassure_lamp": False,
+        }
         sim.press(room="uptake3", button="call", hold_s=0.005)
         await asyncio.sleep(0.05)  # the press is over before the next poll
         r = await drv.poll()
@@ -111,12 +129,15 @@ def test_driver_writes_lamps_in_one_request_and_reports_the_read_back():
         host = SimHost(cfg)
         await host.start(control=False)
         from suitemon.drivers.callbell_io import CallBellDriver
+
         drv = CallBellDriver("bells", cfg.devices["bells"])
         sim = host.sims["bells"]
         try:
             await drv.open()
             await drv.poll()
-            drv.set_outputs({"uptake3": {"door_lamp": True, "reassure_lamp": True}, "nowhere": {"door_lamp": True}})
+            drv.set_outputs(
+                {"uptake3": {"door_lamp": True, "reassure_lamp": True}, "nowhere": {"door_lamp": True}}
+            )
             r = await drv.poll()
             assert sim.store.coils[2:4] == [1, 1] and sim.store.coil_writes == 1  # FC 15 for both
             assert r.values["rooms"]["uptake3"]["door_lamp"] is True
@@ -135,4 +156,5 @@ def test_driver_writes_lamps_in_one_request_and_reports_the_read_back():
         finally:
             await drv.close()
             await host.stop()
+
     asyncio.run(main())

@@ -7,12 +7,11 @@ import sys
 
 import psutil
 import pytest
-
 from helpers import REPO, wait_until
 
 sys.path.insert(0, str(REPO))
-from bench.common import VERDICT, proc_cpu_s, tree_cpu_s, tree_pss_mb, tree_rss_mb, write_result  # noqa: E402
-from bench.run_all import verdict  # noqa: E402
+from bench.common import VERDICT, proc_cpu_s, tree_cpu_s, tree_pss_mb, tree_rss_mb, write_result
+from bench.run_all import verdict
 
 
 def test_a_result_without_the_shared_verdict_key_is_refused(tmp_path):
@@ -32,14 +31,21 @@ def test_run_all_shows_the_verdict_and_flags_a_misspelt_key():
 def test_process_tree_cpu_counts_a_busy_child_the_main_process_figure_misses():
     # The daemon's DICOM parser is a child process; here a parent that only waits on a child that
     # burns 2 s of CPU. Waiting on CPU seconds, not wall time, keeps it true on a loaded machine.
-    code = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
-            "'import time\\nt = time.process_time()\\nwhile time.process_time() - t < 2: pass\\ntime.sleep(60)']); "
-            "import time; time.sleep(60)")
+    code = (
+        "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+        "'import time\\nt = time.process_time()\\nwhile time.process_time() - t < 2: pass\\ntime.sleep(60)']); "
+        "import time; time.sleep(60)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:
         wait_until(lambda: psutil.Process(parent.pid).children(), 30, what="the child process")
         tree0, main0 = tree_cpu_s(parent.pid), proc_cpu_s(parent.pid)
-        wait_until(lambda: tree_cpu_s(parent.pid) - tree0 >= 1.0, 60, interval=0.1, what="the child's CPU in the tree")
+        wait_until(
+            lambda: tree_cpu_s(parent.pid) - tree0 >= 1.0,
+            60,
+            interval=0.1,
+            what="the child's CPU in the tree",
+        )
         assert proc_cpu_s(parent.pid) - main0 < 0.1  # the main process alone would show next to nothing
         rss, pss = tree_rss_mb(parent.pid), tree_pss_mb(parent.pid)
         assert rss > 2 * 5  # two Python interpreters, each several MB

@@ -14,16 +14,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from board_helpers import SUITE_ACL, BoardProc, SecuredMosquitto, cookie_of, raw, start_board, status_of
 from conftest import Suite
 from helpers import SUITEMON, Proc, free_port
 
-PASSWORDS = {"board": "board-secret", "nurse1": "Nurse1-Pass!", "nurse2": "Nurse2-Pass!",
-             "nurse3": "Nurse3-Pass!", "station1": "Station1-Pass!", "station2": "Station2-Pass!"}
-USERS = {"nurse1": {"name": "Nurse One"}, "nurse2": {"name": "Nurse Two"}, "nurse3": {"name": "Nurse Three"},
-         "nurse4": {"name": "Nurse Four"}, "station1": {"name": "Station", "kind": "station"},
-         "station2": {"name": "Station Two", "kind": "station"}}
+PASSWORDS = {
+    "board": "board-secret",
+    "nurse1": "Nurse1-Pass!",
+    "nurse2": "Nurse2-Pass!",
+    "nurse3": "Nurse3-Pass!",
+    "station1": "Station1-Pass!",
+    "station2": "Station2-Pass!",
+}
+USERS = {
+    "nurse1": {"name": "Nurse One"},
+    "nurse2": {"name": "Nurse Two"},
+    "nurse3": {"name": "Nurse Three"},
+    "nurse4": {"name": "Nurse Four"},
+    "station1": {"name": "Station", "kind": "station"},
+    "station2": {"name": "Station Two", "kind": "station"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +46,9 @@ def env(tmp_path_factory):
     pw.chmod(0o600)
     suite = Suite(tmp / "suite", broker, {})
     try:
-        board = start_board(suite, {"observer_username": "board", "observer_password_file": str(pw),
-                                    "users": USERS})
+        board = start_board(
+            suite, {"observer_username": "board", "observer_password_file": str(pw), "users": USERS}
+        )
         yield suite, board, broker
     finally:
         suite.close()
@@ -50,14 +61,19 @@ def login(board, user, password, headers=None):
 
 def broker_refusals(broker) -> int:
     """Logins the broker itself refused so far (Mosquitto logs no client id for them)."""
-    return (broker.workdir / "mosquitto.log").read_text(errors="replace").count("disconnected, not authorised")
+    return (
+        (broker.workdir / "mosquitto.log").read_text(errors="replace").count("disconnected, not authorised")
+    )
 
 
 def open_stream(board, cookie: str | None = None, host: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
     """GET /events on a socket of its own: the socket and what came first (the head, maybe a snapshot)."""
     s = socket.create_connection(("127.0.0.1", board.port), 5)
-    s.sendall(f"GET /events HTTP/1.1\r\nHost: {host}\r\n".encode() +
-              (f"Cookie: {cookie}\r\n".encode() if cookie else b"") + b"\r\n")
+    s.sendall(
+        f"GET /events HTTP/1.1\r\nHost: {host}\r\n".encode()
+        + (f"Cookie: {cookie}\r\n".encode() if cookie else b"")
+        + b"\r\n"
+    )
     buf = b""
     while b"\r\n\r\n" not in buf or (buf.startswith(b"HTTP/1.1 200") and b"event: snapshot" not in buf):
         chunk = s.recv(65536)
@@ -75,7 +91,7 @@ def closed_within(s: socket.socket, seconds: float) -> bool:
         try:
             if s.recv(65536) == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             continue
         except ConnectionResetError:
             return True
@@ -150,7 +166,9 @@ def test_streams_close_on_logout(env):
     try:
         assert buf.startswith(b"HTTP/1.1 200")
         assert not closed_within(s, 1.2), "a live stream must stay open"
-        status, _, _ = board.post("/api/logout", {}, {"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": board.url})
+        status, _, _ = board.post(
+            "/api/logout", {}, {"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": board.url}
+        )
         assert status == 200
         assert closed_within(s, 3.0), "the stream of a logged-out session kept running"
     finally:
@@ -165,17 +183,23 @@ def test_malformed_requests_get_400_never_a_500_or_a_traceback(env):
         status, _, reply = board.post("/api/login", body)
         assert status == 400, (body[:40], status, reply)
         assert "Traceback" not in json.dumps(reply)
-    for request in (b"garbage\r\n\r\n",
-                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n",
-                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n",
-                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-                    b"GET \x00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
+    for request in (
+        b"garbage\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET \x00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    ):
         response = raw(board, request)
         assert status_of(response) == 400, (request[:50], response[:200])
         assert b"Traceback" not in response
     assert 400 <= status_of(raw(board, b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")) < 500
-    assert status_of(raw(board, b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999\r\n\r\n")) \
+    assert (
+        status_of(
+            raw(board, b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999\r\n\r\n")
+        )
         == 413
+    )
     assert board.get("/healthz")[0] in (200, 503)  # still serving (no daemon in this suite: 503)
     log = (suite.tmp / "board.log").read_text()
     assert "Traceback" not in log and '"status": 500' not in log
@@ -204,7 +228,11 @@ def test_the_board_refuses_a_world_readable_password_file(make_suite, tmp_path):
     pw.write_text("board-secret\n")
     pw.chmod(0o644)
     suite = make_suite({})
-    suite.data["board"] = {"port": free_port(), "observer_username": "board", "observer_password_file": str(pw)}
+    suite.data["board"] = {
+        "port": free_port(),
+        "observer_username": "board",
+        "observer_password_file": str(pw),
+    }
     suite.write()
     p = Proc([*SUITEMON, "board", "-c", str(suite.path)], tmp_path / "board.log")
     suite.procs.append(p)
@@ -236,8 +264,12 @@ def test_streams_close_when_the_session_expires(tmp_path):
         await board.start()
         url = f"http://127.0.0.1:{cfg.board.port}"
         try:
-            async with ClientSession(timeout=ClientTimeout(total=20), cookie_jar=CookieJar(unsafe=True)) as http:
-                r = await http.post(url + "/api/login", json={"username": "nurse1", "password": PASSWORDS["nurse1"]})
+            async with ClientSession(
+                timeout=ClientTimeout(total=20), cookie_jar=CookieJar(unsafe=True)
+            ) as http:
+                r = await http.post(
+                    url + "/api/login", json={"username": "nurse1", "password": PASSWORDS["nurse1"]}
+                )
                 assert r.status == 200, await r.text()
                 stream = await http.get(url + "/events")
                 assert stream.status == 200

@@ -5,40 +5,66 @@ journal names the nurse, and the screenshots in docs/screenshots are taken here.
 from __future__ import annotations
 
 import time
+from datetime import UTC
 
 import pytest
-
-from board_helpers import SUITE_ACL, SecuredMosquitto, off_loop, launch_browser, need_browser, points_env, shot, start_board
+from board_helpers import (
+    SUITE_ACL,
+    SecuredMosquitto,
+    launch_browser,
+    need_browser,
+    off_loop,
+    points_env,
+    shot,
+    start_board,
+)
 from helpers import Watcher
 from schema_check import problems
 
 # Playwright's sync API runs its own event loop in the test's thread; its executor threads start on demand
-pytestmark = pytest.mark.leaks_allowed("Playwright's sync API runs its own event loop in the test's thread; its executor threads start on demand")
+pytestmark = pytest.mark.leaks_allowed(
+    "Playwright's sync API runs its own event loop in the test's thread; its executor threads start on demand"
+)
 
 
-PASSWORDS = {"suitemon": "daemon-secret", "board": "board-secret", "watcher": "watch-secret",
-             "nurse1": "Nurse1-Pass!", "nurse2": "Nurse2-Pass!", "station1": "Station-Pass!"}
+PASSWORDS = {
+    "suitemon": "daemon-secret",
+    "board": "board-secret",
+    "watcher": "watch-secret",
+    "nurse1": "Nurse1-Pass!",
+    "nurse2": "Nurse2-Pass!",
+    "station1": "Station-Pass!",
+}
 
 EXTRA = {
     "areas": {
         "uptake2": {"name": "Uptake 2", "kind": "uptake_room"},
         "scanner": {"name": "Scanner room", "kind": "scanner_room"},
     },
-    "ladders": {"points": {"steps": [
-        {"role": "room_nurse", "timeout_s": 1.5},
-        {"role": "suite_staff", "timeout_s": 1.5},
-        {"role": "resus_team", "timeout_s": 1.5, "failsafe": True},
-    ]}},
+    "ladders": {
+        "points": {
+            "steps": [
+                {"role": "room_nurse", "timeout_s": 1.5},
+                {"role": "suite_staff", "timeout_s": 1.5},
+                {"role": "resus_team", "timeout_s": 1.5, "failsafe": True},
+            ]
+        }
+    },
     "alarm_types": {"point.high": {"priority": "high", "kind": "technical", "ladder": "points"}},
 }
-BOARD = {"users": {"nurse1": {"name": "Nurse One", "kind": "nurse"},
-                   "station1": {"name": "Nurse station", "kind": "station"}}}
+BOARD = {
+    "users": {
+        "nurse1": {"name": "Nurse One", "kind": "nurse"},
+        "station1": {"name": "Nurse station", "kind": "station"},
+    }
+}
 
 
 @pytest.fixture(scope="module")
 def browser():
     need_browser()
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         b = launch_browser(pw)
         yield b
@@ -66,8 +92,9 @@ def secure_suite(make_suite, secured, tmp_path, devices):
         (tmp_path / f"{user}.pw").write_text(PASSWORDS[user] + "\n")
         (tmp_path / f"{user}.pw").chmod(0o600)  # suitemon run refuses a password file others can read
     board = {**BOARD, "observer_username": "board", "observer_password_file": str(tmp_path / "board.pw")}
-    suite = make_suite(devices, {**EXTRA, "mqtt": {"username": "suitemon",
-                                                     "password_file": str(tmp_path / "suitemon.pw")}})
+    suite = make_suite(
+        devices, {**EXTRA, "mqtt": {"username": "suitemon", "password_file": str(tmp_path / "suitemon.pw")}}
+    )
     suite.data["mqtt"]["port"] = secured.port
     suite.write()
     return suite, board
@@ -89,11 +116,20 @@ def notifies(w, site, alarm_id):
 
 
 def test_alarm_shows_within_2s_and_accept_from_the_page_stops_escalation_as_the_user(
-        make_suite, secured, secure_watcher, browser, tmp_path):
+    make_suite, secured, secure_watcher, browser, tmp_path
+):
     w = secure_watcher
-    suite, board_cfg = secure_suite(make_suite, secured, tmp_path, {"env": points_env(
-        temperature={"high": 28.0, "hysteresis": 0.5, "priority": "low"},
-        humidity={"high": 60.0, "hysteresis": 1.0, "priority": "low"})})
+    suite, board_cfg = secure_suite(
+        make_suite,
+        secured,
+        tmp_path,
+        {
+            "env": points_env(
+                temperature={"high": 28.0, "hysteresis": 0.5, "priority": "low"},
+                humidity={"high": 60.0, "hysteresis": 1.0, "priority": "low"},
+            )
+        },
+    )
     off_loop(suite.start_sims)
     suite.start_daemon(w)
     board = start_board(suite, board_cfg)
@@ -134,10 +170,17 @@ def test_alarm_shows_within_2s_and_accept_from_the_page_stops_escalation_as_the_
 
     page.click(f'{temp} button[data-action="accept"]')
     page.wait_for_function(
-        f"document.querySelector('{temp} .esc') && document.querySelector('{temp} .esc').textContent.includes('Accepted by nurse1')")
-    accepted = w.wait_for(lambda x: [e for e in x.events(suite.site)
-                                     if e["type"] == "alarm.accepted" and e["alarm_id"] == "env.temperature.high"],
-                          5, what="alarm.accepted event")
+        f"document.querySelector('{temp} .esc') && document.querySelector('{temp} .esc').textContent.includes('Accepted by nurse1')"
+    )
+    accepted = w.wait_for(
+        lambda x: [
+            e
+            for e in x.events(suite.site)
+            if e["type"] == "alarm.accepted" and e["alarm_id"] == "env.temperature.high"
+        ],
+        5,
+        what="alarm.accepted event",
+    )
     assert accepted[0]["actor"] == "nurse1"
     assert page.inner_text(f"{temp} .state").startswith("ACKNOWLEDGED by nurse1")
     assert page.locator(f'{temp} button[data-action="accept"]').count() == 0
@@ -145,12 +188,16 @@ def test_alarm_shows_within_2s_and_accept_from_the_page_stops_escalation_as_the_
     # The escalation stopped: while the untouched alarm climbs two more steps, the accepted one gets none.
     before = len(notifies(w, suite.site, "env.temperature.high"))
     hum_before = len(notifies(w, suite.site, "env.humidity.high"))
-    w.wait_for(lambda x: len(notifies(x, suite.site, "env.humidity.high")) >= hum_before + 2, 10,
-               what="the other alarm escalating twice")
+    w.wait_for(
+        lambda x: len(notifies(x, suite.site, "env.humidity.high")) >= hum_before + 2,
+        10,
+        what="the other alarm escalating twice",
+    )
     assert len(notifies(w, suite.site, "env.temperature.high")) == before
 
     # The journal itself names the nurse (read from the daemon's SQLite journal, not from MQTT).
     from suitemon.daemon.journal import Journal
+
     j = Journal(suite.tmp / "state" / "journal.sqlite3")
     try:
         rows = [ev for ev in j.events_of_type("alarm.accepted") if ev.alarm_id == "env.temperature.high"]
@@ -167,10 +214,17 @@ def test_keyboard_and_phone_layout(make_suite, secured, secure_watcher, browser,
     suite.start_daemon(w)
     board = start_board(suite, board_cfg)
     off_loop(suite.sim, "env", "set", temperature=31.0)
-    w.wait_for(lambda x: (a := x.json_of(suite.topic("alarm", "env.temperature.high"))) and a["state"] == "active")
+    w.wait_for(
+        lambda x: (a := x.json_of(suite.topic("alarm", "env.temperature.high"))) and a["state"] == "active"
+    )
 
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                            has_touch=True, bypass_csp=True)
+    page = browser.new_page(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        bypass_csp=True,
+    )
     page.goto(board.url)
     page_live(page)
     page.wait_for_selector('[data-alarm-id="env.temperature.high"]')
@@ -197,11 +251,20 @@ def test_keyboard_and_phone_layout(make_suite, secured, secure_watcher, browser,
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none", "focused buttons must show where the focus is"
     page.keyboard.press("Enter")
-    acked = w.wait_for(lambda x: (a := x.json_of(suite.topic("alarm", "env.temperature.high")))
-                       and a["state"] == "acknowledged" and a, 5, what="acknowledged from the keyboard")
+    acked = w.wait_for(
+        lambda x: (
+            (a := x.json_of(suite.topic("alarm", "env.temperature.high")))
+            and a["state"] == "acknowledged"
+            and a
+        ),
+        5,
+        what="acknowledged from the keyboard",
+    )
     assert acked["acknowledged_by"] == "station1"
-    page.wait_for_function("document.querySelector('[data-alarm-id=\"env.temperature.high\"] .state')"
-                           ".textContent.includes('ACKNOWLEDGED by station1')")
+    page.wait_for_function(
+        "document.querySelector('[data-alarm-id=\"env.temperature.high\"] .state')"
+        ".textContent.includes('ACKNOWLEDGED by station1')"
+    )
     page.evaluate("document.getElementById('toast').hidden = true")
     shot(page, "board-phone.png")
     page.close()
@@ -209,18 +272,22 @@ def test_keyboard_and_phone_layout(make_suite, secured, secure_watcher, browser,
 
 def test_bell_press_appears_in_the_room_tile_within_2s(make_suite, watcher, browser, tmp_path):
     import suitemon.daemon.kinds
+
     if "callbell_io" not in suitemon.daemon.kinds.KINDS:
         pytest.skip("the call-bell kind (callbell_io) is not merged yet")
     import tomllib
 
     from suitemon.daemon.demo.run import EXAMPLE, localize
+
     example = tomllib.loads(EXAMPLE.read_text())
     bells = {k: v for k, v in example.get("devices", {}).items() if v.get("kind") == "callbell_io"}
     if not bells:
         pytest.skip("examples/suite.toml has no callbell_io device to copy")
     local = localize({"devices": bells}, tmp_path, 1883, "5")["devices"]
-    suite = make_suite(local, {k: example[k] for k in ("areas", "roles", "ladders", "protocols", "alarm_types")
-                               if k in example})
+    suite = make_suite(
+        local,
+        {k: example[k] for k in ("areas", "roles", "ladders", "protocols", "alarm_types") if k in example},
+    )
     for extra in ("bells",):
         if extra in example:
             suite.data[extra] = example[extra]
@@ -232,9 +299,11 @@ def test_bell_press_appears_in_the_room_tile_within_2s(make_suite, watcher, brow
     page.goto(board.url)
     page_live(page)
     bell_id = next(iter(local))
-    room = next(a for a, v in suite.data["areas"].items() if v["kind"] == "uptake_room" and a.endswith("3")) \
-        if any(a.endswith("3") for a in suite.data["areas"]) else next(
-            a for a, v in suite.data["areas"].items() if v["kind"] == "uptake_room")
+    room = (
+        next(a for a, v in suite.data["areas"].items() if v["kind"] == "uptake_room" and a.endswith("3"))
+        if any(a.endswith("3") for a in suite.data["areas"])
+        else next(a for a, v in suite.data["areas"].items() if v["kind"] == "uptake_room")
+    )
     started = time.monotonic()
     off_loop(suite.sim, bell_id, "press", room=room, button="call", hold_s=1.0)
     page.wait_for_selector(f'[data-room="{room}"] .call:not(.none)', timeout=5000)
@@ -245,7 +314,7 @@ def test_bell_press_appears_in_the_room_tile_within_2s(make_suite, watcher, brow
 
 
 def test_an_mqtt_message_reaches_the_page_within_a_second(make_suite, watcher, browser):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     suite = make_suite({})
     board = start_board(suite)
@@ -255,14 +324,28 @@ def test_an_mqtt_message_reaches_the_page_within_a_second(make_suite, watcher, b
     page.wait_for_selector("#device-list .empty")
     took = []
     for i in range(10):
-        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        state = {"device_id": "probe", "kind": "modbus_points", "name": f"probe-{i}", "location": None,
-                 "ts": now, "published_at": now, "age_s": 0.0, "stale": False, "comm": "ok",
-                 "values": {"marker": i}, "last_error": None}
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        state = {
+            "device_id": "probe",
+            "kind": "modbus_points",
+            "name": f"probe-{i}",
+            "location": None,
+            "ts": now,
+            "published_at": now,
+            "age_s": 0.0,
+            "stale": False,
+            "comm": "ok",
+            "values": {"marker": i},
+            "last_error": None,
+        }
         t0 = time.monotonic()
         watcher.publish(suite.topic("device", "probe", "state"), state, retain=True)
-        page.wait_for_function("i => (document.querySelector('[data-device=\"probe\"]') || {}).textContent"
-                               "?.includes('probe-' + i)", arg=i, timeout=3000)
+        page.wait_for_function(
+            "i => (document.querySelector('[data-device=\"probe\"]') || {}).textContent"
+            "?.includes('probe-' + i)",
+            arg=i,
+            timeout=3000,
+        )
         took.append(time.monotonic() - t0)
     watcher.publish(suite.topic("device", "probe", "state"), b"", retain=True)
     took.sort()

@@ -10,14 +10,18 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from board_helpers import SUITE_ACL, SecuredMosquitto, cookie_of, points_env, raw, start_board, status_of
 from conftest import Suite
 from helpers import Watcher
 from schema_check import problems
 
-PASSWORDS = {"suitemon": "daemon-secret", "board": "board-secret", "watcher": "watch-secret",
-             "nurse1": "Nurse1-Pass!", "nurse2": "Nurse2-Pass!"}
+PASSWORDS = {
+    "suitemon": "daemon-secret",
+    "board": "board-secret",
+    "watcher": "watch-secret",
+    "nurse1": "Nurse1-Pass!",
+    "nurse2": "Nurse2-Pass!",
+}
 STATIC = Path(__file__).resolve().parent.parent / "daemon" / "board" / "static"
 
 
@@ -28,20 +32,39 @@ def env(tmp_path_factory):
     for user in ("suitemon", "board"):
         (tmp / f"{user}.pw").write_text(PASSWORDS[user] + "\n")
         (tmp / f"{user}.pw").chmod(0o600)  # suitemon run refuses a password file others can read
-    suite = Suite(tmp / "suite", broker, {"env": points_env()},
-                  {"mqtt": {"username": "suitemon", "password_file": str(tmp / "suitemon.pw")}})
+    suite = Suite(
+        tmp / "suite",
+        broker,
+        {"env": points_env()},
+        {"mqtt": {"username": "suitemon", "password_file": str(tmp / "suitemon.pw")}},
+    )
     w = Watcher(broker.port, username="watcher", password=PASSWORDS["watcher"])
     try:
         suite.start_sims()
         suite.start_daemon(w)
-        board = start_board(suite, {
-            "observer_username": "board", "observer_password_file": str(tmp / "board.pw"),
-            "users": {"nurse1": {"name": "Nurse One"}, "nurse2": {"name": "Nurse Two"},
-                      "ghost": {"name": "Not a broker user"}}})
-        w.wait_for(lambda x: (s := x.json_of(suite.topic("board", "board", "status"))) and s["state"] == "online",
-                   10, what="board online")
+        board = start_board(
+            suite,
+            {
+                "observer_username": "board",
+                "observer_password_file": str(tmp / "board.pw"),
+                "users": {
+                    "nurse1": {"name": "Nurse One"},
+                    "nurse2": {"name": "Nurse Two"},
+                    "ghost": {"name": "Not a broker user"},
+                },
+            },
+        )
+        w.wait_for(
+            lambda x: (s := x.json_of(suite.topic("board", "board", "status"))) and s["state"] == "online",
+            10,
+            what="board online",
+        )
         suite.sim("env", "set", temperature=31.0)
-        w.wait_for(lambda x: (a := x.json_of(suite.topic("alarm", "env.temperature.high"))) and a["state"] == "active")
+        w.wait_for(
+            lambda x: (
+                (a := x.json_of(suite.topic("alarm", "env.temperature.high"))) and a["state"] == "active"
+            )
+        )
         yield suite, board, w
     finally:
         suite.close()
@@ -65,7 +88,9 @@ def test_page_and_assets_come_from_the_board_with_a_strict_policy(env):
     for f in STATIC.iterdir():
         text = f.read_text()
         # No CDN, no web font, nothing fetched from outside (the hospital network has no internet).
-        assert not re.search(r"(src|href)=\"https?:|url\(\s*['\"]?https?:|@import|fetch\(\s*['\"]https?:", text), f.name
+        assert not re.search(
+            r"(src|href)=\"https?:|url\(\s*['\"]?https?:|@import|fetch\(\s*['\"]https?:", text
+        ), f.name
         status, headers, _ = board.get("/" if f.name == "index.html" else f"/static/{f.name}")
         assert status == 200, f.name
     assert board.get("/static/../server.py")[0] == 404
@@ -103,15 +128,29 @@ def test_commands_need_session_csrf_json_and_same_origin_and_are_journaled_as_th
     _, headers, body = login(board, "nurse1", PASSWORDS["nurse1"])
     cookie, csrf = cookie_of(headers), body["session"]["csrf"]
     cmd = {"verb": "ack", "args": {"alarm_id": "env.temperature.high"}}
-    assert board.post("/api/command", cmd)[0] == 401                                   # no session
-    assert board.post("/api/command", cmd, {"Cookie": cookie})[0] == 403               # no CSRF token
+    assert board.post("/api/command", cmd)[0] == 401  # no session
+    assert board.post("/api/command", cmd, {"Cookie": cookie})[0] == 403  # no CSRF token
     assert board.post("/api/command", cmd, {"Cookie": cookie, "X-CSRF-Token": "x" * 43})[0] == 403
-    assert board.post("/api/command", cmd, {"Cookie": cookie, "X-CSRF-Token": csrf,
-                                            "Origin": "http://evil.example"})[0] == 403
-    assert board.post("/api/command", cmd, {"Cookie": cookie, "X-CSRF-Token": csrf,
-                                            "Sec-Fetch-Site": "cross-site"})[0] == 403
-    assert board.post("/api/command", json.dumps(cmd).encode(), {"Cookie": cookie, "X-CSRF-Token": csrf,
-                                                                 "Content-Type": "text/plain"})[0] == 415
+    assert (
+        board.post(
+            "/api/command", cmd, {"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+        )[0]
+        == 403
+    )
+    assert (
+        board.post(
+            "/api/command", cmd, {"Cookie": cookie, "X-CSRF-Token": csrf, "Sec-Fetch-Site": "cross-site"}
+        )[0]
+        == 403
+    )
+    assert (
+        board.post(
+            "/api/command",
+            json.dumps(cmd).encode(),
+            {"Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": "text/plain"},
+        )[0]
+        == 415
+    )
     ok_headers = {"Cookie": cookie, "X-CSRF-Token": csrf, "Origin": board.url}
     assert board.post("/api/command", {"verb": "frobnicate", "args": {}}, ok_headers)[0] == 400
     assert board.post("/api/command", {"verb": "ack", "args": {"alarm_id": "a/b#"}}, ok_headers)[0] == 400
@@ -125,7 +164,9 @@ def test_commands_need_session_csrf_json_and_same_origin_and_are_journaled_as_th
     assert status == 200 and reply["ok"] is False and "already acknowledged by nurse1" in reply["error"]
 
     # The bell test goes out under the configured verb, as the user.
-    status, _, reply = board.post("/api/command", {"verb": "bell_test", "args": {"room": "uptake3"}}, ok_headers)
+    status, _, reply = board.post(
+        "/api/command", {"verb": "bell_test", "args": {"room": "uptake3"}}, ok_headers
+    )
     assert status == 200
     sent = [json.loads(p) for t, p, *_ in w.messages if t == suite.topic("cmd", "nurse1", "bell_test")]
     assert sent and sent[-1]["room"] == "uptake3"
@@ -141,9 +182,16 @@ def test_malformed_requests_are_refused_and_the_board_keeps_serving(env):
     _, board, _ = env
     assert status_of(raw(board, b"garbage\r\n\r\n")) == 400
     assert status_of(raw(board, b"GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n")) == 505
-    assert status_of(raw(board, b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999\r\n\r\n")) == 413
-    big = b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" \
-          b"Transfer-Encoding: chunked\r\n\r\n4800\r\n" + b" " * 0x4800 + b"\r\n0\r\n\r\n"
+    assert (
+        status_of(
+            raw(board, b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999\r\n\r\n")
+        )
+        == 413
+    )
+    big = (
+        b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n4800\r\n" + b" " * 0x4800 + b"\r\n0\r\n\r\n"
+    )
     assert status_of(raw(board, big)) == 413  # a chunked body is held to the same limit
     assert status_of(raw(board, b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")) == 400
     assert status_of(raw(board, b"DELETE /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 405

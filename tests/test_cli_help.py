@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO
+
 from suitemon.daemon.cli import DEFAULT_CONFIG, build_parser
 
 # Sub-commands that read no config at all (so -c would mean nothing there).
@@ -28,8 +28,13 @@ def _walk(parser: argparse.ArgumentParser, path: str = ""):
 
 
 def _run(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, "COLUMNS": "80"})
+    return subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "80"},
+    )
 
 
 def test_every_option_of_every_command_has_help():
@@ -41,12 +46,17 @@ def test_every_option_of_every_command_has_help():
             if isinstance(action, argparse._HelpAction):
                 continue
             if isinstance(action, argparse._SubParsersAction):
-                missing += [f"{path} {c.dest}: no one-line help" for c in action._choices_actions
-                            if not (c.help or "").strip()]
+                missing += [
+                    f"{path} {c.dest}: no one-line help"
+                    for c in action._choices_actions
+                    if not (c.help or "").strip()
+                ]
                 continue
             if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
                 missing.append(f"{path or 'suitemon'} {'/'.join(action.option_strings) or action.dest}")
-    assert commands >= 12, commands  # the feature CLIs (the `cli` of feature rows in kinds.py) are in the tree
+    assert commands >= 12, (
+        commands
+    )  # the feature CLIs (the `cli` of feature rows in kinds.py) are in the tree
     assert not missing, "options without help:\n" + "\n".join(missing)
 
 
@@ -60,7 +70,9 @@ def test_every_command_that_reads_a_config_takes_dash_c_with_the_default():
             continue
         if "-c" not in opts or "--config" not in opts:
             without.append(path)
-        elif path not in ("demo", "check-config") and opts["-c"].default != OTHER_DEFAULT.get(path, DEFAULT_CONFIG):
+        elif path not in ("demo", "check-config") and opts["-c"].default != OTHER_DEFAULT.get(
+            path, DEFAULT_CONFIG
+        ):
             without.append(f"{path} (default {opts['-c'].default!r})")
     assert not without, f"commands without -c/--config {DEFAULT_CONFIG}: {without}"
 
@@ -71,8 +83,9 @@ def test_top_level_help_lists_each_command_on_one_line():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     lines = out.splitlines()
     for choice in sub._choices_actions:
-        assert any(ln.split() and ln.split()[0] == choice.dest and choice.help in ln for ln in lines), \
+        assert any(ln.split() and ln.split()[0] == choice.dest and choice.help in ln for ln in lines), (
             f"{choice.dest!r} not on one line with its help in:\n{out}"
+        )
 
 
 def test_check_config_takes_dash_c_and_keeps_the_positional(tmp_path):

@@ -18,8 +18,12 @@ from helpers import REPO
 
 ROLES = {
     "ward": {"name": "Ward nurses", "members": ["nurse7"], "commands": ["ack"]},
-    "injector": {"name": "Injecting nurse", "members": ["nurse8"], "commands": ["occupancy"],
-                 "areas": ["uptake1"]},
+    "injector": {
+        "name": "Injecting nurse",
+        "members": ["nurse8"],
+        "commands": ["occupancy"],
+        "areas": ["uptake1"],
+    },
     "physics": {"name": "Physics", "members": ["rps"], "commands": ["occupancy", "dose-record"]},
 }
 
@@ -44,6 +48,7 @@ def reply_for(watcher, suite, actor, rid, nth=1):
     def got(w):
         found = [r for top, p, *_ in w.messages if top == t and (r := json.loads(p)).get("request_id") == rid]
         return found[nth - 1] if len(found) >= nth else None
+
     return watcher.wait_for(got, 10, what=f"reply {nth} to {actor} {rid}")
 
 
@@ -60,7 +65,9 @@ def test_verbs_are_refused_unless_a_role_grants_them_and_each_refusal_names_its_
     assert not r["ok"] and "no role of 'nurse1'" in r["error"], r
     # Displays and the board's own account hold no role: nothing at all, not even status.
     for actor, verb in (("display1", "occupancy"), ("board", "ack"), ("display1", "status")):
-        r = send(watcher, suite, actor, verb, occupy if verb == "occupancy" else {"alarm_id": "x"}, f"b-{verb}")
+        r = send(
+            watcher, suite, actor, verb, occupy if verb == "occupancy" else {"alarm_id": "x"}, f"b-{verb}"
+        )
         assert not r["ok"] and "may send no commands" in r["error"], r
     # An area-limited grant holds in its area only.
     r = send(watcher, suite, "nurse8", "occupancy", {**occupy, "area": "hotlab"}, "c1")
@@ -70,25 +77,45 @@ def test_verbs_are_refused_unless_a_role_grants_them_and_each_refusal_names_its_
     # Read verbs need a role, not a grant.
     assert send(watcher, suite, "nurse7", "status", {}, "d1")["ok"]
 
-    rejected = watcher.wait_for(lambda w: len(x := events_of(w, suite.site, "command.rejected")) >= 6 and x, 10)
+    rejected = watcher.wait_for(
+        lambda w: len(x := events_of(w, suite.site, "command.rejected")) >= 6 and x, 10
+    )
     rules = {(e["actor"], e["data"]["verb"]): e["data"]["rule"] for e in rejected}
-    assert rules == {("nurse7", "occupancy"): "default-deny", ("nurse1", "reset"): "default-deny",
-                     ("display1", "occupancy"): "no-role", ("board", "ack"): "no-role",
-                     ("display1", "status"): "no-role", ("nurse8", "occupancy"): "roles.injector.areas"}
-    changed = watcher.wait_for(lambda w: len(x := events_of(w, suite.site, "occupancy.changed")) >= 2 and x, 10)
-    assert sorted((e["actor"], e["data"]["area"]) for e in changed) == [("nurse8", "uptake1"), ("rps", "hotlab")]
+    assert rules == {
+        ("nurse7", "occupancy"): "default-deny",
+        ("nurse1", "reset"): "default-deny",
+        ("display1", "occupancy"): "no-role",
+        ("board", "ack"): "no-role",
+        ("display1", "status"): "no-role",
+        ("nurse8", "occupancy"): "roles.injector.areas",
+    }
+    changed = watcher.wait_for(
+        lambda w: len(x := events_of(w, suite.site, "occupancy.changed")) >= 2 and x, 10
+    )
+    assert sorted((e["actor"], e["data"]["area"]) for e in changed) == [
+        ("nurse8", "uptake1"),
+        ("rps", "hotlab"),
+    ]
 
 
 def test_check_config_prints_who_may_send_what(make_suite):
     suite = authority_suite(make_suite)
-    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(suite.path)],
-                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(suite.path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "any other account may send nothing (default deny)" in out
     lines = out.splitlines()
-    may = {lines[i - 1].split()[0]: line.split("may:", 1)[1].split()
-           for i, line in enumerate(lines) if "may:" in line}
+    may = {
+        lines[i - 1].split()[0]: line.split("may:", 1)[1].split()
+        for i, line in enumerate(lines)
+        if "may:" in line
+    }
     assert may["nurse8"] == ["deteriorate", "dose_summary", "occupancy[uptake1]", "status"]
     assert may["nurse7"] == ["ack", "deteriorate", "dose_summary", "status"]
     assert may["nurse1"] == ["deteriorate", "dose_summary", "status"]  # a recipient, granted nothing
@@ -100,15 +127,25 @@ def test_config_rejects_grants_of_unknown_verbs_and_areas(make_suite):
     suite.data["roles"]["ward"]["commands"] = ["ack", "acks"]
     suite.data["roles"]["injector"]["areas"] = ["uptake9"]
     suite.write()
-    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(suite.path)],
-                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(suite.path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "roles.ward.commands.1: unknown command 'acks'" in r.stderr
     assert "roles.injector.areas.0: unknown area 'uptake9'" in r.stderr
 
 
-DOSE = {"room": "uptake1", "measured_mbq": 352.0, "prescribed_mbq": 350.0,
-        "administered_at": "2026-01-05T09:00:00Z", "accession": "ONCE1"}
+DOSE = {
+    "room": "uptake1",
+    "measured_mbq": 352.0,
+    "prescribed_mbq": 350.0,
+    "administered_at": "2026-01-05T09:00:00Z",
+    "accession": "ONCE1",
+}
 
 
 def test_a_resent_command_is_answered_with_its_first_result_even_after_a_restart(make_suite, watcher):
@@ -121,8 +158,9 @@ def test_a_resent_command_is_answered_with_its_first_result_even_after_a_restart
     second = reply_for(watcher, suite, "rps", "dbl-1", nth=2)
     assert second["ok"] and second["repeated"] is True and second["result"] == first["result"]
     # The same id for another verb is refused, not taken for the first command.
-    watcher.publish(suite.topic("cmd", "rps", "occupancy"), {"area": "uptake1", "occupied": False,
-                                                             "request_id": "dbl-1"})
+    watcher.publish(
+        suite.topic("cmd", "rps", "occupancy"), {"area": "uptake1", "occupied": False, "request_id": "dbl-1"}
+    )
     r = reply_for(watcher, suite, "rps", "dbl-1", nth=3)
     assert r["verb"] == "occupancy" and not r["ok"] and "already used for 'dose-record'" in r["error"], r
     assert daemon.terminate() == 0
@@ -136,4 +174,6 @@ def test_a_resent_command_is_answered_with_its_first_result_even_after_a_restart
     assert len(administered) == 2, administered
     accepted = events_of(watcher, suite.site, "command.accepted")
     assert {(e["actor"], e["data"]["request_id"], e["data"]["verb"]) for e in accepted} == {
-        ("rps", "dbl-1", "dose-record"), ("rps", "dbl-2", "dose-record")}
+        ("rps", "dbl-1", "dose-record"),
+        ("rps", "dbl-2", "dose-record"),
+    }

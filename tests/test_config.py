@@ -6,15 +6,17 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO
 
 from suitemon.daemon.config import ConfigError, load_config, parse_config
-from helpers import REPO
 
 EXAMPLE = REPO / "examples" / "suite.toml"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_example_suite_is_valid():
@@ -67,12 +69,19 @@ def test_cross_references_are_checked():
     with pytest.raises(ConfigError) as e:
         parse_config(data)
     paths = {i.path for i in e.value.issues}
-    assert paths == {"ladders.l.steps.0.role", "alarm_types.emergency.protocol", "alarm_types.emergency.ladder"}
+    assert paths == {
+        "ladders.l.steps.0.role",
+        "alarm_types.emergency.protocol",
+        "alarm_types.emergency.ladder",
+    }
 
 
 def test_ladder_needs_failsafe_last_step():
-    data = {"site": {"id": "s", "name": "S"}, "roles": {"a": {"name": "A", "recipients": ["x"]}},
-            "ladders": {"l": {"steps": [{"role": "a", "timeout_s": 5}]}}}
+    data = {
+        "site": {"id": "s", "name": "S"},
+        "roles": {"a": {"name": "A", "recipients": ["x"]}},
+        "ladders": {"l": {"steps": [{"role": "a", "timeout_s": 5}]}},
+    }
     with pytest.raises(ConfigError) as e:
         parse_config(data)
     assert [str(i) for i in e.value.issues] == ["ladders.l: the last step must be marked failsafe = true"]
@@ -87,8 +96,10 @@ def test_unknown_device_kind_names_the_known_ones():
 
 
 def test_rtu_device_needs_a_serial_port():
-    data = {"site": {"id": "s", "name": "S"},
-            "devices": {"io": {"kind": "modbus_points", "transport": "rtu"}}}
+    data = {
+        "site": {"id": "s", "name": "S"},
+        "devices": {"io": {"kind": "modbus_points", "transport": "rtu"}},
+    }
     with pytest.raises(ConfigError) as e:
         parse_config(data)
     assert str(e.value.issues[0]) == "devices.io: serial_port is required when transport = 'rtu'"

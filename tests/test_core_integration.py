@@ -5,14 +5,20 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from helpers import free_port
 
 
 def points_device(transport: str, tmp_path, poll_s=0.2, **kw) -> dict:
-    d = {"kind": "modbus_points", "name": "Env sensor", "location": "hotlab", "transport": transport,
-         "poll_s": poll_s, "timeout_s": 0.1, "comm_loss_after": 3,
-         "limits": {"temperature": {"high": 28.0, "hysteresis": 0.5, "priority": "low"}}}
+    d = {
+        "kind": "modbus_points",
+        "name": "Env sensor",
+        "location": "hotlab",
+        "transport": transport,
+        "poll_s": poll_s,
+        "timeout_s": 0.1,
+        "comm_loss_after": 3,
+        "limits": {"temperature": {"high": 28.0, "hysteresis": 0.5, "priority": "low"}},
+    }
     if transport == "tcp":
         d.update(host="127.0.0.1", port=free_port())
     else:
@@ -23,21 +29,26 @@ def points_device(transport: str, tmp_path, poll_s=0.2, **kw) -> dict:
 
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])
 def test_silent_device_raises_comm_lost_within_three_polls_and_recovery_clears_it(
-        transport, make_suite, watcher, tmp_path):
+    transport, make_suite, watcher, tmp_path
+):
     poll = 0.2
     suite = make_suite({"env": points_device(transport, tmp_path, poll)})
     suite.start_sims()
     suite.start_daemon(watcher)
     state_t = suite.topic("device", "env", "state")
-    watcher.wait_for(lambda w: (s := w.json_of(state_t)) and not s["stale"] and s["comm"] == "ok",
-                     10, what="fresh device state")
+    watcher.wait_for(
+        lambda w: (s := w.json_of(state_t)) and not s["stale"] and s["comm"] == "ok",
+        10,
+        what="fresh device state",
+    )
     assert watcher.json_of(state_t)["values"]["temperature"] == pytest.approx(21.5, abs=1)
 
     alarm_t = suite.topic("alarm", "env.comm_lost")
     silent_at = time.monotonic()
     suite.sim("env", "fault", silent=True)
-    rec = watcher.wait_for(lambda w: (a := w.json_of(alarm_t)) and a["state"] == "active" and a,
-                           5, what="comm-lost alarm")
+    rec = watcher.wait_for(
+        lambda w: (a := w.json_of(alarm_t)) and a["state"] == "active" and a, 5, what="comm-lost alarm"
+    )
     took = time.monotonic() - silent_at
     # 3 polls of 0.2 s, each failing after its 0.1 s timeout, plus the last poll in flight.
     assert took <= 3 * poll + 0.1 + 0.35, f"comm loss took {took:.2f} s"
@@ -49,8 +60,10 @@ def test_silent_device_raises_comm_lost_within_three_polls_and_recovery_clears_i
     watcher.wait_for(lambda w: w.json_of(alarm_t)["state"] == "closed", 5, what="alarm cleared")
     assert watcher.json_of(alarm_t)["closed_reason"] == "condition ended"
     watcher.wait_for(lambda w: not w.json_of(state_t)["stale"], 5, what="fresh again")
+
     def types(w):
         return [e["type"] for e in w.events(suite.site) if e["alarm_id"] == "env.comm_lost"]
+
     watcher.wait_for(lambda w: len(types(w)) >= 2, 5, what="cleared event")
     assert types(watcher) == ["alarm.raised", "alarm.cleared"]
 
@@ -78,7 +91,9 @@ def test_graceful_stop_publishes_offline_and_exits_zero(make_suite, watcher, tmp
     suite.start_sims()
     d = suite.start_daemon(watcher)
     assert d.terminate(10) == 0
-    st = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and s["state"] == "offline" and s, 5)
+    st = watcher.wait_for(
+        lambda w: (s := w.json_of(suite.topic("status"))) and s["state"] == "offline" and s, 5
+    )
     assert st["reason"] == "stopped"
 
 
@@ -89,8 +104,11 @@ def test_dead_daemon_is_announced_by_its_last_will(make_suite, watcher, tmp_path
     d = suite.start_daemon(watcher)
     killed = time.monotonic()
     d.kill9()
-    st = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and s["state"] == "offline" and s, 15,
-                          what="Last Will")
+    st = watcher.wait_for(
+        lambda w: (s := w.json_of(suite.topic("status"))) and s["state"] == "offline" and s,
+        15,
+        what="Last Will",
+    )
     assert st["reason"] == "connection lost"
     # keepalive_s = 5 in the tests: the broker gives up after 1.5 keepalives.
     assert time.monotonic() - killed < 5 * 1.5 + 2
@@ -105,5 +123,9 @@ def test_a_second_daemon_for_the_same_site_is_reported_loudly(make_suite, watche
     suite.write()
     second = suite.start_daemon(watcher, name="daemon-b")
     from helpers import wait_until
-    wait_until(lambda: "MQTT CONNECTION FLAPPING" in first.log_text() + second.log_text(), 20,
-               what="the flapping connection reported")
+
+    wait_until(
+        lambda: "MQTT CONNECTION FLAPPING" in first.log_text() + second.log_text(),
+        20,
+        what="the flapping connection reported",
+    )

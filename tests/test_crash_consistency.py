@@ -16,14 +16,35 @@ KILLS = int(os.environ.get("SUITEMON_KILLS", "20"))
 
 
 def test_sigkill_at_random_moments_loses_and_invents_nothing(make_suite, watcher):
-    suite = make_suite({
-        "env": {"kind": "modbus_points", "transport": "tcp", "host": "127.0.0.1", "port": free_port(),
-                "poll_s": 0.02, "timeout_s": 0.2, "sim": {"drift": False},
-                "limits": {"temperature": {"high": 28.0, "priority": "low"}}},
-        "env2": {"kind": "modbus_points", "transport": "tcp", "host": "127.0.0.1", "port": free_port(),
-                 "poll_s": 0.1, "timeout_s": 0.1, "sim": {"drift": False},
-                 "limits": {"humidity": {"high": 50.0, "priority": "medium"}}},
-    }, extra={"alarm_types": {"point.high": {"priority": "medium", "kind": "technical", "ladder": "deterioration"}}})
+    suite = make_suite(
+        {
+            "env": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "poll_s": 0.02,
+                "timeout_s": 0.2,
+                "sim": {"drift": False},
+                "limits": {"temperature": {"high": 28.0, "priority": "low"}},
+            },
+            "env2": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "poll_s": 0.1,
+                "timeout_s": 0.1,
+                "sim": {"drift": False},
+                "limits": {"humidity": {"high": 50.0, "priority": "medium"}},
+            },
+        },
+        extra={
+            "alarm_types": {
+                "point.high": {"priority": "medium", "kind": "technical", "ladder": "deterioration"}
+            }
+        },
+    )
     suite.start_sims()
     suite.sim("env2", "set", humidity=70.0)  # one alarm stays open (and escalates) the whole time
     suite.sim("env", "flap", low=20.0, high=30.0)  # and one flaps on every poll: a steady event stream
@@ -33,13 +54,23 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(make_suite, watcher
     for i in range(KILLS):
         time.sleep(rng.uniform(0.05, 0.6))
         daemon.kill9()
-        r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "journal", "verify", "--journal", str(journal)],
-                           capture_output=True, text=True, cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-m", "suitemon.daemon.cli", "journal", "verify", "--journal", str(journal)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         assert r.returncode == 0, f"after kill {i + 1}: {r.stderr}"
         daemon = suite.start_daemon(watcher, name=f"daemon{i + 1}")
-        started = watcher.wait_for(lambda w: [e for e in w.events(suite.site)
-                                              if e["type"] == "daemon.started" and e["data"]["pid"] == daemon.pid],
-                                   20, what="restart event")
+        started = watcher.wait_for(
+            lambda w: [
+                e
+                for e in w.events(suite.site)
+                if e["type"] == "daemon.started" and e["data"]["pid"] == daemon.pid
+            ],
+            20,
+            what="restart event",
+        )
         assert started[0]["data"]["open_alarms"] >= 1  # the humidity alarm was restored
     suite.sim("env", "flap")
     daemon.terminate()
@@ -53,6 +84,7 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(make_suite, watcher
 
     def all_seen(w):
         return {e["seq"] for e in w.events(suite.site)} >= set(journal_ids)
+
     watcher.wait_for(all_seen, 30, what="every journal event on MQTT")
     by_seq: dict[int, set[str]] = {}
     for e in watcher.events(suite.site):

@@ -12,27 +12,39 @@ import threading
 import urllib.request
 
 import pytest
-
 from helpers import REPO, Watcher, wait_until
 
 
 def run_demo(*args: str, env: dict | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "demo", *args], capture_output=True, text=True,
-                          cwd=REPO, env=e, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "demo", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=e,
+        timeout=timeout,
+    )
 
 
 class LiveDemo:
     """A demo process whose stdout is read line by line while it runs."""
 
     def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "suitemon.daemon.cli", "demo", *args], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "suitemon.daemon.cli", "demo", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.err: list[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(s, buf), daemon=True)
-                         for s, buf in ((self.proc.stdout, self.lines), (self.proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(s, buf), daemon=True)
+            for s, buf in ((self.proc.stdout, self.lines), (self.proc.stderr, self.err))
+        ]
         for t in self._readers:
             t.start()
 
@@ -45,6 +57,7 @@ class LiveDemo:
             if self.proc.poll() is not None and not any(re.search(pattern, x) for x in self.lines):
                 raise AssertionError("demo exited:\n" + "\n".join(self.lines[-30:] + self.err[-30:]))
             return next((m for x in self.lines if (m := re.search(pattern, x))), None)
+
         return wait_until(found, timeout, interval=0.1, what=f"demo line /{pattern}/")
 
     def finish(self, timeout: float = 60) -> int:
@@ -74,21 +87,30 @@ def test_demo_endpoints_answer_and_open_alarms_move():
     demo = LiveDemo("--duration", "18")
     try:
         broker = demo.line(r"^demo: broker mosquitto on 127\.0\.0\.1:(\d+) \(MQTT 5\)")
-        dicom = demo.line(r"^demo: DICOM receiver (\w+)@([\d.]+):(\d+); allowed calling AE (\w+) from ([\d.]+)")
+        dicom = demo.line(
+            r"^demo: DICOM receiver (\w+)@([\d.]+):(\d+); allowed calling AE (\w+) from ([\d.]+)"
+        )
         board = demo.line(r"^demo: board (http://[\d.]+:\d+/)  \(log in as (\w+)")
         control = demo.line(r"^demo: simulator control ([\d.]+):(\d+)")
 
         # The broker: the daemon's retained status is there.
         w = Watcher(int(broker.group(1)))
         try:
-            w.wait_for(lambda w: (s := w.json_of("suitemon/petct-north/status")) and s["state"] == "online",
-                       20, what="daemon online on the printed broker")
+            w.wait_for(
+                lambda w: (s := w.json_of("suitemon/petct-north/status")) and s["state"] == "online",
+                20,
+                what="daemon online on the printed broker",
+            )
         finally:
             w.close()
         # The DICOM receiver: a C-ECHO with the printed calling AE title.
         ae, host, port, caller = dicom.group(1), dicom.group(2), dicom.group(3), dicom.group(4)
-        echo = subprocess.run(["/usr/bin/echoscu", "-aet", caller, "-aec", ae, host, port],
-                              capture_output=True, text=True, timeout=30)
+        echo = subprocess.run(
+            ["/usr/bin/echoscu", "-aet", caller, "-aec", ae, host, port],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert echo.returncode == 0, echo.stdout + echo.stderr
         # The board: its page, and its state once it sees the daemon.
         with urllib.request.urlopen(board.group(1), timeout=10) as resp:
@@ -96,6 +118,7 @@ def test_demo_endpoints_answer_and_open_alarms_move():
         assert board.group(2) == "nurse1"
         # The simulator control port lists the simulated devices.
         from suitemon.simulators.host import send_control
+
         listed = asyncio.run(send_control(control.group(1), int(control.group(2)), "*", "list"))
         assert "bells" in listed and "ups" in listed
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from helpers import free_port
 from service_helpers import points_device
+
 from suitemon.daemon import kinds
 from suitemon.daemon.alarms import AlarmEngine
 from suitemon.daemon.config import parse_config
@@ -24,9 +24,10 @@ from suitemon.daemon.facts import Facts
 from suitemon.daemon.journal import Journal
 from suitemon.daemon.metrics import Metrics
 
-
 # the fake silent device's connection handlers see the client's close only after the test's loop ends
-pytestmark = pytest.mark.leaks_allowed("the fake silent device's connection handlers see the client's close only after the test's loop ends")
+pytestmark = pytest.mark.leaks_allowed(
+    "the fake silent device's connection handlers see the client's close only after the test's loop ends"
+)
 
 
 async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -41,13 +42,24 @@ async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 def test_a_reset_closes_the_link_before_the_next_open(tmp_path):
     port = free_port()
-    cfg = parse_config({"site": {"id": "rst", "name": "r"},
-                        "devices": {"env": points_device(poll_s=0.2, timeout_s=0.2, port=port, location=None)}})
+    cfg = parse_config(
+        {
+            "site": {"id": "rst", "name": "r"},
+            "devices": {"env": points_device(poll_s=0.2, timeout_s=0.2, port=port, location=None)},
+        }
+    )
     dev = cfg.devices["env"]
     journal = Journal(tmp_path / "j.sqlite3")
     recorder = Recorder(journal)
-    ctx = Context(cfg=cfg, recorder=recorder, engine=AlarmEngine(recorder, cfg), topics=Topics("suitemon", "rst"),
-                  metrics=Metrics(), facts=Facts(), publish_json=lambda t, o, retain=False: None)
+    ctx = Context(
+        cfg=cfg,
+        recorder=recorder,
+        engine=AlarmEngine(recorder, cfg),
+        topics=Topics("suitemon", "rst"),
+        metrics=Metrics(),
+        facts=Facts(),
+        publish_json=lambda t, o, retain=False: None,
+    )
 
     async def main() -> None:
         server = await asyncio.start_server(_silent, "127.0.0.1", port)

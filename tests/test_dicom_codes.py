@@ -18,11 +18,18 @@ from suitemon.daemon.dicom.dose_sr import RADIOPHARMACEUTICALS
 
 # Our name -> what PS3.16 calls it (CodeMeaning, compared case-insensitively, or a set of them).
 MEANINGS = {
-    "xray_dose_report": "X-Ray Radiation Dose Report", "ct_accumulated": "CT Accumulated Dose Data",
-    "ct_event_count": "Total Number of Irradiation Events", "ct_dlp_total": "CT Dose Length Product Total",
-    "ct_acquisition": "CT Acquisition", "ct_acquisition_type": "CT Acquisition Type", "ct_dose": "CT Dose",
-    "ctdivol": "Mean CTDIvol", "dlp": "DLP", "ct_phantom": "CTDIw Phantom Type",
-    "acquisition_protocol": "Acquisition Protocol", "irradiation_event_uid": "Irradiation Event UID",
+    "xray_dose_report": "X-Ray Radiation Dose Report",
+    "ct_accumulated": "CT Accumulated Dose Data",
+    "ct_event_count": "Total Number of Irradiation Events",
+    "ct_dlp_total": "CT Dose Length Product Total",
+    "ct_acquisition": "CT Acquisition",
+    "ct_acquisition_type": "CT Acquisition Type",
+    "ct_dose": "CT Dose",
+    "ctdivol": "Mean CTDIvol",
+    "dlp": "DLP",
+    "ct_phantom": "CTDIw Phantom Type",
+    "acquisition_protocol": "Acquisition Protocol",
+    "irradiation_event_uid": "Irradiation Event UID",
     "ct_dose_check_details": "Dose Check Alert Details",
     "ct_dose_check_notification": "Dose Check Notification Details",
     "rp_dose_report": "Radiopharmaceutical Radiation Dose Report",
@@ -31,22 +38,35 @@ MEANINGS = {
     "administered_activity": "Administered activity",
     "pre_administration_activity": "Pre-Administration Measured Activity",
     "post_administration_activity": "Post-Administration Measured Activity",
-    "rp_start": "Radiopharmaceutical Start DateTime", "rp_stop": "Radiopharmaceutical Stop DateTime",
+    "rp_start": "Radiopharmaceutical Start DateTime",
+    "rp_stop": "Radiopharmaceutical Stop DateTime",
     "half_life": "Half-life of radiopharmaceutical (qualifier value)",
-    "radionuclide": "Radioactive isotope (substance)", "radiopharmaceutical": "Radiopharmaceuticals (product)",
+    "radionuclide": "Radioactive isotope (substance)",
+    "radiopharmaceutical": "Radiopharmaceuticals (product)",
     "body_mass_index": "Body mass index (observable entity)",
-    "sequenced": "Sequenced Acquisition", "spiral": "Spiral Acquisition",
+    "sequenced": "Sequenced Acquisition",
+    "spiral": "Spiral Acquisition",
     "constant_angle": "Constant Angle Acquisition",
-    "stationary": "Stationary Acquisition", "free": "Free Acquisition", "cone_beam": "Cone Beam Acquisition",
-    "head": "IEC Head Dosimetry Phantom", "body": "IEC Body Dosimetry Phantom", "nema_xr21": "NEMA XR21-2000 Phantom",
-    "F-18": "^18^Fluorine", "Ga-68": "^68^Gallium", "C-11": "^11^Carbon", "N-13": "^13^Nitrogen",
-    "O-15": "^15^Oxygen", "Cu-64": "^64^Copper", "Zr-89": "^89^Zirconium", "Rb-82": "^82^Rubidium",
+    "stationary": "Stationary Acquisition",
+    "free": "Free Acquisition",
+    "cone_beam": "Cone Beam Acquisition",
+    "head": "IEC Head Dosimetry Phantom",
+    "body": "IEC Body Dosimetry Phantom",
+    "nema_xr21": "NEMA XR21-2000 Phantom",
+    "F-18": "^18^Fluorine",
+    "Ga-68": "^68^Gallium",
+    "C-11": "^11^Carbon",
+    "N-13": "^13^Nitrogen",
+    "O-15": "^15^Oxygen",
+    "Cu-64": "^64^Copper",
+    "Zr-89": "^89^Zirconium",
+    "Rb-82": "^82^Rubidium",
     "FDG": "Fluorodeoxyglucose F^18^",
 }
 # Codes PS3.16 as shipped by pydicom does not list with a meaning; each has its source in docs/decisions.md.
 NOT_IN_PYDICOM = {
-    ("29463-7", "LN"): "body_weight",     # LOINC "Body weight", TID 10023 row "Patient Weight"
-    ("27113001", "SCT"): "body_weight",   # SNOMED CT "Body weight (observable entity)"
+    ("29463-7", "LN"): "body_weight",  # LOINC "Body weight", TID 10023 row "Patient Weight"
+    ("27113001", "SCT"): "body_weight",  # SNOMED CT "Body weight (observable entity)"
     ("F-61FDB", "SRT"): "radiopharmaceutical",  # TID 10022 "Radiopharmaceutical agent" (DCMTK CODE_SRT_...)
 }
 
@@ -108,6 +128,12 @@ def test_body_mass_index_is_not_a_weight_and_icrp60_is_not_cone_beam():
 
 def test_unit_spellings_map_to_one_ucum_unit_and_case_is_never_folded():
     assert {s: codes.ucum_unit(s) for s in ("mGy.cm", "mGycm", "mGy*cm", "mGy cm", "sec", "hr")} == {
-        "mGy.cm": "mGy.cm", "mGycm": "mGy.cm", "mGy*cm": "mGy.cm", "mGy cm": "mGy.cm", "sec": "s", "hr": "h"}
+        "mGy.cm": "mGy.cm",
+        "mGycm": "mGy.cm",
+        "mGy*cm": "mGy.cm",
+        "mGy cm": "mGy.cm",
+        "sec": "s",
+        "hr": "h",
+    }
     assert codes.ucum_unit("MGy.cm") is None and codes.ucum_unit("mgy") is None  # megagray; not UCUM
     assert all(target in codes.UNITS for target in codes.UNIT_SPELLINGS.values())

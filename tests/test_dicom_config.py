@@ -6,7 +6,10 @@ import pytest
 
 from suitemon.daemon.config import ConfigError, parse_config
 
-BASE = {"site": {"id": "cfgtest", "name": "t"}, "areas": {"scanner": {"name": "Scanner", "kind": "scanner_room"}}}
+BASE = {
+    "site": {"id": "cfgtest", "name": "t"},
+    "areas": {"scanner": {"name": "Scanner", "kind": "scanner_room"}},
+}
 
 
 def issues(dicom: dict) -> dict[str, str]:
@@ -25,12 +28,27 @@ def test_a_minimal_section_gets_safe_defaults():
 
 
 def test_errors_name_their_keys():
-    got = issues({"allow": [{"ae_title": "WAY_TOO_LONG_AE_TITLE"}, {"ae_title": "OK", "address": "10.0.0.999"}],
-                  "bind": "everywhere", "fsync": "sometimes", "location": "roof", "transfer_syntaxes": ["1.2.x"],
-                  "reference_levels": {"local": [{"protocol": "", "ctdivol_mgy": -1}]}, "colour": "blue"})
-    assert set(got) >= {"dicom.allow.0.ae_title", "dicom.allow.1.address", "dicom.bind", "dicom.fsync",
-                        "dicom.transfer_syntaxes", "dicom.reference_levels.local.0.protocol",
-                        "dicom.reference_levels.local.0.ctdivol_mgy", "dicom.colour"}
+    got = issues(
+        {
+            "allow": [{"ae_title": "WAY_TOO_LONG_AE_TITLE"}, {"ae_title": "OK", "address": "10.0.0.999"}],
+            "bind": "everywhere",
+            "fsync": "sometimes",
+            "location": "roof",
+            "transfer_syntaxes": ["1.2.x"],
+            "reference_levels": {"local": [{"protocol": "", "ctdivol_mgy": -1}]},
+            "colour": "blue",
+        }
+    )
+    assert set(got) >= {
+        "dicom.allow.0.ae_title",
+        "dicom.allow.1.address",
+        "dicom.bind",
+        "dicom.fsync",
+        "dicom.transfer_syntaxes",
+        "dicom.reference_levels.local.0.protocol",
+        "dicom.reference_levels.local.0.ctdivol_mgy",
+        "dicom.colour",
+    }
     assert got["dicom.colour"] == "unknown key (typo?)"
 
 

@@ -7,7 +7,7 @@ units are converted; malformed values and truncated files are refused with a rea
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,15 +19,15 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from suitemon.daemon.dicom import values as dv
+from suitemon.daemon.dicom.dose_pet import pet_header
+from suitemon.daemon.dicom.dose_sr import ct_dose_report
 from suitemon.daemon.dicom.parse import Parsed, Unparseable, parse_bytes
 from suitemon.daemon.dicom.structure import layout
-from suitemon.daemon.dicom.dose_pet import pet_header
-from suitemon.daemon.dicom.dose_sr import ct_dose_report, rp_dose_report
 from suitemon.simulators import dicom_study as st
 
 TZ = ZoneInfo("Europe/London")
 KEY = b"k" * 32
-INJECTED = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc)  # 00:30 UTC, the night the clocks go forward
+INJECTED = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # 00:30 UTC, the night the clocks go forward
 
 
 def encode(ds: Dataset) -> bytes:
@@ -44,17 +44,23 @@ def parse(ds: Dataset):
 @pytest.mark.parametrize("meanings", ["standard", "mangled"])
 @pytest.mark.parametrize("sop_class", [st.XRAY_DOSE_SR, st.ENHANCED_SR, st.COMPREHENSIVE_SR])
 def test_ct_dose_report_events_and_total_match_what_was_written(snomed, meanings, sop_class):
-    spec = st.StudySpec(snomed=snomed, meanings=meanings, exposures=(
-        st.CtExposure("constant_angle", 0.11, 5.9, "body"),
-        st.CtExposure("spiral", 3.85, 401.2, "body", protocol="WB FDG"),
-        st.CtExposure("sequenced", 12.5, 40.0, "head"),
-    ))
+    spec = st.StudySpec(
+        snomed=snomed,
+        meanings=meanings,
+        exposures=(
+            st.CtExposure("constant_angle", 0.11, 5.9, "body"),
+            st.CtExposure("spiral", 3.85, 401.2, "body", protocol="WB FDG"),
+            st.CtExposure("sequenced", 12.5, 40.0, "head"),
+        ),
+    )
     r = parse(st.ct_dose_report(spec, sop_class))
     assert isinstance(r, Parsed) and r.kind == "ct_dose"
     got = [(e.acquisition_type, e.ctdivol_mgy, e.dlp_mgycm, e.phantom, e.protocol) for e in r.ct_dose.events]
-    assert got == [("constant_angle", 0.11, 5.9, "body", spec.protocol),
-                   ("spiral", 3.85, 401.2, "body", "WB FDG"),
-                   ("sequenced", 12.5, 40.0, "head", spec.protocol)]
+    assert got == [
+        ("constant_angle", 0.11, 5.9, "body", spec.protocol),
+        ("spiral", 3.85, 401.2, "body", "WB FDG"),
+        ("sequenced", 12.5, 40.0, "head", spec.protocol),
+    ]
     assert r.ct_dose.dlp_total_mgycm == pytest.approx(447.1)
     assert r.ct_dose.event_count == 3
     assert all(e.event_uid for e in r.ct_dose.events)
@@ -62,8 +68,14 @@ def test_ct_dose_report_events_and_total_match_what_was_written(snomed, meanings
 
 @pytest.mark.parametrize("snomed", ["SCT", "SRT"])
 def test_radiopharmaceutical_report_matches_what_was_written(snomed):
-    spec = st.StudySpec(snomed=snomed, meanings="mangled", activity_mbq=312.4, weight_kg=81.5,
-                        injected_at=INJECTED, report_start_shift_min=-3)
+    spec = st.StudySpec(
+        snomed=snomed,
+        meanings="mangled",
+        activity_mbq=312.4,
+        weight_kg=81.5,
+        injected_at=INJECTED,
+        report_start_shift_min=-3,
+    )
     r = parse(st.rp_dose_report(spec))
     assert isinstance(r, Parsed) and r.kind == "rp_dose"
     (a,) = r.rp_dose.administrations
@@ -74,14 +86,23 @@ def test_radiopharmaceutical_report_matches_what_was_written(snomed):
     assert r.rp_dose.weight_kg == pytest.approx(81.5)
 
 
-@pytest.mark.parametrize("pet_class,sop_class,unit", [
-    ("classic", st.PET_IMAGE, "Bq"),        # RadionuclideTotalDose in Bq
-    ("enhanced", st.ENHANCED_PET, "MBq"),   # ... and in MBq
-])
+@pytest.mark.parametrize(
+    "pet_class,sop_class,unit",
+    [
+        ("classic", st.PET_IMAGE, "Bq"),  # RadionuclideTotalDose in Bq
+        ("enhanced", st.ENHANCED_PET, "MBq"),  # ... and in MBq
+    ],
+)
 @pytest.mark.parametrize("write_tz_offset", [False, True])
 def test_pet_header_activity_unit_follows_the_sop_class(pet_class, sop_class, unit, write_tz_offset):
-    spec = st.StudySpec(pet_class=pet_class, activity_mbq=355.0, header_activity_mbq=348.2, weight_kg=64.0,
-                        injected_at=INJECTED + timedelta(days=100), write_tz_offset=write_tz_offset)
+    spec = st.StudySpec(
+        pet_class=pet_class,
+        activity_mbq=355.0,
+        header_activity_mbq=348.2,
+        weight_kg=64.0,
+        injected_at=INJECTED + timedelta(days=100),
+        write_tz_offset=write_tz_offset,
+    )
     ds = st.pet_slice(spec, "1.2.3", 0, frames=3 if pet_class == "enhanced" else 1)
     assert ds.SOPClassUID == sop_class
     r = parse(ds)
@@ -148,11 +169,21 @@ def test_missing_dlp_total_is_none_not_invented():
 
 
 # -- strict values ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("vr,raw,expected", [
-    ("DS", "350", 350.0), ("DS", " 3.5e2 ", 350.0), ("DS", "-0.25", -0.25), ("IS", "12", 12.0),
-    ("DS", "3,5", dv.BadValue), ("DS", "1.0.0", dv.BadValue), ("IS", "1A", dv.BadValue),
-    ("IS", "1.5", dv.BadValue), ("DS", "12345678901234567", dv.BadValue), ("DS", "NaN", dv.BadValue),
-])
+@pytest.mark.parametrize(
+    "vr,raw,expected",
+    [
+        ("DS", "350", 350.0),
+        ("DS", " 3.5e2 ", 350.0),
+        ("DS", "-0.25", -0.25),
+        ("IS", "12", 12.0),
+        ("DS", "3,5", dv.BadValue),
+        ("DS", "1.0.0", dv.BadValue),
+        ("IS", "1A", dv.BadValue),
+        ("IS", "1.5", dv.BadValue),
+        ("DS", "12345678901234567", dv.BadValue),
+        ("DS", "NaN", dv.BadValue),
+    ],
+)
 def test_numbers_follow_their_vr_grammar(vr, raw, expected):
     tag = 0x00101030 if vr == "DS" else 0x00200013  # PatientWeight (DS) / InstanceNumber (IS)
     value = raw.encode() + (b" " if len(raw) % 2 else b"")
@@ -166,13 +197,18 @@ def test_numbers_follow_their_vr_grammar(vr, raw, expected):
         assert dv.number(ds, key) == expected
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("20260328233000", datetime(2026, 3, 28, 23, 30, tzinfo=timezone.utc)),             # GMT
-    ("20260701120000", datetime(2026, 7, 1, 11, 0, tzinfo=timezone.utc)),               # BST
-    ("20260701120000.5+0200", datetime(2026, 7, 1, 10, 0, 0, 500000, tzinfo=timezone.utc)),
-    ("202607011200", datetime(2026, 7, 1, 11, 0, tzinfo=timezone.utc)),
-    ("20261301120000", dv.BadValue), ("2026-07-01", dv.BadValue), ("20260701120000+2500", dv.BadValue),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("20260328233000", datetime(2026, 3, 28, 23, 30, tzinfo=UTC)),  # GMT
+        ("20260701120000", datetime(2026, 7, 1, 11, 0, tzinfo=UTC)),  # BST
+        ("20260701120000.5+0200", datetime(2026, 7, 1, 10, 0, 0, 500000, tzinfo=UTC)),
+        ("202607011200", datetime(2026, 7, 1, 11, 0, tzinfo=UTC)),
+        ("20261301120000", dv.BadValue),
+        ("2026-07-01", dv.BadValue),
+        ("20260701120000+2500", dv.BadValue),
+    ],
+)
 def test_datetimes_use_their_offset_or_the_site_zone(value, expected):
     if expected is dv.BadValue:
         with pytest.raises(dv.BadValue):
@@ -196,9 +232,16 @@ def test_pydicoms_malformed_samples_are_refused_with_a_reason():
 
 
 @pytest.mark.filterwarnings("ignore:Unknown encoding")  # cuts inside SpecificCharacterSet
-@pytest.mark.parametrize("build", [
-    lambda s: st.ct_slice(s, "1.2", 0), lambda s: st.pet_slice(s, "1.2", 0), st.ct_dose_report, st.rp_dose_report,
-], ids=["ct", "pet", "ct_sr", "rp_sr"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda s: st.ct_slice(s, "1.2", 0),
+        lambda s: st.pet_slice(s, "1.2", 0),
+        st.ct_dose_report,
+        st.rp_dose_report,
+    ],
+    ids=["ct", "pet", "ct_sr", "rp_sr"],
+)
 def test_every_cut_of_a_file_is_caught(build):
     data = encode(build(st.StudySpec(ct_rows=16, ct_cols=16, pet_rows=8, pet_cols=8)))
     assert isinstance(parse_bytes(data, key=KEY, site_tz=TZ), Parsed)
@@ -213,7 +256,9 @@ def test_missing_required_attributes_are_named():
     ds = st.ct_slice(st.StudySpec(ct_rows=8, ct_cols=8), "1.2", 0)
     del ds.StudyInstanceUID
     r = parse(ds)
-    assert isinstance(r, Unparseable) and r.reason == "missing required attribute StudyInstanceUID (0020,000D)"
+    assert (
+        isinstance(r, Unparseable) and r.reason == "missing required attribute StudyInstanceUID (0020,000D)"
+    )
     ds = st.ct_slice(st.StudySpec(ct_rows=8, ct_cols=8), "1.2", 0)
     del ds.PixelData
     assert parse(ds).reason == "missing required attribute PixelData (7FE0,0010)"
@@ -232,6 +277,7 @@ def test_meta_and_dataset_must_agree_on_the_sop_class():
 def test_layout_checks_encapsulated_fragments():
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLosslessSV1
+
     ds = st.secondary_capture(st.StudySpec())
     ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 100 + b"\xff\xd9"])
     ds["PixelData"].VR = "OB"

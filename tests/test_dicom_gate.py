@@ -9,10 +9,10 @@ from __future__ import annotations
 import socket
 import time
 
-from pynetdicom import AE
-
 from dicom_helpers import SCANNER_AE, dcmtk, dicom_section, target
 from helpers import wait_until
+from pynetdicom import AE
+
 from suitemon.daemon.dicom.rejections import Rejections
 from suitemon.daemon.journal import Journal
 from suitemon.simulators.scanner import echo
@@ -34,15 +34,17 @@ def closed_by_peer(s: socket.socket) -> bool:
     try:
         s.settimeout(0.05)
         return s.recv(1) == b""
-    except socket.timeout:
+    except TimeoutError:
         return False
     except OSError:
         return True
 
 
 def rejected_rows(suite) -> list[dict]:
-    j = Journal(suite.tmp / "state" / "journal.sqlite3",
-                chain_key=(suite.tmp / "state" / "journal-chain.key").read_bytes())
+    j = Journal(
+        suite.tmp / "state" / "journal.sqlite3",
+        chain_key=(suite.tmp / "state" / "journal-chain.key").read_bytes(),
+    )
     try:
         return [e.data for e in j.events_of_type("dicom.association_rejected")]
     finally:
@@ -66,8 +68,11 @@ def test_idle_sockets_do_not_lock_out_the_scanner(make_suite, watcher):
         assert r.returncode == 0, r.stdout + r.stderr
         assert time.monotonic() - t0 < 4, "the scanner got in only after the idle sockets timed out"
         # And nobody waits longer than request_timeout_s for an association request.
-        wait_until(lambda: all(closed_by_peer(s) for s in one_host + many_hosts), 10,
-                   what="idle sockets closed after request_timeout_s")
+        wait_until(
+            lambda: all(closed_by_peer(s) for s in one_host + many_hosts),
+            10,
+            what="idle sockets closed after request_timeout_s",
+        )
     finally:
         for s in one_host + many_hosts:
             s.close()
@@ -87,16 +92,28 @@ def test_300_bogus_associations_add_a_few_journal_rows(make_suite, watcher):
     t0 = time.monotonic()
     for _ in range(300):
         assoc = ae.associate("127.0.0.1", port, ae_title="SUITEMON")
-        assert assoc.is_rejected, (assoc.is_aborted, assoc.is_established, getattr(assoc.acceptor, "primitive", None))
+        assert assoc.is_rejected, (
+            assoc.is_aborted,
+            assoc.is_established,
+            getattr(assoc.acceptor, "primitive", None),
+        )
     took = time.monotonic() - t0
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and
-                     s["counters"].get("dicom.associations.rejected") == 300, 15, what="300 rejections counted")
+    watcher.wait_for(
+        lambda w: (
+            (s := w.json_of(suite.topic("status")))
+            and s["counters"].get("dicom.associations.rejected") == 300
+        ),
+        15,
+        what="300 rejections counted",
+    )
     assert echo(**target(suite)) == "0x0000"
     assert d.terminate() == 0  # the counted rest is journaled at stop, not lost
     rows = rejected_rows(suite)
     assert len(rows) <= 3, rows
     assert sum(r["count"] for r in rows) == 300
-    assert rows[0]["reason"] == "calling AE title 'INTRUDER' is not on the allow-list" and rows[0]["count"] == 1
+    assert (
+        rows[0]["reason"] == "calling AE title 'INTRUDER' is not on the allow-list" and rows[0]["count"] == 1
+    )
     print(f"300 bogus associations in {took:.1f} s -> {len(rows)} journal rows")
 
 

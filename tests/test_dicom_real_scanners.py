@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,9 +25,12 @@ from suitemon.simulators import dicom_study as st
 
 TZ = ZoneInfo("Europe/London")
 KEY = b"k" * 32
-INJECTED = datetime(2026, 6, 1, 8, 30, tzinfo=timezone.utc)
-EXPOSURES = (st.CtExposure("constant_angle", 0.12, 6.1), st.CtExposure("spiral", 3.4, 352.5),
-             st.CtExposure("spiral", 2.9, 120.0))  # 478.6 mGy.cm in all
+INJECTED = datetime(2026, 6, 1, 8, 30, tzinfo=UTC)
+EXPOSURES = (
+    st.CtExposure("constant_angle", 0.12, 6.1),
+    st.CtExposure("spiral", 3.4, 352.5),
+    st.CtExposure("spiral", 2.9, 120.0),
+)  # 478.6 mGy.cm in all
 
 
 def parse(ds) -> Parsed:
@@ -48,21 +51,25 @@ def study_of(datasets) -> Study:
 
 
 def cfg(dlp_level=500.0, ctdi_level=4.3) -> DicomConfig:
-    return DicomConfig(allow=[{"ae_title": "PETCT1"}],
-                       reference_levels={"national": {"ctdivol_mgy": ctdi_level, "dlp_mgycm": dlp_level}})
+    return DicomConfig(
+        allow=[{"ae_title": "PETCT1"}],
+        reference_levels={"national": {"ctdivol_mgy": ctdi_level, "dlp_mgycm": dlp_level}},
+    )
 
 
 def strict_json(obj) -> dict:
     def no_constant(name):
         raise AssertionError(f"bare {name} in JSON")
+
     return json.loads(dumps(obj), parse_constant=no_constant)
 
 
 # -- item 5: cumulative CT dose reports ------------------------------------------------------------
 @pytest.mark.parametrize("order", ["as_sent", "reversed"])
 def test_cumulative_ct_reports_count_each_irradiation_event_once(order):
-    spec = st.StudySpec(exposures=EXPOSURES, ct_report_mode="cumulative", ct_slices=0, pet_slices=0,
-                        rp_report=False)
+    spec = st.StudySpec(
+        exposures=EXPOSURES, ct_report_mode="cumulative", ct_slices=0, pet_slices=0, rp_report=False
+    )
     reports = list(st.build_study(spec))
     assert len(reports) == 3  # one after each exposure, each repeating the earlier ones
     if order == "reversed":
@@ -94,15 +101,20 @@ def test_a_lost_middle_report_leaves_no_event_uncounted():
     other = CtDoseReport("9.2", (ev(2, 50.0), ev(3, 70.0)), 120.0, 2)  # overlaps, neither holds all
     study = Study("1.2")
     from suitemon.daemon.dicom.parse import Identity
+
     for r in (first, other):
-        study.add(Parsed(Identity("x", r.sop_instance, "1.2"), "ct_dose", ct_dose=r), Path("/x"), None, 0.0, 0.0)
+        study.add(
+            Parsed(Identity("x", r.sop_instance, "1.2"), "ct_dose", ct_dose=r), Path("/x"), None, 0.0, 0.0
+        )
     f = evaluate(study, None, cfg())
     assert f.ct.dlp_total_mgycm == pytest.approx(220.0) and f.ct.dlp_total_source == "sum_of_events"
 
 
 # -- item 6: codes -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("snomed", ["SRT", "SCT"])
-@pytest.mark.parametrize("items", [("height", "bmi", "weight"), ("weight", "bmi", "height"), ("bmi", "weight")])
+@pytest.mark.parametrize(
+    "items", [("height", "bmi", "weight"), ("weight", "bmi", "height"), ("bmi", "weight")]
+)
 def test_body_mass_index_is_not_taken_for_the_weight(snomed, items):
     spec = st.StudySpec(snomed=snomed, patient_items=items, weight_kg=93.0, height_m=1.8, meanings="mangled")
     r = parse(st.rp_dose_report(spec)).rp_dose
@@ -115,7 +127,9 @@ def test_cone_beam_and_spiral_are_read_in_both_snomed_spellings(snomed):
     ds = st.ct_dose_report(st.StudySpec(snomed=snomed, exposures=(st.CtExposure("spiral", 3.0, 300.0),)))
     acq = ds.ContentSequence[-1].ContentSequence[1].ConceptCodeSequence[0]
     assert parse(ds).ct_dose.events[0].acquisition_type == "spiral"
-    acq.CodeValue, acq.CodingSchemeDesignator = ("702569007", "SCT") if snomed == "SCT" else ("R-FB8F1", "SRT")
+    acq.CodeValue, acq.CodingSchemeDesignator = (
+        ("702569007", "SCT") if snomed == "SCT" else ("R-FB8F1", "SRT")
+    )
     assert parse(ds).ct_dose.events[0].acquisition_type == "cone_beam"
     acq.CodeValue, acq.CodingSchemeDesignator = "113808", "DCM"  # ICRP Pub 60, not an acquisition type
     assert parse(ds).ct_dose.events[0].acquisition_type == "113808 (DCM)"
@@ -145,7 +159,9 @@ def test_a_unit_of_another_meaning_is_one_unreadable_value_and_the_rest_is_kept(
 
 def test_a_report_with_one_bad_weight_keeps_its_administration():
     ds = st.rp_dose_report(st.StudySpec(activity_mbq=301.0, patient_items=("weight",)))
-    ds.ContentSequence[-1].ContentSequence[0].MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue = "st"
+    ds.ContentSequence[-1].ContentSequence[0].MeasuredValueSequence[0].MeasurementUnitsCodeSequence[
+        0
+    ].CodeValue = "st"
     r = parse(ds).rp_dose
     assert r.weight_kg is None and r.administrations[0].activity_mbq == pytest.approx(301.0)
     assert "Patient weight (29463-7, LN) is in unit 'st'" in r.unreadable[0]
@@ -185,13 +201,30 @@ def test_a_non_finite_header_value_is_unreadable_and_the_header_is_kept(raw):
 # -- item 9: PET header edge cases ---------------------------------------------------------------------
 def test_every_radiopharmaceutical_of_a_dual_tracer_header_is_read_and_the_dispensed_one_reconciled():
     ga = st.TracerSpec("Ga-68", "Ga-68 PSMA-11", 151.0, INJECTED + timedelta(minutes=20))
-    spec = st.StudySpec(activity_mbq=250.0, injected_at=INJECTED, extra_tracers=(ga,), ct_slices=0, pet_slices=1,
-                        ct_report=False)
+    spec = st.StudySpec(
+        activity_mbq=250.0,
+        injected_at=INJECTED,
+        extra_tracers=(ga,),
+        ct_slices=0,
+        pet_slices=1,
+        ct_report=False,
+    )
     study = study_of(st.build_study(spec))
     header, _ = study.pet()
     assert [(t.radionuclide, t.activity_mbq) for t in header.tracers] == [("F-18", 250.0), ("Ga-68", 151.0)]
-    given = Dispensed("r1", "e1", None, spec.accession, "uptake1", "Ga-68", 151.0, None,
-                      INJECTED + timedelta(minutes=20), None, half_life_s=ga.half_life_s)
+    given = Dispensed(
+        "r1",
+        "e1",
+        None,
+        spec.accession,
+        "uptake1",
+        "Ga-68",
+        151.0,
+        None,
+        INJECTED + timedelta(minutes=20),
+        None,
+        half_life_s=ga.half_life_s,
+    )
     f = evaluate(study, given, cfg())
     assert f.header.radionuclide == "Ga-68" and f.activity.status == "ok"
     assert f.start_time.status == "ok"  # compared with the Ga-68 administration of the dose report
@@ -200,14 +233,24 @@ def test_every_radiopharmaceutical_of_a_dual_tracer_header_is_read_and_the_dispe
     assert s["rp_report"]["administrations"] == 2
 
 
-@pytest.mark.parametrize("pet_class,in_mbq,flagged", [
-    ("classic", True, True),     # 350 written into a Bq field: 0.00035 MBq
-    ("classic", False, False),
-    ("enhanced", False, False),
-])
+@pytest.mark.parametrize(
+    "pet_class,in_mbq,flagged",
+    [
+        ("classic", True, True),  # 350 written into a Bq field: 0.00035 MBq
+        ("classic", False, False),
+        ("enhanced", False, False),
+    ],
+)
 def test_an_activity_that_can_only_be_in_the_wrong_unit_is_flagged(pet_class, in_mbq, flagged):
-    spec = st.StudySpec(pet_class=pet_class, header_activity_in_mbq=in_mbq, activity_mbq=350.0, ct_slices=0,
-                        pet_slices=1, ct_report=False, rp_report=False)
+    spec = st.StudySpec(
+        pet_class=pet_class,
+        header_activity_in_mbq=in_mbq,
+        activity_mbq=350.0,
+        ct_slices=0,
+        pet_slices=1,
+        ct_report=False,
+        rp_report=False,
+    )
     study = study_of(st.build_study(spec))
     f = evaluate(study, None, cfg())
     s = strict_json(summary(study, None, f, 0.0))
@@ -225,8 +268,16 @@ def test_a_bq_value_in_an_mbq_field_is_flagged_too():
 
 def test_a_start_time_without_date_is_dated_from_the_injection_not_the_series():
     # Zr-89 antibody: injected on day 0, scanned four days later by a console writing StartTime only.
-    spec = st.StudySpec(nuclide="Zr-89", half_life_s=78.4 * 3600, injected_at=INJECTED, header_start="time_only",
-                        scan_delay_min=4 * 24 * 60, ct_slices=0, pet_slices=1, ct_report=False)
+    spec = st.StudySpec(
+        nuclide="Zr-89",
+        half_life_s=78.4 * 3600,
+        injected_at=INJECTED,
+        header_start="time_only",
+        scan_delay_min=4 * 24 * 60,
+        ct_slices=0,
+        pet_slices=1,
+        ct_report=False,
+    )
     study = study_of(st.build_study(spec))
     header, _ = study.pet()
     assert header.start_source == "series_date"  # provisional
@@ -240,8 +291,14 @@ def test_a_start_time_without_date_is_dated_from_the_injection_not_the_series():
 
 
 def test_a_start_time_near_midnight_takes_the_date_nearest_the_injection():
-    late = datetime(2026, 6, 1, 22, 58, tzinfo=timezone.utc)  # 23:58 BST
-    spec = st.StudySpec(injected_at=late, header_start="time_only", report_start_shift_min=3, ct_slices=0,
-                        pet_slices=1, ct_report=False)  # the report says 00:01 the next day
+    late = datetime(2026, 6, 1, 22, 58, tzinfo=UTC)  # 23:58 BST
+    spec = st.StudySpec(
+        injected_at=late,
+        header_start="time_only",
+        report_start_shift_min=3,
+        ct_slices=0,
+        pet_slices=1,
+        ct_report=False,
+    )  # the report says 00:01 the next day
     f = evaluate(study_of(st.build_study(spec)), None, cfg())
     assert f.header.start_at == late and f.start_time.difference_min == pytest.approx(-3.0)

@@ -7,13 +7,21 @@ import time
 from pathlib import Path
 
 import pytest
+from dicom_helpers import (
+    SCANNER_AE,
+    dcmtk,
+    dicom_section,
+    spool_files,
+    summaries,
+    target,
+    wait_event,
+    wait_summary,
+)
+from helpers import wait_until
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 
-from dicom_helpers import (SCANNER_AE, dcmtk, dicom_section, spool_files, summaries, target, wait_event,
-                           wait_summary)
-from helpers import wait_until
 from suitemon.daemon.pseudonym import accession_ref, load_or_create_key
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.scanner import SENT_CLASSES, echo, send
@@ -22,10 +30,15 @@ from suitemon.simulators.scanner import SENT_CLASSES, echo, send
 def one_of_each(spec: st.StudySpec) -> list:
     """One instance of every accepted storage class, all in one study."""
     return [
-        st.ct_slice(spec, "1.2.9.1", 0), st.ct_slice(spec, "1.2.9.2", 0, enhanced=True),
-        st.pet_slice(spec, "1.2.9.3", 0), st.pet_slice(spec.with_(pet_class="enhanced"), "1.2.9.4", 0, frames=2),
-        st.ct_dose_report(spec, st.XRAY_DOSE_SR), st.ct_dose_report(spec, st.ENHANCED_SR),
-        st.ct_dose_report(spec, st.COMPREHENSIVE_SR), st.rp_dose_report(spec), st.secondary_capture(spec),
+        st.ct_slice(spec, "1.2.9.1", 0),
+        st.ct_slice(spec, "1.2.9.2", 0, enhanced=True),
+        st.pet_slice(spec, "1.2.9.3", 0),
+        st.pet_slice(spec.with_(pet_class="enhanced"), "1.2.9.4", 0, frames=2),
+        st.ct_dose_report(spec, st.XRAY_DOSE_SR),
+        st.ct_dose_report(spec, st.ENHANCED_SR),
+        st.ct_dose_report(spec, st.COMPREHENSIVE_SR),
+        st.rp_dose_report(spec),
+        st.secondary_capture(spec),
     ]
 
 
@@ -40,8 +53,11 @@ def test_echo_from_dcmtk_and_pynetdicom(make_suite, watcher):
     r = dcmtk("echoscu", "-aet", SCANNER_AE, "-aec", "SUITEMON", "127.0.0.1", str(t["port"]))
     assert r.returncode == 0, r.stderr
     assert echo(**t) == "0x0000"
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and
-                     s["counters"].get("dicom.echo") == 2, 15, what="two echoes counted")
+    watcher.wait_for(
+        lambda w: (s := w.json_of(suite.topic("status"))) and s["counters"].get("dicom.echo") == 2,
+        15,
+        what="two echoes counted",
+    )
 
 
 def test_every_accepted_sop_class_is_stored_from_pynetdicom_and_from_dcmtk(make_suite, watcher, tmp_path):
@@ -56,16 +72,34 @@ def test_every_accepted_sop_class_is_stored_from_pynetdicom_and_from_dcmtk(make_
     for i, ds in enumerate(one_of_each(b)):
         ds.save_as(files / f"{i}.dcm", enforce_file_format=True)
     # -R: propose only the classes of the files (DCMTK's default list lacks the 88.68 dose SR)
-    r = dcmtk("storescu", "-R", "-aet", SCANNER_AE, "-aec", "SUITEMON", "+sd", "127.0.0.1",
-              str(target(suite)["port"]), str(files))
+    r = dcmtk(
+        "storescu",
+        "-R",
+        "-aet",
+        SCANNER_AE,
+        "-aec",
+        "SUITEMON",
+        "+sd",
+        "127.0.0.1",
+        str(target(suite)["port"]),
+        str(files),
+    )
     assert r.returncode == 0, r.stderr
     assert sorted({ds.SOPClassUID for ds in one_of_each(b)}) == sorted(SENT_CLASSES)
     for spec in (a, b):
         s = wait_summary(watcher, suite.site, spec.study_uid)
-        assert s["instances"] == {"total": 9, "ct_images": 2, "pet_images": 2, "ct_dose_reports": 3,
-                                  "rp_dose_reports": 1, "other": 1, "unparseable": 0}
-        assert s["accession"] == accession_ref(spec.accession, load_or_create_key(
-            suite.tmp / "state" / "dicom-pseudonym.key"))
+        assert s["instances"] == {
+            "total": 9,
+            "ct_images": 2,
+            "pet_images": 2,
+            "ct_dose_reports": 3,
+            "rp_dose_reports": 1,
+            "other": 1,
+            "unparseable": 0,
+        }
+        assert s["accession"] == accession_ref(
+            spec.accession, load_or_create_key(suite.tmp / "state" / "dicom-pseudonym.key")
+        )
     wait_until(lambda: not spool_files(suite), 10, what="processed files gone (keep_processed_s = 0)")
 
 
@@ -75,8 +109,16 @@ def test_unknown_calling_ae_wrong_address_and_wrong_called_ae_are_rejected(make_
     suite = make_suite(extra=extra)
     suite.start_daemon(watcher)
     port = str(target(suite)["port"])
-    r = dcmtk("storescu", "-aet", "INTRUDER", "-aec", "SUITEMON", "127.0.0.1", port,
-              get_testdata_file("CT_small.dcm"))
+    r = dcmtk(
+        "storescu",
+        "-aet",
+        "INTRUDER",
+        "-aec",
+        "SUITEMON",
+        "127.0.0.1",
+        port,
+        get_testdata_file("CT_small.dcm"),
+    )
     assert r.returncode != 0 and "Calling AE Title Not Recognized" in r.stdout + r.stderr
     ae = AE(ae_title="WORKSTN")
     ae.add_requested_context("1.2.840.10008.1.1")
@@ -86,13 +128,23 @@ def test_unknown_calling_ae_wrong_address_and_wrong_called_ae_are_rejected(make_
     assert r.returncode != 0 and "Called AE Title Not Recognized" in r.stdout + r.stderr
 
     def reasons(w):
-        return [e["data"]["reason"] for e in w.events(suite.site) if e["type"] == "dicom.association_rejected"]
+        return [
+            e["data"]["reason"] for e in w.events(suite.site) if e["type"] == "dicom.association_rejected"
+        ]
+
     watcher.wait_for(lambda w: len(reasons(w)) == 3, 10, what="three rejections journaled")
-    assert reasons(watcher) == ["calling AE title 'INTRUDER' is not on the allow-list",
-                                "calling AE title 'WORKSTN' is not allowed from 127.0.0.1",
-                                "called AE title 'NOTUS' is not ours ('SUITEMON')"]
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and
-                     s["counters"].get("dicom.associations.rejected") == 3, 15, what="rejections counted")
+    assert reasons(watcher) == [
+        "calling AE title 'INTRUDER' is not on the allow-list",
+        "calling AE title 'WORKSTN' is not allowed from 127.0.0.1",
+        "called AE title 'NOTUS' is not ours ('SUITEMON')",
+    ]
+    watcher.wait_for(
+        lambda w: (
+            (s := w.json_of(suite.topic("status"))) and s["counters"].get("dicom.associations.rejected") == 3
+        ),
+        15,
+        what="rejections counted",
+    )
     assert echo(**target(suite)) == "0x0000"  # and the allowed scanner still gets through
 
 
@@ -106,8 +158,11 @@ def test_a_study_completes_only_after_release_and_the_idle_time(make_suite, watc
         ae.add_requested_context(uid)
 
     def completed(spec):
-        return [e for e in watcher.events(suite.site)
-                if e["type"] == "dicom.study_complete" and e["data"]["study_uid"] == spec.study_uid]
+        return [
+            e
+            for e in watcher.events(suite.site)
+            if e["type"] == "dicom.study_complete" and e["data"]["study_uid"] == spec.study_uid
+        ]
 
     # 1. Held open well past the idle time: the scanner may still be sending, so no completion.
     held = small(ct_slices=3, pet_slices=0, rp_report=False)
@@ -141,8 +196,11 @@ def test_malformed_instances_are_recorded_and_the_receiver_keeps_running(make_su
     t = target(suite)
     # pydicom's truncated MR, relabelled as CT (same UID length): pynetdicom sends what the file holds.
     trunc = tmp_path / "trunc.dcm"
-    trunc.write_bytes(Path(get_testdata_file("MR_truncated.dcm")).read_bytes()
-                      .replace(b"1.2.840.10008.5.1.4.1.1.4\x00", b"1.2.840.10008.5.1.4.1.1.2\x00"))
+    trunc.write_bytes(
+        Path(get_testdata_file("MR_truncated.dcm"))
+        .read_bytes()
+        .replace(b"1.2.840.10008.5.1.4.1.1.4\x00", b"1.2.840.10008.5.1.4.1.1.2\x00")
+    )
     bad_vr = dcmread(get_testdata_file("badVR.dcm"))  # NumberOfFrames '1A' stays raw when re-saved
     bad_vr.SOPClassUID = bad_vr.file_meta.MediaStorageSOPClassUID = st.CT_IMAGE
     no_study = st.ct_slice(small(), "1.2.9.9", 0)
@@ -158,20 +216,29 @@ def test_malformed_instances_are_recorded_and_the_receiver_keeps_running(make_su
 
     def unparseable(w):
         return [e["data"] for e in w.events(suite.site) if e["type"] == "dicom.unparseable"]
+
     watcher.wait_for(lambda w: len(unparseable(w)) == 3, 15, what="three unparseable events")
     got = {d["reason"] for d in unparseable(watcher)}
-    assert got == {"PixelData holds 8130 bytes; 64 x 64 x 1 frames of 16-bit samples need 8192",
-                   "invalid value for VR IS: '1A' in NumberOfFrames (0028,0008)",
-                   "missing required attribute StudyInstanceUID (0020,000D)"}
+    assert got == {
+        "PixelData holds 8130 bytes; 64 x 64 x 1 frames of 16-bit samples need 8192",
+        "invalid value for VR IS: '1A' in NumberOfFrames (0028,0008)",
+        "missing required attribute StudyInstanceUID (0020,000D)",
+    }
     kept = spool_files(suite, "unparseable")
-    assert len([p for p in kept if p.suffix == ".dcm"]) == 3 and len([p for p in kept if p.suffix == ".json"]) == 3
+    assert (
+        len([p for p in kept if p.suffix == ".dcm"]) == 3
+        and len([p for p in kept if p.suffix == ".json"]) == 3
+    )
     bad_study = wait_summary(watcher, suite.site, "1.2.999.999.99.9.9999.8888")
     assert bad_study["instances"]["unparseable"] == 1 and bad_study["unparseable_reasons"]
     good = small(ct_slices=2, pet_slices=2)
     assert send(st.build_study(good), **t).ok == 6
     assert wait_summary(watcher, suite.site, good.study_uid)["instances"]["total"] == 6
-    watcher.wait_for(lambda w: w.json_of(suite.topic("status"))["counters"].get("dicom.instances.unparseable") == 3,
-                     15, what="unparseable counted")
+    watcher.wait_for(
+        lambda w: w.json_of(suite.topic("status"))["counters"].get("dicom.instances.unparseable") == 3,
+        15,
+        what="unparseable counted",
+    )
 
 
 def test_files_left_by_a_previous_run_are_processed_at_start(make_suite, watcher):
@@ -190,7 +257,9 @@ def test_files_left_by_a_previous_run_are_processed_at_start(make_suite, watcher
     assert rec["data"] == {"files": 8, "partial_removed": 1}
     s = wait_summary(watcher, suite.site, spec.study_uid)
     assert s["instances"]["total"] == 6 and s["checks"]["ct_reference"] == "ok"
-    reasons = sorted(e["data"]["reason"] for e in watcher.events(suite.site) if e["type"] == "dicom.unparseable")
+    reasons = sorted(
+        e["data"]["reason"] for e in watcher.events(suite.site) if e["type"] == "dicom.unparseable"
+    )
     assert len(reasons) == 2 and "DICM" in reasons[0] + reasons[1] and "truncated" in reasons[0] + reasons[1]
     wait_until(lambda: not spool_files(suite), 10, what="spool emptied")
 
@@ -220,9 +289,12 @@ def test_the_tuned_reactor_is_a_copy_of_the_pinned_pynetdicom_loop():
     from pynetdicom.association import Association
 
     from suitemon.daemon.dicom.reactor import UPSTREAM_REACTOR_SHA256
+
     assert pynetdicom.__version__.startswith("3.0.")
-    assert hashlib.sha256(inspect.getsource(Association._run_reactor).encode()).hexdigest() == \
-        UPSTREAM_REACTOR_SHA256
+    assert (
+        hashlib.sha256(inspect.getsource(Association._run_reactor).encode()).hexdigest()
+        == UPSTREAM_REACTOR_SHA256
+    )
 
 
 def test_the_engineers_cli_sends_a_study_and_names_the_patient_ref(make_suite, watcher):
@@ -231,21 +303,58 @@ def test_the_engineers_cli_sends_a_study_and_names_the_patient_ref(make_suite, w
     import json as _json
     import subprocess
     import sys
+
     from helpers import REPO
-    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "scanner-sim", "send", "-c", str(suite.path), "--ct", "2",
-                        "--pet", "2", "--ct-size", "32", "--pet-size", "16", "--accession", "CLI1",
-                        "--patient-id", "H1234567", "--activity", "333"],
-                       capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "suitemon.daemon.cli",
+            "scanner-sim",
+            "send",
+            "-c",
+            str(suite.path),
+            "--ct",
+            "2",
+            "--pet",
+            "2",
+            "--ct-size",
+            "32",
+            "--pet-size",
+            "16",
+            "--accession",
+            "CLI1",
+            "--patient-id",
+            "H1234567",
+            "--activity",
+            "333",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     out = _json.loads(r.stdout)
     assert out["ok"] == out["sent"] == 6
     s = wait_summary(watcher, suite.site, out["study_uid"])
-    ref = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "patient-ref", "-c", str(suite.path), "H1234567"],
-                         capture_output=True, text=True, cwd=REPO, timeout=30)
+    ref = subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "patient-ref", "-c", str(suite.path), "H1234567"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert ref.returncode == 0 and ref.stdout.strip() == s["patient_ref"]
     assert "H1234567" not in str(watcher.messages)  # the hospital number never reaches MQTT
-    acc = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "accession-ref", "-c", str(suite.path), "CLI1"],
-                         capture_output=True, text=True, cwd=REPO, timeout=30)
+    acc = subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "accession-ref", "-c", str(suite.path), "CLI1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert acc.returncode == 0 and acc.stdout.strip() == s["accession"] != "CLI1"
 
 
@@ -263,6 +372,10 @@ def test_the_same_study_sent_three_times_is_summarised_three_times(make_suite, w
         s = wait_summary(watcher, suite.site, spec.study_uid, revision=revision)
         assert s["instances"]["total"] == len(datasets) and s["instances"]["unparseable"] == 0
         seen.append(s)
-    assert [s["revision"] for s in summaries(watcher, suite.site) if s["study_uid"] == spec.study_uid] == [1, 2, 3]
+    assert [s["revision"] for s in summaries(watcher, suite.site) if s["study_uid"] == spec.study_uid] == [
+        1,
+        2,
+        3,
+    ]
     assert seen[0]["completed_at"] <= seen[1]["completed_at"] <= seen[2]["completed_at"]  # second resolution
     wait_until(lambda: not spool_files(suite), 10, what="every send's files gone once summarised")

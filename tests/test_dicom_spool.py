@@ -13,14 +13,13 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
+from dicom_helpers import dicom_section, target, wait_event, wait_summary
 from pynetdicom.dsutils import create_file_meta, encode_file_meta  # what event.encoded_dataset() uses
 
 from suitemon.daemon.dicom.service import study_ref
 from suitemon.daemon.dicom.spool import Spool, SpoolError, SpoolFull, file_meta_bytes
-from dicom_helpers import dicom_section, target, wait_event, wait_summary
 from suitemon.simulators import dicom_study as st
 from suitemon.simulators.scanner import send
 
@@ -29,11 +28,14 @@ from suitemon.simulators.scanner import send
 def tiny_disk(tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a 1 MiB tmpfs here ({r.stderr.strip() or r.returncode}); "
-                    "the injected write failure test covers the refusal path")
+        pytest.skip(
+            f"cannot mount a 1 MiB tmpfs here ({r.stderr.strip() or r.returncode}); "
+            "the injected write failure test covers the refusal path"
+        )
     yield mnt
     if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
@@ -44,10 +46,12 @@ def dataset_bytes(n: int) -> io.BytesIO:
 
 
 def test_file_meta_is_what_pynetdicom_would_write():
-    fm = create_file_meta(sop_class_uid=st.RP_DOSE_SR, sop_instance_uid="1.2.3.44",
-                          transfer_syntax="1.2.840.10008.1.2.1")
-    assert file_meta_bytes(st.RP_DOSE_SR, "1.2.3.44", "1.2.840.10008.1.2.1") == \
-        b"\x00" * 128 + b"DICM" + encode_file_meta(fm)
+    fm = create_file_meta(
+        sop_class_uid=st.RP_DOSE_SR, sop_instance_uid="1.2.3.44", transfer_syntax="1.2.840.10008.1.2.1"
+    )
+    assert file_meta_bytes(
+        st.RP_DOSE_SR, "1.2.3.44", "1.2.840.10008.1.2.1"
+    ) == b"\x00" * 128 + b"DICM" + encode_file_meta(fm)
 
 
 class Recording(Spool):
@@ -67,8 +71,9 @@ class Recording(Spool):
         super()._write(path, chunks, flush)
 
 
-@pytest.mark.parametrize("policy,expected", [("reports", [False, True]), ("all", [True, True]),
-                                             ("none", [False, False])])
+@pytest.mark.parametrize(
+    "policy,expected", [("reports", [False, True]), ("all", [True, True]), ("none", [False, False])]
+)
 def test_fsync_policy(tmp_path, policy, expected):
     sp = Recording(tmp_path, fsync=policy)
     a = sp.store(st.CT_IMAGE, "1.2.3.1", "1.2.840.10008.1.2.1", dataset_bytes(100))
@@ -126,7 +131,12 @@ def test_spool_full_answers_out_of_resources_raises_a_high_alarm_and_recovers(ti
     assert result.statuses["0xA700"] >= 2 and result.ok >= 1, result.statuses  # stored ones answered success
     alarm_t = suite.topic("alarm", "dicom.spool_fault")
     rec = watcher.wait_for(lambda w: w.json_of(alarm_t), 10, what="spool alarm")
-    assert (rec["priority"], rec["kind"], rec["state"], rec["condition"]) == ("high", "technical", "active", "present")
+    assert (rec["priority"], rec["kind"], rec["state"], rec["condition"]) == (
+        "high",
+        "technical",
+        "active",
+        "present",
+    )
     assert "0xA700" in rec["message"] and rec["details"]["disk_full"] is True
     failed = wait_event(watcher, suite.site, "dicom.store_failed")
     assert failed["data"]["status"] == "0xA700" and failed["data"]["calling_ae"] == "PETCT1"
@@ -139,7 +149,9 @@ def test_spool_full_answers_out_of_resources_raises_a_high_alarm_and_recovers(ti
     assert again.ok == 1
     watcher.wait_for(lambda w: w.json_of(alarm_t)["condition"] == "absent", 10, what="condition ended")
     assert watcher.json_of(alarm_t)["state"] == "active"
-    watcher.publish(suite.topic("cmd", "engineer", "reset"), {"alarm_id": "dicom.spool_fault", "note": "disk freed"})
+    watcher.publish(
+        suite.topic("cmd", "engineer", "reset"), {"alarm_id": "dicom.spool_fault", "note": "disk freed"}
+    )
     watcher.wait_for(lambda w: w.json_of(alarm_t)["state"] == "closed", 10, what="reset")
     assert study_ref(spec.study_uid)  # the study's alarms, had there been any, would carry this key
 
@@ -152,6 +164,13 @@ def test_free_space_reserve_protects_the_journal_disk(make_suite, watcher):
     assert result.statuses == {"0xA700": 2}
     rec = watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", "dicom.spool_fault")), 10, what="alarm")
     assert "kept free for the journal" in rec["details"]["reason"]
-    status = watcher.wait_for(lambda w: (st_ := w.json_of(suite.topic("status"))) and
-                              st_.get("counters", {}).get("dicom.store.failed") == 2 and st_, 15, what="counter")
+    status = watcher.wait_for(
+        lambda w: (
+            (st_ := w.json_of(suite.topic("status")))
+            and st_.get("counters", {}).get("dicom.store.failed") == 2
+            and st_
+        ),
+        15,
+        what="counter",
+    )
     assert status["counters"].get("dicom.instances.received", 0) == 0

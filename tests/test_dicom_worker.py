@@ -45,6 +45,7 @@ def test_a_daemon_killed_outright_leaves_no_parser_behind(tmp_path):
     import sys
 
     from helpers import REPO, wait_until
+
     script = tmp_path / "owner.py"
     script.write_text(
         "import asyncio, os, signal, sys\n"
@@ -57,9 +58,13 @@ def test_a_daemon_killed_outright_leaves_no_parser_behind(tmp_path):
         "    print(*pool._pool._processes, flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "if __name__ == '__main__':\n"
-        "    asyncio.run(main())\n")
+        "    asyncio.run(main())\n"
+    )
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert r.returncode == -9, r.stderr
     child = int(r.stdout.split()[0])
-    wait_until(lambda: not os.path.exists(f"/proc/{child}") or
-               open(f"/proc/{child}/stat").read().split()[2] == "Z", 5, what="parser process gone")
+    wait_until(
+        lambda: not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z",
+        5,
+        what="parser process gone",
+    )

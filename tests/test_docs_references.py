@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from helpers import REPO
 
 DOCS = ["docs/hazards.md", "docs/reliability.md"]
@@ -27,7 +26,11 @@ def test_named_test_exists(doc, path, name):
 
 
 def test_every_hazard_names_a_test():
-    rows = [line for line in (REPO / "docs/hazards.md").read_text().splitlines() if re.match(r"\| H\d+(\.\d+)? ", line)]
+    rows = [
+        line
+        for line in (REPO / "docs/hazards.md").read_text().splitlines()
+        if re.match(r"\| H\d+(\.\d+)? ", line)
+    ]
     assert len(rows) >= 9
     for row in rows:
         assert "tests/" in row or "bench/" in row, row

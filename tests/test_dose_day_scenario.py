@@ -5,7 +5,6 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-
 from dose_fixtures import records
 from helpers import REPO
 
@@ -18,7 +17,10 @@ def test_dose_day_scenario_passes(make_suite, watcher, tmp_path):
     dev = dict(example["devices"]["dispenser"], serial_port=str(tmp_path / "dispenser.tty"))
     # The scenario's clock runs SPEED times faster, so the unit's phases must too.
     dev["sim"] = dict(dev["sim"], time_scale=dev["sim"]["time_scale"] * SPEED)
-    extra = {k: example[k] for k in ("areas", "roles", "ladders", "protocols", "alarm_types", "dispensing", "uptake")}
+    extra = {
+        k: example[k]
+        for k in ("areas", "roles", "ladders", "protocols", "alarm_types", "dispensing", "uptake")
+    }
     suite = make_suite({"dispenser": dev}, extra)
     suite.start_sims()
     suite.start_daemon(watcher)
@@ -29,5 +31,9 @@ def test_dose_day_scenario_passes(make_suite, watcher, tmp_path):
     assert failures == []
     recs = records(watcher, suite.site)
     assert [r["room"] for r in recs] == ["uptake1", "uptake2", "uptake3", "uptake4", "uptake5"]
-    over = [r["record_id"] for r in recs if any(c["check"] == "tolerance" and c["ok"] is False for c in r["checks"])]
+    over = [
+        r["record_id"]
+        for r in recs
+        if any(c["check"] == "tolerance" and c["ok"] is False for c in r["checks"])
+    ]
     assert over == ["dispenser-1002"]

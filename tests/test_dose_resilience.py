@@ -12,23 +12,25 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from conftest import Suite
-from suitemon.daemon.alarms import parse_iso
 from dose_fixtures import dispenser, events, extra, patient, records, wait_alarm, wait_records
 from helpers import REPO, SUITEMON, Mosquitto, Watcher, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
 from schema_check import problems
+
+from suitemon.daemon.alarms import parse_iso
 
 
 class PersistentMosquitto(Mosquitto):
     """A private broker that keeps sessions across a clean restart, so the test's subscriber misses nothing."""
 
-    def start(self) -> "PersistentMosquitto":
+    def start(self) -> PersistentMosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                        f"persistence_location {self.workdir}/\nmax_queued_messages 100000\n")
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {self.workdir}/\nmax_queued_messages 100000\n"
+        )
         self.log = open(self.workdir / "mosquitto.log", "ab")
         self.proc = subprocess.Popen([self.exe, "-c", str(conf)], stdout=self.log, stderr=self.log)
         wait_until(self._accepting, 10, what=f"mosquitto on port {self.port}")
@@ -48,8 +50,9 @@ class SessionSubscriber:
     def __init__(self, port: int, topic: str, client_id: str):
         self.messages: list[tuple[str, bytes]] = []
         self.cond = threading.Condition()
-        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
-                             clean_session=False)
+        self.c = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311, clean_session=False
+        )
         self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
         self.c.on_message = self._on_message
         self.c.reconnect_delay_set(0.1, 0.5)
@@ -101,8 +104,11 @@ def test_no_administration_lost_while_the_broker_is_down(tmp_path):
         wait_until(lambda: journal_count(suite, "dose.administered") == 4, 10, what="journaled while offline")
 
         mq.start()  # back on the same port: the daemon reconnects by itself and sends its backlog in order
-        got = sub.wait_for(lambda s: len({json.loads(p)["event_id"] for _, p in s.messages}) >= 4 and s, 20,
-                           what="all four records at the subscriber")
+        got = sub.wait_for(
+            lambda s: len({json.loads(p)["event_id"] for _, p in s.messages}) >= 4 and s,
+            20,
+            what="all four records at the subscriber",
+        )
         recs, seen = [], set()
         for _, p in got.messages:
             m = json.loads(p)
@@ -169,14 +175,30 @@ def test_daily_summary_from_the_cli_and_on_command(make_suite, watcher, tmp_path
     site = suite.site
     first_reading(watcher, suite)
     suite.sim("disp", "over_tolerance", pct=-20)
-    suite.sim("disp", "burst", jobs=[dict(patient(1), ago_s=5), dict(patient(2, room=3), ago_s=5),
-                                     dict(patient(3, exam="PSMA", mbq=150), ago_s=5)])
+    suite.sim(
+        "disp",
+        "burst",
+        jobs=[
+            dict(patient(1), ago_s=5),
+            dict(patient(2, room=3), ago_s=5),
+            dict(patient(3, exam="PSMA", mbq=150), ago_s=5),
+        ],
+    )
     recs = wait_records(watcher, site, 3)
     total = sum(r["administered_mbq"] for r in recs)
-    day = datetime.fromtimestamp(parse_iso(recs[0]["administered_at"]), ZoneInfo("Europe/London")).date().isoformat()
+    day = (
+        datetime.fromtimestamp(parse_iso(recs[0]["administered_at"]), ZoneInfo("Europe/London"))
+        .date()
+        .isoformat()
+    )
 
-    out = subprocess.run([*SUITEMON, "doses", "summary", "-c", str(suite.path), "--date", day, "--json"],
-                         capture_output=True, text=True, cwd=REPO, timeout=30)
+    out = subprocess.run(
+        [*SUITEMON, "doses", "summary", "-c", str(suite.path), "--date", day, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     s = json.loads(out.stdout)
     assert s["administrations"] == 3 and s["date"] == day
@@ -185,8 +207,13 @@ def test_daily_summary_from_the_cli_and_on_command(make_suite, watcher, tmp_path
     assert s["checks_failed"] == {"tolerance": 1, "radiopharmaceutical": 1, "notifiable": 1}
     assert s["administrations_with_failed_checks"] == 2
     assert s["by_room"] == {"uptake1": 2, "uptake3": 1}
-    table = subprocess.run([*SUITEMON, "doses", "summary", "-c", str(suite.path), "--date", day],
-                           capture_output=True, text=True, cwd=REPO, timeout=30)
+    table = subprocess.run(
+        [*SUITEMON, "doses", "summary", "-c", str(suite.path), "--date", day],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert "administrations        3" in table.stdout and "tolerance" in table.stdout
 
     watcher.publish(suite.topic("cmd", "rps", "dose_summary"), {"date": day, "request_id": "s1"})
@@ -195,7 +222,8 @@ def test_daily_summary_from_the_cli_and_on_command(make_suite, watcher, tmp_path
     pub = watcher.wait_for(lambda w: w.json_of(suite.topic("dose", "summary")), 5, what="published summary")
     assert pub["trigger"] == "request" and pub["checks_failed"] == s["checks_failed"]
     watcher.publish(suite.topic("cmd", "rps", "dose_summary"), {"date": "yesterday"})
-    bad = watcher.wait_for(lambda w: (r := w.json_of(suite.topic("reply", "rps"))) and not r["ok"] and r, 5,
-                           what="rejection")
+    bad = watcher.wait_for(
+        lambda w: (r := w.json_of(suite.topic("reply", "rps"))) and not r["ok"] and r, 5, what="rejection"
+    )
     assert "YYYY-MM-DD" in bad["error"]
     assert len(records(watcher, site)) == 3

@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 
 import pytest
-
 from contract_cases import CASES, NETWORK_UPS_CASES, STREAM_CASES
+from helpers import free_port
+
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, DriverError
-from helpers import free_port
 from suitemon.simulators.host import SimHost
 
 RIGS = [(c, t) for c in CASES for t in ("tcp", "rtu")] + [(c, "stream") for c in STREAM_CASES]
@@ -35,8 +35,14 @@ def build(kind_case: dict, transport: str, tmp_path):
         dev.update(transport="rtu", serial_port=str(tmp_path / "dev.tty"), baudrate=19200)
     else:
         dev.update(serial_port=str(tmp_path / "dev.tty"))
-    return parse_config({"site": {"id": "contract", "name": "c"}, "simulation": {"control_port": free_port()},
-                         **kind_case.get("extra", {}), "devices": {"dut": dev}})
+    return parse_config(
+        {
+            "site": {"id": "contract", "name": "c"},
+            "simulation": {"control_port": free_port()},
+            **kind_case.get("extra", {}),
+            "devices": {"dut": dev},
+        }
+    )
 
 
 @contextlib.asynccontextmanager
@@ -74,9 +80,11 @@ def corrupt(sim, on: bool) -> None:
 
 async def poll_until_error(driver):
     """A streaming driver may still hold a good frame from before the fault: poll until it tells."""
+
     async def loop():
         while True:
             await driver.poll()
+
     await asyncio.wait_for(loop(), LIMIT)
 
 
@@ -90,6 +98,7 @@ def run(case, transport, tmp_path, behaviour):
     async def main():
         async with rig(case, transport, tmp_path) as (driver, sim):
             await behaviour(driver, sim, case)
+
     asyncio.run(main())
 
 
@@ -98,6 +107,7 @@ def test_polls_a_complete_reading(case, transport, tmp_path):
     async def behaviour(driver, sim, case):
         r = await good_poll(driver, case)
         assert r.device_id == "dut"
+
     run(case, transport, tmp_path, behaviour)
 
 
@@ -111,6 +121,7 @@ def test_a_silent_device_times_out_and_is_read_again_when_it_answers(case, trans
         assert isinstance(e.value, TimeoutError) and isinstance(e.value, CommError)
         silence(sim, False)
         await good_poll(driver, case)
+
     run(case, transport, tmp_path, behaviour)
 
 
@@ -123,6 +134,7 @@ def test_a_corrupted_answer_is_a_driver_error_and_the_next_good_one_is_read(case
             await poll_until_error(driver)
         corrupt(sim, False)
         await good_poll(driver, case)
+
     run(case, transport, tmp_path, behaviour)
 
 
@@ -135,6 +147,7 @@ def test_a_modbus_exception_response_is_a_device_exception_with_its_code(case, t
         assert e.value.code == 4
         sim.clear_faults()
         await good_poll(driver, case)
+
     run(case, transport, tmp_path, behaviour)
 
 
@@ -150,6 +163,7 @@ def test_a_pulled_cable_is_an_error_and_it_works_again_once_back(case, transport
             await driver.close()
             await driver.open()
         await good_poll(driver, case)
+
     run(case, transport, tmp_path, behaviour)
 
 
@@ -159,9 +173,8 @@ def test_closing_twice_is_harmless(case, transport, tmp_path):
         await good_poll(driver, case)
         await driver.close()
         await driver.close()
+
     run(case, transport, tmp_path, behaviour)
-
-
 
 
 async def network_scenario(cfg, kind_case):
@@ -197,6 +210,11 @@ async def network_scenario(cfg, kind_case):
 @pytest.mark.parametrize("case", NETWORK_UPS_CASES, ids=[c["kind"] for c in NETWORK_UPS_CASES])
 def test_network_ups_driver_contract(case):
     dev = {"kind": case["kind"], "port": free_port(), "poll_s": 0.5, "timeout_s": 0.5, **case["config"]}
-    cfg = parse_config({"site": {"id": "contract", "name": "c"}, "simulation": {"control_port": free_port()},
-                        "devices": {"dut": dev}})
+    cfg = parse_config(
+        {
+            "site": {"id": "contract", "name": "c"},
+            "simulation": {"control_port": free_port()},
+            "devices": {"dut": dev},
+        }
+    )
     asyncio.run(network_scenario(cfg, case))

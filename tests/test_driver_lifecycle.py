@@ -6,22 +6,27 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from helpers import free_port
 from service_helpers import points_device
+
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import CommError, DeviceTimeout
 from suitemon.drivers.modbus_link import Bus
 
-
 # the fake silent device's connection handlers see the client's close only after the test's loop ends
-pytestmark = pytest.mark.leaks_allowed("the fake silent device's connection handlers see the client's close only after the test's loop ends")
+pytestmark = pytest.mark.leaks_allowed(
+    "the fake silent device's connection handlers see the client's close only after the test's loop ends"
+)
 
 
 def _driver(port: int):
-    cfg = parse_config({"site": {"id": "lc", "name": "l"},
-                        "devices": {"env": points_device(timeout_s=0.2, port=port, location=None)}})
+    cfg = parse_config(
+        {
+            "site": {"id": "lc", "name": "l"},
+            "devices": {"env": points_device(timeout_s=0.2, port=port, location=None)},
+        }
+    )
     dev = cfg.devices["env"]
     return kinds.driver_class(dev.kind)("env", dev), dev
 

@@ -11,6 +11,7 @@ import asyncio
 import time
 
 import pytest
+from helpers import ManualClock, wait_until_async
 
 from suitemon.daemon.alarms import AlarmEngine, AlarmError, Condition
 from suitemon.daemon.config import parse_config
@@ -18,33 +19,50 @@ from suitemon.daemon.contract import Topics, messages_for
 from suitemon.daemon.escalation import Escalator
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.journal import open_journal
-from helpers import ManualClock, wait_until_async
 
 STEP = 0.3  # seconds per ladder step
 
 
 def make_cfg(step=STEP, failsafe=STEP, emergency=True):
-    return parse_config({
-        "site": {"id": "esc", "name": "Escalation tests"},
-        "areas": {"uptake3": {"name": "Uptake room 3", "kind": "uptake_room"}},
-        "roles": {
-            "room_nurse": {"name": "Room nurse", "recipients": ["nurse1", "nurse2"]},
-            "suite_staff": {"name": "Suite", "recipients": ["nurse1", "nurse2", "rad1"]},
-            "resus": {"name": "Resus", "recipients": ["switchboard"]},
-        },
-        "ladders": {"det": {"steps": [
-            {"role": "room_nurse", "timeout_s": step},
-            {"role": "suite_staff", "timeout_s": step},
-            {"role": "resus", "timeout_s": failsafe, "failsafe": True, "critical_care": True},
-        ]}},
-        "protocols": {"det": {"who": "Resus team", "number": "2222", "location": "Block C",
-                              "first_actions": ["Stay with the patient"]}},
-        "alarm_types": {
-            "emergency": {"priority": "high", "kind": "clinical", "latching": True, "ladder": "det",
-                          "protocol": "det", "emergency": emergency},
-            "call": {"priority": "medium", "kind": "clinical", "latching": True, "ladder": "det"},
-        },
-    })
+    return parse_config(
+        {
+            "site": {"id": "esc", "name": "Escalation tests"},
+            "areas": {"uptake3": {"name": "Uptake room 3", "kind": "uptake_room"}},
+            "roles": {
+                "room_nurse": {"name": "Room nurse", "recipients": ["nurse1", "nurse2"]},
+                "suite_staff": {"name": "Suite", "recipients": ["nurse1", "nurse2", "rad1"]},
+                "resus": {"name": "Resus", "recipients": ["switchboard"]},
+            },
+            "ladders": {
+                "det": {
+                    "steps": [
+                        {"role": "room_nurse", "timeout_s": step},
+                        {"role": "suite_staff", "timeout_s": step},
+                        {"role": "resus", "timeout_s": failsafe, "failsafe": True, "critical_care": True},
+                    ]
+                }
+            },
+            "protocols": {
+                "det": {
+                    "who": "Resus team",
+                    "number": "2222",
+                    "location": "Block C",
+                    "first_actions": ["Stay with the patient"],
+                }
+            },
+            "alarm_types": {
+                "emergency": {
+                    "priority": "high",
+                    "kind": "clinical",
+                    "latching": True,
+                    "ladder": "det",
+                    "protocol": "det",
+                    "emergency": emergency,
+                },
+                "call": {"priority": "medium", "kind": "clinical", "latching": True, "ladder": "det"},
+            },
+        }
+    )
 
 
 class Core:
@@ -59,8 +77,16 @@ class Core:
         self.engine.restore(self.journal.latest_per_alarm())
 
     def raise_(self, type_="emergency", alarm_id="bells.uptake3.emergency", start_step=0):
-        self.engine.apply(Condition(alarm_id=alarm_id, type=type_, present=True, location="uptake3",
-                                    message="Emergency in Uptake room 3", start_step=start_step))
+        self.engine.apply(
+            Condition(
+                alarm_id=alarm_id,
+                type=type_,
+                present=True,
+                location="uptake3",
+                message="Emergency in Uptake room 3",
+                start_step=start_step,
+            )
+        )
         self.recorder.flush()
         return self.engine.get(alarm_id)
 
@@ -97,6 +123,7 @@ def test_ladder_reaches_failsafe_on_schedule_then_repeats_it(tmp_path):
         # Step k starts k * STEP after the raise: the schedule, not timer lateness, sets it.
         starts = [e.data["alarm"]["escalation"]["step_started_at"] for e in n[:3]]
         from suitemon.daemon.alarms import parse_iso
+
         gaps = [parse_iso(b) - parse_iso(a) for a, b in zip(starts, starts[1:])]
         assert gaps[0] == pytest.approx(STEP, abs=0.002), gaps  # anchored at the old deadline
         assert STEP - 0.002 <= gaps[1] < STEP + 0.2, gaps  # the failsafe starts no earlier than now
@@ -106,6 +133,7 @@ def test_ladder_reaches_failsafe_on_schedule_then_repeats_it(tmp_path):
             assert ev.data["alarm"]["protocol"]["number"] == "2222"
             assert ev.data["alarm"]["protocol"]["room"] == "Uptake room 3"
         core.crash()
+
     run(main())
 
 
@@ -128,6 +156,7 @@ def test_accept_stops_the_ladder_and_is_journaled(tmp_path):
         with pytest.raises(AlarmError, match="no open notification"):
             core.engine.reject("bells.uptake3.emergency", "nurse1")
         core.crash()
+
     run(main())
 
 
@@ -147,7 +176,11 @@ def test_all_recipients_rejecting_escalates_at_once(tmp_path):
         assert time.monotonic() - t < 0.1
         rejected = list(core.journal.events_of_type("alarm.rejected"))
         assert [(e.actor, e.data["step"]) for e in rejected] == [
-            ("nurse1", 0), ("visitor", 0), ("nurse1", 0), ("nurse2", 0)]
+            ("nurse1", 0),
+            ("visitor", 0),
+            ("nurse1", 0),
+            ("nurse2", 0),
+        ]
         assert rejected[0].data["reason"] == "with another patient"
         # step 1 has a fresh deadline and an empty reject list
         esc = core.engine.get(aid).escalation
@@ -159,6 +192,7 @@ def test_all_recipients_rejecting_escalates_at_once(tmp_path):
         core.engine.reject(aid, "switchboard")
         assert [(e.data["step"], e.data["reason"]) for e in core.notifies()][-1] == (2, "all_rejected")
         core.crash()
+
     run(main())
 
 
@@ -169,13 +203,16 @@ def test_ack_stops_a_call_ladder_but_not_an_emergency(tmp_path):
         core.raise_("emergency", "bells.uptake3.emergency")
         core.engine.acknowledge("bells.uptake3.call", "nurse1")
         core.engine.acknowledge("bells.uptake3.emergency", "nurse1")
-        await wait_until_async(lambda: len(core.notifies()) >= 3, 5, what="emergency keeps escalating after ack")
+        await wait_until_async(
+            lambda: len(core.notifies()) >= 3, 5, what="emergency keeps escalating after ack"
+        )
         assert [e.data["step"] for e in core.notifies("bells.uptake3.call")] == [0]
         assert [e.data["step"] for e in core.notifies()][:3] == [0, 1, 2]
         core.crash()
         core2 = Core(tmp_path, core.cfg)  # and it still climbs after a restart
         assert core2.escalator.resume() == 1
         core2.crash()
+
     run(main())
 
 
@@ -192,6 +229,7 @@ def test_reset_and_clear_cancel_the_timer(tmp_path):
         assert core.types()[-1] == "alarm.reset"
         assert not core.escalator._timers
         core.crash()
+
     run(main())
 
 
@@ -202,6 +240,7 @@ def test_start_step_news2_critical_care(tmp_path):
         n = core.notifies()
         assert [(e.data["step"], e.data["role"]) for e in n] == [(2, "resus")]
         core.crash()
+
     run(main())
 
 
@@ -213,6 +252,7 @@ def test_jump_moves_forward_only(tmp_path):
         assert core.escalator.jump(rec, 1, "news2") is False
         assert [(e.data["step"], e.data["reason"]) for e in core.notifies()] == [(0, "raised"), (2, "news2")]
         core.crash()
+
     run(main())
 
 
@@ -232,9 +272,11 @@ def test_restart_mid_step_resumes_at_the_deadline_without_renotifying(tmp_path):
         n = core2.notifies()
         assert [e.data["step"] for e in n] == [0, 1, 2]
         from suitemon.daemon.alarms import parse_iso
+
         late = parse_iso(n[2].ts) - parse_iso(deadline)
         assert -0.01 <= late < 0.3, f"step 2 came {late:.3f} s after the original deadline"
         core2.crash()
+
     run(main())
 
 
@@ -256,6 +298,7 @@ def test_restart_after_a_long_outage_catches_up_once_per_missed_step(tmp_path):
         clock.advance(0.01)
         assert [e.data["step"] for e in core2.notifies()] == [0, 1, 2, 2]
         core2.crash()
+
     run(main())
 
 
@@ -272,6 +315,7 @@ def test_acknowledged_call_is_not_resumed_after_restart(tmp_path):
         clock.advance(10 * STEP)
         assert len(core2.notifies("bells.uptake3.call")) == 1 and clock.pending() == 0
         core2.crash()
+
     run(main())
 
 
@@ -282,12 +326,14 @@ def test_notify_messages_carry_the_protocol_on_the_role_topic(tmp_path):
         ev = core.notifies()[0]
         msgs = messages_for(ev, Topics("suitemon", "esc"), "esc")
         import json
+
         notify = [m for m in msgs if m.topic == "suitemon/esc/notify/room_nurse"]
         assert len(notify) == 1 and notify[0].qos == 1
         body = json.loads(notify[0].payload)
         assert body["protocol"]["who"] == "Resus team" and body["protocol"]["room"] == "Uptake room 3"
         assert body["recipients"] == ["nurse1", "nurse2"] and body["step"] == 0
         core.crash()
+
     run(main())
 
 
@@ -306,16 +352,25 @@ def test_a_returning_condition_after_an_ack_reannunciates_and_restarts_the_ladde
         assert (rec.state, rec.condition, rec.acknowledged_by) == ("active", "present", None)
         clock.advance(STEP)  # the restarted ladder climbs
         assert [(e.data["step"], e.data["reason"]) for e in core.notifies(aid)][:3] == [
-            (0, "raised"), (0, "reannunciated"), (1, "timeout")]
+            (0, "raised"),
+            (0, "reannunciated"),
+            (1, "timeout"),
+        ]
         types = core.types(aid)
-        assert types[:5] == ["alarm.raised", "alarm.notify", "alarm.acknowledged", "alarm.updated",
-                             "alarm.reannunciated"]
+        assert types[:5] == [
+            "alarm.raised",
+            "alarm.notify",
+            "alarm.acknowledged",
+            "alarm.updated",
+            "alarm.reannunciated",
+        ]
         ev = [e for e in core.journal.events_of_type("alarm.reannunciated") if e.alarm_id == aid][0]
         assert ev.data["previous"]["acknowledged_by"] == "nurse1"
         core.crash()
         core2 = Core(tmp_path, core.cfg)  # a restart finds it active with a running ladder
         assert core2.engine.get(aid).state == "active" and core2.escalator.resume() == 1
         core2.crash()
+
     run(main())
 
 
@@ -329,6 +384,7 @@ def test_an_unacknowledged_alarm_whose_condition_flickers_is_not_notified_twice(
         assert [e.data["reason"] for e in core.notifies(aid)] == ["raised"]
         assert "alarm.reannunciated" not in core.types(aid)
         core.crash()
+
     run(main())
 
 
@@ -345,4 +401,5 @@ def test_a_returning_emergency_is_told_again_at_its_current_step_never_lower(tmp
         assert (last.data["reason"], last.data["step"]) == ("reannunciated", core.notifies()[-2].data["step"])
         assert last.data["step"] >= 1 and core.engine.get(aid).state == "active"
         core.crash()
+
     run(main())

@@ -6,12 +6,32 @@ import asyncio
 import uuid
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suitemon.daemon.paging.config import PagingConfig
 from suitemon.daemon.paging.text import display_text
-from suitemon.drivers.espa444 import (ACK, ENQ, EOT, ETX, NAK, RS, SOH, STX, US, BadBlock, Block, Control, Decoder,
-                                      EspaError, bcc, encode_block, parse_body, poll_sequence, select_sequence)
+from suitemon.drivers.espa444 import (
+    ACK,
+    ENQ,
+    EOT,
+    ETX,
+    NAK,
+    RS,
+    SOH,
+    STX,
+    US,
+    BadBlock,
+    Block,
+    Control,
+    Decoder,
+    EspaError,
+    bcc,
+    encode_block,
+    parse_body,
+    poll_sequence,
+    select_sequence,
+)
 from suitemon.drivers.espa_link import EspaLink, LineSettings, line_time_s
 from suitemon.simulators.espa_pager import EspaPagerSimulator
 
@@ -22,7 +42,7 @@ ZENITEL = [("1", "550"), ("2", "CALL ME 101"), ("3", "3"), ("4", "3"), ("5", "3"
 def test_block_layout_matches_the_published_example():
     # Zenitel wiki "ESPA 4.4.4": SOH 1 STX 1 US 550 RS 2 US CALL ME 101 RS 3 US 3 RS 4 US 3 RS 5 US 3 RS 6 US 3 ETX
     blk = encode_block("1", ZENITEL)
-    body = (b"1\x021\x1f550\x1e2\x1fCALL ME 101\x1e3\x1f3\x1e4\x1f3\x1e5\x1f3\x1e6\x1f3\x03")
+    body = b"1\x021\x1f550\x1e2\x1fCALL ME 101\x1e3\x1f3\x1e4\x1f3\x1e5\x1f3\x1e6\x1f3\x03"
     assert blk == bytes([SOH]) + body + bytes([bcc(body)])
     x = 0
     for b in body:
@@ -30,18 +50,21 @@ def test_block_layout_matches_the_published_example():
     assert blk[-1] == x  # XOR of everything after SOH, ETX included, SOH excluded
 
 
-@pytest.mark.parametrize("header, records, why", [
-    ("9", [("1", "550")], "unknown header"),
-    ("1", [], "at least one record"),
-    ("1", [("9", "x")], "unknown record"),
-    ("1", [("1", "55a")], "must be digits"),
-    ("1", [("1", "1" * 17)], "at most 16"),
-    ("1", [("2", "bad\x1erecord")], "ISO 646"),
-    ("1", [("2", "caf\u00e9")], "ISO 646"),
-    ("1", [("6", "12")], "at most 1"),
-    ("1", [("1", "5"), ("1", "6")], "twice"),
-    ("1", [("2", "")], "empty"),
-])
+@pytest.mark.parametrize(
+    "header, records, why",
+    [
+        ("9", [("1", "550")], "unknown header"),
+        ("1", [], "at least one record"),
+        ("1", [("9", "x")], "unknown record"),
+        ("1", [("1", "55a")], "must be digits"),
+        ("1", [("1", "1" * 17)], "at most 16"),
+        ("1", [("2", "bad\x1erecord")], "ISO 646"),
+        ("1", [("2", "caf\u00e9")], "ISO 646"),
+        ("1", [("6", "12")], "at most 1"),
+        ("1", [("1", "5"), ("1", "6")], "twice"),
+        ("1", [("2", "")], "empty"),
+    ],
+)
 def test_encoder_rejects_what_the_protocol_cannot_carry(header, records, why):
     with pytest.raises(EspaError, match=why):
         encode_block(header, records)
@@ -55,15 +78,18 @@ def test_control_sequences():
 GOOD = encode_block("2", [("1", "4711"), ("7", "1"), ("8", "1")])
 
 
-@pytest.mark.parametrize("wire, items", [
-    (b"1\x052\x05", [Control(ENQ, "1"), Control(ENQ, "2")]),
-    (bytes([ACK, NAK, EOT]), [Control(ACK), Control(NAK), Control(EOT)]),
-    (GOOD, [Block("2", (("1", "4711"), ("7", "1"), ("8", "1")))]),
-    (GOOD[:-1] + bytes([GOOD[-1] ^ 1]), [BadBlock]),
-    (b"\x01" + b"1\x02" + b"1\x1f5" + b"\x01" + GOOD[1:], [BadBlock, Block]),  # cut short by a new SOH
-    (b"xyz" + GOOD, [Block]),  # garbage before a block is skipped
-    (b"\x01" + b"1\x021\x1f5" + bytes([ENQ]), [BadBlock, Control]),  # ENQ inside a block ends it
-])
+@pytest.mark.parametrize(
+    "wire, items",
+    [
+        (b"1\x052\x05", [Control(ENQ, "1"), Control(ENQ, "2")]),
+        (bytes([ACK, NAK, EOT]), [Control(ACK), Control(NAK), Control(EOT)]),
+        (GOOD, [Block("2", (("1", "4711"), ("7", "1"), ("8", "1")))]),
+        (GOOD[:-1] + bytes([GOOD[-1] ^ 1]), [BadBlock]),
+        (b"\x01" + b"1\x02" + b"1\x1f5" + b"\x01" + GOOD[1:], [BadBlock, Block]),  # cut short by a new SOH
+        (b"xyz" + GOOD, [Block]),  # garbage before a block is skipped
+        (b"\x01" + b"1\x021\x1f5" + bytes([ENQ]), [BadBlock, Control]),  # ENQ inside a block ends it
+    ],
+)
 def test_decoder_table(wire, items):
     out = Decoder().feed(wire)
     assert len(out) == len(items)
@@ -89,9 +115,15 @@ def test_decoder_rejects_an_endless_block():
 # -- fuzz -----------------------------------------------------------------------------
 printable = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=40)
 digits = st.text(alphabet="0123456789", min_size=1, max_size=16)
-records = st.fixed_dictionaries({"1": digits}, optional={
-    "2": printable, "3": st.sampled_from("0123456789"), "6": st.sampled_from("123"), "7": st.sampled_from("0123"),
-})
+records = st.fixed_dictionaries(
+    {"1": digits},
+    optional={
+        "2": printable,
+        "3": st.sampled_from("0123456789"),
+        "6": st.sampled_from("123"),
+        "7": st.sampled_from("0123"),
+    },
+)
 
 
 @given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=6))
@@ -115,7 +147,7 @@ def test_a_block_after_garbage_and_an_eot_pair_is_recovered_exactly(header, recs
     d = Decoder()
     items = []
     for i in range(0, len(wire), piece):
-        items += d.feed(wire[i:i + piece])
+        items += d.feed(wire[i : i + piece])
     assert items[-1] == Block(header, tuple(recs.items()))
     assert parse_body(blk[1:-2]) == items[-1]
 
@@ -125,7 +157,7 @@ def test_a_corrupted_block_is_never_accepted_as_a_different_good_one(noise):
     blk = encode_block("1", ZENITEL)
     i = noise[0] % (len(blk) - 2) + 1
     bad = blk[i] ^ (noise[-1] | 1)
-    corrupted = blk[:i] + bytes([bad]) + blk[i + 1:]
+    corrupted = blk[:i] + bytes([bad]) + blk[i + 1 :]
     items = Decoder().feed(corrupted)
     if bad in (ETX, SOH):
         # Residual risk of XOR BCC with in-band framing (docs/decisions.md): a byte turned into ETX or SOH
@@ -142,9 +174,13 @@ PROTO = {"number": "2222", "first_actions": ["Stay with the patient", "Call 2222
 
 def test_emergency_text_leads_with_priority_room_and_number():
     alarm = {"priority": "high", "message": "Emergency button", "protocol": PROTO}
-    assert display_text(alarm, "Uptake 3", 40, "DETERIORATING", True) == "HIGH Uptake 3 DETERIORATING call 2222"
-    assert display_text(alarm, "Uptake 3", 64, "DETERIORATING", True) == \
-        "HIGH Uptake 3 DETERIORATING call 2222 Stay with the patient"
+    assert (
+        display_text(alarm, "Uptake 3", 40, "DETERIORATING", True) == "HIGH Uptake 3 DETERIORATING call 2222"
+    )
+    assert (
+        display_text(alarm, "Uptake 3", 64, "DETERIORATING", True)
+        == "HIGH Uptake 3 DETERIORATING call 2222 Stay with the patient"
+    )
     narrow = display_text(alarm, "Uptake 3", 20, "DETERIORATING", True)
     assert narrow.startswith("HIGH call 2222") and len(narrow) <= 20
 
@@ -158,33 +194,43 @@ def test_text_is_iso646_and_fits():
 
 # -- the line, against the simulated base station ----------------------------------------------------
 def _paging_cfg(tmp_path, **kw) -> PagingConfig:
-    return PagingConfig(serial_port=str(tmp_path / f"espa-{uuid.uuid4().hex[:6]}.tty"),
-                        response_timeout_s=0.3, **kw)
+    return PagingConfig(
+        serial_port=str(tmp_path / f"espa-{uuid.uuid4().hex[:6]}.tty"), response_timeout_s=0.3, **kw
+    )
 
 
 def _run(cfg: PagingConfig, body, retries: int = 2):
     async def main():
         sim = EspaPagerSimulator("paging_base", cfg)
         await sim.start()
-        link = EspaLink(LineSettings(port=cfg.serial_port, response_timeout_s=cfg.response_timeout_s,
-                                     retries=retries, busy_backoff_s=0.01))
+        link = EspaLink(
+            LineSettings(
+                port=cfg.serial_port,
+                response_timeout_s=cfg.response_timeout_s,
+                retries=retries,
+                busy_backoff_s=0.01,
+            )
+        )
         await link.open()
         try:
             return await body(sim, link)
         finally:
             await link.close()
             await sim.stop()
+
     return asyncio.run(main())
 
 
-CALL = encode_block("1", [("1", "4711"), ("2", "HIGH Uptake 3 call 2222"), ("3", "3"), ("4", "3"), ("5", "3"),
-                          ("6", "3")])
+CALL = encode_block(
+    "1", [("1", "4711"), ("2", "HIGH Uptake 3 call 2222"), ("3", "3"), ("4", "3"), ("5", "3"), ("6", "3")]
+)
 
 
 def test_call_is_acknowledged_and_shown_on_the_handset(tmp_path):
     async def body(sim, link):
         out = await link.send_block(CALL)
         return out, sim.shown("4711")
+
     out, shown = _run(_paging_cfg(tmp_path), body)
     assert out.ok and out.attempts == 1 and out.reason == "acknowledged"
     assert [s["text"] for s in shown] == ["HIGH Uptake 3 call 2222"]
@@ -197,6 +243,7 @@ def test_nak_is_retransmitted_and_bounded(tmp_path):
         sim.set_fault(nak=-1)
         second = await link.send_block(CALL)
         return first, second, sim.stats()["blocks"]
+
     first, second, blocks = _run(_paging_cfg(tmp_path), body, retries=2)
     assert first.ok and first.attempts == 3
     assert not second.ok and second.reason == "nak" and second.attempts == 3 and second.sent
@@ -212,6 +259,7 @@ def test_busy_and_silence_fail_without_sending_the_block(tmp_path):
         silent = await link.send_block(CALL)
         polled = await link.poll()
         return busy, silent, polled, sim.stats()["blocks"]
+
     busy, silent, polled, blocks = _run(_paging_cfg(tmp_path), body, retries=1)
     assert (busy.ok, busy.reason, busy.sent) == (False, "busy", False)
     assert (silent.ok, silent.reason, silent.sent) == (False, "no_answer", False)
@@ -226,8 +274,14 @@ def test_status_is_polled_and_a_bad_bcc_is_naked_and_resent(tmp_path):
         polled = await link.poll()
         again = await link.poll()
         return polled, again, sim.stats(), link.decoder.counts
-    polled, again, stats, counts = _run(_paging_cfg(tmp_path, status_returned=True, accepted_call_status=["1"]), body)
-    assert polled.answered and [(b.get("1"), b.get("7")) for b in polled.statuses] == [("4711", "1"), ("4712", "0")]
+
+    polled, again, stats, counts = _run(
+        _paging_cfg(tmp_path, status_returned=True, accepted_call_status=["1"]), body
+    )
+    assert polled.answered and [(b.get("1"), b.get("7")) for b in polled.statuses] == [
+        ("4711", "1"),
+        ("4712", "0"),
+    ]
     assert counts["bad_bcc"] == 1  # the first status arrived corrupted, was NAKed and came again
     assert again.answered and again.statuses == [] and stats["pending_status"] == 0
 

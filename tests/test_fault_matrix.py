@@ -12,7 +12,6 @@ import json
 import time
 
 import pytest
-
 from conftest import Suite
 from contract_cases import CASES
 from helpers import Watcher, deep_merge, free_port
@@ -45,8 +44,14 @@ def matrix(tmp_path_factory, broker):
     devices, extra = {}, {}
     tmp = tmp_path_factory.mktemp("matrix")
     for case, transport in DEVICES:
-        dev = {"kind": case["kind"], "transport": transport, "poll_s": SLOW_KINDS.get(case["kind"], POLL),
-               "timeout_s": TIMEOUT, "comm_loss_after": AFTER, **case["config"]}
+        dev = {
+            "kind": case["kind"],
+            "transport": transport,
+            "poll_s": SLOW_KINDS.get(case["kind"], POLL),
+            "timeout_s": TIMEOUT,
+            "comm_loss_after": AFTER,
+            **case["config"],
+        }
         if case["kind"] == "callbell_io" and transport == "rtu":
             # A room is served by one bell module: the RTU twin wires another room.
             dev["rooms"] = {"uptake1": dev["rooms"]["uptake3"]}
@@ -61,8 +66,11 @@ def matrix(tmp_path_factory, broker):
     suite.start_sims()
     suite.start_daemon(watcher)
     for did in devices:
-        watcher.wait_for(lambda w, d=did: (s := w.json_of(suite.topic("device", d, "state"))) and s["comm"] == "ok",
-                         20, what=f"{did} answering")
+        watcher.wait_for(
+            lambda w, d=did: (s := w.json_of(suite.topic("device", d, "state"))) and s["comm"] == "ok",
+            20,
+            what=f"{did} answering",
+        )
     yield suite, watcher, list(devices)
     watcher.close()
     suite.close()
@@ -79,6 +87,7 @@ def counters(suite, watcher) -> dict:
             if t == topic and (r := json.loads(p)).get("request_id") == rid:
                 return r
         return None
+
     return watcher.wait_for(reply, 10, what="status reply")["result"]["counters"]
 
 
@@ -95,13 +104,19 @@ def test_fault_raises_the_technical_alarm_in_bound_and_recovery_clears_it(matrix
     else:
         suite.sim(did, "fault", **FAULTS[fault])
     try:
-        rec = watcher.wait_for(lambda w: (a := w.json_of(alarm_t)) and a["state"] == "active"
-                               and a["raised_at"] and a, bound(case["kind"]) + 10, what=f"{did} alarm")
+        rec = watcher.wait_for(
+            lambda w: (a := w.json_of(alarm_t)) and a["state"] == "active" and a["raised_at"] and a,
+            bound(case["kind"]) + 10,
+            what=f"{did} alarm",
+        )
         took = time.monotonic() - t0
         assert took <= bound(case["kind"]), f"{did}/{fault}: alarm after {took:.2f} s"
         assert rec["kind"] == "technical" and rec["priority"] == "high"
-        state = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", did, "state"))) and s["stale"] and s,
-                                 5, what="stale state")
+        state = watcher.wait_for(
+            lambda w: (s := w.json_of(suite.topic("device", did, "state"))) and s["stale"] and s,
+            5,
+            what="stale state",
+        )
         assert state["comm"] == "lost"
     finally:
         if FAULTS[fault] is None:
@@ -109,7 +124,9 @@ def test_fault_raises_the_technical_alarm_in_bound_and_recovery_clears_it(matrix
         else:
             suite.sim(did, "clear")
     watcher.wait_for(lambda w: w.json_of(alarm_t)["state"] == "closed", 15, what=f"{did} recovery")
-    watcher.wait_for(lambda w: not w.json_of(suite.topic("device", did, "state"))["stale"], 10, what="fresh again")
+    watcher.wait_for(
+        lambda w: not w.json_of(suite.topic("device", did, "state"))["stale"], 10, what="fresh again"
+    )
     after = counters(suite, watcher)
     for other in all_devices:
         if other == did:

@@ -7,24 +7,28 @@ import csv
 import io
 import json
 import os
-import subprocess
 import ssl
+import subprocess
 import time
 import uuid
 
 import paho.mqtt.client as paho
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-
 from fleet_helpers import NatsCluster, Postgres
 from helpers import SUITEMON, Proc, Watcher, dump_toml, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
 from secure_broker import Pki
 
 from suitemon.daemon.fleet.store import NotAnEvent, parse_event
 
-PASSWORDS = {"@PW_BRIDGE_PETCT_NORTH@": "north-pw", "@PW_BRIDGE_PETCT_SOUTH@": "south-pw",
-             "@PW_FLEET_COLLECTOR@": "fleet-pw", "@PW_C_DUTY@": "duty-pw", "@PW_ADMIN@": "admin-pw"}
+PASSWORDS = {
+    "@PW_BRIDGE_PETCT_NORTH@": "north-pw",
+    "@PW_BRIDGE_PETCT_SOUTH@": "south-pw",
+    "@PW_FLEET_COLLECTOR@": "fleet-pw",
+    "@PW_C_DUTY@": "duty-pw",
+    "@PW_ADMIN@": "admin-pw",
+}
 
 
 class Central:
@@ -41,16 +45,28 @@ class Central:
         pw.write_text("fleet-pw\n")
         os.chmod(pw, 0o600)
         path = self.dir / f"fleet-{cid}.toml"
-        path.write_text(dump_toml({
-            "collector": {"id": cid, "status_period_s": 0.5},
-            "mqtt": {"servers": self.nats.servers, "username": "fleet-collector", "password_file": str(pw),
-                     "ca_file": str(self.pki.ca), "sites": list(sites)},
-            "database": {"dsn": self.pg.dsn, "connect_timeout_s": 2}}))
+        path.write_text(
+            dump_toml(
+                {
+                    "collector": {"id": cid, "status_period_s": 0.5},
+                    "mqtt": {
+                        "servers": self.nats.servers,
+                        "username": "fleet-collector",
+                        "password_file": str(pw),
+                        "ca_file": str(self.pki.ca),
+                        "sites": list(sites),
+                    },
+                    "database": {"dsn": self.pg.dsn, "connect_timeout_s": 2},
+                }
+            )
+        )
         return str(path)
 
     def start_collector(self, cid: str = "a", sites=("+",), wait: bool = True) -> Proc:
-        p = Proc([*SUITEMON, "fleet", "run", "-c", self.fleet_file(cid, sites), "--log-format", "json"],
-                 self.dir / f"collector-{cid}.log")
+        p = Proc(
+            [*SUITEMON, "fleet", "run", "-c", self.fleet_file(cid, sites), "--log-format", "json"],
+            self.dir / f"collector-{cid}.log",
+        )
         self.collectors.append(p)
         if wait:
             self.wait_online(cid, p)
@@ -60,10 +76,18 @@ class Central:
         """Online, subscribed (SUBACK granted) and its database reachable."""
         desk = TlsWatcherV311(self, "c-duty", "duty-pw", topic=f"suitemon/fleet/status/{cid}")
         try:
+
             def ready(x):
                 assert p.alive(), p.log_text()[-2000:]
                 s = x.json_of(f"suitemon/fleet/status/{cid}")
-                return s and s["state"] == "online" and s["subscribed"] and s["database"] == "ok" and s["pid"] == p.pid
+                return (
+                    s
+                    and s["state"] == "online"
+                    and s["subscribed"]
+                    and s["database"] == "ok"
+                    and s["pid"] == p.pid
+                )
+
             return desk.wait_for(ready, 30, what=f"collector {cid} online")
         finally:
             desk.close()
@@ -116,10 +140,16 @@ class SitePublisher:
 
     def __init__(self, central: Central, site: str, node: int = 0):
         self.site = site
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{site}-{uuid.uuid4().hex[:6]}",
-                                  protocol=paho.MQTTv311, clean_session=True)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"pub-{site}-{uuid.uuid4().hex[:6]}",
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
         self.client.tls_set(ca_certs=str(central.pki.ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        self.client.username_pw_set(f"bridge-{site}", PASSWORDS[f"@PW_BRIDGE_{site.upper().replace('-', '_')}@"])
+        self.client.username_pw_set(
+            f"bridge-{site}", PASSWORDS[f"@PW_BRIDGE_{site.upper().replace('-', '_')}@"]
+        )
         self.client.connect("127.0.0.1", central.nats.mqtt_ports[node])
         self.client.loop_start()
 
@@ -133,24 +163,38 @@ class SitePublisher:
 
 
 def event(site: str, seq: int, typ: str = "alarm.raised", **kw) -> dict:
-    return {"event_id": f"{site}-{seq}", "seq": seq, "ts": "2026-12-01T10:00:00.000001Z", "site": site,
-            "type": typ, "actor": "system", "alarm_id": "env.temperature.high",
-            "data": kw or {"alarm": {"priority": "high", "occurrence": f"o{seq}", "type": "points.high"}}}
+    return {
+        "event_id": f"{site}-{seq}",
+        "seq": seq,
+        "ts": "2026-12-01T10:00:00.000001Z",
+        "site": site,
+        "type": typ,
+        "actor": "system",
+        "alarm_id": "env.temperature.high",
+        "data": kw or {"alarm": {"priority": "high", "occurrence": f"o{seq}", "type": "points.high"}},
+    }
 
 
 # -- parsing: what is not an event is refused with a reason --------------------------------------
-@pytest.mark.parametrize("topic,payload,why", [
-    ("suitemon/north/event", b"\xff\xfe", "not JSON"),
-    ("suitemon/north/event", b"[1]", "not a JSON object"),
-    ("suitemon/north/event", json.dumps({**event("south", 1)}).encode(), "not the topic's site"),
-    ("suitemon/north/event", json.dumps({**event("north", 1), "seq": "7"}).encode(), "seq"),
-    ("suitemon/north/event", json.dumps({**event("north", 1), "event_id": ""}).encode(), "event_id"),
-    ("suitemon/north/event", json.dumps({**event("north", 1), "ts": "2026-12-01T10:00:00"}).encode(), "time zone"),
-    ("suitemon/north/event", json.dumps({**event("north", 1), "ts": "yesterday"}).encode(), "ISO 8601"),
-    ("suitemon/north/status", json.dumps(event("north", 1)).encode(), "not an event topic"),
-    ("suitemon/north/event", json.dumps(event("north", 1, note="a\u0000b")).encode(), "NUL"),
-    ("suitemon/north/event", json.dumps({**event("north", 1), "data": [1]}).encode(), "data is not"),
-])
+@pytest.mark.parametrize(
+    "topic,payload,why",
+    [
+        ("suitemon/north/event", b"\xff\xfe", "not JSON"),
+        ("suitemon/north/event", b"[1]", "not a JSON object"),
+        ("suitemon/north/event", json.dumps({**event("south", 1)}).encode(), "not the topic's site"),
+        ("suitemon/north/event", json.dumps({**event("north", 1), "seq": "7"}).encode(), "seq"),
+        ("suitemon/north/event", json.dumps({**event("north", 1), "event_id": ""}).encode(), "event_id"),
+        (
+            "suitemon/north/event",
+            json.dumps({**event("north", 1), "ts": "2026-12-01T10:00:00"}).encode(),
+            "time zone",
+        ),
+        ("suitemon/north/event", json.dumps({**event("north", 1), "ts": "yesterday"}).encode(), "ISO 8601"),
+        ("suitemon/north/status", json.dumps(event("north", 1)).encode(), "not an event topic"),
+        ("suitemon/north/event", json.dumps(event("north", 1, note="a\u0000b")).encode(), "NUL"),
+        ("suitemon/north/event", json.dumps({**event("north", 1), "data": [1]}).encode(), "data is not"),
+    ],
+)
 def test_parse_event_refuses_what_is_not_an_event(topic, payload, why):
     with pytest.raises(NotAnEvent, match=why):
         parse_event(topic, payload)
@@ -168,23 +212,42 @@ def test_collector_stores_each_event_once_rejects_junk_and_publishes_status(shar
     col = central.start_collector("once")
     status_t = "suitemon/fleet/status/once"
     desk = TlsWatcherV311(central, "c-duty", "duty-pw", topic="suitemon/fleet/status/+")
-    desk.wait_for(lambda x: (s := x.json_of(status_t)) and s["state"] == "online" and s["database"] == "ok",
-                  20, what="collector online")
+    desk.wait_for(
+        lambda x: (s := x.json_of(status_t)) and s["state"] == "online" and s["database"] == "ok",
+        20,
+        what="collector online",
+    )
     pub = SitePublisher(central, "petct-north")
     for seq in range(1, 21):
         pub.publish(event("petct-north", seq))
     for seq in (3, 7, 7, 20):  # at-least-once: copies arrive
         pub.publish(event("petct-north", seq))
     pub.publish(b"{not json")
-    wait_until(lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] == 20
-               and central.rows("SELECT count(*) FROM fleet_rejected")[0][0] == 1, 20, interval=0.2,
-               what="20 events and 1 reject in PostgreSQL")
-    assert [r[0] for r in central.rows("SELECT seq FROM fleet_event WHERE site = 'petct-north' ORDER BY seq")] == \
-        list(range(1, 21))
-    (reason,), = central.rows("SELECT reason FROM fleet_rejected")
+    wait_until(
+        lambda: (
+            central.rows("SELECT count(*) FROM fleet_event")[0][0] == 20
+            and central.rows("SELECT count(*) FROM fleet_rejected")[0][0] == 1
+        ),
+        20,
+        interval=0.2,
+        what="20 events and 1 reject in PostgreSQL",
+    )
+    assert [
+        r[0] for r in central.rows("SELECT seq FROM fleet_event WHERE site = 'petct-north' ORDER BY seq")
+    ] == list(range(1, 21))
+    ((reason,),) = central.rows("SELECT reason FROM fleet_rejected")
     assert reason.startswith("not JSON")
-    st = desk.wait_for(lambda x: (s := x.json_of(status_t)) and s["stored"] == 20 and s["duplicates"] == 4
-                       and s["rejected"] == 1 and s, 10, what="status counts")
+    st = desk.wait_for(
+        lambda x: (
+            (s := x.json_of(status_t))
+            and s["stored"] == 20
+            and s["duplicates"] == 4
+            and s["rejected"] == 1
+            and s
+        ),
+        10,
+        what="status counts",
+    )
     assert st["backlog"] == 0 and st["collector"] == "once"
     # A clean stop says so on the retained status.
     assert col.terminate() == 0
@@ -192,6 +255,7 @@ def test_collector_stores_each_event_once_rejects_junk_and_publishes_status(shar
     pub.close()
     desk.close()
     from schema_check import problems
+
     assert not problems(desk.messages), problems(desk.messages)
 
 
@@ -199,27 +263,49 @@ def test_several_collectors_partitioned_or_redundant_never_double_count(shared):
     central = shared
     # Two collectors share the fleet by site list (NATS 2.9 has no shared subscriptions), and a
     # third takes every site as a hot standby: each event is still stored once.
-    cols = [central.start_collector(c, sites, wait=False)
-            for c, sites in (("north", ("petct-north",)), ("south", ("petct-south",)), ("standby", ("+",)))]
+    cols = [
+        central.start_collector(c, sites, wait=False)
+        for c, sites in (("north", ("petct-north",)), ("south", ("petct-south",)), ("standby", ("+",)))
+    ]
     for c, p in zip(("north", "south", "standby"), cols):
         central.wait_online(c, p)
     pubs = [SitePublisher(central, s, node=i) for i, s in enumerate(("petct-north", "petct-south"))]
-    wait_until(lambda: central.rows("SELECT count(*) FROM pg_tables WHERE tablename = 'fleet_event'")[0][0] == 1
-               and len(central.rows("SELECT version FROM fleet_schema")) == 2, 20, interval=0.2,
-               what="schema migrated once by three collectors starting together")
+    wait_until(
+        lambda: (
+            central.rows("SELECT count(*) FROM pg_tables WHERE tablename = 'fleet_event'")[0][0] == 1
+            and len(central.rows("SELECT version FROM fleet_schema")) == 2
+        ),
+        20,
+        interval=0.2,
+        what="schema migrated once by three collectors starting together",
+    )
     for seq in range(1, 31):
         for p in pubs:
             p.publish(event(p.site, seq))
-    wait_until(lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] == 60, 20, interval=0.2,
-               what="60 events stored")
+    wait_until(
+        lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] == 60,
+        20,
+        interval=0.2,
+        what="60 events stored",
+    )
     # The standby got every event too, and found each already stored or stored it: none twice.
     desk = TlsWatcherV311(central, "c-duty", "duty-pw", topic="suitemon/fleet/status/standby")
-    st = desk.wait_for(lambda x: (s := x.json_of("suitemon/fleet/status/standby")) and s["received"] == 60
-                       and s["backlog"] == 0 and s, 20, what="the standby's count")
+    st = desk.wait_for(
+        lambda x: (
+            (s := x.json_of("suitemon/fleet/status/standby"))
+            and s["received"] == 60
+            and s["backlog"] == 0
+            and s
+        ),
+        20,
+        what="the standby's count",
+    )
     assert st["stored"] + st["duplicates"] == 60
     desk.close()
-    per_site = central.rows("SELECT site, count(*), count(DISTINCT seq), min(seq), max(seq) FROM fleet_event "
-                            "GROUP BY site ORDER BY site")
+    per_site = central.rows(
+        "SELECT site, count(*), count(DISTINCT seq), min(seq), max(seq) FROM fleet_event "
+        "GROUP BY site ORDER BY site"
+    )
     assert per_site == [("petct-north", 30, 30, 1, 30), ("petct-south", 30, 30, 1, 30)]
     # The partitioned collectors stored only their own site's events.
     assert not central.rows("SELECT 1 FROM fleet_event WHERE collector = 'north' AND site <> 'petct-north'")
@@ -235,13 +321,23 @@ def test_a_site_cannot_publish_for_another_site_nor_issue_commands(shared):
     north = SitePublisher(central, "petct-north")
     north.publish(event("petct-south", 1), topic="suitemon/petct-south/event")  # refused by the cluster
     north.publish(event("petct-north", 1))
-    wait_until(lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] >= 1, 20, interval=0.2,
-               what="north's own event stored")
+    wait_until(
+        lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] >= 1,
+        20,
+        interval=0.2,
+        what="north's own event stored",
+    )
     time.sleep(1.0)
     assert central.rows("SELECT site, seq FROM fleet_event") == [("petct-north", 1)]
     north.publish({"alarm_id": "x"}, topic="suitemon/petct-north/cmd/c-duty/ack")  # a bridge never commands
-    wait_until(lambda: 'Subject "suitemon.petct-north.cmd.c-duty.ack"' in
-               "".join(central.nats.log_text(i) for i in range(3)), 10, what="the command refused")
+    wait_until(
+        lambda: (
+            'Subject "suitemon.petct-north.cmd.c-duty.ack"'
+            in "".join(central.nats.log_text(i) for i in range(3))
+        ),
+        10,
+        what="the command refused",
+    )
     logs = "".join(central.nats.log_text(i) for i in range(3))
     assert 'Publish Violation - User "bridge-petct-north", Subject "suitemon.petct-south.event"' in logs
     north.close()
@@ -255,15 +351,29 @@ def test_fleet_report_compares_sites_from_what_the_collector_stored(shared):
 
     def send(pub, ts, typ, data, alarm_id=None):
         seqs[pub.site] += 1
-        pub.publish({"event_id": uuid.uuid4().hex, "seq": seqs[pub.site], "ts": ts, "site": pub.site,
-                     "type": typ, "actor": "system", "alarm_id": alarm_id, "data": data})
+        pub.publish(
+            {
+                "event_id": uuid.uuid4().hex,
+                "seq": seqs[pub.site],
+                "ts": ts,
+                "site": pub.site,
+                "type": typ,
+                "actor": "system",
+                "alarm_id": alarm_id,
+                "data": data,
+            }
+        )
 
     def alarm(occ, prio, typ="points.high"):
         return {"alarm": {"occurrence": occ, "priority": prio, "type": typ}}
 
     def dose(mbq, ok):
-        return {"exam": "fdg-wb", "administered_mbq": mbq, "room": "uptake1",
-                "checks": [{"check": "tolerance", "ok": True}, {"check": "reference_level", "ok": ok}]}
+        return {
+            "exam": "fdg-wb",
+            "administered_mbq": mbq,
+            "room": "uptake1",
+            "checks": [{"check": "tolerance", "ok": True}, {"check": "reference_level", "ok": ok}],
+        }
 
     d = "2026-11-30T"
     send(north, d + "10:00:00Z", "alarm.raised", alarm("o1", "high"), "env.temperature.high")
@@ -279,8 +389,12 @@ def test_fleet_report_compares_sites_from_what_the_collector_stored(shared):
     send(north, d + "14:01:00Z", "shutdown.started", {})
     send(south, d + "09:00:00Z", "alarm.raised", alarm("s1", "high"), "env.temperature.high")
     send(south, d + "09:00:10Z", "alarm.acknowledged", alarm("s1", "high"), "env.temperature.high")
-    wait_until(lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] == 14, 20, interval=0.2,
-               what="14 events stored")
+    wait_until(
+        lambda: central.rows("SELECT count(*) FROM fleet_event")[0][0] == 14,
+        20,
+        interval=0.2,
+        what="14 events stored",
+    )
     fleet_file = central.fleet_file("report")
     args = [*SUITEMON, "fleet", "report", "-c", fleet_file, "--since", "2026-11-25", "--until", "2026-12-02"]
     out = subprocess.run([*args, "--format", "csv"], capture_output=True, text=True, timeout=30)
@@ -291,11 +405,15 @@ def test_fleet_report_compares_sites_from_what_the_collector_stored(shared):
             rows.setdefault(line[0], []).append(line[1:])
     assert rows["events"][0][:5] == ["petct-north", "12", "1", "12", "0"]
     # site, raised, high, medium, low, per day (7 days)
-    assert rows["alarm_load"] == [["petct-north", "4", "2", "1", "1", "0.6"],
-                                  ["petct-south", "1", "1", "0", "0", "0.1"]]
+    assert rows["alarm_load"] == [
+        ["petct-north", "4", "2", "1", "1", "0.6"],
+        ["petct-south", "1", "1", "0", "0", "0.1"],
+    ]
     # site, raised, answered, median, p90, median of high
-    assert rows["response"] == [["petct-north", "4", "2", "45.0", "57.0", "30.0"],
-                                ["petct-south", "1", "1", "10.0", "10.0", "10.0"]]
+    assert rows["response"] == [
+        ["petct-north", "4", "2", "45.0", "57.0", "30.0"],
+        ["petct-south", "1", "1", "10.0", "10.0", "10.0"],
+    ]
     assert rows["bell_tests"] == [["petct-north", "2", "1", "50", "0"]]
     assert rows["doses"] == [["petct-north", "fdg-wb", "3", "350.0", "2", "1", "0", "67"]]
     assert rows["power"] == [["petct-north", "1", "1", "1", "0"]]
@@ -307,9 +425,13 @@ def test_fleet_report_compares_sites_from_what_the_collector_stored(shared):
 
 def test_fleet_file_errors_are_listed_with_their_key(tmp_path):
     bad = tmp_path / "fleet.toml"
-    bad.write_text('[collector]\nid = "A b"\n[mqtt]\nservers = ["nohostport"]\nusername = "u"\n'
-                   'password_file = "/x"\nsites = ["a.b"]\n[database]\ndsn = ""\n')
-    r = subprocess.run([*SUITEMON, "fleet", "run", "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    bad.write_text(
+        '[collector]\nid = "A b"\n[mqtt]\nservers = ["nohostport"]\nusername = "u"\n'
+        'password_file = "/x"\nsites = ["a.b"]\n[database]\ndsn = ""\n'
+    )
+    r = subprocess.run(
+        [*SUITEMON, "fleet", "run", "-c", str(bad)], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 2
     for key in ("collector.id", "mqtt.servers", "mqtt.sites"):
         assert key in r.stderr, r.stderr
@@ -320,9 +442,14 @@ class TlsWatcherV311(Watcher):
 
     def __init__(self, central: Central, user: str, password: str, topic: str, node: int = 1):
         import threading
+
         self.messages, self.retained, self.cond, self.topic = [], {}, threading.Condition(), topic
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"desk-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv311, clean_session=True)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"desk-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
         self.client.tls_set(ca_certs=str(central.pki.ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.client.username_pw_set(user, password)
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(self.topic, qos=1)
@@ -342,9 +469,11 @@ class BridgedSite:
 
     def __init__(self, central: Central, site: str, make_suite, tmp):
         import shutil
+
+        from helpers import free_port
         from secure_broker import DEPLOY, Broker, TlsWatcher, password_file, render, site_broker_conf
         from service_helpers import points_device
-        from helpers import free_port
+
         self.site = site
         sec = tmp / f"{site}-secrets"
         sec.mkdir(parents=True)
@@ -352,22 +481,48 @@ class BridgedSite:
         shutil.copy(DEPLOY / "acl", sec / "acl")
         port = free_port()
         n = central.nats.servers
-        bridge = render((DEPLOY / "bridge-central.conf").read_text(), {
-            "@SITE@": site, "@CENTRAL_1@": n[0], "@CENTRAL_2@": n[1], "@CENTRAL_3@": n[2],
-            "@BRIDGE_PASSWORD@": PASSWORDS[f"@PW_BRIDGE_{site.upper().replace('-', '_')}@"],
-            "/etc/mosquitto/certs/central-ca.crt": str(central.pki.ca),
-            "restart_timeout 2 60": "restart_timeout 1 2"})  # test plumbing: quick retries
-        self.broker = Broker(tmp / f"{site}-mosquitto", site_broker_conf(central.pki, sec, port) + "\n" + bridge,
-                             port).start()
+        bridge = render(
+            (DEPLOY / "bridge-central.conf").read_text(),
+            {
+                "@SITE@": site,
+                "@CENTRAL_1@": n[0],
+                "@CENTRAL_2@": n[1],
+                "@CENTRAL_3@": n[2],
+                "@BRIDGE_PASSWORD@": PASSWORDS[f"@PW_BRIDGE_{site.upper().replace('-', '_')}@"],
+                "/etc/mosquitto/certs/central-ca.crt": str(central.pki.ca),
+                "restart_timeout 2 60": "restart_timeout 1 2",
+            },
+        )  # test plumbing: quick retries
+        self.broker = Broker(
+            tmp / f"{site}-mosquitto", site_broker_conf(central.pki, sec, port) + "\n" + bridge, port
+        ).start()
         pw = tmp / f"{site}-daemon-password"
         pw.write_text(SITE_USERS["suitemon"])
         os.chmod(pw, 0o600)
-        self.suite = make_suite({"env": points_device()}, {"site": {"id": site}, "mqtt": {
-            "port": port, "username": "suitemon", "password_file": str(pw), "tls": {"ca_file": str(central.pki.ca)}}})
+        self.suite = make_suite(
+            {"env": points_device()},
+            {
+                "site": {"id": site},
+                "mqtt": {
+                    "port": port,
+                    "username": "suitemon",
+                    "password_file": str(pw),
+                    "tls": {"ca_file": str(central.pki.ca)},
+                },
+            },
+        )
         self.suite.site = site
-        self.local = TlsWatcher(port, central.pki.ca, "suitemon", SITE_USERS["suitemon"],
-                                topic=f"suitemon/{site}/event", client_id=f"local-{site}")
-        self.local.wait_for(lambda x: x.connects and x.connects[-1] == "Success", 10, what=f"watcher at {site}")
+        self.local = TlsWatcher(
+            port,
+            central.pki.ca,
+            "suitemon",
+            SITE_USERS["suitemon"],
+            topic=f"suitemon/{site}/event",
+            client_id=f"local-{site}",
+        )
+        self.local.wait_for(
+            lambda x: x.connects and x.connects[-1] == "Success", 10, what=f"watcher at {site}"
+        )
         self.suite.start_sims()
         self.daemon = self.suite.start_daemon()
 
@@ -384,8 +539,11 @@ def db_seqs(central: Central, site: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_every_event_of_every_site_once_through_node_collector_and_database_failures(central, make_suite, tmp_path):
+def test_every_event_of_every_site_once_through_node_collector_and_database_failures(
+    central, make_suite, tmp_path
+):
     import threading
+
     col = central.start_collector("a")
     sites = [BridgedSite(central, s, make_suite, tmp_path) for s in ("petct-north", "petct-south")]
     try:
@@ -402,8 +560,12 @@ def test_every_event_of_every_site_once_through_node_collector_and_database_fail
             t.start()
 
         def stored_more(n_before: dict, what: str, timeout: float = 20):
-            wait_until(lambda: all(len(db_seqs(central, s.site)) > n_before[s.site] + 3 for s in sites), timeout,
-                       interval=0.3, what=what)
+            wait_until(
+                lambda: all(len(db_seqs(central, s.site)) > n_before[s.site] + 3 for s in sites),
+                timeout,
+                interval=0.3,
+                what=what,
+            )
 
         def counts():
             return {s.site: len(db_seqs(central, s.site)) for s in sites}
@@ -439,8 +601,12 @@ def test_every_event_of_every_site_once_through_node_collector_and_database_fail
         for s in sites:
             want = sorted(set(s.seqs()))
             assert want == list(range(1, want[-1] + 1)), f"{s.site}: the site itself has a gap?"
-            wait_until(lambda: db_seqs(central, s.site) == want, 30, interval=0.3,
-                       what=f"every event of {s.site} in PostgreSQL")
+            wait_until(
+                lambda: db_seqs(central, s.site) == want,
+                30,
+                interval=0.3,
+                what=f"every event of {s.site} in PostgreSQL",
+            )
         for s in sites:
             # Exactly once (the unique key) and in the site's order: seq and time rise together.
             rows = central.rows("SELECT seq, ts FROM fleet_event WHERE site = %s ORDER BY seq", s.site)

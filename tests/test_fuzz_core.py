@@ -10,7 +10,9 @@ import json
 import struct
 import tomllib
 
-from hypothesis import given, strategies as st
+from helpers import REPO
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suitemon.daemon.alarms import AlarmEngine, Condition
 from suitemon.daemon.commands import Commands, register_core
@@ -21,15 +23,16 @@ from suitemon.daemon.events import Recorder
 from suitemon.daemon.facts import Facts
 from suitemon.daemon.journal import Journal
 from suitemon.daemon.metrics import Metrics
-from suitemon.drivers.profile import Point, decode, encode, TYPES
-from helpers import REPO
+from suitemon.drivers.profile import TYPES, Point, decode, encode
 from suitemon.simulators.base import RegisterStore
 from suitemon.simulators.modbus_server import ModbusError, handle_pdu, rtu_request_length
 
 EXAMPLE = tomllib.loads((REPO / "examples" / "suite.toml").read_text())
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-                           lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
-                           max_leaves=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+    max_leaves=12,
+)
 
 
 # -- commands -------------------------------------------------------------------------
@@ -37,25 +40,50 @@ class _Harness:
     def __init__(self, path):
         self.journal = Journal(path)
         self.recorder = Recorder(self.journal)
-        cfg = parse_config({"site": {"id": "fz", "name": "f"}, "roles": {
-            "ops": {"name": "o", "members": ["nurse1"], "commands": ["*"]},
-            "limited": {"name": "l", "members": ["nurse2"], "commands": ["ack", "occupancy"], "areas": ["a1"]}},
-            "areas": {"a1": {"name": "A1", "kind": "uptake_room"}}})
+        cfg = parse_config(
+            {
+                "site": {"id": "fz", "name": "f"},
+                "roles": {
+                    "ops": {"name": "o", "members": ["nurse1"], "commands": ["*"]},
+                    "limited": {
+                        "name": "l",
+                        "members": ["nurse2"],
+                        "commands": ["ack", "occupancy"],
+                        "areas": ["a1"],
+                    },
+                },
+                "areas": {"a1": {"name": "A1", "kind": "uptake_room"}},
+            }
+        )
         self.replies: list[tuple[str, dict]] = []
-        self.ctx = Context(cfg=cfg, recorder=self.recorder, engine=AlarmEngine(self.recorder, cfg),
-                           topics=Topics("suitemon", "fz"), metrics=Metrics(), facts=Facts(),
-                           publish_json=lambda t, o, retain=False: self.replies.append((t, o)))
+        self.ctx = Context(
+            cfg=cfg,
+            recorder=self.recorder,
+            engine=AlarmEngine(self.recorder, cfg),
+            topics=Topics("suitemon", "fz"),
+            metrics=Metrics(),
+            facts=Facts(),
+            publish_json=lambda t, o, retain=False: self.replies.append((t, o)),
+        )
         self.ctx.commands = Commands(self.ctx)
         register_core(self.ctx.commands, self.ctx.engine, self.recorder)
 
 
-@given(verb=st.sampled_from(["ack", "reset", "accept", "reject", "correct", "occupancy", "nope", "", "a/b"]),
-       actor=st.sampled_from(["nurse1", "nurse2", "display"]) | st.text(max_size=20),
-       payload=st.one_of(st.binary(max_size=300),
-                         json_values.map(lambda v: json.dumps(v).encode()),
-                         st.dictionaries(st.sampled_from(["alarm_id", "note", "reason", "event_id", "request_id",
-                                                          "data", "area", "occupied"]), json_values,
-                                         max_size=5).map(lambda d: json.dumps(d).encode())))
+@given(
+    verb=st.sampled_from(["ack", "reset", "accept", "reject", "correct", "occupancy", "nope", "", "a/b"]),
+    actor=st.sampled_from(["nurse1", "nurse2", "display"]) | st.text(max_size=20),
+    payload=st.one_of(
+        st.binary(max_size=300),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(
+            st.sampled_from(
+                ["alarm_id", "note", "reason", "event_id", "request_id", "data", "area", "occupied"]
+            ),
+            json_values,
+            max_size=5,
+        ).map(lambda d: json.dumps(d).encode()),
+    ),
+)
 def test_any_command_payload_gets_an_answer_and_no_crash(tmp_path_factory, verb, actor, payload):
     h = _Harness(tmp_path_factory.mktemp("fz") / "j.sqlite3")
 
@@ -63,6 +91,7 @@ def test_any_command_payload_gets_an_answer_and_no_crash(tmp_path_factory, verb,
         h.ctx.engine.apply(Condition(alarm_id="x.y", type="t.t", present=True))
         await h.ctx.commands.on_message(f"suitemon/fz/cmd/{actor}/{verb}", payload)
         h.recorder.flush()
+
     asyncio.run(main())
     accepted = h.ctx.metrics.counters["commands.accepted"]
     rejected = h.ctx.metrics.counters["commands.rejected"]
@@ -98,14 +127,24 @@ def test_mutated_config_is_valid_or_reports_key_paths(path, value):
 
 
 # -- Modbus decoding --------------------------------------------------------------------------
-@given(type_=st.sampled_from(sorted(TYPES)), words=st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=2),
-       order=st.sampled_from(["big", "little"]), scale=st.sampled_from([1.0, 10.0, 512.0]))
+@given(
+    type_=st.sampled_from(sorted(TYPES)),
+    words=st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=2),
+    order=st.sampled_from(["big", "little"]),
+    scale=st.sampled_from([1.0, 10.0, 512.0]),
+)
 def test_decode_any_registers_and_roundtrip(type_, words, order, scale):
-    p = Point(name="p", table="holding" if type_ != "bool" else "coil", address=0, type=type_,
-              word_order=order, scale=1.0 if type_ == "f32" else scale)
-    v = decode(p, words[:p.count])
+    p = Point(
+        name="p",
+        table="holding" if type_ != "bool" else "coil",
+        address=0,
+        type=type_,
+        word_order=order,
+        scale=1.0 if type_ == "f32" else scale,
+    )
+    v = decode(p, words[: p.count])
     if type_ in ("u16", "s16", "u32", "s32") and v is not None:
-        assert encode(p, v) == words[:p.count]
+        assert encode(p, v) == words[: p.count]
 
 
 @given(st.binary(max_size=64))

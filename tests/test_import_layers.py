@@ -13,7 +13,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 
@@ -49,8 +48,10 @@ def test_every_daemon_module_is_named_core_or_feature():
     on_disk = {p.stem for p in daemon.glob("*.py") if p.stem != "__init__"}
     on_disk |= {p.parent.name for p in daemon.glob("*/__init__.py")}
     assert not core & features
-    assert on_disk == core | features, {"unplaced": sorted(on_disk - core - features),
-                                        "gone": sorted((core | features) - on_disk)}
+    assert on_disk == core | features, {
+        "unplaced": sorted(on_disk - core - features),
+        "gone": sorted((core | features) - on_disk),
+    }
 
 
 def _cycles(imports: dict[str, set[str]]) -> list[list[str]]:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-
-from suitemon.daemon.journal import Journal, SCHEMA_VERSION
 from helpers import REPO
+
+from suitemon.daemon.journal import SCHEMA_VERSION, Journal
 
 
 def fill(path, n=10) -> Journal:
@@ -22,8 +22,12 @@ def fill(path, n=10) -> Journal:
 
 
 def verify_cli(path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "journal", "verify", "--journal", str(path)],
-                          capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "journal", "verify", "--journal", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
 
 
 def test_chain_verifies_and_survives_reopen(tmp_path):
@@ -54,8 +58,10 @@ def test_edit_with_sqlite3_tool_is_detected(tmp_path):
     p = tmp_path / "j.sqlite3"
     fill(p).close()
     # A determined editor drops the trigger first; the chain still catches it.
-    script = ("DROP TRIGGER events_no_update; "
-              "UPDATE events SET body = replace(body, 'event 4', 'event 40') WHERE seq = 5;")
+    script = (
+        "DROP TRIGGER events_no_update; "
+        "UPDATE events SET body = replace(body, 'event 4', 'event 40') WHERE seq = 5;"
+    )
     subprocess.run(["sqlite3", str(p), script], check=True)
     cli = verify_cli(p)
     assert cli.returncode == 1

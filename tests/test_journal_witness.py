@@ -11,11 +11,11 @@ import hashlib
 import json
 import sqlite3
 import subprocess
-import sys
+
+from helpers import REPO, SUITEMON
 
 from suitemon.daemon import checkpoints as cps
 from suitemon.daemon.journal import CHAIN_KEYED, GENESIS, Journal, _row_hash
-from helpers import REPO, SUITEMON
 
 KEY = b"k" * 32
 
@@ -40,7 +40,9 @@ def recompute_plain(path, keyed_from_null: bool = False) -> None:
     prev = GENESIS
     for new_seq, (seq, event_id, ts, type_, alarm_id, body) in enumerate(rows, start=1):
         h = _row_hash(prev, new_seq, event_id, ts, type_, alarm_id, body)
-        db.execute("UPDATE events SET seq = ?, prev_hash = ?, hash = ? WHERE seq = ?", (new_seq, prev, h, seq))
+        db.execute(
+            "UPDATE events SET seq = ?, prev_hash = ?, hash = ? WHERE seq = ?", (new_seq, prev, h, seq)
+        )
         prev = h
     db.commit()
     db.close()
@@ -56,8 +58,13 @@ def tamper(path, sql: str) -> None:
 
 
 def verify_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*SUITEMON, "journal", "verify", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    return subprocess.run(
+        [*SUITEMON, "journal", "verify", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 def test_clean_keyed_journal_verifies(tmp_path):
@@ -103,18 +110,28 @@ def test_truncation_is_caught_by_the_checkpoint_file(tmp_path):
     p, cp_file, key_file = tmp_path / "j.sqlite3", tmp_path / "checkpoints.jsonl", tmp_path / "signing.key"
     (tmp_path / "chain.key").write_bytes(KEY)
     j = keyed(p)
-    cpr = cps.Checkpointer(j, cps.load_or_create_signing_key(key_file), cp_file, "site1",
-                           committed=lambda: j.last_seq, publish=lambda cp: None)
+    cpr = cps.Checkpointer(
+        j,
+        cps.load_or_create_signing_key(key_file),
+        cp_file,
+        "site1",
+        committed=lambda: j.last_seq,
+        publish=lambda cp: None,
+    )
     cpr.take()
     j.close()
     pub = cps.public_key_path(key_file)
-    clean = verify_cli("--journal", p, "--chain-key", tmp_path / "chain.key", "--public-key", pub, "--witness", cp_file)
+    clean = verify_cli(
+        "--journal", p, "--chain-key", tmp_path / "chain.key", "--public-key", pub, "--witness", cp_file
+    )
     assert clean.returncode == 0, clean.stderr
     assert "seq 10) matches" in clean.stdout
 
     tamper(p, "DELETE FROM events WHERE seq > 7")
     assert Journal(p, chain_key=KEY).verify().ok  # the chain alone cannot see it
-    cli = verify_cli("--journal", p, "--chain-key", tmp_path / "chain.key", "--public-key", pub, "--witness", cp_file)
+    cli = verify_cli(
+        "--journal", p, "--chain-key", tmp_path / "chain.key", "--public-key", pub, "--witness", cp_file
+    )
     assert cli.returncode == 1
     assert "TRUNCATED" in cli.stderr and "seq 10" in cli.stderr and "ends at seq 7" in cli.stderr
 
@@ -128,8 +145,16 @@ def test_forged_checkpoint_is_not_believed(tmp_path):
     forged = {**cp, "seq": 7}
     cp_file.write_text(json.dumps(forged) + "\n")
     (tmp_path / "chain.key").write_bytes(KEY)
-    cli = verify_cli("--journal", p, "--chain-key", tmp_path / "chain.key", "--public-key",
-                     cps.public_key_path(key_file), "--witness", cp_file)
+    cli = verify_cli(
+        "--journal",
+        p,
+        "--chain-key",
+        tmp_path / "chain.key",
+        "--public-key",
+        cps.public_key_path(key_file),
+        "--witness",
+        cp_file,
+    )
     assert cli.returncode == 1 and "bad signature" in cli.stderr
 
 
@@ -154,7 +179,8 @@ def test_plain_journal_migrates_to_a_keyed_segment(tmp_path):
     db = sqlite3.connect(p)
     prev = GENESIS
     for seq, event_id, ts, type_, alarm_id, body in db.execute(
-            "SELECT seq, event_id, ts, type, alarm_id, body FROM events WHERE seq <= 5 ORDER BY seq").fetchall():
+        "SELECT seq, event_id, ts, type, alarm_id, body FROM events WHERE seq <= 5 ORDER BY seq"
+    ).fetchall():
         h = _row_hash(prev, seq, event_id, ts, type_, alarm_id, body)
         db.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, seq))
         prev = h
@@ -166,7 +192,9 @@ def test_plain_journal_migrates_to_a_keyed_segment(tmp_path):
 
 def test_keyed_journal_refuses_appends_without_the_key(tmp_path):
     import pytest
+
     from suitemon.daemon.journal import JournalError
+
     p = tmp_path / "j.sqlite3"
     keyed(p, 2).close()
     j = Journal(p)
@@ -211,8 +239,14 @@ def test_a_checkpoint_file_that_cannot_be_written_does_not_stop_the_broker_copy(
     j = keyed(tmp_path / "j.sqlite3", 3)
     (tmp_path / "blocked").mkdir()  # a directory where the file should be: every write fails
     sent = []
-    cpr = cps.Checkpointer(j, cps.Ed25519PrivateKey.generate(), tmp_path / "blocked", "site1",
-                           committed=lambda: j.last_seq, publish=sent.append)
+    cpr = cps.Checkpointer(
+        j,
+        cps.Ed25519PrivateKey.generate(),
+        tmp_path / "blocked",
+        "site1",
+        committed=lambda: j.last_seq,
+        publish=sent.append,
+    )
     cp = cpr.take()
     assert sent == [cp] and cp["seq"] == 3 and cpr.write_failures == 1
     j.close()

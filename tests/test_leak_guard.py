@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from helpers import free_port
 from leak_guard import LeakGuard
+
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.modbus_link import Bus
-from helpers import free_port
 
 
 def test_a_thread_left_running_is_named_and_one_that_ends_is_not():
@@ -23,7 +24,9 @@ def test_a_thread_left_running_is_named_and_one_that_ends_is_not():
     finally:
         stop.set()
         stuck.join()
-    assert any("'stuck-worker'" in leak for leak in leaks) and not any("quick-worker" in leak for leak in leaks), leaks
+    assert any("'stuck-worker'" in leak for leak in leaks) and not any(
+        "quick-worker" in leak for leak in leaks
+    ), leaks
 
 
 def test_a_task_pending_when_asyncio_run_returns_is_named():
@@ -39,8 +42,12 @@ def test_a_task_pending_when_asyncio_run_returns_is_named():
 
 
 def test_a_modbus_bus_not_released_is_named():
-    cfg = parse_config({"site": {"id": "g", "name": "g"}, "devices": {"io": {
-        "kind": "modbus_points", "transport": "tcp", "port": free_port()}}})
+    cfg = parse_config(
+        {
+            "site": {"id": "g", "name": "g"},
+            "devices": {"io": {"kind": "modbus_points", "transport": "tcp", "port": free_port()}},
+        }
+    )
     guard = LeakGuard(grace_s=0)
 
     async def main():

@@ -10,9 +10,9 @@ import re
 
 import pytest
 import structlog
-
 from helpers import wait_until
 from service_helpers import points_device, start_daemon_env
+
 from suitemon.daemon import logs
 
 
@@ -35,7 +35,11 @@ def test_json_when_not_a_terminal_and_stdlib_records_join_the_stream():
     logging.getLogger("suitemon.paho").error('socket error "x"')
     logging.getLogger("suitemon.paho").info("chatter")  # below WARNING: dropped
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
-    assert lines[0]["event"] == "device poll failed" and lines[0]["device"] == "ups" and lines[0]["level"] == "warning"
+    assert (
+        lines[0]["event"] == "device poll failed"
+        and lines[0]["device"] == "ups"
+        and lines[0]["level"] == "warning"
+    )
     assert lines[0]["timestamp"].endswith("Z")
     assert lines[1]["event"] == 'socket error "x"' and lines[1]["logger"] == "suitemon.paho"
     assert len(lines) == 2

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from suitemon.drivers.ludlum_frames import Frame, FrameReader, FrameRejected, format_frame, format_reading, parse_frame
+from suitemon.drivers.ludlum_frames import (
+    Frame,
+    FrameReader,
+    FrameRejected,
+    format_frame,
+    format_reading,
+    parse_frame,
+)
 
 GOOD = [
     # raw frame, reading, audio, high, low, over, monitor fail, error code
     (b"0642.1000000\r\n", 642.1, False, False, False, False, False, "0"),
     (b"0000.1000000\r\n", 0.1, False, False, False, False, False, "0"),
-    (b"1234.0000000\r\n", 1234.0, False, False, False, False, False, "0"),   # the manual's xxxx.0 form
+    (b"1234.0000000\r\n", 1234.0, False, False, False, False, False, "0"),  # the manual's xxxx.0 form
     (b"0000.0000000\r\n", 0.0, False, False, False, False, False, "0"),
     (b"9999.0100100\r\n", 9999.0, True, False, False, True, False, "0"),
     (b"0025.0110000\r\n", 25.0, True, True, False, False, False, "0"),
@@ -37,7 +45,7 @@ BAD = [
     (b"-642.1000000\r\n", "characters other than digits"),
     (b".06421000000\r\n", "byte 5"),
     (b"06421.000000\r\n", "byte 5"),
-    (b"064.21000000\r\n", "byte 5"),   # one corrupted byte must not read 642.1 as 64.21
+    (b"064.21000000\r\n", "byte 5"),  # one corrupted byte must not read 642.1 as 64.21
     (b"00.123000000\r\n", "byte 5"),
     (b"0642.1200000\r\n", "audio status"),
     (b"0642.1020000\r\n", "high alarm status"),
@@ -53,8 +61,15 @@ BAD = [
 @pytest.mark.parametrize("raw,reading,audio,high,low,over,fail,code", GOOD)
 def test_parse_good_frames(raw, reading, audio, high, low, over, fail, code):
     f = parse_frame(raw)
-    assert (f.reading, f.audio, f.high_alarm, f.low_alarm, f.over_range, f.monitor_fail, f.error_code) == \
-        (reading, audio, high, low, over, fail, code)
+    assert (f.reading, f.audio, f.high_alarm, f.low_alarm, f.over_range, f.monitor_fail, f.error_code) == (
+        reading,
+        audio,
+        high,
+        low,
+        over,
+        fail,
+        code,
+    )
     assert f.faulted == (fail or code != "0")
 
 
@@ -64,9 +79,20 @@ def test_parse_rejects_malformed_frames(raw, why):
         parse_frame(raw)
 
 
-@pytest.mark.parametrize("value,text", [(0.0, "0000.0"), (0.1, "0000.1"), (7.5, "0007.5"), (32.0, "0032.0"),
-                                        (99.99, "0100.0"), (642.1, "0642.1"), (999.96, "1000.0"),
-                                        (1234.4, "1234.0"), (9999.4, "9999.0")])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (0.0, "0000.0"),
+        (0.1, "0000.1"),
+        (7.5, "0007.5"),
+        (32.0, "0032.0"),
+        (99.99, "0100.0"),
+        (642.1, "0642.1"),
+        (999.96, "1000.0"),
+        (1234.4, "1234.0"),
+        (9999.4, "9999.0"),
+    ],
+)
 def test_format_reading_uses_the_manuals_two_forms_and_round_trips(value, text):
     assert format_reading(value) == text
     assert parse_frame(format_frame(value)).reading == pytest.approx(value, abs=0.05 if value < 1000 else 0.5)
@@ -90,14 +116,30 @@ F1, F2, F3 = (format_frame(v) for v in (0.1, 25.0, 7.5))
 STREAMS = [
     # name, chunks (bytes, arrival time), gap_s, readings expected, bad frames expected
     ("clean stream", [(F1, 0.0), (F2, 2.0), (F3, 4.0)], 1.0, [0.1, 25.0, 7.5], 0),
-    ("frames split anywhere", [(F1[:5], 0.0), (F1[5:] + F2[:13], 0.01), (F2[13:], 0.02)], 1.0, [0.1, 25.0], 0),
+    (
+        "frames split anywhere",
+        [(F1[:5], 0.0), (F1[5:] + F2[:13], 0.01), (F2[13:], 0.02)],
+        1.0,
+        [0.1, 25.0],
+        0,
+    ),
     ("all in one chunk", [(F1 + F2 + F3, 0.0)], 1.0, [0.1, 25.0, 7.5], 0),
     ("joined mid-frame at start", [(F1[6:] + F2, 0.0)], 1.0, [25.0], 1),
-    ("garbage glued to a frame is rejected, next frame read",
-     [(b"\x93\x11zz" + F1, 0.0), (F2, 2.0)], None, [25.0], 1),
+    (
+        "garbage glued to a frame is rejected, next frame read",
+        [(b"\x93\x11zz" + F1, 0.0), (F2, 2.0)],
+        None,
+        [25.0],
+        1,
+    ),
     ("garbage with its own CR LF", [(b"junk\r\n" + F1, 0.0)], None, [0.1], 1),
-    ("long garbage counted once", [(b"\xaa" * 100, 0.0), (b"\xbb" * 100 + b"\r\n", 0.1), (F1, 0.2)],
-     None, [0.1], 1),
+    (
+        "long garbage counted once",
+        [(b"\xaa" * 100, 0.0), (b"\xbb" * 100 + b"\r\n", 0.1), (F1, 0.2)],
+        None,
+        [0.1],
+        1,
+    ),
     ("partial frame then silence then a frame (gap resync)", [(F1[:7], 0.0), (F2, 2.0)], 1.0, [25.0], 1),
     ("partial frame glued to the next without a gap", [(F1[:7], 0.0), (F2, 0.1)], 1.0, [], 1),
     ("two frames run together without CR LF", [(F1[:12] + F2, 0.0)], 1.0, [], 1),
@@ -132,11 +174,17 @@ def test_reset_forgets_half_frames_but_keeps_counters():
 
 # -- fuzzing ------------------------------------------------------------------------
 chunk = st.tuples(st.binary(max_size=40), st.floats(min_value=0, max_value=5, allow_nan=False))
-valid_frame = st.builds(format_frame, st.floats(min_value=0, max_value=9999.4, allow_nan=False),
-                        audio=st.booleans(), high_alarm=st.booleans(), over_range=st.booleans(),
-                        error_code=st.sampled_from("0123456789AZ"))
-piece = st.one_of(st.binary(max_size=30), valid_frame, valid_frame.map(lambda f: f[:7]),
-                  st.just(b"\r\n"), st.just(b"\r"))
+valid_frame = st.builds(
+    format_frame,
+    st.floats(min_value=0, max_value=9999.4, allow_nan=False),
+    audio=st.booleans(),
+    high_alarm=st.booleans(),
+    over_range=st.booleans(),
+    error_code=st.sampled_from("0123456789AZ"),
+)
+piece = st.one_of(
+    st.binary(max_size=30), valid_frame, valid_frame.map(lambda f: f[:7]), st.just(b"\r\n"), st.just(b"\r")
+)
 
 
 def _check_frames(frames: list[Frame], stream: bytes) -> None:
@@ -167,7 +215,7 @@ def test_frames_mixed_with_garbage_only_yield_checked_frames(pieces, rnd):
     frames, i = [], 0
     while i < len(stream):  # random chunking of the same stream
         n = rnd.randint(1, 20)
-        frames += reader.feed(stream[i:i + n], 0.0)
+        frames += reader.feed(stream[i : i + n], 0.0)
         i += n
     _check_frames(frames, stream)
     # Reference model: a frame is exactly the 12 bytes between two CR LFs (or the stream
@@ -186,4 +234,4 @@ def test_frames_mixed_with_garbage_only_yield_checked_frames(pieces, rnd):
 def test_after_any_garbage_the_reader_is_back_in_step_within_one_frame(good, garbage):
     reader = FrameReader(gap_s=None)
     frames = reader.feed(garbage + b"\r\n" + b"".join(good), 0.0)
-    assert [f.raw for f in frames][-len(good):] == good
+    assert [f.raw for f in frames][-len(good) :] == good

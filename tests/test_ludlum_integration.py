@@ -6,30 +6,45 @@ import asyncio
 import time
 
 import pytest
+from helpers import free_port
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import CommError, DeviceTimeout, FrameError
-from helpers import free_port
 from suitemon.simulators.host import SimHost
 
 PERIOD = 0.2
-RAD = {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h": 2.0},
-       "occupied": {"warning_usv_h": 60.0, "alarm_usv_h": 150.0, "hysteresis_usv_h": 5.0},
-       "alarm_delay_s": 0.6, "zero_fault_s": 1.0}
+RAD = {
+    "normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h": 2.0},
+    "occupied": {"warning_usv_h": 60.0, "alarm_usv_h": 150.0, "hysteresis_usv_h": 5.0},
+    "alarm_delay_s": 0.6,
+    "zero_fault_s": 1.0,
+}
 
 
 def ludlum(tmp_path, **kw) -> dict:
-    return {"kind": "ludlum375", "name": "Uptake 6 Ludlum", "location": "uptake6",
-            "serial_port": str(tmp_path / "ludlum.tty"), "frame_period_s": PERIOD, "reading_unit": "uSv/h",
-            "sim": {"seed": 3}} | kw
+    return {
+        "kind": "ludlum375",
+        "name": "Uptake 6 Ludlum",
+        "location": "uptake6",
+        "serial_port": str(tmp_path / "ludlum.tty"),
+        "frame_period_s": PERIOD,
+        "reading_unit": "uSv/h",
+        "sim": {"seed": 3},
+    } | kw
 
 
 # -- the driver on its own, against the simulator on a pty ------------------------------
 async def driver_scenario(tmp_path):
-    cfg = parse_config({"site": {"id": "l", "name": "l"}, "simulation": {"control_port": free_port()},
-                        "areas": {"uptake6": {"name": "U6", "kind": "uptake_room"}},
-                        "radiation": {"areas": {"uptake6": RAD}}, "devices": {"dut": ludlum(tmp_path)}})
+    cfg = parse_config(
+        {
+            "site": {"id": "l", "name": "l"},
+            "simulation": {"control_port": free_port()},
+            "areas": {"uptake6": {"name": "U6", "kind": "uptake_room"}},
+            "radiation": {"areas": {"uptake6": RAD}},
+            "devices": {"dut": ludlum(tmp_path)},
+        }
+    )
     host = SimHost(cfg)
     await host.start(control=False)
     sim = host.sims["dut"]
@@ -101,9 +116,13 @@ def test_driver_reads_newest_frame_resynchronises_and_times_out(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------
 def start(make_suite, watcher, tmp_path, **kw):
-    suite = make_suite({"lud": ludlum(tmp_path, **kw)}, {
-        "areas": {"uptake6": {"name": "Uptake 6", "kind": "uptake_room"}},
-        "radiation": {"areas": {"uptake6": RAD}}})
+    suite = make_suite(
+        {"lud": ludlum(tmp_path, **kw)},
+        {
+            "areas": {"uptake6": {"name": "Uptake 6", "kind": "uptake_room"}},
+            "radiation": {"areas": {"uptake6": RAD}},
+        },
+    )
     suite.start_sims()
     suite.start_daemon(watcher)
     return suite
@@ -112,15 +131,19 @@ def start(make_suite, watcher, tmp_path, **kw):
 def test_stopped_monitor_is_comm_lost_after_three_frame_periods(make_suite, watcher, tmp_path):
     suite = start(make_suite, watcher, tmp_path)
     state_t = suite.topic("device", "lud", "state")
-    s = watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok" and not s["stale"] and s, 10,
-                         what="fresh Ludlum state")
+    s = watcher.wait_for(
+        lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok" and not s["stale"] and s,
+        10,
+        what="fresh Ludlum state",
+    )
     assert s["unit"] == "uSv/h" and s["area"] == "uptake6" and s["level"] == "normal"
 
     silent_at = time.monotonic()
     suite.sim("lud", "silence", on=True)
     alarm_t = suite.topic("alarm", "lud.comm_lost")
-    rec = watcher.wait_for(lambda w: (a := w.json_of(alarm_t)) and a["state"] == "active" and a, 5,
-                           what="comm-lost alarm")
+    rec = watcher.wait_for(
+        lambda w: (a := w.json_of(alarm_t)) and a["state"] == "active" and a, 5, what="comm-lost alarm"
+    )
     took = time.monotonic() - silent_at
     # The last frame came at most one period before the silence: 2..3 periods, plus delivery.
     assert 2 * PERIOD - 0.05 <= took <= 3 * PERIOD + 0.6, f"comm loss took {took:.2f} s"
@@ -138,15 +161,20 @@ def test_garbage_on_the_serial_line_is_counted_and_never_alarms(make_suite, watc
     state_t = suite.topic("device", "lud", "state")
     watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="Ludlum up")
     suite.sim("lud", "noise", rate=0.5)  # every other frame corrupted
-    s = watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["values"]["bad_frames"] >= 6 and s, 15,
-                         what="bad frames counted")
+    s = watcher.wait_for(
+        lambda w: (s := w.json_of(state_t)) and s["values"]["bad_frames"] >= 6 and s,
+        15,
+        what="bad frames counted",
+    )
     assert s["comm"] == "ok" and not s["stale"]
     suite.sim("lud", "noise", rate=0.0)
     for _ in range(3):  # bursts of garbage and cut-short frames, a good frame between bursts
         seen = watcher.json_of(state_t)["values"]["frames"]
         suite.sim("lud", "garbage", count=50)
         suite.sim("lud", "partial", count=9)
-        watcher.wait_for(lambda w: w.json_of(state_t)["values"]["frames"] >= seen + 2, 10, what="good frames again")
+        watcher.wait_for(
+            lambda w: w.json_of(state_t)["values"]["frames"] >= seen + 2, 10, what="good frames again"
+        )
     s = watcher.json_of(state_t)
     assert s["values"]["bad_frames"] >= 9 and s["comm"] == "ok" and not s["stale"]
     assert suite.sim("lud", "stats")["corrupted"] >= 6
@@ -155,8 +183,11 @@ def test_garbage_on_the_serial_line_is_counted_and_never_alarms(make_suite, watc
 
     # A real rise still gets through the noise, with the alarm delay.
     suite.sim("lud", "fix", usv_h=30.0)
-    rec = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "lud.rate_alarm")))
-                           and a["state"] == "active" and a, 10, what="rate alarm through the noise")
+    rec = watcher.wait_for(
+        lambda w: (a := w.json_of(suite.topic("alarm", "lud.rate_alarm"))) and a["state"] == "active" and a,
+        10,
+        what="rate alarm through the noise",
+    )
     assert rec["details"]["rate_at_raise_usv_h"] == 30.0
 
 
@@ -165,47 +196,82 @@ def test_ludlum_over_range_fault_and_occupancy(make_suite, watcher, tmp_path):
     state_t = suite.topic("device", "lud", "state")
     watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="Ludlum up")
 
-    watcher.publish(suite.topic("cmd", "nurse2", "occupancy"), {"area": "uptake6", "occupied": True,
-                                                                "activity_mbq": 300})
+    watcher.publish(
+        suite.topic("cmd", "nurse2", "occupancy"), {"area": "uptake6", "occupied": True, "activity_mbq": 300}
+    )
     watcher.wait_for(lambda w: w.json_of(state_t)["thresholds"]["set"] == "occupied", 5, what="occupied set")
     suite.sim("lud", "arrive", activity_mbq=300, distance_m=1.0)
     s = watcher.wait_for(lambda w: (s := w.json_of(state_t))["dose_rate_usv_h"] > 20 and s, 5, what="patient")
     assert s["level"] == "normal"
 
     suite.sim("lud", "fix", usv_h=20000.0)  # beyond the 6-character display: saturates, flags over-range
-    rec = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "lud.over_range")))
-                           and a["state"] == "active" and a, 5, what="over-range")
+    rec = watcher.wait_for(
+        lambda w: (a := w.json_of(suite.topic("alarm", "lud.over_range"))) and a["state"] == "active" and a,
+        5,
+        what="over-range",
+    )
     assert (rec["priority"], rec["kind"]) == ("high", "technical")
     assert watcher.json_of(state_t)["values"]["display"] == "9999.0"
 
     suite.sim("lud", "fix")
     suite.sim("lud", "fail", mode="fault")  # monitor FAIL status and an error code
-    rec = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "lud.detector_fault")))
-                           and a["state"] == "active" and a, 5, what="detector fault")
+    rec = watcher.wait_for(
+        lambda w: (
+            (a := w.json_of(suite.topic("alarm", "lud.detector_fault"))) and a["state"] == "active" and a
+        ),
+        5,
+        what="detector fault",
+    )
     assert "monitor FAIL" in rec["message"] and (rec["priority"], rec["kind"]) == ("high", "technical")
     s = watcher.wait_for(lambda w: (s := w.json_of(state_t))["level"] == "fault" and s, 5, what="level fault")
     assert s["dose_rate_usv_h"] is None
-    assert not [e for e in watcher.events(suite.site)
-                if e["type"] == "alarm.raised" and e["alarm_id"] in ("lud.rate_warning", "lud.spill")]
+    assert not [
+        e
+        for e in watcher.events(suite.site)
+        if e["type"] == "alarm.raised" and e["alarm_id"] in ("lud.rate_warning", "lud.spill")
+    ]
 
 
-def test_the_instruments_own_alarm_bytes_raise_alarms_and_the_meters_unit_is_honoured(make_suite, watcher, tmp_path):
+def test_the_instruments_own_alarm_bytes_raise_alarms_and_the_meters_unit_is_honoured(
+    make_suite, watcher, tmp_path
+):
     # A meter set to mR/h, configured as such: frames carry 0.6 (mR/h) for 6 uSv/h. The instrument's
     # own setpoints (5 and 2 uSv/h) sit below suitemon's 7.5 uSv/h warning: its flags alone must alarm.
-    suite = start(make_suite, watcher, tmp_path, reading_unit="mR/h",
-                  sim={"seed": 3, "display_unit": "mR/h", "high_alarm_usv_h": 5.0, "low_alarm_usv_h": 2.0})
+    suite = start(
+        make_suite,
+        watcher,
+        tmp_path,
+        reading_unit="mR/h",
+        sim={"seed": 3, "display_unit": "mR/h", "high_alarm_usv_h": 5.0, "low_alarm_usv_h": 2.0},
+    )
     state_t = suite.topic("device", "lud", "state")
     watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["comm"] == "ok", 10, what="Ludlum up")
     suite.sim("lud", "fix", usv_h=6.0)
-    s = watcher.wait_for(lambda w: (s := w.json_of(state_t)) and s["values"]["display"] == "0000.6" and s, 5,
-                         what="the meter's own display")
+    s = watcher.wait_for(
+        lambda w: (s := w.json_of(state_t)) and s["values"]["display"] == "0000.6" and s,
+        5,
+        what="the meter's own display",
+    )
     assert s["dose_rate_usv_h"] == pytest.approx(6.0) and s["values"]["display_unit"] == "mR/h"
     for flag, priority in (("instrument_high_alarm", "high"), ("instrument_low_alarm", "medium")):
-        rec = watcher.wait_for(lambda w, f=flag: (a := w.json_of(suite.topic("alarm", f"lud.{f}")))
-                               and a["state"] == "active" and a, 5, what=flag)
+        rec = watcher.wait_for(
+            lambda w, f=flag: (
+                (a := w.json_of(suite.topic("alarm", f"lud.{f}"))) and a["state"] == "active" and a
+            ),
+            5,
+            what=flag,
+        )
         assert rec["priority"] == priority and rec["location"] == "uptake6"
-    assert not [e for e in watcher.events(suite.site)
-                if e["type"] == "alarm.raised" and e["alarm_id"] == "lud.rate_warning"]
+    assert not [
+        e
+        for e in watcher.events(suite.site)
+        if e["type"] == "alarm.raised" and e["alarm_id"] == "lud.rate_warning"
+    ]
     suite.sim("lud", "fix", usv_h=0.1)
-    watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "lud.instrument_high_alarm")))
-                     and a["state"] == "closed", 5, what="instrument alarm over")
+    watcher.wait_for(
+        lambda w: (
+            (a := w.json_of(suite.topic("alarm", "lud.instrument_high_alarm"))) and a["state"] == "closed"
+        ),
+        5,
+        what="instrument alarm over",
+    )

@@ -8,11 +8,11 @@ import threading
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from dicom_helpers import dicom_section, target
 from helpers import free_port, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 from service_helpers import points_device
+
 from suitemon.daemon import __version__
 from suitemon.daemon.config import ConfigError, parse_config
 from suitemon.simulators import dicom_study as st
@@ -46,8 +46,11 @@ def scrape(port: int) -> dict[tuple[str, frozenset], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         assert r.status == 200
         text = r.read().decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 def value(samples, name: str, **labels) -> float | None:
@@ -60,8 +63,7 @@ def metrics_port(suite) -> int:
 
 def test_scrape_while_a_scenario_runs_shows_devices_alarms_outbox_and_journal(make_suite, watcher, tmp_path):
     silent = points_device()  # no simulator answers it: failures, growing age, comm lost
-    suite = make_suite({"env": points_device(), "env2": silent},
-                       extra={"metrics": {"port": free_port()}})
+    suite = make_suite({"env": points_device(), "env2": silent}, extra={"metrics": {"port": free_port()}})
     suite.start_sims("env")
     suite.start_daemon(watcher)
     port = metrics_port(suite)
@@ -72,9 +74,11 @@ def test_scrape_while_a_scenario_runs_shows_devices_alarms_outbox_and_journal(ma
     player = threading.Thread(target=lambda: result.setdefault("fails", suite.play(scenario, watcher)))
     player.start()
     try:
+
         def alarm_seen():
             s = scrape(port)
             return s if value(s, "suitemon_alarms_open", priority="low", state="active") == 1 else None
+
         during = wait_until(alarm_seen, 10, interval=0.2, what="the scenario's alarm in a scrape")
         assert player.is_alive(), "the scrape must be taken while the scenario runs"
     finally:
@@ -84,8 +88,9 @@ def test_scrape_while_a_scenario_runs_shows_devices_alarms_outbox_and_journal(ma
     assert value(during, "suitemon_loop_responsive") == 1
     assert value(during, "suitemon_info", version=__version__, site=suite.site) == 1
     assert value(during, "suitemon_device_age_seconds", device="env", kind="modbus_points") < 2.0
-    assert value(during, "suitemon_device_polls_total", device="env") > value(first, "suitemon_device_polls_total",
-                                                                              device="env")
+    assert value(during, "suitemon_device_polls_total", device="env") > value(
+        first, "suitemon_device_polls_total", device="env"
+    )
     assert value(during, "suitemon_device_poll_failures_total", device="env") == 0
     assert value(during, "suitemon_device_comm_lost", device="env") == 0
     assert value(during, "suitemon_device_poll_failures_total", device="env2") >= 3
@@ -118,8 +123,15 @@ def test_dicom_associations_and_instances_are_counted(make_suite, watcher):
 
     def counted():
         s = scrape(port)
-        return s if (value(s, "suitemon_dicom_instances_total", outcome="parsed") == len(study)
-                     and value(s, "suitemon_dicom_associations_total", result="rejected") == 1) else None
+        return (
+            s
+            if (
+                value(s, "suitemon_dicom_instances_total", outcome="parsed") == len(study)
+                and value(s, "suitemon_dicom_associations_total", result="rejected") == 1
+            )
+            else None
+        )
+
     after = wait_until(counted, 20, interval=0.2, what="instances parsed and the rejection counted")
     assert value(after, "suitemon_dicom_instances_total", outcome="received") == len(study)
     assert value(after, "suitemon_dicom_instances_total", outcome="unparseable") == 0
@@ -137,12 +149,24 @@ def test_a_taken_port_is_an_error_but_the_daemon_keeps_monitoring(make_suite, wa
         wait_until(lambda: "metrics endpoint cannot listen" in d.log_text(), 10, what="bind error logged")
         rid = "metrics-port"
         watcher.publish(suite.topic("cmd", "eng", "status"), {"request_id": rid})
-        reply = watcher.wait_for(lambda w: next((r for t, p, *_ in w.messages if t == suite.topic("reply", "eng")
-                                                 and (r := json.loads(p)).get("request_id") == rid), None),
-                                 10, what="status reply")["result"]
+        reply = watcher.wait_for(
+            lambda w: next(
+                (
+                    r
+                    for t, p, *_ in w.messages
+                    if t == suite.topic("reply", "eng") and (r := json.loads(p)).get("request_id") == rid
+                ),
+                None,
+            ),
+            10,
+            what="status reply",
+        )["result"]
         assert reply["counters"].get("metrics.bind_failed") == 1
-        watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "env", "state"))) and not s["stale"],
-                         10, what="env still monitored")
+        watcher.wait_for(
+            lambda w: (s := w.json_of(suite.topic("device", "env", "state"))) and not s["stale"],
+            10,
+            what="env still monitored",
+        )
         assert d.alive()
 
 

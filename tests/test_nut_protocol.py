@@ -7,25 +7,49 @@ and every value we quote decodes back to itself.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suitemon.drivers.base import CommError, DeviceException, DriverError
 from suitemon.drivers.nut_protocol import (
-    NutError, NutFrameError, NutStale, name, parse_var, quote, raise_for_error, split_line,
+    NutError,
+    NutFrameError,
+    NutStale,
+    name,
+    parse_var,
+    quote,
+    raise_for_error,
+    split_line,
 )
 from suitemon.drivers.ups_nut import normalise
 
 
 def test_split_line_unquotes_values_with_escapes():
     assert split_line(b'VAR pet ups.status "OB LB"\n') == ["VAR", "pet", "ups.status", "OB LB"]
-    assert split_line(b'VAR pet ups.mfr "say \\"hi\\" \\\\ ok"\n') == ["VAR", "pet", "ups.mfr", 'say "hi" \\ ok']
+    assert split_line(b'VAR pet ups.mfr "say \\"hi\\" \\\\ ok"\n') == [
+        "VAR",
+        "pet",
+        "ups.mfr",
+        'say "hi" \\ ok',
+    ]
     assert split_line(b'VAR pet x ""') == ["VAR", "pet", "x", ""]
 
 
-@pytest.mark.parametrize("raw", [
-    b'VAR pet x "open', b'VAR pet x "a\\', b'VAR pet x "a"b', b"VAR pet x a\"b", b"", b"   \n",
-    b"VAR pet x \xff\xfe", b"VAR\x00pet", b"VAR pet\rx", b"A" * 5000,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'VAR pet x "open',
+        b'VAR pet x "a\\',
+        b'VAR pet x "a"b',
+        b"VAR pet x a\"b",
+        b"",
+        b"   \n",
+        b"VAR pet x \xff\xfe",
+        b"VAR\x00pet",
+        b"VAR pet\rx",
+        b"A" * 5000,
+    ],
+)
 def test_split_line_rejects_garbled_lines(raw):
     with pytest.raises(NutFrameError):
         split_line(raw)
@@ -58,8 +82,16 @@ def test_parse_var_checks_the_ups_name():
 
 
 def test_nut_status_flags_map_to_the_shared_model():
-    v = normalise({"ups.status": "OB LB RB OVER", "battery.charge": "12", "battery.runtime": "95",
-                   "ups.load": "61", "input.voltage": "0.0", "ups.timer.shutdown": "-1"})
+    v = normalise(
+        {
+            "ups.status": "OB LB RB OVER",
+            "battery.charge": "12",
+            "battery.runtime": "95",
+            "ups.load": "61",
+            "input.voltage": "0.0",
+            "ups.timer.shutdown": "-1",
+        }
+    )
     assert v["on_battery"] and v["input_bad"] and v["shutdown_imminent"]
     assert v["battery_needs_replacement"] and v["overload"] and not v["online"]
     assert (v["charge_pct"], v["runtime_s"], v["load_pct"], v["outlet_countdown_s"]) == (12.0, 95.0, 61.0, -1)
@@ -98,14 +130,32 @@ def test_fuzz_any_bytes_decode_or_raise_a_frame_error(raw):
     assert words and all(isinstance(w, str) for w in words)
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=60))
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=60
+    )
+)
 def test_fuzz_quoted_values_round_trip(value):
     assert split_line(f"VAR pet x {quote(value)}\n".encode()) == ["VAR", "pet", "x", value]
 
 
-@given(st.dictionaries(st.sampled_from(["ups.status", "battery.charge", "battery.runtime", "ups.load",
-                                        "input.voltage", "ups.timer.shutdown", "ups.test.result"]),
-                       st.text(max_size=12), max_size=7))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "ups.status",
+                "battery.charge",
+                "battery.runtime",
+                "ups.load",
+                "input.voltage",
+                "ups.timer.shutdown",
+                "ups.test.result",
+            ]
+        ),
+        st.text(max_size=12),
+        max_size=7,
+    )
+)
 def test_fuzz_normalise_never_crashes(vars_):
     try:
         v = normalise(vars_)

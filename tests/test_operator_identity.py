@@ -18,7 +18,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import events_of
 from helpers import REPO
 from secure_broker import DEPLOY
@@ -27,8 +26,14 @@ from test_broker_security import USERS, client, daemon_mqtt, site  # noqa: F401 
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "shutdown", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "shutdown", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def password_of(tmp_path, user: str, mode: int = 0o600, password: str | None = None):
@@ -42,8 +47,10 @@ def password_of(tmp_path, user: str, mode: int = 0o600, password: str | None = N
 def test_shutdown_cli_acts_as_the_operator_over_tls(site, make_suite, tmp_path):  # noqa: F811
     sd = short_shutdown()
     sd["steps"][0]["timeout_s"] = 30.0  # no target answers: time enough to abort before the next step
-    suite = make_suite({"ups": ups_device("tcp", tmp_path)},
-                       {"areas": AREAS, "shutdown": strip_none(sd), "mqtt": daemon_mqtt(site, tmp_path)})
+    suite = make_suite(
+        {"ups": ups_device("tcp", tmp_path)},
+        {"areas": AREAS, "shutdown": strip_none(sd), "mqtt": daemon_mqtt(site, tmp_path)},
+    )
     suite.start_sims("ups")
     board = client(site, "board")
     suite.start_daemon(board)
@@ -53,13 +60,28 @@ def test_shutdown_cli_acts_as_the_operator_over_tls(site, make_suite, tmp_path):
     assert r.returncode == 0 and '"phase": "idle"' in r.stdout, r.stderr
     # The nurse with her own account: the broker refuses her the shutdown topic, at once.
     t0 = time.monotonic()
-    r = cli("-c", str(suite.path), "--abort", "--confirm", "--user", "nurse1",
-            "--password-file", password_of(tmp_path, "nurse1"))
+    r = cli(
+        "-c",
+        str(suite.path),
+        "--abort",
+        "--confirm",
+        "--user",
+        "nurse1",
+        "--password-file",
+        password_of(tmp_path, "nurse1"),
+    )
     assert r.returncode == 1 and "Not authorized" in r.stderr, r.stderr
     assert time.monotonic() - t0 < 8
     # A wrong password.
-    r = cli("-c", str(suite.path), "--status", "--user", "radiographer1",
-            "--password-file", password_of(tmp_path, "nurse2", password="guess"))
+    r = cli(
+        "-c",
+        str(suite.path),
+        "--status",
+        "--user",
+        "radiographer1",
+        "--password-file",
+        password_of(tmp_path, "nurse2", password="guess"),
+    )
     assert r.returncode == 1 and "the broker refused radiographer1" in r.stderr, r.stderr
 
     r = cli("-c", str(suite.path), "--start", "--confirm", *rad, "--reason", "drill")
@@ -69,8 +91,14 @@ def test_shutdown_cli_acts_as_the_operator_over_tls(site, make_suite, tmp_path):
 
     r = cli("-c", str(suite.path), "--abort", "--confirm", *rad)
     assert r.returncode == 0, r.stderr
-    aborted = board.wait_for(lambda w: [e for e in events_of(w, suite.site, "shutdown.") if e["actor"] != "system"
-                                        and e["type"] != "shutdown.started"], 10)
+    aborted = board.wait_for(
+        lambda w: [
+            e
+            for e in events_of(w, suite.site, "shutdown.")
+            if e["actor"] != "system" and e["type"] != "shutdown.started"
+        ],
+        10,
+    )
     assert {e["actor"] for e in aborted} == {"radiographer1"}
     # Every CLI login the broker saw was a person's, never the daemon's account.
     logins = re.findall(r"as (suitemon-cli-\w+) \([^)]*u'([^']*)'\)", site.log_text())
@@ -84,17 +112,44 @@ def test_shutdown_cli_refuses_a_typed_actor_an_exposed_password_file_and_no_pass
     def main(argv):  # the sub-command itself: cli.main would point structlog at this test's captured stderr
         args = build_parser().parse_args(argv)
         return args.fn(args)
+
     base = ["shutdown", "-c", str(REPO / "examples" / "suite.toml")]
     # A typed name is not an identity.
-    assert main([*base, "--abort", "--confirm", "--actor", "nurse1", "--user", "radiographer1",
-                 "--password-file", password_of(tmp_path, "radiographer1")]) == 2
+    assert (
+        main(
+            [
+                *base,
+                "--abort",
+                "--confirm",
+                "--actor",
+                "nurse1",
+                "--user",
+                "radiographer1",
+                "--password-file",
+                password_of(tmp_path, "radiographer1"),
+            ]
+        )
+        == 2
+    )
     assert "--actor is no longer accepted" in capsys.readouterr().err
     # A password file others can read is refused before anything connects.
-    assert main([*base, "--status", "--user", "nurse2", "--password-file",
-                 password_of(tmp_path, "nurse2", mode=0o644)]) == 2
+    assert (
+        main(
+            [
+                *base,
+                "--status",
+                "--user",
+                "nurse2",
+                "--password-file",
+                password_of(tmp_path, "nurse2", mode=0o644),
+            ]
+        )
+        == 2
+    )
     assert "readable by you only" in capsys.readouterr().err
     # Without a terminal and without a file there is nobody to ask: refused, never the daemon's account.
     import sys as _sys
+
     stdin, _sys.stdin = _sys.stdin, open(os.devnull)
     try:
         assert main([*base, "--status", "--user", "radiographer1"]) == 2
@@ -111,8 +166,11 @@ def test_the_shipped_broker_refuses_an_oversize_command(site, make_suite, tmp_pa
     nurse = client(site, "nurse1", topic=suite.topic("reply", "nurse1"))
     # QoS 0: paho would re-send a QoS 1 one after every reconnect, for ever.
     nurse.client.publish(suite.topic("cmd", "nurse1", "status"), b"x" * 300_000, qos=0)
-    nurse.wait_for(lambda w: len(w.connects) >= 2 and w.client.is_connected(), 10,
-                   what="the broker dropping and the nurse reconnecting")
+    nurse.wait_for(
+        lambda w: len(w.connects) >= 2 and w.client.is_connected(),
+        10,
+        what="the broker dropping and the nurse reconnecting",
+    )
     assert nurse.connects[:2] == ["Success", "Success"], nurse.connects
     nurse.publish(suite.topic("cmd", "nurse1", "status"), {"request_id": "small"})
     reply = nurse.wait_for(lambda w: w.json_of(suite.topic("reply", "nurse1")), 10, what="reply")
@@ -128,10 +186,14 @@ def test_the_shipped_broker_refuses_an_oversize_command(site, make_suite, tmp_pa
 def test_the_daemon_asks_the_broker_not_to_send_it_oversize_packets(make_suite, watcher, protocol):
     suite = make_suite({}, {"mqtt": {"protocol": protocol}})
     d = suite.start_daemon(watcher)  # the session broker has no max_packet_size of its own
-    watcher.client.publish(suite.topic("cmd", "nurse1", "status"), b"x" * 1_000_000, qos=1).wait_for_publish(10)
+    watcher.client.publish(suite.topic("cmd", "nurse1", "status"), b"x" * 1_000_000, qos=1).wait_for_publish(
+        10
+    )
     watcher.publish(suite.topic("cmd", "nurse1", "status"), {"request_id": "after"})
     reply_t = suite.topic("reply", "nurse1")
-    replies = watcher.wait_for(lambda w: [p for t, p, *_ in w.messages if t == reply_t and b'"after"' in p], 10)
+    replies = watcher.wait_for(
+        lambda w: [p for t, p, *_ in w.messages if t == reply_t and b'"after"' in p], 10
+    )
     assert len(replies) == 1
     # The megabyte was never decoded: no rejection, nothing journaled. MQTT 5: the broker did not
     # even send it (Maximum Packet Size); MQTT 3.1.1 cannot ask, so the network thread drops it.
@@ -155,21 +217,30 @@ def test_every_part_that_connects_builds_its_client_with_the_one_factory():
         if path == REPO / "daemon" / "mqtt.py" or str(path.relative_to(REPO)) in CENTRAL_SIDE:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Client" \
-                    and getattr(node.func.value, "id", "") == "paho":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "Client"
+                and getattr(node.func.value, "id", "") == "paho"
+            ):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
-    assert offenders == [], "build MQTT clients with suitemon.daemon.mqtt.make_client: " + ", ".join(offenders)
+    assert offenders == [], "build MQTT clients with suitemon.daemon.mqtt.make_client: " + ", ".join(
+        offenders
+    )
 
 
 def test_the_factory_applies_tls_and_hostname_checks_as_configured(site):  # noqa: F811
     from suitemon.daemon.config import MqttConfig
     from suitemon.daemon.mqtt import MAX_PACKET, connect_properties, make_client
+
     mcfg = MqttConfig(host="127.0.0.1", port=site.port, tls={"ca_file": site.pki.ca})
     c = make_client(mcfg, "factory-test", username="nurse1", password=USERS["nurse1"])
     assert c._ssl_context is not None and c._ssl_context.check_hostname
     assert connect_properties(mcfg).MaximumPacketSize == MAX_PACKET
-    lax = make_client(mcfg.model_copy(update={"tls": mcfg.tls.model_copy(update={"insecure_skip_hostname": True})}),
-                      "factory-test-2")
+    lax = make_client(
+        mcfg.model_copy(update={"tls": mcfg.tls.model_copy(update={"insecure_skip_hostname": True})}),
+        "factory-test-2",
+    )
     assert not lax._ssl_context.check_hostname
 
 

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 from aiosmtpd.controller import Controller
-
 from conftest import BASE
 from helpers import deep_merge, free_port
+
 from suitemon.daemon.alarms import AlarmEngine, Condition
 from suitemon.daemon.config import ConfigError, parse_config
 from suitemon.daemon.context import Context
@@ -23,9 +23,10 @@ from suitemon.daemon.metrics import Metrics
 from suitemon.daemon.paging.apprise_channel import AppriseChannel
 from suitemon.daemon.paging.pages import Page
 
-
 # apprise keeps its own thread pool for synchronous plugins (SMTP) for the life of the process
-pytestmark = pytest.mark.leaks_allowed('apprise keeps its own thread pool for synchronous plugins (SMTP) for the life of the process')
+pytestmark = pytest.mark.leaks_allowed(
+    'apprise keeps its own thread pool for synchronous plugins (SMTP) for the life of the process'
+)
 
 
 class Inbox:
@@ -35,7 +36,9 @@ class Inbox:
 
     async def handle_DATA(self, server, session, envelope):
         with self.cond:
-            self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode("utf-8", "replace")))
+            self.mails.append(
+                (envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode("utf-8", "replace"))
+            )
             self.cond.notify_all()
         return "250 OK"
 
@@ -54,11 +57,25 @@ def mail_url(port: int, to: str) -> str:
 
 
 def config(urls: dict):
-    return parse_config(deep_merge(BASE, {
-        "site": {"id": "ap"},
-        "alarm_types": {"bells.emergency": {"priority": "high", "kind": "clinical", "latching": True, "emergency": True,
-                                            "ladder": "deterioration", "protocol": "deterioration"}},
-        "messaging": {"timeout_s": 10, "recipients": urls}}))
+    return parse_config(
+        deep_merge(
+            BASE,
+            {
+                "site": {"id": "ap"},
+                "alarm_types": {
+                    "bells.emergency": {
+                        "priority": "high",
+                        "kind": "clinical",
+                        "latching": True,
+                        "emergency": True,
+                        "ladder": "deterioration",
+                        "protocol": "deterioration",
+                    }
+                },
+                "messaging": {"timeout_s": 10, "recipients": urls},
+            },
+        )
+    )
 
 
 def run(tmp_path, cfg, until):
@@ -66,8 +83,15 @@ def run(tmp_path, cfg, until):
     recorder = Recorder(journal)
     engine = AlarmEngine(recorder, cfg)
     Escalator(engine, cfg)
-    ctx = Context(cfg=cfg, recorder=recorder, engine=engine, topics=Topics("suitemon", "ap"), metrics=Metrics(),
-                  facts=Facts(), publish_json=lambda *a, **k: None)
+    ctx = Context(
+        cfg=cfg,
+        recorder=recorder,
+        engine=engine,
+        topics=Topics("suitemon", "ap"),
+        metrics=Metrics(),
+        facts=Facts(),
+        publish_json=lambda *a, **k: None,
+    )
     ch = AppriseChannel(ctx)
 
     def deliveries():
@@ -76,8 +100,15 @@ def run(tmp_path, cfg, until):
 
     async def main():
         await ch.start()
-        engine.apply(Condition(alarm_id="bells.uptake3.emergency", type="bells.emergency", present=True,
-                               location="uptake3", message="Emergency button"))
+        engine.apply(
+            Condition(
+                alarm_id="bells.uptake3.emergency",
+                type="bells.emergency",
+                present=True,
+                location="uptake3",
+                message="Emergency button",
+            )
+        )
         deadline = asyncio.get_running_loop().time() + 15
         while not until(deliveries()):
             assert asyncio.get_running_loop().time() < deadline, deliveries()
@@ -85,6 +116,7 @@ def run(tmp_path, cfg, until):
         await ch.stop()
         engine.escalator.cancel_all()
         recorder.flush()
+
     asyncio.run(main())
     steps = [(e.data["step"], e.data["reason"]) for e in journal.events_of_type("alarm.notify")]
     return deliveries(), steps
@@ -100,7 +132,9 @@ def test_email_reaches_the_local_smtp_server_and_is_accepted(tmp_path, smtp):
         inbox.cond.wait_for(lambda: inbox.mails, 5)
     frm, to, content = inbox.mails[0]
     assert to == ["nurse1@example.org"] and frm == "suitemon@example.org"
-    assert "Call Resus team on 2222" in content and "Stay with the patient" in content and "Uptake 3" in content
+    assert (
+        "Call Resus team on 2222" in content and "Stay with the patient" in content and "Uptake 3" in content
+    )
     assert steps == [(0, "raised")]
 
 
@@ -126,18 +160,45 @@ def test_a_message_left_queued_by_a_restart_goes_out_when_the_channel_starts(tmp
     recorder = Recorder(journal)
     engine = AlarmEngine(recorder, cfg)
     Escalator(engine, cfg)
-    ctx = Context(cfg=cfg, recorder=recorder, engine=engine, topics=Topics("suitemon", "ap"), metrics=Metrics(),
-                  facts=Facts(), publish_json=lambda *a, **k: None)
+    ctx = Context(
+        cfg=cfg,
+        recorder=recorder,
+        engine=engine,
+        topics=Topics("suitemon", "ap"),
+        metrics=Metrics(),
+        facts=Facts(),
+        publish_json=lambda *a, **k: None,
+    )
 
     async def main():
-        engine.apply(Condition(alarm_id="bells.uptake3.emergency", type="bells.emergency", present=True,
-                               location="uptake3", message="Emergency button"))
+        engine.apply(
+            Condition(
+                alarm_id="bells.uptake3.emergency",
+                type="bells.emergency",
+                present=True,
+                location="uptake3",
+                message="Emergency button",
+            )
+        )
         rec = engine.alarms["bells.uptake3.emergency"]
         # what the previous process journaled before it died: queued, never sent
-        recorder.record("paging.delivery", Page(
-            page_id="n0/nurse1@apprise", alarm_id=rec.alarm_id, occurrence=rec.occurrence, step=0, role="room_nurse",
-            recipient="nurse1", address=f"mailto://127.0.0.1:{port}", priority="high", text="HIGH Uptake 3",
-            emergency=True, kind="clinical", channel="apprise").data(reason=None))
+        recorder.record(
+            "paging.delivery",
+            Page(
+                page_id="n0/nurse1@apprise",
+                alarm_id=rec.alarm_id,
+                occurrence=rec.occurrence,
+                step=0,
+                role="room_nurse",
+                recipient="nurse1",
+                address=f"mailto://127.0.0.1:{port}",
+                priority="high",
+                text="HIGH Uptake 3",
+                emergency=True,
+                kind="clinical",
+                channel="apprise",
+            ).data(reason=None),
+        )
         recorder.flush()
         ch = AppriseChannel(ctx)
         await ch.start()
@@ -148,6 +209,7 @@ def test_a_message_left_queued_by_a_restart_goes_out_when_the_channel_starts(tmp
             recorder.flush()
         await ch.stop()
         engine.escalator.cancel_all()
+
     asyncio.run(main())
     with inbox.cond:
         assert inbox.cond.wait_for(lambda: inbox.mails, 5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from bells_helpers import bells_device, bells_extra, command, notifies, wait_alarm
 from helpers import wait_until
 
@@ -16,8 +15,17 @@ ADDRESSES = {"nurse1": "101", "nurse2": "102", "rad1": "201", "switchboard": "22
 
 def paging_section(tmp_path, **kw) -> dict:
     # 8N1: a pty keeps CS8 whatever is asked, and pyserial then refuses to reopen it as 7E1 (EINVAL).
-    d = {"serial_port": str(tmp_path / "paging.tty"), "bytesize": 8, "parity": "N", "response_timeout_s": 0.3, "retries": 1,
-         "poll_interval_s": 0.2, "link_lost_after": 2, "message_width": 40, "recipients": ADDRESSES}
+    d = {
+        "serial_port": str(tmp_path / "paging.tty"),
+        "bytesize": 8,
+        "parity": "N",
+        "response_timeout_s": 0.3,
+        "retries": 1,
+        "poll_interval_s": 0.2,
+        "link_lost_after": 2,
+        "message_width": 40,
+        "recipients": ADDRESSES,
+    }
     d.update(kw)
     return d
 
@@ -28,13 +36,19 @@ def start(make_suite, watcher, tmp_path, steps=(30, 30, 30), **paging):
     suite = make_suite({"bells": bells_device("tcp", tmp_path)}, extra)
     suite.start_sims()
     daemon = suite.start_daemon(watcher)
-    wait_until(lambda: suite.sim("paging_base", "stats")["polls"] >= 1, 10, what="daemon polls the base station")
+    wait_until(
+        lambda: suite.sim("paging_base", "stats")["polls"] >= 1, 10, what="daemon polls the base station"
+    )
     return suite, daemon
 
 
 def deliveries(watcher, suite, alarm_id=AID) -> list[dict]:
     t = suite.topic("delivery")
-    return [d for top, p, *_ in list(watcher.messages) if top == t and (d := json.loads(p))["alarm_id"] == alarm_id]
+    return [
+        d
+        for top, p, *_ in list(watcher.messages)
+        if top == t and (d := json.loads(p))["alarm_id"] == alarm_id
+    ]
 
 
 def states(watcher, suite, state: str) -> list[tuple[int, str]]:
@@ -52,8 +66,10 @@ def test_naks_move_the_ladder_on_at_once_and_an_accept_stops_the_pages(make_suit
     assert all(d["attempts"] == 2 and "NAK" in d["reason"] for d in failed)
     watcher.wait_for(lambda w: len(notifies(w, suite, AID)) >= 2, 5, what="step 1")
     n = notifies(watcher, suite, AID)
-    assert [(role, b["step"], b["reason"]) for role, b, _ in n] == [("room_nurse", 0, "raised"),
-                                                                   ("suite_staff", 1, "page_failed")]
+    assert [(role, b["step"], b["reason"]) for role, b, _ in n] == [
+        ("room_nurse", 0, "raised"),
+        ("suite_staff", 1, "page_failed"),
+    ]
     assert n[1][2] - n[0][2] < 3.0  # at once, not after the 30 s step
     watcher.wait_for(lambda w: len(states(w, suite, "accepted")) == 3, 10, what="step-1 pages accepted")
     assert sorted(states(watcher, suite, "accepted")) == [(1, "nurse1"), (1, "nurse2"), (1, "rad1")]
@@ -94,8 +110,11 @@ def test_restart_during_an_outage_loses_no_page(make_suite, watcher, tmp_path):
     suite.sim("bells", "press", room="uptake3", button="emergency", hold_s=0.05)
     # Unconfirmed pages move the ladder on at once: every step is told, each page waits in the queue.
     watcher.wait_for(lambda w: len(states(w, suite, "queued")) == 6, 10, what="pages of every step queued")
-    assert [b["reason"] for _, b, _ in notifies(watcher, suite, AID)] == ["raised", "page_unconfirmed",
-                                                                           "page_unconfirmed"]
+    assert [b["reason"] for _, b, _ in notifies(watcher, suite, AID)] == [
+        "raised",
+        "page_unconfirmed",
+        "page_unconfirmed",
+    ]
     daemon.kill9()
     suite.start_daemon(watcher, name="daemon2")
     suite.sim("paging_base", "clear")
@@ -116,7 +135,9 @@ def test_pages_queued_in_an_outage_are_cancelled_once_the_alarm_is_accepted(make
     assert r["ok"], r
     queued = len(states(watcher, suite, "queued"))
     suite.sim("paging_base", "clear")
-    watcher.wait_for(lambda w: len(states(w, suite, "cancelled")) == queued, 10, what="queued pages cancelled")
+    watcher.wait_for(
+        lambda w: len(states(w, suite, "cancelled")) == queued, 10, what="queued pages cancelled"
+    )
     wait_alarm(watcher, suite, "paging.link", 5, state="closed")
     assert suite.sim("paging_base", "blocks_received") == []
 
@@ -124,9 +145,14 @@ def test_pages_queued_in_an_outage_are_cancelled_once_the_alarm_is_accepted(make
 @pytest.mark.slow  # a 20 s scenario played at 2x
 def test_deterioration_paging_scenario(make_suite, watcher, tmp_path):
     from helpers import REPO
+
     suite, _ = start(make_suite, watcher, tmp_path, status_returned=True)
     failures = suite.play(REPO / "examples" / "scenarios" / "deterioration-paging.toml", watcher, speed=2.0)
     assert failures == []
-    assert [b["step"] for _, b, _ in notifies(watcher, suite, AID)] == [0, 1, 2]  # accepted: no failsafe repeat
+    assert [b["step"] for _, b, _ in notifies(watcher, suite, AID)] == [
+        0,
+        1,
+        2,
+    ]  # accepted: no failsafe repeat
     shown = suite.sim("paging_base", "shown")
     assert "102" not in shown and shown["101"][0]["text"] == "HIGH Uptake 3 DETERIORATING call 2222"

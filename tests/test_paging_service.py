@@ -8,9 +8,9 @@ import uuid
 from datetime import time as dtime
 
 import pytest
-
 from conftest import BASE
 from helpers import deep_merge
+
 from suitemon.daemon.alarms import AlarmEngine, Condition
 from suitemon.daemon.config import ConfigError, parse_config
 from suitemon.daemon.context import Context
@@ -28,16 +28,36 @@ ADDR = {"nurse1": "101", "nurse2": "102", "rad1": "201", "switchboard": "2222"}
 
 
 def config(tmp_path, **paging):
-    p = {"serial_port": str(tmp_path / f"p-{uuid.uuid4().hex[:6]}.tty"), "bytesize": 8, "parity": "N",
-         "response_timeout_s": 0.2, "retries": 0, "poll_interval_s": 0.05, "recipients": ADDR, **paging}
-    return parse_config(deep_merge(BASE, {
-        "site": {"id": "pg"},
-        "alarm_types": {
-            "bells.emergency": {"priority": "high", "kind": "clinical", "latching": True, "emergency": True,
-                                "ladder": "deterioration", "protocol": "deterioration"},
-            "ups.fan": {"priority": "low", "kind": "technical", "ladder": "deterioration"},
-        },
-        "paging": p}))
+    p = {
+        "serial_port": str(tmp_path / f"p-{uuid.uuid4().hex[:6]}.tty"),
+        "bytesize": 8,
+        "parity": "N",
+        "response_timeout_s": 0.2,
+        "retries": 0,
+        "poll_interval_s": 0.05,
+        "recipients": ADDR,
+        **paging,
+    }
+    return parse_config(
+        deep_merge(
+            BASE,
+            {
+                "site": {"id": "pg"},
+                "alarm_types": {
+                    "bells.emergency": {
+                        "priority": "high",
+                        "kind": "clinical",
+                        "latching": True,
+                        "emergency": True,
+                        "ladder": "deterioration",
+                        "protocol": "deterioration",
+                    },
+                    "ups.fan": {"priority": "low", "kind": "technical", "ladder": "deterioration"},
+                },
+                "paging": p,
+            },
+        )
+    )
 
 
 class Harness:
@@ -46,15 +66,25 @@ class Harness:
         self.recorder = Recorder(self.journal)
         engine = AlarmEngine(self.recorder, cfg)
         Escalator(engine, cfg)
-        self.ctx = Context(cfg=cfg, recorder=self.recorder, engine=engine, topics=Topics("suitemon", "pg"),
-                           metrics=Metrics(), facts=Facts(), publish_json=lambda *a, **k: None)
+        self.ctx = Context(
+            cfg=cfg,
+            recorder=self.recorder,
+            engine=engine,
+            topics=Topics("suitemon", "pg"),
+            metrics=Metrics(),
+            facts=Facts(),
+            publish_json=lambda *a, **k: None,
+        )
         self.sim = EspaPagerSimulator("paging_base", cfg.paging)
         self.svc = PagingService(self.ctx)
 
     def deliveries(self, state=None):
         self.recorder.flush()
-        return [e.data for e in self.journal.events_of_type("paging.delivery")
-                if state is None or e.data["state"] == state]
+        return [
+            e.data
+            for e in self.journal.events_of_type("paging.delivery")
+            if state is None or e.data["state"] == state
+        ]
 
     async def until(self, pred, timeout=5.0):
         deadline = asyncio.get_running_loop().time() + timeout
@@ -74,12 +104,18 @@ class Harness:
                 self.ctx.engine.escalator.cancel_all()
                 await self.sim.stop()
                 self.recorder.flush()
+
         return asyncio.run(main())
 
 
 def emergency():
-    return Condition(alarm_id="bells.uptake3.emergency", type="bells.emergency", present=True,
-                     location="uptake3", message="Emergency button")
+    return Condition(
+        alarm_id="bells.uptake3.emergency",
+        type="bells.emergency",
+        present=True,
+        location="uptake3",
+        message="Emergency button",
+    )
 
 
 def notify_steps(h):
@@ -95,6 +131,7 @@ def test_call_status_not_delivered_fails_the_page_and_moves_the_ladder_on(tmp_pa
         h.ctx.engine.apply(emergency())
         await h.until(lambda: {x["recipient"] for x in h.deliveries("accepted")} == {"rad1", "switchboard"})
         return h.deliveries()
+
     d = h.run(body)
     failed = [x for x in d if x["state"] == "failed"]
     assert {(x["step"], x["recipient"], x["call_status"]) for x in failed} >= {(0, "nurse1", "0")}
@@ -113,22 +150,30 @@ def test_no_call_status_in_time_is_unconfirmed(tmp_path):
         h.ctx.engine.apply(emergency())
         await h.until(lambda: len(h.deliveries("failed")) >= 2)
         return h.deliveries("failed")
+
     failed = h.run(body)
     assert all("no call status" in x["reason"] for x in failed)
     assert notify_steps(h)[1] == (1, "page_failed")
 
 
-@pytest.mark.parametrize("at_night, allowed, paged", [(True, False, False), (True, True, True), (False, False, True)])
-def test_low_technical_alarm_pages_at_night_only_when_configured(tmp_path, monkeypatch, at_night, allowed, paged):
+@pytest.mark.parametrize(
+    "at_night, allowed, paged", [(True, False, False), (True, True, True), (False, False, True)]
+)
+def test_low_technical_alarm_pages_at_night_only_when_configured(
+    tmp_path, monkeypatch, at_night, allowed, paged
+):
     monkeypatch.setattr(NightHours, "contains", lambda self, t: at_night)
-    h = Harness(tmp_path, config(tmp_path, night={"start": "22:00", "end": "07:00"},
-                                 page_low_technical_at_night=allowed))
+    h = Harness(
+        tmp_path,
+        config(tmp_path, night={"start": "22:00", "end": "07:00"}, page_low_technical_at_night=allowed),
+    )
 
     async def body(h):
         h.ctx.engine.apply(Condition(alarm_id="ups.fan", type="ups.fan", present=True, message="Fan failed"))
         h.ctx.engine.apply(emergency())  # an emergency always pages, night or day
         await h.until(lambda: sum(1 for x in h.deliveries() if x["state"] in ("accepted", "suppressed")) >= 4)
         return h.deliveries()
+
     d = h.run(body)
     fan = {x["state"] for x in d if x["alarm_id"] == "ups.fan"}
     assert fan == ({"queued", "accepted"} if paged else {"suppressed"})
@@ -138,14 +183,23 @@ def test_low_technical_alarm_pages_at_night_only_when_configured(tmp_path, monke
 def test_a_low_clinical_alarm_pages_at_night(tmp_path, monkeypatch):
     monkeypatch.setattr(NightHours, "contains", lambda self, t: True)
     cfg = config(tmp_path, night={"start": "22:00", "end": "07:00"})
-    cfg = cfg.model_copy(update={"alarm_types": {**cfg.alarm_types, "ups.fan": cfg.alarm_types["ups.fan"].model_copy(
-        update={"kind": "clinical"})}})
+    cfg = cfg.model_copy(
+        update={
+            "alarm_types": {
+                **cfg.alarm_types,
+                "ups.fan": cfg.alarm_types["ups.fan"].model_copy(update={"kind": "clinical"}),
+            }
+        }
+    )
     h = Harness(tmp_path, cfg)
 
     async def body(h):
-        h.ctx.engine.apply(Condition(alarm_id="ups.fan", type="ups.fan", present=True, message="Patient call"))
+        h.ctx.engine.apply(
+            Condition(alarm_id="ups.fan", type="ups.fan", present=True, message="Patient call")
+        )
         await h.until(lambda: len(h.deliveries("accepted")) >= 2)
         return h.deliveries()
+
     assert "suppressed" not in {x["state"] for x in h.run(body)}
 
 

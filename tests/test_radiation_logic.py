@@ -5,21 +5,21 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
+from helpers import REPO
 
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.config import ConfigError, parse_config
 from suitemon.daemon.facts import Facts
-from suitemon.daemon.radiation.rules import RadiationRules
 from suitemon.daemon.radiation.logic import DailyDose, LevelTracker, RiseDetector, ZeroWatch
+from suitemon.daemon.radiation.rules import RadiationRules
 from suitemon.drivers.base import Reading
 from suitemon.drivers.radiation import RiseRule, patient_dose_rate
 from suitemon.simulators.radiation_model import AreaModel, poisson
-from helpers import REPO
 
 T0 = 1_750_000_000.0
 
@@ -144,7 +144,7 @@ def test_local_midnight_splits_the_interval_and_keeps_yesterday():
 
 
 def test_over_range_makes_the_figure_a_lower_bound():
-    d = DailyDose(timezone.utc, max_gap_s=10)
+    d = DailyDose(UTC, max_gap_s=10)
     d.add(T0, 100.0)
     d.add(T0 + 2, 100.0, over_range=True)
     assert d.summary()["lower_bound"] is True
@@ -152,20 +152,32 @@ def test_over_range_makes_the_figure_a_lower_bound():
 
 # -- the rules with a real config and real facts --------------------------------------------
 def make_rules(**area):
-    rad = {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h": 1.0},
-           "occupied": {"warning_usv_h": 60.0, "alarm_usv_h": 150.0, "hysteresis_usv_h": 5.0},
-           "alarm_delay_s": 4.0, "zero_fault_s": 10.0,
-           "rise": {"rise_usv_h": 2.0, "window_s": 20.0, "confirm_s": 4.0, "occupancy_grace_s": 30.0}} | area
-    cfg = parse_config({
-        "site": {"id": "t", "name": "t"}, "areas": {"uptake1": {"name": "Uptake 1", "kind": "uptake_room"}},
-        "radiation": {"areas": {"uptake1": rad}},
-        "devices": {"mon": {"kind": "area_monitor_modbus", "location": "uptake1", "transport": "tcp"}}})
+    rad = {
+        "normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h": 1.0},
+        "occupied": {"warning_usv_h": 60.0, "alarm_usv_h": 150.0, "hysteresis_usv_h": 5.0},
+        "alarm_delay_s": 4.0,
+        "zero_fault_s": 10.0,
+        "rise": {"rise_usv_h": 2.0, "window_s": 20.0, "confirm_s": 4.0, "occupancy_grace_s": 30.0},
+    } | area
+    cfg = parse_config(
+        {
+            "site": {"id": "t", "name": "t"},
+            "areas": {"uptake1": {"name": "Uptake 1", "kind": "uptake_room"}},
+            "radiation": {"areas": {"uptake1": rad}},
+            "devices": {"mon": {"kind": "area_monitor_modbus", "location": "uptake1", "transport": "tcp"}},
+        }
+    )
     ctx = SimpleNamespace(cfg=cfg, facts=Facts(), runners={})
     return RadiationRules("mon", cfg.devices["mon"], ctx), ctx
 
 
 def reading(t, rate, **flags):
-    values = {"dose_rate_usv_h": rate, "over_range": False, "detector_fault": False, "fault_reason": None} | flags
+    values = {
+        "dose_rate_usv_h": rate,
+        "over_range": False,
+        "detector_fault": False,
+        "fault_reason": None,
+    } | flags
     return Reading("mon", values, at=t, mono=t)
 
 
@@ -174,8 +186,17 @@ def present(out) -> set[str]:
 
 
 def occupy(ctx, occupied, since, activity=None):
-    ctx.facts.set("occupancy", "uptake1", {"occupied": occupied, "since": iso(since), "activity_mbq": activity,
-                                           "administered_at": iso(since) if activity else None, "source": "test"})
+    ctx.facts.set(
+        "occupancy",
+        "uptake1",
+        {
+            "occupied": occupied,
+            "since": iso(since),
+            "activity_mbq": activity,
+            "administered_at": iso(since) if activity else None,
+            "source": "test",
+        },
+    )
 
 
 def drive(rules, values, start=0.0, dt=2.0):
@@ -235,7 +256,9 @@ def test_a_patient_of_unknown_activity_explains_only_an_assumed_activity():
     assert all("mon.spill" not in o for o in outs) and "unknown activity" in rules.rise.last_explained
 
 
-@pytest.mark.parametrize("flag,priority", [("instrument_high_alarm", "high"), ("instrument_low_alarm", "medium")])
+@pytest.mark.parametrize(
+    "flag,priority", [("instrument_high_alarm", "high"), ("instrument_low_alarm", "medium")]
+)
 def test_the_instruments_own_alarm_flags_raise_alarms(flag, priority):
     rules, ctx = make_rules()
     out = rules.on_reading(reading(T0, 0.1, **{flag: True}))
@@ -272,11 +295,22 @@ def test_over_range_is_high_technical_and_counts_as_above_every_level():
 
 def test_config_refuses_a_monitor_without_thresholds_and_unknown_areas():
     with pytest.raises(ConfigError) as e:
-        parse_config({"site": {"id": "t", "name": "t"}, "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
-                      "radiation": {"areas": {"hotlba": {"normal": {"warning_usv_h": 1, "alarm_usv_h": 2}}}},
-                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null",
-                                        "reading_unit": "uSv/h"},
-                                  "n": {"kind": "area_monitor_modbus", "transport": "tcp"}}})
+        parse_config(
+            {
+                "site": {"id": "t", "name": "t"},
+                "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
+                "radiation": {"areas": {"hotlba": {"normal": {"warning_usv_h": 1, "alarm_usv_h": 2}}}},
+                "devices": {
+                    "m": {
+                        "kind": "ludlum375",
+                        "location": "hotlab",
+                        "serial_port": "/dev/null",
+                        "reading_unit": "uSv/h",
+                    },
+                    "n": {"kind": "area_monitor_modbus", "transport": "tcp"},
+                },
+            }
+        )
     paths = {i.path for i in e.value.issues}
     assert paths == {"devices.m.radiation", "devices.n.location", "radiation.areas.hotlba"}
 
@@ -284,9 +318,14 @@ def test_config_refuses_a_monitor_without_thresholds_and_unknown_areas():
 def test_a_ludlum_without_a_reading_unit_is_refused_by_key_path():
     # Before: the unit defaulted to uSv/h, so a meter set to mR/h read 10x low without a word.
     with pytest.raises(ConfigError) as e:
-        parse_config({"site": {"id": "t", "name": "t"}, "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
-                      "radiation": {"areas": {"hotlab": {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20}}}},
-                      "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null"}}})
+        parse_config(
+            {
+                "site": {"id": "t", "name": "t"},
+                "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
+                "radiation": {"areas": {"hotlab": {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20}}}},
+                "devices": {"m": {"kind": "ludlum375", "location": "hotlab", "serial_port": "/dev/null"}},
+            }
+        )
     issues = {i.path: i.message for i in e.value.issues}
     assert set(issues) == {"devices.m.reading_unit"} and "10x low" in issues["devices.m.reading_unit"]
 
@@ -297,19 +336,31 @@ def test_check_config_exits_2_naming_the_ludlum_reading_unit(tmp_path):
     assert n == 1
     bad = tmp_path / "no-unit.toml"
     bad.write_text(text)
-    r = subprocess.run([sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(bad)],
-                       capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "suitemon.daemon.cli", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert r.returncode == 2 and "devices.uptake6_ludlum.reading_unit: required" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("bad,why", [
-    ({"warning_usv_h": 20, "alarm_usv_h": 7.5}, "below alarm"),
-    ({"warning_usv_h": 7.5, "alarm_usv_h": 20, "hysteresis_usv_h": 8}, "smaller than warning"),
-])
+@pytest.mark.parametrize(
+    "bad,why",
+    [
+        ({"warning_usv_h": 20, "alarm_usv_h": 7.5}, "below alarm"),
+        ({"warning_usv_h": 7.5, "alarm_usv_h": 20, "hysteresis_usv_h": 8}, "smaller than warning"),
+    ],
+)
 def test_threshold_sets_are_checked(bad, why):
     with pytest.raises(ConfigError, match=why):
-        parse_config({"site": {"id": "t", "name": "t"}, "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
-                      "radiation": {"areas": {"hotlab": {"normal": bad}}}})
+        parse_config(
+            {
+                "site": {"id": "t", "name": "t"},
+                "areas": {"hotlab": {"name": "H", "kind": "hot_lab"}},
+                "radiation": {"areas": {"hotlab": {"normal": bad}}},
+            }
+        )
 
 
 # -- the physical model -------------------------------------------------------------------------
@@ -339,6 +390,7 @@ def test_model_adds_background_patients_and_spills_with_counting_noise():
 
 def test_poisson_mean_and_variance():
     import random
+
     rng = random.Random(7)
     for lam in (4.0, 200.0):
         xs = [poisson(rng, lam) for _ in range(4000)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import tomllib
 
-from suitemon.daemon.demo.run import localize
 from helpers import REPO
+
+from suitemon.daemon.demo.run import localize
 
 RADIATION_KINDS = ("area_monitor_modbus", "ludlum375")
 
@@ -14,8 +15,11 @@ def example_radiation_config(tmp_path, broker_port):
     raw = tomllib.loads((REPO / "examples" / "suite.toml").read_text())
     local = localize(raw, tmp_path / "local", broker_port, "5")
     devices = {d: dev for d, dev in local["devices"].items() if dev["kind"] in RADIATION_KINDS}
-    alarm_types = {t: at for t, at in local["alarm_types"].items()
-                   if t.startswith("radiation.") or t == "device.comm_lost"}
+    alarm_types = {
+        t: at
+        for t, at in local["alarm_types"].items()
+        if t.startswith("radiation.") or t == "device.comm_lost"
+    }
     extra = {k: local[k] for k in ("areas", "roles", "ladders", "protocols", "radiation")}
     return devices, extra | {"alarm_types": alarm_types}
 
@@ -27,8 +31,11 @@ def test_spill_in_the_hot_lab_alarms_only_the_hot_lab(make_suite, watcher, broke
     suite.start_sims()
     suite.start_daemon(watcher)
     for did in devices:  # every monitor reporting before the story starts
-        watcher.wait_for(lambda w, did=did: (s := w.json_of(suite.topic("device", did, "state")))
-                         and s["comm"] == "ok", 15, what=f"{did} up")
+        watcher.wait_for(
+            lambda w, did=did: (s := w.json_of(suite.topic("device", did, "state"))) and s["comm"] == "ok",
+            15,
+            what=f"{did} up",
+        )
 
     failures = suite.play(REPO / "examples" / "scenarios" / "spill.toml", watcher)
     assert failures == []

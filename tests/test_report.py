@@ -10,12 +10,11 @@ import re
 import shutil
 import sqlite3
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy
 import pytest
-
 from helpers import REPO, SUITEMON, Watcher
 from report_journal import KEY, SuiteWriter, example_config
 
@@ -28,7 +27,7 @@ H = 3600.0
 
 
 def t(day: int, hour: float = 9.0) -> float:
-    return datetime(2026, 11, day, tzinfo=timezone.utc).timestamp() + hour * H
+    return datetime(2026, 11, day, tzinfo=UTC).timestamp() + hour * H
 
 
 CANCEL_UPTAKE1 = [30.0, 60.0, 90.0, 200.0]
@@ -58,8 +57,16 @@ def write_month(state: Path):
         w.administration(t(6 + j, 11), 100 + j, "PETBRAIN", mbq, weight_kg=kg)
     # A deterioration alert nobody took until the resuscitation team, 75 s after the raise.
     aid = "bells.uptake3.emergency"
-    w.condition(t(12), aid, "bells.emergency", True, source="bells", location="uptake3", message="Emergency",
-                details={"room": "uptake3", "origin": "button"})
+    w.condition(
+        t(12),
+        aid,
+        "bells.emergency",
+        True,
+        source="bells",
+        location="uptake3",
+        message="Emergency",
+        details={"room": "uptake3", "origin": "button"},
+    )
     w.notify(t(12), aid, 0, "room_nurse")
     w.ack(t(12) + 12, aid, "nurse1")
     w.notify(t(12) + 30, aid, 1, "suite_staff")
@@ -67,10 +74,23 @@ def write_month(state: Path):
     w.accept(t(12) + 75, aid, "resus1")
     # Three nuisance warnings (under a minute, cleared by themselves) and one real one.
     for k, secs in enumerate((10.0, 20.0, 40.0, 120.0)):
-        w.condition(t(14, 9 + k), "uptake2_gamma.rate_warning", "radiation.rate_warning", True,
-                    source="uptake2_gamma", location="uptake2", message="warning")
-        w.condition(t(14, 9 + k) + secs, "uptake2_gamma.rate_warning", "radiation.rate_warning", False,
-                    source="uptake2_gamma", location="uptake2")
+        w.condition(
+            t(14, 9 + k),
+            "uptake2_gamma.rate_warning",
+            "radiation.rate_warning",
+            True,
+            source="uptake2_gamma",
+            location="uptake2",
+            message="warning",
+        )
+        w.condition(
+            t(14, 9 + k) + secs,
+            "uptake2_gamma.rate_warning",
+            "radiation.rate_warning",
+            False,
+            source="uptake2_gamma",
+            location="uptake2",
+        )
     w.comm_lost(HOTLAB_LOST[0], "hotlab_env", HOTLAB_LOST[1] - HOTLAB_LOST[0])
     w.daemon(STOPPED[0], False)
     w.daemon(STOPPED[1], True)
@@ -79,8 +99,17 @@ def write_month(state: Path):
     w.at(t(15, 10) + 11).record("shutdown.step.started", {"step": "pacs"})
     w.at(t(15, 10) + 14).record("shutdown.step.acked", {"step": "pacs", "target": "pacs"})
     w.at(t(15, 10) + 20).record("shutdown.completed", {"ups": None, "skipped": [], "unacknowledged": []})
-    w.condition(t(20), "ups.battery_replace", "ups.battery_replace", True, priority="low", kind="maintenance",
-                source="ups", location="control", message="replace the battery")
+    w.condition(
+        t(20),
+        "ups.battery_replace",
+        "ups.battery_replace",
+        True,
+        priority="low",
+        kind="maintenance",
+        source="ups",
+        location="control",
+        message="replace the battery",
+    )
     w.bell_call(t(30, 0.1), "uptake2", cancel_after=5)
     w.close()
     return cfg
@@ -90,7 +119,11 @@ def write_month(state: Path):
 def month(tmp_path_factory):
     state = tmp_path_factory.mktemp("report") / "state"
     cfg = write_month(state)
-    report = build_report(cfg, parse_period(FIRST, LAST, cfg.site.timezone), chain_key=(state / "journal-chain.key").read_bytes())
+    report = build_report(
+        cfg,
+        parse_period(FIRST, LAST, cfg.site.timezone),
+        chain_key=(state / "journal-chain.key").read_bytes(),
+    )
     return cfg, report
 
 
@@ -146,7 +179,8 @@ def test_alarm_load_escalation_nuisance_and_open_alarms(month):
     _, report = month
     esc = rows(report, "alarms", "alarms_escalated")
     assert [(r["alarm_id"], r["highest_step"], r["accepted_by"], r["accepted_role"]) for r in esc] == [
-        ("bells.uptake3.emergency", 3, "resus1", "resus_team")]
+        ("bells.uptake3.emergency", 3, "resus1", "resus_team")
+    ]
     det = rows(report, "bells", "bells_deterioration")
     assert [(r["accept_after_s"], r["accepted_role"]) for r in det] == [(75.0, "resus_team")]
     high = {r["group"]: r for r in rows(report, "alarms", "alarms_response_priority")}["high"]
@@ -174,7 +208,12 @@ def test_power_time_on_battery_and_shutdown_step_timing(month):
     assert report.section("power").figures_of_note["minutes on battery"] == 5.0
     steps = rows(report, "power", "power_shutdowns")
     assert steps[0]["result"] == "completed" and steps[0]["took_s"] == 10.0
-    assert (steps[1]["step"], steps[1]["offset_s"], steps[1]["took_s"], steps[1]["result"]) == ("pacs", 1.0, 3.0, "acked")
+    assert (steps[1]["step"], steps[1]["offset_s"], steps[1]["took_s"], steps[1]["result"]) == (
+        "pacs",
+        1.0,
+        3.0,
+        "acked",
+    )
 
 
 def test_footer_names_the_verified_head(month):
@@ -218,7 +257,9 @@ def test_cli_html_is_self_contained_with_the_footer_and_red_cells(month, month_c
 
 def test_cli_csv_writes_one_file_per_table(month, month_config, tmp_path):
     _, report = month
-    r = cli("-c", str(month_config), "--from", FIRST, "--to", LAST, "--format", "csv", "-o", str(tmp_path / "csv"))
+    r = cli(
+        "-c", str(month_config), "--from", FIRST, "--to", LAST, "--format", "csv", "-o", str(tmp_path / "csv")
+    )
     assert r.returncode == 0, r.stderr
     names = {p.stem for p in (tmp_path / "csv").glob("*.csv")}
     assert names == {t.name for s in report.sections for t in s.tables} | {"journal_verification"}
@@ -228,13 +269,17 @@ def test_cli_csv_writes_one_file_per_table(month, month_config, tmp_path):
 
 
 @pytest.mark.slow  # WeasyPrint lays out every page: 5-20 s on this machine
-@pytest.mark.skipif(not shutil.which("pdftoppm"), reason="pdftoppm (poppler-utils) not installed: run .ci/run")
+@pytest.mark.skipif(
+    not shutil.which("pdftoppm"), reason="pdftoppm (poppler-utils) not installed: run .ci/run"
+)
 def test_cli_pdf_turns_into_png_pages(month_config, tmp_path):
     pdf = tmp_path / "r.pdf"
     r = cli("-c", str(month_config), "--from", FIRST, "--to", LAST, "--format", "pdf", "-o", str(pdf))
     assert r.returncode == 0, r.stderr
     assert pdf.read_bytes()[:5] == b"%PDF-"
-    subprocess.run(["/usr/bin/pdftoppm", "-r", "70", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=60)
+    subprocess.run(
+        ["/usr/bin/pdftoppm", "-r", "70", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=60
+    )
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) >= 3
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in pages)
@@ -251,8 +296,10 @@ def test_cli_says_when_the_chain_is_broken(month_config, month, tmp_path):
     copy = tmp_path / "state"
     shutil.copytree(cfg.state.dir, copy)
     db = sqlite3.connect(copy / "journal.sqlite3")
-    db.executescript("DROP TRIGGER events_no_update; UPDATE events SET body = replace(body, '420.0', '390.0')"
-                     " WHERE type = 'dose.administered';")
+    db.executescript(
+        "DROP TRIGGER events_no_update; UPDATE events SET body = replace(body, '420.0', '390.0')"
+        " WHERE type = 'dose.administered';"
+    )
     db.close()
     conf = tmp_path / "suite.toml"
     conf.write_text(month_config.read_text().replace(str(cfg.state.dir), str(copy)))
@@ -272,30 +319,54 @@ def test_cli_rejects_bad_dates(month_config):
 
 # -- a journal written by the daemon itself, playing the shipped scenario ------------------------------
 
+
 def around_today() -> list[str]:
     """Yesterday to tomorrow: today in the site's timezone, whatever the hour."""
-    d = datetime.now(timezone.utc).date()
+    d = datetime.now(UTC).date()
     return ["--from", (d - timedelta(days=1)).isoformat(), "--to", (d + timedelta(days=1)).isoformat()]
 
 
 @pytest.mark.slow  # the scenario runs 15 s at 5x speed
 def test_report_of_the_played_deterioration_scenario(make_suite, watcher, tmp_path):
     from bells_helpers import bells_device, bells_extra
+
     speed = 5.0
-    suite = make_suite({"bells": bells_device("tcp", tmp_path)}, bells_extra(steps=(30 / speed, 30 / speed, 60 / speed)))
+    suite = make_suite(
+        {"bells": bells_device("tcp", tmp_path)}, bells_extra(steps=(30 / speed, 30 / speed, 60 / speed))
+    )
     suite.start_sims()
     daemon = suite.start_daemon(watcher)
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "bells", "state"))) and s["comm"] == "ok", 10,
-                     what="bells polled")
+    watcher.wait_for(
+        lambda w: (s := w.json_of(suite.topic("device", "bells", "state"))) and s["comm"] == "ok",
+        10,
+        what="bells polled",
+    )
     assert suite.play(REPO / "examples" / "scenarios" / "deterioration.toml", watcher, speed=speed) == []
     daemon.terminate()
     # Independently of the report: the raise and the nurse's ack as they went out on MQTT.
     evs = [e for e in watcher.events(suite.site) if e["alarm_id"] == "bells.uptake3.emergency"]
     raised = next(e for e in evs if e["type"] == "alarm.raised")["data"]["alarm"]["raised_at"]
     acked = next(e for e in evs if e["type"] == "alarm.acknowledged")["data"]["alarm"]["acknowledged_at"]
-    ack_s = (datetime.fromisoformat(acked.replace("Z", "+00:00")) - datetime.fromisoformat(raised.replace("Z", "+00:00"))).total_seconds()
-    r = subprocess.run([*SUITEMON, "report", "-c", str(suite.path), *around_today(), "--format", "csv",
-                        "-o", str(tmp_path / "csv")], capture_output=True, text=True, timeout=120)
+    ack_s = (
+        datetime.fromisoformat(acked.replace("Z", "+00:00"))
+        - datetime.fromisoformat(raised.replace("Z", "+00:00"))
+    ).total_seconds()
+    r = subprocess.run(
+        [
+            *SUITEMON,
+            "report",
+            "-c",
+            str(suite.path),
+            *around_today(),
+            "--format",
+            "csv",
+            "-o",
+            str(tmp_path / "csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     with (tmp_path / "csv" / "alarms_response_priority.csv").open() as f:
         high = next(row for row in csv.DictReader(f) if row["group"] == "high")
@@ -311,18 +382,36 @@ def test_report_of_the_played_deterioration_scenario(make_suite, watcher, tmp_pa
 @pytest.mark.slow  # a whole demo (broker, simulators, daemon) for a few seconds
 def test_demo_keep_leaves_a_config_the_report_reads(tmp_path):
     keep = tmp_path / "kept"
-    r = subprocess.run([*SUITEMON, "demo", "--duration", "6", "--no-view", "--keep", str(keep)],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [*SUITEMON, "demo", "--duration", "6", "--no-view", "--keep", str(keep)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert (keep / "suite.toml").exists() and (keep / "state" / "journal.sqlite3").exists()
-    r = subprocess.run([*SUITEMON, "report", "-c", str(keep / "suite.toml"), *around_today(),
-                        "-o", str(tmp_path / "r.html")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            *SUITEMON,
+            "report",
+            "-c",
+            str(keep / "suite.toml"),
+            *around_today(),
+            "-o",
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "chain verified" in r.stdout
 
 
 def test_journal_schema_3_adds_the_time_index_and_the_report_uses_it(tmp_path):
     from suitemon.daemon.journal import Journal
+
     p = tmp_path / "j.sqlite3"
     j = Journal(p)
     j.append("daemon.started", {"version": "t", "pid": 1})
@@ -337,6 +426,7 @@ def test_journal_schema_3_adds_the_time_index_and_the_report_uses_it(tmp_path):
     assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'events_ts'").fetchone() == ("events_ts",)
     from suitemon.daemon.report.source import seq_bounds
+
     assert seq_bounds(db, "2000-01-01T00:00:00.000000Z", "2999-01-01T00:00:00.000000Z") == (1, 1)
     db.close()
     db = sqlite3.connect(p)
@@ -344,23 +434,45 @@ def test_journal_schema_3_adds_the_time_index_and_the_report_uses_it(tmp_path):
     assert seq_bounds(db, "2000-01-01T00:00:00.000000Z", "2999-01-01T00:00:00.000000Z") == (1, 1)
 
 
-def test_publish_puts_the_headline_figures_retained_on_report_summary(month, month_config, broker, watcher, tmp_path):
+def test_publish_puts_the_headline_figures_retained_on_report_summary(
+    month, month_config, broker, watcher, tmp_path
+):
     cfg, report = month
     conf = tmp_path / "suite.toml"
     conf.write_text(re.sub(r"(?m)^port = 1883$", f"port = {broker.port}", month_config.read_text()))
-    r = cli("-c", str(conf), "--from", FIRST, "--to", LAST, "--format", "csv", "-o", str(tmp_path / "csv"), "--publish")
+    r = cli(
+        "-c",
+        str(conf),
+        "--from",
+        FIRST,
+        "--to",
+        LAST,
+        "--format",
+        "csv",
+        "-o",
+        str(tmp_path / "csv"),
+        "--publish",
+    )
     assert r.returncode == 0, r.stderr
     topic = f"suitemon/{cfg.site.id}/report/summary"
     msg = watcher.wait_for(lambda w: w.json_of(topic), 10, what="retained summary")
     assert msg["from"] == FIRST and msg["to"] == LAST
-    assert msg["figures"]["doses"]["reference-level compliance %"] == report.section("doses").figures_of_note[
-        "reference-level compliance %"]
-    assert msg["journal"] == {"verified": True, "head_seq": report.verification.head_seq,
-                              "head_hash": report.verification.head_hash}
+    assert (
+        msg["figures"]["doses"]["reference-level compliance %"]
+        == report.section("doses").figures_of_note["reference-level compliance %"]
+    )
+    assert msg["journal"] == {
+        "verified": True,
+        "head_seq": report.verification.head_seq,
+        "head_hash": report.verification.head_hash,
+    }
     late = Watcher(broker.port)  # subscribes after the publish: gets it only if it was retained
     try:
-        late.wait_for(lambda w: any(t == topic and retained for t, _, retained, _ in w.messages), 10,
-                      what="the summary delivered as retained")
+        late.wait_for(
+            lambda w: any(t == topic and retained for t, _, retained, _ in w.messages),
+            10,
+            what="the summary delivered as retained",
+        )
     finally:
         late.close()
 
@@ -376,12 +488,17 @@ def test_previous_month_needs_no_dates_and_refuses_both(month_config, tmp_path):
 
 def test_the_report_unit_and_timer_verify_and_run_last_month_with_publish(tmp_path):
     from test_systemd_units import ANALYZE, UNITS, exposure, local_copy, values
+
     if ANALYZE is None:
         pytest.skip("systemd-analyze missing: apt-get install systemd")
     unit = local_copy("suitemon-report.service", tmp_path)
     shutil.copy(UNITS / "suitemon-report.timer", tmp_path)
-    r = subprocess.run([ANALYZE, "verify", "--man=no", str(unit), str(tmp_path / "suitemon-report.timer")],
-                       capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [ANALYZE, "verify", "--man=no", str(unit), str(tmp_path / "suitemon-report.timer")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     assert exposure(unit) <= 2.0
     cmd = values(UNITS / "suitemon-report.service", "ExecStart")[0].split()
@@ -396,9 +513,12 @@ def test_a_monitor_journals_each_closed_day_and_the_report_plots_it(tmp_path):
     from suitemon.daemon.facts import Facts
     from suitemon.daemon.radiation.rules import DAILY_DOSE, RadiationRules
     from suitemon.drivers.base import Reading
+
     cfg = example_config(tmp_path / "state")
     w = SuiteWriter(cfg)
-    rules = RadiationRules("hotlab_gamma", cfg.devices["hotlab_gamma"], SimpleNamespace(cfg=cfg, recorder=w, facts=Facts()))
+    rules = RadiationRules(
+        "hotlab_gamma", cfg.devices["hotlab_gamma"], SimpleNamespace(cfg=cfg, recorder=w, facts=Facts())
+    )
     # 1.0 uSv/h from 23:00 to 01:00 (London = UTC in November), a reading every 2 s.
     start = t(10, 23)
     for k in range(3601):
@@ -407,9 +527,13 @@ def test_a_monitor_journals_each_closed_day_and_the_report_plots_it(tmp_path):
         rules.on_reading(Reading("hotlab_gamma", {"dose_rate_usv_h": 1.0}, at=now))
     w.close()
     db = sqlite3.connect(cfg.state.dir / "journal.sqlite3")
-    days = [json.loads(b)["data"] for (b,) in db.execute("SELECT body FROM events WHERE type = ?", (DAILY_DOSE,))]
+    days = [
+        json.loads(b)["data"] for (b,) in db.execute("SELECT body FROM events WHERE type = ?", (DAILY_DOSE,))
+    ]
     db.close()
-    assert [(d["day"], d["area"], d["usv"], d["complete"]) for d in days] == [("2026-11-10", "hotlab", 1.0, True)]
+    assert [(d["day"], d["area"], d["usv"], d["complete"]) for d in days] == [
+        ("2026-11-10", "hotlab", 1.0, True)
+    ]
     report = build_report(cfg, parse_period("2026-11-10", "2026-11-11", cfg.site.timezone), chain_key=KEY)
     table = report.section("radiation").table("radiation_daily_dose")
     assert table.rows[0][:2] == ["2026-11-10", 1.0]
@@ -421,12 +545,19 @@ def test_a_row_that_is_not_json_is_counted_and_named_not_skipped_silently(month,
     copy = tmp_path / "state"
     shutil.copytree(cfg.state.dir, copy)
     db = sqlite3.connect(copy / "journal.sqlite3")
-    db.executescript("DROP TRIGGER events_no_update; UPDATE events SET body = 'not json {' WHERE seq = ("
-                     "SELECT MIN(seq) FROM events WHERE type = 'alarm.raised' AND ts >= '2026-11-04');")
+    db.executescript(
+        "DROP TRIGGER events_no_update; UPDATE events SET body = 'not json {' WHERE seq = ("
+        "SELECT MIN(seq) FROM events WHERE type = 'alarm.raised' AND ts >= '2026-11-04');"
+    )
     db.close()
-    damaged = build_report(cfg, parse_period(FIRST, LAST, cfg.site.timezone), journal_path=copy / "journal.sqlite3",
-                           chain_key=KEY)
+    damaged = build_report(
+        cfg,
+        parse_period(FIRST, LAST, cfg.site.timezone),
+        journal_path=copy / "journal.sqlite3",
+        chain_key=KEY,
+    )
     assert damaged.unreadable_rows == 1 and not damaged.verification.ok
     assert damaged.events_in_period == report.events_in_period
     from suitemon.daemon.report.render import html
+
     assert "1 journal row(s) in the period could not be read" in html(damaged)

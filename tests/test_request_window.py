@@ -28,6 +28,7 @@ def test_a_resend_during_the_first_run_waits_for_its_answer(tmp_path):
             reply = {"request_id": "r1", "verb": "dose-record", "ok": True, "result": {"n": n}}
             window.done("nurse1", "r1", "dose-record", reply)
             return reply
+
         return await asyncio.gather(command(1), command(2), command(3))
 
     replies = asyncio.run(main())
@@ -49,6 +50,7 @@ def test_a_failed_first_run_lets_the_resend_run(tmp_path):
         assert await waiting is None  # the resend runs
         # Another user's identical id is theirs.
         assert await window.claim("nurse2", "r1", "ack") is None
+
     asyncio.run(main())
     journal.close()
 
@@ -60,8 +62,11 @@ def test_the_window_is_rebuilt_from_the_journal_and_expires(tmp_path):
     async def first_life():
         window = RequestWindow(Recorder(journal), window_s=60)
         assert await window.claim("rps", 7, "occupancy") is None
-        window.done("rps", 7, "occupancy", {"request_id": 7, "verb": "occupancy", "ok": True, "result": {"a": 1}})
+        window.done(
+            "rps", 7, "occupancy", {"request_id": 7, "verb": "occupancy", "ok": True, "result": {"a": 1}}
+        )
         window.recorder.flush()
+
     asyncio.run(first_life())
     journal.close()
     journal = Journal(path)

@@ -7,8 +7,8 @@ import time
 import tomllib
 
 import pytest
-
 from helpers import REPO
+
 from suitemon.daemon.config import ConfigError, parse_config
 from suitemon.daemon.demo.scenario import Scenario, load_scenario, play
 from suitemon.daemon.demo.speed import speed_up
@@ -39,12 +39,16 @@ def test_a_step_is_exactly_one_kind(tmp_path):
 
 
 def test_say_narrates_and_wait_event_holds_the_timeline_until_the_event():
-    scn = Scenario.model_validate({
-        "name": "t",
-        "step": [{"at": 0, "say": "hello"},
-                 {"at": 0.1, "wait_event": "shutdown.started", "where": {"data.n": 1}, "within": 5},
-                 {"at": 0.2, "command": "ack", "args": {"alarm_id": "a"}}],
-    })
+    scn = Scenario.model_validate(
+        {
+            "name": "t",
+            "step": [
+                {"at": 0, "say": "hello"},
+                {"at": 0.1, "wait_event": "shutdown.started", "where": {"data.n": 1}, "within": 5},
+                {"at": 0.2, "command": "ack", "args": {"alarm_id": "a"}},
+            ],
+        }
+    )
     obs, said, sent = Events(), [], []
 
     def command(actor, verb, args):
@@ -52,7 +56,9 @@ def test_say_narrates_and_wait_event_holds_the_timeline_until_the_event():
 
     async def main():
         t0 = time.monotonic()
-        asyncio.get_running_loop().call_later(0.6, obs.seen.append, {"type": "shutdown.started", "data": {"n": 1}})
+        asyncio.get_running_loop().call_later(
+            0.6, obs.seen.append, {"type": "shutdown.started", "data": {"n": 1}}
+        )
         fails = await play(scn, sim=None, command=command, observer=obs, say=said.append)
         return t0, fails
 
@@ -78,7 +84,8 @@ def test_speed_divides_story_timers_and_keeps_polls_and_io_timeouts():
     assert fast["shutdown"]["targets"]["scanner"]["sim"]["ack_delay_s"] == 3 / 4
     groups = fast["shutdown"]["outlet_groups"]
     assert {g: v["off_delay_s"] for g, v in groups.items()} == {
-        g: max(1, round(v["off_delay_s"] / 4)) for g, v in raw["shutdown"]["outlet_groups"].items()}
+        g: max(1, round(v["off_delay_s"] / 4)) for g, v in raw["shutdown"]["outlet_groups"].items()
+    }
     assert all(isinstance(v["off_delay_s"], int) for v in groups.values())  # the UPS takes whole seconds
     assert fast["devices"]["dispenser"]["sim"]["time_scale"] == 80
     assert fast["radiation"]["areas"]["hotlab"]["alarm_delay_s"] == 5 / 4
@@ -93,7 +100,12 @@ def test_speed_divides_story_timers_and_keeps_polls_and_io_timeouts():
 def test_the_shipped_tour_loads_and_covers_every_feature():
     tour = load_scenario(REPO / "examples" / "scenarios" / "tour.toml")
     sims = {(s.sim, s.action) for s in tour.step if s.sim}
-    assert {("bells", "press"), ("dispenser", "job"), ("hotlab_gamma", "spill"), ("ups", "mains_fail"),
-            ("ups", "mains_restore")} <= sims
+    assert {
+        ("bells", "press"),
+        ("dispenser", "job"),
+        ("hotlab_gamma", "spill"),
+        ("ups", "mains_fail"),
+        ("ups", "mains_restore"),
+    } <= sims
     assert all(s.label() for s in tour.step)  # every step has its one line
     assert 150 <= tour.length <= 200  # about three minutes

@@ -11,11 +11,18 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from helpers import free_port
 from shutdown_helpers import (
-    AREAS, SCENARIOS, example_shutdown, example_targets, play_all, shutdown_events, short_shutdown, state_of,
-    targets, ups_device,
+    AREAS,
+    SCENARIOS,
+    example_shutdown,
+    example_targets,
+    play_all,
+    short_shutdown,
+    shutdown_events,
+    state_of,
+    targets,
+    ups_device,
 )
 
 __all__ = ["targets"]
@@ -40,7 +47,9 @@ def snmp_device(**kw) -> dict:
 
 
 def device_of(kind: str, tmp_path) -> dict:
-    return {"ups_apc": lambda: ups_device("tcp", tmp_path), "ups_nut": nut_device, "ups_snmp": snmp_device}[kind]()
+    return {"ups_apc": lambda: ups_device("tcp", tmp_path), "ups_nut": nut_device, "ups_snmp": snmp_device}[
+        kind
+    ]()
 
 
 def shutdown_for(kind: str) -> dict:
@@ -56,13 +65,18 @@ def shutdown_for(kind: str) -> dict:
 
 
 def kind_suite(make_suite, watcher, targets, tmp_path, kind: str):
-    suite = make_suite({"ups": device_of(kind, tmp_path)}, extra={"areas": AREAS, "shutdown": shutdown_for(kind)})
+    suite = make_suite(
+        {"ups": device_of(kind, tmp_path)}, extra={"areas": AREAS, "shutdown": shutdown_for(kind)}
+    )
     suite.start_sims("ups")
     suite.start_daemon(watcher)
     tg = example_targets(suite, targets)
     watcher.wait_for(lambda w: (s := state_of(w, suite)) and s["armed"], 10, what="sequencer armed")
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
-                     15, what="UPS answering")
+    watcher.wait_for(
+        lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
+        15,
+        what="UPS answering",
+    )
     return suite, tg
 
 
@@ -86,8 +100,11 @@ def test_power_failure_runs_to_the_end_on_apc_and_snmp(make_suite, watcher, targ
     # The file expects APC's per-group result (switched_group_0 at 60 s, main at 900 s); an SNMP UPS
     # is commanded as a whole, so that one expectation cannot hold, and nothing else may fail.
     assert len(failures[1]) == 1 and "data.result.groups" in failures[1][0], failures[1]
-    acked = [e for e in shutdown_events(watcher, runs[1][0].site, "shutdown.step.acked")
-             if e["data"]["step"] == "ups_outlets"]
+    acked = [
+        e
+        for e in shutdown_events(watcher, runs[1][0].site, "shutdown.step.acked")
+        if e["data"]["step"] == "ups_outlets"
+    ]
     assert acked and acked[0]["data"]["result"]["command"] == "upsShutdownAfterDelay"
     assert 0 < acked[0]["data"]["result"]["countdown_s"] <= 60
     for suite, _ in runs:
@@ -103,19 +120,36 @@ def test_mains_loss_reaches_mqtt_within_one_and_a_half_polls_for_every_kind(make
     took = {}
     for kind in KINDS:
         dev = {**device_of(kind, tmp_path), "poll_s": poll_s, "on_battery_poll_s": 0.5}
-        suite = make_suite({"ups": dev}, extra={"areas": AREAS, "shutdown": short_shutdown(
-            triggers={"on_battery_s": 2.0, "runtime_below_s": False, "debounce_s": 0.5})})
+        suite = make_suite(
+            {"ups": dev},
+            extra={
+                "areas": AREAS,
+                "shutdown": short_shutdown(
+                    triggers={"on_battery_s": 2.0, "runtime_below_s": False, "debounce_s": 0.5}
+                ),
+            },
+        )
         suite.start_sims("ups")
         suite.start_daemon(watcher)
-        watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
-                         15, what="UPS answering")
+        watcher.wait_for(
+            lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
+            15,
+            what="UPS answering",
+        )
         t0 = time.monotonic()
         suite.sim("ups", "mains_fail")
-        watcher.wait_for(lambda w: any(e["type"] == "alarm.raised" and e["alarm_id"] == "ups.on_battery"
-                                       for e in w.events(suite.site)), 10, what=f"{kind}: on_battery raised")
+        watcher.wait_for(
+            lambda w: any(
+                e["type"] == "alarm.raised" and e["alarm_id"] == "ups.on_battery"
+                for e in w.events(suite.site)
+            ),
+            10,
+            what=f"{kind}: on_battery raised",
+        )
         took[kind] = time.monotonic() - t0
-        watcher.wait_for(lambda w: shutdown_events(w, suite.site, "shutdown.started"), 15,
-                         what=f"{kind}: sequence started")
+        watcher.wait_for(
+            lambda w: shutdown_events(w, suite.site, "shutdown.started"), 15, what=f"{kind}: sequence started"
+        )
     # NUT adds its own driver's update (dummy-ups re-reads every 1 s, like most NUT drivers' pollinterval).
     assert took["ups_apc"] <= 1.5 * poll_s, took
     assert took["ups_snmp"] <= 1.5 * poll_s, took
@@ -128,16 +162,33 @@ def test_nut_ups_step_that_upsd_cannot_carry_out_raises_the_unconfirmed_alarm(ma
     pw.write_text("pw\n")
     pw.chmod(0o600)
     dev = {**nut_device(username="suitemon", password_file=str(pw)), "poll_s": 0.5, "on_battery_poll_s": 0.5}
-    suite = make_suite({"ups": dev}, extra={"areas": AREAS, "shutdown": short_shutdown(
-        triggers={"on_battery_s": 1.0, "runtime_below_s": False, "debounce_s": 0.5},
-        targets={}, steps=[{"id": "ups_outlets", "kind": "ups", "outlet_delay_s": 5, "timeout_s": 3.0}])})
+    suite = make_suite(
+        {"ups": dev},
+        extra={
+            "areas": AREAS,
+            "shutdown": short_shutdown(
+                triggers={"on_battery_s": 1.0, "runtime_below_s": False, "debounce_s": 0.5},
+                targets={},
+                steps=[{"id": "ups_outlets", "kind": "ups", "outlet_delay_s": 5, "timeout_s": 3.0}],
+            ),
+        },
+    )
     suite.start_sims("ups")
     suite.start_daemon(watcher)
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
-                     15, what="UPS answering")
+    watcher.wait_for(
+        lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
+        15,
+        what="UPS answering",
+    )
     suite.sim("ups", "mains_fail")
-    ev = watcher.wait_for(lambda w: shutdown_events(w, suite.site, "shutdown.step.timeout"), 20,
-                          what="ups step timed out")
+    ev = watcher.wait_for(
+        lambda w: shutdown_events(w, suite.site, "shutdown.step.timeout"), 20, what="ups step timed out"
+    )
     assert "CMD-NOT-SUPPORTED" in ev[0]["data"]["error"]
-    watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "shutdown.ups_unconfirmed")))
-                     and a["state"] == "active", 10, what="ups_unconfirmed alarm")
+    watcher.wait_for(
+        lambda w: (
+            (a := w.json_of(suite.topic("alarm", "shutdown.ups_unconfirmed"))) and a["state"] == "active"
+        ),
+        10,
+        what="ups_unconfirmed alarm",
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from jsonschema import Draft202012Validator
-
 from schema_check import SCHEMAS, problems, schema_for
 
 

@@ -13,10 +13,26 @@ __all__ = ["targets"]
 def petct_shutdown(**groups_or_none) -> dict:
     sd = short_shutdown(hold_off_s=30.0)
     sd["steps"] = [
-        {"id": "stop_acquisitions", "target": "scanner", "command": "stop_new_acquisitions", "timeout_s": 3.0},
-        {"id": "patient_on_couch", "kind": "occupancy", "area": "scanner", "timeout_s": 20.0, "on_timeout": "hold"},
-        {"id": "scanner_power_down", "target": "scanner", "command": "controlled_shutdown", "timeout_s": 3.0,
-         "critical": True},
+        {
+            "id": "stop_acquisitions",
+            "target": "scanner",
+            "command": "stop_new_acquisitions",
+            "timeout_s": 3.0,
+        },
+        {
+            "id": "patient_on_couch",
+            "kind": "occupancy",
+            "area": "scanner",
+            "timeout_s": 20.0,
+            "on_timeout": "hold",
+        },
+        {
+            "id": "scanner_power_down",
+            "target": "scanner",
+            "command": "controlled_shutdown",
+            "timeout_s": 3.0,
+            "critical": True,
+        },
         {"id": "ups_outlets", "kind": "ups", "timeout_s": 5.0},
     ]
     sd["point_of_no_return"] = "scanner_power_down"
@@ -27,15 +43,23 @@ def petct_shutdown(**groups_or_none) -> dict:
     return sd
 
 
-def test_a_patient_on_the_couch_is_announced_and_holds_the_scanner_power_down(make_suite, watcher, tmp_path,
-                                                                              targets):
+def test_a_patient_on_the_couch_is_announced_and_holds_the_scanner_power_down(
+    make_suite, watcher, tmp_path, targets
+):
     suite = start(make_suite, watcher, tmp_path, "tcp", petct_shutdown())
     scanner = targets(suite, "scanner")
     assert send_command(watcher, suite, "rad1", "occupancy", {"area": "scanner", "occupied": True})["ok"]
     assert send_command(watcher, suite, "rad1", "shutdown", {"action": "start", "confirm": suite.site})["ok"]
 
-    alarm = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "shutdown.patient_on_couch")))
-                             and a["state"] == "active" and a, 10, what="patient-on-couch alarm")
+    alarm = watcher.wait_for(
+        lambda w: (
+            (a := w.json_of(suite.topic("alarm", "shutdown.patient_on_couch")))
+            and a["state"] == "active"
+            and a
+        ),
+        10,
+        what="patient-on-couch alarm",
+    )
     assert alarm["priority"] == "high" and alarm["kind"] == "clinical" and "scanner couch" in alarm["message"]
     st = state_of(watcher, suite)
     assert [s["status"] for s in st["steps"]] == ["done", "running", "pending", "pending"]
@@ -45,7 +69,9 @@ def test_a_patient_on_the_couch_is_announced_and_holds_the_scanner_power_down(ma
     assert send_command(watcher, suite, "rad1", "occupancy", {"area": "scanner", "occupied": False})["ok"]
     acked = event(watcher, suite, "shutdown.step.acked", step="patient_on_couch")
     assert acked["data"]["detail"] == "scanner marked free" and acked["actor"] == "system"
-    watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", "shutdown.patient_on_couch"))["state"] == "closed", 5)
+    watcher.wait_for(
+        lambda w: w.json_of(suite.topic("alarm", "shutdown.patient_on_couch"))["state"] == "closed", 5
+    )
     done = event(watcher, suite, "shutdown.completed", timeout=15)
     assert [c["command"] for c in scanner.commands()] == ["stop_new_acquisitions", "controlled_shutdown"]
     assert [s["status"] for s in done["data"]["state"]["steps"]] == ["done", "done", "done", "done"]
@@ -55,10 +81,15 @@ def test_a_patient_on_the_couch_is_announced_and_holds_the_scanner_power_down(ma
     assert [c["raw"] for c in ups["outlet_commands"]] == [(1 << 3) | (1 << 7) | (1 << 8) | (1 << 9)]
     result = done["data"]["ups"]["groups"]
     assert result["switched_group_0"]["delay_s"] == 4 and result["main_group"]["delay_s"] == 30
-    watcher.wait_for(lambda w: suite.sim("ups", "state")["groups"]["switched_group_0"]["on"] is False, 10,
-                     what="scanner supply off")
+    watcher.wait_for(
+        lambda w: suite.sim("ups", "state")["groups"]["switched_group_0"]["on"] is False,
+        10,
+        what="scanner supply off",
+    )
     g = suite.sim("ups", "state")["groups"]
-    assert g["main_group"]["on"] is True and g["main_group"]["pending"] == "shutdown"  # bells, monitors, this PC
+    assert (
+        g["main_group"]["on"] is True and g["main_group"]["pending"] == "shutdown"
+    )  # bells, monitors, this PC
     assert "'scanner_supply' (switched_group_0) off in 4 s" in done["data"]["state"]["message"]
 
 

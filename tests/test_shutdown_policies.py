@@ -4,21 +4,38 @@ real Mosquitto, and shutdown targets that are real MQTT clients in the test."""
 from __future__ import annotations
 
 import pytest
-
-from shutdown_helpers import (AREAS, send_command, short_shutdown, shutdown_events, state_of, strip_none,
-                              targets, ups_device)
+from shutdown_helpers import (
+    AREAS,
+    send_command,
+    short_shutdown,
+    shutdown_events,
+    state_of,
+    strip_none,
+    targets,
+    ups_device,
+)
 
 __all__ = ["targets"]  # the fixture
 
 
 def start(make_suite, watcher, tmp_path, transport, shutdown, **dev):
-    d = ups_device(transport, tmp_path, poll_s=0.5, on_battery_poll_s=0.5, timeout_s=0.3,
-                   sim={"return_delay_s": 0.5}, **dev)
+    d = ups_device(
+        transport,
+        tmp_path,
+        poll_s=0.5,
+        on_battery_poll_s=0.5,
+        timeout_s=0.3,
+        sim={"return_delay_s": 0.5},
+        **dev,
+    )
     suite = make_suite({"ups": d}, extra={"areas": AREAS, "shutdown": strip_none(shutdown)})
     suite.start_sims("ups")
     suite.start_daemon(watcher)
-    watcher.wait_for(lambda w: (s := state_of(w, suite)) and s["phase"] == "idle" and s["armed"], 10,
-                     what="sequencer armed")
+    watcher.wait_for(
+        lambda w: (s := state_of(w, suite)) and s["phase"] == "idle" and s["armed"],
+        10,
+        what="sequencer armed",
+    )
     return suite
 
 
@@ -28,10 +45,13 @@ def event(watcher, suite, type_, timeout=10.0, **where):
             if all(e["data"].get(k) == v for k, v in where.items()):
                 return e
         return None
+
     return watcher.wait_for(found, timeout, what=f"{type_} {where}")
 
 
-def test_manual_start_needs_confirmation_and_timeout_policies_are_honoured(make_suite, watcher, tmp_path, targets):
+def test_manual_start_needs_confirmation_and_timeout_policies_are_honoured(
+    make_suite, watcher, tmp_path, targets
+):
     sd = short_shutdown()
     sd["steps"][1]["on_timeout"] = "hold"
     suite = start(make_suite, watcher, tmp_path, "tcp", sd)
@@ -43,8 +63,9 @@ def test_manual_start_needs_confirmation_and_timeout_policies_are_honoured(make_
     r = send_command(watcher, suite, "rad1", "shutdown", {"action": "start", "confirm": "wrong-site"})
     assert r["ok"] is False
     assert not shutdown_events(watcher, suite.site, "shutdown.started")
-    r = send_command(watcher, suite, "rad1", "shutdown", {"action": "start", "confirm": suite.site,
-                                                          "reason": "test"})
+    r = send_command(
+        watcher, suite, "rad1", "shutdown", {"action": "start", "confirm": suite.site, "reason": "test"}
+    )
     assert r["ok"] is True
     started = event(watcher, suite, "shutdown.started")
     assert started["actor"] == "rad1" and started["data"]["trigger"]["name"] == "manual"
@@ -59,8 +80,11 @@ def test_manual_start_needs_confirmation_and_timeout_policies_are_honoured(make_
 
     # Step 2 never answers, policy "hold": held, a HIGH alarm, and the UPS is not commanded.
     event(watcher, suite, "shutdown.step.held", step="workstations_off")
-    alarm = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "shutdown.held")))
-                             and a["state"] == "active" and a, 5, what="held alarm")
+    alarm = watcher.wait_for(
+        lambda w: (a := w.json_of(suite.topic("alarm", "shutdown.held"))) and a["state"] == "active" and a,
+        5,
+        what="held alarm",
+    )
     assert alarm["priority"] == "high" and "workstations" in alarm["message"]
     # A "failed" answer is journaled but does not end a hold.
     ws.reply_now(ws.commands()[0]["correlation_id"], status="failed", detail="agent busy")
@@ -81,7 +105,11 @@ def test_manual_start_needs_confirmation_and_timeout_policies_are_honoured(make_
     assert ups["pending"] == "shutdown" and [c["raw"] for c in ups["outlet_commands"]] == [0x188]
     watcher.wait_for(lambda w: w.json_of(suite.topic("alarm", "shutdown.held"))["state"] == "closed", 5)
     final = done["data"]["state"]
-    assert final["phase"] == "completed" and [s["status"] for s in final["steps"]] == ["timeout", "released", "done"]
+    assert final["phase"] == "completed" and [s["status"] for s in final["steps"]] == [
+        "timeout",
+        "released",
+        "done",
+    ]
     # Mains is present and stays: once the hold-off has passed the sequencer is armed again.
     armed = event(watcher, suite, "shutdown.armed", reason="mains stable for 1 s after a shutdown")
     assert armed["data"]["state"]["phase"] == "idle" and armed["data"]["state"]["armed"] is True
@@ -93,11 +121,17 @@ def test_comm_loss_on_battery_starts_the_sequence(make_suite, watcher, tmp_path,
     scanner = targets(suite, "scanner", delay_s=0.1)
     targets(suite, "workstations", delay_s=0.1)
     suite.sim("ups", "mains_fail")
-    watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "ups.on_battery"))) and a["state"] == "active",
-                     5, what="on battery")
+    watcher.wait_for(
+        lambda w: (a := w.json_of(suite.topic("alarm", "ups.on_battery"))) and a["state"] == "active",
+        5,
+        what="on battery",
+    )
     suite.sim("ups", "fault", silent=True)
-    lost = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "ups.comm_lost")))
-                            and a["state"] == "active" and a, 8, what="comm lost")
+    lost = watcher.wait_for(
+        lambda w: (a := w.json_of(suite.topic("alarm", "ups.comm_lost"))) and a["state"] == "active" and a,
+        8,
+        what="comm lost",
+    )
     assert lost["priority"] == "high" and lost["details"]["critical"] is True
     assert "while on battery" in lost["message"]
     started = event(watcher, suite, "shutdown.started", timeout=8)
@@ -109,8 +143,13 @@ def test_comm_loss_on_battery_starts_the_sequence(make_suite, watcher, tmp_path,
     assert done["data"]["ups"]["delay_s"] == 5
     assert shutdown_events(watcher, suite.site, "shutdown.step.acked")[-1]["data"]["step"] == "ups_outlets"
     # 5 s later the UPS switches its outlets off; mains is still out, so the alarm stays and says so.
-    dark = watcher.wait_for(lambda w: (a := w.json_of(suite.topic("alarm", "ups.on_battery")))
-                            and "output is OFF" in a["message"] and a, 12, what="outlets off")
+    dark = watcher.wait_for(
+        lambda w: (
+            (a := w.json_of(suite.topic("alarm", "ups.on_battery"))) and "output is OFF" in a["message"] and a
+        ),
+        12,
+        what="outlets off",
+    )
     assert dark["state"] == "active"
     st = watcher.json_of(suite.topic("device", "ups", "state"))
     assert st["power"] == "output_off" and st["values"]["output_off"] is True
@@ -119,8 +158,19 @@ def test_comm_loss_on_battery_starts_the_sequence(make_suite, watcher, tmp_path,
 def test_short_runtime_skips_to_the_critical_steps(make_suite, watcher, tmp_path, targets):
     sd = short_shutdown(triggers={"on_battery_s": False, "runtime_below_s": 120.0, "debounce_s": 0.5})
     sd["steps"] = [
-        {"id": "stop_acquisitions", "target": "scanner", "command": "stop_new_acquisitions", "timeout_s": 10.0},
-        {"id": "park_gantry", "target": "scanner", "command": "park_gantry", "timeout_s": 10.0, "critical": True},
+        {
+            "id": "stop_acquisitions",
+            "target": "scanner",
+            "command": "stop_new_acquisitions",
+            "timeout_s": 10.0,
+        },
+        {
+            "id": "park_gantry",
+            "target": "scanner",
+            "command": "park_gantry",
+            "timeout_s": 10.0,
+            "critical": True,
+        },
         {"id": "workstations_off", "target": "workstations", "command": "shutdown", "timeout_s": 10.0},
         {"id": "ups_outlets", "kind": "ups", "outlet_delay_s": 5, "timeout_s": 5.0},
     ]
@@ -145,8 +195,10 @@ def test_short_runtime_skips_to_the_critical_steps(make_suite, watcher, tmp_path
 
 
 def test_after_the_point_of_no_return_mains_back_does_not_abort(make_suite, watcher, tmp_path, targets):
-    sd = short_shutdown(triggers={"on_battery_s": 1.0, "runtime_below_s": False, "debounce_s": 0.5},
-                        point_of_no_return="workstations_off")
+    sd = short_shutdown(
+        triggers={"on_battery_s": 1.0, "runtime_below_s": False, "debounce_s": 0.5},
+        point_of_no_return="workstations_off",
+    )
     sd["steps"][1].pop("resume")
     sd["steps"][1]["timeout_s"] = 10.0
     suite = start(make_suite, watcher, tmp_path, "rtu", sd)
@@ -157,8 +209,13 @@ def test_after_the_point_of_no_return_mains_back_does_not_abort(make_suite, watc
     event(watcher, suite, "shutdown.point_of_no_return", step="workstations_off")
     suite.sim("ups", "mains_restore")
     # Mains is back and stays well beyond hold_off_s (1 s) while the step waits ...
-    watcher.wait_for(lambda w: (s := w.json_of(suite.topic("device", "ups", "state")))
-                     and s["values"].get("online") is True, 5, what="mains seen back")
+    watcher.wait_for(
+        lambda w: (
+            (s := w.json_of(suite.topic("device", "ups", "state"))) and s["values"].get("online") is True
+        ),
+        5,
+        what="mains seen back",
+    )
     ws.reply_now(cmd["correlation_id"])
     # ... and the sequence completes anyway: the UPS is commanded, nothing is resumed.
     done = event(watcher, suite, "shutdown.completed", timeout=10)
@@ -176,14 +233,24 @@ def test_bad_replies_are_rejected_counted_journaled_and_survived(make_suite, wat
     targets(suite, "workstations", delay_s=0.1)
     assert send_command(watcher, suite, "rad1", "shutdown", {"action": "start", "confirm": suite.site})["ok"]
     cid = scanner.wait_for(lambda t: t.commands(), 5)[0]["correlation_id"]
-    bad = [b"not json", b"[1, 2]", b'{"status": "done"}', b'{"correlation_id": "x", "status": "maybe"}',
-           b'{"correlation_id": "nope", "status": "done"}']
+    bad = [
+        b"not json",
+        b"[1, 2]",
+        b'{"status": "done"}',
+        b'{"correlation_id": "x", "status": "maybe"}',
+        b'{"correlation_id": "nope", "status": "done"}',
+    ]
     for payload in bad:
         watcher.publish(suite.topic("shutdown", "reply", "scanner"), payload)
     # The scanner's correlation id, sent from the workstations' topic: refused.
-    watcher.publish(suite.topic("shutdown", "reply", "workstations"), {"correlation_id": cid, "status": "done"})
-    rejected = watcher.wait_for(lambda w: len(r := shutdown_events(w, suite.site, "shutdown.reply.rejected")) >= 6
-                                and r, 10, what="six rejections")
+    watcher.publish(
+        suite.topic("shutdown", "reply", "workstations"), {"correlation_id": cid, "status": "done"}
+    )
+    rejected = watcher.wait_for(
+        lambda w: len(r := shutdown_events(w, suite.site, "shutdown.reply.rejected")) >= 6 and r,
+        10,
+        what="six rejections",
+    )
     errors = [e["data"]["error"] for e in rejected]
     assert "not JSON" in errors[0] and "JSON object" in errors[1] and "correlation_id" in errors[2]
     assert "status must be" in errors[3] and "unknown correlation id" in errors[4]
@@ -192,7 +259,13 @@ def test_bad_replies_are_rejected_counted_journaled_and_survived(make_suite, wat
     # The real answer still works, and the daemon counted what it refused.
     scanner.reply_now(cid)
     event(watcher, suite, "shutdown.step.acked", step="stop_acquisitions")
-    status = watcher.wait_for(lambda w: (s := w.json_of(suite.topic("status"))) and
-                              s.get("counters", {}).get("shutdown.replies_rejected") == 6 and s, 12,
-                              what="counter in status")
+    status = watcher.wait_for(
+        lambda w: (
+            (s := w.json_of(suite.topic("status")))
+            and s.get("counters", {}).get("shutdown.replies_rejected") == 6
+            and s
+        ),
+        12,
+        what="counter in status",
+    )
     assert status["state"] == "online"

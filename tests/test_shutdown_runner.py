@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from shutdown_helpers import short_shutdown
+
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.contract import Topics
 from suitemon.daemon.shutdown.config import ShutdownConfig
@@ -25,8 +26,9 @@ class Host:
 
     def __init__(self, cfg: ShutdownConfig, silent: tuple[str, ...] = (), fail_on: str | None = None):
         self.cfg = cfg
-        self.state = SequenceState.begin(cfg, {"name": "manual", "detail": "unit test", "power": False},
-                                         iso(time.time()))
+        self.state = SequenceState.begin(
+            cfg, {"name": "manual", "detail": "unit test", "power": False}, iso(time.time())
+        )
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.alarms: dict[str, bool] = {}
         self.silent = silent
@@ -39,12 +41,17 @@ class Host:
         data = data or {}
         self.events.append((type_, data))
         answers = type_ == "shutdown.resume.sent" or (
-            type_ in ("shutdown.step.started", "shutdown.step.resent") and data.get("target") not in self.silent)
+            type_ in ("shutdown.step.started", "shutdown.step.resent")
+            and data.get("target") not in self.silent
+        )
         if answers and "correlation_id" in data:
             assert self.runner is not None
             asyncio.get_running_loop().call_soon(
-                self.runner.on_reply, data["target"], data["correlation_id"],
-                {"correlation_id": data["correlation_id"], "status": "done", "detail": "ok"})
+                self.runner.on_reply,
+                data["target"],
+                data["correlation_id"],
+                {"correlation_id": data["correlation_id"], "status": "done", "detail": "ok"},
+            )
 
     def alarm(self, cause: str, present: bool, message: str = "", **_: Any) -> None:
         self.alarms[cause] = present
@@ -75,8 +82,12 @@ class Ups:
 
 def _runner(host: Host, ups: Any) -> SequenceRunner:
     seen: SequenceHost = host  # typed as the protocol: a type checker holds the stand-in to it
-    runner = SequenceRunner(seen, topics=Topics("suitemon", "unit"), site="unit",
-                            ups=lambda device_id: ups if device_id == host.cfg.ups else None)
+    runner = SequenceRunner(
+        seen,
+        topics=Topics("suitemon", "unit"),
+        site="unit",
+        ups=lambda device_id: ups if device_id == host.cfg.ups else None,
+    )
     host.runner = runner
     return runner
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import pytest
-
-from suitemon.daemon.config import ConfigError, parse_config
-from suitemon.daemon.ups.rules import power_fact
-from suitemon.daemon.shutdown.config import ShutdownConfig, Triggers
-from suitemon.daemon.shutdown.triggers import TriggerWatch, estimated_runtime
 from shutdown_helpers import short_shutdown
 
-MAINS = {"online": True, "on_battery": False, "input_bad": False, "self_test": False,
-         "shutdown_imminent": False, "runtime_s": 1500, "charge_pct": 100.0}
+from suitemon.daemon.config import ConfigError, parse_config
+from suitemon.daemon.shutdown.config import ShutdownConfig, Triggers
+from suitemon.daemon.shutdown.triggers import TriggerWatch, estimated_runtime
+from suitemon.daemon.ups.rules import power_fact
+
+MAINS = {
+    "online": True,
+    "on_battery": False,
+    "input_bad": False,
+    "self_test": False,
+    "shutdown_imminent": False,
+    "runtime_s": 1500,
+    "charge_pct": 100.0,
+}
 OUTAGE = {**MAINS, "online": False, "on_battery": True, "input_bad": True}
 SELF_TEST = {**MAINS, "online": False, "on_battery": True, "self_test": True}
 
@@ -59,11 +66,14 @@ def test_on_battery_fires_after_its_time_and_says_so():
 
 
 def test_runtime_and_charge_and_shutdown_imminent_are_debounced():
-    for values, name in [({**OUTAGE, "runtime_s": 200}, "runtime_low"),
-                         ({**OUTAGE, "charge_pct": 20.0}, "charge_low"),
-                         ({**OUTAGE, "shutdown_imminent": True}, "shutdown_imminent")]:
-        watch = TriggerWatch(Triggers(on_battery_s=False, runtime_below_s=300, charge_below_pct=25,
-                                      debounce_s=5))
+    for values, name in [
+        ({**OUTAGE, "runtime_s": 200}, "runtime_low"),
+        ({**OUTAGE, "charge_pct": 20.0}, "charge_low"),
+        ({**OUTAGE, "shutdown_imminent": True}, "shutdown_imminent"),
+    ]:
+        watch = TriggerWatch(
+            Triggers(on_battery_s=False, runtime_below_s=300, charge_below_pct=25, debounce_s=5)
+        )
         t, fired = run(watch, [(0, MAINS), (1, values)], until=20)
         assert fired["name"] == name and t == pytest.approx(6.0), (name, t)
 
@@ -89,15 +99,20 @@ def test_runtime_estimate_keeps_falling_while_the_ups_is_silent():
 
 def test_triggers_turned_off_with_false_and_true_is_refused():
     t = Triggers(on_battery_s=False, runtime_below_s=False)
-    assert [c[0] for c in TriggerWatch(t).conditions(fact(OUTAGE))] == ["shutdown_imminent", "comm_lost_on_battery"]
+    assert [c[0] for c in TriggerWatch(t).conditions(fact(OUTAGE))] == [
+        "shutdown_imminent",
+        "comm_lost_on_battery",
+    ]
     with pytest.raises(ValueError, match="false to turn this trigger off"):
         Triggers(on_battery_s=True)
 
 
 def base_cfg(shutdown):
-    return {"site": {"id": "s", "name": "s"},
-            "devices": {"ups": {"kind": "ups_apc", "transport": "tcp", "port": 5502}},
-            "shutdown": shutdown}
+    return {
+        "site": {"id": "s", "name": "s"},
+        "devices": {"ups": {"kind": "ups_apc", "transport": "tcp", "port": 5502}},
+        "shutdown": shutdown,
+    }
 
 
 def issues(shutdown):
@@ -126,8 +141,16 @@ def test_config_refuses_unsafe_sequences_with_key_paths():
 
 # A runtime calibration (AN-176 register 24 bit 1): on battery with mains present, the battery
 # drained on purpose, the UPS signalling low battery near the end (NUT: OB+LB while CAL).
-CALIBRATION = {**MAINS, "online": False, "on_battery": True, "calibrating": True, "input_v": 231.0,
-               "runtime_s": 90, "charge_pct": 20.0, "shutdown_imminent": True}
+CALIBRATION = {
+    **MAINS,
+    "online": False,
+    "on_battery": True,
+    "calibrating": True,
+    "input_v": 231.0,
+    "runtime_s": 90,
+    "charge_pct": 20.0,
+    "shutdown_imminent": True,
+}
 
 
 def cal_fact(values, comm="ok"):
@@ -151,9 +174,11 @@ def test_a_calibration_with_mains_good_arms_no_trigger():
     assert f["battery_test"] == "calibration"
 
 
-@pytest.mark.parametrize("outage", [{"input_bad": True}, {"power_failure": True},
-                                    {"input_v": 0.0}, {"input_v": 150.0}],
-                         ids=["input-bad bit", "power-failure bit", "no input voltage", "input voltage low"])
+@pytest.mark.parametrize(
+    "outage",
+    [{"input_bad": True}, {"power_failure": True}, {"input_v": 0.0}, {"input_v": 150.0}],
+    ids=["input-bad bit", "power-failure bit", "no input voltage", "input voltage low"],
+)
 def test_a_real_mains_loss_during_a_calibration_still_counts(outage):
     watch = TriggerWatch(Triggers(on_battery_s=15, runtime_below_s=300, charge_below_pct=False, debounce_s=5))
     t, fired = run_cal(watch, {**CALIBRATION, **outage}, until=30)
@@ -184,31 +209,40 @@ def test_outlet_groups_keep_patient_supervision_powered_last():
     assert list(ok.ups_groups()) == ["scanner_supply", "supervision"]
     assert ok.ups_off_after_s() == 60  # the time budget waits for the scanner's group, not supervision's
     late = {**GROUPS, "scanner_supply": {**GROUPS["scanner_supply"], "off_delay_s": 900}}
-    assert any("main group, which feeds the switched groups" in i and "scanner_supply" in i
-               for i in issues(with_groups(late)))
-    sog_sup = {"scanner_supply": {"ups_group": "main_group", "off_delay_s": 60},
-               "supervision": {"ups_group": "switched_group_1", "off_delay_s": 600, "supervision": True}}
+    assert any(
+        "main group, which feeds the switched groups" in i and "scanner_supply" in i
+        for i in issues(with_groups(late))
+    )
+    sog_sup = {
+        "scanner_supply": {"ups_group": "main_group", "off_delay_s": 60},
+        "supervision": {"ups_group": "switched_group_1", "off_delay_s": 600, "supervision": True},
+    }
     assert any("main group" in i for i in issues(with_groups(sog_sup)))
     both = {**GROUPS, "dispenser": {"ups_group": "switched_group_1", "off_delay_s": 600}}
     assert any("must switch off last: dispenser" in i for i in issues(with_groups(both)))
     none = {k: {**g, "supervision": False} for k, g in GROUPS.items()}
     assert any("no outlet group has supervision = true" in i for i in issues(with_groups(none)))
     assert any("drop outlet_delay_s" in i for i in issues(with_groups(GROUPS, outlet_delay_s=30)))
-    assert any("undeclared outlet groups: nope" in i for i in issues(with_groups(GROUPS, outlet_groups=["nope"])))
+    assert any(
+        "undeclared outlet groups: nope" in i for i in issues(with_groups(GROUPS, outlet_groups=["nope"]))
+    )
     same = {**GROUPS, "other": {"ups_group": "switched_group_0", "off_delay_s": 30}}
     assert any("same UPS group (switched_group_0)" in i for i in issues(with_groups(same)))
 
 
 def test_outlet_groups_must_exist_in_the_ups_profile(tmp_path):
     from helpers import REPO
+
     text = (REPO / "drivers" / "profiles" / "apc_smart_ups.toml").read_text()
     start = text.index("default_group =")
     one_group = tmp_path / "one_group_ups.toml"  # a model with its main group only
-    one_group.write_text(text[:start] + text[text.index("[points.status]"):])
+    one_group.write_text(text[:start] + text[text.index("[points.status]") :])
     cfg = base_cfg(with_groups(GROUPS))
     cfg["devices"]["ups"]["profile"] = str(one_group)
     with pytest.raises(ConfigError) as e:
         parse_config(cfg)
     assert [str(i) for i in e.value.issues] == [
-        "shutdown.outlet_groups.scanner_supply.ups_group: UPS 'ups' (profile " + str(one_group)
-        + ") has no outlet group 'switched_group_0' (it has main_group)"]
+        "shutdown.outlet_groups.scanner_supply.ups_group: UPS 'ups' (profile "
+        + str(one_group)
+        + ") has no outlet group 'switched_group_0' (it has main_group)"
+    ]

@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from helpers import free_port
 
 SOAK_S = float(os.environ.get("SUITEMON_SOAK_S", "120"))
@@ -35,15 +34,23 @@ def soak_devices() -> dict:
     """Normal rates x10: polls 10x faster than the example suite's, values flapping on every poll."""
     devs = {}
     for i in range(6):
-        devs[f"env{i}"] = {"kind": "modbus_points", "transport": "tcp", "host": "127.0.0.1", "port": free_port(),
-                           "poll_s": 0.2, "timeout_s": 0.1, "sim": {"drift": False},
-                           "limits": {"temperature": {"high": 28.0, "priority": "low"}}}
+        devs[f"env{i}"] = {
+            "kind": "modbus_points",
+            "transport": "tcp",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "poll_s": 0.2,
+            "timeout_s": 0.1,
+            "sim": {"drift": False},
+            "limits": {"temperature": {"high": 28.0, "priority": "low"}},
+        }
     return devs
 
 
 @pytest.mark.soak
 def test_soak_resources_stay_flat(make_suite, watcher):
     from soak_kinds import soak_extra_config, soak_extra_devices, stimulate
+
     suite = make_suite({**soak_devices(), **soak_extra_devices(free_port)}, extra=soak_extra_config())
     suite.start_sims()
     daemon = suite.start_daemon(watcher)
@@ -65,10 +72,20 @@ def test_soak_resources_stay_flat(make_suite, watcher):
             last = evs[-1]
             sent = datetime.fromisoformat(last["ts"].replace("Z", "+00:00")).timestamp()
             lag = max(0.0, time.time() - sent) if time.time() - sent < 60 else None
-        samples.append({"t": round(elapsed, 1), "rss_mb": round(rss_mb(daemon.pid), 1), "fds": fds(daemon.pid),
-                        "tasks": st.get("tasks"), "backlog": st.get("backlog"), "events": len(evs),
-                        "journal_mb": round(sum(p.stat().st_size for p in journal.parent.glob("journal*")) / 2**20, 2),
-                        "lag_s": round(lag, 3) if lag is not None else None})
+        samples.append(
+            {
+                "t": round(elapsed, 1),
+                "rss_mb": round(rss_mb(daemon.pid), 1),
+                "fds": fds(daemon.pid),
+                "tasks": st.get("tasks"),
+                "backlog": st.get("backlog"),
+                "events": len(evs),
+                "journal_mb": round(
+                    sum(p.stat().st_size for p in journal.parent.glob("journal*")) / 2**20, 2
+                ),
+                "lag_s": round(lag, 3) if lag is not None else None,
+            }
+        )
         assert daemon.alive(), daemon.log_text()[-3000:]
     report = {"seconds": SOAK_S, "samples": samples}
     if out := os.environ.get("SUITEMON_SOAK_OUT"):
@@ -79,10 +96,14 @@ def test_soak_resources_stay_flat(make_suite, watcher):
     first, last = steady[0], steady[-1]
     assert last["rss_mb"] - first["rss_mb"] < 15, f"RSS grew {first['rss_mb']} -> {last['rss_mb']} MB"
     assert last["fds"] <= first["fds"] + 2, f"fds grew {first['fds']} -> {last['fds']}"
-    assert last["tasks"] is not None and last["tasks"] <= first["tasks"] + 2, f"tasks {first['tasks']} -> {last['tasks']}"
+    assert last["tasks"] is not None and last["tasks"] <= first["tasks"] + 2, (
+        f"tasks {first['tasks']} -> {last['tasks']}"
+    )
     assert all((s["backlog"] or 0) < 200 for s in steady), "the outbox fell behind"
     assert last["events"] > first["events"] + 10 * (last["t"] - first["t"]), "the event stream stalled"
     final = watcher.json_of(suite.topic("status"))
-    assert final["devices"] and set(final["devices"].values()) == {"ok"}, final["devices"]  # every kind kept up
+    assert final["devices"] and set(final["devices"].values()) == {"ok"}, final[
+        "devices"
+    ]  # every kind kept up
     lags = [s["lag_s"] for s in steady if s["lag_s"] is not None]
     assert lags and max(lags) < 5.0

@@ -10,16 +10,24 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from helpers import Mosquitto, Watcher, free_port, wait_until
 
 
 def flapping_suite(make_suite, tmp_path, broker_port):
-    suite = make_suite({"env": {
-        "kind": "modbus_points", "transport": "tcp", "host": "127.0.0.1", "port": free_port(),
-        "poll_s": 0.02, "timeout_s": 0.2, "sim": {"drift": False},
-        "limits": {"temperature": {"high": 28.0, "priority": "low"}},
-    }})
+    suite = make_suite(
+        {
+            "env": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "poll_s": 0.02,
+                "timeout_s": 0.2,
+                "sim": {"drift": False},
+                "limits": {"temperature": {"high": 28.0, "priority": "low"}},
+            }
+        }
+    )
     suite.data["mqtt"]["port"] = broker_port
     suite.write()
     return suite
@@ -67,8 +75,11 @@ def test_broker_outage_loses_nothing_and_keeps_order(make_suite, tmp_path):
         w = Watcher(private.port)
         wanted = journal_ids(suite, before)
         assert len(wanted) >= 200
-        w.wait_for(lambda x: set(wanted) <= set(received_ids_in_order(x, suite.site)), 60,
-                   what=f"all {len(wanted)} events after the outage")
+        w.wait_for(
+            lambda x: set(wanted) <= set(received_ids_in_order(x, suite.site)),
+            60,
+            what=f"all {len(wanted)} events after the outage",
+        )
         got = [i for i in received_ids_in_order(w, suite.site) if i in set(wanted)]
         assert got == wanted  # every id, in journal order
         w.close()
@@ -94,8 +105,11 @@ def test_kill9_with_unsent_events_delivers_them_after_restart(make_suite, tmp_pa
         private.start()
         w = Watcher(private.port)
         suite.start_daemon(w, name="daemon2")
-        w.wait_for(lambda x: set(unsent) <= set(received_ids_in_order(x, suite.site)), 60,
-                   what=f"{len(unsent)} events written before the kill")
+        w.wait_for(
+            lambda x: set(unsent) <= set(received_ids_in_order(x, suite.site)),
+            60,
+            what=f"{len(unsent)} events written before the kill",
+        )
         got = [i for i in received_ids_in_order(w, suite.site) if i in set(unsent)]
         assert got == unsent
         w.close()
@@ -112,9 +126,19 @@ def test_broker_killed_and_restarted_during_a_500_alarm_storm(make_suite, tmp_pa
     """Six sensors flapping across their limits: 500+ alarm events, the broker killed in the middle."""
     private = Mosquitto(tmp_path / "broker").start()
     try:
-        devices = {f"s{i}": {"kind": "modbus_points", "transport": "tcp", "host": "127.0.0.1", "port": free_port(),
-                             "poll_s": 0.05, "timeout_s": 0.2, "sim": {"drift": False},
-                             "limits": {"temperature": {"high": 28.0, "priority": "high"}}} for i in range(6)}
+        devices = {
+            f"s{i}": {
+                "kind": "modbus_points",
+                "transport": "tcp",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "poll_s": 0.05,
+                "timeout_s": 0.2,
+                "sim": {"drift": False},
+                "limits": {"temperature": {"high": 28.0, "priority": "high"}},
+            }
+            for i in range(6)
+        }
         suite = make_suite(devices)
         suite.data["mqtt"]["port"] = private.port
         suite.write()
@@ -141,12 +165,15 @@ def test_broker_killed_and_restarted_during_a_500_alarm_storm(make_suite, tmp_pa
         # confirmed is re-sent after the restart. Together: every event, each subscriber in journal order.
         before_kill = [i for i in first if i in set(storm)]
         # How far the publisher got before the kill depends on load; what matters is a gap-free prefix.
-        assert before_kill and before_kill == storm[:len(before_kill)]
+        assert before_kill and before_kill == storm[: len(before_kill)]
         missing = set(storm) - set(before_kill)
-        w.wait_for(lambda x: missing <= set(received_ids_in_order(x, suite.site)), 60,
-                   what="the rest of the storm after the broker came back")
+        w.wait_for(
+            lambda x: missing <= set(received_ids_in_order(x, suite.site)),
+            60,
+            what="the rest of the storm after the broker came back",
+        )
         after = [i for i in received_ids_in_order(w, suite.site) if i in set(storm)]
-        assert after == storm[storm.index(after[0]):]  # a contiguous, ordered tail: nothing skipped
+        assert after == storm[storm.index(after[0]) :]  # a contiguous, ordered tail: nothing skipped
         assert storm.index(after[0]) <= len(before_kill)  # no gap between the two subscribers
         w.close()
     finally:

@@ -10,14 +10,14 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from notify_socket import NotifySocket, gaps
+from service_helpers import points_device, start_daemon_env
 
 from suitemon.daemon.devices import DeviceRunner
 from suitemon.daemon.health import HANG_GRACE_S, hung_parts, progress_bound
 from suitemon.daemon.rules.points import PointRules
 from suitemon.daemon.sdnotify import Notifier, socket_address, watchdog_timeout
 from suitemon.drivers.modbus_points import Config, ModbusPointsDriver
-from notify_socket import NotifySocket, gaps
-from service_helpers import points_device, start_daemon_env
 
 
 @pytest.fixture
@@ -28,14 +28,17 @@ def notify(tmp_path):
 
 
 # -- the protocol itself ------------------------------------------------------------------
-@pytest.mark.parametrize("env,pid,expected", [
-    ({}, 10, None),
-    ({"WATCHDOG_USEC": "3000000"}, 10, 3.0),
-    ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "10"}, 10, 3.0),
-    ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "11"}, 10, None),  # armed for another process
-    ({"WATCHDOG_USEC": "0"}, 10, None),
-    ({"WATCHDOG_USEC": "soon"}, 10, None),
-])
+@pytest.mark.parametrize(
+    "env,pid,expected",
+    [
+        ({}, 10, None),
+        ({"WATCHDOG_USEC": "3000000"}, 10, 3.0),
+        ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "10"}, 10, 3.0),
+        ({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "11"}, 10, None),  # armed for another process
+        ({"WATCHDOG_USEC": "0"}, 10, None),
+        ({"WATCHDOG_USEC": "soon"}, 10, None),
+    ],
+)
 def test_watchdog_timeout_follows_sd_watchdog_enabled(env, pid, expected):
     assert watchdog_timeout(env, pid) == expected
 
@@ -101,8 +104,9 @@ def test_progress_rule_flags_only_runners_past_their_bound():
         for r in runners.values():
             r.task.cancel()
         essential["age-watch"].cancel()
-        await asyncio.gather(*(r.task for r in runners.values()), essential["age-watch"],
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(r.task for r in runners.values()), essential["age-watch"], return_exceptions=True
+        )
         return problems, hung_parts({}, essential, now)
 
     problems, after = asyncio.run(scenario())
@@ -127,8 +131,11 @@ def test_ready_after_first_polls_then_status_and_regular_watchdog_pings(make_sui
 
     # STATUS follows the suite: a silent device shows as lost, with its alarm open.
     suite.sim("env", "fault", silent=True)
-    notify.wait_for(lambda n: any("0 ok, 0 stale, 1 lost; 1 open alarms" in s for s in n.statuses()),
-                    10, "STATUS showing the lost device")
+    notify.wait_for(
+        lambda n: any("0 ok, 0 stale, 1 lost; 1 open alarms" in s for s in n.statuses()),
+        10,
+        "STATUS showing the lost device",
+    )
     # A lost device is the device's problem, not a hang: the pings go on.
     t_lost = time.monotonic()
     notify.wait_for(lambda n: len(n.times("WATCHDOG", "1", since=t_lost)) >= 3, 5, "pings while lost")
@@ -216,11 +223,18 @@ class WedgedDeviceServer:
 
 def test_driver_hung_in_a_blocking_open_stops_the_pings(make_suite, watcher, notify):
     from helpers import free_port
+
     port = free_port()
     wedge_s = 6
-    bench = {"kind": "modbus_points", "name": "Bench IO via device server", "transport": "rtu",
-             "serial_port": f"rfc2217://127.0.0.1:{port}?timeout={wedge_s}", "poll_s": 0.5,
-             "timeout_s": 0.3, "comm_loss_after": 2}
+    bench = {
+        "kind": "modbus_points",
+        "name": "Bench IO via device server",
+        "transport": "rtu",
+        "serial_port": f"rfc2217://127.0.0.1:{port}?timeout={wedge_s}",
+        "poll_s": 0.5,
+        "timeout_s": 0.3,
+        "comm_loss_after": 2,
+    }
     suite = make_suite({"env": points_device(), "bench": bench})
     suite.start_sims("env")
     d = start_daemon_env(suite, watcher, notify.env(watchdog_s=1.5))
@@ -233,10 +247,12 @@ def test_driver_hung_in_a_blocking_open_stops_the_pings(make_suite, watcher, not
     wedged.start()
     try:
         t_wedge = time.monotonic()
+
         # The next open blocks the loop for ~6 s: no ping for far longer than WatchdogSec.
         def silent_stretch(n):
             pings = [t_wedge, *n.times("WATCHDOG", "1", since=t_wedge)]
             return max(gaps(pings) + [time.monotonic() - pings[-1]]) > 4.0
+
         notify.wait_for(silent_stretch, 20, "a ping gap longer than WatchdogSec")
     finally:
         wedged.stop()

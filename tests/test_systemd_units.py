@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from suitemon.daemon.app import STOP_HARD_LIMIT_S
-from helpers import REPO
 
 UNITS = REPO / "systemd"
 ANALYZE = shutil.which("systemd-analyze")
@@ -52,14 +52,19 @@ def local_copy(unit: str, tmp_path: Path) -> Path:
 @needs_analyze
 @pytest.mark.parametrize("unit", ["suitemon.service", "suitemon-sim.service", "suitemon-board.service"])
 def test_systemd_analyze_verify_passes(unit, tmp_path):
-    r = subprocess.run([ANALYZE, "verify", "--man=no", str(local_copy(unit, tmp_path))],
-                       capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [ANALYZE, "verify", "--man=no", str(local_copy(unit, tmp_path))],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
 
 
 def exposure(unit_path: Path) -> float:
-    r = subprocess.run([ANALYZE, "security", "--offline=true", "--no-pager", str(unit_path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [ANALYZE, "security", "--offline=true", "--no-pager", str(unit_path)], capture_output=True, text=True
+    )
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", r.stdout)
     assert m, r.stdout[-1000:] + r.stderr
     return float(m.group(1))

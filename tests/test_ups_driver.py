@@ -10,24 +10,35 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import REPO, free_port, wait_until_async
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import DeviceException, DriverError
 from suitemon.drivers.ups_apc import ByteOrderError
-from helpers import REPO, free_port, wait_until_async
 from suitemon.simulators.host import SimHost
 
 
 def build(transport: str, tmp_path, **dev):
-    d = {"kind": "ups_apc", "transport": transport, "timeout_s": 0.3, "poll_s": 0.5,
-         "sim": {"return_delay_s": 0.3}, **dev}
+    d = {
+        "kind": "ups_apc",
+        "transport": transport,
+        "timeout_s": 0.3,
+        "poll_s": 0.5,
+        "sim": {"return_delay_s": 0.3},
+        **dev,
+    }
     if transport == "tcp":
         d.update(host="127.0.0.1", port=free_port())
     else:
         d.update(serial_port=str(tmp_path / "ups.tty"))
-    return parse_config({"site": {"id": "upsdrv", "name": "t"}, "simulation": {"control_port": free_port()},
-                         "devices": {"ups": d}})
+    return parse_config(
+        {
+            "site": {"id": "upsdrv", "name": "t"},
+            "simulation": {"control_port": free_port()},
+            "devices": {"ups": d},
+        }
+    )
 
 
 def run(cfg, body):
@@ -41,6 +52,7 @@ def run(cfg, body):
         finally:
             await driver.close()
             await host.stop()
+
     asyncio.run(main())
 
 
@@ -57,6 +69,7 @@ def test_rtu_keeps_35_ms_between_frames_at_9600_baud(tmp_path):
         # self-test block + 3 polls of 9 requests each
         assert stats["requests"] == 1 + 3 * 9
         assert stats["min_gap_ms"] >= 34.9, stats
+
     run(cfg, body)
 
 
@@ -82,6 +95,7 @@ def test_values_decode_and_poll_faster_on_battery(transport, tmp_path):
         assert driver.poll_interval() == 2.0
         sim.set_model(input_v_available=False)
         assert (await driver.poll()).values["input_v"] is None
+
     run(cfg, body)
 
 
@@ -93,11 +107,14 @@ def test_byte_order_mismatch_is_a_clear_error_not_data(transport, tmp_path):
         sim.set_swap_bytes(True)
         with pytest.raises(ByteOrderError) as e:
             await driver.open()
-        assert "register 2058" in str(e.value) and "0x3412" in str(e.value) and "expected 4660" in str(e.value)
+        assert (
+            "register 2058" in str(e.value) and "0x3412" in str(e.value) and "expected 4660" in str(e.value)
+        )
         assert not driver.is_open
         sim.set_swap_bytes(False)
         await driver.open()
         assert (await driver.poll()).values["charge_pct"] == 100.0
+
     run(cfg, body)
 
 
@@ -120,6 +137,7 @@ def test_a_gateway_swapping_the_words_of_32_bit_values_fails_the_self_test(trans
         sim.mains_fail()
         v = (await driver.poll()).values
         assert v["on_battery"] is True and 1490 <= v["runtime_s"] <= 1500
+
     run(cfg, body)
 
 
@@ -138,13 +156,21 @@ def test_shutdown_and_return_is_confirmed_by_the_countdown_and_power_cycles_the_
         v = (await driver.poll()).values
         assert v["output_off_pending"] and 0 <= v["outlet_countdown_s"] <= 2
         # The countdown ends: output off; mains returns: back on by itself.
-        await wait_until_async(lambda: _poll_has(driver, output_off=True), 6, interval=0.05, what="output off")
+        await wait_until_async(
+            lambda: _poll_has(driver, output_off=True), 6, interval=0.05, what="output off"
+        )
         sim.mains_restore()
-        await wait_until_async(lambda: _poll_has(driver, online=True, output_off=False), 5, interval=0.05, what="output back on mains")
+        await wait_until_async(
+            lambda: _poll_has(driver, online=True, output_off=False),
+            5,
+            interval=0.05,
+            what="output back on mains",
+        )
         # Cancel: the countdown stops.
         await driver.command("shutdown_return", delay_s=30)
         assert (await driver.command("cancel"))["countdown_s"] == -1
         assert sim.state()["pending"] is None
+
     run(cfg, body)
 
 
@@ -168,6 +194,7 @@ def test_wire_refuses_split_reads_and_partial_writes(transport, tmp_path):
         with pytest.raises(DeviceException):
             await dev.read_table("holding", 2, 2)  # reserved registers
         assert sim.state()["pending"] is None
+
     run(cfg, body)
 
 
@@ -188,14 +215,19 @@ def test_battery_model_runtime_falls_with_load_and_charges_on_mains(tmp_path):
         sim.set_model(charge_pct=5.0, low_runtime_s=3.0)
         v = (await driver.poll()).values
         assert v["shutdown_imminent"], v  # 0.5 s left: the UPS signals shutdown imminent
-        await wait_until_async(lambda: _poll_has(driver, output_off=True), 3, interval=0.05, what="battery exhausted")
+        await wait_until_async(
+            lambda: _poll_has(driver, output_off=True), 3, interval=0.05, what="battery exhausted"
+        )
         sim.set_model(load_pct=40.0)
         sim.mains_restore()
-        await wait_until_async(lambda: _poll_has(driver, online=True), 3, interval=0.05, what="load back on mains")
+        await wait_until_async(
+            lambda: _poll_has(driver, online=True), 3, interval=0.05, what="load back on mains"
+        )
         c0 = (await driver.poll()).values["charge_pct"]
         sim.recharge_s = 2.0
         await asyncio.sleep(0.3)
         assert (await driver.poll()).values["charge_pct"] > c0
+
     run(cfg, body)
 
 
@@ -207,11 +239,22 @@ def test_flicker_and_self_test(tmp_path):
         sim.flicker(duration_s=0.4)
         v = (await driver.poll()).values
         assert v["on_battery"] and v["input_bad"]
-        await wait_until_async(lambda: _poll_has(driver, online=True, on_battery=False), 3, interval=0.05, what="mains back after flicker")
+        await wait_until_async(
+            lambda: _poll_has(driver, online=True, on_battery=False),
+            3,
+            interval=0.05,
+            what="mains back after flicker",
+        )
         sim.self_test(duration_s=0.4)
         v = (await driver.poll()).values
         assert v["on_battery"] and v["self_test"] and not v["input_bad"]
-        await wait_until_async(lambda: _poll_has(driver, self_test=False, on_battery=False), 3, interval=0.05, what="self-test over")
+        await wait_until_async(
+            lambda: _poll_has(driver, self_test=False, on_battery=False),
+            3,
+            interval=0.05,
+            what="self-test over",
+        )
+
     run(cfg, body)
 
 
@@ -227,10 +270,21 @@ def test_another_ups_model_is_a_profile_with_its_own_register_layout(tmp_path):
     async def body(driver, sim):
         await driver.open()
         assert driver.profile.name == "other_ups"
-        assert [b[1] for b in driver.profile.blocks(driver.poll_names)] == [0, 18, 20, 24, 131, 135, 142, 151, 155,
-                                                                            300]
+        assert [b[1] for b in driver.profile.blocks(driver.poll_names)] == [
+            0,
+            18,
+            20,
+            24,
+            131,
+            135,
+            142,
+            151,
+            155,
+            300,
+        ]
         v = (await driver.poll()).values
         assert v["runtime_s"] == 1500 and v["charge_pct"] == 100.0
+
     run(cfg, body)
 
 
@@ -239,22 +293,37 @@ def test_outlet_groups_each_keep_their_delay_and_the_main_group_takes_the_switch
 
     async def body(driver, sim):
         await driver.open()
-        assert driver.outlet_groups == ("main_group", "switched_group_0", "switched_group_1", "switched_group_2")
+        assert driver.outlet_groups == (
+            "main_group",
+            "switched_group_0",
+            "switched_group_1",
+            "switched_group_2",
+        )
         sim.mains_fail()
         with pytest.raises(DriverError, match="no outlet group 'switched_group_7'"):
             await driver.command("shutdown_return", groups={"switched_group_7": 5})
         r = await driver.command("shutdown_return", groups={"switched_group_0": 1, "main_group": 3})
-        assert r["groups"]["switched_group_0"]["delay_s"] == 1 and 0 <= r["groups"]["main_group"]["countdown_s"] <= 3
+        assert (
+            r["groups"]["switched_group_0"]["delay_s"] == 1
+            and 0 <= r["groups"]["main_group"]["countdown_s"] <= 3
+        )
         assert sim.state()["outlet_commands"][-1]["raw"] == (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9)
-        await wait_until_async(lambda: _group_is(sim, "switched_group_0", False), 3, interval=0.05, what="switched group 0 off")
+        await wait_until_async(
+            lambda: _group_is(sim, "switched_group_0", False), 3, interval=0.05, what="switched group 0 off"
+        )
         g = sim.state()["groups"]
         assert g["main_group"]["on"] and g["switched_group_1"]["on"]  # only the commanded group so far
         # The main group feeds the switched groups: when it goes off, so does group 1 (never commanded).
-        await wait_until_async(lambda: _group_is(sim, "main_group", False), 4, interval=0.05, what="main group off")
+        await wait_until_async(
+            lambda: _group_is(sim, "main_group", False), 4, interval=0.05, what="main group off"
+        )
         assert sim.state()["groups"]["switched_group_1"]["on"] is False
         sim.mains_restore()  # shutdown-and-return: everything comes back with mains
-        await wait_until_async(lambda: _group_is(sim, "switched_group_0", True), 3, interval=0.05, what="switched group 0 back")
+        await wait_until_async(
+            lambda: _group_is(sim, "switched_group_0", True), 3, interval=0.05, what="switched group 0 back"
+        )
         assert all(x["on"] for x in sim.state()["groups"].values())
+
     run(cfg, body)
 
 

@@ -4,11 +4,11 @@ kind fed to the UPS rules, and a NUT UPS refuses what it cannot do (outlet group
 from __future__ import annotations
 
 import pytest
-
-from suitemon.daemon.config import ConfigError, parse_config
 from helpers import dump_toml
 from shutdown_helpers import short_shutdown
 from test_config import run_cli
+
+from suitemon.daemon.config import ConfigError, parse_config
 
 NUT = {"kind": "ups_nut", "host": "127.0.0.1", "port": 3493, "ups": "petct"}
 
@@ -31,14 +31,23 @@ def test_check_config_names_the_ups_kinds_and_marks_the_one_in_use(tmp_path):
 
 
 def test_shutdown_accepts_a_nut_ups_but_not_its_missing_outlet_groups():
-    sd = short_shutdown(targets={}, steps=[{"id": "ups_outlets", "kind": "ups", "outlet_delay_s": 5, "timeout_s": 5}])
+    sd = short_shutdown(
+        targets={}, steps=[{"id": "ups_outlets", "kind": "ups", "outlet_delay_s": 5, "timeout_s": 5}]
+    )
     parse_config(cfg_with(NUT, sd))  # a NUT UPS may drive the sequence
-    grouped = {**sd, "steps": [{"id": "ups_outlets", "kind": "ups", "timeout_s": 5}],
-               "outlet_groups": {"scanner": {"ups_group": "switched_group_0", "off_delay_s": 60},
-                                 "supervision": {"ups_group": "main_group", "off_delay_s": 300, "supervision": True}}}
+    grouped = {
+        **sd,
+        "steps": [{"id": "ups_outlets", "kind": "ups", "timeout_s": 5}],
+        "outlet_groups": {
+            "scanner": {"ups_group": "switched_group_0", "off_delay_s": 60},
+            "supervision": {"ups_group": "main_group", "off_delay_s": 300, "supervision": True},
+        },
+    }
     with pytest.raises(ConfigError) as e:
         parse_config(cfg_with(NUT, grouped))
-    assert "shutdown.outlet_groups.scanner.ups_group" in str(e.value) and "commanded as a whole" in str(e.value)
+    assert "shutdown.outlet_groups.scanner.ups_group" in str(e.value) and "commanded as a whole" in str(
+        e.value
+    )
 
 
 def test_a_nut_password_needs_a_username_and_names_must_be_nut_names(tmp_path):
@@ -52,15 +61,25 @@ def test_a_killed_simulator_leaves_no_upsd_or_snmpd_running(make_suite, tmp_path
     """`suitemon sim` killed with SIGKILL never runs its stop(): its real servers must die with it
     (one frozen on purpose included), or they would hold the loopback ports and run on."""
     import psutil
-
     from helpers import free_port, wait_until
-    suite = make_suite({"nut": {**NUT, "port": free_port()},
-                        "card": {"kind": "ups_snmp", "port": free_port(), "version": "2c", "community": "c"}})
+
+    suite = make_suite(
+        {
+            "nut": {**NUT, "port": free_port()},
+            "card": {"kind": "ups_snmp", "port": free_port(), "version": "2c", "community": "c"},
+        }
+    )
     sim = suite.start_sims()
-    servers = [p for p in psutil.Process(sim.pid).children(recursive=True)
-               if p.name() in ("upsd", "dummy-ups", "snmpd")]
+    servers = [
+        p
+        for p in psutil.Process(sim.pid).children(recursive=True)
+        if p.name() in ("upsd", "dummy-ups", "snmpd")
+    ]
     assert {p.name() for p in servers} == {"upsd", "dummy-ups", "snmpd"}, servers
     suite.sim("nut", "unplug")  # upsd frozen (SIGSTOP): SIGTERM alone would not end it
     sim.kill9()
-    wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in servers), 10,
-               what="upsd, dummy-ups and snmpd gone")
+    wait_until(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in servers),
+        10,
+        what="upsd, dummy-ups and snmpd gone",
+    )

@@ -12,19 +12,24 @@ import asyncio
 import time
 
 import pytest
+from helpers import free_port, wait_until_async
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import parse_config
 from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout
 from suitemon.drivers.nut_protocol import NutError, NutStale
-from helpers import free_port, wait_until_async
 from suitemon.simulators.host import SimHost
 
 
 def build(tmp_path, **dev):
     d = {"kind": "ups_nut", "port": free_port(), "ups": "petct", "timeout_s": 1.0, "poll_s": 0.5, **dev}
-    return parse_config({"site": {"id": "nutdrv", "name": "t"}, "simulation": {"control_port": free_port()},
-                         "devices": {"ups": d}})
+    return parse_config(
+        {
+            "site": {"id": "nutdrv", "name": "t"},
+            "simulation": {"control_port": free_port()},
+            "devices": {"ups": d},
+        }
+    )
 
 
 def password_file(tmp_path, secret="s3cret pass"):
@@ -46,6 +51,7 @@ def run(cfg, body, driver_cfg=None):
             await driver.close()
             await driver.close()  # twice is harmless
             await host.stop()
+
     asyncio.run(main())
 
 
@@ -57,6 +63,7 @@ def polled(driver, **expect):
             await driver.open()
             return None
         return v if all(v.get(k) == want for k, want in expect.items()) else None
+
     return check
 
 
@@ -73,6 +80,7 @@ def test_nut_mains_battery_low_battery_and_return_through_real_upsd(tmp_path):
         sim.model.mains_restore()
         v = await wait_until_async(polled(driver, on_battery=False), 5.0, interval=0.05, what="OL again")
         assert v["online"] and not v["input_bad"] and not v["shutdown_imminent"]
+
     run(build(tmp_path), body)
 
 
@@ -83,8 +91,11 @@ def test_nut_calibration_with_mains_good_is_not_a_mains_loss(tmp_path):
         v = await wait_until_async(polled(driver, calibrating=True), 5.0, interval=0.05, what="OB CAL")
         assert v["on_battery"] and not v["input_bad"] and v["input_v"] == 230.0
         sim.model.mains_fail()  # a real outage during the calibration still counts
-        v = await wait_until_async(polled(driver, input_bad=True), 5.0, interval=0.05, what="mains lost during CAL")
+        v = await wait_until_async(
+            polled(driver, input_bad=True), 5.0, interval=0.05, what="mains lost during CAL"
+        )
         assert v["on_battery"] and v["input_v"] == 0.0
+
     run(build(tmp_path), body)
 
 
@@ -94,6 +105,7 @@ def test_nut_calibration_without_input_voltage_counts_as_mains_lost(tmp_path):
         sim.model.calibrate(duration_s=30)
         v = await wait_until_async(polled(driver, calibrating=True), 5.0, interval=0.05, what="OB CAL")
         assert v["input_v"] is None and v["input_bad"], "no input voltage: nothing proves mains is good"
+
     run(build(tmp_path, sim={"input_v_available": False}), body)
 
 
@@ -108,9 +120,11 @@ def test_nut_ups_that_stops_answering_is_a_failed_poll_then_recovers(tmp_path):
             except NutStale:
                 return True
             return False
+
         await wait_until_async(stale, 10, interval=0.05, what="ERR DATA-STALE")
         sim.answer()
         await wait_until_async(polled(driver, online=True), 10, interval=0.05, what="fresh data again")
+
     run(build(tmp_path), body)
 
 
@@ -126,6 +140,7 @@ def test_nut_silent_upsd_times_out_and_the_link_reopens(tmp_path):
         sim.plug()
         await driver.open()
         assert (await driver.poll()).values["online"]
+
     run(build(tmp_path, timeout_s=0.5), body)
 
 
@@ -137,6 +152,7 @@ def test_nut_unknown_ups_name_is_a_refusal_naming_upsd_code(tmp_path):
         with pytest.raises(NutError) as e:
             await driver.poll()
         assert isinstance(e.value, DeviceException) and e.value.nut_code == "UNKNOWN-UPS"
+
     run(cfg, body, driver_cfg=wrong)
 
 
@@ -160,6 +176,7 @@ def test_nut_instcmd_is_sent_with_credentials_and_a_refusal_is_loud(tmp_path):
             assert e.value.nut_code in ("ACCESS-DENIED", "PASSWORD-REQUIRED")
         finally:
             await other.close()
+
     run(cfg, body)
 
 
@@ -167,6 +184,7 @@ def test_nut_instcmd_without_credentials_is_refused_before_the_wire(tmp_path):
     async def body(driver, sim):
         with pytest.raises(Exception, match="username and password_file"):
             await driver.command("shutdown_return", delay_s=20)
+
     run(build(tmp_path), body)
 
 
@@ -185,6 +203,7 @@ def test_nut_tls_required_but_not_offered_refuses_to_connect(tmp_path):
         finally:
             await driver.close()
             await host.stop()
+
     asyncio.run(main())
 
 
@@ -192,10 +211,29 @@ def test_nut_starttls_verifies_upsd_certificate_and_refuses_a_wrong_one(tmp_path
     """upsd with an NSS certificate database offers STARTTLS: the link is TLS, the certificate checked."""
     import ssl
     import subprocess
+
     cfg = build(tmp_path, sim={"tls": True})
     other_ca = tmp_path / "other-ca.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k"),
-                    "-out", str(other_ca), "-days", "1", "-subj", "/CN=someone else"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "k"),
+            "-out",
+            str(other_ca),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=someone else",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
     async def main():
         host = SimHost(cfg)
@@ -215,4 +253,5 @@ def test_nut_starttls_verifies_upsd_certificate_and_refuses_a_wrong_one(tmp_path
         finally:
             await driver.close()
             await host.stop()
+
     asyncio.run(main())

@@ -5,31 +5,78 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+from helpers import REPO
 
 from suitemon.drivers.base import ProfileError
 from suitemon.drivers.profile import decode, encode, load_profile, parse_profile
 from suitemon.drivers.ups_apc import REQUIRED, check_profile, flatten
-from helpers import REPO
 
 PROFILE = load_profile("apc_smart_ups")
-
 
 
 # (point, raw registers as read, MSW first, expected decoded value)
 TABLE = [
     # 0 (2): UPS status bits
-    ("status", [0x0000, 0x0002], {"online": True, "on_battery": False, "output_off": False, "fault": False,
-                                  "input_bad": False, "self_test": False, "output_off_pending": False,
-                                  "eco_mode": False, "raw": 2}),
-    ("status", [0x0000, 0x0044], {"online": False, "on_battery": True, "output_off": False, "fault": False,
-                                  "input_bad": True, "self_test": False, "output_off_pending": False,
-                                  "eco_mode": False, "raw": 0x44}),
-    ("status", [0x0000, 0x0284], {"online": False, "on_battery": True, "output_off": False, "fault": False,
-                                  "input_bad": False, "self_test": True, "output_off_pending": True,
-                                  "eco_mode": False, "raw": 0x284}),
-    ("status", [0x0001, 0x2030], {"online": False, "on_battery": False, "output_off": True, "fault": True,
-                                  "input_bad": False, "self_test": False, "output_off_pending": False,
-                                  "eco_mode": True, "raw": 0x12030}),
+    (
+        "status",
+        [0x0000, 0x0002],
+        {
+            "online": True,
+            "on_battery": False,
+            "output_off": False,
+            "fault": False,
+            "input_bad": False,
+            "self_test": False,
+            "output_off_pending": False,
+            "eco_mode": False,
+            "raw": 2,
+        },
+    ),
+    (
+        "status",
+        [0x0000, 0x0044],
+        {
+            "online": False,
+            "on_battery": True,
+            "output_off": False,
+            "fault": False,
+            "input_bad": True,
+            "self_test": False,
+            "output_off_pending": False,
+            "eco_mode": False,
+            "raw": 0x44,
+        },
+    ),
+    (
+        "status",
+        [0x0000, 0x0284],
+        {
+            "online": False,
+            "on_battery": True,
+            "output_off": False,
+            "fault": False,
+            "input_bad": False,
+            "self_test": True,
+            "output_off_pending": True,
+            "eco_mode": False,
+            "raw": 0x284,
+        },
+    ),
+    (
+        "status",
+        [0x0001, 0x2030],
+        {
+            "online": False,
+            "on_battery": False,
+            "output_off": True,
+            "fault": True,
+            "input_bad": False,
+            "self_test": False,
+            "output_off_pending": False,
+            "eco_mode": True,
+            "raw": 0x12030,
+        },
+    ),
     # 18: simple signalling status
     ("signalling_status", [0x0001], {"power_failure": True, "shutdown_imminent": False, "raw": 1}),
     ("signalling_status", [0x0003], {"power_failure": True, "shutdown_imminent": True, "raw": 3}),
@@ -37,8 +84,16 @@ TABLE = [
     ("power_errors", [0x0000, 0x0001], {"overload": True, "over_temperature": False, "raw": 1}),
     ("power_errors", [0x0000, 0x0010], {"overload": False, "over_temperature": True, "raw": 16}),
     # 22: battery system errors
-    ("battery_errors", [0x0004], {"battery_disconnected": False, "battery_needs_replacement": True, "raw": 4}),
-    ("battery_errors", [0x0001], {"battery_disconnected": True, "battery_needs_replacement": False, "raw": 1}),
+    (
+        "battery_errors",
+        [0x0004],
+        {"battery_disconnected": False, "battery_needs_replacement": True, "raw": 4},
+    ),
+    (
+        "battery_errors",
+        [0x0001],
+        {"battery_disconnected": True, "battery_needs_replacement": False, "raw": 1},
+    ),
     # 24: runtime calibration status
     ("calibration_status", [0x0002], {"calibrating": True, "raw": 2}),
     ("calibration_status", [0x0001], {"calibrating": False, "raw": 1}),  # bit 0: pending, not running
@@ -79,14 +134,40 @@ TABLE = [
     ("sog1_shutdown_delay_s", [0x005A], 90),
     ("sog2_shutdown_delay_s", [0x0258], 600),
     # 1538 (2): outlet command; (1<<3)|(1<<7)|(1<<8) = shutdown-and-return of the main group
-    ("outlet_command", [0x0000, 0x0188], {"cancel": False, "on": False, "off": False, "shutdown": True,
-                                          "reboot": False, "use_off_delay": True, "main_group": True,
-                                          "switched_group_0": False, "switched_group_1": False,
-                                          "switched_group_2": False, "raw": 0x188}),
-    ("outlet_command", [0x0000, 0x0101], {"cancel": True, "on": False, "off": False, "shutdown": False,
-                                          "reboot": False, "use_off_delay": False, "main_group": True,
-                                          "switched_group_0": False, "switched_group_1": False,
-                                          "switched_group_2": False, "raw": 0x101}),
+    (
+        "outlet_command",
+        [0x0000, 0x0188],
+        {
+            "cancel": False,
+            "on": False,
+            "off": False,
+            "shutdown": True,
+            "reboot": False,
+            "use_off_delay": True,
+            "main_group": True,
+            "switched_group_0": False,
+            "switched_group_1": False,
+            "switched_group_2": False,
+            "raw": 0x188,
+        },
+    ),
+    (
+        "outlet_command",
+        [0x0000, 0x0101],
+        {
+            "cancel": True,
+            "on": False,
+            "off": False,
+            "shutdown": False,
+            "reboot": False,
+            "use_off_delay": False,
+            "main_group": True,
+            "switched_group_0": False,
+            "switched_group_1": False,
+            "switched_group_2": False,
+            "raw": 0x101,
+        },
+    ),
     # 1540: simple signalling command
     ("signalling_command", [0x0001], {"request_shutdown": True, "raw": 1}),
     # 2054 (2) / 2056 (2): the 32-bit verification values, MSW first; a word swap shows here only
@@ -111,8 +192,14 @@ def test_table_covers_every_register_of_the_profile():
     assert {p.name for p in PROFILE.points} == {row[0] for row in TABLE}
 
 
-@pytest.mark.parametrize("name,raw,expected", [r for r in TABLE if r[2] is not None and not (
-    isinstance(r[2], dict)) and r[0] not in ("test_u16", "test_u32")])
+@pytest.mark.parametrize(
+    "name,raw,expected",
+    [
+        r
+        for r in TABLE
+        if r[2] is not None and not (isinstance(r[2], dict)) and r[0] not in ("test_u16", "test_u32")
+    ],
+)
 def test_encoding_round_trips(name, raw, expected):
     p = PROFILE.point(name)
     assert decode(p, encode(p, expected)) == expected
@@ -120,7 +207,10 @@ def test_encoding_round_trips(name, raw, expected):
 
 def test_shutdown_and_return_command_word_is_0x188():
     p = PROFILE.point("outlet_command")
-    assert encode(p, {"shutdown": True, "use_off_delay": True, "main_group": True}) == [0, (1 << 3) | (1 << 7) | (1 << 8)]
+    assert encode(p, {"shutdown": True, "use_off_delay": True, "main_group": True}) == [
+        0,
+        (1 << 3) | (1 << 7) | (1 << 8),
+    ]
 
 
 def test_poll_plan_never_splits_an_item_and_reads_no_reserved_register():
@@ -145,17 +235,29 @@ def test_flatten_names_every_bit_and_the_required_values():
 
 
 def test_a_profile_without_the_required_names_is_refused():
-    bad = parse_profile({"name": "x", "meta": {"poll": ["status"]},
-                         "points": {"status": {"table": "holding", "address": 0, "type": "u16",
-                                               "bits": {"on_battery": 2}}}})
+    bad = parse_profile(
+        {
+            "name": "x",
+            "meta": {"poll": ["status"]},
+            "points": {
+                "status": {"table": "holding", "address": 0, "type": "u16", "bits": {"on_battery": 2}}
+            },
+        }
+    )
     with pytest.raises(ProfileError, match="must provide shutdown_imminent, runtime_s, charge_pct"):
         check_profile(bad)
 
 
 def test_two_points_giving_the_same_name_are_refused():
-    bad = parse_profile({"name": "x", "points": {
-        "a": {"table": "holding", "address": 0, "type": "u16", "bits": {"on_battery": 1}},
-        "b": {"table": "holding", "address": 1, "type": "u16", "bits": {"on_battery": 2}}}})
+    bad = parse_profile(
+        {
+            "name": "x",
+            "points": {
+                "a": {"table": "holding", "address": 0, "type": "u16", "bits": {"on_battery": 1}},
+                "b": {"table": "holding", "address": 1, "type": "u16", "bits": {"on_battery": 2}},
+            },
+        }
+    )
     with pytest.raises(ProfileError, match="'on_battery' comes from both"):
         check_profile(bad)
 

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_until_async
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import ConfigError, parse_config
 from suitemon.drivers.base import DeviceTimeout, DriverError
 from suitemon.drivers.ups_snmp import normalise
-from helpers import free_port, wait_until_async
 from suitemon.simulators.host import SimHost
 
 
@@ -27,14 +27,24 @@ def secret(tmp_path, name, text):
 
 
 def v3(tmp_path, **kw):
-    return {"version": "3", "user": "suitemon", "auth_password_file": secret(tmp_path, "auth.pw", "auth pass 123"),
-            "priv_password_file": secret(tmp_path, "priv.pw", "priv-pass-456"), **kw}
+    return {
+        "version": "3",
+        "user": "suitemon",
+        "auth_password_file": secret(tmp_path, "auth.pw", "auth pass 123"),
+        "priv_password_file": secret(tmp_path, "priv.pw", "priv-pass-456"),
+        **kw,
+    }
 
 
 def build(**dev):
     d = {"kind": "ups_snmp", "port": free_port(), "timeout_s": 0.5, "poll_s": 0.5, **dev}
-    return parse_config({"site": {"id": "snmpdrv", "name": "t"}, "simulation": {"control_port": free_port()},
-                         "devices": {"ups": d}})
+    return parse_config(
+        {
+            "site": {"id": "snmpdrv", "name": "t"},
+            "simulation": {"control_port": free_port()},
+            "devices": {"ups": d},
+        }
+    )
 
 
 def run(cfg, body, driver_cfg=None):
@@ -49,6 +59,7 @@ def run(cfg, body, driver_cfg=None):
             await driver.close()
             await driver.close()
             await host.stop()
+
     asyncio.run(main())
 
 
@@ -56,6 +67,7 @@ def polled(driver, **expect):
     async def check():
         v = (await driver.poll()).values
         return v if all(v.get(k) == want for k, want in expect.items()) else None
+
     return check
 
 
@@ -67,16 +79,21 @@ def test_snmp_v2c_mains_battery_low_battery_and_return():
         v = await wait_until_async(polled(driver, on_battery=True), 5.0, interval=0.05, what="battery")
         assert v["input_bad"] and not v["shutdown_imminent"] and "input_bad" in v["snmp_alarms"]
         sim.model.set_model(charge_pct=5)
-        v = await wait_until_async(polled(driver, shutdown_imminent=True), 5.0, interval=0.05, what="battery low")
+        v = await wait_until_async(
+            polled(driver, shutdown_imminent=True), 5.0, interval=0.05, what="battery low"
+        )
         sim.model.mains_restore()
         v = await wait_until_async(polled(driver, on_battery=False), 5.0, interval=0.05, what="normal again")
         assert v["online"] and not v["input_bad"]
+
     run(build(version="2c", community="suite-ro"), body)
 
 
 def test_snmp_v3_authpriv_polls_and_a_wrong_key_is_a_failed_poll(tmp_path):
     cfg = build(**v3(tmp_path))
-    wrong = cfg.devices["ups"].model_copy(update={"priv_password_file": Path(secret(tmp_path, "bad.pw", "not-the-key"))})
+    wrong = cfg.devices["ups"].model_copy(
+        update={"priv_password_file": Path(secret(tmp_path, "bad.pw", "not-the-key"))}
+    )
 
     async def body(driver, sim):
         assert (await driver.poll()).values["online"]
@@ -87,6 +104,7 @@ def test_snmp_v3_authpriv_polls_and_a_wrong_key_is_a_failed_poll(tmp_path):
                 await other.poll()
         finally:
             await other.close()
+
     run(cfg, body)
 
 
@@ -102,6 +120,7 @@ def test_snmp_walk_of_the_alarm_table_that_times_out_is_a_timeout_then_recovers(
         assert time.monotonic() - t0 < 3.0
         sim.stall_walk(False)
         await wait_until_async(polled(driver, on_battery=True), 10, interval=0.05, what="walk answers again")
+
     run(build(version="2c", community="suite-ro"), body)
 
 
@@ -114,6 +133,7 @@ def test_snmp_missing_values_are_null_and_a_missing_output_source_is_no_reading(
         await asyncio.sleep(0.5)
         with pytest.raises(DriverError, match="output_source"):
             await driver.poll()
+
     run(build(version="2c", community="suite-ro"), body)
 
 
@@ -127,6 +147,7 @@ def test_snmp_silent_agent_times_out():
         finally:
             sim.plug()
         await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="answers again")
+
     run(build(version="2c", community="suite-ro"), body)
 
 
@@ -139,19 +160,29 @@ def test_snmp_shutdown_with_return_is_confirmed_by_the_countdown(tmp_path):
         assert st["pending"] == "shutdown" and [c["value"] for c in st["outlet_commands"]] == [30]
         with pytest.raises(DriverError, match="commanded as a whole"):
             await driver.command("shutdown_return", groups={"switched_group_0": 30})
+
     run(build(**v3(tmp_path)), body)
 
 
 def test_snmp_self_test_with_mains_good_is_not_a_mains_loss():
     async def body(driver, sim):
         sim.model.self_test(duration_s=20)
-        v = await wait_until_async(polled(driver, self_test=True), 5.0, interval=0.05, what="test in progress")
+        v = await wait_until_async(
+            polled(driver, self_test=True), 5.0, interval=0.05, what="test in progress"
+        )
         assert v["on_battery"] and not v["input_bad"]
+
     run(build(version="2c", community="suite-ro"), body)
 
 
 def test_snmp_mapping_of_the_ups_mib():
-    base = {"battery_status": 2, "output_source": 3, "charge_pct": 97, "minutes_remaining": 20, "input_v": 231}
+    base = {
+        "battery_status": 2,
+        "output_source": 3,
+        "charge_pct": 97,
+        "minutes_remaining": 20,
+        "input_v": 231,
+    }
     v = normalise(base, set())
     assert v["online"] and not v["on_battery"] and v["runtime_s"] == 1200.0
     v = normalise({**base, "output_source": 5, "battery_status": 3}, set())
@@ -173,16 +204,44 @@ def test_snmp_config_refuses_v3_without_authpriv_and_v2c_without_community(tmp_p
         build(version="2c")
 
 
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st
 
 _ints = st.none() | st.integers(min_value=-(2**31), max_value=2**32)
 
 
-@given(raw=st.fixed_dictionaries({k: _ints for k in ("battery_status", "output_source", "charge_pct",
-                                                     "minutes_remaining", "input_v", "output_v", "load_pct",
-                                                     "test_summary", "shutdown_after_delay")}),
-       alarms=st.sets(st.sampled_from(["battery_bad", "input_bad", "overload", "on_bypass", "low_battery",
-                                       "test_in_progress", "general_fault", "alarm_99"])))
+@given(
+    raw=st.fixed_dictionaries(
+        {
+            k: _ints
+            for k in (
+                "battery_status",
+                "output_source",
+                "charge_pct",
+                "minutes_remaining",
+                "input_v",
+                "output_v",
+                "load_pct",
+                "test_summary",
+                "shutdown_after_delay",
+            )
+        }
+    ),
+    alarms=st.sets(
+        st.sampled_from(
+            [
+                "battery_bad",
+                "input_bad",
+                "overload",
+                "on_bypass",
+                "low_battery",
+                "test_in_progress",
+                "general_fault",
+                "alarm_99",
+            ]
+        )
+    ),
+)
 def test_fuzz_snmp_values_map_or_are_refused(raw, alarms):
     """Whatever integers (or gaps) an agent returns, the mapping yields a reading or a DriverError."""
     try:
@@ -196,6 +255,7 @@ def test_fuzz_snmp_values_map_or_are_refused(raw, alarms):
 
 def test_snmp_unresolvable_agent_is_a_comm_error():
     from suitemon.drivers.base import CommError
+
     cfg = build(version="2c", community="x", host="no-such-ups-card.invalid")
 
     async def main():
@@ -204,4 +264,5 @@ def test_snmp_unresolvable_agent_is_a_comm_error():
             await driver.open()
         assert not driver.is_open
         await driver.close()
+
     asyncio.run(main())

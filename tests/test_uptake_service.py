@@ -16,17 +16,19 @@ from suitemon.daemon.commands import Commands
 from suitemon.daemon.config import parse_config
 from suitemon.daemon.context import Context
 from suitemon.daemon.contract import Topics
+from suitemon.daemon.doses.uptake import UptakeService
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.facts import Facts
 from suitemon.daemon.journal import open_journal
 from suitemon.daemon.metrics import Metrics
 from suitemon.daemon.radiation.occupancy import Occupancy
-from suitemon.daemon.doses.uptake import UptakeService
 
 CFG = {
     "site": {"id": "t", "name": "t"},
-    "areas": {"uptake1": {"name": "Uptake 1", "kind": "uptake_room"},
-              "uptake2": {"name": "Uptake 2", "kind": "uptake_room"}},
+    "areas": {
+        "uptake1": {"name": "Uptake 1", "kind": "uptake_room"},
+        "uptake2": {"name": "Uptake 2", "kind": "uptake_room"},
+    },
     "roles": {"scanner_team": {"name": "Scanner", "recipients": ["rad1"]}},
     "uptake": {"uptake_s": 60.0, "overdue_s": 120.0, "state_period_s": 60},
 }
@@ -38,9 +40,15 @@ class Harness:
         self.journal = open_journal(state_dir, "normal")
         self.recorder = Recorder(self.journal)
         self.published: list[tuple] = []
-        self.ctx = Context(cfg=self.cfg, recorder=self.recorder, engine=AlarmEngine(self.recorder, self.cfg),
-                           topics=Topics("suitemon", "t"), metrics=Metrics(), facts=Facts(),
-                           publish_json=lambda *a, **k: self.published.append(a))
+        self.ctx = Context(
+            cfg=self.cfg,
+            recorder=self.recorder,
+            engine=AlarmEngine(self.recorder, self.cfg),
+            topics=Topics("suitemon", "t"),
+            metrics=Metrics(),
+            facts=Facts(),
+            publish_json=lambda *a, **k: self.published.append(a),
+        )
         self.ctx.commands = Commands(self.ctx)
 
     async def start(self):
@@ -66,10 +74,24 @@ class Harness:
 
 
 def dose(rid, room, patient, accession, administered_at):
-    return {"record_id": rid, "patient_ref": patient, "accession": accession, "room": room,
-            "radiopharmaceutical": "FDG", "radionuclide": "F-18", "prescribed_mbq": 300.0, "measured_mbq": 320.0,
-            "residual_mbq": 2.0, "administered_at": iso(administered_at), "calibration_at": None, "weight_kg": 80.0,
-            "operator": None, "device": "disp", "job": int(rid.split("-")[1]), "administered_mbq": 298.0}
+    return {
+        "record_id": rid,
+        "patient_ref": patient,
+        "accession": accession,
+        "room": room,
+        "radiopharmaceutical": "FDG",
+        "radionuclide": "F-18",
+        "prescribed_mbq": 300.0,
+        "measured_mbq": 320.0,
+        "residual_mbq": 2.0,
+        "administered_at": iso(administered_at),
+        "calibration_at": None,
+        "weight_kg": 80.0,
+        "operator": None,
+        "device": "disp",
+        "job": int(rid.split("-")[1]),
+        "administered_mbq": 298.0,
+    }
 
 
 def run(coro):
@@ -100,6 +122,7 @@ def test_study_complete_frees_the_matching_room_only(tmp_path):
         ended = h.of_type("uptake.ended")
         assert [(d["record_id"], d["reason"]) for d in ended] == [("disp-2", "room freed")]
         await h.close()
+
     run(go())
 
 
@@ -130,6 +153,7 @@ def test_an_administration_journaled_just_before_a_crash_gets_its_clock_at_resta
         assert len(h.of_type("uptake.ready")) == 1 and len(h.of_type("uptake.started")) == 1
         assert h.up.room_state("uptake1")["state"] == "ready"
         await h.close()
+
     run(go())
 
 
@@ -142,15 +166,28 @@ def test_a_room_freed_while_down_ends_its_clock_and_overdue_fires_at_once(tmp_pa
         await h.settle()
         await asyncio.sleep(0.05)
         await h.settle()
-        assert {a.alarm_id for a in h.ctx.engine.open_alarms()} == {"uptake.uptake1.overdue", "uptake.uptake2.overdue"}
+        assert {a.alarm_id for a in h.ctx.engine.open_alarms()} == {
+            "uptake.uptake1.overdue",
+            "uptake.uptake2.overdue",
+        }
         await h.close()
 
         # While suitemon is down someone frees room 1 (an occupancy event from another process' view:
         # here written straight into the journal, as the core would have).
         h = Harness(tmp_path)
-        h.recorder.record("occupancy.changed", {"area": "uptake1", "occupied": False, "since": iso(time.time()),
-                                                "source": "command", "activity_mbq": None, "administered_at": None,
-                                                "reason": "left"}, actor="nurse1")
+        h.recorder.record(
+            "occupancy.changed",
+            {
+                "area": "uptake1",
+                "occupied": False,
+                "since": iso(time.time()),
+                "source": "command",
+                "activity_mbq": None,
+                "administered_at": None,
+                "reason": "left",
+            },
+            actor="nurse1",
+        )
         h.recorder.flush()
         h.journal.close()
 
@@ -160,6 +197,7 @@ def test_a_room_freed_while_down_ends_its_clock_and_overdue_fires_at_once(tmp_pa
         assert [d["record_id"] for d in h.of_type("uptake.ended")] == ["disp-1"]
         assert {a.alarm_id for a in h.ctx.engine.open_alarms()} == {"uptake.uptake2.overdue"}
         await h.close()
+
     run(go())
 
 
@@ -171,4 +209,5 @@ def test_an_administration_without_a_room_starts_no_clock(tmp_path, room):
         await h.settle()
         assert h.up.clocks == {} and h.of_type("occupancy.changed") == []
         await h.close()
+
     run(go())

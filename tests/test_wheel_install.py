@@ -14,19 +14,25 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 pytestmark = pytest.mark.slow
 
 COLLIDING = ("daemon", "drivers", "simulators")
 # Data the installed package needs, as globs over the checkout: every match must be installed.
-SHIPPED = ("examples/suite.toml", "examples/scenarios/*.toml", "daemon/schemas/*.json",
-           "drivers/profiles/*.toml", "daemon/board/static/*")
+SHIPPED = (
+    "examples/suite.toml",
+    "examples/scenarios/*.toml",
+    "daemon/schemas/*.json",
+    "drivers/profiles/*.toml",
+    "daemon/board/static/*",
+)
 
 
 def shipped_files() -> list[str]:
-    files = sorted({str(p.relative_to(REPO)) for pattern in SHIPPED for p in REPO.glob(pattern) if p.is_file()})
+    files = sorted(
+        {str(p.relative_to(REPO)) for pattern in SHIPPED for p in REPO.glob(pattern) if p.is_file()}
+    )
     assert len(files) > 30, files  # the globs still match the checkout's layout
     return files
 
@@ -43,18 +49,29 @@ def installed(tmp_path_factory):
     # Build from a clean copy: setuptools reuses an in-tree build/ dir, which would ship
     # modules deleted since the last build and hide a missing package-data rule.
     src = tmp / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "out"))
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "out"
+        ),
+    )
     dist = tmp / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)],
-         cwd=tmp, timeout=300)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)],
+        cwd=tmp,
+        timeout=300,
+    )
     wheel = next(dist.glob("suitemon-*.whl"))
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp, timeout=120)
     py = venv / "bin" / "python"
     _run([str(py), "-m", "pip", "install", "-q", f"{wheel}[demo]"], cwd=tmp, timeout=600)
-    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     cwd=tmp, timeout=30).stdout.strip())
+    site = Path(
+        _run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp, timeout=30
+        ).stdout.strip()
+    )
     return tmp, venv, site
 
 
@@ -72,8 +89,11 @@ def test_wheel_installs_one_import_name_with_its_data(installed):
     assert "suitemon" in tops and not tops & set(COLLIDING), sorted(tops)
     assert "suitemon/examples/suite.toml" in listed
     # The import resolves to the installed copy, not to a checkout on some path.
-    where = _run([str(venv / "bin" / "python"), "-c", "import suitemon.daemon.cli as m; print(m.__file__)"],
-                 cwd=tmp, timeout=60).stdout.strip()
+    where = _run(
+        [str(venv / "bin" / "python"), "-c", "import suitemon.daemon.cli as m; print(m.__file__)"],
+        cwd=tmp,
+        timeout=60,
+    ).stdout.strip()
     assert where.startswith(str(site)), where
 
 
@@ -82,8 +102,14 @@ def test_installed_demo_runs_from_another_directory(installed):
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    r = subprocess.run([str(venv / "bin" / "suitemon"), "demo", "--duration", "20", "--no-view"],
-                       cwd=elsewhere, capture_output=True, text=True, timeout=90, env=env)
+    r = subprocess.run(
+        [str(venv / "bin" / "suitemon"), "demo", "--duration", "20", "--no-view"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     assert "demo: broker" in out, out[-4000:]

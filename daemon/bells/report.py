@@ -18,6 +18,7 @@ from suitemon.daemon.bells.weekly import last_passes, monitoring_since, room_las
 
 def add_parser(sub) -> None:
     from suitemon.daemon.cli_support import add_config_option
+
     s = sub.add_parser("bells", help="call bells: weekly bell-test report")
     s.add_argument("action", choices=["report"], help="report: last pass of every button, overdue rooms")
     add_config_option(s)
@@ -41,21 +42,25 @@ def report_rows(cfg, journal, now: float) -> list[dict]:
             last = room_last_pass(passes, room, buttons)
             ref = last if last is not None else (since if since is not None else now)
             overdue = now - ref > dev.test_interval_s
-            rows.append({
-                "device": did, "room": room,
-                "name": cfg.areas[room].name if room in cfg.areas else room,
-                "buttons": {b: iso(passes[(room, b)]) if (room, b) in passes else None for b in buttons},
-                "last_pass": iso(last) if last is not None else None,
-                "interval_s": dev.test_interval_s,
-                "due": iso(ref + dev.test_interval_s),
-                "overdue": overdue,
-            })
+            rows.append(
+                {
+                    "device": did,
+                    "room": room,
+                    "name": cfg.areas[room].name if room in cfg.areas else room,
+                    "buttons": {b: iso(passes[(room, b)]) if (room, b) in passes else None for b in buttons},
+                    "last_pass": iso(last) if last is not None else None,
+                    "interval_s": dev.test_interval_s,
+                    "due": iso(ref + dev.test_interval_s),
+                    "overdue": overdue,
+                }
+            )
     return rows
 
 
 def cmd_bells(args) -> int:
     from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit
     from suitemon.daemon.journal import Journal, JournalError
+
     cfg = load_or_exit(args.config)
     path = cfg.state.dir / "journal.sqlite3"
     if not path.exists():
@@ -85,11 +90,14 @@ def cmd_bells(args) -> int:
         b = row["buttons"]
         cells = [_when(_t(b.get(k))) if k in b else "-" for k in ("call", "emergency", "cancel")]
         status = "OVERDUE" if row["overdue"] else f"ok, due {row['due'][:10]}"
-        print(f"{row['device']:<10} {row['room']:<10} {row['name'][:28]:<28} {cells[0]:<21} {cells[1]:<21} "
-              f"{cells[2]:<21} {_when(_t(row['last_pass'])):<21} {status}")
+        print(
+            f"{row['device']:<10} {row['room']:<10} {row['name'][:28]:<28} {cells[0]:<21} {cells[1]:<21} "
+            f"{cells[2]:<21} {_when(_t(row['last_pass'])):<21} {status}"
+        )
     return EXIT_OK
 
 
 def _t(s: str | None) -> float | None:
     from suitemon.daemon.alarms import parse_iso
+
     return parse_iso(s) if s else None

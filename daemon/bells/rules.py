@@ -20,13 +20,17 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from suitemon.drivers.callbell_io import BUTTONS
-
 from suitemon.daemon.bells.weekly import BellTests
 from suitemon.daemon.rules import Condition, Output, Reset, Rules
+from suitemon.drivers.callbell_io import BUTTONS
 
-LABEL = {"call": "Call button", "emergency": "Emergency button", "cancel": "Cancel button",
-         "door_lamp": "Over-door lamp", "reassure_lamp": "Reassurance lamp"}
+LABEL = {
+    "call": "Call button",
+    "emergency": "Emergency button",
+    "cancel": "Cancel button",
+    "door_lamp": "Over-door lamp",
+    "reassure_lamp": "Reassurance lamp",
+}
 
 
 class CallBellRules(Rules):
@@ -34,8 +38,9 @@ class CallBellRules(Rules):
         super().__init__(device_id, cfg, ctx)
         areas = ctx.cfg.areas
         self.names = {room: areas[room].name if room in areas else room for room in cfg.rooms}
-        self.alarm_ids = {room: {b: f"{device_id}.{room}.{b}" for b in ("call", "emergency")}
-                          for room in cfg.rooms}
+        self.alarm_ids = {
+            room: {b: f"{device_id}.{room}.{b}" for b in ("call", "emergency")} for room in cfg.rooms
+        }
         self.lamps = {room: list(r.lamps()) for room, r in cfg.rooms.items()}
         self.prev: dict[str, dict[str, Any]] = {}
         self.held_since: dict[tuple[str, str], float] = {}
@@ -60,19 +65,36 @@ class CallBellRules(Rules):
                     self.lamp_faults.add((room, lamp))
 
     # -- alarms from buttons -------------------------------------------------
-    def button_condition(self, room: str, button: str, present: bool, start_step: int = 0,
-                         **details: Any) -> Condition:
+    def button_condition(
+        self, room: str, button: str, present: bool, start_step: int = 0, **details: Any
+    ) -> Condition:
         name = self.names[room]
         if button == "call":
             return Condition(
-                alarm_id=self.alarm_ids[room]["call"], type=self.cfg.call_type, present=present,
-                priority="medium", kind="clinical", latching=True, source=self.device_id, location=room,
-                message=f"Call from {name}", details={"room": room, "room_name": name, **details})
+                alarm_id=self.alarm_ids[room]["call"],
+                type=self.cfg.call_type,
+                present=present,
+                priority="medium",
+                kind="clinical",
+                latching=True,
+                source=self.device_id,
+                location=room,
+                message=f"Call from {name}",
+                details={"room": room, "room_name": name, **details},
+            )
         return Condition(
-            alarm_id=self.alarm_ids[room]["emergency"], type=self.cfg.emergency_type, present=present,
-            priority="high", kind="clinical", latching=True, source=self.device_id, location=room,
-            message=f"EMERGENCY / deteriorating patient in {name}", start_step=start_step,
-            details={"room": room, "room_name": name, **details})
+            alarm_id=self.alarm_ids[room]["emergency"],
+            type=self.cfg.emergency_type,
+            present=present,
+            priority="high",
+            kind="clinical",
+            latching=True,
+            source=self.device_id,
+            location=room,
+            message=f"EMERGENCY / deteriorating patient in {name}",
+            start_step=start_step,
+            details={"room": room, "room_name": name, **details},
+        )
 
     def on_reading(self, reading) -> Output:
         now = time.monotonic()
@@ -137,28 +159,39 @@ class CallBellRules(Rules):
 
     def _stuck(self, key: tuple[str, str], present: bool, held: float) -> Condition:
         room, b = key
-        why = {"cancel": "calls there cannot be cancelled in the room",
-               "call": "new calls from there cannot be told apart",
-               "emergency": "new emergencies from there cannot be told apart"}[b]
+        why = {
+            "cancel": "calls there cannot be cancelled in the room",
+            "call": "new calls from there cannot be told apart",
+            "emergency": "new emergencies from there cannot be told apart",
+        }[b]
         return Condition(
-            alarm_id=f"{self.device_id}.{room}.{b}.stuck", type="bells.input_stuck", present=present,
-            priority="low", kind="technical", source=self.device_id, location=room,
+            alarm_id=f"{self.device_id}.{room}.{b}.stuck",
+            type="bells.input_stuck",
+            present=present,
+            priority="low",
+            kind="technical",
+            source=self.device_id,
+            location=room,
             message=f"{LABEL[b]} in {self.names[room]} held for over {self.cfg.stuck_after_s:g} s "
-                    f"(stuck or jammed?): {why}",
-            details={"room": room, "button": b, "input": getattr(self.cfg.rooms[room], b)})
+            f"(stuck or jammed?): {why}",
+            details={"room": room, "button": b, "input": getattr(self.cfg.rooms[room], b)},
+        )
 
     # -- lamps --------------------------------------------------------------
     def outputs(self) -> dict[str, dict[str, bool]] | None:
         alarms = self.ctx.engine.alarms
         lamp_until = self.tests.lamp_until
         now = time.monotonic()
-        key = tuple(call in alarms or emergency in alarms or now < lamp_until.get(room, 0.0)
-                    for room, call, emergency in self._lamp_table)
+        key = tuple(
+            call in alarms or emergency in alarms or now < lamp_until.get(room, 0.0)
+            for room, call, emergency in self._lamp_table
+        )
         if key == self._out_key:
             return None
         self._out_key = key
-        self.desired = {room: {lamp: on for lamp in self.lamps[room]}
-                        for (room, _, _), on in zip(self._lamp_table, key)}
+        self.desired = {
+            room: {lamp: on for lamp in self.lamps[room]} for (room, _, _), on in zip(self._lamp_table, key)
+        }
         self._desired_changed = True
         return self.desired
 
@@ -186,21 +219,32 @@ class CallBellRules(Rules):
         room, lamp = key
         state = "unknown" if seen is None else ("on" if seen else "off")
         return Condition(
-            alarm_id=f"{self.device_id}.{room}.{lamp}.fault", type="bells.lamp_fault", present=present,
-            priority="medium", kind="technical", source=self.device_id, location=room,
+            alarm_id=f"{self.device_id}.{room}.{lamp}.fault",
+            type="bells.lamp_fault",
+            present=present,
+            priority="medium",
+            kind="technical",
+            source=self.device_id,
+            location=room,
             message=f"{LABEL[lamp]} of {self.names[room]} does not follow: wanted "
-                    f"{'on' if want else 'off'}, reads {state} (coil {getattr(self.cfg.rooms[room], lamp)})",
-            details={"room": room, "lamp": lamp, "wanted": want, "read_back": seen})
+            f"{'on' if want else 'off'}, reads {state} (coil {getattr(self.cfg.rooms[room], lamp)})",
+            details={"room": room, "lamp": lamp, "wanted": want, "read_back": seen},
+        )
 
     # -- supervision ------------------------------------------------------------
     def comm_lost(self, present: bool, default: Condition) -> Output:
         rooms = list(self.cfg.rooms)
-        return (replace(
-            default, type="bells.not_supervised", priority="high", kind="technical",
-            message=f"Call bells not supervised in rooms {', '.join(rooms)}: "
-                    f"{self.cfg.name or self.device_id} is not answering. Check these patients in person.",
-            details={**default.details, "rooms": rooms, "room_names": [self.names[r] for r in rooms]},
-        ),)
+        return (
+            replace(
+                default,
+                type="bells.not_supervised",
+                priority="high",
+                kind="technical",
+                message=f"Call bells not supervised in rooms {', '.join(rooms)}: "
+                f"{self.cfg.name or self.device_id} is not answering. Check these patients in person.",
+                details={**default.details, "rooms": rooms, "room_names": [self.names[r] for r in rooms]},
+            ),
+        )
 
     # -- retained device state -----------------------------------------------------
     def state(self, reading) -> dict[str, Any]:

@@ -20,14 +20,14 @@ module is faulty; the journal records it as ``alarm.force_closed`` with the faul
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
+from suitemon.daemon.commands import CommandError
 from suitemon.drivers.callbell_io import BUTTONS, LAMPS
 from suitemon.drivers.io_module import load_io_profile
-
-from suitemon.daemon.commands import CommandError
 
 log = structlog.get_logger("suitemon.bells")
 
@@ -65,13 +65,27 @@ class BellsService:
         self.ctx = ctx
         self.devices = _bells_devices(ctx.cfg)
         if self.devices:
-            ctx.commands.register("deteriorate", self.deteriorate, required=("room",), area=lambda b: b["room"],
-                                  description="raise a room's deterioration/emergency alert (optional NEWS2)")
-            ctx.commands.register("bell_test", self.bell_test, required=("room",), area=lambda b: b["room"],
-                                  description="start (on=true) or end (on=false) a room's bell test mode")
-            ctx.commands.register("force_close", self.force_close, required=("alarm_id", "reason"),
-                                  area=self._alarm_room,
-                                  description="close a call/emergency whose room module is faulty, with a reason")
+            ctx.commands.register(
+                "deteriorate",
+                self.deteriorate,
+                required=("room",),
+                area=lambda b: b["room"],
+                description="raise a room's deterioration/emergency alert (optional NEWS2)",
+            )
+            ctx.commands.register(
+                "bell_test",
+                self.bell_test,
+                required=("room",),
+                area=lambda b: b["room"],
+                description="start (on=true) or end (on=false) a room's bell test mode",
+            )
+            ctx.commands.register(
+                "force_close",
+                self.force_close,
+                required=("alarm_id", "reason"),
+                area=self._alarm_room,
+                description="close a call/emergency whose room module is faulty, with a reason",
+            )
             ctx.engine.remote_reset_guards.append(self._refuse_remote_reset)
 
     async def start(self) -> None: ...
@@ -97,9 +111,11 @@ class BellsService:
         found = self._bell_alarm(rec.alarm_id)
         if found is None:
             return None
-        return (f"a {found[2]} is closed by the cancel button in the room, not remotely (UL 1069: nobody may "
-                f"be with the patient); if the room's module is faulty, an engineer may use force_close "
-                f"with a reason")
+        return (
+            f"a {found[2]} is closed by the cancel button in the room, not remotely (UL 1069: nobody may "
+            f"be with the patient); if the room's module is faulty, an engineer may use force_close "
+            f"with a reason"
+        )
 
     def module_fault(self, did: str, room: str) -> str | None:
         """Why the room's module cannot close its alarms itself, or None if it can."""
@@ -125,8 +141,9 @@ class BellsService:
             raise CommandError("force_close needs a reason of at least 10 characters (it is journaled)")
         fault = self.module_fault(did, room)
         if fault is None:
-            raise CommandError(f"the module of room '{room}' is working: close the alarm with the cancel button "
-                               "in the room")
+            raise CommandError(
+                f"the module of room '{room}' is working: close the alarm with the cancel button in the room"
+            )
         ev = self.ctx.engine.force_close(body["alarm_id"], actor, reason.strip(), fault)
         return {"event_id": ev.event_id, "type": ev.type, "fault": fault}
 
@@ -146,7 +163,9 @@ class BellsService:
         did, dev, rules = self._rules_for(body["room"])
         room = body["room"]
         score = body.get("news2")
-        if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 20):
+        if score is not None and (
+            isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 20
+        ):
             raise CommandError("news2 must be a whole number 0..20 (the NEWS2 aggregate score)")
         red = body.get("single_parameter_3", False)
         if not isinstance(red, bool):
@@ -159,8 +178,14 @@ class BellsService:
         step = ladder_start(self.ctx.cfg.ladders[at.ladder], band)
         engine = self.ctx.engine
         alarm_id = rules.alarm_ids[room]["emergency"]
-        details = {"origin": "staff", "raised_by": actor, "news2": score, "news2_band": band,
-                   "single_parameter_3": red, "note": note}
+        details = {
+            "origin": "staff",
+            "raised_by": actor,
+            "news2": score,
+            "news2_band": band,
+            "single_parameter_3": red,
+            "note": note,
+        }
         rec = engine.alarms.get(alarm_id)
         already_open = rec is not None
         if rec is None:
@@ -176,13 +201,29 @@ class BellsService:
             moved = engine.escalator.jump(rec, step, "news2") if step else False
             # Not tied to the alarm id on purpose: the newest event of an alarm must carry its
             # snapshot (restore reads it), so this note names the alarm in its data instead.
-            engine.recorder.record("bells.deterioration", {
-                "device": did, "room": room, "alarm_id": alarm_id, **details,
-                "moved_to_step": step if moved else None}, actor=actor)
-        log.warning("deterioration raised by staff", room=room, by=actor, news2=score, band=band, start_step=step)
+            engine.recorder.record(
+                "bells.deterioration",
+                {
+                    "device": did,
+                    "room": room,
+                    "alarm_id": alarm_id,
+                    **details,
+                    "moved_to_step": step if moved else None,
+                },
+                actor=actor,
+            )
+        log.warning(
+            "deterioration raised by staff", room=room, by=actor, news2=score, band=band, start_step=step
+        )
         esc = rec.escalation
-        return {"alarm_id": alarm_id, "occurrence": rec.occurrence, "news2_band": band,
-                "step": esc.step if esc else None, "already_open": already_open, "moved": moved}
+        return {
+            "alarm_id": alarm_id,
+            "occurrence": rec.occurrence,
+            "news2_band": band,
+            "step": esc.step if esc else None,
+            "already_open": already_open,
+            "moved": moved,
+        }
 
     def bell_test(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
         did, dev, rules = self._rules_for(body["room"])
@@ -190,7 +231,9 @@ class BellsService:
         if not isinstance(on, bool):
             raise CommandError("on must be true or false")
         window = body.get("window_s")
-        if window is not None and (isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0):
+        if window is not None and (
+            isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0
+        ):
             raise CommandError("window_s must be a positive number of seconds")
         if on:
             return rules.tests.start(body["room"], actor, window)
@@ -223,7 +266,10 @@ def check_config(cfg) -> Iterable[tuple[str, str]]:
                 if n is None:
                     continue
                 if n >= io.inputs:
-                    yield f"{path}.{b}", f"input {n} does not exist: profile '{io.name}' has inputs 0..{io.inputs - 1}"
+                    yield (
+                        f"{path}.{b}",
+                        f"input {n} does not exist: profile '{io.name}' has inputs 0..{io.inputs - 1}",
+                    )
                 elif n in inputs:
                     yield f"{path}.{b}", f"input {n} is already wired to {inputs[n]}"
                 inputs.setdefault(n, f"{room}.{b}")
@@ -232,8 +278,13 @@ def check_config(cfg) -> Iterable[tuple[str, str]]:
                 if n is None:
                     continue
                 if n >= io.coils:
-                    yield f"{path}.{lamp}", (f"coil {n} does not exist: profile '{io.name}' has "
-                                             f"{'coils 0..' + str(io.coils - 1) if io.coils else 'no coils'}")
+                    yield (
+                        f"{path}.{lamp}",
+                        (
+                            f"coil {n} does not exist: profile '{io.name}' has "
+                            f"{'coils 0..' + str(io.coils - 1) if io.coils else 'no coils'}"
+                        ),
+                    )
                 elif n in coils:
                     yield f"{path}.{lamp}", f"coil {n} is already wired to {coils[n]}"
                 coils.setdefault(n, f"{room}.{lamp}")
@@ -243,14 +294,18 @@ def check_config(cfg) -> Iterable[tuple[str, str]]:
 def _check_types(cfg, did: str, dev) -> Iterable[tuple[str, str]]:
     call = cfg.alarm_types.get(dev.call_type)
     if call is not None and not call.latching:
-        yield (f"alarm_types.{dev.call_type}.latching",
-               f"a call must latch until cancelled in the room (UL 1069); used by devices.{did}")
+        yield (
+            f"alarm_types.{dev.call_type}.latching",
+            f"a call must latch until cancelled in the room (UL 1069); used by devices.{did}",
+        )
     et = dev.emergency_type
     at = cfg.alarm_types.get(et)
     if at is None:
-        yield (f"devices.{did}.emergency_type",
-               f"alarm type '{et}' is not configured: add [alarm_types.\"{et}\"] with emergency = true, "
-               f"priority = \"high\", latching = true, a ladder and the site's protocol")
+        yield (
+            f"devices.{did}.emergency_type",
+            f"alarm type '{et}' is not configured: add [alarm_types.\"{et}\"] with emergency = true, "
+            f"priority = \"high\", latching = true, a ladder and the site's protocol",
+        )
         return
     p = f"alarm_types.{et}"
     if not at.emergency:
@@ -265,5 +320,7 @@ def _check_types(cfg, did: str, dev) -> Iterable[tuple[str, str]]:
         yield f"{p}.latching", "an emergency must latch until reset in the room or by command"
     ladder = cfg.ladders.get(at.ladder) if at.ladder else None
     if ladder is not None and not any(s.critical_care for s in ladder.steps):
-        yield (f"ladders.{at.ladder}.steps",
-               "the emergency ladder needs a step marked critical_care = true (NEWS2 >= 7 starts there)")
+        yield (
+            f"ladders.{at.ladder}.steps",
+            "the emergency ladder needs a step marked critical_care = true (NEWS2 >= 7 starts there)",
+        )

@@ -81,11 +81,25 @@ class BellTests:
         s = Session(str(uuid.uuid4()), actor, now_m + window, now_w + window)
         self.sessions[room] = s
         self._next_check = 0.0
-        ev = self.ctx.recorder.record(TEST_MODE, {"device": self.device_id, "room": room, "on": True,
-                                                  "test_id": s.test_id, "until": iso(s.until_wall),
-                                                  "window_s": window}, actor=actor)
-        log.warning("bell test mode on: presses in this room are tests, not calls",
-                    device=self.device_id, room=room, until=iso(s.until_wall), by=actor)
+        ev = self.ctx.recorder.record(
+            TEST_MODE,
+            {
+                "device": self.device_id,
+                "room": room,
+                "on": True,
+                "test_id": s.test_id,
+                "until": iso(s.until_wall),
+                "window_s": window,
+            },
+            actor=actor,
+        )
+        log.warning(
+            "bell test mode on: presses in this room are tests, not calls",
+            device=self.device_id,
+            room=room,
+            until=iso(s.until_wall),
+            by=actor,
+        )
         return {"event_id": ev.event_id, "room": room, "test_id": s.test_id, "until": iso(s.until_wall)}
 
     def stop(self, room: str, actor: str, reason: str) -> dict[str, Any] | None:
@@ -93,8 +107,11 @@ class BellTests:
         if s is None:
             return None
         self._next_check = 0.0
-        ev = self.ctx.recorder.record(TEST_MODE, {"device": self.device_id, "room": room, "on": False,
-                                                  "test_id": s.test_id, "reason": reason}, actor=actor)
+        ev = self.ctx.recorder.record(
+            TEST_MODE,
+            {"device": self.device_id, "room": room, "on": False, "test_id": s.test_id, "reason": reason},
+            actor=actor,
+        )
         log.info("bell test mode off", device=self.device_id, room=room, reason=reason)
         return {"event_id": ev.event_id, "room": room, "test_id": s.test_id}
 
@@ -109,10 +126,17 @@ class BellTests:
 
     def passed(self, room: str, button: str) -> None:
         s = self.sessions[room]
-        ev = self.ctx.recorder.record(TEST_PASS, {
-            "device": self.device_id, "room": room, "button": button,
-            "input": getattr(self.cfg.rooms[room], button), "test_id": s.test_id,
-        }, actor=s.actor)
+        ev = self.ctx.recorder.record(
+            TEST_PASS,
+            {
+                "device": self.device_id,
+                "room": room,
+                "button": button,
+                "input": getattr(self.cfg.rooms[room], button),
+                "test_id": s.test_id,
+            },
+            actor=s.actor,
+        )
         self.passes[(room, button)] = parse_iso(ev.ts)
         self.lamp_until[room] = time.monotonic() + self.cfg.test_lamp_s
         self._next_check = 0.0  # re-evaluate the overdue alarm now
@@ -131,28 +155,54 @@ class BellTests:
         for room in self.cfg.rooms:
             name = self.names[room]
             s = self.sessions.get(room)
-            out.append(Condition(
-                alarm_id=f"{self.device_id}.{room}.test_mode", type="bells.test_mode", present=s is not None,
-                priority="low", kind="technical", source=self.device_id, location=room,
-                message=f"Call bell in {name} is in test mode: presses there are recorded as tests, not calls",
-                details={"room": room, "until": iso(s.until_wall) if s else None, "by": s.actor if s else None},
-            ))
+            out.append(
+                Condition(
+                    alarm_id=f"{self.device_id}.{room}.test_mode",
+                    type="bells.test_mode",
+                    present=s is not None,
+                    priority="low",
+                    kind="technical",
+                    source=self.device_id,
+                    location=room,
+                    message=f"Call bell in {name} is in test mode: presses there are recorded as tests, not calls",
+                    details={
+                        "room": room,
+                        "until": iso(s.until_wall) if s else None,
+                        "by": s.actor if s else None,
+                    },
+                )
+            )
             last = room_last_pass(self.passes, room, self.buttons[room])
             ref = last if last is not None else self.since
             overdue = wall - ref > self.cfg.test_interval_s
             # A stable message: one that counted days would journal an update at every check.
-            what = (f"last passed {iso(last)}" if last is not None
-                    else f"never tested since monitoring began {iso(self.since)}")
-            out.append(Condition(
-                alarm_id=f"{self.device_id}.{room}.test_overdue", type="bells.test_overdue", present=overdue,
-                priority="low", kind="maintenance", source=self.device_id, location=room,
-                message=f"Call bell test due in {name}: {what}",
-                # Only stable facts in details: a changing age would journal an update every check.
-                details={"room": room, "last_pass": iso(last) if last is not None else None,
-                         "interval_s": self.cfg.test_interval_s},
-            ))
+            what = (
+                f"last passed {iso(last)}"
+                if last is not None
+                else f"never tested since monitoring began {iso(self.since)}"
+            )
+            out.append(
+                Condition(
+                    alarm_id=f"{self.device_id}.{room}.test_overdue",
+                    type="bells.test_overdue",
+                    present=overdue,
+                    priority="low",
+                    kind="maintenance",
+                    source=self.device_id,
+                    location=room,
+                    message=f"Call bell test due in {name}: {what}",
+                    # Only stable facts in details: a changing age would journal an update every check.
+                    details={
+                        "room": room,
+                        "last_pass": iso(last) if last is not None else None,
+                        "interval_s": self.cfg.test_interval_s,
+                    },
+                )
+            )
         return out
 
     def state(self) -> dict[str, Any]:
-        return {room: {"test_mode_until": iso(s.until_wall), "test_by": s.actor}
-                for room, s in self.sessions.items()}
+        return {
+            room: {"test_mode_until": iso(s.until_wall), "test_by": s.actor}
+            for room, s in self.sessions.items()
+        }

@@ -10,7 +10,7 @@ which starts when the connection opens.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
@@ -18,8 +18,10 @@ from aiohttp import web
 log = structlog.get_logger("suitemon.board.http")
 
 _BUSY_BODY = b'{"ok":false,"error":"too many connections: retry shortly"}'
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\nRetry-After: 5\r\n\r\n" % len(_BUSY_BODY)) + _BUSY_BODY
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Connection: close\r\nRetry-After: 5\r\n\r\n" % len(_BUSY_BODY)
+) + _BUSY_BODY
 
 
 class _Refuse(asyncio.Protocol):
@@ -70,8 +72,12 @@ class CappedListener:
             self.refused += 1
             # One line per 100 refusals: a flood must not flood the log too.
             if self.refused % 100 == 1:
-                log.warning("board connection refused: at the connection cap", open=self.open,
-                            cap=self.max_connections, refused_total=self.refused)
+                log.warning(
+                    "board connection refused: at the connection cap",
+                    open=self.open,
+                    cap=self.max_connections,
+                    refused_total=self.refused,
+                )
             return _Refuse()
         self.open += 1
         return _Counted(self.server(), self._lost)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -31,14 +31,16 @@ def parse_ts(s: Any) -> float | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
 def subscriptions(root: str) -> tuple[str, ...]:
     """The topics the board reads (explicit filters, so a narrow read ACL is enough)."""
-    return tuple(f"{root}/{t}" for t in (
-        "status", "alarm/+", "device/+/state", "event", "shutdown/state", "uptake/+", "dose/+"))
+    return tuple(
+        f"{root}/{t}"
+        for t in ("status", "alarm/+", "device/+/state", "event", "shutdown/state", "uptake/+", "dose/+")
+    )
 
 
 class SuiteModel:
@@ -90,7 +92,7 @@ class SuiteModel:
         """Store one message; return the sections it changed (empty when it changed nothing)."""
         if not topic.startswith(self.root + "/"):
             return set()
-        rel = topic[len(self.root) + 1:]
+        rel = topic[len(self.root) + 1 :]
         self.messages += 1
         data: Any = None
         if payload:
@@ -173,7 +175,9 @@ class SuiteModel:
         old = pages.get(pid)
         if old is not None and isinstance(seq, int) and isinstance(old.get("seq"), int) and old["seq"] > seq:
             return set()  # an older state delivered again: keep the newer one
-        pages[pid] = {k: data.get(k) for k in ("recipient", "channel", "state", "reason", "step")} | {"seq": seq}
+        pages[pid] = {k: data.get(k) for k in ("recipient", "channel", "state", "reason", "step")} | {
+            "seq": seq
+        }
         return {ALARMS}
 
     def _administration(self, data: dict[str, Any], event_id: Any) -> set[str]:
@@ -184,8 +188,12 @@ class SuiteModel:
         return {DOSE}
 
     def _study(self, data: dict[str, Any]) -> set[str]:
-        key = data.get("study_uid") or data.get("study_instance_uid") or data.get("event_id") \
+        key = (
+            data.get("study_uid")
+            or data.get("study_instance_uid")
+            or data.get("event_id")
             or data.get("accession")
+        )
         if not isinstance(key, (str, int)) or str(key) in self.studies:
             return set()
         self._bounded(self.studies)[str(key)] = data

@@ -17,24 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from aiohttp import web
 
 from suitemon.daemon import __version__
 from suitemon.daemon.alarms import iso
-from suitemon.daemon.contract import Message, dumps
-from suitemon.daemon.mqtt import MqttLink
-from suitemon.daemon.tasks import TaskSet, bounded, in_daemon_thread
-from suitemon.daemon.threads import LoopBridge
 from suitemon.daemon.board import views
 from suitemon.daemon.board.config import BoardConfig
-from aiohttp import web
-
 from suitemon.daemon.board.listener import CappedListener
 from suitemon.daemon.board.model import HEALTH, SuiteModel, subscriptions
 from suitemon.daemon.board.sessions import Session, Sessions
 from suitemon.daemon.board.sse import PING_S, Client, Hub, frame
 from suitemon.daemon.board.throttle import LoginThrottle
-from suitemon.daemon.board.web import HostPolicy, HttpError, ParserLog, json_body, json_response, make_app
 from suitemon.daemon.board.userlink import CommandFailed, LoginRefused, UserLink
+from suitemon.daemon.board.web import HostPolicy, HttpError, ParserLog, json_body, json_response, make_app
+from suitemon.daemon.contract import Message, dumps
+from suitemon.daemon.mqtt import MqttLink
+from suitemon.daemon.tasks import TaskSet, bounded, in_daemon_thread
+from suitemon.daemon.threads import LoopBridge
 
 log = structlog.get_logger("suitemon.board")
 
@@ -49,7 +48,7 @@ ASSETS = {  # path -> (file, content type): an explicit list, nothing else under
 }
 ALARM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 LOGIN_TIMEOUT_S = 5.0
-FLUSH_GAP_S = 0.05   # coalesce bursts of messages; the page still updates well within a second
+FLUSH_GAP_S = 0.05  # coalesce bursts of messages; the page still updates well within a second
 STATUS_PERIOD_S = 10.0
 
 
@@ -74,19 +73,27 @@ class Board:
         self.current: dict[str, Any] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self.assets = {path: ((STATIC / name).read_bytes(), ctype) for path, (name, ctype) in ASSETS.items()}
-        self.app = make_app({
-            ("GET", "/api/session"): self.get_session,
-            ("GET", "/api/state"): self.get_state,
-            ("GET", "/healthz"): self.get_health,
-            ("GET", "/events"): self.events,
-            ("POST", "/api/login"): self.post_login,
-            ("POST", "/api/logout"): self.post_logout,
-            ("POST", "/api/command"): self.post_command,
-            **{("GET", path): self.get_asset for path in self.assets},
-        }, HostPolicy(self._host_names()))
+        self.app = make_app(
+            {
+                ("GET", "/api/session"): self.get_session,
+                ("GET", "/api/state"): self.get_state,
+                ("GET", "/healthz"): self.get_health,
+                ("GET", "/events"): self.events,
+                ("POST", "/api/login"): self.post_login,
+                ("POST", "/api/logout"): self.post_logout,
+                ("POST", "/api/command"): self.post_command,
+                **{("GET", path): self.get_asset for path in self.assets},
+            },
+            HostPolicy(self._host_names()),
+        )
         # Actions the page may ask for: page action -> MQTT command verb (fields: _command_body).
-        self.verbs: dict[str, str] = {"accept": "accept", "reject": "reject", "ack": "ack", "reset": "reset",
-                                      "bell_test": self.bcfg.bell_test_verb}
+        self.verbs: dict[str, str] = {
+            "accept": "accept",
+            "reject": "reject",
+            "ack": "ack",
+            "reset": "reset",
+            "bell_test": self.bcfg.bell_test_verb,
+        }
 
     def _host_names(self) -> list[str]:
         names = ["localhost", socket.gethostname(), socket.getfqdn(), *self.bcfg.allowed_hosts]
@@ -98,26 +105,47 @@ class Board:
     async def start(self) -> None:
         self.bridge = LoopBridge(asyncio.get_running_loop())
         b, m = self.bcfg, self.cfg.mqtt
-        mcfg = m.model_copy(update={
-            "username": b.observer_username, "password_file": b.observer_password_file,
-            "client_id": f"suitemon-board-{self.cfg.site.id}-{b.board_id}-{socket.gethostname()}-{os.getpid()}"})
+        mcfg = m.model_copy(
+            update={
+                "username": b.observer_username,
+                "password_file": b.observer_password_file,
+                "client_id": f"suitemon-board-{self.cfg.site.id}-{b.board_id}-{socket.gethostname()}-{os.getpid()}",
+            }
+        )
         self.status_topic = f"{self.root}/board/{b.board_id}/status"
         will = Message(self.status_topic, dumps(self.board_status("offline", "connection lost")), 1, True)
-        self.link = ObserverLink(mcfg, client_id=mcfg.client_id, will=will, bridge=self.bridge,
-                                 on_connect=self._broker_up, on_disconnect=lambda reason: self._broker_down(),
-                                 on_message=self._message, subscriptions=subscriptions(self.root))
+        self.link = ObserverLink(
+            mcfg,
+            client_id=mcfg.client_id,
+            will=will,
+            bridge=self.bridge,
+            on_connect=self._broker_up,
+            on_disconnect=lambda reason: self._broker_down(),
+            on_message=self._message,
+            subscriptions=subscriptions(self.root),
+        )
         self.link.start()
         # No access log (the middleware logs refusals); aiohttp's parser errors become one line each.
-        self.runner = web.AppRunner(self.app, access_log=None, logger=ParserLog(), shutdown_timeout=2.0,
-                                    keepalive_timeout=b.idle_connection_s)
+        self.runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            logger=ParserLog(),
+            shutdown_timeout=2.0,
+            keepalive_timeout=b.idle_connection_s,
+        )
         await self.runner.setup()
         self.listener = CappedListener(self.runner.server, b.max_connections)
         await self.listener.start(b.bind, b.port)
         self.tasks.spawn(self._tick(), name="board-tick")
         self.tasks.spawn(self._status_loop(), name="board-status")
         self.current = views.all_sections(self.model, self.cfg, b)
-        log.info("board serving", url=f"http://{b.bind}:{self.listener.port}/", site=self.cfg.site.id,
-                 users=len(b.users), anonymous_view=b.anonymous_view)
+        log.info(
+            "board serving",
+            url=f"http://{b.bind}:{self.listener.port}/",
+            site=self.cfg.site.id,
+            users=len(b.users),
+            anonymous_view=b.anonymous_view,
+        )
 
     @property
     def port(self) -> int:
@@ -139,8 +167,13 @@ class Board:
 
     # -- MQTT side -------------------------------------------------------------
     def board_status(self, state: str, reason: str | None = None) -> dict[str, Any]:
-        p = {"state": state, "ts": iso(time.time()), "site": self.cfg.site.id, "board_id": self.bcfg.board_id,
-             "version": __version__}
+        p = {
+            "state": state,
+            "ts": iso(time.time()),
+            "site": self.cfg.site.id,
+            "board_id": self.bcfg.board_id,
+            "version": __version__,
+        }
         if reason:
             p["reason"] = reason
         if state == "online":
@@ -192,8 +225,12 @@ class Board:
             self.changed({HEALTH}, at_once=True)  # a status that stops refreshing turns stale here
             self.hub.broadcast(frame("ping", {"t": iso(time.time()), "health": self.current.get("health")}))
             for s in self.sessions.expired():
-                log.info("board session ended", user=s.login, why="idle or too old",
-                         streams_closed=self.hub.close_session(s.sid))
+                log.info(
+                    "board session ended",
+                    user=s.login,
+                    why="idle or too old",
+                    streams_closed=self.hub.close_session(s.sid),
+                )
                 self.tasks.spawn(s.link.close(), name="close-user-link")
 
     async def _status_loop(self) -> None:
@@ -203,11 +240,17 @@ class Board:
 
     # -- HTTP handlers ------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
-        return {"site": self.cfg.site.id, "site_name": self.cfg.site.name,
-                "title": self.bcfg.title or f"{self.cfg.site.name}: suite board",
-                "timezone": self.cfg.site.timezone, "board_id": self.bcfg.board_id, "version": __version__,
-                "bell_test_verb": self.bcfg.bell_test_verb, "anonymous_view": self.bcfg.anonymous_view,
-                "logins": bool(self.bcfg.users)}
+        return {
+            "site": self.cfg.site.id,
+            "site_name": self.cfg.site.name,
+            "title": self.bcfg.title or f"{self.cfg.site.name}: suite board",
+            "timezone": self.cfg.site.timezone,
+            "board_id": self.bcfg.board_id,
+            "version": __version__,
+            "bell_test_verb": self.bcfg.bell_test_verb,
+            "anonymous_view": self.bcfg.anonymous_view,
+            "logins": bool(self.bcfg.users),
+        }
 
     def snapshot(self) -> dict[str, Any]:
         return {"t": iso(time.time()), "meta": self.meta(), "sections": self.current}
@@ -233,7 +276,9 @@ class Board:
     async def get_health(self, req: web.Request) -> web.Response:
         h = self.current.get("health") or {}
         ok = h.get("broker") == "connected" and h.get("daemon") == "online"
-        return json_response({"ok": ok, "broker": h.get("broker"), "daemon": h.get("daemon")}, 200 if ok else 503)
+        return json_response(
+            {"ok": ok, "broker": h.get("broker"), "daemon": h.get("daemon")}, 200 if ok else 503
+        )
 
     async def events(self, req: web.Request) -> web.StreamResponse:
         may_view, s = self._viewer(req)
@@ -243,11 +288,18 @@ class Board:
         if why is not None:
             log.warning("event stream refused", peer=req.remote, anonymous=s is None, reason=why)
             raise HttpError(503, why)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                           "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
         resp.force_close()  # an ended stream ends its connection: the browser reconnects afresh
         await resp.prepare(req)
-        await self.hub.serve(Client(resp.write, req.remote, s.sid if s else None), frame("snapshot", self.snapshot()))
+        await self.hub.serve(
+            Client(resp.write, req.remote, s.sid if s else None), frame("snapshot", self.snapshot())
+        )
         return resp
 
     async def post_login(self, req: web.Request) -> web.Response:
@@ -278,8 +330,14 @@ class Board:
 
     async def _open_session(self, login: str, password: str, user, req: web.Request) -> Session:
         actor = self.bcfg.actor_of(login)
-        link = UserLink(self.cfg.mqtt, root=self.root, actor=actor, password=password, bridge=self.bridge,
-                        client_id=f"suitemon-board-{self.bcfg.board_id}-{actor}-{os.urandom(4).hex()}")
+        link = UserLink(
+            self.cfg.mqtt,
+            root=self.root,
+            actor=actor,
+            password=password,
+            bridge=self.bridge,
+            client_id=f"suitemon-board-{self.bcfg.board_id}-{actor}-{os.urandom(4).hex()}",
+        )
         try:
             await link.connect(LOGIN_TIMEOUT_S)
         except LoginRefused as err:
@@ -337,10 +395,23 @@ class Board:
         except CommandFailed as err:
             log.error("board command not confirmed", user=s.login, verb=mqtt_verb, error=str(err), **body)
             return json_response({"ok": False, "error": str(err), "unconfirmed": True}, 502)
-        log.info("board command", user=s.login, actor=s.actor, verb=mqtt_verb, ok=reply.get("ok"),
-                 error=reply.get("error"), **body)
-        return json_response({"ok": bool(reply.get("ok")), "verb": mqtt_verb, "result": reply.get("result"),
-                              "error": reply.get("error")})
+        log.info(
+            "board command",
+            user=s.login,
+            actor=s.actor,
+            verb=mqtt_verb,
+            ok=reply.get("ok"),
+            error=reply.get("error"),
+            **body,
+        )
+        return json_response(
+            {
+                "ok": bool(reply.get("ok")),
+                "verb": mqtt_verb,
+                "result": reply.get("result"),
+                "error": reply.get("error"),
+            }
+        )
 
 
 async def run_board(cfg, stopping: asyncio.Event) -> None:

@@ -37,7 +37,13 @@ class Session:
     commands: int = field(default=0)
 
     def public(self) -> dict[str, Any]:
-        return {"user": self.login, "actor": self.actor, "name": self.name, "kind": self.kind, "csrf": self.csrf}
+        return {
+            "user": self.login,
+            "actor": self.actor,
+            "name": self.name,
+            "kind": self.kind,
+            "csrf": self.csrf,
+        }
 
 
 class Sessions:
@@ -49,7 +55,9 @@ class Sessions:
     # -- cookies ----------------------------------------------------------
     def cookie_for(self, s: Session) -> str:
         secure = "; Secure" if self.cfg.secure_cookie else ""
-        return f"{COOKIE}={s.sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={int(self.cfg.max_age_s)}{secure}"
+        return (
+            f"{COOKIE}={s.sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={int(self.cfg.max_age_s)}{secure}"
+        )
 
     def clearing_cookie(self) -> str:
         secure = "; Secure" if self.cfg.secure_cookie else ""
@@ -58,7 +66,9 @@ class Sessions:
     # -- lifecycle --------------------------------------------------------
     def create(self, login: str, actor: str, name: str, kind: str, link: Any) -> Session:
         now = self.clock()
-        s = Session(secrets.token_urlsafe(32), login, actor, name, kind, secrets.token_urlsafe(32), link, now, now)
+        s = Session(
+            secrets.token_urlsafe(32), login, actor, name, kind, secrets.token_urlsafe(32), link, now, now
+        )
         self.by_id[s.sid] = s
         return s
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -28,11 +29,13 @@ _END = b""  # queued by drop(): the pump stops and the handler returns, closing 
 def frame(event: str, data: Any) -> bytes:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     # JSON never contains a raw newline, so one data line is a complete SSE message.
-    return f"event: {event}\ndata: {body}\n\n".encode("utf-8")
+    return f"event: {event}\ndata: {body}\n\n".encode()
 
 
 class Client:
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], peer: str | None, session_id: str | None = None):
+    def __init__(
+        self, send: Callable[[bytes], Awaitable[None]], peer: str | None, session_id: str | None = None
+    ):
         self.send = send
         self.peer = peer
         self.session_id = session_id

@@ -103,8 +103,12 @@ class UserLink:
             log.warning("user link lost its broker connection", actor=self.actor, reason=reason)
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(CommandFailed("the broker connection dropped before the reply: "
-                                                "the command may or may not have been carried out"))
+                fut.set_exception(
+                    CommandFailed(
+                        "the broker connection dropped before the reply: "
+                        "the command may or may not have been carried out"
+                    )
+                )
         self._pending.clear()
 
     def _reply(self, payload: bytes) -> None:
@@ -124,7 +128,7 @@ class UserLink:
         self.client.loop_start()
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.close()
             raise LoginRefused("the broker did not answer the login in time") from None
         except LoginRefused:
@@ -144,9 +148,11 @@ class UserLink:
             raise CommandFailed("the command could not be sent (no broker connection): it was NOT sent")
         try:
             return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            raise CommandFailed(f"no reply from suitemon within {timeout:g} s: the command may or may "
-                                "not have been carried out; check the alarm list") from None
+        except TimeoutError:
+            raise CommandFailed(
+                f"no reply from suitemon within {timeout:g} s: the command may or may "
+                "not have been carried out; check the alarm list"
+            ) from None
         finally:
             self._pending.pop(rid, None)
 

@@ -19,9 +19,22 @@ from suitemon.daemon.board.model import SuiteModel, parse_ts
 TILE_KINDS = ("uptake_room", "hot_lab", "scanner_room")
 OPEN = ("active", "acknowledged")
 DONE_STEP = {"done", "complete", "completed", "ok", "ready", "off", "shutdown", "skipped"}
-UPS_VALUE_KEYS = ("on_battery", "online", "power_failure", "shutdown_imminent", "runtime_s",
-                  "runtime_remaining_s", "charge_pct", "state_of_charge_pct", "load_pct",
-                  "input_voltage", "input_v", "output_voltage", "output_v", "battery_temperature")
+UPS_VALUE_KEYS = (
+    "on_battery",
+    "online",
+    "power_failure",
+    "shutdown_imminent",
+    "runtime_s",
+    "runtime_remaining_s",
+    "charge_pct",
+    "state_of_charge_pct",
+    "load_pct",
+    "input_voltage",
+    "input_v",
+    "output_voltage",
+    "output_v",
+    "battery_temperature",
+)
 
 
 def _rank(a: dict[str, Any]) -> tuple:
@@ -47,22 +60,30 @@ def open_alarms(model: SuiteModel, cfg) -> list[dict[str, Any]]:
         if a.get("state") not in OPEN:
             continue
         loc = a.get("location")
-        out.append({
-            "alarm_id": a.get("alarm_id") or aid,
-            "occurrence": a.get("occurrence"),
-            "priority": a.get("priority") if a.get("priority") in PRIORITY_RANK else "high",
-            "kind": a.get("kind"), "type": a.get("type"), "state": a.get("state"),
-            "condition": a.get("condition"), "latching": bool(a.get("latching")),
-            "source": a.get("source"), "location": loc,
-            "location_name": cfg.areas[loc].name if loc in cfg.areas else loc,
-            "message": a.get("message") or a.get("alarm_id") or aid,
-            "raised_at": a.get("raised_at"), "updated_at": a.get("updated_at"),
-            "acknowledged_by": a.get("acknowledged_by"), "acknowledged_at": a.get("acknowledged_at"),
-            "escalation": _escalation(a.get("escalation"), cfg),
-            "protocol": a.get("protocol"),
-            "actions": alarm_actions(a),
-            "deliveries": _deliveries(model, a.get("occurrence")),
-        })
+        out.append(
+            {
+                "alarm_id": a.get("alarm_id") or aid,
+                "occurrence": a.get("occurrence"),
+                "priority": a.get("priority") if a.get("priority") in PRIORITY_RANK else "high",
+                "kind": a.get("kind"),
+                "type": a.get("type"),
+                "state": a.get("state"),
+                "condition": a.get("condition"),
+                "latching": bool(a.get("latching")),
+                "source": a.get("source"),
+                "location": loc,
+                "location_name": cfg.areas[loc].name if loc in cfg.areas else loc,
+                "message": a.get("message") or a.get("alarm_id") or aid,
+                "raised_at": a.get("raised_at"),
+                "updated_at": a.get("updated_at"),
+                "acknowledged_by": a.get("acknowledged_by"),
+                "acknowledged_at": a.get("acknowledged_at"),
+                "escalation": _escalation(a.get("escalation"), cfg),
+                "protocol": a.get("protocol"),
+                "actions": alarm_actions(a),
+                "deliveries": _deliveries(model, a.get("occurrence")),
+            }
+        )
     out.sort(key=_rank)
     return out
 
@@ -72,7 +93,9 @@ def _deliveries(model: SuiteModel, occurrence: Any) -> list[dict[str, Any]]:
     pages = model.deliveries.get(occurrence) if isinstance(occurrence, str) else None
     if not pages:
         return []
-    return sorted((dict(p) for p in pages.values()), key=lambda p: (p.get("step") or 0, str(p.get("recipient"))))
+    return sorted(
+        (dict(p) for p in pages.values()), key=lambda p: (p.get("step") or 0, str(p.get("recipient")))
+    )
 
 
 def _escalation(esc: Any, cfg) -> dict[str, Any] | None:
@@ -80,8 +103,11 @@ def _escalation(esc: Any, cfg) -> dict[str, Any] | None:
         return None
     role = esc.get("role")
     ladder = cfg.ladders.get(esc.get("ladder")) if esc.get("ladder") else None
-    return {**esc, "role_name": cfg.roles[role].name if role in cfg.roles else role,
-            "steps": len(ladder.steps) if ladder else None}
+    return {
+        **esc,
+        "role_name": cfg.roles[role].name if role in cfg.roles else role,
+        "steps": len(ladder.steps) if ladder else None,
+    }
 
 
 def _label(a: dict[str, Any]) -> str:
@@ -116,24 +142,35 @@ def uptake_view(p: dict[str, Any] | None) -> dict[str, Any] | None:
     duration = first("uptake_s", "duration_s")
     if due is None and isinstance(duration, (int, float)) and parse_ts(started):
         due = iso(parse_ts(started) + duration)
-    return {"state": first("state", "phase"), "started_at": started, "due_at": due,
-            "occupied": p.get("occupied") if isinstance(p.get("occupied"), bool) else None,
-            "activity_mbq": first("activity_mbq", "measured_mbq")}
+    return {
+        "state": first("state", "phase"),
+        "started_at": started,
+        "due_at": due,
+        "occupied": p.get("occupied") if isinstance(p.get("occupied"), bool) else None,
+        "activity_mbq": first("activity_mbq", "measured_mbq"),
+    }
 
 
 def rooms(model: SuiteModel, cfg, alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    tiles = sorted((a for a in cfg.areas.items() if a[1].kind in TILE_KINDS), key=lambda a: TILE_KINDS.index(a[1].kind))
+    tiles = sorted(
+        (a for a in cfg.areas.items() if a[1].kind in TILE_KINDS), key=lambda a: TILE_KINDS.index(a[1].kind)
+    )
     for area_id, area in tiles:
         here = [a for a in alarms if a["location"] == area_id]
         clinical = [a for a in here if a["kind"] == "clinical"]
         call = None
         if clinical:
             top = clinical[0]  # alarms are already in priority-then-age order
-            call = {"label": _label(model.alarms.get(top["alarm_id"], top)), "priority": top["priority"],
-                    "state": top["state"], "alarm_id": top["alarm_id"], "since": top["raised_at"],
-                    "acknowledged_by": top["acknowledged_by"],
-                    "accepted_by": (top["escalation"] or {}).get("accepted_by")}
+            call = {
+                "label": _label(model.alarms.get(top["alarm_id"], top)),
+                "priority": top["priority"],
+                "state": top["state"],
+                "alarm_id": top["alarm_id"],
+                "since": top["raised_at"],
+                "acknowledged_by": top["acknowledged_by"],
+                "accepted_by": (top["escalation"] or {}).get("accepted_by"),
+            }
         others = [a for a in here if a["kind"] != "clinical"]
         up = uptake_view(model.uptake.get(area_id))
         occ = model.occupancy.get(area_id)
@@ -144,28 +181,49 @@ def rooms(model: SuiteModel, cfg, alarms: list[dict[str, Any]]) -> list[dict[str
                 continue
             found = _dose_rate(dev)
             if found is not None:
-                rate = {"value": found[0], "unit": found[1], "device": did, "stale": bool(dev.get("stale")),
-                        "comm": dev.get("comm"), "ts": dev.get("ts"), "published_at": dev.get("published_at")}
+                rate = {
+                    "value": found[0],
+                    "unit": found[1],
+                    "device": did,
+                    "stale": bool(dev.get("stale")),
+                    "comm": dev.get("comm"),
+                    "ts": dev.get("ts"),
+                    "published_at": dev.get("published_at"),
+                }
                 break
-        out.append({
-            "id": area_id, "name": area.name, "kind": area.kind, "call": call,
-            "alarms": len(here), "technical": len(others),
-            "technical_priority": others[0]["priority"] if others else None,
-            "occupied": occupied if isinstance(occupied, bool) else None,
-            "occupied_since": (occ or {}).get("since") if occupied else None,
-            "uptake": up, "dose_rate": rate,
-        })
+        out.append(
+            {
+                "id": area_id,
+                "name": area.name,
+                "kind": area.kind,
+                "call": call,
+                "alarms": len(here),
+                "technical": len(others),
+                "technical_priority": others[0]["priority"] if others else None,
+                "occupied": occupied if isinstance(occupied, bool) else None,
+                "occupied_since": (occ or {}).get("since") if occupied else None,
+                "uptake": up,
+                "dose_rate": rate,
+            }
+        )
     return out
 
 
 def device_view(did: str, d: dict[str, Any], cfg) -> dict[str, Any]:
     loc = d.get("location")
     return {
-        "device_id": d.get("device_id") or did, "name": d.get("name") or did, "kind": d.get("kind"),
-        "location": loc, "location_name": cfg.areas[loc].name if loc in cfg.areas else loc,
-        "comm": d.get("comm"), "stale": bool(d.get("stale")) or d.get("comm") != "ok",
-        "age_s": d.get("age_s"), "ts": d.get("ts"), "published_at": d.get("published_at"),
-        "last_error": d.get("last_error"), "values": _short_values(d.get("values") or {}),
+        "device_id": d.get("device_id") or did,
+        "name": d.get("name") or did,
+        "kind": d.get("kind"),
+        "location": loc,
+        "location_name": cfg.areas[loc].name if loc in cfg.areas else loc,
+        "comm": d.get("comm"),
+        "stale": bool(d.get("stale")) or d.get("comm") != "ok",
+        "age_s": d.get("age_s"),
+        "ts": d.get("ts"),
+        "published_at": d.get("published_at"),
+        "last_error": d.get("last_error"),
+        "values": _short_values(d.get("values") or {}),
     }
 
 
@@ -226,22 +284,35 @@ def shutdown_view(p: dict[str, Any] | None) -> dict[str, Any] | None:
     if isinstance(steps_in, list):
         for i, s in enumerate(steps_in):
             if isinstance(s, dict):
-                steps.append({"name": str(s.get("name") or s.get("id") or s.get("host") or f"step {i + 1}"),
-                              "state": str(s.get("state") or s.get("status") or "pending")})
+                steps.append(
+                    {
+                        "name": str(s.get("name") or s.get("id") or s.get("host") or f"step {i + 1}"),
+                        "state": str(s.get("state") or s.get("status") or "pending"),
+                    }
+                )
             else:
                 steps.append({"name": str(s), "state": "pending"})
     elif isinstance(steps_in, dict):
-        steps = [{"name": str(k), "state": str(v.get("state") if isinstance(v, dict) else v)}
-                 for k, v in steps_in.items()]
+        steps = [
+            {"name": str(k), "state": str(v.get("state") if isinstance(v, dict) else v)}
+            for k, v in steps_in.items()
+        ]
     done = sum(1 for s in steps if s["state"].lower() in DONE_STEP)
     state = str(p.get("phase") or p.get("state") or "unknown")
     # Only a sequence under way is active; a finished one (completed, aborted) is history.
     active = state.lower() in ("running", "aborting", "active", "in_progress")
-    return {"state": state, "active": active,
-            "steps": steps, "done": done, "total": len(steps),
-            "ts": p.get("ts"), "started_at": p.get("started_at"),
-            "deadline": p.get("deadline") or p.get("shutdown_at"),
-            "countdown_s": p.get("countdown_s"), "message": p.get("message") or p.get("reason")}
+    return {
+        "state": state,
+        "active": active,
+        "steps": steps,
+        "done": done,
+        "total": len(steps),
+        "ts": p.get("ts"),
+        "started_at": p.get("started_at"),
+        "deadline": p.get("deadline") or p.get("shutdown_at"),
+        "countdown_s": p.get("countdown_s"),
+        "message": p.get("message") or p.get("reason"),
+    }
 
 
 def dose(model: SuiteModel, cfg, now: float | None = None) -> dict[str, Any]:
@@ -275,36 +346,68 @@ def dose(model: SuiteModel, cfg, now: float | None = None) -> dict[str, Any]:
         if any(c.get("check") == "tolerance" and c.get("ok") is False for c in a.get("checks") or ()):
             outside += 1
     adm.sort(key=lambda a: a.get("administered_at") or "")
-    recent = [{"room": a.get("room"), "room_name": cfg.areas[a["room"]].name if a.get("room") in cfg.areas
-               else a.get("room"), "at": a.get("administered_at"), "radiopharmaceutical": a.get("radiopharmaceutical"),
-               "measured_mbq": a.get("administered_mbq", a.get("measured_mbq")), "prescribed_mbq": a.get("prescribed_mbq")}
-              for a in adm[-5:]][::-1]
+    recent = [
+        {
+            "room": a.get("room"),
+            "room_name": cfg.areas[a["room"]].name if a.get("room") in cfg.areas else a.get("room"),
+            "at": a.get("administered_at"),
+            "radiopharmaceutical": a.get("radiopharmaceutical"),
+            "measured_mbq": a.get("administered_mbq", a.get("measured_mbq")),
+            "prescribed_mbq": a.get("prescribed_mbq"),
+        }
+        for a in adm[-5:]
+    ][::-1]
     studies = [s for s in model.studies.values() if is_today("study_at", "ts", "received_at", d=s)]
-    dlp = [v for s in studies for k, v in {**s, **(s.get("ct") if isinstance(s.get("ct"), dict) else {})}.items()
-           if "dlp" in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    dlp = [
+        v
+        for s in studies
+        for k, v in {**s, **(s.get("ct") if isinstance(s.get("ct"), dict) else {})}.items()
+        if "dlp" in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     summary = model.dose_summary if (model.dose_summary or {}).get("date") == today.isoformat() else None
     # Administrations are events, not retained: what happened before the board started (or
     # while it had no broker) is missing, and the page says so instead of showing a low count.
-    complete = model.started_at <= midnight and (model.broker_lost_at is None or model.broker_lost_at < midnight)
-    return {"date": today.isoformat(), "count": len(adm), "total_mbq": round(total, 1), "by_radiopharmaceutical": by_rp,
-            "outside_tolerance": outside, "recent": recent, "studies": len(studies),
-            "ct_dlp_total": round(sum(dlp), 1) if dlp else None,
-            "complete": complete, "since": iso(max(model.started_at, model.broker_lost_at or 0)),
-            "summary": None if summary is None else {
-                "ts": summary.get("ts"), "administrations": summary.get("administrations"),
-                "total_mbq": summary.get("total_administered_mbq"), "records_lost": summary.get("records_lost"),
-                "with_failed_checks": summary.get("administrations_with_failed_checks")}}
+    complete = model.started_at <= midnight and (
+        model.broker_lost_at is None or model.broker_lost_at < midnight
+    )
+    return {
+        "date": today.isoformat(),
+        "count": len(adm),
+        "total_mbq": round(total, 1),
+        "by_radiopharmaceutical": by_rp,
+        "outside_tolerance": outside,
+        "recent": recent,
+        "studies": len(studies),
+        "ct_dlp_total": round(sum(dlp), 1) if dlp else None,
+        "complete": complete,
+        "since": iso(max(model.started_at, model.broker_lost_at or 0)),
+        "summary": None
+        if summary is None
+        else {
+            "ts": summary.get("ts"),
+            "administrations": summary.get("administrations"),
+            "total_mbq": summary.get("total_administered_mbq"),
+            "records_lost": summary.get("records_lost"),
+            "with_failed_checks": summary.get("administrations_with_failed_checks"),
+        },
+    }
 
 
 def health(model: SuiteModel, board) -> dict[str, Any]:
     st = model.status or {}
     return {
-        "broker": model.broker, "broker_since": iso(model.broker_since),
+        "broker": model.broker,
+        "broker_since": iso(model.broker_since),
         "daemon": model.daemon_state(board.status_stale_s),
-        "status_ts": st.get("ts"), "status_seen_at": iso(model.status_seen) if model.status_seen else None,
-        "reason": st.get("reason"), "since": st.get("since"), "version": st.get("version"),
-        "journal_fault": st.get("journal_fault"), "backlog": st.get("backlog"),
-        "open_alarms": st.get("open_alarms"), "stale_after_s": board.status_stale_s,
+        "status_ts": st.get("ts"),
+        "status_seen_at": iso(model.status_seen) if model.status_seen else None,
+        "reason": st.get("reason"),
+        "since": st.get("since"),
+        "version": st.get("version"),
+        "journal_fault": st.get("journal_fault"),
+        "backlog": st.get("backlog"),
+        "open_alarms": st.get("open_alarms"),
+        "stale_after_s": board.status_stale_s,
         "bad_messages": model.bad_messages,
     }
 

@@ -17,7 +17,8 @@ import ipaddress
 import json
 import sys
 import time
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -32,7 +33,7 @@ MAX_JSON_DEPTH = 16
 SECURITY_HEADERS = {
     # Everything comes from the board itself: no CDN, no inline script, nothing framed.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -49,8 +50,12 @@ class HttpError(Exception):
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(obj, separators=(",", ":")).encode(),
-                        content_type="application/json", headers={"Cache-Control": "no-store"})
+    return web.Response(
+        status=status,
+        body=json.dumps(obj, separators=(",", ":")).encode(),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -90,7 +95,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise HttpError(415, "send application/json")
     try:
         raw = await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise HttpError(408, "the body did not arrive in time") from None
     try:
         data = json.loads(raw.decode("utf-8")) if raw else {}
@@ -114,8 +119,8 @@ def host_name(header: str) -> str | None:
         return None
     if h.startswith("["):
         end = h.find("]")
-        rest = h[end + 1:]
-        if end < 0 or rest and not (rest[:1] == ":" and rest[1:].isdigit()):
+        rest = h[end + 1 :]
+        if end < 0 or (rest and not (rest[:1] == ":" and rest[1:].isdigit())):
             return None
         return h[1:end]
     name, _, port = h.partition(":")
@@ -160,8 +165,12 @@ def _middlewares(hosts: HostPolicy) -> list:
             if host is None:
                 raise HttpError(400, "a Host header is required")
             if not hosts.allows(host):
-                log.warning("request for a foreign host refused", host=host[:100], peer=request.remote,
-                            path=request.path[:200])
+                log.warning(
+                    "request for a foreign host refused",
+                    host=host[:100],
+                    peer=request.remote,
+                    path=request.path[:200],
+                )
                 raise HttpError(421, "this board does not serve that host name")
             if (request.content_length or 0) > MAX_BODY_BYTES:  # before reading a byte of it
                 raise HttpError(413, "body too large")
@@ -178,11 +187,22 @@ def _middlewares(hosts: HostPolicy) -> list:
             log.exception("request handler failed", method=request.method, path=request.path[:200])
             resp = error_response(500, "internal error")
         if resp.status >= 400:
-            log.info("http request refused", method=request.method, path=request.path[:200], status=resp.status,
-                     peer=request.remote)
+            log.info(
+                "http request refused",
+                method=request.method,
+                path=request.path[:200],
+                status=resp.status,
+                peer=request.remote,
+            )
         else:
-            log.debug("http", method=request.method, path=request.path[:200], status=resp.status,
-                      peer=request.remote, ms=round((time.monotonic() - started) * 1000, 1))
+            log.debug(
+                "http",
+                method=request.method,
+                path=request.path[:200],
+                status=resp.status,
+                peer=request.remote,
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
         return resp
 
     return [policy]
@@ -209,8 +229,11 @@ class ParserLog:
     def exception(self, msg: str, *args: Any, exc_info: Any = None, **kw: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
-            log.info("malformed http request refused", error=type(exc).__name__,
-                     detail=str(getattr(exc, "message", exc))[:200])
+            log.info(
+                "malformed http request refused",
+                error=type(exc).__name__,
+                detail=str(getattr(exc, "message", exc))[:200],
+            )
         else:  # not the client's fault: a bug, logged with its traceback (never sent to the client)
             log.error("http server error", error=repr(exc)[:300], exc_info=exc)
 

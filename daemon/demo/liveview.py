@@ -15,8 +15,11 @@ from collections import deque
 
 from suitemon.daemon.mqtt import connect, make_client, mqtt_settings
 
-PRIO_STYLE = {"high": "\033[1;97;41m HIGH \033[0m", "medium": "\033[1;30;43m MED  \033[0m",
-              "low": "\033[1;30;46m LOW  \033[0m"}
+PRIO_STYLE = {
+    "high": "\033[1;97;41m HIGH \033[0m",
+    "medium": "\033[1;30;43m MED  \033[0m",
+    "low": "\033[1;30;46m LOW  \033[0m",
+}
 
 
 class LiveView:
@@ -37,7 +40,7 @@ class LiveView:
         self.client.loop_start()
 
     def _message(self, client, userdata, msg) -> None:
-        rel = msg.topic[len(self.root) + 1:]
+        rel = msg.topic[len(self.root) + 1 :]
         try:
             data = json.loads(msg.payload) if msg.payload else None
         except json.JSONDecodeError:
@@ -50,7 +53,7 @@ class LiveView:
                 if data.get("type") == "alarm.raised":
                     self.raised.add(data.get("alarm_id"))
             elif rel.startswith("alarm/"):
-                aid = rel[len("alarm/"):]
+                aid = rel[len("alarm/") :]
                 if data is None:
                     self.alarms.pop(aid, None)
                 else:
@@ -88,32 +91,47 @@ class LiveView:
             banner = "\033[1;97;41m" if state != "online" else "\033[1;30;42m"
             open_alarms = [a for a in self.alarms.values() if a.get("state") in ("active", "acknowledged")]
             # Counted from the alarm records as they arrive; the status payload is only refreshed every 5 s.
-            out.append(f"{banner} daemon {state.upper()} \033[0m  backlog {st.get('backlog', '?')}  "
-                       f"open alarms {len(open_alarms)}")
+            out.append(
+                f"{banner} daemon {state.upper()} \033[0m  backlog {st.get('backlog', '?')}  "
+                f"open alarms {len(open_alarms)}"
+            )
             out.append("")
             out.append("\033[1m DEVICES\033[0m")
             for did, d in sorted(self.devices.items()):
-                flag = ("\033[1;97;41m LOST  \033[0m" if d.get("comm") == "lost" else
-                        "\033[1;30;43m STALE \033[0m" if d.get("stale") else "\033[32m  ok   \033[0m")
+                flag = (
+                    "\033[1;97;41m LOST  \033[0m"
+                    if d.get("comm") == "lost"
+                    else "\033[1;30;43m STALE \033[0m"
+                    if d.get("stale")
+                    else "\033[32m  ok   \033[0m"
+                )
                 vals = ", ".join(f"{k}={_short(v)}" for k, v in list(d.get("values", {}).items())[:6])
-                out.append(f" {flag} {did:<18} {str(d.get('location') or ''):<10} {vals}"[:width + 20])
+                out.append(f" {flag} {did:<18} {d.get('location') or ''!s:<10} {vals}"[: width + 20])
             out.append("")
             out.append("\033[1m ALARMS (open)\033[0m")
-            open_alarms.sort(key=lambda a: ({"high": 0, "medium": 1, "low": 2}.get(a.get("priority"), 3),
-                                            a.get("raised_at", "")))
+            open_alarms.sort(
+                key=lambda a: (
+                    {"high": 0, "medium": 1, "low": 2}.get(a.get("priority"), 3),
+                    a.get("raised_at", ""),
+                )
+            )
             if not open_alarms:
                 out.append("  none")
             for a in open_alarms[:15]:
                 esc = a.get("escalation") or {}
                 step = f" step {esc.get('step')}:{esc.get('role')}" if esc else ""
                 ack = f" ack by {a.get('acknowledged_by')}" if a.get("state") == "acknowledged" else ""
-                out.append(f" {PRIO_STYLE.get(a.get('priority'), a.get('priority'))} "
-                           f"{a.get('message', '')[:width - 40]}{step}{ack}")
+                out.append(
+                    f" {PRIO_STYLE.get(a.get('priority'), a.get('priority'))} "
+                    f"{a.get('message', '')[: width - 40]}{step}{ack}"
+                )
             out.append("")
             out.append("\033[1m RECENT EVENTS\033[0m")
             for e in list(self.events)[-8:]:
-                out.append(f"  {e.get('ts', '')[11:19]} {e.get('type', ''):<22} {e.get('alarm_id') or ''} "
-                           f"{e.get('actor') if e.get('actor') != 'system' else ''}"[:width])
+                out.append(
+                    f"  {e.get('ts', '')[11:19]} {e.get('type', ''):<22} {e.get('alarm_id') or ''} "
+                    f"{e.get('actor') if e.get('actor') != 'system' else ''}"[:width]
+                )
             return "\n".join(out)
 
     def draw(self, title: str = "") -> None:
@@ -136,9 +154,12 @@ class LiveView:
             events = len(self.events)
         names = ", ".join(sorted(a.get("alarm_id", "?") for a in alarms)[:4])
         more = f" +{len(alarms) - 4}" if len(alarms) > 4 else ""
-        return (f"[{time.strftime('%H:%M:%S')}] daemon {st}; devices {len(self.devices)} "
-                f"(stale {stale}, lost {lost}); open alarms {len(alarms)}"
-                + (f" ({names}{more})" if alarms else "") + f"; events {events}")
+        return (
+            f"[{time.strftime('%H:%M:%S')}] daemon {st}; devices {len(self.devices)} "
+            f"(stale {stale}, lost {lost}); open alarms {len(alarms)}"
+            + (f" ({names}{more})" if alarms else "")
+            + f"; events {events}"
+        )
 
     def close(self) -> None:
         self.client.disconnect()

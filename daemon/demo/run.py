@@ -20,8 +20,8 @@ from typing import Any
 import structlog
 
 from suitemon.daemon import logs
-from suitemon.daemon.checkpoints import load_or_create_signing_key
 from suitemon.daemon.broker import DemoBroker, free_port
+from suitemon.daemon.checkpoints import load_or_create_signing_key
 from suitemon.daemon.config import ConfigError, parse_config
 
 # Package data: the repository root is the ``suitemon`` package (setup.py), so the same
@@ -38,7 +38,11 @@ def localize(data: dict[str, Any], tmp: Path, mqtt_port: int, protocol: str) -> 
     data["mqtt"].pop("username", None)
     data["mqtt"].pop("password_file", None)
     data["state"] = {**data.get("state", {}), "dir": str(tmp / "state"), "synchronous": "normal"}
-    data["simulation"] = {**data.get("simulation", {}), "control_host": "127.0.0.1", "control_port": free_port()}
+    data["simulation"] = {
+        **data.get("simulation", {}),
+        "control_host": "127.0.0.1",
+        "control_port": free_port(),
+    }
     devices = {}
     ports: dict[tuple, int] = {}
     for did, dev in data.get("devices", {}).items():
@@ -69,39 +73,53 @@ DEMO_LOGIN = "nurse1"
 
 def endpoints(cfg, broker, board_url: str | None) -> list[str]:
     """Where each part of the demo listens, one line each, so a user can connect their own tools."""
-    lines = [f"demo: broker {broker.kind} on 127.0.0.1:{broker.port} (MQTT {broker.protocol}); "
-             f"topics {cfg.mqtt.base_topic}/{cfg.site.id}/#  "
-             f"(mosquitto_sub -p {broker.port} -t '{cfg.mqtt.base_topic}/#' -v)"]
+    lines = [
+        f"demo: broker {broker.kind} on 127.0.0.1:{broker.port} (MQTT {broker.protocol}); "
+        f"topics {cfg.mqtt.base_topic}/{cfg.site.id}/#  "
+        f"(mosquitto_sub -p {broker.port} -t '{cfg.mqtt.base_topic}/#' -v)"
+    ]
     dicom = getattr(cfg, "dicom", None)
     if dicom is not None:
-        callers = ", ".join(f"{p.ae_title}" + (f" from {p.address}" if p.address else "") for p in dicom.allow)
+        callers = ", ".join(
+            f"{p.ae_title}" + (f" from {p.address}" if p.address else "") for p in dicom.allow
+        )
         first = dicom.allow[0].ae_title
-        lines.append(f"demo: DICOM receiver {dicom.ae_title}@{dicom.bind}:{dicom.port}; allowed calling AE "
-                     f"{callers}  (storescu -aet {first} -aec {dicom.ae_title} {dicom.bind} {dicom.port} FILE.dcm)")
+        lines.append(
+            f"demo: DICOM receiver {dicom.ae_title}@{dicom.bind}:{dicom.port}; allowed calling AE "
+            f"{callers}  (storescu -aet {first} -aec {dicom.ae_title} {dicom.bind} {dicom.port} FILE.dcm)"
+        )
     if board_url is not None:
         users = getattr(cfg.board, "users", {}) or {}
         login = DEMO_LOGIN if DEMO_LOGIN in users else next(iter(users), None)
-        how = (f"log in as {login}, any password: the demo broker checks none, a site's broker does"
-               if login else "view only: no [board.users] in the config")
+        how = (
+            f"log in as {login}, any password: the demo broker checks none, a site's broker does"
+            if login
+            else "view only: no [board.users] in the config"
+        )
         lines.append(f"demo: board {board_url}  ({how})")
-    lines.append(f"demo: simulator control {cfg.simulation.control_host}:{cfg.simulation.control_port}  "
-                 f"(suitemon sim-ctl ... DEVICE ACTION; '*' list shows the actions)")
+    lines.append(
+        f"demo: simulator control {cfg.simulation.control_host}:{cfg.simulation.control_port}  "
+        f"(suitemon sim-ctl ... DEVICE ACTION; '*' list shows the actions)"
+    )
     return lines
 
 
 async def _demo(args, cfg_path: Path) -> int:
-    from suitemon.simulators.host import SimHost
     from suitemon.daemon.app import Daemon
     from suitemon.daemon.demo.liveview import LiveView, _ObserverAdapter
     from suitemon.daemon.demo.scenario import load_scenario, play
     from suitemon.daemon.demo.speed import speed_up
+    from suitemon.simulators.host import SimHost
 
     speed = args.speed
     # The tour is written for the example suite's devices; another site's config gets none.
     tour = args.scenario is None and not args.no_tour and cfg_path.resolve() == EXAMPLE.resolve()
     if args.scenario is None and not args.no_tour and not tour:
-        print("demo: no guided tour for this config (it is written for examples/suite.toml); "
-              "--scenario FILE plays one", flush=True)
+        print(
+            "demo: no guided tour for this config (it is written for examples/suite.toml); "
+            "--scenario FILE plays one",
+            flush=True,
+        )
     try:
         scenario = load_scenario(args.scenario or TOUR) if (args.scenario or tour) else None
     except ConfigError as err:
@@ -109,7 +127,11 @@ async def _demo(args, cfg_path: Path) -> int:
         return 2
     broker = DemoBroker(args.mqtt_port)
     await broker.start()
-    tmp = _KeptDir(args.keep) if getattr(args, "keep", None) else tempfile.TemporaryDirectory(prefix="suitemon-demo-")
+    tmp = (
+        _KeptDir(args.keep)
+        if getattr(args, "keep", None)
+        else tempfile.TemporaryDirectory(prefix="suitemon-demo-")
+    )
     view = host = daemon = board = None
     rc = 0
     try:
@@ -128,14 +150,18 @@ async def _demo(args, cfg_path: Path) -> int:
         board_url = None
         if not args.no_board and getattr(cfg, "board", None) is not None:
             from suitemon.daemon.board.server import Board
+
             board = Board(cfg, cfg.board)
             await board.start()
             board_url = f"http://{cfg.board.bind}:{board.port}/"
         view = LiveView("127.0.0.1", broker.port, cfg.mqtt.base_topic, cfg.site.id, broker.protocol)
         for line in endpoints(cfg, broker, board_url):
             print(line, flush=True)
-        print(f"demo: state (journal, DICOM spool) in {tmp.name}"
-              + (f"; timers and scenario {speed:g}x faster" if speed != 1 else ""), flush=True)
+        print(
+            f"demo: state (journal, DICOM spool) in {tmp.name}"
+            + (f"; timers and scenario {speed:g}x faster" if speed != 1 else ""),
+            flush=True,
+        )
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -143,7 +169,9 @@ async def _demo(args, cfg_path: Path) -> int:
             loop.add_signal_handler(sig, stop.set)
         duration = args.duration
         if duration is None and scenario is not None and not tour:
-            duration = scenario.length / speed  # a chosen scenario ends the demo; after the tour the suite runs on
+            duration = (
+                scenario.length / speed
+            )  # a chosen scenario ends the demo; after the tour the suite runs on
         interactive = sys.stdout.isatty() and not args.no_view
         messages: list[str] = []
         label = "tour" if tour else f"scenario '{scenario.name}'" if scenario else ""
@@ -151,8 +179,14 @@ async def _demo(args, cfg_path: Path) -> int:
             messages.append(f"{label}: {scenario.description}")
 
         async def scenario_task():
-            fails = await play(scenario, sim=host.control, command=view.command,
-                               observer=_ObserverAdapter(view), say=messages.append, speed=speed)
+            fails = await play(
+                scenario,
+                sim=host.control,
+                command=view.command,
+                observer=_ObserverAdapter(view),
+                say=messages.append,
+                speed=speed,
+            )
             messages.append(f"{label}: " + ("PASSED" if not fails else f"{len(fails)} expectation(s) FAILED"))
             messages.extend(f"  - {f}" for f in fails)
             return fails
@@ -180,14 +214,16 @@ async def _demo(args, cfg_path: Path) -> int:
                     print(view.summary_line(), flush=True)
             try:
                 await asyncio.wait_for(stop.wait(), 0.5 if not interactive else 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if st is not None:
             if not st.done():
                 st.cancel()
                 if tour:  # stopping the tour early is the user's choice, not a failure
-                    print(f"tour: stopped at {time.monotonic() - t0:.0f} s of {scenario.length / speed:.0f} s",
-                          flush=True)
+                    print(
+                        f"tour: stopped at {time.monotonic() - t0:.0f} s of {scenario.length / speed:.0f} s",
+                        flush=True,
+                    )
                 else:
                     print("scenario: stopped before its end", flush=True)
                     rc = 1
@@ -211,7 +247,7 @@ async def _demo(args, cfg_path: Path) -> int:
             await host.stop()
         try:  # the embedded broker's shutdown must not hold the demo's exit
             await asyncio.wait_for(broker.stop(), 5.0)
-        except (asyncio.TimeoutError, Exception) as err:  # noqa: BLE001
+        except (TimeoutError, Exception) as err:
             print(f"demo: broker did not stop cleanly: {err!r}", file=sys.stderr)
         tmp.cleanup()
     return rc
@@ -227,6 +263,7 @@ class _KeptDir:
 
     def write_config(self, data: dict[str, Any]) -> None:
         import tomli_w
+
         (Path(self.name) / "suite.toml").write_text(tomli_w.dumps(data))
 
     def cleanup(self) -> None:

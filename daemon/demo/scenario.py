@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 import tomllib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from pydantic import Field, ValidationError, model_validator
 
-from suitemon.drivers.config import Strict
 from suitemon.daemon.config import ConfigError, ConfigIssue, issues_from
+from suitemon.drivers.config import Strict
 
 
 class Step(Strict):
@@ -28,12 +29,14 @@ class Step(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     note: str | None = None
     say: str | None = Field(None, min_length=1, description="narration only: print this line")
-    wait_event: str | None = Field(None, min_length=1, description="hold the timeline until this event is seen")
+    wait_event: str | None = Field(
+        None, min_length=1, description="hold the timeline until this event is seen"
+    )
     where: dict[str, Any] = Field(default_factory=dict)
     within: float = Field(30.0, gt=0, le=3600, description="longest wait for wait_event (scenario seconds)")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Step":
+    def _one_kind(self) -> Step:
         if sum(x is not None for x in (self.sim, self.command, self.say, self.wait_event)) != 1:
             raise ValueError("a step has exactly one of sim + action, command, say, wait_event")
         if self.sim is not None and not self.action:
@@ -47,8 +50,11 @@ class Step(Strict):
             return self.say
         if self.wait_event is not None:
             return self.note or f"waiting for {self.wait_event} {self.where or ''}".rstrip()
-        return self.note or (f"{self.sim}.{self.action} {self.args}" if self.sim
-                             else f"{self.actor} -> {self.command} {self.args}")
+        return self.note or (
+            f"{self.sim}.{self.action} {self.args}"
+            if self.sim
+            else f"{self.actor} -> {self.command} {self.args}"
+        )
 
 
 class Expect(Strict):
@@ -60,7 +66,7 @@ class Expect(Strict):
     absent_alarm: str | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Expect":
+    def _one_kind(self) -> Expect:
         if sum(x is not None for x in (self.alarm, self.event, self.absent_alarm)) != 1:
             raise ValueError("an expectation names exactly one of alarm, event, absent_alarm")
         return self
@@ -119,8 +125,9 @@ _MISSING = object()
 
 
 def seen(obs: Observer, event: str, where: dict[str, Any]) -> bool:
-    return any(ev.get("type") == event and all(dotted(ev, k) == v for k, v in where.items())
-               for ev in obs.events())
+    return any(
+        ev.get("type") == event and all(dotted(ev, k) == v for k, v in where.items()) for ev in obs.events()
+    )
 
 
 def check(expect: Expect, obs: Observer) -> str | None:
@@ -142,15 +149,24 @@ SimCall = Callable[[str, str, dict], Awaitable[Any]]
 CommandCall = Callable[[str, str, dict], Any]
 
 
-async def play(scn: Scenario, *, sim: SimCall, command: CommandCall, observer: Observer,
-               say: Callable[[str], None] = lambda s: None, speed: float = 1.0) -> list[str]:
+async def play(
+    scn: Scenario,
+    *,
+    sim: SimCall,
+    command: CommandCall,
+    observer: Observer,
+    say: Callable[[str], None] = lambda s: None,
+    speed: float = 1.0,
+) -> list[str]:
     """Run the timeline; return the expectations that failed (empty: the scenario passed).
 
     ``speed`` divides every time. A ``wait_event`` step holds the clock until the event is seen,
     so what follows keeps its spacing from that event however long the suite took to get there
     (a loaded machine or a sped-up run does not race the daemon's own polls).
     """
-    items: list[tuple[float, int, Any]] = [(s.at, 0, s) for s in scn.step] + [(e.by, 1, e) for e in scn.expect]
+    items: list[tuple[float, int, Any]] = [(s.at, 0, s) for s in scn.step] + [
+        (e.by, 1, e) for e in scn.expect
+    ]
     items.sort(key=lambda x: (x[0], x[1]))
     t0 = time.monotonic()
     held = 0.0  # seconds (real) the timeline has been held by wait_event steps
@@ -169,7 +185,9 @@ async def play(scn: Scenario, *, sim: SimCall, command: CommandCall, observer: O
                 deadline = started + item.within / speed
                 while not seen(observer, item.wait_event, item.where):
                     if time.monotonic() >= deadline:
-                        failures.append(f"t={at:g}s {item.wait_event} {item.where} not seen within {item.within:g} s")
+                        failures.append(
+                            f"t={at:g}s {item.wait_event} {item.where} not seen within {item.within:g} s"
+                        )
                         break
                     await asyncio.sleep(0.05)
                 held += time.monotonic() - started

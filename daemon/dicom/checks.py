@@ -39,9 +39,12 @@ def levels_for(protocol: str | None, ref) -> AppliedLevels:
     nat = ref.national
     for rule in ref.local:
         if name and fnmatch.fnmatchcase(name, " ".join(rule.protocol.split()).casefold()):
-            return AppliedLevels("local", rule.protocol,
-                                 rule.ctdivol_mgy if rule.ctdivol_mgy is not None else nat.ctdivol_mgy,
-                                 rule.dlp_mgycm if rule.dlp_mgycm is not None else nat.dlp_mgycm)
+            return AppliedLevels(
+                "local",
+                rule.protocol,
+                rule.ctdivol_mgy if rule.ctdivol_mgy is not None else nat.ctdivol_mgy,
+                rule.dlp_mgycm if rule.dlp_mgycm is not None else nat.dlp_mgycm,
+            )
     return AppliedLevels("national", None, nat.ctdivol_mgy, nat.dlp_mgycm)
 
 
@@ -71,8 +74,14 @@ def study_protocol(reports: list[CtDoseReport], image_protocols: list[str]) -> s
 
 def check_ct(reports: list[CtDoseReport], image_protocols: list[str], ref) -> CtCheck:
     if not reports:
-        return CtCheck("not_checked", image_protocols[0] if image_protocols else None, None, None, None,
-                       reason="no CT dose report received")
+        return CtCheck(
+            "not_checked",
+            image_protocols[0] if image_protocols else None,
+            None,
+            None,
+            None,
+            reason="no CT dose report received",
+        )
     protocol = study_protocol(reports, image_protocols)
     study_levels = levels_for(protocol, ref)
     exceeded = []
@@ -83,20 +92,44 @@ def check_ct(reports: list[CtDoseReport], image_protocols: list[str], ref) -> Ct
             lv = levels_for(e.protocol or protocol, ref)
             # "not <=" so that a non-finite value can never pass as below the level (NaN > x is false).
             if lv.ctdivol_mgy is not None and not e.ctdivol_mgy <= lv.ctdivol_mgy:
-                exceeded.append({"quantity": "ctdivol_mgy", "value": e.ctdivol_mgy, "level": lv.ctdivol_mgy,
-                                 "level_source": lv.source, "event": ei + 1, "report": ri + 1,
-                                 "protocol": e.protocol or protocol})
+                exceeded.append(
+                    {
+                        "quantity": "ctdivol_mgy",
+                        "value": e.ctdivol_mgy,
+                        "level": lv.ctdivol_mgy,
+                        "level_source": lv.source,
+                        "event": ei + 1,
+                        "report": ri + 1,
+                        "protocol": e.protocol or protocol,
+                    }
+                )
     totals = [r.dlp_total_mgycm for r in reports]
     if all(t is not None for t in totals):
         dlp, source = round(sum(totals), 3), "report"
     else:
         # A report without its total: add up its events, and say so.
-        dlp = round(sum((r.dlp_total_mgycm if r.dlp_total_mgycm is not None
-                         else sum(e.dlp_mgycm or 0.0 for e in r.events)) for r in reports), 3)
+        dlp = round(
+            sum(
+                (
+                    r.dlp_total_mgycm
+                    if r.dlp_total_mgycm is not None
+                    else sum(e.dlp_mgycm or 0.0 for e in r.events)
+                )
+                for r in reports
+            ),
+            3,
+        )
         source = "sum_of_events"
     if study_levels.dlp_mgycm is not None and not dlp <= study_levels.dlp_mgycm:
-        exceeded.append({"quantity": "dlp_mgycm", "value": dlp, "level": study_levels.dlp_mgycm,
-                         "level_source": study_levels.source, "protocol": protocol})
+        exceeded.append(
+            {
+                "quantity": "dlp_mgycm",
+                "value": dlp,
+                "level": study_levels.dlp_mgycm,
+                "level_source": study_levels.source,
+                "protocol": protocol,
+            }
+        )
     return CtCheck("exceeded" if exceeded else "ok", protocol, study_levels, dlp, source, exceeded)
 
 
@@ -145,7 +178,9 @@ class Reconciliation:
     record_id: str | None = None
 
 
-def half_life(header: PetHeader | None, report_half_life: float | None, nuclide: str | None) -> tuple[float | None, str | None]:
+def half_life(
+    header: PetHeader | None, report_half_life: float | None, nuclide: str | None
+) -> tuple[float | None, str | None]:
     """Prefer the header's, then the dose report's, then the table for the nuclide (domain.md)."""
     if header is not None and header.half_life_s:
         return header.half_life_s, "header"
@@ -156,36 +191,78 @@ def half_life(header: PetHeader | None, report_half_life: float | None, nuclide:
     return None, None
 
 
-def reconcile(header: PetHeader | None, dispensed: Dispensed | None, *, tolerance_pct: float,
-              report_half_life_s: float | None = None) -> Reconciliation:
+def reconcile(
+    header: PetHeader | None,
+    dispensed: Dispensed | None,
+    *,
+    tolerance_pct: float,
+    report_half_life_s: float | None = None,
+) -> Reconciliation:
     """The header's activity against the dispensed net activity decay-corrected to the header's time."""
     tol = tolerance_pct
     if dispensed is None:
-        return Reconciliation("no_dispense_record", tol, header_mbq=header.activity_mbq if header else None,
-                              header_at=header.start_at if header else None)
+        return Reconciliation(
+            "no_dispense_record",
+            tol,
+            header_mbq=header.activity_mbq if header else None,
+            header_at=header.start_at if header else None,
+        )
     if header is None or header.activity_mbq is None:
         return Reconciliation("no_header_activity", tol, record_id=dispensed.record_id)
     if header.start_at is None:
-        return Reconciliation("no_start_time", tol, header_mbq=header.activity_mbq, record_id=dispensed.record_id)
-    t_half, source = half_life(header, report_half_life_s or dispensed.half_life_s,
-                               header.radionuclide or dispensed.radionuclide)
+        return Reconciliation(
+            "no_start_time", tol, header_mbq=header.activity_mbq, record_id=dispensed.record_id
+        )
+    t_half, source = half_life(
+        header, report_half_life_s or dispensed.half_life_s, header.radionuclide or dispensed.radionuclide
+    )
     if t_half is None:
-        return Reconciliation("no_half_life", tol, header_mbq=header.activity_mbq, header_at=header.start_at,
-                              record_id=dispensed.record_id)
+        return Reconciliation(
+            "no_half_life",
+            tol,
+            header_mbq=header.activity_mbq,
+            header_at=header.start_at,
+            record_id=dispensed.record_id,
+        )
     expected = decay(dispensed.net_mbq, dispensed.reference_at, header.start_at, t_half)
     if expected <= 0:  # nothing left in the syringe on record, yet the header says something was given
-        return Reconciliation("mismatch", tol, header.activity_mbq, header.start_at, round(expected, 3), None,
-                              t_half, source, dispensed.record_id)
+        return Reconciliation(
+            "mismatch",
+            tol,
+            header.activity_mbq,
+            header.start_at,
+            round(expected, 3),
+            None,
+            t_half,
+            source,
+            dispensed.record_id,
+        )
     deviation = 100.0 * (header.activity_mbq - expected) / expected
     status = "ok" if abs(deviation) <= tol else "mismatch"
-    return Reconciliation(status, tol, header.activity_mbq, header.start_at, round(expected, 3),
-                          round(deviation, 2), t_half, source, dispensed.record_id)
+    return Reconciliation(
+        status,
+        tol,
+        header.activity_mbq,
+        header.start_at,
+        round(expected, 3),
+        round(deviation, 2),
+        t_half,
+        source,
+        dispensed.record_id,
+    )
 
 
-def pick_dispensed(records: list[Dispensed], *, accession: str | None, patient_ref: str | None,
-                   around: datetime, window_h: float) -> Dispensed | None:
+def pick_dispensed(
+    records: list[Dispensed],
+    *,
+    accession: str | None,
+    patient_ref: str | None,
+    around: datetime,
+    window_h: float,
+) -> Dispensed | None:
     """The administration this study is about: same accession (or, without one, same patient
     reference), given within ``window_h`` before ``around`` (or up to an hour after); nearest wins."""
+
     def same(r: Dispensed) -> bool:
         if accession and r.accession:
             return r.accession == accession
@@ -211,9 +288,16 @@ class StartTimeCheck:
     difference_min: float | None = None
 
 
-def check_start_times(header_at: datetime | None, report_at: datetime | None, tolerance_min: float) -> StartTimeCheck:
+def check_start_times(
+    header_at: datetime | None, report_at: datetime | None, tolerance_min: float
+) -> StartTimeCheck:
     if header_at is None or report_at is None:
         return StartTimeCheck("not_checked", tolerance_min, header_at, report_at)
     diff = (header_at - report_at).total_seconds() / 60.0
-    return StartTimeCheck("ok" if abs(diff) <= tolerance_min else "mismatch", tolerance_min, header_at,
-                          report_at, round(diff, 2))
+    return StartTimeCheck(
+        "ok" if abs(diff) <= tolerance_min else "mismatch",
+        tolerance_min,
+        header_at,
+        report_at,
+        round(diff, 2),
+    )

@@ -20,15 +20,15 @@ VERIFICATION = "1.2.840.10008.1.1"
 
 # Images are stored, never decoded, so compressed syntaxes cost nothing to accept.
 DEFAULT_TRANSFER_SYNTAXES: list[str] = [
-    "1.2.840.10008.1.2.1",     # Explicit VR Little Endian
-    "1.2.840.10008.1.2",       # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
     "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.2",     # Explicit VR Big Endian (retired, still sent by old consoles)
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old consoles)
     "1.2.840.10008.1.2.4.70",  # JPEG Lossless, first-order prediction
     "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
     "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
     "1.2.840.10008.1.2.4.50",  # JPEG Baseline (secondary captures)
-    "1.2.840.10008.1.2.5",     # RLE Lossless
+    "1.2.840.10008.1.2.5",  # RLE Lossless
 ]
 
 SR_FAMILY = "sr"

@@ -14,8 +14,11 @@ def _study_flags(p) -> None:
     p.add_argument("--pet", type=int, help="PET slices (default 20; frames of one instance if enhanced)")
     p.add_argument("--ct-size", type=int, help="CT matrix (default 512)")
     p.add_argument("--pet-size", type=int, help="PET matrix (default 192)")
-    p.add_argument("--pet-class", choices=["classic", "enhanced"],
-                   help="PET storage class: one instance per slice, or one multi-frame instance")
+    p.add_argument(
+        "--pet-class",
+        choices=["classic", "enhanced"],
+        help="PET storage class: one instance per slice, or one multi-frame instance",
+    )
     p.add_argument("--activity", type=float, help="administered activity, MBq (default 350)")
     p.add_argument("--header-activity", type=float, help="activity typed into the PET header, MBq")
     p.add_argument("--injected-min-ago", type=float, help="injection time, minutes before now (default 60)")
@@ -25,11 +28,14 @@ def _study_flags(p) -> None:
     p.add_argument("--patient-id", help="hospital patient number (default: a generated one)")
     p.add_argument("--weight", type=float, help="patient weight, kg")
     p.add_argument("--protocol", help="protocol name written in the study")
-    p.add_argument("--snomed", choices=["SCT", "SRT"], help="coding scheme of the SNOMED codes in the dose report")
+    p.add_argument(
+        "--snomed", choices=["SCT", "SRT"], help="coding scheme of the SNOMED codes in the dose report"
+    )
 
 
 def _spec(args):
     from suitemon.simulators.scanner import SPEC_ARGS, spec_from_args
+
     kw = {k: getattr(args, k, None) for k in SPEC_ARGS if hasattr(args, k)}
     return spec_from_args(**kw)
 
@@ -40,7 +46,8 @@ def cmd_send(args) -> int:
         print(f"{args.config}: no [dicom] section", file=sys.stderr)
         return EXIT_CONFIG
     from suitemon.simulators import dicom_study
-    from suitemon.simulators.scanner import SendError, ScannerSimulator, send, truth
+    from suitemon.simulators.scanner import ScannerSimulator, SendError, send, truth
+
     sim = ScannerSimulator("scanner", cfg)
     target = dict(sim.target)
     for k in ("host", "port", "calling_ae", "called_ae"):
@@ -59,6 +66,7 @@ def cmd_send(args) -> int:
 def cmd_write(args) -> int:
     from suitemon.simulators import dicom_study
     from suitemon.simulators.scanner import truth
+
     spec = _spec(args)
     paths = dicom_study.write_study(spec, Path(args.directory))
     print(json.dumps({"files": len(paths), "directory": args.directory, **truth(spec)}, indent=2))
@@ -71,6 +79,7 @@ def cmd_patient_ref(args) -> int:
         print(f"{args.config}: no [dicom] section", file=sys.stderr)
         return EXIT_CONFIG
     from suitemon.daemon.pseudonym import load_or_create_key, patient_ref
+
     key_file = cfg.dicom.pseudonym_key_file or Path(cfg.state.dir) / "dicom-pseudonym.key"
     if not key_file.exists():
         print(f"{key_file}: no pseudonym key yet (the daemon creates it at its first start)", file=sys.stderr)
@@ -82,6 +91,7 @@ def cmd_patient_ref(args) -> int:
 def cmd_accession_ref(args) -> int:
     cfg = load_or_exit(args.config)
     from suitemon.daemon.pseudonym import accession_ref, key_file, load_or_create_key
+
     path = key_file(cfg)
     if not path.exists():
         print(f"{path}: no pseudonym key yet (the daemon creates it at its first start)", file=sys.stderr)
@@ -97,8 +107,12 @@ def add_parser(sub) -> None:
     add_config_option(p)
     p.add_argument("--host", help="receiver host (default: [dicom.sim] host, else the receiver's bind)")
     p.add_argument("--port", type=int, help="receiver port (default: [dicom.sim] port, else [dicom] port)")
-    p.add_argument("--calling-ae", help="AE title to call from (default: [dicom.sim] calling_ae, else PETCT1)")
-    p.add_argument("--called-ae", help="receiver's AE title (default: [dicom.sim] called_ae, else [dicom] ae_title)")
+    p.add_argument(
+        "--calling-ae", help="AE title to call from (default: [dicom.sim] calling_ae, else PETCT1)"
+    )
+    p.add_argument(
+        "--called-ae", help="receiver's AE title (default: [dicom.sim] called_ae, else [dicom] ae_title)"
+    )
     _study_flags(p)
     p.set_defaults(fn=cmd_send)
     p = ssub.add_parser("write", help="write a study as DICOM files (for storescu, PACS tests)")

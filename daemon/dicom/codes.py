@@ -78,42 +78,81 @@ PHANTOMS: dict[Code, str] = {
 }
 
 RADIONUCLIDES: dict[Code, str] = {
-    ("77004003", "SCT"): "F-18", ("C-111A1", "SRT"): "F-18",
-    ("35337001", "SCT"): "Ga-68", ("C-131A3", "SRT"): "Ga-68",
-    ("40565003", "SCT"): "C-11", ("C-105A1", "SRT"): "C-11",
-    ("21576001", "SCT"): "N-13", ("C-107A1", "SRT"): "N-13",
-    ("129504001", "SCT"): "O-15", ("C-B1038", "SRT"): "O-15",
-    ("3932008", "SCT"): "Cu-64", ("C-127A2", "SRT"): "Cu-64",
-    ("63360001", "SCT"): "Zr-89", ("C-168A4", "SRT"): "Zr-89",
-    ("79197006", "SCT"): "Rb-82", ("C-159A2", "SRT"): "Rb-82",
+    ("77004003", "SCT"): "F-18",
+    ("C-111A1", "SRT"): "F-18",
+    ("35337001", "SCT"): "Ga-68",
+    ("C-131A3", "SRT"): "Ga-68",
+    ("40565003", "SCT"): "C-11",
+    ("C-105A1", "SRT"): "C-11",
+    ("21576001", "SCT"): "N-13",
+    ("C-107A1", "SRT"): "N-13",
+    ("129504001", "SCT"): "O-15",
+    ("C-B1038", "SRT"): "O-15",
+    ("3932008", "SCT"): "Cu-64",
+    ("C-127A2", "SRT"): "Cu-64",
+    ("63360001", "SCT"): "Zr-89",
+    ("C-168A4", "SRT"): "Zr-89",
+    ("79197006", "SCT"): "Rb-82",
+    ("C-159A2", "SRT"): "Rb-82",
 }
 
 # Half-lives in seconds (domain.md section 6): used only when neither the header nor
 # the dose report gives one.
 HALF_LIVES_S: dict[str, float] = {
-    "F-18": 6586.2, "Ga-68": 67.83 * 60, "C-11": 20.385 * 60, "N-13": 9.965 * 60,
-    "O-15": 122.24, "Cu-64": 12.7 * 3600, "Zr-89": 78.4 * 3600, "Rb-82": 75.0,
+    "F-18": 6586.2,
+    "Ga-68": 67.83 * 60,
+    "C-11": 20.385 * 60,
+    "N-13": 9.965 * 60,
+    "O-15": 122.24,
+    "Cu-64": 12.7 * 3600,
+    "Zr-89": 78.4 * 3600,
+    "Rb-82": 75.0,
 }
 
 # UCUM units -> (quantity, factor to the unit suitemon reports in).
 UNITS: dict[str, tuple[str, float]] = {
-    "mGy": ("dose_mGy", 1.0), "Gy": ("dose_mGy", 1000.0), "uGy": ("dose_mGy", 1e-3),
-    "mGy.cm": ("dlp_mGy.cm", 1.0), "Gy.cm": ("dlp_mGy.cm", 1000.0), "mGy.mm": ("dlp_mGy.cm", 0.1),
-    "MBq": ("activity_MBq", 1.0), "Bq": ("activity_MBq", 1e-6), "kBq": ("activity_MBq", 1e-3),
-    "GBq": ("activity_MBq", 1e3), "mCi": ("activity_MBq", 37.0), "uCi": ("activity_MBq", 0.037),
-    "s": ("time_s", 1.0), "min": ("time_s", 60.0), "h": ("time_s", 3600.0), "d": ("time_s", 86400.0),
-    "kg": ("mass_kg", 1.0), "g": ("mass_kg", 1e-3), "[lb_av]": ("mass_kg", 0.45359237),
+    "mGy": ("dose_mGy", 1.0),
+    "Gy": ("dose_mGy", 1000.0),
+    "uGy": ("dose_mGy", 1e-3),
+    "mGy.cm": ("dlp_mGy.cm", 1.0),
+    "Gy.cm": ("dlp_mGy.cm", 1000.0),
+    "mGy.mm": ("dlp_mGy.cm", 0.1),
+    "MBq": ("activity_MBq", 1.0),
+    "Bq": ("activity_MBq", 1e-6),
+    "kBq": ("activity_MBq", 1e-3),
+    "GBq": ("activity_MBq", 1e3),
+    "mCi": ("activity_MBq", 37.0),
+    "uCi": ("activity_MBq", 0.037),
+    "s": ("time_s", 1.0),
+    "min": ("time_s", 60.0),
+    "h": ("time_s", 3600.0),
+    "d": ("time_s", 86400.0),
+    "kg": ("mass_kg", 1.0),
+    "g": ("mass_kg", 1e-3),
+    "[lb_av]": ("mass_kg", 0.45359237),
 }
 
 # Spellings scanners write for the UCUM units above (strict about meaning, tolerant about spelling).
 # Each is mapped explicitly to the one UCUM unit it can only mean; case is never folded, because
 # in UCUM it carries meaning ("MGy" is megagray, "mGy" milligray). Listed in docs/dicom.md.
 UNIT_SPELLINGS: dict[str, str] = {
-    "mGycm": "mGy.cm", "mGy*cm": "mGy.cm", "mGy cm": "mGy.cm", "mGy\u00b7cm": "mGy.cm",
-    "Gycm": "Gy.cm", "Gy*cm": "Gy.cm", "Gy cm": "Gy.cm",
-    "mGymm": "mGy.mm", "mGy*mm": "mGy.mm", "mGy mm": "mGy.mm",
-    "\u00b5Gy": "uGy", "\u03bcGy": "uGy", "\u00b5Ci": "uCi", "\u03bcCi": "uCi",
-    "sec": "s", "hr": "h", "lb": "[lb_av]",
+    "mGycm": "mGy.cm",
+    "mGy*cm": "mGy.cm",
+    "mGy cm": "mGy.cm",
+    "mGy\u00b7cm": "mGy.cm",
+    "Gycm": "Gy.cm",
+    "Gy*cm": "Gy.cm",
+    "Gy cm": "Gy.cm",
+    "mGymm": "mGy.mm",
+    "mGy*mm": "mGy.mm",
+    "mGy mm": "mGy.mm",
+    "\u00b5Gy": "uGy",
+    "\u03bcGy": "uGy",
+    "\u00b5Ci": "uCi",
+    "\u03bcCi": "uCi",
+    "sec": "s",
+    "hr": "h",
+    "lb": "[lb_av]",
 }
 
 

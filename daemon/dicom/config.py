@@ -9,9 +9,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from suitemon.drivers.config import Id, Strict
-
 from suitemon.daemon.dicom.classes import DEFAULT_TRANSFER_SYNTAXES
+from suitemon.drivers.config import Id, Strict
 
 _AE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII without backslash
 
@@ -70,30 +69,45 @@ class DicomConfig(Strict):
     bind: str = Field("127.0.0.1", description="address to listen on; loopback unless the scanner is remote")
     port: int = Field(11112, ge=1, le=65535)
     allow: list[Peer] = Field(min_length=1, description="calling AE titles (and addresses) allowed to send")
-    max_associations: int = Field(4, ge=1, le=64, description="simultaneous associations that asked (A-ASSOCIATE-RQ)")
+    max_associations: int = Field(
+        4, ge=1, le=64, description="simultaneous associations that asked (A-ASSOCIATE-RQ)"
+    )
     # Idle connections must not lock the scanner out (issue 15 item 6, docs/dicom.md).
-    request_timeout_s: float = Field(5, gt=0, le=60, description="time a new connection has to send its A-ASSOCIATE-RQ")
-    max_pending_per_address: int = Field(2, ge=1, le=64, description="connections from one address waiting to ask")
-    max_pending: int = Field(8, ge=1, le=256, description="connections waiting to ask, all addresses together")
+    request_timeout_s: float = Field(
+        5, gt=0, le=60, description="time a new connection has to send its A-ASSOCIATE-RQ"
+    )
+    max_pending_per_address: int = Field(
+        2, ge=1, le=64, description="connections from one address waiting to ask"
+    )
+    max_pending: int = Field(
+        8, ge=1, le=256, description="connections waiting to ask, all addresses together"
+    )
     max_pdu_bytes: int = Field(262144, ge=4096, le=16 * 1024 * 1024)
     acse_timeout_s: float = Field(30, gt=0, le=600)
     dimse_timeout_s: float = Field(30, gt=0, le=600)
     network_timeout_s: float = Field(60, gt=0, le=3600)
-    transfer_syntaxes: list[str] = Field(default_factory=lambda: list(DEFAULT_TRANSFER_SYNTAXES), min_length=1)
+    transfer_syntaxes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRANSFER_SYNTAXES), min_length=1
+    )
 
     spool_dir: Path | None = Field(None, description="default: <state.dir>/dicom-spool")
     fsync: Literal["all", "reports", "none"] = Field(
-        "all", description="which instances are flushed to disk before success is answered")
+        "all", description="which instances are flushed to disk before success is answered"
+    )
     min_free_mb: float = Field(512, ge=0, description="refuse instances (0xA700) below this much free space")
     keep_processed_s: float = Field(0, ge=0, description="keep processed spool files this long (0: delete)")
 
-    study_idle_s: float = Field(30, gt=0, le=3600, description="quiet time after release before a study is complete")
+    study_idle_s: float = Field(
+        30, gt=0, le=3600, description="quiet time after release before a study is complete"
+    )
     location: Id | None = Field(None, description="area id of the scanner, for alarm locations")
     pseudonym_key_file: Path | None = Field(None, description="default: <state.dir>/dicom-pseudonym.key")
 
     activity_tolerance_pct: float = Field(5.0, gt=0, le=100)
     start_time_tolerance_min: float = Field(5.0, gt=0, le=24 * 60)
-    dispense_window_h: float = Field(12.0, gt=0, le=72, description="how far back to look for the dispensed dose")
+    dispense_window_h: float = Field(
+        12.0, gt=0, le=72, description="how far back to look for the dispensed dose"
+    )
     reference_levels: ReferenceLevels = ReferenceLevels()
 
     sim: dict[str, Any] = Field(default_factory=dict, description="options for the scanner simulator")

@@ -68,7 +68,14 @@ def _merge(group: list[CtDoseReport]) -> tuple[CtDoseReport, list[str]]:
         for e in r.events:
             # Without a UID, an event identical in every value to one already counted is taken for
             # a repeat; any difference keeps it (counting twice errs towards an alarm, not a miss).
-            key = e.event_uid or ("no-uid", e.acquisition_type, e.ctdivol_mgy, e.dlp_mgycm, e.phantom, e.protocol)
+            key = e.event_uid or (
+                "no-uid",
+                e.acquisition_type,
+                e.ctdivol_mgy,
+                e.dlp_mgycm,
+                e.phantom,
+                e.protocol,
+            )
             if key in seen and (e.event_uid is not None or r is not best):
                 continue
             seen.add(key)

@@ -85,11 +85,17 @@ class PetHeader:
     def start_source(self) -> str | None:
         return self.primary.start_source if self.primary else None
 
-    def with_primary(self, tracer: Tracer) -> "PetHeader":
+    def with_primary(self, tracer: Tracer) -> PetHeader:
         """This header with ``tracer`` as the one reconciled (first in ``tracers``)."""
         rest = tuple(t for t in self.tracers if t is not tracer)
-        return replace(self, activity_mbq=tracer.activity_mbq, start_at=tracer.start_at,
-                       half_life_s=tracer.half_life_s, radionuclide=tracer.radionuclide, tracers=(tracer, *rest))
+        return replace(
+            self,
+            activity_mbq=tracer.activity_mbq,
+            start_at=tracer.start_at,
+            half_life_s=tracer.half_life_s,
+            radionuclide=tracer.radionuclide,
+            tracers=(tracer, *rest),
+        )
 
 
 def activity_flag(mbq: float | None, unit: str) -> str | None:
@@ -114,8 +120,9 @@ def _start(rp: Dataset, ds: Dataset, tz: tzinfo) -> tuple[datetime | None, str |
         return None, None, None
     tm = dv.check_time(tm, "RadiopharmaceuticalStartTime (0018,1072)")
     # Provisional: a time of day dated by the series; ``redate`` replaces it from the injection side.
-    start = dv.tm_with_date(rp, "RadiopharmaceuticalStartTime", ds, ("SeriesDate", "AcquisitionDate", "StudyDate"),
-                            default_tz=tz)
+    start = dv.tm_with_date(
+        rp, "RadiopharmaceuticalStartTime", ds, ("SeriesDate", "AcquisitionDate", "StudyDate"), default_tz=tz
+    )
     return start, "series_date" if start is not None else None, tm
 
 
@@ -138,13 +145,24 @@ def pet_header(ds: Dataset, sop_class: str, site_tz: tzinfo) -> PetHeader:
     tz = dv.dataset_tz(ds, site_tz)
     bad = Unreadable()
     weight = bad.read(dv.number, ds, "PatientWeight")
-    tracers = tuple(_tracer(rp, ds, unit, factor, tz, bad)
-                    for rp in dv.sequence(ds, "RadiopharmaceuticalInformationSequence"))
+    tracers = tuple(
+        _tracer(rp, ds, unit, factor, tz, bad)
+        for rp in dv.sequence(ds, "RadiopharmaceuticalInformationSequence")
+    )
     if not tracers:
         return PetHeader(None, unit, None, None, None, weight, (), tz, tuple(bad))
     first = tracers[0]
-    return PetHeader(first.activity_mbq, unit, first.start_at, first.half_life_s, first.radionuclide, weight,
-                     tracers, tz, tuple(bad))
+    return PetHeader(
+        first.activity_mbq,
+        unit,
+        first.start_at,
+        first.half_life_s,
+        first.radionuclide,
+        weight,
+        tracers,
+        tz,
+        tuple(bad),
+    )
 
 
 def redate(tracer: Tracer, anchor: datetime | None, tz: tzinfo | None) -> Tracer:

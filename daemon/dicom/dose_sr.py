@@ -10,15 +10,23 @@ whose structure cannot be read (no document title, no content) is refused whole.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Iterator
 
 from pydicom.dataset import Dataset
 
 from suitemon.daemon.dicom import values as dv
-from suitemon.daemon.dicom.codes import (ACQUISITION_TYPES, PHANTOMS, RADIONUCLIDES, UNITS, Code, concept_is,
-                                         normalise_scheme, ucum_unit)
+from suitemon.daemon.dicom.codes import (
+    ACQUISITION_TYPES,
+    PHANTOMS,
+    RADIONUCLIDES,
+    UNITS,
+    Code,
+    concept_is,
+    normalise_scheme,
+    ucum_unit,
+)
 
 # FDG is what this suite gives almost every patient; other agents are reported by code.
 RADIOPHARMACEUTICALS: dict[Code, str] = {("35321007", "SCT"): "FDG", ("C-B1031", "SRT"): "FDG"}
@@ -65,7 +73,7 @@ class RpDoseReport:
 
 # -- content items -----------------------------------------------------------------------
 def code_of(item: Dataset) -> Code:
-    value = (dv.text(item, "CodeValue") or dv.text(item, "LongCodeValue") or dv.text(item, "URNCodeValue"))
+    value = dv.text(item, "CodeValue") or dv.text(item, "LongCodeValue") or dv.text(item, "URNCodeValue")
     if value is None:
         raise dv.BadValue("coded entry without CodeValue / LongCodeValue / URNCodeValue")
     scheme = dv.text(item, "CodingSchemeDesignator", required=True)
@@ -81,8 +89,9 @@ def children(item: Dataset) -> list[Dataset]:
     return dv.sequence(item, "ContentSequence")
 
 
-def walk(items: list[Dataset],
-         skip: tuple[str, ...] = ("ct_dose_check_details", "ct_dose_check_notification")) -> Iterator[Dataset]:
+def walk(
+    items: list[Dataset], skip: tuple[str, ...] = ("ct_dose_check_details", "ct_dose_check_notification")
+) -> Iterator[Dataset]:
     """Every content item below ``items``, depth first, leaving out sub-trees named in ``skip``."""
     for item in items:
         c = concept(item)
@@ -117,7 +126,9 @@ def num(item: Dataset, quantity: str, what: str) -> float | None:
     unit = ucum_unit(spelled)
     conv = UNITS.get(unit) if unit else None
     if conv is None or conv[0] != quantity:
-        raise dv.BadValue(f"{what} is in unit {spelled!r} ({scheme}), expected a {quantity.split('_')[0]} unit")
+        raise dv.BadValue(
+            f"{what} is in unit {spelled!r} ({scheme}), expected a {quantity.split('_')[0]} unit"
+        )
     return value * conv[1]
 
 
@@ -210,7 +221,11 @@ def num_plain(item: Dataset) -> float | None:
 # -- Radiopharmaceutical radiation dose (TID 10021) ---------------------------------------------
 def _start(item: Dataset, tz: tzinfo) -> datetime | None:
     value = dv.text(item, "DateTime")
-    return dv.parse_dt(value, default_tz=tz, what="Radiopharmaceutical Start DateTime (123003)") if value else None
+    return (
+        dv.parse_dt(value, default_tz=tz, what="Radiopharmaceutical Start DateTime (123003)")
+        if value
+        else None
+    )
 
 
 def _administration(container: Dataset, tz: tzinfo, bad: Unreadable) -> RpAdministration:
@@ -244,8 +259,9 @@ def rp_dose_report(ds: Dataset, site_tz: tzinfo) -> RpDoseReport:
     tz = dv.dataset_tz(ds, site_tz)
     top = children(ds)
     bad = Unreadable()
-    admins = [_administration(item, tz, bad) for item in walk(top)
-              if concept_is(concept(item), "rp_administration")]
+    admins = [
+        _administration(item, tz, bad) for item in walk(top) if concept_is(concept(item), "rp_administration")
+    ]
     weight = None
     for item in walk(top):
         if concept_is(concept(item), "body_weight"):

@@ -12,7 +12,7 @@ requested associations, see scp.py).
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from pynetdicom.transport import ThreadedAssociationServer
 

@@ -20,15 +20,35 @@ from pydicom.errors import InvalidDicomError
 
 from suitemon.daemon.dicom import values as dv
 from suitemon.daemon.dicom.classes import STORAGE_CLASSES
-from suitemon.daemon.dicom.structure import layout
 from suitemon.daemon.dicom.dose_pet import TOTAL_DOSE_UNIT, PetHeader, pet_header
-from suitemon.daemon.dicom.dose_sr import CtDoseReport, RpDoseReport, ct_dose_report, report_kind, rp_dose_report
+from suitemon.daemon.dicom.dose_sr import (
+    CtDoseReport,
+    RpDoseReport,
+    ct_dose_report,
+    report_kind,
+    rp_dose_report,
+)
+from suitemon.daemon.dicom.structure import layout
 from suitemon.daemon.pseudonym import accession_ref, patient_ref
 
 IMAGE_TAGS = [
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "AccessionNumber", "PatientID", "Modality",
-    "ProtocolName", "TimezoneOffsetFromUTC", "StudyDate", "SeriesDate", "AcquisitionDate", "PatientWeight",
-    "RadiopharmaceuticalInformationSequence", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "AccessionNumber",
+    "PatientID",
+    "Modality",
+    "ProtocolName",
+    "TimezoneOffsetFromUTC",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "PatientWeight",
+    "RadiopharmaceuticalInformationSequence",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "SamplesPerPixel",
     "NumberOfFrames",
 ]
 
@@ -87,16 +107,29 @@ def parse_bytes(data: bytes, *, key: bytes, site_tz: tzinfo) -> Parsed | Unparse
             ds = dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=IMAGE_TAGS)
         ident = _identity(ds, key)
         if ident.sop_class != lay.sop_class:
-            raise dv.BadValue(f"file meta says SOP class {lay.sop_class} but the dataset says {ident.sop_class}")
+            raise dv.BadValue(
+                f"file meta says SOP class {lay.sop_class} but the dataset says {ident.sop_class}"
+            )
         if family != "sr":
             _check_pixels(ds, lay)
         return _facts(ds, ident, family, site_tz)
     except dv.BadValue as err:
         return Unparseable(str(err), ident or _best_effort(ds or _lenient(data), key))
-    except (InvalidDicomError, EOFError, struct.error, ValueError, KeyError, TypeError,
-            AttributeError, IndexError, OverflowError, NotImplementedError) as err:
-        return Unparseable(f"pydicom cannot read it: {type(err).__name__}: {str(err)[:200]}",
-                           ident or _best_effort(ds, key))
+    except (
+        InvalidDicomError,
+        EOFError,
+        struct.error,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        NotImplementedError,
+    ) as err:
+        return Unparseable(
+            f"pydicom cannot read it: {type(err).__name__}: {str(err)[:200]}", ident or _best_effort(ds, key)
+        )
 
 
 def _identity(ds: Dataset, key: bytes) -> Identity:
@@ -114,9 +147,18 @@ def _identity(ds: Dataset, key: bytes) -> Identity:
 def _lenient(data: bytes) -> Dataset | None:
     # The file failed its structure check; its first elements may still say whose it is.
     try:
-        return dcmread(BytesIO(data), stop_before_pixels=True, force=True,
-                       specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "AccessionNumber",
-                                      "PatientID"])
+        return dcmread(
+            BytesIO(data),
+            stop_before_pixels=True,
+            force=True,
+            specific_tags=[
+                "SOPClassUID",
+                "SOPInstanceUID",
+                "StudyInstanceUID",
+                "AccessionNumber",
+                "PatientID",
+            ],
+        )
     except Exception:  # anything at all: this is only a courtesy for the record
         return None
 
@@ -126,10 +168,12 @@ def _best_effort(ds: Dataset | None, key: bytes) -> Identity | None:
     if ds is None:
         return None
     out = {}
-    for field, fn in (("sop_class", lambda: dv.uid(ds, "SOPClassUID")),
-                      ("sop_instance", lambda: dv.uid(ds, "SOPInstanceUID")),
-                      ("study_uid", lambda: dv.uid(ds, "StudyInstanceUID")),
-                      ("accession", lambda: (a := dv.text(ds, "AccessionNumber")) and accession_ref(a, key))):
+    for field, fn in (
+        ("sop_class", lambda: dv.uid(ds, "SOPClassUID")),
+        ("sop_instance", lambda: dv.uid(ds, "SOPInstanceUID")),
+        ("study_uid", lambda: dv.uid(ds, "StudyInstanceUID")),
+        ("accession", lambda: (a := dv.text(ds, "AccessionNumber")) and accession_ref(a, key)),
+    ):
         try:
             out[field] = fn()
         except dv.BadValue:
@@ -151,14 +195,17 @@ def _check_pixels(ds: Dataset, lay) -> None:
     spp = dv.integer(ds, "SamplesPerPixel") or 1
     frames = dv.integer(ds, "NumberOfFrames") or 1
     if min(rows, cols, bits, spp, frames) <= 0:
-        raise dv.BadValue(f"image description out of range: {rows} x {cols}, {bits} bits, {spp} samples, "
-                          f"{frames} frames")
+        raise dv.BadValue(
+            f"image description out of range: {rows} x {cols}, {bits} bits, {spp} samples, {frames} frames"
+        )
     if lay.pixel_length is None:
         return  # encapsulated: fragments were checked by the structure walk
     needed = (rows * cols * spp * frames * bits + 7) // 8
     if lay.pixel_length < needed:
-        raise dv.BadValue(f"PixelData holds {lay.pixel_length} bytes; {rows} x {cols} x {frames} frames of "
-                          f"{bits}-bit samples need {needed}")
+        raise dv.BadValue(
+            f"PixelData holds {lay.pixel_length} bytes; {rows} x {cols} x {frames} frames of "
+            f"{bits}-bit samples need {needed}"
+        )
 
 
 def _facts(ds: Dataset, ident: Identity, family: str, site_tz: tzinfo) -> Parsed:

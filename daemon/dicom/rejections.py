@@ -10,8 +10,10 @@ when the minute is over (or at stop). Nothing is dropped from the counter.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from datetime import UTC
+from typing import Any
 
 WINDOW_S = 60.0
 SAMPLES = 5
@@ -27,8 +29,13 @@ class _Window:
 
 
 class Rejections:
-    def __init__(self, record: Callable[[dict[str, Any]], None], *, window_s: float = WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        record: Callable[[dict[str, Any]], None],
+        *,
+        window_s: float = WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._record = record
         self.window_s = window_s
         self._clock = clock
@@ -44,8 +51,15 @@ class Rejections:
             w = None
         if w is None:
             self._open[key] = _Window(now, time.time())
-            self._record({"calling_ae": calling_ae, "address": address, "reason": reason, "category": category,
-                          "count": 1})
+            self._record(
+                {
+                    "calling_ae": calling_ae,
+                    "address": address,
+                    "reason": reason,
+                    "category": category,
+                    "count": 1,
+                }
+            )
             return True
         w.count += 1
         w.reason = reason
@@ -56,10 +70,19 @@ class Rejections:
     def _close(self, key: tuple[str, str], w: _Window) -> None:
         del self._open[key]
         if w.count:
-            self._record({"calling_ae": w.calling_ae[0] if w.calling_ae else None, "address": key[0],
-                          "reason": w.reason, "category": key[1], "count": w.count, "repeated": True,
-                          "calling_ae_seen": w.calling_ae,
-                          "since": _iso(w.since_wall), "until": _iso(time.time())})
+            self._record(
+                {
+                    "calling_ae": w.calling_ae[0] if w.calling_ae else None,
+                    "address": key[0],
+                    "reason": w.reason,
+                    "category": key[1],
+                    "count": w.count,
+                    "repeated": True,
+                    "calling_ae_seen": w.calling_ae,
+                    "since": _iso(w.since_wall),
+                    "until": _iso(time.time()),
+                }
+            )
 
     def tick(self) -> None:
         """Journal the counts of windows that are over; keep a window open while refusals go on."""
@@ -77,5 +100,6 @@ class Rejections:
 
 
 def _iso(t: float) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    from datetime import datetime
+
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -26,11 +26,10 @@ import structlog
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from suitemon.daemon.dicom.gate import Gate, GatedServer
-
 from suitemon.daemon.dicom import classes as dicom_classes
 from suitemon.daemon.dicom import reactor as dicom_reactor
 from suitemon.daemon.dicom.config import DicomConfig
+from suitemon.daemon.dicom.gate import Gate, GatedServer
 from suitemon.daemon.dicom.spool import Spool, SpoolError, SpoolFull
 
 log = structlog.get_logger("suitemon.dicom")
@@ -95,14 +94,18 @@ class Receiver:
             (evt.EVT_CONN_CLOSE, self._conn_close),
         ]
         ae = self.build_ae()
-        server = ae.make_server((self.cfg.bind, self.cfg.port), evt_handlers=handlers, server_class=GatedServer)
+        server = ae.make_server(
+            (self.cfg.bind, self.cfg.port), evt_handlers=handlers, server_class=GatedServer
+        )
         server.gate = self.gate
         server.on_refused = lambda address, reason: self.sink.rejected(None, address, reason, "pending")
         # As AE.start_server does (3.0): the AE knows its servers, so server.shutdown() can forget it.
         ae._servers.append(server)
         threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True).start()
         self.server = server
-        log.info("DICOM receiver listening", ae_title=self.cfg.ae_title, bind=self.cfg.bind, port=self.cfg.port)
+        log.info(
+            "DICOM receiver listening", ae_title=self.cfg.ae_title, bind=self.cfg.bind, port=self.cfg.port
+        )
 
     def stop(self) -> None:
         if self.server is not None:
@@ -143,9 +146,17 @@ class Receiver:
         assoc.acse_timeout = self.cfg.acse_timeout_s
         reason, diagnostic, category = None, 0x01, "address"
         if called != self.cfg.ae_title:
-            reason, diagnostic, category = f"called AE title '{called}' is not ours ('{self.cfg.ae_title}')", 0x07, "called_ae"
+            reason, diagnostic, category = (
+                f"called AE title '{called}' is not ours ('{self.cfg.ae_title}')",
+                0x07,
+                "called_ae",
+            )
         elif not any(p.ae_title == calling for p in self.cfg.allow):
-            reason, diagnostic, category = f"calling AE title '{calling}' is not on the allow-list", 0x03, "calling_ae"
+            reason, diagnostic, category = (
+                f"calling AE title '{calling}' is not on the allow-list",
+                0x03,
+                "calling_ae",
+            )
         elif not self.cfg.allowed(calling, address):
             reason = f"calling AE title '{calling}' is not allowed from {address}"
         if reason is not None:
@@ -158,10 +169,13 @@ class Receiver:
             if not full:
                 self._granted.add(assoc)
         if full:
-            assoc.acse.send_reject(0x02, 0x03, 0x02)  # rejected-transient, provider (presentation), local limit
+            assoc.acse.send_reject(
+                0x02, 0x03, 0x02
+            )  # rejected-transient, provider (presentation), local limit
             assoc.kill()
-            self.sink.rejected(calling, address, f"more than {self.cfg.max_associations} simultaneous associations",
-                               "limit")
+            self.sink.rejected(
+                calling, address, f"more than {self.cfg.max_associations} simultaneous associations", "limit"
+            )
 
     def _accepted(self, event) -> None:
         rq = event.assoc.requestor
@@ -170,18 +184,27 @@ class Receiver:
     def _rejected_by_pynetdicom(self, event) -> None:
         # Rejections pynetdicom decides itself (too many associations): ours are reported above.
         prim = event.assoc.acceptor.primitive
-        if prim is not None and getattr(prim, "diagnostic", None) == 0x02 and getattr(prim, "result_source", None) == 0x03:
+        if (
+            prim is not None
+            and getattr(prim, "diagnostic", None) == 0x02
+            and getattr(prim, "result_source", None) == 0x03
+        ):
             rq = event.assoc.requestor
-            self.sink.rejected(_text(rq.primitive.calling_ae_title), rq.address,
-                               f"more than {self.cfg.max_associations} simultaneous associations", "limit")
+            self.sink.rejected(
+                _text(rq.primitive.calling_ae_title),
+                rq.address,
+                f"more than {self.cfg.max_associations} simultaneous associations",
+                "limit",
+            )
 
     def _store(self, event) -> int:
         req = event.request
         key = self._key(event.assoc)
         sop_class = str(req.AffectedSOPClassUID)
         try:
-            path = self.spool.store(sop_class, str(req.AffectedSOPInstanceUID),
-                                    str(event.context.transfer_syntax), req.DataSet)
+            path = self.spool.store(
+                sop_class, str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax), req.DataSet
+            )
         except SpoolFull as err:
             self.sink.store_failed(key, sop_class, str(err.strerror or err), True)
             return OUT_OF_RESOURCES
@@ -210,8 +233,12 @@ class Receiver:
             conn = self._conns.pop(event.assoc, None)
             self._granted.discard(event.assoc)
         if conn is not None and self.gate.release(conn):
-            self.sink.rejected(None, conn[0], f"closed without an association request "
-                                              f"(limit {self.cfg.request_timeout_s:g} s)", "no_request")
+            self.sink.rejected(
+                None,
+                conn[0],
+                f"closed without an association request (limit {self.cfg.request_timeout_s:g} s)",
+                "no_request",
+            )
         with self._lock:
             key = self._keys.pop(event.assoc, None)
         if key is None:

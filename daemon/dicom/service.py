@@ -14,6 +14,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -68,7 +69,7 @@ class _Sink:
     per instance in GIL hand-offs, which the scanner would feel as a slower receiver.
     """
 
-    def __init__(self, bridge: LoopBridge, svc: "DicomService"):
+    def __init__(self, bridge: LoopBridge, svc: DicomService):
         self.bridge, self.svc = bridge, svc
         self._spooled: deque = deque()
         self._drain_posted = False
@@ -146,7 +147,9 @@ class DicomService:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="dicom-files")  # spool file moves, purges
         self.doses.load(self.ctx.recorder.journal)
         try:
-            self.spool = Spool(self.spool_dir, fsync=self.cfg.fsync, min_free_bytes=int(self.cfg.min_free_mb * 1e6))
+            self.spool = Spool(
+                self.spool_dir, fsync=self.cfg.fsync, min_free_bytes=int(self.cfg.min_free_mb * 1e6)
+            )
             self.key = load_or_create_key(self.key_file)
         except (OSError, ValueError) as err:
             self._receiver_down(f"cannot prepare the spool or the pseudonym key: {err}")
@@ -156,9 +159,14 @@ class DicomService:
         for p in rec.files:
             self.queue.put_nowait(Item(p, None, now, time.monotonic(), None))
         if rec.files or rec.partial_removed:
-            self.ctx.recorder.record("dicom.spool_recovered", {"files": len(rec.files),
-                                                                "partial_removed": rec.partial_removed})
-            log.info("spool files from a previous run queued", files=len(rec.files), partial_removed=rec.partial_removed)
+            self.ctx.recorder.record(
+                "dicom.spool_recovered", {"files": len(rec.files), "partial_removed": rec.partial_removed}
+            )
+            log.info(
+                "spool files from a previous run queued",
+                files=len(rec.files),
+                partial_removed=rec.partial_removed,
+            )
         self.sink = _Sink(LoopBridge(loop), self)
         self.receiver = Receiver(self.cfg, self.spool, self.sink)
         self.parser = ParserPool(self.key, self.site_tz)
@@ -197,11 +205,19 @@ class DicomService:
 
     def _receiver_down(self, reason: str) -> None:
         log.error("DICOM receiver down", reason=reason)
-        self.ctx.engine.apply(Condition(
-            "dicom.receiver_down", "dicom.receiver_down", True, priority="high", kind="technical",
-            source="dicom", location=self.cfg.location,
-            message=f"The scanner cannot send to suitemon: {reason}. Dose reports are not checked.",
-            details={"reason": reason}))
+        self.ctx.engine.apply(
+            Condition(
+                "dicom.receiver_down",
+                "dicom.receiver_down",
+                True,
+                priority="high",
+                kind="technical",
+                source="dicom",
+                location=self.cfg.location,
+                message=f"The scanner cannot send to suitemon: {reason}. Dose reports are not checked.",
+                details={"reason": reason},
+            )
+        )
 
     # -- receiver reports (in the loop) -------------------------------------------------------------
     def _on_opened(self, assoc: int, calling_ae: str, address: str) -> None:
@@ -212,8 +228,9 @@ class DicomService:
     def _on_rejected(self, calling_ae: str | None, address: str, reason: str, category: str) -> None:
         self.ctx.metrics.inc("dicom.associations.rejected")
         first = self.rejections.add(calling_ae, address, reason, category)
-        (log.warning if first else log.debug)("association rejected", calling_ae=calling_ae, address=address,
-                                               reason=reason, journaled=first)
+        (log.warning if first else log.debug)(
+            "association rejected", calling_ae=calling_ae, address=address, reason=reason, journaled=first
+        )
 
     def _on_spooled(self, assoc: int, path: Path, sop_class: str, wall: float, mono: float) -> None:
         st = self.assocs.get(assoc)
@@ -232,9 +249,16 @@ class DicomService:
         if st is not None:
             st.failures += 1
         if first:
-            self.ctx.recorder.record("dicom.store_failed", {
-                "calling_ae": st.calling_ae if st else None, "sop_class": sop_class, "reason": reason,
-                "status": "0xA700", "disk_full": full})
+            self.ctx.recorder.record(
+                "dicom.store_failed",
+                {
+                    "calling_ae": st.calling_ae if st else None,
+                    "sop_class": sop_class,
+                    "reason": reason,
+                    "status": "0xA700",
+                    "disk_full": full,
+                },
+            )
         log.error("instance refused: spool write failed", reason=reason, sop_class=sop_class)
         self._spool_fault_open = True
         free = None
@@ -242,12 +266,28 @@ class DicomService:
             free = round(self.spool.free_bytes() / 1e6, 1) if self.spool else None
         except OSError:
             pass
-        self.ctx.engine.apply(Condition(
-            "dicom.spool_fault", "dicom.spool_fault", True, priority="high", kind="technical", latching=True,
-            source="dicom", location=self.cfg.location,
-            message=(f"suitemon refused an instance from the scanner (0xA700 out of resources): {reason}. "
-                     "The scanner keeps it; resend once the spool disk has room."),
-            details={"reason": reason, "disk_full": full, "free_mb": free, "spool_dir": str(self.spool_dir)}))
+        self.ctx.engine.apply(
+            Condition(
+                "dicom.spool_fault",
+                "dicom.spool_fault",
+                True,
+                priority="high",
+                kind="technical",
+                latching=True,
+                source="dicom",
+                location=self.cfg.location,
+                message=(
+                    f"suitemon refused an instance from the scanner (0xA700 out of resources): {reason}. "
+                    "The scanner keeps it; resend once the spool disk has room."
+                ),
+                details={
+                    "reason": reason,
+                    "disk_full": full,
+                    "free_mb": free,
+                    "spool_dir": str(self.spool_dir),
+                },
+            )
+        )
 
     def _on_echo(self, assoc: int) -> None:
         self.ctx.metrics.inc("dicom.echo")
@@ -259,8 +299,10 @@ class DicomService:
         st.open = False
         log.info("association ended", assoc=assoc, how=how, instances=st.instances, failures=st.failures)
         if st.failures:
-            self.ctx.recorder.record("dicom.association_ended", {
-                "calling_ae": st.calling_ae, "how": how, "instances": st.instances, "refused": st.failures})
+            self.ctx.recorder.record(
+                "dicom.association_ended",
+                {"calling_ae": st.calling_ae, "how": how, "instances": st.instances, "refused": st.failures},
+            )
 
     # -- parsing ------------------------------------------------------------------------------------
     async def _worker(self) -> None:
@@ -288,10 +330,16 @@ class DicomService:
             if isinstance(result, Unparseable):
                 ident = result.ident
                 try:
-                    moved = self.spool.reject(item.path, result.reason, {
-                        "received_at": utc_iso_ts(item.wall), "calling_ae": item.calling_ae,
-                        "sop_class": ident.sop_class if ident else None,
-                        "study_uid": ident.study_uid if ident else None})
+                    moved = self.spool.reject(
+                        item.path,
+                        result.reason,
+                        {
+                            "received_at": utc_iso_ts(item.wall),
+                            "calling_ae": item.calling_ae,
+                            "sop_class": ident.sop_class if ident else None,
+                            "study_uid": ident.study_uid if ident else None,
+                        },
+                    )
                 except OSError as err:
                     log.error("cannot move an unparseable file aside", path=str(item.path), error=str(err))
             out.append((result, moved))
@@ -309,13 +357,23 @@ class DicomService:
         ident = result.ident
         self.ctx.metrics.inc("dicom.instances.unparseable")
         log.warning("unparseable DICOM instance", reason=result.reason, file=str(moved or item.path))
-        self.ctx.recorder.record("dicom.unparseable", {
-            "reason": result.reason, "file": (moved or item.path).name,
-            "kept_in": str(moved.parent) if moved else None, "calling_ae": item.calling_ae,
-            "sop_class": ident.sop_class if ident else None, "study_uid": ident.study_uid if ident else None,
-            "accession": ident.accession if ident else None, "patient_ref": ident.patient_ref if ident else None})
+        self.ctx.recorder.record(
+            "dicom.unparseable",
+            {
+                "reason": result.reason,
+                "file": (moved or item.path).name,
+                "kept_in": str(moved.parent) if moved else None,
+                "calling_ae": item.calling_ae,
+                "sop_class": ident.sop_class if ident else None,
+                "study_uid": ident.study_uid if ident else None,
+                "accession": ident.accession if ident else None,
+                "patient_ref": ident.patient_ref if ident else None,
+            },
+        )
         if ident is not None and ident.study_uid:
-            self.book.get(ident.study_uid).add_unparseable(ident, result.reason, item.assoc, item.wall, item.mono)
+            self.book.get(ident.study_uid).add_unparseable(
+                ident, result.reason, item.assoc, item.wall, item.mono
+            )
 
     @property
     def backlog(self) -> int:
@@ -334,12 +392,15 @@ class DicomService:
             if self.cfg.keep_processed_s > 0 and time.monotonic() - last_purge > PURGE_EVERY_S:
                 last_purge = time.monotonic()
                 await asyncio.get_running_loop().run_in_executor(
-                    self.pool, self.spool.purge_processed, self.cfg.keep_processed_s)
+                    self.pool, self.spool.purge_processed, self.cfg.keep_processed_s
+                )
 
     def _complete(self, study: Study, *, first_time: bool = True) -> None:
         study.revision += 1
         # Injection side first: a header start dated by its series can be days off (long-lived tracers).
-        around = study.injection_anchor() or _dt(study.first_received if study.first_received else time.time())
+        around = study.injection_anchor() or _dt(
+            study.first_received if study.first_received else time.time()
+        )
         dispensed = self.doses.pick(study.accession, study.patient_ref, around)
         findings = evaluate(study, dispensed, self.cfg)
         study.activity_status = findings.activity.status
@@ -347,22 +408,43 @@ class DicomService:
         ev = self.ctx.recorder.record("dicom.dose_summary", data)
         self._alarms(study, data, findings)
         if findings.start_time.status == "mismatch":
-            self.ctx.recorder.record("dicom.start_time_mismatch", {
-                "study_uid": study.uid, "accession": study.accession, "patient_ref": study.patient_ref,
-                **data["checks"]["start_time"],
-                "note": "header and dose report disagree; both are kept, neither is chosen"})
+            self.ctx.recorder.record(
+                "dicom.start_time_mismatch",
+                {
+                    "study_uid": study.uid,
+                    "accession": study.accession,
+                    "patient_ref": study.patient_ref,
+                    **data["checks"]["start_time"],
+                    "note": "header and dose report disagree; both are kept, neither is chosen",
+                },
+            )
         # Last, so that everything about the study is on record when the room is freed.
         if first_time:
-            self.ctx.recorder.record("dicom.study_complete", {
-                "study_uid": study.uid, "accession": study.accession, "patient_ref": study.patient_ref,
-                "room": data["room"], "instances": study.instances, "unparseable": study.unparseable,
-                "first_received_at": data["first_received_at"], "last_received_at": data["last_received_at"],
-                "revision": study.revision})
+            self.ctx.recorder.record(
+                "dicom.study_complete",
+                {
+                    "study_uid": study.uid,
+                    "accession": study.accession,
+                    "patient_ref": study.patient_ref,
+                    "room": data["room"],
+                    "instances": study.instances,
+                    "unparseable": study.unparseable,
+                    "first_received_at": data["first_received_at"],
+                    "last_received_at": data["last_received_at"],
+                    "revision": study.revision,
+                },
+            )
             self.ctx.metrics.inc("dicom.studies.completed")
         files = list(study.files)
         self.book.retire(study)
-        log.info("study complete", study=study_ref(study.uid), instances=study.instances,
-                 ct=findings.ct.status, activity=findings.activity.status, revision=study.revision)
+        log.info(
+            "study complete",
+            study=study_ref(study.uid),
+            instances=study.instances,
+            ct=findings.ct.status,
+            activity=findings.activity.status,
+            revision=study.revision,
+        )
         if files:
             self._dispose(files, ev.seq)
 
@@ -371,33 +453,71 @@ class DicomService:
         who = f"accession {study.accession}" if study.accession else f"patient {study.patient_ref or '?'}"
         base = {"study_uid": study.uid, "accession": study.accession, "patient_ref": study.patient_ref}
         if f.ct.status == "exceeded":
-            parts = [f"{x['quantity'].split('_')[0].upper()} {x['value']:g} > {x['level']:g} ({x['level_source']})"
-                     for x in f.ct.exceeded]
-            self._finding(Condition(
-                f"dicom.ct_dose.{ref}", "dicom.ct_reference_exceeded", True, priority="medium", kind="clinical",
-                latching=True, source="dicom", location=self.cfg.location,
-                message=f"CT dose above the reference level for '{f.ct.protocol}' ({who}): " + "; ".join(parts),
-                details={**base, "protocol": f.ct.protocol, "exceeded": f.ct.exceeded}))
+            parts = [
+                f"{x['quantity'].split('_')[0].upper()} {x['value']:g} > {x['level']:g} ({x['level_source']})"
+                for x in f.ct.exceeded
+            ]
+            self._finding(
+                Condition(
+                    f"dicom.ct_dose.{ref}",
+                    "dicom.ct_reference_exceeded",
+                    True,
+                    priority="medium",
+                    kind="clinical",
+                    latching=True,
+                    source="dicom",
+                    location=self.cfg.location,
+                    message=f"CT dose above the reference level for '{f.ct.protocol}' ({who}): "
+                    + "; ".join(parts),
+                    details={**base, "protocol": f.ct.protocol, "exceeded": f.ct.exceeded},
+                )
+            )
         if f.activity.status == "mismatch":
             a = f.activity
             dev = f"{a.deviation_pct:+.1f} %" if a.deviation_pct is not None else "no activity expected"
-            self._finding(Condition(
-                f"dicom.activity.{ref}", "dicom.activity_mismatch", True, priority="medium", kind="clinical",
-                latching=True, source="dicom", location=self.cfg.location,
-                message=(f"PET header activity {a.header_mbq:.1f} MBq differs from the dispensed dose "
-                         f"({a.expected_mbq:.1f} MBq decay-corrected to the header's injection time): {dev}, "
-                         f"tolerance {a.tolerance_pct:g} % ({who}). Every SUV of this study uses the header value."),
-                details={**base, **data["checks"]["activity"], "record_id": a.record_id}))
+            self._finding(
+                Condition(
+                    f"dicom.activity.{ref}",
+                    "dicom.activity_mismatch",
+                    True,
+                    priority="medium",
+                    kind="clinical",
+                    latching=True,
+                    source="dicom",
+                    location=self.cfg.location,
+                    message=(
+                        f"PET header activity {a.header_mbq:.1f} MBq differs from the dispensed dose "
+                        f"({a.expected_mbq:.1f} MBq decay-corrected to the header's injection time): {dev}, "
+                        f"tolerance {a.tolerance_pct:g} % ({who}). Every SUV of this study uses the header value."
+                    ),
+                    details={**base, **data["checks"]["activity"], "record_id": a.record_id},
+                )
+            )
 
         flag = f.header.activity_flag if f.header is not None else None
         if flag:
-            self._finding(Condition(
-                f"dicom.header_activity.{ref}", "dicom.header_activity_implausible", True, priority="medium",
-                kind="clinical", latching=True, source="dicom", location=self.cfg.location,
-                message=(f"PET header activity cannot be trusted ({who}): {flag}. Every SUV of this study "
-                         f"uses the header value."),
-                details={**base, "activity_flag": flag, "unit_in_header": f.header.activity_unit,
-                         "activity_mbq": f.header.activity_mbq}))
+            self._finding(
+                Condition(
+                    f"dicom.header_activity.{ref}",
+                    "dicom.header_activity_implausible",
+                    True,
+                    priority="medium",
+                    kind="clinical",
+                    latching=True,
+                    source="dicom",
+                    location=self.cfg.location,
+                    message=(
+                        f"PET header activity cannot be trusted ({who}): {flag}. Every SUV of this study "
+                        f"uses the header value."
+                    ),
+                    details={
+                        **base,
+                        "activity_flag": flag,
+                        "unit_in_header": f.header.activity_unit,
+                        "activity_mbq": f.header.activity_mbq,
+                    },
+                )
+            )
 
     def _finding(self, c: Condition) -> None:
         # A finding is a past fact: raised, then its condition ends; latching keeps it until a person resets it.
@@ -441,8 +561,9 @@ class DicomService:
 
 
 def _dt(t: float):
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(t, timezone.utc)
+    from datetime import datetime
+
+    return datetime.fromtimestamp(t, UTC)
 
 
 def utc_iso_ts(t: float) -> str:

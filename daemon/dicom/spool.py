@@ -52,14 +52,16 @@ def _element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
 def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
     """Preamble, 'DICM' and the file meta group: the same bytes as pynetdicom's
     ``event.encoded_dataset()`` prefix, without building a pydicom dataset per instance."""
-    body = b"".join((
-        _element(2, 0x0001, b"OB", b"\x00\x01"),
-        _element(2, 0x0002, b"UI", sop_class.encode("ascii")),
-        _element(2, 0x0003, b"UI", sop_instance.encode("ascii")),
-        _element(2, 0x0010, b"UI", transfer_syntax.encode("ascii")),
-        _element(2, 0x0012, b"UI", str(PYNETDICOM_IMPLEMENTATION_UID).encode("ascii")),
-        _element(2, 0x0013, b"SH", PYNETDICOM_IMPLEMENTATION_VERSION.encode("ascii")),
-    ))
+    body = b"".join(
+        (
+            _element(2, 0x0001, b"OB", b"\x00\x01"),
+            _element(2, 0x0002, b"UI", sop_class.encode("ascii")),
+            _element(2, 0x0003, b"UI", sop_instance.encode("ascii")),
+            _element(2, 0x0010, b"UI", transfer_syntax.encode("ascii")),
+            _element(2, 0x0012, b"UI", str(PYNETDICOM_IMPLEMENTATION_UID).encode("ascii")),
+            _element(2, 0x0013, b"SH", PYNETDICOM_IMPLEMENTATION_VERSION.encode("ascii")),
+        )
+    )
     return b"\x00" * 128 + b"DICM" + _element(2, 0x0000, b"UL", struct.pack("<I", len(body))) + body
 
 
@@ -94,8 +96,11 @@ class Spool:
             if self.min_free_bytes:
                 free = self.free_bytes()
                 if free - size < self.min_free_bytes:
-                    raise SpoolFull(errno.ENOSPC, f"only {free / 1e6:.0f} MB free on the spool disk; "
-                                                  f"{self.min_free_bytes / 1e6:.0f} MB are kept free for the journal")
+                    raise SpoolFull(
+                        errno.ENOSPC,
+                        f"only {free / 1e6:.0f} MB free on the spool disk; "
+                        f"{self.min_free_bytes / 1e6:.0f} MB are kept free for the journal",
+                    )
             name = f"{time.time_ns():020d}-{next(self._seq):07d}.dcm"
             tmp = self.incoming / f".{name}.part"
             final = self.incoming / name
@@ -157,9 +162,13 @@ class Spool:
         dest = self.unparseable / path.name
         os.rename(path, dest)
         sidecar = self.unparseable / f"{path.name}.reason.json"
-        sidecar.write_text(json.dumps({"reason": reason, "moved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                     time.gmtime()),
-                                       **details}, indent=2) + "\n")
+        sidecar.write_text(
+            json.dumps(
+                {"reason": reason, "moved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **details},
+                indent=2,
+            )
+            + "\n"
+        )
         return dest
 
     def purge_processed(self, keep_s: float, now: float | None = None) -> int:

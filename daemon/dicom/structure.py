@@ -55,7 +55,9 @@ class _Walker:
 
     def _tag(self, pos: int, end: int) -> tuple[int, int]:
         if end - pos < 8:
-            raise BadValue(f"truncated: {end - pos} stray byte(s) where an element should start (offset {pos})")
+            raise BadValue(
+                f"truncated: {end - pos} stray byte(s) where an element should start (offset {pos})"
+            )
         return struct.unpack_from(self.e + "HH", self.buf, pos)
 
     def dataset(self, pos: int, end: int, depth: int, until_item_end: bool = False) -> int:
@@ -79,7 +81,7 @@ class _Walker:
         if self.implicit:
             length, hlen = self._u32(pos + 4), 8
         else:
-            vr = bytes(self.buf[pos + 4:pos + 6])
+            vr = bytes(self.buf[pos + 4 : pos + 6])
             if vr in LONG_VRS:
                 length, hlen = self._u32(pos + 8), 12
             else:
@@ -100,8 +102,10 @@ class _Walker:
             raise BadValue(f"{_name(group, elem)} has undefined length but is not a sequence")
         stop = vpos + length
         if stop > end:
-            raise BadValue(f"truncated: {_name(group, elem)} declares {length} bytes but only "
-                           f"{max(0, end - vpos)} remain")
+            raise BadValue(
+                f"truncated: {_name(group, elem)} declares {length} bytes but only "
+                f"{max(0, end - vpos)} remain"
+            )
         if vr == b"SQ" or (vr is None and self._is_sq(group, elem)):
             self.sequence(vpos, end, stop, depth, implicit=self.implicit)
         return stop
@@ -134,8 +138,10 @@ class _Walker:
                     pos = self.dataset(pos, limit, depth + 1, until_item_end=True)
                 else:
                     if pos + length > limit:
-                        raise BadValue(f"truncated: a sequence item declares {length} bytes but only "
-                                       f"{max(0, limit - pos)} remain")
+                        raise BadValue(
+                            f"truncated: a sequence item declares {length} bytes but only "
+                            f"{max(0, limit - pos)} remain"
+                        )
                     self.dataset(pos, pos + length, depth + 1)
                     pos += length
             return pos
@@ -169,8 +175,8 @@ def layout(data: bytes) -> Layout:
         if group != 0x0002:
             break
         nxt = meta.element(pos, len(data), group, elem, 0)
-        hlen = 12 if bytes(data[pos + 4:pos + 6]) in LONG_VRS else 8
-        values[elem] = bytes(data[pos + hlen:nxt]).rstrip(b"\x00 ").decode("ascii", "replace")
+        hlen = 12 if bytes(data[pos + 4 : pos + 6]) in LONG_VRS else 8
+        values[elem] = bytes(data[pos + hlen : nxt]).rstrip(b"\x00 ").decode("ascii", "replace")
         pos = nxt
     ts = values.get(0x0010)
     if not ts:

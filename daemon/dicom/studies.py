@@ -10,24 +10,31 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from suitemon.daemon.dicom.parse import Identity, Parsed
-from suitemon.daemon.dicom.values import utc_iso
-from suitemon.daemon.dicom.checks import (CtCheck, Dispensed, Reconciliation, StartTimeCheck, check_ct, check_start_times,
-                          reconcile)
+from suitemon.daemon.dicom.checks import (
+    CtCheck,
+    Dispensed,
+    Reconciliation,
+    StartTimeCheck,
+    check_ct,
+    check_start_times,
+    reconcile,
+)
 from suitemon.daemon.dicom.ct_merge import MergedCt, merge_ct_reports
 from suitemon.daemon.dicom.dose_pet import PetHeader, Tracer, redate
 from suitemon.daemon.dicom.dose_sr import CtDoseReport, RpDoseReport
+from suitemon.daemon.dicom.parse import Identity, Parsed
+from suitemon.daemon.dicom.values import utc_iso
 
 RECENT_STUDIES = 200
 MAX_REASONS = 5
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else utc_iso(datetime.fromtimestamp(t, timezone.utc))
+    return None if t is None else utc_iso(datetime.fromtimestamp(t, UTC))
 
 
 @dataclass
@@ -86,7 +93,9 @@ class Study:
         if parsed.rp_dose is not None:
             self.rp_reports[parsed.rp_dose.sop_instance] = parsed.rp_dose
 
-    def add_unparseable(self, ident: Identity, reason: str, assoc: int | None, wall: float, mono: float) -> None:
+    def add_unparseable(
+        self, ident: Identity, reason: str, assoc: int | None, wall: float, mono: float
+    ) -> None:
         self._arrival(assoc, wall, mono)
         self._identity(ident)
         self.unparseable += 1
@@ -119,10 +128,16 @@ class Study:
 
     def unreadable(self) -> list[str]:
         """Values of this study's instances that could not be interpreted (their other values were kept)."""
-        out = [f"CT dose report {r.sop_instance[-12:]}: {why}"
-               for r in self.ct_reports.values() for why in r.unreadable]
-        out += [f"RP dose report {r.sop_instance[-12:]}: {why}"
-                for r in self.rp_reports.values() for why in r.unreadable]
+        out = [
+            f"CT dose report {r.sop_instance[-12:]}: {why}"
+            for r in self.ct_reports.values()
+            for why in r.unreadable
+        ]
+        out += [
+            f"RP dose report {r.sop_instance[-12:]}: {why}"
+            for r in self.rp_reports.values()
+            for why in r.unreadable
+        ]
         out += [f"PET header: {why}" for h, _ in self.pet_headers.values() for why in h.unreadable]
         return out
 
@@ -160,8 +175,11 @@ class StudyBook:
     def ready(self, now_mono: float, idle_s: float, open_assocs: set[int], backlog: int) -> list[Study]:
         if backlog:
             return []  # an instance still in the queue may belong to any study
-        return [s for s in self.active.values()
-                if not (s.assocs & open_assocs) and now_mono - s.last_mono >= idle_s]
+        return [
+            s
+            for s in self.active.values()
+            if not (s.assocs & open_assocs) and now_mono - s.last_mono >= idle_s
+        ]
 
     def retire(self, study: Study) -> None:
         self.active.pop(study.uid, None)
@@ -213,17 +231,28 @@ def evaluate(study: Study, dispensed: Dispensed | None, dcfg) -> Findings:
     if ct.status == "ok" and unread:
         # Not "ok": a value the check needed could not be read (docs/decisions.md).
         ct = replace(ct, status="incomplete", reason=f"{len(unread)} value(s) unreadable: {unread[0]}")
-    activity = reconcile(header, dispensed, tolerance_pct=dcfg.activity_tolerance_pct,
-                         report_half_life_s=admin.half_life_s if admin else None)
-    start = check_start_times(header.start_at if header else None, admin.start_at if admin else None,
-                              dcfg.start_time_tolerance_min)
+    activity = reconcile(
+        header,
+        dispensed,
+        tolerance_pct=dcfg.activity_tolerance_pct,
+        report_half_life_s=admin.half_life_s if admin else None,
+    )
+    start = check_start_times(
+        header.start_at if header else None, admin.start_at if admin else None, dcfg.start_time_tolerance_min
+    )
     return Findings(ct, activity, start, header, merged)
 
 
 def _tracer(t: Tracer) -> dict[str, Any]:
-    return {"radiopharmaceutical": t.radiopharmaceutical, "radionuclide": t.radionuclide,
-            "activity_mbq": t.activity_mbq, "start_at": utc_iso(t.start_at), "start_source": t.start_source,
-            "half_life_s": t.half_life_s, "activity_flag": t.activity_flag}
+    return {
+        "radiopharmaceutical": t.radiopharmaceutical,
+        "radionuclide": t.radionuclide,
+        "activity_mbq": t.activity_mbq,
+        "start_at": utc_iso(t.start_at),
+        "start_source": t.start_source,
+        "half_life_s": t.half_life_s,
+        "activity_flag": t.activity_flag,
+    }
 
 
 def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at: float) -> dict[str, Any]:
@@ -247,9 +276,12 @@ def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at
         "completed_at": _iso(completed_at),
         "instances": {
             "total": study.instances,
-            "ct_images": study.kinds["ct_image"], "pet_images": study.kinds["pet_image"],
-            "ct_dose_reports": study.kinds["ct_dose"], "rp_dose_reports": study.kinds["rp_dose"],
-            "other": study.kinds["other"], "unparseable": study.unparseable,
+            "ct_images": study.kinds["ct_image"],
+            "pet_images": study.kinds["pet_image"],
+            "ct_dose_reports": study.kinds["ct_dose"],
+            "rp_dose_reports": study.kinds["rp_dose"],
+            "other": study.kinds["other"],
+            "unparseable": study.unparseable,
         },
         "unparseable_reasons": list(study.unparseable_reasons),
         "unreadable_values": study.unreadable(),
@@ -257,26 +289,47 @@ def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at
             "status": ct.status,
             "reason": ct.reason,
             "protocol": ct.protocol,
-            "events": [{"acquisition_type": e.acquisition_type, "ctdivol_mgy": e.ctdivol_mgy,
-                        "dlp_mgycm": e.dlp_mgycm, "phantom": e.phantom, "protocol": e.protocol}
-                       for e in merged.events],
+            "events": [
+                {
+                    "acquisition_type": e.acquisition_type,
+                    "ctdivol_mgy": e.ctdivol_mgy,
+                    "dlp_mgycm": e.dlp_mgycm,
+                    "phantom": e.phantom,
+                    "protocol": e.protocol,
+                }
+                for e in merged.events
+            ],
             "reports_received": merged.received,
             "reports_superseded": len(merged.superseded),
             "dlp_total_mgycm": ct.dlp_total_mgycm,
             "dlp_total_source": ct.dlp_total_source,
-            "reference": None if ct.levels is None else {
-                "source": ct.levels.source, "protocol_rule": ct.levels.protocol_rule,
-                "ctdivol_mgy": ct.levels.ctdivol_mgy, "dlp_mgycm": ct.levels.dlp_mgycm},
+            "reference": None
+            if ct.levels is None
+            else {
+                "source": ct.levels.source,
+                "protocol_rule": ct.levels.protocol_rule,
+                "ctdivol_mgy": ct.levels.ctdivol_mgy,
+                "dlp_mgycm": ct.levels.dlp_mgycm,
+            },
             "exceeded": ct.exceeded,
         },
-        "pet": None if header is None else {
-            "activity_mbq": header.activity_mbq, "activity_unit_in_header": header.activity_unit,
-            "start_at": utc_iso(header.start_at), "half_life_s": header.half_life_s,
-            "radionuclide": header.radionuclide, "weight_kg": header.weight_kg, "distinct_headers": distinct,
-            "start_source": header.start_source, "activity_flag": header.activity_flag,
+        "pet": None
+        if header is None
+        else {
+            "activity_mbq": header.activity_mbq,
+            "activity_unit_in_header": header.activity_unit,
+            "start_at": utc_iso(header.start_at),
+            "half_life_s": header.half_life_s,
+            "radionuclide": header.radionuclide,
+            "weight_kg": header.weight_kg,
+            "distinct_headers": distinct,
+            "start_source": header.start_source,
+            "activity_flag": header.activity_flag,
             "radiopharmaceuticals": [_tracer(t) for t in header.tracers],
         },
-        "rp_report": None if rp is None else {
+        "rp_report": None
+        if rp is None
+        else {
             "administrations": n_admin,
             "activity_mbq": admin.activity_mbq if admin else None,
             "start_at": utc_iso(admin.start_at) if admin else None,
@@ -285,22 +338,32 @@ def summary(study: Study, dispensed: Dispensed | None, f: Findings, completed_at
             "radiopharmaceutical": admin.radiopharmaceutical if admin else None,
             "weight_kg": rp.weight_kg,
         },
-        "dispensed": None if dispensed is None else {
-            "record_id": dispensed.record_id, "event_id": dispensed.event_id,
-            "measured_mbq": dispensed.measured_mbq, "residual_mbq": dispensed.residual_mbq,
-            "administered_at": utc_iso(dispensed.administered_at), "room": dispensed.room,
+        "dispensed": None
+        if dispensed is None
+        else {
+            "record_id": dispensed.record_id,
+            "event_id": dispensed.event_id,
+            "measured_mbq": dispensed.measured_mbq,
+            "residual_mbq": dispensed.residual_mbq,
+            "administered_at": utc_iso(dispensed.administered_at),
+            "room": dispensed.room,
         },
         "checks": {
             "ct_reference": ct.status,
             "activity": {
-                "status": f.activity.status, "tolerance_pct": f.activity.tolerance_pct,
-                "header_mbq": f.activity.header_mbq, "expected_mbq": f.activity.expected_mbq,
-                "deviation_pct": f.activity.deviation_pct, "half_life_s": f.activity.half_life_s,
+                "status": f.activity.status,
+                "tolerance_pct": f.activity.tolerance_pct,
+                "header_mbq": f.activity.header_mbq,
+                "expected_mbq": f.activity.expected_mbq,
+                "deviation_pct": f.activity.deviation_pct,
+                "half_life_s": f.activity.half_life_s,
                 "half_life_source": f.activity.half_life_source,
             },
             "start_time": {
-                "status": f.start_time.status, "tolerance_min": f.start_time.tolerance_min,
-                "header_at": utc_iso(f.start_time.header_at), "report_at": utc_iso(f.start_time.report_at),
+                "status": f.start_time.status,
+                "tolerance_min": f.start_time.tolerance_min,
+                "header_at": utc_iso(f.start_time.header_at),
+                "report_at": utc_iso(f.start_time.report_at),
                 "difference_min": f.start_time.difference_min,
             },
         },

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -200,8 +200,15 @@ def parse_dt(value: str, *, default_tz: tzinfo, what: str = "date-time") -> date
         raise BadValue(f"invalid {what} {value[:40]!r}")
     y, mo, d, h, mi, s, frac, off = m.groups()
     try:
-        naive = datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(s or 0),
-                         int(round(float(frac) * 1e6)) if frac else 0)
+        naive = datetime(
+            int(y),
+            int(mo or 1),
+            int(d or 1),
+            int(h or 0),
+            int(mi or 0),
+            int(s or 0),
+            int(round(float(frac) * 1e6)) if frac else 0,
+        )
     except ValueError as err:
         raise BadValue(f"invalid {what} {value[:40]!r}: {err}") from None
     tz = parse_offset(off) if off else default_tz
@@ -236,8 +243,9 @@ def dt_value(ds: Dataset, key: str, *, default_tz: tzinfo) -> datetime | None:
     return parse_dt(_single(tag, parts), default_tz=default_tz, what=_name(tag))
 
 
-def tm_with_date(tm_ds: Dataset, tm_key: str, date_ds: Dataset, date_keys: tuple[str, ...], *,
-                 default_tz: tzinfo) -> datetime | None:
+def tm_with_date(
+    tm_ds: Dataset, tm_key: str, date_ds: Dataset, date_keys: tuple[str, ...], *, default_tz: tzinfo
+) -> datetime | None:
     """A TM attribute joined with the first present DA of ``date_keys`` (older headers)."""
     ttag, tparts = _strings(tm_ds, tm_key, False)
     if tparts is None:
@@ -260,4 +268,4 @@ def dataset_tz(ds: Dataset, site_tz: tzinfo) -> tzinfo:
 def utc_iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
-    return dt.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -70,8 +70,12 @@ class ParserPool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_die_with_parent, initargs=(os.getpid(),))
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     async def warm_up(self) -> None:
@@ -94,7 +98,9 @@ class ParserPool:
 
     async def _run(self, paths: list[Path]) -> list[Parsed | Unparseable]:
         try:
-            return await asyncio.wrap_future(self._executor().submit(parse_batch, paths, self.key, self.site_tz))
+            return await asyncio.wrap_future(
+                self._executor().submit(parse_batch, paths, self.key, self.site_tz)
+            )
         except BrokenProcessPool:
             self._discard()
             raise

@@ -9,13 +9,13 @@ coefficient for the radiopharmaceutical) says so in the record instead of passin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
-from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
+from typing import Any
 
 from suitemon.daemon.doses.config import DispensingConfig
 from suitemon.daemon.doses.notifiable import WRONG_RADIOPHARMACEUTICAL, criterion_for
+from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,18 @@ def _pct(a: float, b: float) -> float:
 def check_tolerance(e, act: Activity, cfg: DispensingConfig) -> Check:
     dev = _pct(act.administered_mbq, e["prescribed_mbq"])
     ok = abs(dev) <= cfg.tolerance_pct
-    msg = (f"administered {act.administered_mbq:.0f} MBq vs prescribed {e['prescribed_mbq']:.0f} MBq "
-           f"({dev:+.1f} %, tolerance +-{cfg.tolerance_pct:g} %)")
-    return Check("tolerance", ok, msg, "dose.tolerance", "medium",
-                 details={"deviation_pct": round(dev, 2), "tolerance_pct": cfg.tolerance_pct})
+    msg = (
+        f"administered {act.administered_mbq:.0f} MBq vs prescribed {e['prescribed_mbq']:.0f} MBq "
+        f"({dev:+.1f} %, tolerance +-{cfg.tolerance_pct:g} %)"
+    )
+    return Check(
+        "tolerance",
+        ok,
+        msg,
+        "dose.tolerance",
+        "medium",
+        details={"deviation_pct": round(dev, 2), "tolerance_pct": cfg.tolerance_pct},
+    )
 
 
 def check_reference_level(e, act: Activity, cfg: DispensingConfig) -> Check:
@@ -77,25 +85,43 @@ def check_reference_level(e, act: Activity, cfg: DispensingConfig) -> Check:
     exam = cfg.exams.get(e.get("exam") or "")
     level = exam.reference_level if exam is not None else None
     if level is None:
-        return Check("reference_level", None, f"no local reference level configured for exam {e.get('exam')!r}",
-                     "dose.reference_level", "medium")
+        return Check(
+            "reference_level",
+            None,
+            f"no local reference level configured for exam {e.get('exam')!r}",
+            "dose.reference_level",
+            "medium",
+        )
     limit = level.limit_mbq(e.get("weight_kg"))
     details = {"rule": level.rule, "limit_mbq": round(limit, 1) if limit is not None else None}
     if level.rule == "per_kg":
         details.update(mbq_per_kg=level.mbq_per_kg, weight_kg=e.get("weight_kg"))
     if limit is None:
-        return Check("reference_level", None, f"per-kg reference level ({level.mbq_per_kg:g} MBq/kg) needs the "
-                     "patient's weight, none given: not evaluated", "dose.reference_level", "medium", details=details)
+        return Check(
+            "reference_level",
+            None,
+            f"per-kg reference level ({level.mbq_per_kg:g} MBq/kg) needs the "
+            "patient's weight, none given: not evaluated",
+            "dose.reference_level",
+            "medium",
+            details=details,
+        )
     exceeded = act.administered_mbq > limit
-    how = (f"{level.mbq_per_kg:g} MBq/kg x {e['weight_kg']:g} kg = {limit:.0f} MBq" if level.rule == "per_kg"
-           else f"fixed {limit:.0f} MBq")
-    msg = (f"administered {act.administered_mbq:.0f} MBq {'above' if exceeded else 'within'} the local reference "
-           f"level for exam {e['exam']} ({how})")
+    how = (
+        f"{level.mbq_per_kg:g} MBq/kg x {e['weight_kg']:g} kg = {limit:.0f} MBq"
+        if level.rule == "per_kg"
+        else f"fixed {limit:.0f} MBq"
+    )
+    msg = (
+        f"administered {act.administered_mbq:.0f} MBq {'above' if exceeded else 'within'} the local reference "
+        f"level for exam {e['exam']} ({how})"
+    )
     return Check("reference_level", not exceeded, msg, "dose.reference_level", "medium", details=details)
 
 
-def check_notifiable(e, act: Activity, cfg: DispensingConfig, *, wrong_radiopharmaceutical: bool = False
-                     ) -> tuple[Check, float | None]:
+def check_notifiable(
+    e, act: Activity, cfg: DispensingConfig, *, wrong_radiopharmaceutical: bool = False
+) -> tuple[Check, float | None]:
     """The CQC IR(ME)R criteria (daemon/doses/notifiable.py): received vs intended effective dose."""
     rp = e.get("radiopharmaceutical")
     coef = cfg.coefficients.get(rp or "")
@@ -103,24 +129,51 @@ def check_notifiable(e, act: Activity, cfg: DispensingConfig, *, wrong_radiophar
     if wrong_radiopharmaceutical:
         c = WRONG_RADIOPHARMACEUTICAL
         est = f"; effective dose estimate {msv:.1f} mSv" if msv is not None else ""
-        return Check("notifiable", False, f"{c.text} (CQC){est}: report to the regulator", "dose.notifiable", "high",
-                     details={"criterion": c.code, "criterion_text": c.text,
-                              "effective_dose_msv": round(msv, 2) if msv is not None else None}), msv
+        return Check(
+            "notifiable",
+            False,
+            f"{c.text} (CQC){est}: report to the regulator",
+            "dose.notifiable",
+            "high",
+            details={
+                "criterion": c.code,
+                "criterion_text": c.text,
+                "effective_dose_msv": round(msv, 2) if msv is not None else None,
+            },
+        ), msv
     if coef is None:
-        return Check("notifiable", None, f"no dose coefficient for {rp}: effective dose not estimated",
-                     "dose.notifiable", "high"), None
+        return Check(
+            "notifiable",
+            None,
+            f"no dose coefficient for {rp}: effective dose not estimated",
+            "dose.notifiable",
+            "high",
+        ), None
     intended = e["prescribed_mbq"] * coef
     c = criterion_for(intended)
     ok = msv < c.threshold_msv
-    msg = (f"effective dose estimate {msv:.1f} mSv ({act.administered_mbq:.0f} MBq x {coef:g} mSv/MBq), intended "
-           f"{intended:.1f} mSv: {'below' if ok else 'at or above'} {c.threshold_msv:.1f} mSv (CQC code {c.code}, "
-           f"{c.text})")
+    msg = (
+        f"effective dose estimate {msv:.1f} mSv ({act.administered_mbq:.0f} MBq x {coef:g} mSv/MBq), intended "
+        f"{intended:.1f} mSv: {'below' if ok else 'at or above'} {c.threshold_msv:.1f} mSv (CQC code {c.code}, "
+        f"{c.text})"
+    )
     if not ok:
         msg += ": report to the regulator"
-    return Check("notifiable", ok, msg, "dose.notifiable", "high",
-                 details={"effective_dose_msv": round(msv, 2), "intended_msv": round(intended, 2),
-                          "coefficient": coef, "criterion": c.code, "criterion_text": c.text,
-                          "threshold_msv": round(c.threshold_msv, 2)}), msv
+    return Check(
+        "notifiable",
+        ok,
+        msg,
+        "dose.notifiable",
+        "high",
+        details={
+            "effective_dose_msv": round(msv, 2),
+            "intended_msv": round(intended, 2),
+            "coefficient": coef,
+            "criterion": c.code,
+            "criterion_text": c.text,
+            "threshold_msv": round(c.threshold_msv, 2),
+        },
+    ), msv
 
 
 def check_radiopharmaceutical(e, cfg: DispensingConfig) -> Check | None:
@@ -128,18 +181,33 @@ def check_radiopharmaceutical(e, cfg: DispensingConfig) -> Check | None:
     if exam is None:
         if cfg.unknown_exam == "ignore":
             return None
-        return Check("exam", False, f"exam code {e.get('exam')!r} is not in the booking table: "
-                     f"radiopharmaceutical not verified", "dose.exam_unknown", "low", kind="technical")
+        return Check(
+            "exam",
+            False,
+            f"exam code {e.get('exam')!r} is not in the booking table: radiopharmaceutical not verified",
+            "dose.exam_unknown",
+            "low",
+            kind="technical",
+        )
     wrong = []
     if e.get("radionuclide") != exam.radionuclide:
         wrong.append(f"radionuclide {e.get('radionuclide')} (booked {exam.radionuclide})")
     if exam.radiopharmaceutical is not None and e.get("radiopharmaceutical") != exam.radiopharmaceutical:
-        wrong.append(f"radiopharmaceutical {e.get('radiopharmaceutical')} (booked {exam.radiopharmaceutical})")
+        wrong.append(
+            f"radiopharmaceutical {e.get('radiopharmaceutical')} (booked {exam.radiopharmaceutical})"
+        )
     if wrong:
-        return Check("radiopharmaceutical", False, f"wrong {' and '.join(wrong)} for exam {e['exam']}: "
-                     f"report to the regulator", "dose.wrong_radiopharmaceutical", "high",
-                     details={"expected": exam.model_dump(exclude_none=True)})
-    return Check("radiopharmaceutical", True, f"matches exam {e['exam']}", "dose.wrong_radiopharmaceutical", "high")
+        return Check(
+            "radiopharmaceutical",
+            False,
+            f"wrong {' and '.join(wrong)} for exam {e['exam']}: report to the regulator",
+            "dose.wrong_radiopharmaceutical",
+            "high",
+            details={"expected": exam.model_dump(exclude_none=True)},
+        )
+    return Check(
+        "radiopharmaceutical", True, f"matches exam {e['exam']}", "dose.wrong_radiopharmaceutical", "high"
+    )
 
 
 def check_residual(e, act: Activity, cfg: DispensingConfig) -> Check:
@@ -160,8 +228,15 @@ def check_residual(e, act: Activity, cfg: DispensingConfig) -> Check:
 def check_record(e) -> Check:
     issues = e.get("issues") or []
     if issues:
-        return Check("record", False, "dose record incomplete or implausible: " + "; ".join(issues),
-                     "dose.record_invalid", "medium", kind="technical", details={"issues": list(issues)})
+        return Check(
+            "record",
+            False,
+            "dose record incomplete or implausible: " + "; ".join(issues),
+            "dose.record_invalid",
+            "medium",
+            kind="technical",
+            details={"issues": list(issues)},
+        )
     return Check("record", True, "complete", "dose.record_invalid", "medium", kind="technical")
 
 
@@ -170,8 +245,12 @@ def run_checks(e: Mapping[str, Any], cfg: DispensingConfig) -> tuple[Activity, l
     act = administered_activity(e)
     checks = [check_record(e), check_tolerance(e, act, cfg), check_reference_level(e, act, cfg)]
     rp = check_radiopharmaceutical(e, cfg)
-    notifiable, msv = check_notifiable(e, act, cfg, wrong_radiopharmaceutical=rp is not None and rp.ok is False
-                                       and rp.name == "radiopharmaceutical")
+    notifiable, msv = check_notifiable(
+        e,
+        act,
+        cfg,
+        wrong_radiopharmaceutical=rp is not None and rp.ok is False and rp.name == "radiopharmaceutical",
+    )
     checks.append(notifiable)
     if rp is not None:
         checks.append(rp)
@@ -179,5 +258,15 @@ def run_checks(e: Mapping[str, Any], cfg: DispensingConfig) -> tuple[Activity, l
     return act, checks, msv
 
 
-__all__ = ["Check", "Activity", "administered_activity", "run_checks", "check_tolerance", "check_reference_level",
-           "check_notifiable", "check_radiopharmaceutical", "check_residual", "check_record"]
+__all__ = [
+    "Activity",
+    "Check",
+    "administered_activity",
+    "check_notifiable",
+    "check_radiopharmaceutical",
+    "check_record",
+    "check_reference_level",
+    "check_residual",
+    "check_tolerance",
+    "run_checks",
+]

@@ -8,7 +8,8 @@ left no room occupied, would be the unsafe default.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -20,15 +21,27 @@ from suitemon.drivers.halflife import HALF_LIFE_S
 DEFAULT_DOSE_COEFFICIENTS = {"FDG": 0.019}
 # Alarm types whose cause is a past event (or, for a spill, outlives the unit's error bit): they must
 # latch, so a site's [alarm_types] entry may not turn that off.
-LATCHING_ALARM_TYPES = ("dose.tolerance", "dose.reference_level", "dose.notifiable", "dose.wrong_radiopharmaceutical",
-                        "dose.residual", "dose.exam_unknown", "dose.record_invalid", "dispenser.records_lost",
-                        "dispenser.spill")
+LATCHING_ALARM_TYPES = (
+    "dose.tolerance",
+    "dose.reference_level",
+    "dose.notifiable",
+    "dose.wrong_radiopharmaceutical",
+    "dose.residual",
+    "dose.exam_unknown",
+    "dose.record_invalid",
+    "dispenser.records_lost",
+    "dispenser.spill",
+)
 
 REMOVED = {
-    "notifiable_msv": ("removed: notifiable exposures follow the CQC IR(ME)R criteria relative to the intended "
-                       "dose (docs/dispenser.md), not a fixed effective dose"),
-    "reference_levels": ("removed: give each exam its own reference_level = {rule = \"fixed\", mbq = ...} or "
-                         "{rule = \"per_kg\", mbq_per_kg = ...} under [dispensing.exams.<code>]"),
+    "notifiable_msv": (
+        "removed: notifiable exposures follow the CQC IR(ME)R criteria relative to the intended "
+        "dose (docs/dispenser.md), not a fixed effective dose"
+    ),
+    "reference_levels": (
+        "removed: give each exam its own reference_level = {rule = \"fixed\", mbq = ...} or "
+        "{rule = \"per_kg\", mbq_per_kg = ...} under [dispensing.exams.<code>]"
+    ),
 }
 
 
@@ -44,7 +57,7 @@ class ReferenceLevel(Strict):
     mbq_per_kg: float | None = Field(None, gt=0, le=100, description="rule per_kg: MBq per kg of body weight")
 
     @model_validator(mode="after")
-    def _one_rule(self) -> "ReferenceLevel":
+    def _one_rule(self) -> ReferenceLevel:
         if self.rule == "fixed" and (self.mbq is None or self.mbq_per_kg is not None):
             raise ValueError("rule 'fixed' takes mbq (and no mbq_per_kg)")
         if self.rule == "per_kg" and (self.mbq_per_kg is None or self.mbq is not None):
@@ -70,7 +83,8 @@ class Exam(Strict):
     radiopharmaceutical: str | None = None
     uptake_s: float | None = Field(None, gt=0, le=86400, description="this exam's uptake time")
     reference_level: ReferenceLevel | None = Field(
-        None, description="local DRL for this exam; absent: the reference-level check is reported as not done")
+        None, description="local DRL for this exam; absent: the reference-level check is reported as not done"
+    )
 
     @field_validator("radionuclide")
     @classmethod
@@ -82,9 +96,13 @@ class Exam(Strict):
 
 class DispensingConfig(Strict):
     tolerance_pct: float = Field(10.0, gt=0, le=100, description="administered vs prescribed, +- per cent")
-    residual_limit_pct: float | None = Field(2.0, gt=0, le=100, description="residual as per cent of measured")
+    residual_limit_pct: float | None = Field(
+        2.0, gt=0, le=100, description="residual as per cent of measured"
+    )
     residual_limit_mbq: float | None = Field(None, gt=0)
-    dose_coefficients: dict[str, float] = Field(default_factory=dict, description="mSv/MBq by radiopharmaceutical")
+    dose_coefficients: dict[str, float] = Field(
+        default_factory=dict, description="mSv/MBq by radiopharmaceutical"
+    )
     # Removed settings: refused with a pointer to what replaced them, never silently ignored.
     notifiable_msv: None = Field(None, exclude=True)
     reference_levels: None = Field(None, exclude=True)
@@ -123,14 +141,19 @@ class UptakeConfig(Strict):
     uptake_s: float = Field(3600.0, gt=0, le=86400, description="administration -> ready for scan")
     overdue_s: float = Field(5400.0, gt=0, le=172800, description="administration -> overdue alarm")
     overdue_priority: Priority = "medium"
-    notify_role: Id | None = Field("scanner_team", description="told 'ready for scan'; must be a [roles] entry")
-    state_period_s: float = Field(10.0, ge=0.5, le=600, description="how often each room's state is republished")
+    notify_role: Id | None = Field(
+        "scanner_team", description="told 'ready for scan'; must be a [roles] entry"
+    )
+    state_period_s: float = Field(
+        10.0, ge=0.5, le=600, description="how often each room's state is republished"
+    )
     study_complete_events: list[str] = Field(
         default_factory=lambda: ["dicom.study_complete", "study.complete"],
-        description="journal event types that end a room's uptake (the patient has been scanned)")
+        description="journal event types that end a room's uptake (the patient has been scanned)",
+    )
 
     @model_validator(mode="after")
-    def _order(self) -> "UptakeConfig":
+    def _order(self) -> UptakeConfig:
         if self.overdue_s <= self.uptake_s:
             raise ValueError("overdue_s must be longer than uptake_s")
         return self
@@ -156,10 +179,22 @@ def check(cfg) -> Iterable[tuple[str, str]]:
     for t in LATCHING_ALARM_TYPES:
         at = cfg.alarm_types.get(t)
         if at is not None and not at.latching:
-            yield f"alarm_types.{t}.latching", ("must be true: the cause is a past event (or a spill outliving the "
-                                                "unit's error bit), so a non-latching alarm would clear before "
-                                                "anyone saw it")
+            yield (
+                f"alarm_types.{t}.latching",
+                (
+                    "must be true: the cause is a past event (or a spill outliving the "
+                    "unit's error bit), so a non-latching alarm would clear before "
+                    "anyone saw it"
+                ),
+            )
 
 
-__all__ = ["DispensingConfig", "UptakeConfig", "ReferenceLevel", "Exam", "check", "DEFAULT_DOSE_COEFFICIENTS",
-           "LATCHING_ALARM_TYPES"]
+__all__ = [
+    "DEFAULT_DOSE_COEFFICIENTS",
+    "LATCHING_ALARM_TYPES",
+    "DispensingConfig",
+    "Exam",
+    "ReferenceLevel",
+    "UptakeConfig",
+    "check",
+]

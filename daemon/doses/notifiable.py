@@ -33,19 +33,27 @@ class Criterion:
 def criterion_for(intended_msv: float) -> Criterion:
     """The CQC criterion that applies to an exposure with this intended effective dose."""
     if intended_msv < 0.3:
-        return Criterion("2.1", "intended dose below 0.3 mSv: notifiable at 3 mSv or above (adult)",
-                         ADULT_LOW_BAND_MSV)
+        return Criterion(
+            "2.1", "intended dose below 0.3 mSv: notifiable at 3 mSv or above (adult)", ADULT_LOW_BAND_MSV
+        )
     if intended_msv <= 2.5:
-        return Criterion("2.2", "intended dose 0.3-2.5 mSv: notifiable at 10 or more times the intended dose",
-                         10.0 * intended_msv)
+        return Criterion(
+            "2.2",
+            "intended dose 0.3-2.5 mSv: notifiable at 10 or more times the intended dose",
+            10.0 * intended_msv,
+        )
     if intended_msv <= 10.0:
         return Criterion("2.3", "intended dose 2.5-10 mSv: notifiable at 25 mSv or above", 25.0)
-    return Criterion("2.4", "intended dose above 10 mSv: notifiable at 2.5 or more times the intended dose",
-                     2.5 * intended_msv)
+    return Criterion(
+        "2.4",
+        "intended dose above 10 mSv: notifiable at 2.5 or more times the intended dose",
+        2.5 * intended_msv,
+    )
 
 
 WRONG_RADIOPHARMACEUTICAL = Criterion(
-    "wrong_radiopharmaceutical", "wrong radiopharmaceutical administered: notifiable whatever the dose", 0.0)
+    "wrong_radiopharmaceutical", "wrong radiopharmaceutical administered: notifiable whatever the dose", 0.0
+)
 
 
-__all__ = ["Criterion", "criterion_for", "WRONG_RADIOPHARMACEUTICAL", "ADULT_LOW_BAND_MSV"]
+__all__ = ["ADULT_LOW_BAND_MSV", "WRONG_RADIOPHARMACEUTICAL", "Criterion", "criterion_for"]

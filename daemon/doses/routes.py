@@ -20,14 +20,20 @@ def _base(event: Event, site: str) -> dict:
 
 def dose_messages(event: Event, topics: Topics, site: str) -> list[Message]:
     if event.type == "dose.administered":
-        return [Message(topics.sub(*ADMINISTRATION), dumps({**_base(event, site), "record": event.data}), 1, False)]
+        return [
+            Message(
+                topics.sub(*ADMINISTRATION), dumps({**_base(event, site), "record": event.data}), 1, False
+            )
+        ]
     if event.type == "dose.summary":
         # Retained: a board that starts later still finds the latest day's figures.
         return [Message(topics.sub(*SUMMARY), dumps({**_base(event, site), **event.data}), 1, True)]
     if event.type == "uptake.ready":
         d = event.data
-        return [Message(topics.sub("uptake", d["room"], "ready"), dumps({**_base(event, site), **d}), 1, False)]
+        return [
+            Message(topics.sub("uptake", d["room"], "ready"), dumps({**_base(event, site), **d}), 1, False)
+        ]
     return []
 
 
-__all__ = ["dose_messages", "ADMINISTRATION", "SUMMARY"]
+__all__ = ["ADMINISTRATION", "SUMMARY", "dose_messages"]

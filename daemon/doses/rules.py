@@ -13,13 +13,12 @@ from typing import Any
 
 import structlog
 
-from suitemon.daemon.pseudonym import accession_ref
-from suitemon.drivers.base import Reading
-from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
-
 from suitemon.daemon.alarms import parse_iso
 from suitemon.daemon.doses.records import DoseBook
+from suitemon.daemon.pseudonym import accession_ref
 from suitemon.daemon.rules import Condition, Output, Rules
+from suitemon.drivers.base import Reading
+from suitemon.drivers.halflife import UnknownRadionuclide, decay, half_life_s
 
 log = structlog.get_logger("suitemon.rules.dispenser")
 
@@ -35,14 +34,19 @@ class ErrorAlarm:
 # Unit error bit -> alarm. Spill latches: the bit clears when the unit is reset, but the
 # contamination is only gone once someone has monitored and cleaned up, so a person resets it.
 ERROR_ALARMS: dict[str, ErrorAlarm] = {
-    "spill": ErrorAlarm("high", "technical", True,
-                        "spill detected: stop, contain, monitor and decontaminate; reset after clearance"),
+    "spill": ErrorAlarm(
+        "high",
+        "technical",
+        True,
+        "spill detected: stop, contain, monitor and decontaminate; reset after clearance",
+    ),
     "air_in_line": ErrorAlarm("medium", "technical", False, "air in the line: administration halted"),
     "door_open": ErrorAlarm("medium", "technical", False, "shielding door open"),
     "vial_low": ErrorAlarm("low", "technical", False, "vial low: order or change the vial"),
     "calibration_due": ErrorAlarm("low", "maintenance", False, "activity calibration due"),
-    "residual_high": ErrorAlarm("low", "technical", False,
-                                "residual above the unit's limit: resume or discard at the unit"),
+    "residual_high": ErrorAlarm(
+        "low", "technical", False, "residual above the unit's limit: resume or discard at the unit"
+    ),
 }
 
 
@@ -84,17 +88,30 @@ class DispenserRules(Rules):
         errors = v["errors"]
         for bit, spec in ERROR_ALARMS.items():
             yield Condition(
-                alarm_id=f"{self.device_id}.{bit}", type=f"dispenser.{bit}", present=bool(errors.get(bit)),
-                priority=spec.priority, kind=spec.kind, latching=spec.latching, source=self.device_id,
-                location=self.cfg.location, message=f"{name}: {spec.text}",
-                details={"unit_state": v["unit_state"], "errors_raw": errors.get("raw")})
+                alarm_id=f"{self.device_id}.{bit}",
+                type=f"dispenser.{bit}",
+                present=bool(errors.get(bit)),
+                priority=spec.priority,
+                kind=spec.kind,
+                latching=spec.latching,
+                source=self.device_id,
+                location=self.cfg.location,
+                message=f"{name}: {spec.text}",
+                details={"unit_state": v["unit_state"], "errors_raw": errors.get("raw")},
+            )
         known = any(errors.get(b) for b in ERROR_ALARMS)
         unexplained = (v["unit_state"] == "error" and not known) or v["unit_state"].startswith("unknown")
         yield Condition(
-            alarm_id=f"{self.device_id}.unit_error", type="dispenser.unit_error", present=unexplained,
-            priority="medium", kind="technical", source=self.device_id, location=self.cfg.location,
+            alarm_id=f"{self.device_id}.unit_error",
+            type="dispenser.unit_error",
+            present=unexplained,
+            priority="medium",
+            kind="technical",
+            source=self.device_id,
+            location=self.cfg.location,
             message=f"{name}: unit in error state '{v['unit_state']}' without a known cause bit",
-            details={"unit_state": v["unit_state"], "errors_raw": errors.get("raw")})
+            details={"unit_state": v["unit_state"], "errors_raw": errors.get("raw")},
+        )
 
     # -- state -------------------------------------------------------------------
     def state(self, reading: Reading | None) -> dict[str, Any]:
@@ -106,19 +123,26 @@ class DispenserRules(Rules):
         if isinstance(job, dict) and job.get("accession"):
             # The booking on the unit names its RIS accession number: publish the pseudonym instead.
             out["values"] = {**v, "job": {**job, "accession": accession_ref(job["accession"], self.key)}}
-        if v.get("vial_radionuclide") and v.get("vial_calibrated_at") and v.get("vial_activity_mbq") is not None:
+        if (
+            v.get("vial_radionuclide")
+            and v.get("vial_calibrated_at")
+            and v.get("vial_activity_mbq") is not None
+        ):
             try:
                 t_half = half_life_s(v["vial_radionuclide"], v.get("vial_half_life_s"))
             except UnknownRadionuclide:
                 return out
             out["vial_activity_now_mbq"] = round(
-                decay(v["vial_activity_mbq"], parse_iso(v["vial_calibrated_at"]), time.time(), t_half), 1)
+                decay(v["vial_activity_mbq"], parse_iso(v["vial_calibrated_at"]), time.time(), t_half), 1
+            )
         return out
 
     def comm_lost(self, present: bool, default: Condition) -> Output:
         if not present:
             return (default,)
         slots = getattr(getattr(self.driver, "ring", None), "slots", "?")
-        msg = (f"{default.message}. Administrations wait in the unit's ring ({slots} slots) and are read "
-               f"when it answers again; more than {slots} meanwhile are lost")
+        msg = (
+            f"{default.message}. Administrations wait in the unit's ring ({slots} slots) and are read "
+            f"when it answers again; more than {slots} meanwhile are lost"
+        )
         return (replace(default, message=msg),)

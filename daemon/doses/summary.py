@@ -53,24 +53,37 @@ def summarize(journal, day: date, tz: ZoneInfo) -> dict[str, Any]:
         failed.update(bad)
         unchecked.update(c["check"] for c in d.get("checks", []) if c.get("ok") is None)
         with_failures += bool(bad)
-    lost = sum(ev.data.get("count", 0) for ev in journal.events_of_type("dose.records_lost")
-               if local_day(ev.ts, tz) == day)
+    lost = sum(
+        ev.data.get("count", 0)
+        for ev in journal.events_of_type("dose.records_lost")
+        if local_day(ev.ts, tz) == day
+    )
     return {
-        "date": day.isoformat(), "timezone": tz.key, "administrations": n,
+        "date": day.isoformat(),
+        "timezone": tz.key,
+        "administrations": n,
         "total_administered_mbq": round(total, 1),
-        "by_radiopharmaceutical": {k: {"administrations": int(v["administrations"]),
-                                       "administered_mbq": round(v["administered_mbq"], 1)}
-                                   for k, v in sorted(by_rp.items())},
+        "by_radiopharmaceutical": {
+            k: {
+                "administrations": int(v["administrations"]),
+                "administered_mbq": round(v["administered_mbq"], 1),
+            }
+            for k, v in sorted(by_rp.items())
+        },
         "by_room": dict(sorted(by_room.items())),
-        "checks_failed": dict(sorted(failed.items())), "checks_not_evaluated": dict(sorted(unchecked.items())),
-        "administrations_with_failed_checks": with_failures, "records_lost": lost,
+        "checks_failed": dict(sorted(failed.items())),
+        "checks_not_evaluated": dict(sorted(unchecked.items())),
+        "administrations_with_failed_checks": with_failures,
+        "records_lost": lost,
     }
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    lines = [f"Dose summary for {s['date']} ({s['timezone']})",
-             f"  administrations        {s['administrations']}",
-             f"  total administered     {s['total_administered_mbq']:.1f} MBq"]
+    lines = [
+        f"Dose summary for {s['date']} ({s['timezone']})",
+        f"  administrations        {s['administrations']}",
+        f"  total administered     {s['total_administered_mbq']:.1f} MBq",
+    ]
     for rp, v in s["by_radiopharmaceutical"].items():
         lines.append(f"    {rp:<22} {v['administrations']:>3} x, {v['administered_mbq']:.1f} MBq")
     lines.append(f"  by room                {', '.join(f'{r} {c}' for r, c in s['by_room'].items()) or '-'}")
@@ -78,7 +91,9 @@ def format_summary(s: dict[str, Any]) -> str:
     for check, c in s["checks_failed"].items():
         lines.append(f"    {check:<22} {c}")
     if s["checks_not_evaluated"]:
-        lines.append("  not evaluated          " + ", ".join(f"{k} {v}" for k, v in s["checks_not_evaluated"].items()))
+        lines.append(
+            "  not evaluated          " + ", ".join(f"{k} {v}" for k, v in s["checks_not_evaluated"].items())
+        )
     lines.append(f"  records lost           {s['records_lost']}")
     return "\n".join(lines)
 
@@ -91,11 +106,15 @@ class SummaryService:
         self.cfg = dispensing_config(ctx.cfg)
         self.tz = ZoneInfo(ctx.cfg.site.timezone)
         self.enabled = getattr(ctx.cfg, "dispensing", None) is not None or any(
-            d.kind == "dispenser" and d.enabled for d in ctx.cfg.devices.values())
+            d.kind == "dispenser" and d.enabled for d in ctx.cfg.devices.values()
+        )
         self._handle: asyncio.TimerHandle | None = None
         if self.enabled:
-            ctx.commands.register("dose_summary", self._command,
-                                  description="publish (and reply with) the dose summary of a day")
+            ctx.commands.register(
+                "dose_summary",
+                self._command,
+                description="publish (and reply with) the dose summary of a day",
+            )
 
     def _due_times(self, now: float) -> tuple[datetime, datetime]:
         """(the latest summary time at or before now, the next one after now), local."""
@@ -111,8 +130,11 @@ class SummaryService:
             return
         last_due, _ = self._due_times(time.time())
         journal = self.ctx.recorder.journal
-        done = {ev.data.get("date") for ev in journal.events_of_type("dose.summary")
-                if ev.data.get("trigger") == "daily"}
+        done = {
+            ev.data.get("date")
+            for ev in journal.events_of_type("dose.summary")
+            if ev.data.get("trigger") == "daily"
+        }
         has_records = next(iter(journal.events_of_type("dose.administered")), None) is not None
         if has_records and last_due.date().isoformat() not in done:
             # The daemon was down at the last summary time: publish that day's now.
@@ -122,7 +144,9 @@ class SummaryService:
     def _schedule(self) -> None:
         _, nxt = self._due_times(time.time())
         # A wall-clock delay recomputed after each run, so DST changes and clock steps are absorbed.
-        self._handle = asyncio.get_running_loop().call_later(max(1.0, nxt.timestamp() - time.time()), self._due)
+        self._handle = asyncio.get_running_loop().call_later(
+            max(1.0, nxt.timestamp() - time.time()), self._due
+        )
 
     def _due(self) -> None:
         last_due, _ = self._due_times(time.time())
@@ -139,7 +163,9 @@ class SummaryService:
     def publish(self, day: date, trigger: str, actor: str = "system") -> dict[str, Any]:
         s = summarize(self.ctx.recorder.journal, day, self.tz)
         self.ctx.recorder.record("dose.summary", {**s, "trigger": trigger}, actor=actor)
-        log.info("dose summary published", date=s["date"], administrations=s["administrations"], trigger=trigger)
+        log.info(
+            "dose summary published", date=s["date"], administrations=s["administrations"], trigger=trigger
+        )
         return s
 
     def _command(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +190,7 @@ def factory(ctx) -> SummaryService:
 def cmd_doses(args) -> int:
     from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit
     from suitemon.daemon.journal import Journal, JournalError
+
     cfg = load_or_exit(args.config)
     path = cfg.state.dir / "journal.sqlite3"
     if not path.exists():
@@ -190,6 +217,7 @@ def cmd_doses(args) -> int:
 
 def add_parser(sub) -> None:
     from suitemon.daemon.cli_support import add_config_option
+
     p = sub.add_parser("doses", help="dose records: a day's activity summary")
     dsub = p.add_subparsers(dest="doses_command", required=True)
     s = dsub.add_parser("summary", help="administrations, total activity and failed checks of one day")
@@ -199,4 +227,4 @@ def add_parser(sub) -> None:
     s.set_defaults(fn=cmd_doses)
 
 
-__all__ = ["summarize", "format_summary", "SummaryService", "factory", "add_parser", "local_day"]
+__all__ = ["SummaryService", "add_parser", "factory", "format_summary", "local_day", "summarize"]

@@ -46,9 +46,13 @@ class Clock:
 
     def public(self, now: float) -> dict[str, Any]:
         return {
-            "record_id": self.record_id, "patient_ref": self.patient_ref, "accession": self.accession,
-            "administered_at": iso(self.administered_at), "ready_at": iso(self.ready_at),
-            "overdue_at": iso(self.overdue_at), "activity_mbq": self.activity_mbq,
+            "record_id": self.record_id,
+            "patient_ref": self.patient_ref,
+            "accession": self.accession,
+            "administered_at": iso(self.administered_at),
+            "ready_at": iso(self.ready_at),
+            "overdue_at": iso(self.overdue_at),
+            "activity_mbq": self.activity_mbq,
             "remaining_s": round(max(0.0, self.ready_at - now), 1),
             "waited_s": round(max(0.0, now - self.administered_at), 1),
         }
@@ -60,7 +64,8 @@ class UptakeService:
         self.cfg: UptakeConfig = getattr(ctx.cfg, "uptake", None) or UptakeConfig()
         self.exams = dispensing_config(ctx.cfg).exams
         self.enabled = getattr(ctx.cfg, "uptake", None) is not None or any(
-            d.kind == "dispenser" and d.enabled for d in ctx.cfg.devices.values())
+            d.kind == "dispenser" and d.enabled for d in ctx.cfg.devices.values()
+        )
         self.clocks: dict[str, Clock] = {}
         self._timers: dict[str, list[asyncio.TimerHandle]] = {}
         self.tasks = TaskSet()
@@ -109,7 +114,9 @@ class UptakeService:
                 last[ev.data["room"]] = ev
         for room, ev in last.items():
             if ev.data["record_id"] not in started:
-                log.warning("administration without an uptake clock: starting it now", record_id=ev.data["record_id"])
+                log.warning(
+                    "administration without an uptake clock: starting it now", record_id=ev.data["record_id"]
+                )
                 self._begin(ev)
         for rec in list(self.ctx.engine.alarms.values()):
             if rec.type != "uptake.overdue":
@@ -126,10 +133,17 @@ class UptakeService:
                 self._end(room, "room freed while suitemon was not running", fact.get("source") or "")
 
     def _clock_from(self, d: dict[str, Any], started_at: float) -> Clock:
-        return Clock(room=d["room"], record_id=d["record_id"], patient_ref=d.get("patient_ref"),
-                     accession=d.get("accession"), administered_at=parse_iso(d["administered_at"]),
-                     ready_at=parse_iso(d["ready_at"]), overdue_at=parse_iso(d["overdue_at"]),
-                     activity_mbq=d.get("activity_mbq"), started_at=started_at)
+        return Clock(
+            room=d["room"],
+            record_id=d["record_id"],
+            patient_ref=d.get("patient_ref"),
+            accession=d.get("accession"),
+            administered_at=parse_iso(d["administered_at"]),
+            ready_at=parse_iso(d["ready_at"]),
+            overdue_at=parse_iso(d["overdue_at"]),
+            activity_mbq=d.get("activity_mbq"),
+            started_at=started_at,
+        )
 
     # -- events in -----------------------------------------------------------------
     def _on_event(self, ev: Event) -> None:
@@ -160,14 +174,28 @@ class UptakeService:
         activity = d.get("administered_mbq", d.get("measured_mbq"))
         occ = self.ctx.services.get("occupancy")
         if occ is not None:
-            occ.set(room, True, source=f"dose:{rid}", activity_mbq=activity, administered_at=d.get("administered_at"),
-                    reason="radiopharmaceutical administered")
+            occ.set(
+                room,
+                True,
+                source=f"dose:{rid}",
+                activity_mbq=activity,
+                administered_at=d.get("administered_at"),
+                reason="radiopharmaceutical administered",
+            )
         else:
             log.error("no occupancy service: the room's radiation thresholds will not know it is occupied")
-        data = {"room": room, "record_id": rid, "patient_ref": d.get("patient_ref"), "accession": d.get("accession"),
-                "administered_at": iso(t_adm), "ready_at": iso(t_adm + uptake_s),
-                "overdue_at": iso(t_adm + overdue_s), "uptake_s": uptake_s, "overdue_s": overdue_s,
-                "activity_mbq": activity}
+        data = {
+            "room": room,
+            "record_id": rid,
+            "patient_ref": d.get("patient_ref"),
+            "accession": d.get("accession"),
+            "administered_at": iso(t_adm),
+            "ready_at": iso(t_adm + uptake_s),
+            "overdue_at": iso(t_adm + overdue_s),
+            "uptake_s": uptake_s,
+            "overdue_s": overdue_s,
+            "activity_mbq": activity,
+        }
         self.ctx.recorder.record("uptake.started", data)
         clock = self._clock_from(data, time.time())
         self.clocks[room] = clock
@@ -182,9 +210,11 @@ class UptakeService:
         for room, clock in self.clocks.items():
             if d.get("room") and d["room"] != room:
                 continue
-            if (d.get("accession") and d["accession"] == clock.accession) or \
-                    (d.get("patient_ref") and d["patient_ref"] == clock.patient_ref) or \
-                    (d.get("room") == room and not d.get("accession") and not d.get("patient_ref")):
+            if (
+                (d.get("accession") and d["accession"] == clock.accession)
+                or (d.get("patient_ref") and d["patient_ref"] == clock.patient_ref)
+                or (d.get("room") == room and not d.get("accession") and not d.get("patient_ref"))
+            ):
                 match = room
                 break
         if match is None:
@@ -208,8 +238,12 @@ class UptakeService:
         now = time.time()
         handles = []
         if not clock.ready:
-            handles.append(loop.call_later(max(0.0, clock.ready_at - now), self._ready, clock.room, clock.record_id))
-        handles.append(loop.call_later(max(0.0, clock.overdue_at - now), self._overdue, clock.room, clock.record_id))
+            handles.append(
+                loop.call_later(max(0.0, clock.ready_at - now), self._ready, clock.room, clock.record_id)
+            )
+        handles.append(
+            loop.call_later(max(0.0, clock.overdue_at - now), self._overdue, clock.room, clock.record_id)
+        )
         self._timers[clock.room] = handles
 
     def _disarm(self, room: str) -> None:
@@ -229,12 +263,18 @@ class UptakeService:
         role = self.cfg.notify_role if self.cfg.notify_role in self.ctx.cfg.roles else None
         recipients = list(self.ctx.cfg.roles[role].recipients) if role else []
         area = self.ctx.cfg.areas.get(room)
-        self.ctx.recorder.record("uptake.ready", {
-            **clock.public(now), "room": room, "role": role, "recipients": recipients,
-            "late_s": round(max(0.0, now - clock.ready_at), 1),
-            "message": f"{area.name if area else room}: patient {clock.patient_ref} ready for scan "
-                       f"({(now - clock.administered_at) / 60:.0f} min after administration)",
-        })
+        self.ctx.recorder.record(
+            "uptake.ready",
+            {
+                **clock.public(now),
+                "room": room,
+                "role": role,
+                "recipients": recipients,
+                "late_s": round(max(0.0, now - clock.ready_at), 1),
+                "message": f"{area.name if area else room}: patient {clock.patient_ref} ready for scan "
+                f"({(now - clock.administered_at) / 60:.0f} min after administration)",
+            },
+        )
         log.info("patient ready for scan", room=room, record_id=rid)
         self._publish_room(room)
 
@@ -250,13 +290,23 @@ class UptakeService:
         area = self.ctx.cfg.areas.get(clock.room)
         waited = (time.time() - clock.administered_at) / 60
         return Condition(
-            alarm_id=f"uptake.{clock.room}.overdue", type="uptake.overdue", present=present,
-            priority=self.cfg.overdue_priority, kind="clinical", source="uptake", location=clock.room,
+            alarm_id=f"uptake.{clock.room}.overdue",
+            type="uptake.overdue",
+            present=present,
+            priority=self.cfg.overdue_priority,
+            kind="clinical",
+            source="uptake",
+            location=clock.room,
             message=f"{area.name if area else clock.room}: patient {clock.patient_ref} has waited "
-                    f"{waited:.0f} min since administration (overdue after "
-                    f"{(clock.overdue_at - clock.administered_at) / 60:.0f} min): check on the patient and the scanner",
-            details={"record_id": clock.record_id, "patient_ref": clock.patient_ref,
-                     "administered_at": iso(clock.administered_at), "overdue_at": iso(clock.overdue_at)})
+            f"{waited:.0f} min since administration (overdue after "
+            f"{(clock.overdue_at - clock.administered_at) / 60:.0f} min): check on the patient and the scanner",
+            details={
+                "record_id": clock.record_id,
+                "patient_ref": clock.patient_ref,
+                "administered_at": iso(clock.administered_at),
+                "overdue_at": iso(clock.overdue_at),
+            },
+        )
 
     def _end(self, room: str, reason: str, source: str) -> None:
         clock = self.clocks.pop(room, None)
@@ -266,9 +316,18 @@ class UptakeService:
         if clock.overdue:
             self.ctx.engine.apply(self._overdue_condition(clock, False))
         now = time.time()
-        self.ctx.recorder.record("uptake.ended", {
-            "room": room, "record_id": clock.record_id, "patient_ref": clock.patient_ref, "reason": reason,
-            "source": source, "waited_s": round(now - clock.administered_at, 1), "was_ready": clock.ready})
+        self.ctx.recorder.record(
+            "uptake.ended",
+            {
+                "room": room,
+                "record_id": clock.record_id,
+                "patient_ref": clock.patient_ref,
+                "reason": reason,
+                "source": source,
+                "waited_s": round(now - clock.administered_at, 1),
+                "was_ready": clock.ready,
+            },
+        )
         log.info("uptake clock ended", room=room, record_id=clock.record_id, reason=reason)
         self._publish_room(room)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -16,15 +16,30 @@ FLEET_CONFIG = "/etc/suitemon/fleet.toml"
 
 def add_parser(sub) -> None:
     s = sub.add_parser("fleet", help="central side: sites' events into PostgreSQL; compare sites")
-    s.add_argument("action", choices=["run", "migrate", "report"],
-                   help="run: the collector; migrate: bring the database schema up to date; report: compare sites")
-    s.add_argument("-c", "--config", default=FLEET_CONFIG, metavar="FILE",
-                   help=f"the fleet file (docs/fleet.md; default: {FLEET_CONFIG})")
-    s.add_argument("--since", help="report: from this date/time (ISO 8601, UTC; default 7 days before --until)")
+    s.add_argument(
+        "action",
+        choices=["run", "migrate", "report"],
+        help="run: the collector; migrate: bring the database schema up to date; report: compare sites",
+    )
+    s.add_argument(
+        "-c",
+        "--config",
+        default=FLEET_CONFIG,
+        metavar="FILE",
+        help=f"the fleet file (docs/fleet.md; default: {FLEET_CONFIG})",
+    )
+    s.add_argument(
+        "--since", help="report: from this date/time (ISO 8601, UTC; default 7 days before --until)"
+    )
     s.add_argument("--until", help="report: up to this date/time (default now)")
-    s.add_argument("--format", choices=["text", "csv"], default="text", help="report: text table or CSV (default text)")
-    s.add_argument("--log-format", choices=["auto", "json", "console"],
-                   help="log rendering (auto: console on a terminal, else JSON)")
+    s.add_argument(
+        "--format", choices=["text", "csv"], default="text", help="report: text table or CSV (default text)"
+    )
+    s.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="log rendering (auto: console on a terminal, else JSON)",
+    )
     s.set_defaults(fn=cmd_fleet)
 
 
@@ -32,12 +47,13 @@ def _when(s: str | None) -> datetime | None:
     if s is None:
         return None
     d = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def cmd_fleet(args) -> int:
     from suitemon.daemon import logs
     from suitemon.daemon.fleet.config import FleetConfigError, load_fleet
+
     try:
         cfg = load_fleet(args.config)
     except FleetConfigError as e:
@@ -52,6 +68,7 @@ def cmd_fleet(args) -> int:
 
     if args.action == "run":
         from suitemon.daemon.fleet.collector import Collector
+
         logs.setup("info", args.log_format or "auto")
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -61,10 +78,12 @@ def cmd_fleet(args) -> int:
         with connect(cfg.database) as conn:
             if args.action == "migrate":
                 from suitemon.daemon.fleet.migrate import migrate
+
                 done = migrate(conn)
                 print("applied: " + (", ".join(done) if done else "nothing (up to date)"))
                 return EXIT_OK
             from suitemon.daemon.fleet.report import as_csv, as_text, build
+
             rep = build(conn, _when(args.since), _when(args.until))
     except psycopg.Error as e:
         print(f"database: {e}".strip(), file=sys.stderr)

@@ -79,13 +79,23 @@ class Collector:
     # -- MQTT -------------------------------------------------------------------------------
     def _client(self) -> paho.Client:
         m = self.cfg.mqtt
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-fleet-{self.id}", clean_session=False,
-                        protocol=paho.MQTTv311, manual_ack=True, reconnect_on_failure=False)
+        c = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"suitemon-fleet-{self.id}",
+            clean_session=False,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+            reconnect_on_failure=False,
+        )
         c.username_pw_set(m.username, read_secret(m.password_file))
         if m.ca_file is not None:
             c.tls_set(ca_certs=str(m.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        c.will_set(self.status_topic, json.dumps(self._status("offline", reason="connection lost")), qos=1,
-                   retain=True)
+        c.will_set(
+            self.status_topic,
+            json.dumps(self._status("offline", reason="connection lost")),
+            qos=1,
+            retain=True,
+        )
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
@@ -123,12 +133,26 @@ class Collector:
     def _status(self, state: str, **extra) -> dict:
         c = self.counters
         lags = sorted(c.lags)
-        return {"state": state, "ts": iso_now(), "collector": self.id, "since": self.since, "pid": os.getpid(),
-                "node": self.connected_to, "subscribed": self.subscribed, "database": self.db_state,
-                "sites": self.cfg.mqtt.sites, "received": c.received, "skipped": c.skipped, "stored": c.stored,
-                "duplicates": c.duplicates, "rejected": c.rejected, "db_errors": c.db_errors,
-                "backlog": self.inbox.qsize(),
-                "lag_p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None, **extra}
+        return {
+            "state": state,
+            "ts": iso_now(),
+            "collector": self.id,
+            "since": self.since,
+            "pid": os.getpid(),
+            "node": self.connected_to,
+            "subscribed": self.subscribed,
+            "database": self.db_state,
+            "sites": self.cfg.mqtt.sites,
+            "received": c.received,
+            "skipped": c.skipped,
+            "stored": c.stored,
+            "duplicates": c.duplicates,
+            "rejected": c.rejected,
+            "db_errors": c.db_errors,
+            "backlog": self.inbox.qsize(),
+            "lag_p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None,
+            **extra,
+        }
 
     def _publish_status(self, state: str = "online", **extra) -> None:
         self.client.publish(self.status_topic, json.dumps(self._status(state, **extra)), qos=1, retain=True)
@@ -247,6 +271,10 @@ class Collector:
                 self.client.loop(0.5)
                 self.client.disconnect()
             self.store.close()
-        log.info("collector stopped", stored=self.counters.stored, duplicates=self.counters.duplicates,
-                 rejected=self.counters.rejected)
+        log.info(
+            "collector stopped",
+            stored=self.counters.stored,
+            duplicates=self.counters.duplicates,
+            rejected=self.counters.rejected,
+        )
         return 0

@@ -34,6 +34,7 @@ class FleetMqtt(Strict):
     @classmethod
     def _sites(cls, v: list[str]) -> list[str]:
         import re
+
         for s in v:
             if s != "+" and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", s):
                 raise ValueError(f"{s!r} is not a site id (or '+')")
@@ -41,7 +42,9 @@ class FleetMqtt(Strict):
 
 
 class FleetDatabase(Strict):
-    dsn: str = Field(description="libpq connection string without the password, e.g. 'host=db dbname=fleet user=fleet'")
+    dsn: str = Field(
+        description="libpq connection string without the password, e.g. 'host=db dbname=fleet user=fleet'"
+    )
     password_file: Path | None = None
     connect_timeout_s: int = Field(5, ge=1, le=120)
 

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 # A room is compliant when it passed a bell test in the last week (docs/bells.md: weekly test).
 BELL_TEST_INTERVAL = timedelta(days=7)
 
 SECTIONS: dict[str, tuple[str, str]] = {
-    "events": ("Events received (seq gaps = events the database never got)", """
+    "events": (
+        "Events received (seq gaps = events the database never got)",
+        """
         SELECT site, count(*) AS events, min(seq) AS first_seq, max(seq) AS last_seq,
                (max(seq) - min(seq) + 1) - count(*) AS seq_gaps, max(ts) AS last_event
-        FROM fleet_event WHERE ts >= %(since)s AND ts < %(until)s GROUP BY site ORDER BY site"""),
-    "alarm_load": ("Alarm load", """
+        FROM fleet_event WHERE ts >= %(since)s AND ts < %(until)s GROUP BY site ORDER BY site""",
+    ),
+    "alarm_load": (
+        "Alarm load",
+        """
         SELECT site, count(*) AS raised,
                count(*) FILTER (WHERE data->'alarm'->>'priority' = 'high') AS high,
                count(*) FILTER (WHERE data->'alarm'->>'priority' = 'medium') AS medium,
@@ -27,8 +32,11 @@ SECTIONS: dict[str, tuple[str, str]] = {
                round(count(*) / greatest(extract(epoch FROM %(until)s::timestamptz - %(since)s::timestamptz) / 86400, 1)
                      ::numeric, 1) AS per_day
         FROM fleet_event WHERE type = 'alarm.raised' AND ts >= %(since)s AND ts < %(until)s
-        GROUP BY site ORDER BY site"""),
-    "response": ("Response to alarms (raise -> first acknowledge or accept, seconds)", """
+        GROUP BY site ORDER BY site""",
+    ),
+    "response": (
+        "Response to alarms (raise -> first acknowledge or accept, seconds)",
+        """
         WITH raised AS (
             SELECT site, data->'alarm'->>'occurrence' AS occ, data->'alarm'->>'priority' AS priority, ts
             FROM fleet_event WHERE type = 'alarm.raised' AND ts >= %(since)s AND ts < %(until)s),
@@ -43,8 +51,11 @@ SECTIONS: dict[str, tuple[str, str]] = {
                round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM a.ts - r.ts))
                      FILTER (WHERE r.priority = 'high')::numeric, 1) AS high_median_s
         FROM raised r LEFT JOIN answered a ON a.site = r.site AND a.occ = r.occ
-        GROUP BY r.site ORDER BY r.site"""),
-    "bell_tests": ("Weekly bell tests (rooms that passed in the 7 days before the report's end)", """
+        GROUP BY r.site ORDER BY r.site""",
+    ),
+    "bell_tests": (
+        "Weekly bell tests (rooms that passed in the 7 days before the report's end)",
+        """
         WITH rooms AS (
             SELECT DISTINCT site, data->>'room' AS room FROM fleet_event
             WHERE type IN ('bells.test_pass', 'bells.test_mode', 'bells.deterioration') AND data ? 'room'),
@@ -59,8 +70,11 @@ SECTIONS: dict[str, tuple[str, str]] = {
                   AND o.data->'alarm'->>'type' = 'bells.test_overdue'
                   AND o.ts >= %(since)s AND o.ts < %(until)s) AS overdue_alarms
         FROM rooms r LEFT JOIN last_pass p ON p.site = r.site AND p.room = r.room
-        GROUP BY r.site ORDER BY r.site"""),
-    "doses": ("Administrations per exam: reference-level compliance and median activity", """
+        GROUP BY r.site ORDER BY r.site""",
+    ),
+    "doses": (
+        "Administrations per exam: reference-level compliance and median activity",
+        """
         WITH d AS (
             SELECT site, coalesce(data->>'exam', '?') AS exam, (data->>'administered_mbq')::float AS mbq,
                    (SELECT (c->>'ok')::boolean FROM jsonb_array_elements(data->'checks') c
@@ -72,8 +86,11 @@ SECTIONS: dict[str, tuple[str, str]] = {
                count(*) FILTER (WHERE ref_ok = false) AS above_ref,
                count(*) FILTER (WHERE ref_ok IS NULL) AS not_evaluated,
                round(100.0 * count(*) FILTER (WHERE ref_ok) / nullif(count(ref_ok), 0), 0) AS compliance_pct
-        FROM d GROUP BY site, exam ORDER BY site, exam"""),
-    "power": ("Power events", """
+        FROM d GROUP BY site, exam ORDER BY site, exam""",
+    ),
+    "power": (
+        "Power events",
+        """
         SELECT site,
                count(*) FILTER (WHERE type = 'alarm.raised' AND data->'alarm'->>'type' LIKE 'ups.%%') AS ups_alarms,
                count(*) FILTER (WHERE type = 'alarm.raised' AND data->'alarm'->>'type' = 'ups.on_battery')
@@ -83,12 +100,13 @@ SECTIONS: dict[str, tuple[str, str]] = {
         FROM fleet_event WHERE ts >= %(since)s AND ts < %(until)s
           AND (type IN ('shutdown.started', 'shutdown.point_of_no_return')
                OR (type = 'alarm.raised' AND data->'alarm'->>'type' LIKE 'ups.%%'))
-        GROUP BY site ORDER BY site"""),
+        GROUP BY site ORDER BY site""",
+    ),
 }
 
 
 def build(conn, since: datetime | None = None, until: datetime | None = None) -> dict[str, dict]:
-    until = until or datetime.now(timezone.utc)
+    until = until or datetime.now(UTC)
     since = since or until - timedelta(days=7)
     params = {"since": since, "until": until, "bell": BELL_TEST_INTERVAL}
     out = {}
@@ -104,7 +122,7 @@ def _cell(v) -> str:
     if v is None:
         return "-"
     if isinstance(v, datetime):
-        return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return str(v)
 
 

@@ -63,18 +63,30 @@ def parse_event(topic: str, payload: bytes, base: str = "suitemon") -> Row:
     if not isinstance(e.get("data", {}), dict):
         raise NotAnEvent("data is not a JSON object")
     alarm_id = e.get("alarm_id")
-    return Row(site, eid, seq, when, typ, e.get("actor") if isinstance(e.get("actor"), str) else None,
-               alarm_id if isinstance(alarm_id, str) else None, text)
+    return Row(
+        site,
+        eid,
+        seq,
+        when,
+        typ,
+        e.get("actor") if isinstance(e.get("actor"), str) else None,
+        alarm_id if isinstance(alarm_id, str) else None,
+        text,
+    )
 
 
 # A batch is copied into a per-connection staging table (COPY is several times faster than row
 # inserts), then moved in one statement that skips what is already stored.
-STAGE = ("CREATE TEMP TABLE IF NOT EXISTS fleet_stage (site text, event_id text, seq bigint, ts timestamptz,"
-         " type text, actor text, alarm_id text, doc jsonb) ON COMMIT DELETE ROWS")
+STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS fleet_stage (site text, event_id text, seq bigint, ts timestamptz,"
+    " type text, actor text, alarm_id text, doc jsonb) ON COMMIT DELETE ROWS"
+)
 COPY = "COPY fleet_stage (site, event_id, seq, ts, type, actor, alarm_id, doc) FROM STDIN"
-MOVE = ("INSERT INTO fleet_event (site, event_id, seq, ts, type, actor, alarm_id, data, collector)"
-        " SELECT site, event_id, seq, ts, type, actor, alarm_id, coalesce(doc->'data', '{}'::jsonb), %s"
-        " FROM fleet_stage ON CONFLICT ON CONSTRAINT fleet_event_once DO NOTHING")
+MOVE = (
+    "INSERT INTO fleet_event (site, event_id, seq, ts, type, actor, alarm_id, data, collector)"
+    " SELECT site, event_id, seq, ts, type, actor, alarm_id, coalesce(doc->'data', '{}'::jsonb), %s"
+    " FROM fleet_stage ON CONFLICT ON CONSTRAINT fleet_event_once DO NOTHING"
+)
 REJECT = "INSERT INTO fleet_rejected (topic, reason, payload, collector) VALUES (%s, %s, %s, %s)"
 
 
@@ -115,8 +127,9 @@ class Store:
                 inserted += self._write([r], [])
             except psycopg.DataError as e:
                 self.close()
-                rejects.append((f"suitemon/{r.site}/event", f"refused by PostgreSQL: {e}".strip()[:500],
-                                r.doc.encode()))
+                rejects.append(
+                    (f"suitemon/{r.site}/event", f"refused by PostgreSQL: {e}".strip()[:500], r.doc.encode())
+                )
         self._write([], rejects)
         return inserted
 
@@ -130,7 +143,9 @@ class Store:
                         cur.execute(STAGE)
                         with cur.copy(COPY) as copy:
                             for r in rows:
-                                copy.write_row((r.site, r.event_id, r.seq, r.ts, r.type, r.actor, r.alarm_id, r.doc))
+                                copy.write_row(
+                                    (r.site, r.event_id, r.seq, r.ts, r.type, r.actor, r.alarm_id, r.doc)
+                                )
                         cur.execute(MOVE, (self.collector,))
                         inserted = max(cur.rowcount, 0)
                     if rejects:

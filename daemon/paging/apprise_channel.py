@@ -65,7 +65,10 @@ def message(alarm: dict[str, Any], room: str | None) -> tuple[str, str]:
     """(title, body): the body carries the whole alarm and, for an emergency, the protocol."""
     prio = PRIORITY_WORD.get(alarm["priority"], alarm["priority"].upper())
     title = " ".join(p for p in (prio, room or "", alarm["message"]) if p)
-    lines = [alarm["message"], f"Priority: {alarm['priority']}  Kind: {alarm['kind']}  Alarm: {alarm['alarm_id']}"]
+    lines = [
+        alarm["message"],
+        f"Priority: {alarm['priority']}  Kind: {alarm['kind']}  Alarm: {alarm['alarm_id']}",
+    ]
     if room:
         lines.append(f"Where: {room}")
     proto = alarm.get("protocol")
@@ -105,7 +108,9 @@ class AppriseChannel(Tracker):
             self._spawn(p, urls, p.text, body)
 
     def _spawn(self, p: Page, urls: list[str], title: str, body: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(p, urls, title, body), name=f"apprise:{p.recipient}")
+        task = asyncio.get_running_loop().create_task(
+            self._send(p, urls, title, body), name=f"apprise:{p.recipient}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -126,10 +131,20 @@ class AppriseChannel(Tracker):
             urls = self.cfg.recipients.get(rid)
             if not urls:
                 continue
-            p = Page(page_id=f"{ev.event_id}/{rid}@{CHANNEL}", alarm_id=alarm["alarm_id"],
-                     occurrence=alarm["occurrence"], step=ev.data["step"], role=ev.data["role"], recipient=rid,
-                     address=", ".join(redact(u) for u in urls), priority=alarm["priority"], text=title,
-                     emergency=bool(at is not None and at.emergency), kind=alarm["kind"], channel=CHANNEL)
+            p = Page(
+                page_id=f"{ev.event_id}/{rid}@{CHANNEL}",
+                alarm_id=alarm["alarm_id"],
+                occurrence=alarm["occurrence"],
+                step=ev.data["step"],
+                role=ev.data["role"],
+                recipient=rid,
+                address=", ".join(redact(u) for u in urls),
+                priority=alarm["priority"],
+                text=title,
+                emergency=bool(at is not None and at.emergency),
+                kind=alarm["kind"],
+                channel=CHANNEL,
+            )
             self._set(p, "queued")
             self._spawn(p, urls, title, body)
 
@@ -152,7 +167,7 @@ class AppriseChannel(Tracker):
         p.attempts = 1
         try:
             ok = await asyncio.wait_for(ap.async_notify(body=body, title=title), self.cfg.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._failed(p, f"no answer within {self.cfg.timeout_s:g} s", attempts=1)
             return
         except Exception as err:  # a plugin's bug is a failed delivery, never a dead daemon

@@ -7,8 +7,9 @@ not in code. Defaults and their sources: docs/paging.md, docs/decisions.md ("ESP
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import time as dtime
-from typing import Annotated, Iterable, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
@@ -44,14 +45,18 @@ class PagingConfig(Strict):
     message_width: int = Field(40, ge=16, le=128, description="characters the handsets display")
     call_type: Digit = "3"
     transmissions: Digit = "3"
-    priorities: dict[Priority, Digit] = Field(default_factory=lambda: {"high": "3", "medium": "2", "low": "1"})
+    priorities: dict[Priority, Digit] = Field(
+        default_factory=lambda: {"high": "3", "medium": "2", "low": "1"}
+    )
     beeps: dict[Priority, Digit] = Field(default_factory=lambda: {"high": "3", "medium": "2", "low": "1"})
     status_returned: bool = Field(False, description="the paging system reports call status (record 7)")
     accepted_call_status: list[Digit] = Field(default_factory=lambda: ["1"], min_length=1)
-    status_timeout_s: float = Field(15.0, gt=0, le=600,
-                                    description="no status within this time: the page is unconfirmed (failed)")
-    recipients: dict[Id, CallAddress] = Field(default_factory=dict,
-                                              description="recipient id (as in [roles]) -> call address")
+    status_timeout_s: float = Field(
+        15.0, gt=0, le=600, description="no status within this time: the page is unconfirmed (failed)"
+    )
+    recipients: dict[Id, CallAddress] = Field(
+        default_factory=dict, description="recipient id (as in [roles]) -> call address"
+    )
     emergency_word: str = Field("DETERIORATING", min_length=1, max_length=20)
     night: NightHours | None = None
     page_low_technical_at_night: bool = False
@@ -59,7 +64,7 @@ class PagingConfig(Strict):
     sim_not_delivered_status: Digit = "0"
 
     @model_validator(mode="after")
-    def _addresses_differ(self) -> "PagingConfig":
+    def _addresses_differ(self) -> PagingConfig:
         if self.control_station_address == self.paging_system_address:
             raise ValueError("control_station_address and paging_system_address must differ")
         for p in ("high", "medium", "low"):
@@ -73,4 +78,7 @@ def check(cfg) -> Iterable[tuple[str, str]]:
     known = {r for role in cfg.roles.values() for r in role.recipients}
     for rid in cfg.paging.recipients:
         if rid not in known:
-            yield f"paging.recipients.{rid}", f"'{rid}' is no role's recipient; roles name: {', '.join(sorted(known))}"
+            yield (
+                f"paging.recipients.{rid}",
+                f"'{rid}' is no role's recipient; roles name: {', '.join(sorted(known))}",
+            )

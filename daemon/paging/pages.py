@@ -44,7 +44,7 @@ class Page:
         return {**asdict(self), **extra}
 
     @classmethod
-    def from_data(cls, d: dict[str, Any]) -> "Page":
+    def from_data(cls, d: dict[str, Any]) -> Page:
         fields = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in fields})
 
@@ -56,4 +56,4 @@ def delivery_messages(event: Event, topics: Topics, site: str) -> list[Message]:
     return [Message(topics.sub("delivery"), dumps(payload), 1, False)]
 
 
-__all__ = ["Page", "EVENT", "STATES", "FINAL", "CHANNEL", "delivery_messages"]
+__all__ = ["CHANNEL", "EVENT", "FINAL", "STATES", "Page", "delivery_messages"]

@@ -30,8 +30,8 @@ import structlog
 from suitemon.daemon.alarms import Condition
 from suitemon.daemon.journal import Event
 from suitemon.daemon.paging.pages import CHANNEL, EVENT, FINAL, Page
-from suitemon.daemon.paging.tracking import Tracker
 from suitemon.daemon.paging.text import display_text
+from suitemon.daemon.paging.tracking import Tracker
 from suitemon.drivers.espa444 import EspaError, call_records, encode_block
 from suitemon.drivers.espa_link import EspaLink, LineSettings, LinkError
 
@@ -49,10 +49,20 @@ class PagingService(Tracker):
         super().__init__(ctx)
         self.cfg = ctx.cfg.paging
         c = self.cfg
-        self.link = EspaLink(LineSettings(
-            port=c.serial_port, baudrate=c.baudrate, bytesize=c.bytesize, parity=c.parity, stopbits=c.stopbits,
-            own_address=c.control_station_address, peer_address=c.paging_system_address,
-            response_timeout_s=c.response_timeout_s, retries=c.retries), counters=ctx.metrics.counters)
+        self.link = EspaLink(
+            LineSettings(
+                port=c.serial_port,
+                baudrate=c.baudrate,
+                bytesize=c.bytesize,
+                parity=c.parity,
+                stopbits=c.stopbits,
+                own_address=c.control_station_address,
+                peer_address=c.paging_system_address,
+                response_timeout_s=c.response_timeout_s,
+                retries=c.retries,
+            ),
+            counters=ctx.metrics.counters,
+        )
         self.queue: deque[Page] = deque()
         self.awaiting: list[tuple[float, Page]] = []  # (deadline, page) waiting for a call status
         self.link_up: bool | None = None
@@ -104,10 +114,21 @@ class PagingService(Tracker):
             address = self.cfg.recipients.get(rid)
             if address is None:
                 continue  # reached by other channels (MQTT notify, board)
-            out.append(Page(page_id=f"{ev.event_id}/{rid}", alarm_id=alarm["alarm_id"],
-                            occurrence=alarm["occurrence"], step=ev.data["step"], role=ev.data["role"],
-                            recipient=rid, address=address, priority=alarm["priority"], text=text,
-                            emergency=emergency, kind=alarm["kind"]))
+            out.append(
+                Page(
+                    page_id=f"{ev.event_id}/{rid}",
+                    alarm_id=alarm["alarm_id"],
+                    occurrence=alarm["occurrence"],
+                    step=ev.data["step"],
+                    role=ev.data["role"],
+                    recipient=rid,
+                    address=address,
+                    priority=alarm["priority"],
+                    text=text,
+                    emergency=emergency,
+                    kind=alarm["kind"],
+                )
+            )
         return out
 
     def _enqueue(self, p: Page, *, restored: bool = False) -> None:
@@ -115,7 +136,9 @@ class PagingService(Tracker):
             return
         self._known.add(p.page_id)
         if not p.emergency and p.priority == "low" and p.kind == "technical" and self._night_suppressed():
-            self._set(p, "suppressed", "low-priority alarm at night (paging.page_low_technical_at_night = false)")
+            self._set(
+                p, "suppressed", "low-priority alarm at night (paging.page_low_technical_at_night = false)"
+            )
             return
         if not restored:
             self._set(p, "queued")
@@ -167,7 +190,7 @@ class PagingService(Tracker):
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), max(0.0, next_poll - time.monotonic()))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             except LinkError as err:
                 self._link_state(False, str(err))
@@ -183,9 +206,17 @@ class PagingService(Tracker):
             return
         c = self.cfg
         try:
-            block = encode_block("1", call_records(
-                p.address, p.text, beep=c.beeps[p.priority], call_type=c.call_type, transmissions=c.transmissions,
-                priority=c.priorities[p.priority]))
+            block = encode_block(
+                "1",
+                call_records(
+                    p.address,
+                    p.text,
+                    beep=c.beeps[p.priority],
+                    call_type=c.call_type,
+                    transmissions=c.transmissions,
+                    priority=c.priorities[p.priority],
+                ),
+            )
         except EspaError as err:  # config let through something the protocol cannot carry: say so loudly
             self._failed(p, f"cannot encode: {err}")
             return
@@ -210,9 +241,16 @@ class PagingService(Tracker):
             self.queue.appendleft(p)
             self._move_on(p, "page_unconfirmed")
             return
-        self._failed(p, {"nak": "NAK from the paging system", "busy": "paging system busy",
-                         "no_answer": "no acknowledgement"}[out.reason] + f" after {out.attempts} attempts",
-                     attempts=p.attempts)
+        self._failed(
+            p,
+            {
+                "nak": "NAK from the paging system",
+                "busy": "paging system busy",
+                "no_answer": "no acknowledgement",
+            }[out.reason]
+            + f" after {out.attempts} attempts",
+            attempts=p.attempts,
+        )
 
     async def _poll(self) -> None:
         out = await self.link.poll()
@@ -236,11 +274,22 @@ class PagingService(Tracker):
             if p.address == address:
                 del self.awaiting[i]
                 if code in self.cfg.accepted_call_status:
-                    self._set(p, "accepted", "delivered (call status)", call_status=code, pager_status=pager,
-                              attempts=p.attempts)
+                    self._set(
+                        p,
+                        "accepted",
+                        "delivered (call status)",
+                        call_status=code,
+                        pager_status=pager,
+                        attempts=p.attempts,
+                    )
                 else:
-                    self._failed(p, f"call status {code}: not delivered", call_status=code, pager_status=pager,
-                                 attempts=p.attempts)
+                    self._failed(
+                        p,
+                        f"call status {code}: not delivered",
+                        call_status=code,
+                        pager_status=pager,
+                        attempts=p.attempts,
+                    )
                 return
         self.ctx.metrics.inc("paging.status_unmatched")
         log.warning("call status for no page we await", address=address, call_status=code)
@@ -250,8 +299,9 @@ class PagingService(Tracker):
         due = [p for t, p in self.awaiting if t <= now]
         self.awaiting = [(t, p) for t, p in self.awaiting if t > now]
         for p in due:
-            self._failed(p, f"no call status within {self.cfg.status_timeout_s:g} s (unconfirmed)",
-                         attempts=p.attempts)
+            self._failed(
+                p, f"no call status within {self.cfg.status_timeout_s:g} s (unconfirmed)", attempts=p.attempts
+            )
 
     def _link_state(self, up: bool, reason: str | None = None) -> None:
         if up == self.link_up:
@@ -259,13 +309,25 @@ class PagingService(Tracker):
         self.link_up = up
         engine = self.ctx.engine
         prio = "high" if _emergency_depends(self.ctx.cfg) else "medium"
-        msg = (f"Paging link down ({reason}): pagers and DECT handsets get no alarms. "
-               f"Check the paging system and the cable on {self.cfg.serial_port}.")
-        engine.apply(Condition(alarm_id=LINK_ALARM, type=LINK_ALARM_TYPE, present=not up, priority=prio,
-                               kind="technical", source="paging", message=msg if not up else "paging link up",
-                               details={"port": self.cfg.serial_port, "reason": reason,
-                                        "queued": len(self.queue)}))
-        log.error("paging link down", reason=reason) if not up else log.info("paging link up", queued=len(self.queue))
+        msg = (
+            f"Paging link down ({reason}): pagers and DECT handsets get no alarms. "
+            f"Check the paging system and the cable on {self.cfg.serial_port}."
+        )
+        engine.apply(
+            Condition(
+                alarm_id=LINK_ALARM,
+                type=LINK_ALARM_TYPE,
+                present=not up,
+                priority=prio,
+                kind="technical",
+                source="paging",
+                message=msg if not up else "paging link up",
+                details={"port": self.cfg.serial_port, "reason": reason, "queued": len(self.queue)},
+            )
+        )
+        log.error("paging link down", reason=reason) if not up else log.info(
+            "paging link up", queued=len(self.queue)
+        )
         if not up:
             # Pages already waiting are unconfirmed: their ladders move on at once.
             for p in list(self.queue):
@@ -307,8 +369,11 @@ class PagingService(Tracker):
 
 def _report_death(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("PAGING LINE TASK DIED: no pages will go out", error=repr(task.exception()),
-                  exc_info=task.exception())
+        log.error(
+            "PAGING LINE TASK DIED: no pages will go out",
+            error=repr(task.exception()),
+            exc_info=task.exception(),
+        )
 
 
 def _emergency_depends(cfg) -> bool:

@@ -44,14 +44,20 @@ def _fit(parts: list[str], width: int) -> str:
     return text
 
 
-def display_text(alarm: dict[str, Any], room: str | None, width: int, emergency_word: str, emergency: bool) -> str:
+def display_text(
+    alarm: dict[str, Any], room: str | None, width: int, emergency_word: str, emergency: bool
+) -> str:
     prio = PRIORITY_WORD.get(alarm.get("priority", ""), str(alarm.get("priority", "")).upper())
     room = ascii_only(room or "")
     proto = alarm.get("protocol") or None
     if emergency and proto:
         number = ascii_only(str(proto.get("number", "")))
         first = ascii_only((proto.get("first_actions") or [""])[0])
-        lead = [prio, room, emergency_word, f"call {number}"] if room else [prio, emergency_word, f"call {number}"]
+        lead = (
+            [prio, room, emergency_word, f"call {number}"]
+            if room
+            else [prio, emergency_word, f"call {number}"]
+        )
         lead_text = " ".join(p for p in lead if p)
         if len(lead_text) > width:
             # Keep priority and the number; the room goes first when space is short.

@@ -25,14 +25,24 @@ class Tracker:
         self.ctx.recorder.record(EVENT, p.data(reason=reason, **extra))
         self.ctx.metrics.inc(f"paging.{p.channel}.{state}")
         level = log.warning if state == "failed" else log.info
-        level("delivery " + state, page_id=p.page_id, channel=p.channel, alarm_id=p.alarm_id,
-              recipient=p.recipient, reason=reason)
+        level(
+            "delivery " + state,
+            page_id=p.page_id,
+            channel=p.channel,
+            alarm_id=p.alarm_id,
+            recipient=p.recipient,
+            reason=reason,
+        )
 
     def _still_wanted(self, p: Page) -> bool:
         engine = self.ctx.engine
         rec = engine.alarms.get(p.alarm_id)
-        return (rec is not None and rec.occurrence == p.occurrence and engine.escalator is not None
-                and engine.escalator.escalating(rec))
+        return (
+            rec is not None
+            and rec.occurrence == p.occurrence
+            and engine.escalator is not None
+            and engine.escalator.escalating(rec)
+        )
 
     def _move_on(self, p: Page, reason: str) -> None:
         if not self._still_wanted(p):
@@ -42,8 +52,13 @@ class Tracker:
         if esc is None or esc.step != p.step or esc.failsafe or (p.occurrence, p.step) in self._advanced:
             return
         self._advanced.add((p.occurrence, p.step))
-        log.warning("not delivered: the ladder moves on now", alarm_id=p.alarm_id, step=p.step, reason=reason,
-                    channel=p.channel)
+        log.warning(
+            "not delivered: the ladder moves on now",
+            alarm_id=p.alarm_id,
+            step=p.step,
+            reason=reason,
+            channel=p.channel,
+        )
         self.ctx.engine.escalator.advance(rec, reason)
 
     def _failed(self, p: Page, reason: str, **extra: Any) -> None:

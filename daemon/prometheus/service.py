@@ -37,20 +37,32 @@ class MetricsService:
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)  # memory, CPU, open fds of the daemon process
         ctx = self.ctx
-        self.registry.register(SuiteCollector(
-            lambda: bridge.call(lambda: take(ctx, ctx.outbox, __version__), timeout=SCRAPE_TIMEOUT_S)))
+        self.registry.register(
+            SuiteCollector(
+                lambda: bridge.call(lambda: take(ctx, ctx.outbox, __version__), timeout=SCRAPE_TIMEOUT_S)
+            )
+        )
         if not self._bind():
             self.tasks.spawn(self._retry_bind(), name="metrics-bind")
 
     def _bind(self) -> bool:
         try:
-            self.server, self.thread = start_http_server(self.cfg.port, addr=self.cfg.bind, registry=self.registry)
+            self.server, self.thread = start_http_server(
+                self.cfg.port, addr=self.cfg.bind, registry=self.registry
+            )
         except OSError as err:
             self.ctx.metrics.inc("metrics.bind_failed")
-            log.error("metrics endpoint cannot listen; retrying", bind=self.cfg.bind, port=self.cfg.port,
-                      error=str(err), retry_s=RETRY_BIND_S)
+            log.error(
+                "metrics endpoint cannot listen; retrying",
+                bind=self.cfg.bind,
+                port=self.cfg.port,
+                error=str(err),
+                retry_s=RETRY_BIND_S,
+            )
             return False
-        log.info("metrics endpoint listening", url=f"http://{self.cfg.bind}:{self.server.server_port}/metrics")
+        log.info(
+            "metrics endpoint listening", url=f"http://{self.cfg.bind}:{self.server.server_port}/metrics"
+        )
         return True
 
     async def _retry_bind(self) -> None:

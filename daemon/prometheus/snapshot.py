@@ -50,14 +50,22 @@ def take(ctx: Any, outbox: Any, version: str) -> Snapshot:
     """Read the daemon's state now. Runs on the loop thread, so nothing changes under it."""
     now = time.monotonic()
     counters = ctx.metrics.snapshot()
-    snap = Snapshot(site=ctx.cfg.site.id, version=version, counters=counters,
-                    dicom=getattr(ctx.cfg, "dicom", None) is not None)
+    snap = Snapshot(
+        site=ctx.cfg.site.id,
+        version=version,
+        counters=counters,
+        dicom=getattr(ctx.cfg, "dicom", None) is not None,
+    )
     for did, r in ctx.runners.items():
         # Never fresh since it started: its age counts from the start, so it grows and alerts.
         since = r.last_ok if r.last_ok is not None else r.started
-        snap.devices[did] = DeviceFigures(kind=r.cfg.kind, age_s=max(0.0, now - since), polls=r.polls,
-                                          failures=counters.get(f"{DEVICE_COUNTER}{did}.poll_failures", 0),
-                                          comm_lost=bool(r.comm_lost))
+        snap.devices[did] = DeviceFigures(
+            kind=r.cfg.kind,
+            age_s=max(0.0, now - since),
+            polls=r.polls,
+            failures=counters.get(f"{DEVICE_COUNTER}{did}.poll_failures", 0),
+            comm_lost=bool(r.comm_lost),
+        )
     snap.alarms = {(p, s): 0 for p in PRIORITY_RANK for s in OPEN_STATES}
     for a in ctx.engine.alarms.values():
         if a.state in OPEN_STATES:

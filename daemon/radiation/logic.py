@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time as dtime, tzinfo
-from typing import Any, Callable
-
-from suitemon.drivers.radiation import RiseRule
+from datetime import date, datetime, tzinfo
+from datetime import time as dtime
+from typing import Any
 
 from suitemon.daemon.alarms import iso
+from suitemon.drivers.radiation import RiseRule
 
 
 class LevelTracker:
@@ -199,6 +200,10 @@ class DailyDose:
     def summary(self) -> dict[str, Any] | None:
         if self.day is None:
             return None
-        return {"day": self.day.isoformat(), "usv": round(self.usv, 4),
-                "since": iso(self.since) if self.since is not None else None,
-                "complete": self.complete, "lower_bound": self.lower_bound}
+        return {
+            "day": self.day.isoformat(),
+            "usv": round(self.usv, 4),
+            "since": iso(self.since) if self.since is not None else None,
+            "complete": self.complete,
+            "lower_bound": self.lower_bound,
+        }

@@ -23,8 +23,13 @@ FACT = "occupancy"
 class Occupancy:
     def __init__(self, ctx):
         self.ctx = ctx
-        ctx.commands.register("occupancy", self._command, required=("area", "occupied"), area=lambda b: b["area"],
-                              description="mark an area occupied by an injected patient, or free")
+        ctx.commands.register(
+            "occupancy",
+            self._command,
+            required=("area", "occupied"),
+            area=lambda b: b["area"],
+            description="mark an area occupied by an injected patient, or free",
+        )
 
     async def start(self) -> None:
         latest: dict[str, dict[str, Any]] = {}
@@ -49,15 +54,31 @@ class Occupancy:
         f = self.get(area)
         return bool(f and f["occupied"])
 
-    def set(self, area: str, occupied: bool, *, actor: str = "system", source: str = "",
-            activity_mbq: float | None = None, administered_at: str | None = None, reason: str = "") -> None:
+    def set(
+        self,
+        area: str,
+        occupied: bool,
+        *,
+        actor: str = "system",
+        source: str = "",
+        activity_mbq: float | None = None,
+        administered_at: str | None = None,
+        reason: str = "",
+    ) -> None:
         if area not in self.ctx.cfg.areas:
             raise CommandError(f"unknown area '{area}'")
         current = self.get(area)
         if current is not None and current["occupied"] == occupied and not occupied:
             return  # freeing a free room is not news
-        data = {"area": area, "occupied": occupied, "since": iso(time.time()), "source": source,
-                "activity_mbq": activity_mbq, "administered_at": administered_at, "reason": reason}
+        data = {
+            "area": area,
+            "occupied": occupied,
+            "since": iso(time.time()),
+            "source": source,
+            "activity_mbq": activity_mbq,
+            "administered_at": administered_at,
+            "reason": reason,
+        }
         self.ctx.recorder.record("occupancy.changed", data, actor=actor)
         self.ctx.facts.set(FACT, area, self._fact(data))
 
@@ -68,8 +89,14 @@ class Occupancy:
         activity = body.get("activity_mbq")
         if activity is not None and (not isinstance(activity, (int, float)) or activity < 0):
             raise CommandError("activity_mbq must be a non-negative number")
-        self.set(area, occupied, actor=actor, source="command", activity_mbq=activity,
-                 reason=str(body.get("reason", ""))[:200])
+        self.set(
+            area,
+            occupied,
+            actor=actor,
+            source="command",
+            activity_mbq=activity,
+            reason=str(body.get("reason", ""))[:200],
+        )
         return {"area": area, "occupied": occupied}
 
 

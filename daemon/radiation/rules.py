@@ -21,11 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from suitemon.drivers.radiation import UNIT, AreaRadiation, ThresholdSet, patient_dose_rate, rules_for
-
 from suitemon.daemon.alarms import iso, parse_iso
-from suitemon.daemon.rules import Condition, Output, Rules
 from suitemon.daemon.radiation.logic import DailyDose, LevelTracker, RiseDetector, ZeroWatch
+from suitemon.daemon.rules import Condition, Output, Rules
+from suitemon.drivers.radiation import UNIT, AreaRadiation, ThresholdSet, patient_dose_rate, rules_for
 
 log = structlog.get_logger("suitemon.rules.radiation")
 DAILY_DOSE = "radiation.daily_dose"
@@ -93,14 +92,24 @@ class RadiationRules(Rules):
             t0 = step_at
         bound = self.rc.background_usv_h + patient_dose_rate(float(activity), step_at - t0, distance)
         if level > bound:
-            log.warning("rise beyond what the patient can cause", device=self.device_id, level_usv_h=round(level, 3),
-                        bound_usv_h=round(bound, 3), activity_mbq=activity, activity_known=known)
+            log.warning(
+                "rise beyond what the patient can cause",
+                device=self.device_id,
+                level_usv_h=round(level, 3),
+                bound_usv_h=round(bound, 3),
+                activity_mbq=activity,
+                activity_known=known,
+            )
             return None
         try:
             since = parse_iso(occ["since"])
         except (KeyError, TypeError, ValueError):
             since = None
-        who = f"a {activity:g} MBq patient" if known else f"a patient of unknown activity (assumed {activity:g} MBq)"
+        who = (
+            f"a {activity:g} MBq patient"
+            if known
+            else f"a patient of unknown activity (assumed {activity:g} MBq)"
+        )
         if since is not None and rule is not None and since >= step_at - rule.occupancy_grace_s:
             return f"patient arrived at {occ['since']}; within the {bound:.1f} uSv/h {who} can cause"
         return f"within the {bound:.1f} uSv/h {who} can cause"
@@ -112,7 +121,9 @@ class RadiationRules(Rules):
         rate = float(rate) if isinstance(rate, (int, float)) else None
         self.fault = bool(v.get("detector_fault")) or rate is None
         limit = self.rc.range_max_usv_h
-        self.over_range = bool(v.get("over_range")) or (rate is not None and limit is not None and rate >= limit)
+        self.over_range = bool(v.get("over_range")) or (
+            rate is not None and limit is not None and rate >= limit
+        )
         self.zero_fault = self.zero.update(t, rate == 0.0)
         out = [
             self._over_range_condition(rate),
@@ -125,8 +136,10 @@ class RadiationRules(Rules):
             assert rate is not None
             level_value = float("inf") if self.over_range else rate
             name, ts = self.thresholds()
-            for tracker, which, level in ((self.warning, "warning", ts.warning_usv_h),
-                                          (self.alarm, "alarm", ts.alarm_usv_h)):
+            for tracker, which, level in (
+                (self.warning, "warning", ts.warning_usv_h),
+                (self.alarm, "alarm", ts.alarm_usv_h),
+            ):
                 was = tracker.active
                 now = tracker.update(t, level_value, level, ts.band(level), self.rc.alarm_delay_s)
                 if now and not was:
@@ -140,16 +153,36 @@ class RadiationRules(Rules):
         self.dose.add(t, rate if usable else None, self.over_range)
         if self.dose.previous is not closed and self.dose.previous is not None:
             # A day ended: journal its dose, so reports (suitemon report) have it from the journal alone.
-            self.ctx.recorder.record(DAILY_DOSE, {"device": self.device_id, "area": self.area, **self.dose.previous},
-                                     actor=self.device_id)
+            self.ctx.recorder.record(
+                DAILY_DOSE,
+                {"device": self.device_id, "area": self.area, **self.dose.previous},
+                actor=self.device_id,
+            )
         return out
 
     # -- conditions ------------------------------------------------------------
-    def _cond(self, what: str, present: bool, priority: str, kind: str, message: str,
-              details: dict | None = None, latching: bool = False) -> Condition:
-        return Condition(alarm_id=f"{self.device_id}.{what}", type=f"radiation.{what}", present=present,
-                         priority=priority, kind=kind, source=self.device_id, location=self.area,
-                         message=message, latching=latching, details=details or {})
+    def _cond(
+        self,
+        what: str,
+        present: bool,
+        priority: str,
+        kind: str,
+        message: str,
+        details: dict | None = None,
+        latching: bool = False,
+    ) -> Condition:
+        return Condition(
+            alarm_id=f"{self.device_id}.{what}",
+            type=f"radiation.{what}",
+            present=present,
+            priority=priority,
+            kind=kind,
+            source=self.device_id,
+            location=self.area,
+            message=message,
+            latching=latching,
+            details=details or {},
+        )
 
     def _where(self) -> str:
         area = self.ctx.cfg.areas.get(self.area) if self.area else None
@@ -158,56 +191,104 @@ class RadiationRules(Rules):
     def _level_condition(self, tracker: LevelTracker, which: str, level: float, set_name: str) -> Condition:
         occupied = " (occupied)" if set_name == "occupied" else ""
         return self._cond(
-            f"rate_{which}", tracker.active, "high" if which == "alarm" else "medium", "clinical",
+            f"rate_{which}",
+            tracker.active,
+            "high" if which == "alarm" else "medium",
+            "clinical",
             f"{self._where()}: dose rate above the {which} level of {level:g} {UNIT}{occupied}",
-            {"level_usv_h": level, "threshold_set": set_name, "rate_at_raise_usv_h": tracker.raised_value,
-             "raised_at": iso(tracker.raised_at) if tracker.raised_at else None} if tracker.active else None)
+            {
+                "level_usv_h": level,
+                "threshold_set": set_name,
+                "rate_at_raise_usv_h": tracker.raised_value,
+                "raised_at": iso(tracker.raised_at) if tracker.raised_at else None,
+            }
+            if tracker.active
+            else None,
+        )
 
     def _spill_condition(self) -> Condition:
         s = self.rise.spill if self.rise else None
         if s is None:
             return self._cond("spill", False, "high", "clinical", "")
         return self._cond(
-            "spill", True, "high", "clinical",
+            "spill",
+            True,
+            "high",
+            "clinical",
             f"{self._where()}: dose rate stepped from {s.baseline:.2f} to {s.level:.2f} {UNIT} with no patient "
             f"arriving: suspected spill or unshielded source. Check and decontaminate before resetting.",
-            {"baseline_usv_h": round(s.baseline, 4), "level_usv_h": round(s.level, 4), "step_at": iso(s.step_at)},
-            latching=True)
+            {
+                "baseline_usv_h": round(s.baseline, 4),
+                "level_usv_h": round(s.level, 4),
+                "step_at": iso(s.step_at),
+            },
+            latching=True,
+        )
 
     def _instrument_conditions(self, v) -> Output:
         """The instrument's own alarm outputs are alarms, not display: they are its independent
         judgement (its own setpoints), and they hold even when the dose-rate value is unusable."""
         occupied = " (area occupied)" if self.occupied() else ""
-        for key, priority, what in (("instrument_high_alarm", "high", "HIGH ALARM"),
-                                    ("instrument_low_alarm", "medium", "low alarm")):
+        for key, priority, what in (
+            ("instrument_high_alarm", "high", "HIGH ALARM"),
+            ("instrument_low_alarm", "medium", "low alarm"),
+        ):
             on = bool(v.get(key))
             yield self._cond(
-                key, on, priority, "clinical",
+                key,
+                on,
+                priority,
+                "clinical",
                 f"{self._where()}: monitor {self.label} signals its own {what}{occupied}: check the area"
-                if on else "", {"dose_rate_usv_h": v.get("dose_rate_usv_h")} if on else None)
+                if on
+                else "",
+                {"dose_rate_usv_h": v.get("dose_rate_usv_h")} if on else None,
+            )
 
     def _over_range_condition(self, rate: float | None) -> Condition:
         return self._cond(
-            "over_range", self.over_range, "high", "technical",
+            "over_range",
+            self.over_range,
+            "high",
+            "technical",
             f"{self._where()}: monitor {self.label} is over range; the true dose rate is higher than shown"
-            if self.over_range else "")
+            if self.over_range
+            else "",
+        )
 
     def _fault_condition(self, v) -> Condition:
         why = v.get("fault_reason") or ("no dose-rate value" if v.get("dose_rate_usv_h") is None else "")
         return self._cond(
-            "detector_fault", self.fault, "high", "technical",
+            "detector_fault",
+            self.fault,
+            "high",
+            "technical",
             f"{self._where()}: monitor {self.label} reports a detector fault ({why}); "
-            f"the dose rate is NOT being measured" if self.fault else "")
+            f"the dose rate is NOT being measured"
+            if self.fault
+            else "",
+        )
 
     def _zero_condition(self) -> Condition:
         return self._cond(
-            "zero_reading", self.zero_fault, "medium", "technical",
+            "zero_reading",
+            self.zero_fault,
+            "medium",
+            "technical",
             f"{self._where()}: monitor {self.label} has read exactly zero for over {self.rc.zero_fault_s:g} s: "
-            f"detector or HV failure suspected, not 'all clear'" if self.zero_fault else "")
+            f"detector or HV failure suspected, not 'all clear'"
+            if self.zero_fault
+            else "",
+        )
 
     def comm_lost(self, present: bool, default: Condition) -> Output:
-        return (replace(default, message=f"{self._where()}: radiation monitor {self.label} not communicating; "
-                                         f"the dose rate is NOT being monitored"),)
+        return (
+            replace(
+                default,
+                message=f"{self._where()}: radiation monitor {self.label} not communicating; "
+                f"the dose rate is NOT being monitored",
+            ),
+        )
 
     # -- state -----------------------------------------------------------------
     def level(self, reading) -> str:
@@ -235,9 +316,13 @@ class RadiationRules(Rules):
             "dose_rate_usv_h": None if self.fault else rate,
             "level": self.level(reading),
             "occupied": self.occupied() if self.area else None,
-            "thresholds": {"set": name, "warning_usv_h": ts.warning_usv_h, "alarm_usv_h": ts.alarm_usv_h,
-                           "warning_clear_usv_h": round(ts.warning_usv_h - ts.band(ts.warning_usv_h), 6),
-                           "alarm_clear_usv_h": round(ts.alarm_usv_h - ts.band(ts.alarm_usv_h), 6)},
+            "thresholds": {
+                "set": name,
+                "warning_usv_h": ts.warning_usv_h,
+                "alarm_usv_h": ts.alarm_usv_h,
+                "warning_clear_usv_h": round(ts.warning_usv_h - ts.band(ts.warning_usv_h), 6),
+                "alarm_clear_usv_h": round(ts.alarm_usv_h - ts.band(ts.alarm_usv_h), 6),
+            },
             "spill_suspected": bool(self.rise and self.rise.spill),
             "dose_today": self.dose.summary(),
             "dose_yesterday": self.dose.previous,

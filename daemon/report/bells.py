@@ -48,15 +48,40 @@ class Collector:
         for _, room in rooms:
             mine = [e for e in eps if e.location == room]
             acc = [e.accepted_at - e.raised_at for e in mine if e.accepted_at is not None]
-            can = [e.closed_at - e.raised_at for e in mine
-                   if e.closed_at is not None and (e.closed_by or "").startswith("cancel@")]
+            can = [
+                e.closed_at - e.raised_at
+                for e in mine
+                if e.closed_at is not None and (e.closed_by or "").startswith("cancel@")
+            ]
             name = ctx.area_name(room)
             accept_dist[name], cancel_dist[name] = acc, can
-            rows.append([name, len(mine), len(acc), rnd(median(acc)), rnd(percentile(acc, 90)),
-                         len(can), rnd(median(can)), rnd(percentile(can, 90))])
-        t_resp = Table("bells_response", "Call response per room: press to accept, press to cancel in the room (s)",
-                       ["room", "calls", "accepted", "accept_median_s", "accept_p90_s",
-                        "cancelled_in_room", "cancel_median_s", "cancel_p90_s"], rows)
+            rows.append(
+                [
+                    name,
+                    len(mine),
+                    len(acc),
+                    rnd(median(acc)),
+                    rnd(percentile(acc, 90)),
+                    len(can),
+                    rnd(median(can)),
+                    rnd(percentile(can, 90)),
+                ]
+            )
+        t_resp = Table(
+            "bells_response",
+            "Call response per room: press to accept, press to cancel in the room (s)",
+            [
+                "room",
+                "calls",
+                "accepted",
+                "accept_median_s",
+                "accept_p90_s",
+                "cancelled_in_room",
+                "cancel_median_s",
+                "cancel_p90_s",
+            ],
+            rows,
+        )
 
         weeks = ctx.period.weeks()
         p = ctx.period
@@ -64,8 +89,12 @@ class Collector:
         for room, button, t in self.pass_times:
             if p.start_ts <= t < p.end_ts:
                 week_sets[(room, button)].add(p.iso_week(t))
-        t_tests = Table("bells_weekly_tests", "Weekly bell test per room (pass = every button passed that week)",
-                        ["room", *(f"{y}-W{w:02d}" for y, w in weeks), "compliance_pct"], [])
+        t_tests = Table(
+            "bells_weekly_tests",
+            "Weekly bell test per room (pass = every button passed that week)",
+            ["room", *(f"{y}-W{w:02d}" for y, w in weeks), "compliance_pct"],
+            [],
+        )
         for did, d in devices.items():
             for room, r in d.rooms.items():
                 buttons = list(r.inputs())
@@ -74,25 +103,53 @@ class Collector:
                 for j, ok in enumerate(passed, start=1):
                     if not ok:
                         t_tests.marks[(i, j)] = "missed"
-                t_tests.rows.append([ctx.area_name(room), *("pass" if ok else "MISSED" for ok in passed),
-                                     pct(sum(passed), len(weeks))])
+                t_tests.rows.append(
+                    [
+                        ctx.area_name(room),
+                        *("pass" if ok else "MISSED" for ok in passed),
+                        pct(sum(passed), len(weeks)),
+                    ]
+                )
 
         det = [e for e in eps if e.type in emergency_types]
-        t_det = Table("bells_deterioration", "Deterioration alerts: time to accept and who accepted",
-                      ["raised", "room", "raised_by", "accept_after_s", "accepted_by", "accepted_role", "highest_step"],
-                      [[ctx.local(e.raised_at), ctx.area_name(e.location),
-                        e.details.get("origin") or "button",
-                        rnd(e.accepted_at - e.raised_at) if e.accepted_at is not None else "not accepted",
-                        e.accepted_by or "", e.accepted_role or "",
-                        (e.max_step + 1) if e.max_step is not None else ""] for e in det])
+        t_det = Table(
+            "bells_deterioration",
+            "Deterioration alerts: time to accept and who accepted",
+            ["raised", "room", "raised_by", "accept_after_s", "accepted_by", "accepted_role", "highest_step"],
+            [
+                [
+                    ctx.local(e.raised_at),
+                    ctx.area_name(e.location),
+                    e.details.get("origin") or "button",
+                    rnd(e.accepted_at - e.raised_at) if e.accepted_at is not None else "not accepted",
+                    e.accepted_by or "",
+                    e.accepted_role or "",
+                    (e.max_step + 1) if e.max_step is not None else "",
+                ]
+                for e in det
+            ],
+        )
         sec.tables += [t_resp, t_tests, t_det]
-        sec.figures.append(Figure("bells_cancel", "Press to cancel in the room, per room (s)",
-                                  plots.distribution(cancel_dist, "seconds from press to cancel in the room")))
+        sec.figures.append(
+            Figure(
+                "bells_cancel",
+                "Press to cancel in the room, per room (s)",
+                plots.distribution(cancel_dist, "seconds from press to cancel in the room"),
+            )
+        )
         if any(accept_dist.values()):
-            sec.figures.append(Figure("bells_accept", "Press to accept, per room (s)",
-                                      plots.distribution(accept_dist, "seconds from press to accept")))
+            sec.figures.append(
+                Figure(
+                    "bells_accept",
+                    "Press to accept, per room (s)",
+                    plots.distribution(accept_dist, "seconds from press to accept"),
+                )
+            )
         total_cells = len(weeks) * sum(len(d.rooms) for d in devices.values())
         missed = len(t_tests.marks)
-        sec.figures_of_note = {"calls": len(eps), "deterioration alerts": len(det),
-                               "bell-test compliance %": pct(total_cells - missed, total_cells)}
+        sec.figures_of_note = {
+            "calls": len(eps),
+            "deterioration alerts": len(det),
+            "bell-test compliance %": pct(total_cells - missed, total_cells),
+        }
         return sec

@@ -55,32 +55,51 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         """The headline figures, e.g. for a monthly summary message."""
-        return {"site": self.site_id, "from": self.period.first_day.isoformat(),
-                "to": self.period.last_day.isoformat(),
-                "figures": {s.id: s.figures_of_note for s in self.sections},
-                "journal": {"verified": self.verification.ok, "head_seq": self.verification.head_seq,
-                            "head_hash": self.verification.head_hash}}
+        return {
+            "site": self.site_id,
+            "from": self.period.first_day.isoformat(),
+            "to": self.period.last_day.isoformat(),
+            "figures": {s.id: s.figures_of_note for s in self.sections},
+            "journal": {
+                "verified": self.verification.ok,
+                "head_seq": self.verification.head_seq,
+                "head_hash": self.verification.head_hash,
+            },
+        }
 
 
 def verify(path: Path, chain_key: bytes | None) -> Verification:
     try:
         j = Journal(path, chain_key=chain_key)
-    except (JournalError, OSError, Exception) as err:  # noqa: BLE001  (sqlite errors too: say, do not crash)
+    except (JournalError, OSError, Exception) as err:
         return Verification(False, 0, 0, "", None, f"cannot open the journal: {err}")
     try:
         r = j.verify()
         if r.ok:
-            keyed = f"keyed (HMAC-SHA256) from seq {r.keyed_from}" if r.keyed_from is not None else "plain SHA-256, not keyed"
-            return Verification(True, r.rows, r.head_seq, r.head_hash, r.keyed_from,
-                                f"hash chain intact over {r.rows} events, {keyed}")
+            keyed = (
+                f"keyed (HMAC-SHA256) from seq {r.keyed_from}"
+                if r.keyed_from is not None
+                else "plain SHA-256, not keyed"
+            )
+            return Verification(
+                True,
+                r.rows,
+                r.head_seq,
+                r.head_hash,
+                r.keyed_from,
+                f"hash chain intact over {r.rows} events, {keyed}",
+            )
         seq, h = j.head()
-        return Verification(False, r.rows, seq, h, r.keyed_from,
-                            f"FAILED at seq {r.first_bad_seq}: {r.reason}")
+        return Verification(
+            False, r.rows, seq, h, r.keyed_from, f"FAILED at seq {r.first_bad_seq}: {r.reason}"
+        )
     finally:
         j.close()
 
 
-def build_report(cfg, period: Period, *, journal_path: Path | None = None, chain_key: bytes | None = None) -> Report:
+def build_report(
+    cfg, period: Period, *, journal_path: Path | None = None, chain_key: bytes | None = None
+) -> Report:
     path = Path(journal_path) if journal_path else cfg.state.dir / "journal.sqlite3"
     # The chain walk (an HMAC per row) and the report's pass are independent reads of the same
     # file: on two cores they overlap. Verification opens the journal first (and migrates it, if
@@ -114,23 +133,46 @@ def _wait_opened(path: Path, verifying, timeout: float = 120.0) -> None:
 
 
 def _build(cfg, period: Period, path: Path) -> Report:
-    collectors = {"bells": bells.Collector(), "doses": doses.Collector(), "radiation": radiation.Collector(),
-                  "power": power.Collector(), "devices": devices.Collector()}
+    collectors = {
+        "bells": bells.Collector(),
+        "doses": doses.Collector(),
+        "radiation": radiation.Collector(),
+        "power": power.Collector(),
+        "devices": devices.Collector(),
+    }
     episodes = Episodes()
     db = connect_read_only(path)
     try:
-        before = db.execute("SELECT type FROM events WHERE type IN ('daemon.started', 'daemon.stopped') AND ts < ?"
-                            " ORDER BY seq DESC LIMIT 1", (ts_text(period.start_ts),)).fetchone()
+        before = db.execute(
+            "SELECT type FROM events WHERE type IN ('daemon.started', 'daemon.stopped') AND ts < ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (ts_text(period.start_ts),),
+        ).fetchone()
         collectors["devices"].running_at_start = before is not None and before[0] == "daemon.started"
         subs = [s for c in collectors.values() for s in c.subscriptions()]
         counts = scan(db, period, subs, episodes)
     finally:
         db.close()
     ctx = BuildContext(cfg, period, episodes)
-    sections = [alarms.build(ctx), collectors["bells"].build(ctx), collectors["doses"].build(ctx),
-                collectors["radiation"].build(ctx), collectors["power"].build(ctx), collectors["devices"].build(ctx)]
+    sections = [
+        alarms.build(ctx),
+        collectors["bells"].build(ctx),
+        collectors["doses"].build(ctx),
+        collectors["radiation"].build(ctx),
+        collectors["power"].build(ctx),
+        collectors["devices"].build(ctx),
+    ]
     pending = Verification(False, 0, 0, "", None, "not verified")
-    return Report(cfg.site.id, cfg.site.name, period, sections, pending, str(path), counts["events"], counts["unreadable"])
+    return Report(
+        cfg.site.id,
+        cfg.site.name,
+        period,
+        sections,
+        pending,
+        str(path),
+        counts["events"],
+        counts["unreadable"],
+    )
 
 
 def summary_json(report: Report) -> str:

@@ -17,21 +17,36 @@ def add_parser(sub) -> None:
     add_config_option(s)
     s.add_argument("--from", dest="first", metavar="DATE", help="first day (YYYY-MM-DD, site time)")
     s.add_argument("--to", dest="last", metavar="DATE", help="last day, included")
-    s.add_argument("--previous-month", action="store_true",
-                   help="the last whole calendar month (site time), instead of --from/--to (for a timer)")
-    s.add_argument("--publish", action="store_true",
-                   help="also publish the headline figures, retained, on <base>/<site>/report/summary")
-    s.add_argument("--format", choices=["html", "pdf", "csv"], default="html",
-                   help="html: one self-contained file; pdf: the same as PDF; csv: a file per table (default html)")
-    s.add_argument("-o", "--output", metavar="PATH",
-                   help="file (html, pdf) or directory (csv; or an existing directory for any format); "
-                        "default report-<site>-<from>-<to>.<ext>")
+    s.add_argument(
+        "--previous-month",
+        action="store_true",
+        help="the last whole calendar month (site time), instead of --from/--to (for a timer)",
+    )
+    s.add_argument(
+        "--publish",
+        action="store_true",
+        help="also publish the headline figures, retained, on <base>/<site>/report/summary",
+    )
+    s.add_argument(
+        "--format",
+        choices=["html", "pdf", "csv"],
+        default="html",
+        help="html: one self-contained file; pdf: the same as PDF; csv: a file per table (default html)",
+    )
+    s.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="file (html, pdf) or directory (csv; or an existing directory for any format); "
+        "default report-<site>-<from>-<to>.<ext>",
+    )
     s.set_defaults(fn=cmd_report)
 
 
 def cmd_report(args) -> int:
     from suitemon.daemon.cli_support import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, load_or_exit
     from suitemon.daemon.report.period import PeriodError, parse_period, previous_month
+
     cfg = load_or_exit(args.config)
     try:
         if args.previous_month == bool(args.first or args.last) or bool(args.first) != bool(args.last):
@@ -52,8 +67,10 @@ def cmd_report(args) -> int:
         chain_key = chain_key_file.read_bytes() if chain_key_file.exists() else None
     except OSError as err:
         # Still report: the footer then says the keyed rows could not be verified.
-        print(f"{chain_key_file}: cannot read the chain key ({err.strerror}); the chain is reported unverified",
-              file=sys.stderr)
+        print(
+            f"{chain_key_file}: cannot read the chain key ({err.strerror}); the chain is reported unverified",
+            file=sys.stderr,
+        )
         chain_key = None
     try:  # matplotlib, Jinja2 (and WeasyPrint for PDF): the optional extra, loaded only when needed
         from suitemon.daemon.report import render
@@ -81,10 +98,13 @@ def cmd_report(args) -> int:
         print(f"{out}: cannot write the report: {err}", file=sys.stderr)
         return EXIT_FAIL
     v = report.verification
-    print(f"{out}: {report.events_in_period} events from {period.label()}; journal head seq {v.head_seq}, "
-          f"chain {'verified' if v.ok else 'NOT verified: ' + v.detail}")
+    print(
+        f"{out}: {report.events_in_period} events from {period.label()}; journal head seq {v.head_seq}, "
+        f"chain {'verified' if v.ok else 'NOT verified: ' + v.detail}"
+    )
     if args.publish:
         from suitemon.daemon.report.publish import PublishFailed, publish_summary
+
         try:
             where = publish_summary(cfg, report)
             print(f"summary published (retained) on {where}")

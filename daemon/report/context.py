@@ -18,8 +18,10 @@ class BuildContext:
 
     def raised_in_period(self) -> list[Episode]:
         p = self.period
-        return sorted((e for e in self.episodes.all() if p.start_ts <= e.raised_at < p.end_ts),
-                      key=lambda e: e.raised_at)
+        return sorted(
+            (e for e in self.episodes.all() if p.start_ts <= e.raised_at < p.end_ts),
+            key=lambda e: e.raised_at,
+        )
 
     def local(self, t: float | None) -> str:
         """A time as the site reads it (local, to the second)."""

@@ -43,25 +43,56 @@ class Collector:
         sec = Section("devices", "Devices")
         spans = self.monitored(p.start_ts, p.end_ts)
         monitored = sum(b - a for a, b in spans)
-        lost = [e for e in ctx.episodes.all() if e.type == "device.comm_lost"
-                and e.duration_within(p.start_ts, p.end_ts) > 0]
+        lost = [
+            e
+            for e in ctx.episodes.all()
+            if e.type == "device.comm_lost" and e.duration_within(p.start_ts, p.end_ts) > 0
+        ]
         lost.sort(key=lambda e: e.raised_at)
         rows = []
         for did, dev in ctx.cfg.devices.items():
             mine = [e for e in lost if e.source == did or e.alarm_id == f"{did}.comm_lost"]
             # Lost while the daemon ran: a comm loss across a stop is not counted twice.
-            down = sum(overlap(e.raised_at, e.closed_at if e.closed_at is not None else p.end_ts, spans)
-                       for e in mine)
-            rows.append([did, dev.kind, ctx.area_name(getattr(dev, "location", None)), len(mine), rnd(down / 60.0),
-                         pct(max(0.0, monitored - down), monitored, 2)])
-        sec.tables.append(Table("devices_availability", "Availability per device (% of the monitored time with fresh readings)",
-                                ["device", "kind", "location", "comm_lost_episodes", "comm_lost_min", "availability_pct"],
-                                rows, note=f"Monitored {monitored / 3600:.1f} h of {p.seconds / 3600:.1f} h in the period "
-                                           "(daemon running; a crash without a journaled stop counts as monitored)."))
-        sec.tables.append(Table("devices_comm_lost", "Comm-lost episodes",
-                                ["raised", "device", "cleared", "minutes"],
-                                [[ctx.local(e.raised_at), e.source or e.alarm_id, ctx.local(e.closed_at) or "open",
-                                  rnd(e.duration_within(p.start_ts, p.end_ts) / 60.0)] for e in lost]))
+            down = sum(
+                overlap(e.raised_at, e.closed_at if e.closed_at is not None else p.end_ts, spans)
+                for e in mine
+            )
+            rows.append(
+                [
+                    did,
+                    dev.kind,
+                    ctx.area_name(getattr(dev, "location", None)),
+                    len(mine),
+                    rnd(down / 60.0),
+                    pct(max(0.0, monitored - down), monitored, 2),
+                ]
+            )
+        sec.tables.append(
+            Table(
+                "devices_availability",
+                "Availability per device (% of the monitored time with fresh readings)",
+                ["device", "kind", "location", "comm_lost_episodes", "comm_lost_min", "availability_pct"],
+                rows,
+                note=f"Monitored {monitored / 3600:.1f} h of {p.seconds / 3600:.1f} h in the period "
+                "(daemon running; a crash without a journaled stop counts as monitored).",
+            )
+        )
+        sec.tables.append(
+            Table(
+                "devices_comm_lost",
+                "Comm-lost episodes",
+                ["raised", "device", "cleared", "minutes"],
+                [
+                    [
+                        ctx.local(e.raised_at),
+                        e.source or e.alarm_id,
+                        ctx.local(e.closed_at) or "open",
+                        rnd(e.duration_within(p.start_ts, p.end_ts) / 60.0),
+                    ]
+                    for e in lost
+                ],
+            )
+        )
         sec.figures_of_note = {"monitored hours": rnd(monitored / 3600.0), "comm-lost episodes": len(lost)}
         return sec
 

@@ -30,6 +30,7 @@ class Figure:
 
     def __post_init__(self) -> None:
         from suitemon.daemon.report.plots import scoped
+
         self.svg = scoped(self.svg, self.name)
 
 

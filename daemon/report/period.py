@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
-from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 
@@ -20,11 +20,11 @@ class Period:
 
     @cached_property
     def start(self) -> datetime:
-        return datetime.combine(self.first_day, time(0), self.tz).astimezone(timezone.utc)
+        return datetime.combine(self.first_day, time(0), self.tz).astimezone(UTC)
 
     @cached_property
     def end(self) -> datetime:
-        return datetime.combine(self.last_day + timedelta(days=1), time(0), self.tz).astimezone(timezone.utc)
+        return datetime.combine(self.last_day + timedelta(days=1), time(0), self.tz).astimezone(UTC)
 
     @cached_property
     def start_ts(self) -> float:
@@ -66,7 +66,7 @@ def parse_period(first: str, last: str, tz_name: str) -> Period:
     """``--from``/``--to`` as local dates (YYYY-MM-DD), both days included."""
     try:
         tz = ZoneInfo(tz_name)
-    except Exception as err:  # noqa: BLE001  (ZoneInfoNotFoundError, ValueError on a bad key)
+    except Exception as err:
         raise PeriodError(f"unknown site timezone {tz_name!r}: {err}") from err
     try:
         a, b = date.fromisoformat(first), date.fromisoformat(last)
@@ -81,7 +81,7 @@ def previous_month(tz_name: str, today: date | None = None) -> Period:
     """The last whole calendar month before today's (site time): what a monthly timer reports."""
     try:
         tz = ZoneInfo(tz_name)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise PeriodError(f"unknown site timezone {tz_name!r}: {err}") from err
     today = today or datetime.now(tz).date()
     last = today.replace(day=1) - timedelta(days=1)

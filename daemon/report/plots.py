@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display, no GUI toolkit: a daemon host has neither
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-matplotlib.rcParams.update({
-    "svg.fonttype": "none",  # text stays text: smaller files, searchable PDF
-    "svg.hashsalt": "suitemon-report",  # stable element ids: the same journal gives the same file
-    "font.size": 8,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-})
+matplotlib.rcParams.update(
+    {
+        "svg.fonttype": "none",  # text stays text: smaller files, searchable PDF
+        "svg.hashsalt": "suitemon-report",  # stable element ids: the same journal gives the same file
+        "font.size": 8,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
 
 PRIORITY_COLOURS = {"high": "#c62828", "medium": "#ef8f00", "low": "#1e88e5"}
 
@@ -31,7 +33,7 @@ def _svg(fig) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "suitemon"})
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and doctype: it goes inline in HTML
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: it goes inline in HTML
 
 
 _ID = re.compile(r'(\bid="|xlink:href="#|href="#|url\(#)([^")]+)')
@@ -43,13 +45,16 @@ def scoped(svg: str, prefix: str) -> str:
     return _ID.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
 
 
-def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
-                 colours: dict[str, str] | None = None) -> str:
+def stacked_bars(
+    labels: Sequence[str],
+    series: dict[str, Sequence[float]],
+    ylabel: str,
+    colours: dict[str, str] | None = None,
+) -> str:
     fig, ax = plt.subplots(figsize=(7, 2.4))
     bottom = [0.0] * len(labels)
     for name, values in series.items():
-        ax.bar(range(len(labels)), values, bottom=bottom, label=name,
-               color=(colours or {}).get(name))
+        ax.bar(range(len(labels)), values, bottom=bottom, label=name, color=(colours or {}).get(name))
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_xticks(range(len(labels)), labels, rotation=60 if len(labels) > 10 else 0, ha="right")
     ax.set_ylabel(ylabel)
@@ -75,8 +80,9 @@ def distribution(groups: dict[str, Sequence[float]], xlabel: str) -> str:
     return _svg(fig)
 
 
-def points_against_levels(groups: dict[str, Sequence[float]], levels: dict[str, Sequence[float]],
-                          ylabel: str) -> str:
+def points_against_levels(
+    groups: dict[str, Sequence[float]], levels: dict[str, Sequence[float]], ylabel: str
+) -> str:
     """Values per group (e.g. administered activity per exam) with each one's reference level."""
     names = list(groups)
     labelled = False
@@ -91,8 +97,15 @@ def points_against_levels(groups: dict[str, Sequence[float]], levels: dict[str, 
             ax.scatter([i] * len(vals), vals, s=12, c=["#c62828" if o else "#2e7d32" for o in over], zorder=3)
         shown = sorted({lim for lim in lims if lim is not None})
         if shown:
-            ax.scatter([i] * len(shown), shown, marker="_", s=300, color="#37474f", zorder=2,
-                       label="reference level" if not labelled else None)
+            ax.scatter(
+                [i] * len(shown),
+                shown,
+                marker="_",
+                s=300,
+                color="#37474f",
+                zorder=2,
+                label="reference level" if not labelled else None,
+            )
             labelled = True
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel(ylabel)
@@ -104,8 +117,13 @@ def points_against_levels(groups: dict[str, Sequence[float]], levels: dict[str, 
 def lines(x_labels: Sequence[str], series: dict[str, Sequence[float | None]], ylabel: str) -> str:
     fig, ax = plt.subplots(figsize=(7, 2.4))
     for name, values in series.items():
-        ax.plot(range(len(x_labels)), [float("nan") if v is None else v for v in values], marker="o", ms=3,
-                label=name)
+        ax.plot(
+            range(len(x_labels)),
+            [float("nan") if v is None else v for v in values],
+            marker="o",
+            ms=3,
+            label=name,
+        )
     ax.set_xticks(range(len(x_labels)), x_labels, rotation=60 if len(x_labels) > 10 else 0, ha="right")
     ax.set_ylabel(ylabel)
     if series:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import ssl
 import uuid
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 from suitemon.daemon.contract import Topics
 from suitemon.daemon.mqtt import connect, make_client
@@ -27,11 +26,19 @@ class PublishFailed(OSError):
 
 def summary_payload(report: Report) -> dict:
     s = report.summary()
-    return {"v": SUMMARY_VERSION, "site": report.site_id, "from": s["from"], "to": s["to"],
-            "timezone": report.period.tz.key,
-            "generated_at": datetime.fromtimestamp(report.generated_at, timezone.utc)
-            .isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "events": report.events_in_period, "figures": s["figures"], "journal": s["journal"]}
+    return {
+        "v": SUMMARY_VERSION,
+        "site": report.site_id,
+        "from": s["from"],
+        "to": s["to"],
+        "timezone": report.period.tz.key,
+        "generated_at": datetime.fromtimestamp(report.generated_at, UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z"),
+        "events": report.events_in_period,
+        "figures": s["figures"],
+        "journal": s["journal"],
+    }
 
 
 def topic(cfg) -> str:
@@ -52,7 +59,9 @@ def publish_summary(cfg, report: Report, timeout: float = 10.0) -> str:
         info = client.publish(t, json.dumps(summary_payload(report), ensure_ascii=False), qos=1, retain=True)
         info.wait_for_publish(timeout)
         if not info.is_published():
-            raise PublishFailed(f"the broker {m.host}:{m.port} did not confirm the summary within {timeout:g} s")
+            raise PublishFailed(
+                f"the broker {m.host}:{m.port} did not confirm the summary within {timeout:g} s"
+            )
     except RuntimeError as err:  # paho: the connection was refused or lost before the publish
         raise PublishFailed(f"publishing to {m.host}:{m.port} failed: {err}") from None
     finally:

@@ -4,7 +4,7 @@ and one CSV file per table."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
@@ -16,7 +16,8 @@ _env = jinja2.Environment(
     # Everything from the journal is text to show, never markup: escape by default.
     autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
     undefined=jinja2.StrictUndefined,
-    trim_blocks=True, lstrip_blocks=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
 
 
@@ -32,7 +33,7 @@ _env.filters["cell"] = _cell
 
 
 def html(report: Report) -> str:
-    generated = datetime.fromtimestamp(report.generated_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    generated = datetime.fromtimestamp(report.generated_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return _env.get_template("report.html.j2").render(r=report, generated=generated)
 
 
@@ -40,6 +41,7 @@ def pdf(report: Report, out: Path) -> None:
     import logging
 
     import weasyprint  # imported here: HTML and CSV work without its native libraries
+
     # WeasyPrint warns once per SVG style property it parses with its HTML CSS rules (the drawing
     # is still right) and per repeated glyph id: hundreds of lines that would hide a real error.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
@@ -62,8 +64,19 @@ def csv_dir(report: Report, out: Path) -> list[Path]:
     path = out / "journal_verification.csv"
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["journal", "verified", "head_seq", "head_hash", "detail", "events_in_period", "unreadable_rows"])
-        w.writerow([report.journal_path, v.ok, v.head_seq, v.head_hash, v.detail, report.events_in_period,
-                    report.unreadable_rows])
+        w.writerow(
+            ["journal", "verified", "head_seq", "head_hash", "detail", "events_in_period", "unreadable_rows"]
+        )
+        w.writerow(
+            [
+                report.journal_path,
+                v.ok,
+                v.head_seq,
+                v.head_hash,
+                v.detail,
+                report.events_in_period,
+                report.unreadable_rows,
+            ]
+        )
     written.append(path)
     return written

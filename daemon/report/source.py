@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import structlog
 
@@ -87,12 +88,26 @@ def _t(s: str | None) -> float | None:
 # What the fold reads of an alarm event, as paths into the row's body. SQLite extracts them (in C)
 # for the scan: a busy month is mostly alarm events, and parsing each whole snapshot in Python
 # would be most of a report's time (bench/report_month.py).
-ALARM_PATHS = ("$.data.alarm.occurrence", "$.data.alarm.alarm_id", "$.data.alarm.type", "$.data.alarm.priority",
-               "$.data.alarm.kind", "$.data.alarm.source", "$.data.alarm.location", "$.data.alarm.raised_at",
-               "$.data.alarm.state", "$.data.alarm.acknowledged_at", "$.data.alarm.acknowledged_by",
-               "$.data.alarm.escalation.role", "$.data.alarm.closed_at", "$.data.alarm.closed_by",
-               "$.data.alarm.closed_reason", "$.data.step", "$.actor",
-               *(f"$.data.alarm.details.{k}" for k in KEPT_DETAILS))
+ALARM_PATHS = (
+    "$.data.alarm.occurrence",
+    "$.data.alarm.alarm_id",
+    "$.data.alarm.type",
+    "$.data.alarm.priority",
+    "$.data.alarm.kind",
+    "$.data.alarm.source",
+    "$.data.alarm.location",
+    "$.data.alarm.raised_at",
+    "$.data.alarm.state",
+    "$.data.alarm.acknowledged_at",
+    "$.data.alarm.acknowledged_by",
+    "$.data.alarm.escalation.role",
+    "$.data.alarm.closed_at",
+    "$.data.alarm.closed_by",
+    "$.data.alarm.closed_reason",
+    "$.data.step",
+    "$.actor",
+    *(f"$.data.alarm.details.{k}" for k in KEPT_DETAILS),
+)
 ALARM_SQL = "json_extract(body, " + ", ".join(f"'{p}'" for p in ALARM_PATHS) + ")"
 
 
@@ -115,17 +130,42 @@ class Episodes:
         self.feed_values(ev.type, ev.ts, alarm_values({"data": ev.data, "actor": ev.actor}))
 
     def feed_values(self, type_: str, ts: float, v: list[Any]) -> None:
-        (occurrence, alarm_id, atype, priority, kind, source, location, raised_at, state, ack_at, ack_by,
-         role, closed_at, closed_by, closed_reason, step, actor, *details) = v
+        (
+            occurrence,
+            alarm_id,
+            atype,
+            priority,
+            kind,
+            source,
+            location,
+            raised_at,
+            state,
+            ack_at,
+            ack_by,
+            role,
+            closed_at,
+            closed_by,
+            closed_reason,
+            step,
+            actor,
+            *details,
+        ) = v
         if not isinstance(occurrence, str) or not isinstance(alarm_id, str):
             return
         ep = self.by_occurrence.get(occurrence)
         if ep is None:
             # A month holds hundreds of thousands of episodes of a few dozen alarms: share the names.
-            ep = Episode(alarm_id=_i(alarm_id), occurrence=occurrence, type=_i(atype or "?"),
-                         priority=_i(priority or "?"), kind=_i(kind or "?"), source=_i(source),
-                         location=_i(location), raised_at=_t(raised_at) or ts,
-                         details={k: d for k, d in zip(KEPT_DETAILS, details) if d is not None})
+            ep = Episode(
+                alarm_id=_i(alarm_id),
+                occurrence=occurrence,
+                type=_i(atype or "?"),
+                priority=_i(priority or "?"),
+                kind=_i(kind or "?"),
+                source=_i(source),
+                location=_i(location),
+                raised_at=_t(raised_at) or ts,
+                details={k: d for k, d in zip(KEPT_DETAILS, details) if d is not None},
+            )
             self.by_occurrence[occurrence] = ep
         ep.state = state or ep.state
         if ep.acknowledged_at is None and ack_at:
@@ -142,8 +182,16 @@ class Episodes:
         """An alarm last touched before the period: only its open/closed state at the start matters."""
         if rec.get("occurrence") in self.by_occurrence or rec.get("state") == "closed":
             return
-        self.feed(Ev(0, _t(rec.get("updated_at")) or 0.0, "alarm.updated", rec.get("alarm_id"), "system",
-                     {"alarm": rec}))
+        self.feed(
+            Ev(
+                0,
+                _t(rec.get("updated_at")) or 0.0,
+                "alarm.updated",
+                rec.get("alarm_id"),
+                "system",
+                {"alarm": rec},
+            )
+        )
 
     def all(self) -> list[Episode]:
         return list(self.by_occurrence.values())
@@ -154,7 +202,7 @@ Consumer = Callable[[Ev], None]
 
 def ts_text(t: float) -> str:
     # The journal's own format (journal.utc_now_iso): text comparison is then time order.
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
@@ -169,8 +217,10 @@ def seq_bounds(db: sqlite3.Connection, start_text: str, end_text: str) -> tuple[
     the index range, not the first index entry. Without the index (a journal on read-only media
     that could not be migrated) the same query scans the table: slower, same answer."""
     out = []
-    for q, arg in (("SELECT MIN(seq) FROM events {} WHERE ts >= ?", start_text),
-                   ("SELECT MAX(seq) FROM events {} WHERE ts < ?", end_text)):
+    for q, arg in (
+        ("SELECT MIN(seq) FROM events {} WHERE ts >= ?", start_text),
+        ("SELECT MAX(seq) FROM events {} WHERE ts < ?", end_text),
+    ):
         try:
             out.append(db.execute(q.format("INDEXED BY events_ts"), (arg,)).fetchone()[0])
         except sqlite3.OperationalError:
@@ -179,8 +229,9 @@ def seq_bounds(db: sqlite3.Connection, start_text: str, end_text: str) -> tuple[
     return out[0], out[1]
 
 
-def scan(db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, Consumer]],
-         episodes: Episodes) -> dict[str, int]:
+def scan(
+    db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, Consumer]], episodes: Episodes
+) -> dict[str, int]:
     """Feed every event of the period, in journal order, to the consumers whose prefix matches."""
     subs = list(consumers)
     counts: dict[str, int] = {"events": 0, "unreadable": 0}
@@ -188,8 +239,10 @@ def scan(db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, 
     lo, hi = seq_bounds(db, start_text, end_text)
     # Alarms last changed before the period that were still open at its start.
     for (body,) in db.execute(
-            "SELECT body FROM events WHERE seq IN (SELECT MAX(seq) FROM events WHERE alarm_id IS NOT NULL"
-            " AND seq < ? GROUP BY alarm_id)", (lo if lo is not None else 1 << 62,)):
+        "SELECT body FROM events WHERE seq IN (SELECT MAX(seq) FROM events WHERE alarm_id IS NOT NULL"
+        " AND seq < ? GROUP BY alarm_id)",
+        (lo if lo is not None else 1 << 62,),
+    ):
         rec = json.loads(body).get("data", {}).get("alarm")
         if isinstance(rec, dict):
             episodes.restore(rec)
@@ -200,7 +253,9 @@ def scan(db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, 
         f"SELECT seq, ts, type, alarm_id, event_id, ok, CASE WHEN ok AND type GLOB 'alarm.*' THEN {ALARM_SQL} END,"
         " CASE WHEN ok AND type GLOB 'alarm.*' THEN NULL ELSE body END"
         " FROM (SELECT seq, ts, type, alarm_id, event_id, body, json_valid(body) AS ok FROM events"
-        " WHERE seq BETWEEN ? AND ? AND ts >= ? AND ts < ?) ORDER BY seq", (lo, hi, start_text, end_text))
+        " WHERE seq BETWEEN ? AND ? AND ts >= ? AND ts < ?) ORDER BY seq",
+        (lo, hi, start_text, end_text),
+    )
     wants: dict[str, list[Consumer]] = {}  # per type: a month has a few dozen types, not a million
     for seq, ts, type_, alarm_id, event_id, valid, alarm_json, body in rows:
         counts["events"] += 1
@@ -217,8 +272,16 @@ def scan(db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, 
                 episodes.feed_values(type_, parse_iso(ts), json.loads(alarm_json))
             if wanted:
                 b = json.loads(body)
-                ev = Ev(seq, parse_iso(ts), type_, alarm_id, b.get("actor", "?"), b.get("data") or {}, event_id,
-                        b.get("refers_to"))
+                ev = Ev(
+                    seq,
+                    parse_iso(ts),
+                    type_,
+                    alarm_id,
+                    b.get("actor", "?"),
+                    b.get("data") or {},
+                    event_id,
+                    b.get("refers_to"),
+                )
                 for fn in wanted:
                     fn(ev)
         except (ValueError, TypeError, AttributeError) as err:

@@ -5,7 +5,7 @@ Hyndman and Fan type 7), so a median of an even count is the mean of the middle 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:

@@ -8,7 +8,8 @@ applies them through the alarm engine (driver -> reading -> rules -> alarm event
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from suitemon.daemon.alarms import Condition, Reset
 from suitemon.drivers.base import Reading
@@ -46,4 +47,4 @@ class Rules:
         return None
 
 
-__all__ = ["Rules", "Output", "Condition", "Reset"]
+__all__ = ["Condition", "Output", "Reset", "Rules"]

@@ -27,12 +27,19 @@ class PointRules(Rules):
                 else:
                     now = value < threshold if not was else value < threshold + lim.hysteresis
                 table[name] = now
-                out.append(Condition(
-                    alarm_id=f"{self.device_id}.{name}.{side}", type=f"point.{side}", present=now,
-                    priority=lim.priority, kind="technical", source=self.device_id,
-                    location=self.cfg.location,
-                    message=lim.message or f"{self.cfg.name or self.device_id}: {name} {value} "
-                                          f"{'above' if side == 'high' else 'below'} {threshold}",
-                    details={"point": name, "value": value, "threshold": threshold},
-                ))
+                out.append(
+                    Condition(
+                        alarm_id=f"{self.device_id}.{name}.{side}",
+                        type=f"point.{side}",
+                        present=now,
+                        priority=lim.priority,
+                        kind="technical",
+                        source=self.device_id,
+                        location=self.cfg.location,
+                        message=lim.message
+                        or f"{self.cfg.name or self.device_id}: {name} {value} "
+                        f"{'above' if side == 'high' else 'below'} {threshold}",
+                        details={"point": name, "value": value, "threshold": threshold},
+                    )
+                )
         return out

@@ -30,21 +30,31 @@ ACTIONS = ("start", "abort", "proceed")
 
 def add_parser(sub) -> None:
     from suitemon.daemon.cli_support import add_config_option
+
     s = sub.add_parser("shutdown", help="safe shutdown: dry run, or start/abort/proceed/status")
     add_config_option(s)
     g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--dry-run", action="store_true", help="rehearse with the (simulated) targets; print a timeline")
+    g.add_argument(
+        "--dry-run", action="store_true", help="rehearse with the (simulated) targets; print a timeline"
+    )
     g.add_argument("--start", action="store_true", help="start the sequence now (needs --confirm)")
-    g.add_argument("--abort", action="store_true", help="abort before the point of no return (needs --confirm)")
+    g.add_argument(
+        "--abort", action="store_true", help="abort before the point of no return (needs --confirm)"
+    )
     g.add_argument("--proceed", action="store_true", help="release a held step (needs --confirm)")
     g.add_argument("--status", action="store_true", help="print the daemon's sequence state")
     s.add_argument("--confirm", action="store_true", help="I mean it: required for start, abort and proceed")
     s.add_argument("--offline", action="store_true", help="dry run from the configuration only (no MQTT)")
     s.add_argument("--wait", type=float, default=10.0, help="dry run: longest wait for a target's answer (s)")
     s.add_argument("--reason", default=None, help="recorded in the journal with the command")
-    s.add_argument("--user", default=None, help="your broker account; the journal names it (default: login name)")
-    s.add_argument("--password-file", default=None,
-                   help="file holding your broker password, readable by you only (else you are asked)")
+    s.add_argument(
+        "--user", default=None, help="your broker account; the journal names it (default: login name)"
+    )
+    s.add_argument(
+        "--password-file",
+        default=None,
+        help="file holding your broker password, readable by you only (else you are asked)",
+    )
     # Gone: the actor is whoever the broker authenticated, not a name typed here.
     s.add_argument("--actor", default=None, help="removed: use --user (you act as your own broker account)")
     s.set_defaults(fn=cmd_shutdown)
@@ -52,6 +62,7 @@ def add_parser(sub) -> None:
 
 def cmd_shutdown(args) -> int:
     from suitemon.daemon.cli_support import load_or_exit
+
     cfg = load_or_exit(args.config)
     if cfg.shutdown is None:
         print(f"{args.config}: no [shutdown] section", file=sys.stderr)
@@ -67,6 +78,7 @@ def cmd_shutdown(args) -> int:
 
 def _dry_run(cfg, args) -> int:
     from suitemon.daemon.shutdown.rehearsal import Rehearsal, rehearse_live, timeline, ups_sim_state
+
     if args.offline:
         r = Rehearsal("computed", "--offline: no MQTT, no simulators")
     else:
@@ -95,8 +107,10 @@ def _password(args, user: str) -> str:
         except OSError as err:
             raise CredentialError(f"cannot read {path}: {err.strerror}") from None
         if stat.S_IMODE(st.st_mode) & (stat.S_IRWXG | stat.S_IRWXO) or st.st_uid != os.getuid():
-            raise CredentialError(f"{path} must be yours and readable by you only (mode "
-                                  f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 0600 {path}`")
+            raise CredentialError(
+                f"{path} must be yours and readable by you only (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 0600 {path}`"
+            )
         return path.read_text().strip()
     if not sys.stdin.isatty():
         raise CredentialError("no terminal to ask for your broker password: use --password-file")
@@ -106,9 +120,13 @@ def _password(args, user: str) -> str:
 def _send(cfg, args, action: str) -> int:
     from suitemon.daemon.contract import Topics
     from suitemon.daemon.mqtt import connect, make_client
+
     if args.actor:
-        print("--actor is no longer accepted: you act as your own broker account (--user), and the journal "
-              "names the account the broker authenticated", file=sys.stderr)
+        print(
+            "--actor is no longer accepted: you act as your own broker account (--user), and the journal "
+            "names the account the broker authenticated",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     m = cfg.mqtt
     topics = Topics(m.base_topic, cfg.site.id)
@@ -168,8 +186,11 @@ def _send(cfg, args, action: str) -> int:
     client.loop_start()
     try:
         if not done.wait(10):
-            print("no answer from the daemon within 10 s (is it running? may your account send "
-                  "shutdown commands? the broker drops what its ACL refuses)", file=sys.stderr)
+            print(
+                "no answer from the daemon within 10 s (is it running? may your account send "
+                "shutdown commands? the broker drops what its ACL refuses)",
+                file=sys.stderr,
+            )
             return EXIT_FAIL
     finally:
         client.disconnect()

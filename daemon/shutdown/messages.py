@@ -45,9 +45,22 @@ def reply_filter(topics: Topics) -> str:
     return topics.sub("shutdown", "reply", "+")
 
 
-def command_payload(*, topics: Topics, site: str, target: str, correlation_id: str, sequence_id: str | None,
-                    step: str, command: str, args: dict[str, Any], timeout_s: float, deadline: str | None,
-                    issued_at: str, resume: bool = False, rehearsal: bool = False) -> dict[str, Any]:
+def command_payload(
+    *,
+    topics: Topics,
+    site: str,
+    target: str,
+    correlation_id: str,
+    sequence_id: str | None,
+    step: str,
+    command: str,
+    args: dict[str, Any],
+    timeout_s: float,
+    deadline: str | None,
+    issued_at: str,
+    resume: bool = False,
+    rehearsal: bool = False,
+) -> dict[str, Any]:
     return {
         "correlation_id": correlation_id,
         "sequence_id": sequence_id,

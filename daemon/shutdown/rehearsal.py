@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-
-import ssl
 
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.contract import Topics
@@ -50,7 +49,10 @@ def _describe_triggers(sd: ShutdownConfig) -> str:
         parts.append("UPS silent on battery")
     if t.manual:
         parts.append("manual (with confirmation)")
-    return ", ".join(parts) + f"; each debounced {t.debounce_s:g} s; a battery self-test or calibration with mains good never counts"
+    return (
+        ", ".join(parts)
+        + f"; each debounced {t.debounce_s:g} s; a battery self-test or calibration with mains good never counts"
+    )
 
 
 def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehearsal:
@@ -89,10 +91,20 @@ def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehe
         steps = [s for s in sd.steps if s.kind == "command"]
         for s in steps:
             cid = f"rehearsal-{uuid.uuid4().hex}"
-            payload = command_payload(topics=topics, site=cfg.site.id, target=s.target, correlation_id=cid,
-                                      sequence_id=None, step=s.id, command=s.command, args=s.args,
-                                      timeout_s=s.timeout_s, deadline=None, issued_at=iso(time.time()),
-                                      rehearsal=True)
+            payload = command_payload(
+                topics=topics,
+                site=cfg.site.id,
+                target=s.target,
+                correlation_id=cid,
+                sequence_id=None,
+                step=s.id,
+                command=s.command,
+                args=s.args,
+                timeout_s=s.timeout_s,
+                deadline=None,
+                issued_at=iso(time.time()),
+                rehearsal=True,
+            )
             with lock:
                 sent[cid] = (s.id, time.monotonic())
             client.publish(rehearse_topic(topics, s.target), json.dumps(payload), qos=1)
@@ -105,14 +117,19 @@ def rehearse_live(cfg, wait_cap_s: float = 10.0, connect_s: float = 2.0) -> Rehe
         client.disconnect()
         client.loop_stop()
     if steps and all(v is None for v in acks.values()):
-        return Rehearsal("computed", f"broker {m.host}:{m.port} reachable but no target answered the "
-                                     "rehearsal (simulators not up?)", acks)
-    return Rehearsal("rehearsed", f"targets rehearsed live over MQTT at {m.host}:{m.port}; nothing was shut down",
-                     acks)
+        return Rehearsal(
+            "computed",
+            f"broker {m.host}:{m.port} reachable but no target answered the rehearsal (simulators not up?)",
+            acks,
+        )
+    return Rehearsal(
+        "rehearsed", f"targets rehearsed live over MQTT at {m.host}:{m.port}; nothing was shut down", acks
+    )
 
 
 def ups_sim_state(cfg, device: str) -> dict[str, Any] | None:
     from suitemon.simulators.host import send_control
+
     sc = cfg.simulation
     try:
         return asyncio.run(send_control(sc.control_host, sc.control_port, device, "state", timeout=1.0))
@@ -125,33 +142,44 @@ def _ups_lines(sd: ShutdownConfig, s, i: int, t: float, flag: str) -> list[str]:
     groups = sd.ups_groups()
     if not groups:
         off = t + (s.outlet_delay_s or 0)
-        return [f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: UPS '{sd.ups}' main outlet group "
-                f"shutdown-and-return, delay {s.outlet_delay_s} s; confirmed by reading back the "
-                f"countdown (timeout {s.timeout_s:g} s, {flag})",
-                f"  {f't+{off:.1f} s':>10}  UPS turns the outlets off (at the latest t+{off + s.timeout_s:.1f} s); "
-                "they come back on by themselves when mains returns"]
-    out = [f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: UPS '{sd.ups}' shutdown-and-return of "
-           f"{len(groups)} outlet group(s) in one command, each group's countdown read back "
-           f"(timeout {s.timeout_s:g} s, {flag})"]
+        return [
+            f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: UPS '{sd.ups}' main outlet group "
+            f"shutdown-and-return, delay {s.outlet_delay_s} s; confirmed by reading back the "
+            f"countdown (timeout {s.timeout_s:g} s, {flag})",
+            f"  {f't+{off:.1f} s':>10}  UPS turns the outlets off (at the latest t+{off + s.timeout_s:.1f} s); "
+            "they come back on by themselves when mains returns",
+        ]
+    out = [
+        f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: UPS '{sd.ups}' shutdown-and-return of "
+        f"{len(groups)} outlet group(s) in one command, each group's countdown read back "
+        f"(timeout {s.timeout_s:g} s, {flag})"
+    ]
     for gid, g in sorted(groups.items(), key=lambda kv: kv[1].off_delay_s):
         off = t + g.off_delay_s
         what = f": {', '.join(g.feeds)}" if g.feeds else (f": {g.name}" if g.name else "")
         last = "; patient supervision, switches off LAST" if g.supervision else ""
-        out.append(f"  {f't+{off:.1f} s':>10}  outlet group '{gid}' ({g.ups_group}, delay {g.off_delay_s} s) "
-                   f"off{last}{what}")
-    out.append(f"  {'':>10}    (each at the latest {s.timeout_s:g} s later); all come back on by themselves "
-               "when mains returns")
+        out.append(
+            f"  {f't+{off:.1f} s':>10}  outlet group '{gid}' ({g.ups_group}, delay {g.off_delay_s} s) "
+            f"off{last}{what}"
+        )
+    out.append(
+        f"  {'':>10}    (each at the latest {s.timeout_s:g} s later); all come back on by themselves "
+        "when mains returns"
+    )
     return out
 
 
 def timeline(cfg, r: Rehearsal) -> list[str]:
     sd: ShutdownConfig = cfg.shutdown
-    out = [f"Safe-shutdown dry run for site {cfg.site.id}, UPS '{sd.ups}'",
-           f"timeline: {'rehearsed live' if r.mode == 'rehearsed' else 'computed from configuration only'}"
-           f" ({r.why})",
-           f"triggers: {_describe_triggers(sd)}",
-           f"abort: mains back and stable for {sd.hold_off_s:g} s before the point of no return "
-           f"('{sd.steps[sd.pnr_index].id}')", ""]
+    out = [
+        f"Safe-shutdown dry run for site {cfg.site.id}, UPS '{sd.ups}'",
+        f"timeline: {'rehearsed live' if r.mode == 'rehearsed' else 'computed from configuration only'}"
+        f" ({r.why})",
+        f"triggers: {_describe_triggers(sd)}",
+        f"abort: mains back and stable for {sd.hold_off_s:g} s before the point of no return "
+        f"('{sd.steps[sd.pnr_index].id}')",
+        "",
+    ]
     t, worst = 0.0, 0.0
     out.append(f"  {'t+0.0 s':>10}  trigger fires; sequence starts")
     for i, s in enumerate(sd.steps):
@@ -163,12 +191,19 @@ def timeline(cfg, r: Rehearsal) -> list[str]:
             worst += s.timeout_s + sd.ups_off_after_s()
             break
         if s.kind == "occupancy":
-            policy = ("then proceeds" if s.on_timeout == "proceed"
-                      else "then HOLDS until the room is free or a person releases it")
-            out.append(f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: if a patient is in '{s.area}' (occupancy), "
-                       f"announce it (HIGH alarm shutdown.patient_on_couch) and wait for the room to be "
-                       f"marked free (timeout {s.timeout_s:g} s, {s.on_timeout} on timeout, {flag})")
-            out.append(f"  {'':>10}    room free: done at once; occupied: worst case {s.timeout_s:g} s, {policy}")
+            policy = (
+                "then proceeds"
+                if s.on_timeout == "proceed"
+                else "then HOLDS until the room is free or a person releases it"
+            )
+            out.append(
+                f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: if a patient is in '{s.area}' (occupancy), "
+                f"announce it (HIGH alarm shutdown.patient_on_couch) and wait for the room to be "
+                f"marked free (timeout {s.timeout_s:g} s, {s.on_timeout} on timeout, {flag})"
+            )
+            out.append(
+                f"  {'':>10}    room free: done at once; occupied: worst case {s.timeout_s:g} s, {policy}"
+            )
             t += s.timeout_s
             worst += s.timeout_s
             continue
@@ -176,27 +211,40 @@ def timeline(cfg, r: Rehearsal) -> list[str]:
         if ack is not None:
             result, dur = f"acknowledged in {ack:.2f} s (rehearsed)", ack
         else:
-            policy = ("then proceeds" if s.on_timeout == "proceed"
-                      else "then HOLDS until acknowledged or released by a person")
+            policy = (
+                "then proceeds"
+                if s.on_timeout == "proceed"
+                else "then HOLDS until acknowledged or released by a person"
+            )
             seen = "no answer to the rehearsal; " if r.mode == "rehearsed" else ""
             result, dur = f"{seen}worst case {s.timeout_s:g} s without acknowledgement, {policy}", s.timeout_s
         resume = f"; resume '{s.resume}' on abort" if s.resume else ""
-        out.append(f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: {s.target} <- {s.command} "
-                   f"(timeout {s.timeout_s:g} s, {s.on_timeout} on timeout, {flag}{resume})")
+        out.append(
+            f"  {f't+{t:.1f} s':>10}  step {i + 1} {s.id}: {s.target} <- {s.command} "
+            f"(timeout {s.timeout_s:g} s, {s.on_timeout} on timeout, {flag}{resume})"
+        )
         if s.description:
             out.append(f"  {'':>10}    {s.description}")
         out.append(f"  {'':>10}    {result}")
         t += dur
         worst += s.timeout_s
     out.append("")
-    out.append(f"worst case from trigger to the suite's load off: {worst:.0f} s"
-               + (" (patient supervision stays powered longer, see its group)" if sd.ups_groups() else ""))
+    out.append(
+        f"worst case from trigger to the suite's load off: {worst:.0f} s"
+        + (" (patient supervision stays powered longer, see its group)" if sd.ups_groups() else "")
+    )
     u = r.ups_state
     if u is not None:
-        enough = "enough" if u["runtime_s"] >= worst else "NOT enough: the sequence would skip to critical steps"
-        out.append(f"UPS simulator now: {'mains' if u['mains'] else 'ON BATTERY'}, runtime {u['runtime_s']} s, "
-                   f"charge {u['charge_pct']:g} % ({enough})")
+        enough = (
+            "enough" if u["runtime_s"] >= worst else "NOT enough: the sequence would skip to critical steps"
+        )
+        out.append(
+            f"UPS simulator now: {'mains' if u['mains'] else 'ON BATTERY'}, runtime {u['runtime_s']} s, "
+            f"charge {u['charge_pct']:g} % ({enough})"
+        )
     else:
-        out.append("UPS runtime not checked (UPS simulator control not reachable); the daemon skips to the "
-                   "critical steps when the runtime left is shorter than the steps' worst case")
+        out.append(
+            "UPS runtime not checked (UPS simulator control not reachable); the daemon skips to the "
+            "critical steps when the runtime left is shorter than the steps' worst case"
+        )
     return out

@@ -16,18 +16,34 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import structlog
-
-from suitemon.drivers.base import Driver, DriverError
 
 from suitemon.daemon.alarms import iso, parse_iso
 from suitemon.daemon.contract import Topics
 from suitemon.daemon.shutdown.config import ShutdownConfig
 from suitemon.daemon.shutdown.messages import command_payload
-from suitemon.daemon.shutdown.state import (ABORTED, ABORTING, COMPLETED, DONE, FAILED, HELD, INTERRUPTED, OPEN_STATUSES, PENDING,
-                    RELEASED, RUNNING, SKIPPED, STARTED, TIMEOUT, SequenceState, StepState)
+from suitemon.daemon.shutdown.state import (
+    ABORTED,
+    ABORTING,
+    COMPLETED,
+    DONE,
+    FAILED,
+    HELD,
+    INTERRUPTED,
+    OPEN_STATUSES,
+    PENDING,
+    RELEASED,
+    RUNNING,
+    SKIPPED,
+    STARTED,
+    TIMEOUT,
+    SequenceState,
+    StepState,
+)
+from suitemon.drivers.base import Driver, DriverError
 
 log = structlog.get_logger("suitemon.shutdown")
 
@@ -42,8 +58,17 @@ class SequenceHost(Protocol):
 
     def record(self, type_: str, data: dict[str, Any] | None = None, *, actor: str = "system") -> Any: ...
 
-    def alarm(self, cause: str, present: bool, message: str = "", *, priority: str = "high",
-              latching: bool = False, kind: str = "technical", **details: Any) -> None: ...
+    def alarm(
+        self,
+        cause: str,
+        present: bool,
+        message: str = "",
+        *,
+        priority: str = "high",
+        latching: bool = False,
+        kind: str = "technical",
+        **details: Any,
+    ) -> None: ...
 
     def runtime_left(self, now: float) -> float | None: ...
 
@@ -55,8 +80,7 @@ class SequenceHost(Protocol):
 class SequenceRunner:
     """Walks one sequence. ``ups(device_id)`` finds the UPS driver to command (None: not running here)."""
 
-    def __init__(self, svc: SequenceHost, *, topics: Topics, site: str,
-                 ups: Callable[[str], Driver | None]):
+    def __init__(self, svc: SequenceHost, *, topics: Topics, site: str, ups: Callable[[str], Driver | None]):
         self.svc = svc
         self.topics = topics
         self.site = site
@@ -101,8 +125,16 @@ class SequenceRunner:
             fut.set_result(body)
             return None
         # Nobody waits: a late answer after a timeout, or a duplicate. Worth a journal line.
-        self.svc.record("shutdown.step.late_reply", {"step": step.id, "correlation_id": cid, "resume": is_resume,
-                                                     "status": body["status"], "detail": body.get("detail")})
+        self.svc.record(
+            "shutdown.step.late_reply",
+            {
+                "step": step.id,
+                "correlation_id": cid,
+                "resume": is_resume,
+                "status": body["status"],
+                "detail": body.get("detail"),
+            },
+        )
         return None
 
     def check_budget(self, now: float) -> None:
@@ -119,10 +151,16 @@ class SequenceRunner:
         skipped = [s.id for s in st.steps if s.status in OPEN_STATUSES and not s.critical]
         st.budget_mode = True
         st.message = f"battery short ({runtime:.0f} s left): only the critical steps run"
-        self.svc.record("shutdown.budget", {
-            "runtime_s": round(runtime, 1), "needed_s": round(needed, 1), "skipped": skipped,
-            "message": f"{runtime:.0f} s of battery left, the remaining steps need up to {needed:.0f} s: "
-                       f"skipping to the critical steps" + (f" (dropping {', '.join(skipped)})" if skipped else "")})
+        self.svc.record(
+            "shutdown.budget",
+            {
+                "runtime_s": round(runtime, 1),
+                "needed_s": round(needed, 1),
+                "skipped": skipped,
+                "message": f"{runtime:.0f} s of battery left, the remaining steps need up to {needed:.0f} s: "
+                f"skipping to the critical steps" + (f" (dropping {', '.join(skipped)})" if skipped else ""),
+            },
+        )
         self._wake.set()
 
     def needed_s(self) -> float:
@@ -154,8 +192,12 @@ class SequenceRunner:
             raise
         except Exception as err:
             log.exception("shutdown sequence failed")
-            self.svc.alarm("internal_error", True, f"Safe shutdown sequence stopped by an internal error: {err!r}",
-                           latching=True)
+            self.svc.alarm(
+                "internal_error",
+                True,
+                f"Safe shutdown sequence stopped by an internal error: {err!r}",
+                latching=True,
+            )
             return None
         return self.state.phase
 
@@ -187,12 +229,19 @@ class SequenceRunner:
             if await self._abort_now():
                 return
         st.current_step, st.phase, st.outcome, st.finished_at = None, COMPLETED, "completed", iso(time.time())
-        st.message = (f"completed: the UPS switches {self._outlets_text()} and back on when mains returns"
-                      if st.ups_result else
-                      "completed, but the UPS did NOT confirm its outlet command: check it now")
-        self.svc.record("shutdown.completed", {
-            "ups": st.ups_result, "skipped": [s.id for s in st.steps if s.status == SKIPPED],
-            "unacknowledged": [s.id for s in st.steps if s.status in (TIMEOUT, FAILED, RELEASED)]})
+        st.message = (
+            f"completed: the UPS switches {self._outlets_text()} and back on when mains returns"
+            if st.ups_result
+            else "completed, but the UPS did NOT confirm its outlet command: check it now"
+        )
+        self.svc.record(
+            "shutdown.completed",
+            {
+                "ups": st.ups_result,
+                "skipped": [s.id for s in st.steps if s.status == SKIPPED],
+                "unacknowledged": [s.id for s in st.steps if s.status in (TIMEOUT, FAILED, RELEASED)],
+            },
+        )
 
     async def _gate(self) -> bool:
         """Before the point of no return, start no new step while mains is back but not
@@ -201,16 +250,19 @@ class SequenceRunner:
         while self.svc.mains_back_pending() and not self.state.past_point_of_no_return:
             if not announced:
                 announced = True
-                self.state.message = (f"paused: mains is back; the sequence aborts if it stays "
-                                      f"{self.cfg.hold_off_s:g} s")
-                self.svc.record("shutdown.paused", {"reason": "mains back; waiting "
-                                                    f"{self.cfg.hold_off_s:g} s to see it stay"})
+                self.state.message = (
+                    f"paused: mains is back; the sequence aborts if it stays {self.cfg.hold_off_s:g} s"
+                )
+                self.svc.record(
+                    "shutdown.paused",
+                    {"reason": f"mains back; waiting {self.cfg.hold_off_s:g} s to see it stay"},
+                )
             if await self._abort_now():
                 return True
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), 0.25)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if announced and self.state.phase == RUNNING:
             self.state.message = "safe shutdown in progress: mains lost again"
@@ -227,12 +279,22 @@ class SequenceRunner:
     def _send(self, step: StepState, c, *, resume: bool, event: str, **extra: Any) -> None:
         cid = step.resume_correlation_id if resume else step.correlation_id
         payload = command_payload(
-            topics=self.topics, site=self.site, target=c.target, correlation_id=cid,
-            sequence_id=self.state.sequence_id, step=step.id, command=c.resume if resume else c.command,
-            args=c.resume_args if resume else c.args, timeout_s=c.timeout_s,
-            deadline=None if resume else step.deadline, issued_at=iso(time.time()), resume=resume)
-        self.svc.record(event, {"step": step.id, "target": c.target, "correlation_id": cid, "command": payload,
-                                **extra})
+            topics=self.topics,
+            site=self.site,
+            target=c.target,
+            correlation_id=cid,
+            sequence_id=self.state.sequence_id,
+            step=step.id,
+            command=c.resume if resume else c.command,
+            args=c.resume_args if resume else c.args,
+            timeout_s=c.timeout_s,
+            deadline=None if resume else step.deadline,
+            issued_at=iso(time.time()),
+            resume=resume,
+        )
+        self.svc.record(
+            event, {"step": step.id, "target": c.target, "correlation_id": cid, "command": payload, **extra}
+        )
 
     async def _command_step(self, step: StepState, c) -> None:
         now = time.time()
@@ -259,9 +321,17 @@ class SequenceRunner:
             return True  # the walk sees the abort request next
         if outcome == "reply" and reply is not None and reply["status"] == "done":
             step.status, step.finished_at, step.detail = DONE, iso(now), reply.get("detail")
-            self.svc.record("shutdown.step.acked", {"step": step.id, "target": c.target,
-                                                    "correlation_id": step.correlation_id, "took_s": took,
-                                                    "detail": reply.get("detail")}, actor=c.target)
+            self.svc.record(
+                "shutdown.step.acked",
+                {
+                    "step": step.id,
+                    "target": c.target,
+                    "correlation_id": step.correlation_id,
+                    "took_s": took,
+                    "detail": reply.get("detail"),
+                },
+                actor=c.target,
+            )
         elif outcome == "budget":
             step.status, step.finished_at, step.detail = SKIPPED, iso(now), "time budget"
             self.svc.record("shutdown.step.skipped", {"step": step.id, "reason": "time budget"})
@@ -271,16 +341,35 @@ class SequenceRunner:
             self.svc.record("shutdown.step.released", {"step": step.id, "by": actor}, actor=actor)
         elif was_held:
             # A "failed" reply while held: journaled, and still held (only "done" or a person ends it).
-            self.svc.record("shutdown.step.failed", {
-                "step": step.id, "target": c.target, "correlation_id": step.correlation_id, "took_s": took,
-                "policy": c.on_timeout, "detail": (reply or {}).get("detail"), "held": True}, actor=c.target)
+            self.svc.record(
+                "shutdown.step.failed",
+                {
+                    "step": step.id,
+                    "target": c.target,
+                    "correlation_id": step.correlation_id,
+                    "took_s": took,
+                    "policy": c.on_timeout,
+                    "detail": (reply or {}).get("detail"),
+                    "held": True,
+                },
+                actor=c.target,
+            )
             return False
         else:
             failed = outcome == "reply"
             detail = (reply or {}).get("detail")
-            self.svc.record("shutdown.step.failed" if failed else "shutdown.step.timeout", {
-                "step": step.id, "target": c.target, "correlation_id": step.correlation_id, "took_s": took,
-                "policy": c.on_timeout, "detail": detail}, actor=c.target if failed else "system")
+            self.svc.record(
+                "shutdown.step.failed" if failed else "shutdown.step.timeout",
+                {
+                    "step": step.id,
+                    "target": c.target,
+                    "correlation_id": step.correlation_id,
+                    "took_s": took,
+                    "policy": c.on_timeout,
+                    "detail": detail,
+                },
+                actor=c.target if failed else "system",
+            )
             if c.on_timeout == "hold":
                 # Wait here, without a deadline, for a late acknowledgement, a person's release,
                 # the time budget or an abort; and say loudly that we are stuck.
@@ -288,9 +377,13 @@ class SequenceRunner:
                 self.state.message = f"held at step '{step.id}': {c.target} has not confirmed '{c.command}'"
                 step.detail = detail or "no acknowledgement; holding"
                 self.svc.record("shutdown.step.held", {"step": step.id, "target": c.target})
-                self.svc.alarm("held", True, f"Safe shutdown held at step '{step.id}': {c.target} has not "
-                               f"confirmed '{c.command}'. Check it, then send the shutdown 'proceed' command.",
-                               step=step.id)
+                self.svc.alarm(
+                    "held",
+                    True,
+                    f"Safe shutdown held at step '{step.id}': {c.target} has not "
+                    f"confirmed '{c.command}'. Check it, then send the shutdown 'proceed' command.",
+                    step=step.id,
+                )
                 return False
             step.status, step.finished_at = (FAILED if failed else TIMEOUT), iso(now)
             step.detail = detail or ("target reported failure" if failed else "no acknowledgement in time")
@@ -327,7 +420,9 @@ class SequenceRunner:
                     return "timeout", None
                 woke = asyncio.ensure_future(self._wake.wait())
                 try:
-                    await asyncio.wait({fut, woke}, timeout=min(left, 3600), return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {fut, woke}, timeout=min(left, 3600), return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     woke.cancel()
         finally:
@@ -353,14 +448,19 @@ class SequenceRunner:
             step.correlation_id = f"occupancy-{uuid.uuid4().hex}"
         if not self.svc.occupied(c.area):
             step.status, step.finished_at, step.detail = DONE, iso(time.time()), f"no patient in {c.area}"
-            self.svc.record("shutdown.step.acked", {"step": step.id, "area": c.area, "occupied": False,
-                                                    "detail": step.detail})
+            self.svc.record(
+                "shutdown.step.acked",
+                {"step": step.id, "area": c.area, "occupied": False, "detail": step.detail},
+            )
             return
-        text = (f"Power failure: the safe shutdown waits for the patient in '{c.area}' (on the scanner couch) "
-                "to be taken off before the scanner powers down. Take the patient off, then mark the room free "
-                "(occupancy command) or send the shutdown 'proceed' command.")
-        self.svc.record("shutdown.step.started", {"step": step.id, "area": c.area, "occupied": True,
-                                                  "message": text})
+        text = (
+            f"Power failure: the safe shutdown waits for the patient in '{c.area}' (on the scanner couch) "
+            "to be taken off before the scanner powers down. Take the patient off, then mark the room free "
+            "(occupancy command) or send the shutdown 'proceed' command."
+        )
+        self.svc.record(
+            "shutdown.step.started", {"step": step.id, "area": c.area, "occupied": True, "message": text}
+        )
         self.svc.alarm("patient_on_couch", True, text, kind="clinical", area=c.area, step=step.id)
         while True:
             was_held = step.status == HELD
@@ -370,30 +470,45 @@ class SequenceRunner:
                 return
             if outcome == "reply":
                 step.status, step.finished_at, step.detail = DONE, iso(now), (reply or {}).get("detail")
-                self.svc.record("shutdown.step.acked", {"step": step.id, "area": c.area, "occupied": False,
-                                                        "detail": step.detail})
+                self.svc.record(
+                    "shutdown.step.acked",
+                    {"step": step.id, "area": c.area, "occupied": False, "detail": step.detail},
+                )
                 self.svc.alarm("patient_on_couch", False)
             elif outcome == "released":
                 actor = self._released.pop(step.id, "someone")
                 step.status, step.finished_at, step.detail = RELEASED, iso(now), f"released by {actor}"
                 self.svc.record("shutdown.step.released", {"step": step.id, "by": actor}, actor=actor)
             elif outcome == "budget":
-                step.status, step.finished_at, step.detail = SKIPPED, iso(now), "time budget; patient still in area"
-                self.svc.record("shutdown.step.skipped", {"step": step.id, "reason": "time budget",
-                                                          "area": c.area, "occupied": True})
+                step.status, step.finished_at, step.detail = (
+                    SKIPPED,
+                    iso(now),
+                    "time budget; patient still in area",
+                )
+                self.svc.record(
+                    "shutdown.step.skipped",
+                    {"step": step.id, "reason": "time budget", "area": c.area, "occupied": True},
+                )
             elif c.on_timeout == "hold":
                 step.status, step.deadline = HELD, None
                 step.detail = f"patient still in {c.area}; holding"
                 self.state.message = f"held at step '{step.id}': a patient is still in {c.area}"
                 self.svc.record("shutdown.step.held", {"step": step.id, "area": c.area})
-                self.svc.alarm("held", True, f"Safe shutdown held at step '{step.id}': a patient is still in "
-                               f"'{c.area}'. Take them off the couch, then mark the room free or send the "
-                               "shutdown 'proceed' command.", step=step.id)
+                self.svc.alarm(
+                    "held",
+                    True,
+                    f"Safe shutdown held at step '{step.id}': a patient is still in "
+                    f"'{c.area}'. Take them off the couch, then mark the room free or send the "
+                    "shutdown 'proceed' command.",
+                    step=step.id,
+                )
                 continue
             else:
                 step.status, step.finished_at, step.detail = TIMEOUT, iso(now), f"patient still in {c.area}"
-                self.svc.record("shutdown.step.timeout", {"step": step.id, "area": c.area, "occupied": True,
-                                                          "policy": "proceed"})
+                self.svc.record(
+                    "shutdown.step.timeout",
+                    {"step": step.id, "area": c.area, "occupied": True, "policy": "proceed"},
+                )
             if was_held:
                 self.state.message = "safe shutdown in progress"
                 self.svc.alarm("held", False)
@@ -408,18 +523,26 @@ class SequenceRunner:
         groups = self.cfg.ups_groups()
         if not groups:
             return f"its main outlet group off in {self.cfg.ups_step.outlet_delay_s} s"
-        parts = [f"'{gid}' ({g.ups_group}) off in {g.off_delay_s} s" for gid, g in
-                 sorted(groups.items(), key=lambda kv: kv[1].off_delay_s)]
+        parts = [
+            f"'{gid}' ({g.ups_group}) off in {g.off_delay_s} s"
+            for gid, g in sorted(groups.items(), key=lambda kv: kv[1].off_delay_s)
+        ]
         return "outlet groups " + ", ".join(parts)
 
     async def _ups_step(self, step: StepState, c) -> None:
         now = time.time()
         step.status, step.started_at, step.deadline = STARTED, iso(now), iso(now + c.timeout_s)
         groups = self._groups_arg()
-        self.svc.record("shutdown.step.started", {
-            "step": step.id, "ups": self.cfg.ups, "outlet_delay_s": c.outlet_delay_s,
-            "outlet_groups": groups or None,
-            "message": f"commanding {self.cfg.ups}: {self._outlets_text()}, back on when mains returns"})
+        self.svc.record(
+            "shutdown.step.started",
+            {
+                "step": step.id,
+                "ups": self.cfg.ups,
+                "outlet_delay_s": c.outlet_delay_s,
+                "outlet_groups": groups or None,
+                "message": f"commanding {self.cfg.ups}: {self._outlets_text()}, back on when mains returns",
+            },
+        )
         args = {"groups": groups} if groups else {"delay_s": c.outlet_delay_s}
         driver = self.ups(self.cfg.ups)
         deadline = time.monotonic() + c.timeout_s
@@ -430,26 +553,40 @@ class SequenceRunner:
                     raise DriverError(f"UPS '{self.cfg.ups}' is not running in this daemon")
                 left = max(0.1, deadline - time.monotonic())
                 result = await asyncio.wait_for(driver.command("shutdown_return", **args), left)
-            except (DriverError, asyncio.TimeoutError, OSError) as err:
+            except (TimeoutError, DriverError, OSError) as err:
                 errors += 1
                 text = f"{type(err).__name__}: {err}"
                 if errors == 1:
                     self.svc.record("shutdown.step.retrying", {"step": step.id, "error": text})
                 if time.monotonic() + UPS_RETRY_S >= deadline:
                     step.status, step.finished_at, step.detail = FAILED, iso(time.time()), text
-                    self.svc.record("shutdown.step.timeout", {"step": step.id, "ups": self.cfg.ups,
-                                                              "attempts": errors, "error": text,
-                                                              "policy": "proceed"})
-                    self.svc.alarm("ups_unconfirmed", True, f"Safe shutdown: the UPS did not confirm the outlet "
-                                   f"shutdown-and-return ({text}). It will drop the load when the battery "
-                                   "is empty; check it now.", latching=True)
+                    self.svc.record(
+                        "shutdown.step.timeout",
+                        {
+                            "step": step.id,
+                            "ups": self.cfg.ups,
+                            "attempts": errors,
+                            "error": text,
+                            "policy": "proceed",
+                        },
+                    )
+                    self.svc.alarm(
+                        "ups_unconfirmed",
+                        True,
+                        f"Safe shutdown: the UPS did not confirm the outlet "
+                        f"shutdown-and-return ({text}). It will drop the load when the battery "
+                        "is empty; check it now.",
+                        latching=True,
+                    )
                     return
                 await asyncio.sleep(UPS_RETRY_S)
                 continue
             self.state.ups_result = result
             step.status, step.finished_at = DONE, iso(time.time())
             step.detail = "countdown confirmed: " + ", ".join(
-                f"{g} {r['countdown_s']} s" for g, r in (result.get("groups") or {"main_group": result}).items())
+                f"{g} {r['countdown_s']} s"
+                for g, r in (result.get("groups") or {"main_group": result}).items()
+            )
             self.svc.record("shutdown.step.acked", {"step": step.id, "ups": self.cfg.ups, "result": result})
             return
 
@@ -489,20 +626,34 @@ class SequenceRunner:
             outcome, reply = await self._wait(s, c, resume=True)
             if outcome == "reply" and reply is not None:
                 s.resume_status = "done" if reply["status"] == "done" else "failed"
-                self.svc.record("shutdown.resume.acked" if s.resume_status == "done" else "shutdown.resume.failed", {
-                    "step": s.id, "target": c.target, "detail": reply.get("detail")}, actor=c.target)
+                self.svc.record(
+                    "shutdown.resume.acked" if s.resume_status == "done" else "shutdown.resume.failed",
+                    {"step": s.id, "target": c.target, "detail": reply.get("detail")},
+                    actor=c.target,
+                )
             else:
                 s.resume_status = "timeout"
                 self.svc.record("shutdown.resume.timeout", {"step": s.id, "target": c.target})
             if s.resume_status != "done":
-                self.svc.alarm("resume_unconfirmed", True, f"After an aborted shutdown, {c.target} did not "
-                               f"confirm '{c.resume}'; check it is back in service.", priority="medium",
-                               latching=True, step=s.id)
+                self.svc.alarm(
+                    "resume_unconfirmed",
+                    True,
+                    f"After an aborted shutdown, {c.target} did not "
+                    f"confirm '{c.resume}'; check it is back in service.",
+                    priority="medium",
+                    latching=True,
+                    step=s.id,
+                )
         st.phase, st.outcome, st.finished_at = ABORTED, "aborted", iso(time.time())
         unconfirmed = [s.id for s in st.steps if s.resume_status in ("failed", "timeout")]
         st.message = f"aborted ({st.abort_reason}); armed again" + (
-            f"; NOT confirmed back: {', '.join(unconfirmed)}" if unconfirmed else "")
+            f"; NOT confirmed back: {', '.join(unconfirmed)}" if unconfirmed else ""
+        )
         self._abort = None
-        self.svc.record("shutdown.resumed_all", {"resumed": [s.id for s in st.steps if s.resume_status == "done"],
-                                                 "unconfirmed": [s.id for s in st.steps
-                                                                 if s.resume_status in ("failed", "timeout")]})
+        self.svc.record(
+            "shutdown.resumed_all",
+            {
+                "resumed": [s.id for s in st.steps if s.resume_status == "done"],
+                "unconfirmed": [s.id for s in st.steps if s.resume_status in ("failed", "timeout")],
+            },
+        )

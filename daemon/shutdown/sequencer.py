@@ -22,7 +22,6 @@ import structlog
 from suitemon.daemon.alarms import Condition, iso
 from suitemon.daemon.commands import CommandError
 from suitemon.daemon.radiation.occupancy import FACT as OCCUPANCY_FACT
-from suitemon.daemon.ups.rules import POWER_FACT
 from suitemon.daemon.shutdown import messages
 from suitemon.daemon.shutdown.config import ShutdownConfig
 from suitemon.daemon.shutdown.messages import BadReply, parse_reply
@@ -30,6 +29,7 @@ from suitemon.daemon.shutdown.runner import SequenceRunner
 from suitemon.daemon.shutdown.state import ABORTED, ACTIVE_PHASES, COMPLETED, RUNNING, SequenceState, restore
 from suitemon.daemon.shutdown.triggers import TriggerWatch, estimated_runtime, mains_ok
 from suitemon.daemon.tasks import TaskSet
+from suitemon.daemon.ups.rules import POWER_FACT
 from suitemon.drivers.base import Driver
 
 log = structlog.get_logger("suitemon.shutdown")
@@ -57,16 +57,37 @@ class ShutdownService:
     def record(self, type_: str, data: dict[str, Any] | None = None, *, actor: str = "system"):
         self.state.updated_at = iso(time.time())
         body = {**(data or {}), "sequence_id": self.state.sequence_id, "state": self.state.to_dict()}
-        log.info(type_, sequence_id=self.state.sequence_id,
-                 **{k: v for k, v in (data or {}).items() if k not in ("command", "sequence_id", "event")})
+        log.info(
+            type_,
+            sequence_id=self.state.sequence_id,
+            **{k: v for k, v in (data or {}).items() if k not in ("command", "sequence_id", "event")},
+        )
         return self.ctx.recorder.record(type_, body, actor=actor)
 
-    def alarm(self, cause: str, present: bool, message: str = "", *, priority: str = "high",
-              latching: bool = False, kind: str = "technical", **details: Any) -> None:
-        self.ctx.engine.apply(Condition(
-            alarm_id=f"shutdown.{cause}", type=f"shutdown.{cause}", present=present, priority=priority,
-            kind=kind, source="shutdown", message=message or f"safe shutdown: {cause}",
-            latching=latching, details=details))
+    def alarm(
+        self,
+        cause: str,
+        present: bool,
+        message: str = "",
+        *,
+        priority: str = "high",
+        latching: bool = False,
+        kind: str = "technical",
+        **details: Any,
+    ) -> None:
+        self.ctx.engine.apply(
+            Condition(
+                alarm_id=f"shutdown.{cause}",
+                type=f"shutdown.{cause}",
+                present=present,
+                priority=priority,
+                kind=kind,
+                source="shutdown",
+                message=message or f"safe shutdown: {cause}",
+                latching=latching,
+                details=details,
+            )
+        )
 
     def occupied(self, area: str) -> bool:
         f = self.ctx.facts.get(OCCUPANCY_FACT, area)
@@ -85,8 +106,12 @@ class ShutdownService:
         ctx.facts.watch(OCCUPANCY_FACT, self._on_occupancy)
         if ctx.subscribe is not None:
             ctx.subscribe(messages.reply_filter(ctx.topics), self._on_reply)
-        ctx.commands.register("shutdown", self._command, required=("action",),
-                              description="safe shutdown: start | abort | proceed | status (needs confirm)")
+        ctx.commands.register(
+            "shutdown",
+            self._command,
+            required=("action",),
+            description="safe shutdown: start | abort | proceed | status (needs confirm)",
+        )
         restored, problems = restore(ctx.recorder.journal.events_of_type("shutdown."), self.cfg)
         if restored is not None and restored.phase in ACTIVE_PHASES + (COMPLETED,):
             self.state = restored
@@ -141,7 +166,9 @@ class ShutdownService:
         elif st.phase == COMPLETED and self.mains_stable(now):
             self.state = SequenceState.idle(self.cfg)
             self.watch.reset()
-            self.record("shutdown.armed", {"reason": f"mains stable for {self.cfg.hold_off_s:g} s after a shutdown"})
+            self.record(
+                "shutdown.armed", {"reason": f"mains stable for {self.cfg.hold_off_s:g} s after a shutdown"}
+            )
 
     def mains_stable(self, now: float) -> bool:
         return self.mains_since is not None and now - self.mains_since >= self.cfg.hold_off_s
@@ -166,8 +193,12 @@ class ShutdownService:
         self.watch.reset()
         log.warning("safe shutdown starting", trigger=trigger)
         self.record("shutdown.started", {"trigger": trigger}, actor=actor)
-        self.alarm("in_progress", True, f"Safe shutdown of the suite in progress ({trigger.get('detail')})",
-                   trigger=trigger.get("name"))
+        self.alarm(
+            "in_progress",
+            True,
+            f"Safe shutdown of the suite in progress ({trigger.get('detail')})",
+            trigger=trigger.get("name"),
+        )
         self.tasks.spawn(self._run_sequence(), name="shutdown-sequence")
 
     def finished(self, phase: str) -> None:
@@ -197,8 +228,11 @@ class ShutdownService:
         self.ctx.metrics.inc("shutdown.replies_rejected")
         log.warning("shutdown reply rejected", target=target, error=error)
         text = payload[:200].decode("utf-8", errors="replace")
-        self.ctx.recorder.record("shutdown.reply.rejected", {"target": target[:64], "error": error,
-                                                             "payload": text}, actor="system")
+        self.ctx.recorder.record(
+            "shutdown.reply.rejected",
+            {"target": target[:64], "error": error, "payload": text},
+            actor="system",
+        )
 
     def _command(self, actor: str, body: dict[str, Any]) -> Any:
         action = body.get("action")
@@ -207,8 +241,9 @@ class ShutdownService:
         if action == "status":
             return self.state.to_dict()
         if body.get("confirm") != self.ctx.site:
-            raise CommandError(f"'{action}' needs an explicit confirmation: \"confirm\": \"{self.ctx.site}\" "
-                               "(the site id)")
+            raise CommandError(
+                f"'{action}' needs an explicit confirmation: \"confirm\": \"{self.ctx.site}\" (the site id)"
+            )
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise CommandError("reason must be a string")
@@ -218,8 +253,15 @@ class ShutdownService:
                 raise CommandError("manual start is disabled in [shutdown.triggers]")
             if not st.armed and st.phase != COMPLETED:
                 raise CommandError(f"a sequence is already {st.phase}")
-            self.begin({"name": "manual", "detail": f"manual start by {actor}" + (f": {reason}" if reason else ""),
-                        "by": actor, "power": False}, actor=actor)
+            self.begin(
+                {
+                    "name": "manual",
+                    "detail": f"manual start by {actor}" + (f": {reason}" if reason else ""),
+                    "by": actor,
+                    "power": False,
+                },
+                actor=actor,
+            )
             return {"sequence_id": self.state.sequence_id}
         if st.phase != RUNNING:
             raise CommandError(f"no sequence running (phase {st.phase})")

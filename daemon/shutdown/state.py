@@ -8,8 +8,9 @@ restart, and the retained topic is a pure function of the event.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from suitemon.daemon.shutdown.config import ShutdownConfig
 
@@ -23,7 +24,13 @@ PENDING, STARTED, HELD = "pending", "running", "held"
 OPEN_STATUSES = (PENDING, STARTED, HELD)
 # "done": the target acknowledged (replied "done"); the UPS confirmed its countdown.
 DONE, FAILED, TIMEOUT, SKIPPED, RELEASED, INTERRUPTED = (
-    "done", "failed", "timeout", "skipped", "released", "interrupted")
+    "done",
+    "failed",
+    "timeout",
+    "skipped",
+    "released",
+    "interrupted",
+)
 
 
 @dataclass
@@ -62,12 +69,15 @@ class SequenceState:
     steps: list[StepState] = field(default_factory=list)
 
     @classmethod
-    def idle(cls, cfg: ShutdownConfig) -> "SequenceState":
-        return cls(point_of_no_return=cfg.steps[cfg.pnr_index].id, message=f"armed: watching UPS '{cfg.ups}'",
-                   steps=[StepState(s.id, s.kind, s.target, s.is_critical) for s in cfg.steps])
+    def idle(cls, cfg: ShutdownConfig) -> SequenceState:
+        return cls(
+            point_of_no_return=cfg.steps[cfg.pnr_index].id,
+            message=f"armed: watching UPS '{cfg.ups}'",
+            steps=[StepState(s.id, s.kind, s.target, s.is_critical) for s in cfg.steps],
+        )
 
     @classmethod
-    def begin(cls, cfg: ShutdownConfig, trigger: dict[str, Any], now_iso: str) -> "SequenceState":
+    def begin(cls, cfg: ShutdownConfig, trigger: dict[str, Any], now_iso: str) -> SequenceState:
         st = cls.idle(cfg)
         st.phase, st.sequence_id, st.trigger, st.started_at = RUNNING, str(uuid.uuid4()), trigger, now_iso
         st.message = f"safe shutdown in progress: {trigger.get('detail')}"
@@ -101,10 +111,12 @@ class SequenceState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SequenceState":
+    def from_dict(cls, d: dict[str, Any]) -> SequenceState:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        steps = [StepState(**{k: v for k, v in s.items() if k in StepState.__dataclass_fields__})
-                 for s in d.pop("steps", [])]
+        steps = [
+            StepState(**{k: v for k, v in s.items() if k in StepState.__dataclass_fields__})
+            for s in d.pop("steps", [])
+        ]
         return cls(**d, steps=steps)
 
 

@@ -48,18 +48,42 @@ class TriggerWatch:
         runtime, charge = p.get("runtime_s"), p.get("charge_pct")
         out = []
         if c.shutdown_imminent:
-            out.append(("shutdown_imminent", ok and bool(p.get("shutdown_imminent")), c.debounce_s,
-                        "the UPS signals shutdown imminent"))
+            out.append(
+                (
+                    "shutdown_imminent",
+                    ok and bool(p.get("shutdown_imminent")),
+                    c.debounce_s,
+                    "the UPS signals shutdown imminent",
+                )
+            )
         if c.runtime_below_s is not False:
-            out.append(("runtime_low", ok and on_batt and runtime is not None and runtime <= c.runtime_below_s,
-                        c.debounce_s, f"runtime {runtime} s <= {c.runtime_below_s:g} s on battery"))
+            out.append(
+                (
+                    "runtime_low",
+                    ok and on_batt and runtime is not None and runtime <= c.runtime_below_s,
+                    c.debounce_s,
+                    f"runtime {runtime} s <= {c.runtime_below_s:g} s on battery",
+                )
+            )
         if c.charge_below_pct is not False:
-            out.append(("charge_low", ok and on_batt and charge is not None and charge <= c.charge_below_pct,
-                        c.debounce_s, f"charge {charge} % <= {c.charge_below_pct:g} % on battery"))
+            out.append(
+                (
+                    "charge_low",
+                    ok and on_batt and charge is not None and charge <= c.charge_below_pct,
+                    c.debounce_s,
+                    f"charge {charge} % <= {c.charge_below_pct:g} % on battery",
+                )
+            )
         if c.comm_lost_on_battery:
             # NUT's upsmon assumes a UPS last seen calibrating and now silent is dead: so do we.
-            out.append(("comm_lost_on_battery", p.get("comm") == "lost" and (on_batt or bool(p.get("battery_test"))),
-                        c.debounce_s, "UPS not answering while on battery"))
+            out.append(
+                (
+                    "comm_lost_on_battery",
+                    p.get("comm") == "lost" and (on_batt or bool(p.get("battery_test"))),
+                    c.debounce_s,
+                    "UPS not answering while on battery",
+                )
+            )
         if c.on_battery_s is not False:
             # Kept through a short comm loss: the last reading said on battery.
             out.append(("on_battery", on_batt, c.on_battery_s, f"on battery for {c.on_battery_s:g} s"))
@@ -76,6 +100,12 @@ class TriggerWatch:
                 continue
             t0 = self.since.setdefault(name, now)
             if fired is None and now - t0 >= hold:
-                fired = {"name": name, "detail": text, "held_s": round(now - t0, 2), "power": True,
-                         "runtime_s": p.get("runtime_s"), "charge_pct": p.get("charge_pct")}
+                fired = {
+                    "name": name,
+                    "detail": text,
+                    "held_s": round(now - t0, 2),
+                    "power": True,
+                    "runtime_s": p.get("runtime_s"),
+                    "charge_pct": p.get("charge_pct"),
+                }
         return fired

@@ -57,8 +57,16 @@ def really_on_battery(v: dict[str, Any], min_v: float | None = None) -> bool:
     return bool(v.get("on_battery")) and not testing_on_mains(v, min_v)
 
 
-def power_fact(v: dict[str, Any] | None, *, comm: str, at: float, mono: float,
-               device: str, last_ok: float | None, mains_min_v: float | None = None) -> dict[str, Any]:
+def power_fact(
+    v: dict[str, Any] | None,
+    *,
+    comm: str,
+    at: float,
+    mono: float,
+    device: str,
+    last_ok: float | None,
+    mains_min_v: float | None = None,
+) -> dict[str, Any]:
     v = v or {}
     test_on_mains = testing_on_mains(v, mains_min_v)
     return {
@@ -101,11 +109,20 @@ class UpsRules(Rules):
     def mains_min_v(self) -> float | None:
         return getattr(self.cfg, "mains_min_v", None)
 
-    def _cond(self, cause: str, present: bool, priority: str, kind: str, message: str,
-              **details: Any) -> Condition:
-        return Condition(alarm_id=f"{self.device_id}.{cause}", type=f"ups.{cause}", present=bool(present),
-                         priority=priority, kind=kind, source=self.device_id, location=self.cfg.location,
-                         message=message, details=details)
+    def _cond(
+        self, cause: str, present: bool, priority: str, kind: str, message: str, **details: Any
+    ) -> Condition:
+        return Condition(
+            alarm_id=f"{self.device_id}.{cause}",
+            type=f"ups.{cause}",
+            present=bool(present),
+            priority=priority,
+            kind=kind,
+            source=self.device_id,
+            location=self.cfg.location,
+            message=message,
+            details=details,
+        )
 
     def _low_battery(self, v: dict[str, Any], on_batt: bool) -> tuple[bool, str]:
         # A battery test with mains present drains the battery on purpose: its low battery is no alarm.
@@ -125,9 +142,19 @@ class UpsRules(Rules):
     def on_reading(self, reading) -> Output:
         v = dict(reading.values)
         self.last, self.last_ok_mono = v, reading.mono
-        self.ctx.facts.set(POWER_FACT, self.device_id, power_fact(
-            v, comm="ok", at=reading.at, mono=reading.mono, device=self.device_id, last_ok=reading.mono,
-            mains_min_v=self.mains_min_v))
+        self.ctx.facts.set(
+            POWER_FACT,
+            self.device_id,
+            power_fact(
+                v,
+                comm="ok",
+                at=reading.at,
+                mono=reading.mono,
+                device=self.device_id,
+                last_ok=reading.mono,
+                mains_min_v=self.mains_min_v,
+            ),
+        )
         on_batt = really_on_battery(v, self.mains_min_v)
         test = battery_test(v) if testing_on_mains(v, self.mains_min_v) else None
         self.low, why = self._low_battery(v, on_batt)
@@ -136,34 +163,82 @@ class UpsRules(Rules):
         # battery): the cause has not ended, so the alarm stays, with a message that says so.
         dark = bool(v.get("output_off") and v.get("input_bad"))
         return [
-            self._cond("on_battery", on_batt or dark, "high", "technical",
-                       f"{n}: mains power lost; the UPS output is OFF, the suite has no power" if dark
-                       else f"{n}: mains power lost, the suite is running on battery"),
-            self._cond("battery_test", test is not None, "low", "technical",
-                       f"{n}: {TESTS[test]} in progress: on battery with mains present; no shutdown "
-                       "(a mains failure during it still counts)" if test
-                       else f"{n}: battery test in progress", test=test),
-            self._cond("low_battery", self.low, "high", "technical",
-                       f"{n}: battery low ({why}); the UPS will drop the load soon" if self.low
-                       else f"{n}: battery low", reason=why or None),
-            self._cond("battery_replace", v.get("battery_needs_replacement"), "low", "maintenance",
-                       f"{n}: battery needs replacement; runtime in an outage will be short"),
-            self._cond("battery_disconnected", v.get("battery_disconnected"), "high", "technical",
-                       f"{n}: battery disconnected; there is no runtime if mains fails"),
-            self._cond("overload", v.get("overload"), "medium", "technical",
-                       f"{n}: output overload; the UPS may drop the load"),
-            self._cond("over_temperature", v.get("over_temperature"), "medium", "technical",
-                       f"{n}: over temperature"),
-            self._cond("fault", v.get("fault"), "high", "technical",
-                       f"{n}: UPS fault; the suite may not be protected"),
+            self._cond(
+                "on_battery",
+                on_batt or dark,
+                "high",
+                "technical",
+                f"{n}: mains power lost; the UPS output is OFF, the suite has no power"
+                if dark
+                else f"{n}: mains power lost, the suite is running on battery",
+            ),
+            self._cond(
+                "battery_test",
+                test is not None,
+                "low",
+                "technical",
+                f"{n}: {TESTS[test]} in progress: on battery with mains present; no shutdown "
+                "(a mains failure during it still counts)"
+                if test
+                else f"{n}: battery test in progress",
+                test=test,
+            ),
+            self._cond(
+                "low_battery",
+                self.low,
+                "high",
+                "technical",
+                f"{n}: battery low ({why}); the UPS will drop the load soon"
+                if self.low
+                else f"{n}: battery low",
+                reason=why or None,
+            ),
+            self._cond(
+                "battery_replace",
+                v.get("battery_needs_replacement"),
+                "low",
+                "maintenance",
+                f"{n}: battery needs replacement; runtime in an outage will be short",
+            ),
+            self._cond(
+                "battery_disconnected",
+                v.get("battery_disconnected"),
+                "high",
+                "technical",
+                f"{n}: battery disconnected; there is no runtime if mains fails",
+            ),
+            self._cond(
+                "overload",
+                v.get("overload"),
+                "medium",
+                "technical",
+                f"{n}: output overload; the UPS may drop the load",
+            ),
+            self._cond(
+                "over_temperature", v.get("over_temperature"), "medium", "technical", f"{n}: over temperature"
+            ),
+            self._cond(
+                "fault",
+                v.get("fault"),
+                "high",
+                "technical",
+                f"{n}: UPS fault; the suite may not be protected",
+            ),
             self._untrusted(None),
         ]
 
     def _untrusted(self, problem: str | None) -> Condition:
-        return self._cond("untrusted", problem is not None, "high", "technical",
-                          f"{self.name}: UPS values NOT trusted ({problem}); power state unknown, "
-                          "no safe shutdown can be triggered by it" if problem
-                          else f"{self.name}: UPS values not trusted", problem=problem)
+        return self._cond(
+            "untrusted",
+            problem is not None,
+            "high",
+            "technical",
+            f"{self.name}: UPS values NOT trusted ({problem}); power state unknown, "
+            "no safe shutdown can be triggered by it"
+            if problem
+            else f"{self.name}: UPS values not trusted",
+            problem=problem,
+        )
 
     def state(self, reading) -> dict[str, Any]:
         if reading is None:
@@ -185,15 +260,31 @@ class UpsRules(Rules):
         # calibrating that stops answering is dead.
         on_batt = bool(last) and bool(last.get("on_battery"))
         if present:
-            self.ctx.facts.set(POWER_FACT, self.device_id, power_fact(
-                last, comm="lost", at=time.time(), mono=time.monotonic(), device=self.device_id,
-                last_ok=self.last_ok_mono, mains_min_v=self.mains_min_v))
+            self.ctx.facts.set(
+                POWER_FACT,
+                self.device_id,
+                power_fact(
+                    last,
+                    comm="lost",
+                    at=time.time(),
+                    mono=time.monotonic(),
+                    device=self.device_id,
+                    last_ok=self.last_ok_mono,
+                    mains_min_v=self.mains_min_v,
+                ),
+            )
         if present and on_batt:
             default = replace(
-                default, priority="high",
+                default,
+                priority="high",
                 message=f"{self.name}: communication lost while on battery: treated as critical "
-                        "(the UPS may drop the load unseen; this counts as a shutdown trigger)",
-                details={**default.details, "on_battery": True, "critical": True,
-                         "last_runtime_s": last.get("runtime_s") if last else None})
+                "(the UPS may drop the load unseen; this counts as a shutdown trigger)",
+                details={
+                    **default.details,
+                    "on_battery": True,
+                    "critical": True,
+                    "last_runtime_s": last.get("runtime_s") if last else None,
+                },
+            )
         problem = getattr(self.driver, "trust_problem", None) if present else None
         return (default, self._untrusted(problem))
