@@ -145,7 +145,12 @@ def run(presses: int, poll: float) -> dict:
                     )
                 time.sleep(0.1)
                 ctl(control, "bells", "press", room=room, button="cancel", hold_s=0.05)
-                sub.wait(lambda: True if (a := sub.retained(topic)) and a["state"] == "closed" else None, 3.0)
+                sub.wait(
+                    lambda topic=topic: (
+                        True if (a := sub.retained(topic)) and a["state"] == "closed" else None
+                    ),
+                    3.0,
+                )
             block_len = max(lengths) if lengths else 0
             ahead_ms = 1000 * line_time_s(len(poll_sequence()) + 1 + len(select_sequence()) + 1, BAUD)
             block_ms = 1000 * line_time_s(block_len, BAUD)

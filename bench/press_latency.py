@@ -260,7 +260,7 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
                 time.sleep(random.uniform(0, poll))  # a random phase to the poll
                 r = ctl(control, "bells", "press", room=room, button="call", hold_s=hold)
 
-                def raised():
+                def raised(topic=topic):
                     for t, p, at in reversed(sub.msgs):
                         if t == topic and p:
                             a = json.loads(p)
@@ -277,7 +277,12 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
                 # release, then cancel in the room, so the next press is a new call
                 time.sleep(max(0.0, r["pressed_at"] + hold + 2 * poll - time.time()))
                 ctl(control, "bells", "press", room=room, button="cancel", hold_s=0.03)
-                sub.wait(lambda: True if (a := sub.retained(topic)) and a["state"] == "closed" else None, 2.0)
+                sub.wait(
+                    lambda topic=topic: (
+                        True if (a := sub.retained(topic)) and a["state"] == "closed" else None
+                    ),
+                    2.0,
+                )
             p2, c2 = polls_now()
             cpu2 = tree_cpu_s(daemon.pid)
             busy = {

@@ -118,7 +118,7 @@ def table(cfg) -> list[tuple[str, str, str]]:
             granted = KNOWN_VERBS if ALL in r.commands else r.commands
             for v in granted:
                 verbs.setdefault(v, set()).update(r.areas or {"*"})
-        for v, cls in VERB_CLASS.items():
+        for v, _cls in VERB_CLASS.items():
             verbs.setdefault(v, {"*"})
         parts = []
         for v in sorted(verbs):

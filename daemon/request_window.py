@@ -69,7 +69,7 @@ class RequestWindow:
     def _expire(self) -> None:
         cutoff = self.clock() - self.window_s
         while self._done:
-            key, (at, _, _) = next(iter(self._done.items()))
+            _key, (at, _, _) = next(iter(self._done.items()))
             if at >= cutoff:
                 break
             self._done.popitem(last=False)

@@ -24,6 +24,7 @@ switched group, e.g. ``{switched_group_0 = 25}``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import deque
@@ -510,5 +511,5 @@ class ApcUpsSimulator(ModbusSimulator):
     def line_stats(self) -> dict[str, Any]:
         """Requests seen and the shortest silence between two of them (AN176 asks >= 35 ms)."""
         t = list(self.request_times)
-        gaps = [b - a for a, b in zip(t, t[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(t)]
         return {"requests": len(t), "min_gap_ms": round(min(gaps) * 1000, 2) if gaps else None}

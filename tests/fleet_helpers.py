@@ -143,7 +143,7 @@ class NatsCluster:
             if self.procs[i] is None:
                 continue
             wait_until(
-                lambda: mqtt_connects(port, self.pki.ca, user, password),
+                lambda port=port: mqtt_connects(port, self.pki.ca, user, password),
                 timeout,
                 interval=0.3,
                 what=f"MQTT on {NODES[i]}",

@@ -30,9 +30,9 @@ def _load():
 def _match(pattern: list[str], parts: list[str]) -> bool:
     if pattern and pattern[-1] == "#":
         return parts[: len(pattern) - 1] == pattern[:-1] or all(
-            p in ("+", q) for p, q in zip(pattern[:-1], parts)
+            p in ("+", q) for p, q in zip(pattern[:-1], parts, strict=False)
         )
-    return len(pattern) == len(parts) and all(p in ("+", q) for p, q in zip(pattern, parts))
+    return len(pattern) == len(parts) and all(p in ("+", q) for p, q in zip(pattern, parts, strict=True))
 
 
 def schema_for(rel_topic: str):

@@ -251,7 +251,7 @@ def test_scaled_integer_rate_and_flags_as_discrete_inputs():
             }
         }
     )
-    raw = {p.name: decode(p, w) for p, w in zip(profile.points, ([750], [True], [False]))}
+    raw = {p.name: decode(p, w) for p, w in zip(profile.points, ([750], [True], [False]), strict=True)}
     v = interpret(profile, raw)
     assert (v["dose_rate_usv_h"], v["over_range"], v["detector_fault"]) == (7.5, True, False)
 

@@ -115,7 +115,9 @@ def flap(suite, site_observer, n: int) -> None:
         suite.sim("env", "set", temperature=29.0 if high else 25.0)
         want = "active" if high else "closed"
         site_observer.wait_for(
-            lambda w: (a := w.json_of(alarm_t)) and a["state"] == want, 10, what=f"alarm {want} at the site"
+            lambda w, want=want: (a := w.json_of(alarm_t)) and a["state"] == want,
+            10,
+            what=f"alarm {want} at the site",
         )
 
 

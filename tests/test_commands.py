@@ -62,13 +62,13 @@ def test_bad_commands_are_rejected_counted_and_survived(make_suite, watcher):
         ("reset", b'{"alarm_id": "env.temperature.high"}', "still present"),
         ("ack", b"\xff\xfe\x00garbage", "not JSON"),
     ]
-    for i, (verb, payload, _) in enumerate(cases):
+    for _i, (verb, payload, _) in enumerate(cases):
         watcher.client.publish(suite.topic("cmd", "nurse2", verb), payload, qos=1).wait_for_publish(5)
     got = watcher.wait_for(
         lambda w: len(x := replies(w, suite, "nurse2")) >= len(cases) and x,
         what="a reply to each bad command",
     )
-    for (verb, _, expected), reply in zip(cases, got):
+    for (verb, _, expected), reply in zip(cases, got, strict=True):
         assert reply["ok"] is False and expected in reply["error"], (verb, reply)
     rejected = watcher.wait_for(
         lambda w: (

@@ -63,7 +63,7 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(make_suite, watcher
         assert r.returncode == 0, f"after kill {i + 1}: {r.stderr}"
         daemon = suite.start_daemon(watcher, name=f"daemon{i + 1}")
         started = watcher.wait_for(
-            lambda w: [
+            lambda w, daemon=daemon: [
                 e
                 for e in w.events(suite.site)
                 if e["type"] == "daemon.started" and e["data"]["pid"] == daemon.pid

@@ -65,7 +65,7 @@ def test_bad_ascii_points_are_refused(point, message):
 def read_block(profile, words: dict[int, int]):
     """What ModbusDevice.read_points does, on a dict of raw registers."""
     out = {}
-    for table, start, count, points in profile.blocks():
+    for _table, start, count, points in profile.blocks():
         block = [words.get(a, 0) for a in range(start, start + count)]
         for p in points:
             out[p.name] = decode(p, block[p.address - start : p.end - start])

@@ -142,7 +142,7 @@ def test_two_completions_between_polls_are_both_recorded(make_suite, watcher, tm
     assert seen == {0, 2}  # no poll ever saw the unit between the two completions
     for room in ("uptake1", "uptake3"):
         watcher.wait_for(
-            lambda w: any(
+            lambda w, room=room: any(
                 e["data"]["area"] == room and e["data"]["occupied"]
                 for e in events(w, site, "occupancy.changed")
             ),

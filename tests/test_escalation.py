@@ -8,6 +8,7 @@ short timeouts (0.25-0.6 s); bounds have margins for a loaded 2-core machine.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -124,7 +125,7 @@ def test_ladder_reaches_failsafe_on_schedule_then_repeats_it(tmp_path):
         starts = [e.data["alarm"]["escalation"]["step_started_at"] for e in n[:3]]
         from suitemon.daemon.alarms import parse_iso
 
-        gaps = [parse_iso(b) - parse_iso(a) for a, b in zip(starts, starts[1:])]
+        gaps = [parse_iso(b) - parse_iso(a) for a, b in itertools.pairwise(starts)]
         assert gaps[0] == pytest.approx(STEP, abs=0.002), gaps  # anchored at the old deadline
         assert STEP - 0.002 <= gaps[1] < STEP + 0.2, gaps  # the failsafe starts no earlier than now
         assert time.monotonic() - t0 >= 3 * STEP
@@ -364,7 +365,7 @@ def test_a_returning_condition_after_an_ack_reannunciates_and_restarts_the_ladde
             "alarm.updated",
             "alarm.reannunciated",
         ]
-        ev = [e for e in core.journal.events_of_type("alarm.reannunciated") if e.alarm_id == aid][0]
+        ev = next(e for e in core.journal.events_of_type("alarm.reannunciated") if e.alarm_id == aid)
         assert ev.data["previous"]["acknowledged_by"] == "nurse1"
         core.crash()
         core2 = Core(tmp_path, core.cfg)  # a restart finds it active with a running ladder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 import pytest
@@ -93,7 +94,7 @@ GOOD = encode_block("2", [("1", "4711"), ("7", "1"), ("8", "1")])
 def test_decoder_table(wire, items):
     out = Decoder().feed(wire)
     assert len(out) == len(items)
-    for got, want in zip(out, items):
+    for got, want in zip(out, items, strict=True):
         if isinstance(want, type):
             assert isinstance(got, want)
         else:
@@ -131,7 +132,7 @@ def test_any_bytes_in_any_pieces_never_crash_the_decoder(data, cuts):
     d = Decoder()
     bounds = sorted({0, len(data), *[c for c in cuts if c <= len(data)]})
     items = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         items += d.feed(data[a:b])
     assert all(isinstance(i, (Block, Control, BadBlock)) for i in items)
     assert d.counts["blocks"] == sum(isinstance(i, Block) for i in items)

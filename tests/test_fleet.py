@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import ssl
@@ -267,7 +268,7 @@ def test_several_collectors_partitioned_or_redundant_never_double_count(shared):
         central.start_collector(c, sites, wait=False)
         for c, sites in (("north", ("petct-north",)), ("south", ("petct-south",)), ("standby", ("+",)))
     ]
-    for c, p in zip(("north", "south", "standby"), cols):
+    for c, p in zip(("north", "south", "standby"), cols, strict=True):
         central.wait_online(c, p)
     pubs = [SitePublisher(central, s, node=i) for i, s in enumerate(("petct-north", "petct-south"))]
     wait_until(
@@ -602,7 +603,7 @@ def test_every_event_of_every_site_once_through_node_collector_and_database_fail
             want = sorted(set(s.seqs()))
             assert want == list(range(1, want[-1] + 1)), f"{s.site}: the site itself has a gap?"
             wait_until(
-                lambda: db_seqs(central, s.site) == want,
+                lambda s=s, want=want: db_seqs(central, s.site) == want,
                 30,
                 interval=0.3,
                 what=f"every event of {s.site} in PostgreSQL",
@@ -611,7 +612,7 @@ def test_every_event_of_every_site_once_through_node_collector_and_database_fail
             # Exactly once (the unique key) and in the site's order: seq and time rise together.
             rows = central.rows("SELECT seq, ts FROM fleet_event WHERE site = %s ORDER BY seq", s.site)
             assert len(rows) == len({r[0] for r in rows}) == max(r[0] for r in rows)
-            assert all(a[1] <= b[1] for a, b in zip(rows, rows[1:]))
+            assert all(a[1] <= b[1] for a, b in itertools.pairwise(rows))
             assert s.daemon.alive()
         assert central.rows("SELECT count(*) FROM fleet_rejected")[0][0] == 0
         assert col.alive()

@@ -105,9 +105,9 @@ def test_any_command_payload_gets_an_answer_and_no_crash(tmp_path_factory, verb,
 # -- config -----------------------------------------------------------------------------
 def _paths(d, prefix=()):
     for k, v in d.items():
-        yield prefix + (k,)
+        yield (*prefix, k)
         if isinstance(v, dict):
-            yield from _paths(v, prefix + (k,))
+            yield from _paths(v, (*prefix, k))
 
 
 PATHS = list(_paths(EXAMPLE))

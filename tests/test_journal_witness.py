@@ -159,7 +159,7 @@ def test_forged_checkpoint_is_not_believed(tmp_path):
 
 
 def test_plain_journal_migrates_to_a_keyed_segment(tmp_path):
-    p, cp_file = tmp_path / "j.sqlite3", tmp_path / "checkpoints.jsonl"
+    p = tmp_path / "j.sqlite3"
     old = Journal(p)  # written by a suitemon without a chain key
     for i in range(5):
         old.append("test.event", {"i": i})

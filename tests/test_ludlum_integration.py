@@ -173,7 +173,9 @@ def test_garbage_on_the_serial_line_is_counted_and_never_alarms(make_suite, watc
         suite.sim("lud", "garbage", count=50)
         suite.sim("lud", "partial", count=9)
         watcher.wait_for(
-            lambda w: w.json_of(state_t)["values"]["frames"] >= seen + 2, 10, what="good frames again"
+            lambda w, seen=seen: w.json_of(state_t)["values"]["frames"] >= seen + 2,
+            10,
+            what="good frames again",
         )
     s = watcher.json_of(state_t)
     assert s["values"]["bad_frames"] >= 9 and s["comm"] == "ok" and not s["stale"]

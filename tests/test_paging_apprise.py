@@ -147,7 +147,7 @@ def test_smtp_server_down_fails_the_delivery_and_moves_the_ladder_on(tmp_path):
 
 
 def test_messaging_config_checks_recipients_and_urls():
-    with pytest.raises(ConfigError, match="messaging.recipients.nobody: 'nobody' is no role's recipient"):
+    with pytest.raises(ConfigError, match=r"messaging.recipients.nobody: 'nobody' is no role's recipient"):
         config({"nobody": ["mailto://127.0.0.1:25?to=a@b.c"]})
     with pytest.raises(ConfigError, match="apprise does not understand"):
         config({"nurse1": ["nosuchservice://x"]})

@@ -216,7 +216,7 @@ def test_config_rejects_unknown_recipient_and_same_addresses(tmp_path):
         config(tmp_path, recipients={"nurse9": "109"}, control_station_address="2")
     text = str(err.value)
     assert "paging" in text and "must differ" in text
-    with pytest.raises(ConfigError, match="paging.recipients.nurse9: 'nurse9' is no role's recipient"):
+    with pytest.raises(ConfigError, match=r"paging.recipients.nurse9: 'nurse9' is no role's recipient"):
         config(tmp_path, recipients={"nurse9": "109"})
-    with pytest.raises(ConfigError, match="paging.recipients.nurse1"):
+    with pytest.raises(ConfigError, match=r"paging.recipients.nurse1"):
         config(tmp_path, recipients={"nurse1": "12ab"})

@@ -260,7 +260,7 @@ def test_a_patient_of_unknown_activity_explains_only_an_assumed_activity():
     "flag,priority", [("instrument_high_alarm", "high"), ("instrument_low_alarm", "medium")]
 )
 def test_the_instruments_own_alarm_flags_raise_alarms(flag, priority):
-    rules, ctx = make_rules()
+    rules, _ctx = make_rules()
     out = rules.on_reading(reading(T0, 0.1, **{flag: True}))
     cond = next(c for c in out if c.alarm_id == f"mon.{flag}")
     assert cond.present and cond.priority == priority and cond.kind == "clinical"
@@ -273,7 +273,7 @@ def test_the_instruments_own_alarm_flags_raise_alarms(flag, priority):
 
 
 def test_zero_and_fault_readings_never_clear_an_alarm():
-    rules, ctx = make_rules()
+    rules, _ctx = make_rules()
     outs = drive(rules, [30.0] * 4)
     assert "mon.rate_alarm" in outs[-1]
     out = rules.on_reading(reading(T0 + 10, 0.0))
@@ -286,7 +286,7 @@ def test_zero_and_fault_readings_never_clear_an_alarm():
 
 
 def test_over_range_is_high_technical_and_counts_as_above_every_level():
-    rules, ctx = make_rules(range_max_usv_h=1000.0)
+    rules, _ctx = make_rules(range_max_usv_h=1000.0)
     outs = [rules.on_reading(reading(T0 + i, 1000.0)) for i in range(6)]
     over = next(c for c in outs[0] if c.alarm_id == "mon.over_range")
     assert over.present and over.priority == "high" and over.kind == "technical"

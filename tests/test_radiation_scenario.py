@@ -41,7 +41,7 @@ def test_spill_in_the_hot_lab_alarms_only_the_hot_lab(make_suite, watcher, broke
     assert failures == []
 
     # The uptake rooms were legitimately high all along, on their occupied levels.
-    for did, area in (("uptake3_gamma", "uptake3"), ("uptake6_ludlum", "uptake6")):
+    for did, _area in (("uptake3_gamma", "uptake3"), ("uptake6_ludlum", "uptake6")):
         s = watcher.json_of(suite.topic("device", did, "state"))
         assert s["occupied"] and s["thresholds"]["set"] == "occupied" and s["level"] == "normal", s
         assert s["dose_rate_usv_h"] > 7.5  # above the controlled-area criterion, and no alarm

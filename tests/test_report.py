@@ -45,7 +45,7 @@ def write_month(state: Path):
     w.daemon(t(1, 0), True)
     # Outside the period on both sides: must not count.
     w.bell_call(t(1, 23.9), "uptake2", cancel_after=5)
-    for i, (cancel, accept) in enumerate(zip(CANCEL_UPTAKE1, ACCEPT_UPTAKE1)):
+    for i, (cancel, accept) in enumerate(zip(CANCEL_UPTAKE1, ACCEPT_UPTAKE1, strict=True)):
         w.bell_call(t(4 + i), "uptake1", cancel_after=cancel, accept_after=accept)
     for i, wk_passed in enumerate(TEST_WEEKS_UPTAKE1):
         for room in cfg.devices["bells"].rooms:
@@ -145,7 +145,7 @@ def test_bell_response_per_room_matches_the_script(month):
 
 
 def test_weekly_bell_test_compliance_and_the_missed_week(month):
-    cfg, report = month
+    _cfg, report = month
     table = report.section("bells").table("bells_weekly_tests")
     assert table.columns[1:5] == ["2026-W45", "2026-W46", "2026-W47", "2026-W48"]
     by_room = {r[0]: r for r in table.rows}

@@ -85,7 +85,7 @@ def kind_suite(make_suite, watcher, targets, tmp_path, kind: str):
 def test_ups_scenarios_hold_for_every_kind(scenario, make_suite, watcher, targets, tmp_path):
     runs = [kind_suite(make_suite, watcher, targets, tmp_path, k) for k in KINDS]
     failures = play_all([(suite, SCENARIOS / f"{scenario}.toml", watcher) for suite, _ in runs])
-    assert failures == [[] for _ in KINDS], dict(zip(KINDS, failures))
+    assert failures == [[] for _ in KINDS], dict(zip(KINDS, failures, strict=True))
     for suite, _ in runs:
         assert suite.sim("ups", "state")["outlet_commands"] == []
 
@@ -132,14 +132,16 @@ def test_mains_loss_reaches_mqtt_within_one_and_a_half_polls_for_every_kind(make
         suite.start_sims("ups")
         suite.start_daemon(watcher)
         watcher.wait_for(
-            lambda w: (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok",
+            lambda w, suite=suite: (
+                (s := w.json_of(suite.topic("device", "ups", "state"))) and s["comm"] == "ok"
+            ),
             15,
             what="UPS answering",
         )
         t0 = time.monotonic()
         suite.sim("ups", "mains_fail")
         watcher.wait_for(
-            lambda w: any(
+            lambda w, suite=suite: any(
                 e["type"] == "alarm.raised" and e["alarm_id"] == "ups.on_battery"
                 for e in w.events(suite.site)
             ),
@@ -148,7 +150,9 @@ def test_mains_loss_reaches_mqtt_within_one_and_a_half_polls_for_every_kind(make
         )
         took[kind] = time.monotonic() - t0
         watcher.wait_for(
-            lambda w: shutdown_events(w, suite.site, "shutdown.started"), 15, what=f"{kind}: sequence started"
+            lambda w, suite=suite: shutdown_events(w, suite.site, "shutdown.started"),
+            15,
+            what=f"{kind}: sequence started",
         )
     # NUT adds its own driver's update (dummy-ups re-reads every 1 s, like most NUT drivers' pollinterval).
     assert took["ups_apc"] <= 1.5 * poll_s, took

@@ -53,7 +53,7 @@ def test_shutdown_accepts_a_nut_ups_but_not_its_missing_outlet_groups():
 def test_a_nut_password_needs_a_username_and_names_must_be_nut_names(tmp_path):
     with pytest.raises(ConfigError, match="password_file needs username"):
         parse_config(cfg_with({**NUT, "password_file": str(tmp_path / "pw")}))
-    with pytest.raises(ConfigError, match="devices.ups.ups"):
+    with pytest.raises(ConfigError, match=r"devices.ups.ups"):
         parse_config(cfg_with({**NUT, "ups": "pet ct\nFSD"}))
 
 

@@ -217,7 +217,7 @@ def test_poll_plan_never_splits_an_item_and_reads_no_reserved_register():
     names, _ = check_profile(PROFILE)
     covered = {a for n in names for p in [PROFILE.point(n)] for a in range(p.address, p.end)}
     blocks = PROFILE.blocks(names)
-    for table, start, count, points in blocks:
+    for table, start, count, _points in blocks:
         assert table == "holding"
         span = set(range(start, start + count))
         assert span <= covered, f"block {start}+{count} reads reserved registers {sorted(span - covered)}"
@@ -265,5 +265,5 @@ def test_two_points_giving_the_same_name_are_refused():
 def test_self_test_point_outside_its_block_is_refused():
     data = tomllib.loads((REPO / "drivers" / "profiles" / "apc_smart_ups.toml").read_text())
     data["meta"]["selftest"]["count"] = 2
-    with pytest.raises(ProfileError, match="outside registers 2048..2049"):
+    with pytest.raises(ProfileError, match=r"outside registers 2048..2049"):
         check_profile(parse_profile(data))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port, wait_until_async
+from hypothesis import given
+from hypothesis import strategies as st
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import ConfigError, parse_config
@@ -203,9 +205,6 @@ def test_snmp_config_refuses_v3_without_authpriv_and_v2c_without_community(tmp_p
     with pytest.raises(ConfigError, match="community"):
         build(version="2c")
 
-
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st
 
 _ints = st.none() | st.integers(min_value=-(2**31), max_value=2**32)
 

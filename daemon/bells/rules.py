@@ -190,7 +190,8 @@ class CallBellRules(Rules):
             return None
         self._out_key = key
         self.desired = {
-            room: {lamp: on for lamp in self.lamps[room]} for (room, _, _), on in zip(self._lamp_table, key)
+            room: {lamp: on for lamp in self.lamps[room]}
+            for (room, _, _), on in zip(self._lamp_table, key, strict=True)
         }
         self._desired_changed = True
         return self.desired

@@ -226,7 +226,7 @@ class BellsService:
         }
 
     def bell_test(self, actor: str, body: dict[str, Any]) -> dict[str, Any]:
-        did, dev, rules = self._rules_for(body["room"])
+        _did, _dev, rules = self._rules_for(body["room"])
         on = body.get("on", True)
         if not isinstance(on, bool):
             raise CommandError("on must be true or false")

@@ -62,7 +62,7 @@ class UserLink:
         if reason_code.is_failure:
             self.bridge.post(self._refused, str(reason_code))
             return
-        result, mid = client.subscribe(self.reply_topic, qos=1)
+        _result, mid = client.subscribe(self.reply_topic, qos=1)
         self.bridge.post(self._subscribing, mid)
 
     def _cb_subscribe(self, client, userdata, mid, reason_codes, properties=None):

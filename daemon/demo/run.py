@@ -113,7 +113,7 @@ async def _demo(args, cfg_path: Path) -> int:
 
     speed = args.speed
     # The tour is written for the example suite's devices; another site's config gets none.
-    tour = args.scenario is None and not args.no_tour and cfg_path.resolve() == EXAMPLE.resolve()
+    tour = args.scenario is None and not args.no_tour and cfg_path.resolve() == EXAMPLE.resolve()  # noqa: ASYNC240 (startup, nothing else runs yet)
     if args.scenario is None and not args.no_tour and not tour:
         print(
             "demo: no guided tour for this config (it is written for examples/suite.toml); "
@@ -135,7 +135,7 @@ async def _demo(args, cfg_path: Path) -> int:
     view = host = daemon = board = None
     rc = 0
     try:
-        raw = speed_up(tomllib.loads(cfg_path.read_text()), speed)
+        raw = speed_up(tomllib.loads(cfg_path.read_text()), speed)  # noqa: ASYNC240 (startup, nothing else runs yet)
         local = localize(raw, Path(tmp.name), broker.port, broker.protocol)
         cfg = parse_config(local, str(cfg_path))
         if isinstance(tmp, _KeptDir):

@@ -315,7 +315,7 @@ class DicomService:
             try:
                 parsed = await self.parser.parse([item.path for item in batch])
                 results = await loop.run_in_executor(self.pool, self._set_aside, batch, parsed)
-                for item, (result, moved) in zip(batch, results):
+                for item, (result, moved) in zip(batch, results, strict=True):
                     self._apply(item, result, moved)
             except Exception:
                 log.exception("DICOM worker failed on a batch; files stay in the spool for the next start")
@@ -325,7 +325,7 @@ class DicomService:
     def _set_aside(self, batch: list[Item], parsed: list) -> list[tuple[Any, Path | None]]:
         """Move unparseable files to unparseable/ with their reason (file thread)."""
         out = []
-        for item, result in zip(batch, parsed):
+        for item, result in zip(batch, parsed, strict=True):
             moved = None
             if isinstance(result, Unparseable):
                 ident = result.ident

@@ -101,7 +101,7 @@ def _single(tag, parts: list[str]) -> str:
 
 
 def text(ds: Dataset, key: str | int, *, required: bool = False) -> str | None:
-    tag, parts = _strings(ds, key, required)
+    _tag, parts = _strings(ds, key, required)
     return None if parts is None else "\\".join(parts)
 
 
@@ -207,7 +207,7 @@ def parse_dt(value: str, *, default_tz: tzinfo, what: str = "date-time") -> date
             int(h or 0),
             int(mi or 0),
             int(s or 0),
-            int(round(float(frac) * 1e6)) if frac else 0,
+            round(float(frac) * 1e6) if frac else 0,
         )
     except ValueError as err:
         raise BadValue(f"invalid {what} {value[:40]!r}: {err}") from None

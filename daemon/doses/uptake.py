@@ -112,7 +112,7 @@ class UptakeService:
         for ev in journal.events_of_type("dose.administered"):
             if ev.data.get("room"):
                 last[ev.data["room"]] = ev
-        for room, ev in last.items():
+        for ev in last.values():
             if ev.data["record_id"] not in started:
                 log.warning(
                     "administration without an uptake clock: starting it now", record_id=ev.data["record_id"]

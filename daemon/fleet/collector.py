@@ -114,7 +114,7 @@ class Collector:
         self._publish_status()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, props=None):
-        refused = [t for t, rc in zip(self.topics, reason_codes) if rc.is_failure]
+        refused = [t for t, rc in zip(self.topics, reason_codes, strict=True) if rc.is_failure]
         if refused:  # a collector that hears nothing must not look healthy
             log.error("cluster refused the subscription: check the account's permissions", topics=refused)
         self.subscribed = not refused

@@ -136,7 +136,7 @@ def as_text(rep: dict) -> str:
         table = [sec["columns"]] + [[_cell(v) for v in r] for r in sec["rows"]]
         widths = [max(len(str(row[i])) for row in table) for i in range(len(sec["columns"]))]
         for row in table:
-            out.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+            out.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         if not sec["rows"]:
             out.append("(none)")
     return "\n".join(out) + "\n"

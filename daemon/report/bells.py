@@ -95,7 +95,7 @@ class Collector:
             ["room", *(f"{y}-W{w:02d}" for y, w in weeks), "compliance_pct"],
             [],
         )
-        for did, d in devices.items():
+        for _did, d in devices.items():
             for room, r in d.rooms.items():
                 buttons = list(r.inputs())
                 passed = [all(wk in week_sets[(room, b)] for b in buttons) for wk in weeks]

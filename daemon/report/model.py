@@ -19,7 +19,7 @@ class Table:
     marks: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def as_dicts(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, r)) for r in self.rows]
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
 
 
 @dataclass

@@ -55,7 +55,7 @@ def stacked_bars(
     bottom = [0.0] * len(labels)
     for name, values in series.items():
         ax.bar(range(len(labels)), values, bottom=bottom, label=name, color=(colours or {}).get(name))
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xticks(range(len(labels)), labels, rotation=60 if len(labels) > 10 else 0, ha="right")
     ax.set_ylabel(ylabel)
     ax.legend(frameon=False, ncols=len(series))
@@ -90,7 +90,7 @@ def points_against_levels(
     for i, n in enumerate(names):
         vals = groups[n]
         lims = list(levels.get(n, [None] * len(vals)))
-        over = [lim is not None and v > lim for v, lim in zip(vals, lims)]
+        over = [lim is not None and v > lim for v, lim in zip(vals, lims, strict=True)]
         if len(vals) > MAX_POINTS:
             ax.boxplot([vals], positions=[i], widths=0.4, showfliers=False)
         else:

@@ -164,7 +164,7 @@ class Episodes:
                 source=_i(source),
                 location=_i(location),
                 raised_at=_t(raised_at) or ts,
-                details={k: d for k, d in zip(KEPT_DETAILS, details) if d is not None},
+                details={k: d for k, d in zip(KEPT_DETAILS, details, strict=True) if d is not None},
             )
             self.by_occurrence[occurrence] = ep
         ep.state = state or ep.state

@@ -113,7 +113,7 @@ class ShutdownService:
             description="safe shutdown: start | abort | proceed | status (needs confirm)",
         )
         restored, problems = restore(ctx.recorder.journal.events_of_type("shutdown."), self.cfg)
-        if restored is not None and restored.phase in ACTIVE_PHASES + (COMPLETED,):
+        if restored is not None and restored.phase in (*ACTIVE_PHASES, COMPLETED):
             self.state = restored
             self.record("shutdown.resumed", {"reason": "daemon restarted", "dropped_steps": problems})
             if restored.phase in ACTIVE_PHASES:
