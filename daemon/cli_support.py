@@ -10,8 +10,13 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from suitemon.daemon.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from suitemon.daemon.journal import Journal
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -67,3 +72,18 @@ def add_log_format_option(p: argparse.ArgumentParser) -> None:
         choices=LOG_FORMATS,
         help="log rendering; default: [logging] format (auto: console on a terminal, else JSON)",
     )
+
+
+def open_journal_or_say_why(path: Path, *, chain_key: bytes | None = None) -> Journal | None:
+    """The journal for a read-only CLI command, or None after saying on stderr why there is none
+    (the caller exits EXIT_FAIL). Any failure to open is the operator's to read, not a traceback."""
+    from suitemon.daemon.journal import Journal
+
+    if not path.exists():
+        print(f"{path}: no journal here (has the daemon run with this config?)", file=sys.stderr)
+        return None
+    try:
+        return Journal(path, chain_key=chain_key)
+    except Exception as err:  # a CLI edge: a corrupt or foreign file is reported, never a traceback
+        print(f"{path}: cannot open journal: {err}", file=sys.stderr)
+        return None

@@ -8,7 +8,6 @@ a room is OVERDUE when that is older than the device's ``test_interval_s``.
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from suitemon.daemon.alarms import iso
@@ -58,18 +57,12 @@ def report_rows(cfg, journal, now: float) -> list[dict]:
 
 
 def cmd_bells(args) -> int:
-    from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit
-    from suitemon.daemon.journal import Journal, JournalError
+    from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit, open_journal_or_say_why
 
     cfg = load_or_exit(args.config)
     path = cfg.state.dir / "journal.sqlite3"
-    if not path.exists():
-        print(f"{path}: no journal here (has the daemon run with this config?)", file=sys.stderr)
-        return EXIT_FAIL
-    try:
-        journal = Journal(path)
-    except (JournalError, Exception) as err:
-        print(f"{path}: cannot open journal: {err}", file=sys.stderr)
+    journal = open_journal_or_say_why(path)
+    if journal is None:
         return EXIT_FAIL
     try:
         rows = report_rows(cfg, journal, time.time())

@@ -188,24 +188,18 @@ def factory(ctx) -> SummaryService:
 
 # -- CLI: suitemon doses summary -c FILE [--date YYYY-MM-DD] [--json] ---------------------------
 def cmd_doses(args) -> int:
-    from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit
-    from suitemon.daemon.journal import Journal, JournalError
+    from suitemon.daemon.cli_support import EXIT_FAIL, EXIT_OK, load_or_exit, open_journal_or_say_why
 
     cfg = load_or_exit(args.config)
     path = cfg.state.dir / "journal.sqlite3"
-    if not path.exists():
-        print(f"{path}: no journal here", file=sys.stderr)
-        return EXIT_FAIL
     tz = ZoneInfo(cfg.site.timezone)
     try:
         day = date.fromisoformat(args.date) if args.date else datetime.now(tz).date()
     except ValueError:
         print(f"--date {args.date!r}: expected YYYY-MM-DD", file=sys.stderr)
         return EXIT_FAIL
-    try:
-        j = Journal(path)
-    except (JournalError, Exception) as err:
-        print(f"{path}: cannot open journal: {err}", file=sys.stderr)
+    j = open_journal_or_say_why(path)
+    if j is None:
         return EXIT_FAIL
     try:
         s = summarize(j, day, tz)
