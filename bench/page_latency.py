@@ -26,10 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import dump_toml  # noqa: E402
 
 from bench.common import Broker, free_port, write_result  # noqa: E402
-from bench.press_latency import PY, ROOMS, Sub, base_config, ctl, start, stats, stop  # noqa: E402
+from bench.press_latency import (  # noqa: E402
+    PY,
+    ROOMS,
+    Sub,
+    base_config,
+    ctl,
+    other_drivers,
+    start,
+    start_sims,
+    stats,
+    stop,
+)
 from suitemon.drivers.espa444 import call_records, encode_block, poll_sequence, select_sequence  # noqa: E402
 from suitemon.drivers.espa_link import line_time_s  # noqa: E402
 
@@ -53,20 +63,7 @@ def run(presses: int, poll: float) -> dict:
                 "timeout_s": 0.2,
                 "rooms": ROOMS,
             },
-            "env1": {
-                "kind": "modbus_points",
-                "transport": "tcp",
-                "port": free_port(),
-                "poll_s": 0.5,
-                "location": "hotlab",
-            },
-            "env2": {
-                "kind": "modbus_points",
-                "transport": "tcp",
-                "port": free_port(),
-                "poll_s": 2.0,
-                "location": "hotlab",
-            },
+            **other_drivers(),
         }
         # A pty keeps 8-bit characters (docs/paging.md); the line time is the same 10 bits a character.
         data["paging"] = {
@@ -77,18 +74,10 @@ def run(presses: int, poll: float) -> dict:
             "poll_interval_s": 2.0,
             "recipients": {"n1": "101", "sw": "2222"},
         }
-        cfg_path = tmp / "suite.toml"
-        cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        cfg_path, sim = start_sims(data, tmp, control)
         sub = Sub(broker.port, f"suitemon/{site}/#")
         daemon = None
         try:
-            for _ in range(200):
-                try:
-                    ctl(control, "*", "list")
-                    break
-                except OSError:
-                    time.sleep(0.05)
             daemon = start([PY, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg_path)], tmp / "daemon.log")
             for _ in range(300):
                 if ctl(control, "paging_base", "stats")["polls"] >= 1:

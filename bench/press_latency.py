@@ -148,6 +148,40 @@ def start(args: list[str], log: Path) -> subprocess.Popen:
     )
 
 
+def start_sims(data: dict, tmp: Path, control: int) -> tuple[Path, subprocess.Popen]:
+    """Write the suite's config, start `suitemon sim` on it, wait until its control port answers."""
+    cfg_path = tmp / "suite.toml"
+    cfg_path.write_text(dump_toml(data))
+    sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+    for _ in range(200):
+        try:
+            ctl(control, "*", "list")
+            break
+        except OSError:
+            time.sleep(0.05)
+    return cfg_path, sim
+
+
+def other_drivers() -> dict:
+    """The rest of the suite's polling: two environment sensors on their own Modbus TCP links."""
+    return {
+        "env1": {
+            "kind": "modbus_points",
+            "transport": "tcp",
+            "port": free_port(),
+            "poll_s": 0.5,
+            "location": "hotlab",
+        },
+        "env2": {
+            "kind": "modbus_points",
+            "transport": "tcp",
+            "port": free_port(),
+            "poll_s": 2.0,
+            "location": "hotlab",
+        },
+    }
+
+
 def stop(p: subprocess.Popen) -> None:
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
@@ -191,33 +225,11 @@ def run_suitemon(transport: str, baud: int | None, presses: int, poll: float, id
             bells.update(serial_port=str(tmp / "bells.tty"), baudrate=baud, sim={"pace": True})
         data["devices"] = {
             "bells": bells,
-            # the other drivers: two environment sensors on their own Modbus TCP links
-            "env1": {
-                "kind": "modbus_points",
-                "transport": "tcp",
-                "port": free_port(),
-                "poll_s": 0.5,
-                "location": "hotlab",
-            },
-            "env2": {
-                "kind": "modbus_points",
-                "transport": "tcp",
-                "port": free_port(),
-                "poll_s": 2.0,
-                "location": "hotlab",
-            },
+            **other_drivers(),
         }
-        cfg_path = tmp / "suite.toml"
-        cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        cfg_path, sim = start_sims(data, tmp, control)
         sub = Sub(broker.port, f"suitemon/{site}/#")
         try:
-            for _ in range(200):
-                try:
-                    ctl(control, "*", "list")
-                    break
-                except OSError:
-                    time.sleep(0.05)
             daemon = start([PY, "-m", "suitemon.daemon.cli", "run", "-c", str(cfg_path)], tmp / "daemon.log")
             state_t = f"suitemon/{site}/device/bells/state"
             ok = sub.wait(
@@ -336,16 +348,8 @@ def run_pymodbus_floor(poll: float, n: int = 200) -> dict:
                 "rooms": ROOMS,
             }
         }
-        cfg_path = tmp / "suite.toml"
-        cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        _cfg_path, sim = start_sims(data, tmp, control)
         try:
-            for _ in range(200):
-                try:
-                    ctl(control, "*", "list")
-                    break
-                except OSError:
-                    time.sleep(0.05)
 
             async def main():
                 from pymodbus.client import AsyncModbusTcpClient
@@ -396,16 +400,8 @@ def run_breakdown(poll: float, n: int = 300) -> dict:
                 "rooms": ROOMS,
             }
         }
-        cfg_path = tmp / "suite.toml"
-        cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        cfg_path, sim = start_sims(data, tmp, control)
         try:
-            for _ in range(200):
-                try:
-                    ctl(control, "*", "list")
-                    break
-                except OSError:
-                    time.sleep(0.05)
             from suitemon.daemon import logs
             from suitemon.daemon.app import Daemon
             from suitemon.daemon.config import load_config
@@ -476,19 +472,11 @@ def run_naive(poll: float, holds: tuple[float, ...], presses: int, profile: str 
                 "rooms": ROOMS,
             }
         }
-        cfg_path = tmp / "suite.toml"
-        cfg_path.write_text(dump_toml(data))
-        sim = start([PY, "-m", "suitemon.daemon.cli", "sim", "-c", str(cfg_path)], tmp / "sim.log")
+        _cfg_path, sim = start_sims(data, tmp, control)
         topic = "naive/bells/inputs"
         sub = Sub(broker.port, topic)
         gw = None
         try:
-            for _ in range(200):
-                try:
-                    ctl(control, "*", "list")
-                    break
-                except OSError:
-                    time.sleep(0.05)
             gw = subprocess.Popen(
                 [
                     PY,
