@@ -6,6 +6,8 @@ Validation happens before anything opens a port; ``suitemon check-config`` and
 
 from __future__ import annotations
 
+import functools
+import operator
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +174,9 @@ def _device_union():
     members = [kinds.config_model(k) for k in kinds.names()]
     if len(members) == 1:
         return members[0]
-    return Annotated[tuple(members), Field(discriminator="kind")]
+    # A runtime union of the registered kinds' models (typing.Union over a tuple; ruff's UP007 would
+    # rewrite the subscript form into a tuple, which is not a type).
+    return Annotated[functools.reduce(operator.or_, members), Field(discriminator="kind")]
 
 
 def _root_model():
