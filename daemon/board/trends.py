@@ -59,6 +59,7 @@ def _round(v: float) -> float:
 class Bucket:
     value: float | None = None  # the worst fresh value in the bucket
     gap: bool = False  # a sample that was not fresh fell in this bucket
+    shown: float | None = None  # value rounded for the page, kept so a view costs no arithmetic
 
 
 @dataclass
@@ -70,6 +71,8 @@ class Ring:
     points: int = POINTS
     buckets: dict[int, Bucket] = field(default_factory=dict)
     latest: tuple[float, float | None] | None = None  # (reading time, value; None when not fresh)
+    version: int = 0  # bumped by each add, so an unchanged window is not rebuilt every second
+    _cached: tuple[int, int, dict[str, Any]] | None = None  # (first bucket, version, view)
 
     @property
     def step_s(self) -> float:
@@ -85,10 +88,13 @@ class Ring:
         if idx < first or idx > first + self.points - 1:
             return False
         b = self.buckets.setdefault(idx, Bucket())
+        self.version += 1
         if value is None:
             b.gap = True
         else:
-            b.value = value if b.value is None else self.worst(b.value, value)
+            worst = value if b.value is None else self.worst(b.value, value)
+            if worst != b.value:
+                b.value, b.shown = worst, _round(worst)
         if self.latest is None or t >= self.latest[0]:
             self.latest = (t, value)
         self._prune(first)
@@ -101,21 +107,23 @@ class Ring:
     def view(self, now: float) -> dict[str, Any]:
         """``values[i]`` covers ``t0 + i*step_s``; null is a gap; ``broken`` buckets are drawn unjoined."""
         first = self._first(now)
-        self._prune(first)
-        values: list[float | None] = []
-        broken: list[int] = []
-        for i in range(self.points):
-            b = self.buckets.get(first + i)
-            values.append(None if b is None or b.value is None else _round(b.value))
-            if b is not None and b.value is not None and b.gap:
-                broken.append(i)
-        return {
-            "t0": iso(first * self.step_s),
-            "step_s": self.step_s,
-            "values": values,
-            "broken": broken,
-            "latest": self.current(now),
-        }
+        if self._cached is None or self._cached[:2] != (first, self.version):
+            self._prune(first)
+            values: list[float | None] = []
+            broken: list[int] = []
+            for i in range(self.points):
+                b = self.buckets.get(first + i)
+                values.append(None if b is None else b.shown)
+                if b is not None and b.shown is not None and b.gap:
+                    broken.append(i)
+            window = {
+                "t0": iso(first * self.step_s),
+                "step_s": self.step_s,
+                "values": values,
+                "broken": broken,
+            }
+            self._cached = (first, self.version, window)
+        return {**self._cached[2], "latest": self.current(now)}
 
     def current(self, now: float) -> dict[str, Any]:
         """The newest value, and whether it is current: a value past its age is never shown as fresh."""
