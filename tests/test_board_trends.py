@@ -255,3 +255,18 @@ def test_ups_chart_shows_on_battery_and_for_a_while_after_mains_returns(model, c
     assert u["on_battery"] is False and u["mains_back_at"] == iso(clock.t)
     clock.t += UPS_KEEP_S + 1
     assert views.trends(model, CFG)["ups"] == []
+
+
+def test_malformed_device_states_are_not_charted_and_do_not_break_the_board(model, clock):
+    send(model, "device/ups/state", ups_state(clock.t, True, 50.0, 600))
+    clock.t += 1
+    odd = {**ups_state(clock.t, True, 50.0, 600), "values": ["not", "an", "object"]}
+    send(model, "device/ups/state", odd)
+    (u,) = views.trends(model, CFG)["ups"]
+    assert u["on_battery"] is True, "a state that does not say where the power comes from changes nothing"
+    assert u["charge_pct"]["latest"] == {"value": None, "at": iso(clock.t), "current": False}
+    model.trends.ups.clear()
+    bad_rate = {**monitor_state(clock.t, 1.0), "dose_rate_usv_h": "high", "values": "x", "units": 3}
+    send(model, "device/gamma/state", bad_rate)
+    t = views.trends(model, CFG)
+    assert t["dose_rate"] == [] and t["ups"] == []

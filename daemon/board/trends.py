@@ -147,8 +147,8 @@ def fresh_value(dev: dict[str, Any], value: Any, t: float, now: float) -> float 
 
 def dose_rate_of(dev: dict[str, Any]) -> tuple[Any, str] | None:
     """The device's dose rate and its unit, or None when it reports none (not an area monitor)."""
-    values = dev.get("values") or {}
-    units = dev.get("units") if isinstance(dev.get("units"), dict) else {}
+    values = _object(dev.get("values"))
+    units = _object(dev.get("units"))
     for key in ("dose_rate_usv_h", "dose_rate"):
         if key in dev and (dev[key] is None or isinstance(dev[key], (int, float))):
             if dev[key] is not None or "thresholds" in dev:  # None: the daemon withholds a faulty reading
@@ -158,6 +158,11 @@ def dose_rate_of(dev: dict[str, Any]) -> tuple[Any, str] | None:
             unit = units.get(key) or ("µSv/h" if "usv" in key.lower() else dev.get("unit") or "")
             return v, str(unit).replace("uSv", "µSv")
     return None
+
+
+def _object(x: Any) -> dict[str, Any]:
+    """A payload field that should be an object; anything else (a list, a string) counts as empty."""
+    return x if isinstance(x, dict) else {}
 
 
 def is_ups(did: str, dev: dict[str, Any]) -> bool:
@@ -217,13 +222,13 @@ class Trends:
         t = min(ts, now) if ts is not None else now
         found = dose_rate_of(dev)
         if found is not None:
-            s = self._slot(self.dose, did, DoseSeries)
+            s: DoseSeries | None = self._slot(self.dose, did, DoseSeries)
             if s is None:
                 return False
             s.unit, s.device = found[1], dev
             return s.rate.add(t, fresh_value(dev, found[0], t, now), now)
         if is_ups(did, dev):
-            u = self._slot(self.ups, did, UpsSeries)
+            u: UpsSeries | None = self._slot(self.ups, did, UpsSeries)
             if u is None:
                 return False
             return self._ups(u, dev, t, now)
@@ -232,12 +237,13 @@ class Trends:
     @staticmethod
     def _ups(u: UpsSeries, dev: dict[str, Any], t: float, now: float) -> bool:
         u.device = dev
-        v = dev.get("values") or {}
+        v = _object(dev.get("values"))
         charge = fresh_value(dev, _first_number(v, ("charge_pct", "state_of_charge_pct")), t, now)
         runtime = fresh_value(dev, _first_number(v, ("runtime_s", "runtime_remaining_s")), t, now)
         changed = u.charge.add(t, charge, now)
         changed = u.runtime.add(t, runtime, now) or changed
-        if fresh_value(dev, 0, t, now) is not None:  # only a fresh state tells where the power comes from
+        says = isinstance(v.get("on_battery"), bool) or isinstance(v.get("power_failure"), bool)
+        if says and fresh_value(dev, 0, t, now) is not None:  # only a fresh state that says it tells
             battery = v.get("on_battery") is True or v.get("power_failure") is True
             if battery and not u.on_battery:
                 u.battery_since, u.mains_back_at = t, None
