@@ -9,6 +9,7 @@ import pytest
 
 from suitemon.daemon.alarms import iso
 from suitemon.daemon.board import views
+from suitemon.daemon.board.config import BoardConfig
 from suitemon.daemon.board.model import SuiteModel
 from suitemon.daemon.board.trends import POINTS, STALE_AFTER_S, UPS_KEEP_S, WINDOW_S
 from suitemon.daemon.config import parse_config
@@ -261,7 +262,11 @@ def test_malformed_device_states_are_not_charted_and_do_not_break_the_board(mode
     send(model, "device/ups/state", ups_state(clock.t, True, 50.0, 600))
     clock.t += 1
     odd = {**ups_state(clock.t, True, 50.0, 600), "values": ["not", "an", "object"]}
-    send(model, "device/ups/state", odd)
+    assert send(model, "device/ups/state", odd) == set()  # refused and counted: every view reads values
+    assert model.bad_messages == 1
+    views.all_sections(model, CFG, BoardConfig())  # the page still updates
+    saying_nothing = {**ups_state(clock.t, True, None, None), "values": {"load_pct": 20}}
+    send(model, "device/ups/state", saying_nothing)
     (u,) = views.trends(model, CFG)["ups"]
     assert u["on_battery"] is True, "a state that does not say where the power comes from changes nothing"
     assert u["charge_pct"]["latest"] == {"value": None, "at": iso(clock.t), "current": False}

@@ -102,6 +102,11 @@ class SuiteModel:
         if parts[0] == "alarm" and len(parts) == 2:
             return self._keyed(self.alarms, parts[1], data, {ALARMS, ROOMS, HEALTH})
         if parts[0] == "device" and len(parts) == 3 and parts[2] == "state":
+            if data is not None and not isinstance(data.get("values", {}), dict):
+                # Every view reads values as an object: one such state would stop all page updates.
+                self.bad_messages += 1
+                log.warning("ignoring a device state whose values are not an object", topic=rel)
+                return set()
             changed = self._keyed(self.devices, parts[1], data, {DEVICES, ROOMS, POWER})
             if data is not None and self.trends.on_device(
                 parts[1], data, self.clock(), parse_ts(data.get("ts"))
