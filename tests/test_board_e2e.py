@@ -352,3 +352,136 @@ def test_an_mqtt_message_reaches_the_page_within_a_second(make_suite, watcher, b
     print(f"\nMQTT publish -> page DOM: median {took[5] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms")
     assert took[-1] < 1.0, f"slowest update took {took[-1]:.2f} s"
     page.close()
+
+
+@pytest.mark.slow  # three processes to start (simulators, daemon, board): ~20 s on a loaded machine
+def test_trend_charts_appear_and_update_live_with_the_simulators(make_suite, watcher, browser):
+    """Issue 17 item 4: dose-rate trends with their levels, a UPS during a cut, today's call responses."""
+    from datetime import datetime, timedelta
+
+    from helpers import free_port
+
+    from suitemon.daemon.alarms import iso
+
+    hot = {
+        "kind": "area_monitor_modbus",
+        "name": "Hot-lab gamma monitor",
+        "location": "hotlab",
+        "transport": "tcp",
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "poll_s": 0.2,
+        "timeout_s": 0.2,
+        "comm_loss_after": 3,
+        "sim": {"seed": 5},
+    }
+    levels = {"normal": {"warning_usv_h": 7.5, "alarm_usv_h": 20.0, "hysteresis_usv_h": 1.0}}
+    suite = make_suite(
+        {"hot": hot}, {**EXTRA, "radiation": {"areas": {"hotlab": {**levels, "rise": {"enabled": False}}}}}
+    )
+    off_loop(suite.start_sims)
+    suite.start_daemon(watcher)
+    board = start_board(suite)
+    page = browser.new_page(viewport={"width": 1280, "height": 720}, bypass_csp=True)
+    page.goto(board.url)
+    page_live(page)
+    chart = '[data-trend="hot"] svg[role="img"]'
+    page.wait_for_selector(chart)
+    label = page.get_attribute(chart, "aria-label")
+    assert "Warning level 7.5, alarm level 20 µSv/h" in label, label
+    assert (
+        page.locator(f"{chart} .lvl-warn").count() == 2 and page.locator(f"{chart} .lvl-alarm").count() == 2
+    )
+    assert page.locator(f"{chart} .tick").count() >= 6  # labelled axes
+
+    # Live: the simulator's rate rises past the warning level and the chart follows within seconds.
+    off_loop(suite.sim, "hot", "fix", usv_h=12.5)
+    page.wait_for_function(
+        "s => (document.querySelector(s) || {}).getAttribute?.('aria-label')?.includes('now 12.5 µSv/h')",
+        arg=chart,
+        timeout=5000,
+    )
+    assert page.locator(f"{chart} polyline.tl, {chart} circle.tl-dot").count() >= 1
+
+    # A power cut: the UPS feature's state on battery (published as the daemon will), twice.
+    now = datetime.now(UTC)
+    for i, (charge, runtime) in enumerate(((96.0, 1500), (93.5, 1410))):
+        t = iso((now + timedelta(seconds=i)).timestamp())
+        watcher.publish(
+            suite.topic("device", "ups", "state"),
+            {
+                "device_id": "ups",
+                "kind": "ups_apc",
+                "name": "Suite UPS",
+                "location": "hotlab",
+                "ts": t,
+                "published_at": t,
+                "age_s": 0.1,
+                "stale": False,
+                "comm": "ok",
+                "values": {"on_battery": True, "online": False, "charge_pct": charge, "runtime_s": runtime},
+                "last_error": None,
+            },
+            retain=True,
+        )
+    ups = '[data-trend="ups"]'
+    page.wait_for_selector(f'{ups} svg[aria-label*="charge"][aria-label*="now 93.5 %"]', timeout=5000)
+    assert page.locator(f'{ups} svg[role="img"]').count() == 2
+    assert "ON BATTERY" in page.inner_text(ups)
+
+    # A call answered 42 s after the press: the daemon's alarm.accepted event, published as it would
+    # (the press -> accept arithmetic is tested in test_board_trends.py).
+    pressed = now - timedelta(seconds=42)
+    watcher.publish(
+        suite.topic("event"),
+        {
+            "event_id": "e-trend-call",
+            "seq": 1,
+            "ts": iso(now.timestamp()),
+            "site": suite.site,
+            "type": "alarm.accepted",
+            "actor": "nurse1",
+            "alarm_id": "bells.uptake2.call",
+            "data": {
+                "alarm": {
+                    "alarm_id": "bells.uptake2.call",
+                    "occurrence": "o-trend-call",
+                    "type": "bells.call",
+                    "priority": "medium",
+                    "kind": "clinical",
+                    "latching": True,
+                    "condition": "present",
+                    "state": "acknowledged",
+                    "source": "bells",
+                    "location": "uptake2",
+                    "message": "Uptake 2: call",
+                    "details": {},
+                    "raised_at": iso(pressed.timestamp()),
+                    "updated_at": iso(now.timestamp()),
+                    "acknowledged_by": "nurse1",
+                    "acknowledged_at": iso(now.timestamp()),
+                }
+            },
+        },
+    )
+    calls = '[data-trend="calls"]'
+    page.wait_for_function(
+        "s => document.querySelector(s)?.textContent.includes('1 call answered today · median 0:42')",
+        arg=calls,
+        timeout=5000,
+    )
+    assert page.locator(f"{calls} circle.call-dot").count() == 1
+    page.locator("#trends").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('toast').hidden = true")
+    shot(page, "board-trends.png")
+
+    # The monitor stops answering: its latest value turns NOT CURRENT, never shown as fresh.
+    off_loop(suite.sim, "hot", "unplug")
+    page.wait_for_function(
+        "s => (document.querySelector(s) || {}).getAttribute?.('aria-label')?.includes('NOT CURRENT')",
+        arg=chart,
+        timeout=8000,
+    )
+    assert "NOT CURRENT" in page.inner_text('[data-trend="hot"] .latest')
+    watcher.publish(suite.topic("device", "ups", "state"), b"", retain=True)
+    page.close()

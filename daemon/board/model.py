@@ -11,28 +11,18 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+
+from suitemon.daemon.board.trends import Trends, parse_ts
 
 log = structlog.get_logger("suitemon.board.model")
 
 # Sections a message can change; the server pushes only the sections that changed.
 HEALTH, ALARMS, ROOMS, POWER, DEVICES, DOSE = "health", "alarms", "rooms", "power", "devices", "dose"
+TRENDS = "trends"
 MAX_TRACKED = 5000  # administrations/studies remembered per day: far above ~10 patients a day
-
-
-def parse_ts(s: Any) -> float | None:
-    if not isinstance(s, str) or not s:
-        return None
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def subscriptions(root: str) -> tuple[str, ...]:
@@ -67,6 +57,8 @@ class SuiteModel:
         self.deliveries: dict[str, dict[str, dict[str, Any]]] = {}
         self.bad_messages = 0
         self.messages = 0
+        # Kept across broker reconnects: history stays history, and the outage shows as a gap.
+        self.trends = Trends()
 
     # -- broker link ------------------------------------------------------
     def on_broker(self, connected: bool) -> set[str]:
@@ -85,7 +77,7 @@ class SuiteModel:
             self.status, self.status_seen = None, None
         else:
             self.broker_lost_at = now
-        return {HEALTH, ALARMS, ROOMS, POWER, DEVICES, DOSE}
+        return {HEALTH, ALARMS, ROOMS, POWER, DEVICES, DOSE, TRENDS}
 
     # -- messages ---------------------------------------------------------
     def on_message(self, topic: str, payload: bytes, retained: bool = False) -> set[str]:
@@ -110,7 +102,17 @@ class SuiteModel:
         if parts[0] == "alarm" and len(parts) == 2:
             return self._keyed(self.alarms, parts[1], data, {ALARMS, ROOMS, HEALTH})
         if parts[0] == "device" and len(parts) == 3 and parts[2] == "state":
-            return self._keyed(self.devices, parts[1], data, {DEVICES, ROOMS, POWER})
+            if data is not None and not isinstance(data.get("values", {}), dict):
+                # Every view reads values as an object: one such state would stop all page updates.
+                self.bad_messages += 1
+                log.warning("ignoring a device state whose values are not an object", topic=rel)
+                return set()
+            changed = self._keyed(self.devices, parts[1], data, {DEVICES, ROOMS, POWER})
+            if data is not None and self.trends.on_device(
+                parts[1], data, self.clock(), parse_ts(data.get("ts"))
+            ):
+                changed.add(TRENDS)
+            return changed
         if rel == "shutdown/state":
             self.shutdown = data
             return {POWER}
@@ -163,6 +165,8 @@ class SuiteModel:
             return self._study(data)
         if etype == "paging.delivery":
             return self._delivery(data, ev.get("seq"))
+        if etype == "alarm.accepted":
+            return {TRENDS} if self.trends.on_accepted(ev, self.clock()) else set()
         return set()
 
     def _delivery(self, data: dict[str, Any], seq: Any) -> set[str]:

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from suitemon.daemon.alarms import PRIORITY_RANK, iso
 from suitemon.daemon.board.model import SuiteModel, parse_ts
+from suitemon.daemon.board.trends import STALE_AFTER_S, WINDOW_S
+from suitemon.drivers.radiation import rules_for
 
 TILE_KINDS = ("uptake_room", "hot_lab", "scanner_room")
 OPEN = ("active", "acknowledged")
@@ -421,4 +423,122 @@ def all_sections(model: SuiteModel, cfg, board) -> dict[str, Any]:
         "power": power(model, cfg),
         "devices": devices(model, cfg),
         "dose": dose(model, cfg),
+        "trends": trends(model, cfg),
+    }
+
+
+# -- trends (issue 17 item 4) -----------------------------------------------------
+def dose_levels(did: str, dev: dict[str, Any], cfg) -> dict[str, Any] | None:
+    """The warning and alarm levels to draw: the site's configured ones, in the set now in force.
+
+    The daemon publishes which set applies (``thresholds.set``: ``normal``, or ``occupied``
+    while a patient is in the room); the levels come from the board's config, the same file
+    the daemon reads. A monitor the config does not know falls back to the levels it publishes.
+    """
+    published = dev.get("thresholds") if isinstance(dev.get("thresholds"), dict) else {}
+    set_name = "occupied" if published.get("set") == "occupied" else "normal"
+    rc = None
+    dcfg = cfg.devices.get(did) if hasattr(cfg, "devices") else None
+    if dcfg is not None:
+        rc = rules_for(dcfg, cfg)
+    else:
+        section = getattr(cfg, "radiation", None)
+        area = dev.get("area") or dev.get("location")
+        rc = section.areas.get(area) if section is not None and isinstance(area, str) else None
+    if rc is not None:
+        ts = rc.occupied if set_name == "occupied" and rc.occupied is not None else rc.normal
+        return {"warning": ts.warning_usv_h, "alarm": ts.alarm_usv_h, "set": set_name, "source": "config"}
+    warn, alarm = published.get("warning_usv_h"), published.get("alarm_usv_h")
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (warn, alarm)):
+        return {"warning": warn, "alarm": alarm, "set": set_name, "source": "device"}
+    return None
+
+
+def _area_name(cfg, area: Any) -> Any:
+    return cfg.areas[area].name if isinstance(area, str) and area in cfg.areas else area
+
+
+def call_responses(model: SuiteModel, cfg, now: float) -> dict[str, Any]:
+    """Today's (site time) clinical calls answered: press (alarm raised) -> accept."""
+    tz = ZoneInfo(cfg.site.timezone)
+    today = datetime.fromtimestamp(now, tz).date()
+    midnight = datetime.combine(today, datetime.min.time(), tz).timestamp()
+    rows = sorted(
+        (
+            r
+            for r in model.trends.responses.values()
+            if datetime.fromtimestamp(r["accepted"], tz).date() == today
+        ),
+        key=lambda r: r["pressed"],
+    )
+    secs = sorted(round(r["accepted"] - r["pressed"], 1) for r in rows)
+    median = None
+    if secs:
+        mid = len(secs) // 2
+        median = secs[mid] if len(secs) % 2 else round((secs[mid - 1] + secs[mid]) / 2, 1)
+    # Accepts are events, not retained: like the doses, say since when they were counted.
+    complete = model.started_at <= midnight and (
+        model.broker_lost_at is None or model.broker_lost_at < midnight
+    )
+    return {
+        "date": today.isoformat(),
+        "day_start": iso(midnight),
+        "count": len(rows),
+        "median_s": median,
+        "max_s": secs[-1] if secs else None,
+        "calls": [
+            {
+                "room": r["room"],
+                "room_name": _area_name(cfg, r["room"]),
+                "pressed_at": iso(r["pressed"]),
+                "accepted_at": iso(r["accepted"]),
+                "seconds": round(r["accepted"] - r["pressed"], 1),
+                "accepted_by": r["accepted_by"],
+                "emergency": str(r.get("type") or "").endswith("emergency"),
+            }
+            for r in rows[-100:]  # a bounded payload; the count and statistics cover the whole day
+        ],
+        "complete": complete,
+        "since": iso(max(model.started_at, model.broker_lost_at or 0)),
+    }
+
+
+def trends(model: SuiteModel, cfg, now: float | None = None) -> dict[str, Any]:
+    now = now if now is not None else model.clock()
+    dose_rate = []
+    for did, s in sorted(model.trends.dose.items()):
+        dev = s.device
+        area = dev.get("area") or dev.get("location")
+        dose_rate.append(
+            {
+                "device": did,
+                "name": dev.get("name") or did,
+                "area": area,
+                "area_name": _area_name(cfg, area),
+                "unit": s.unit,
+                "levels": dose_levels(did, dev, cfg),
+                **s.rate.view(now),
+            }
+        )
+    ups = []
+    for did, u in sorted(model.trends.ups.items()):
+        if not u.shown(now):
+            continue
+        ups.append(
+            {
+                "device": did,
+                "name": u.device.get("name") or did,
+                "on_battery": u.on_battery,
+                "battery_since": iso(u.battery_since) if u.battery_since is not None else None,
+                "mains_back_at": iso(u.mains_back_at) if u.mains_back_at is not None else None,
+                "charge_pct": u.charge.view(now),
+                "runtime_s": u.runtime.view(now),
+            }
+        )
+    return {
+        "window_s": WINDOW_S,
+        "stale_after_s": STALE_AFTER_S,
+        "dose_rate": dose_rate,
+        "ups": ups,
+        "responses": call_responses(model, cfg, now),
     }

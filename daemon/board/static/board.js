@@ -131,6 +131,7 @@
     if (names.includes("devices")) Render.devices(s.devices, c);
     if (names.includes("power")) Render.power(s.power, c);
     if (names.includes("dose")) Render.dose(s.dose, c);
+    if (names.includes("trends") && s.trends) Render.trends(s.trends, c);
     updateBanner();
     clock();
   }
@@ -141,7 +142,7 @@
   }
 
   function rerender() {
-    if (state.sections) renderAll(["alarms", "rooms", "devices", "power", "dose"]);
+    if (state.sections) renderAll(["alarms", "rooms", "devices", "power", "dose", "trends"]);
   }
 
   function announce(alarms) {

@@ -240,6 +240,128 @@ const Render = (() => {
     el.innerHTML = html;
   }
 
+  /* Trends: small inline SVG charts drawn by hand (no library, nothing fetched). A null value is a
+     gap and a "broken" bucket (fresh and lost samples together) is drawn alone: a line never
+     bridges a time the value was not known. */
+  const CW = 320, CH = 118, PL = 40, PR = 54, PT = 8, PB = 20;
+
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v * 0.999) return m * p;
+    return 10 * p;
+  }
+  function fmtTick(v) { return num(v, v < 10 ? 2 : v < 100 ? 1 : 0); }
+
+  function segments(values, broken, x, y) {
+    const alone = new Set(broken || []);
+    let out = "";
+    let run = [];
+    const flush = () => {
+      if (run.length === 1) out += `<circle class="tl-dot" cx="${run[0][0]}" cy="${run[0][1]}" r="2.4"/>`;
+      else if (run.length > 1) out += `<polyline class="tl" points="${run.map((p) => p.join(",")).join(" ")}"/>`;
+      run = [];
+    };
+    values.forEach((v, i) => {
+      if (v === null || v === undefined) { flush(); return; }
+      const p = [x(i).toFixed(1), y(v).toFixed(1)];
+      if (alone.has(i)) { flush(); run.push(p); flush(); return; }
+      run.push(p);
+    });
+    flush();
+    return out;
+  }
+
+  function hasGaps(values) {
+    const drawn = values.map((v, i) => (v === null ? -1 : i)).filter((i) => i >= 0);
+    return drawn.length > 0 && drawn[drawn.length - 1] - drawn[0] + 1 > drawn.length;
+  }
+
+  /* One chart: o = {label, values, broken, ymax, unit, levels: [{v, name, cls}], xLabels, points?} */
+  function svgChart(o) {
+    const n = o.values ? o.values.length : 1;
+    const w = CW - PL - PR, hh = CH - PT - PB;
+    const x = (i) => PL + ((i + 0.5) * w) / n;
+    const y = (v) => PT + hh - (Math.min(v, o.ymax) / o.ymax) * hh;
+    let g = `<line class="axis" x1="${PL}" y1="${PT}" x2="${PL}" y2="${PT + hh}"/><line class="axis" x1="${PL}" y1="${PT + hh}" x2="${PL + w}" y2="${PT + hh}"/>`;
+    for (const t of [0, o.ymax / 2, o.ymax]) {
+      g += `<text class="tick" x="${PL - 4}" y="${(y(t) + 3.5).toFixed(1)}" text-anchor="end">${fmtTick(t)}</text>`;
+    }
+    g += `<text class="tick unit" x="${PL - 4}" y="${CH - 4}" text-anchor="end">${h(o.unit)}</text>`;
+    const xl = o.xLabels;
+    g += `<text class="tick" x="${PL}" y="${CH - 4}">${h(xl[0])}</text><text class="tick" x="${PL + w / 2}" y="${CH - 4}" text-anchor="middle">${h(xl[1])}</text><text class="tick" x="${PL + w}" y="${CH - 4}" text-anchor="end">${h(xl[2])}</text>`;
+    for (const l of o.levels || []) {
+      const ly = y(l.v).toFixed(1);
+      g += `<line class="lvl ${l.cls}" x1="${PL}" y1="${ly}" x2="${PL + w}" y2="${ly}"/><text class="lvl-t ${l.cls}" x="${PL + w + 3}" y="${(Number(ly) + 3.5).toFixed(1)}">${h(l.name)} ${fmtTick(l.v)}</text>`;
+    }
+    g += o.points || segments(o.values, o.broken, x, y);
+    return `<svg class="chart" viewBox="0 0 ${CW} ${CH}" role="img" aria-label="${h(o.label)}">${g}</svg>`;
+  }
+
+  const WINDOW_X = ["−30 min", "−15 min", "now"];
+
+  function latestText(l, unit, ctx, digits) {
+    if (l.current) return `${num(l.value, digits)} ${unit}`;
+    if (l.value !== null && l.value !== undefined) return `NOT CURRENT (last ${num(l.value, digits)} ${unit} at ${hhmm(l.at, ctx.tz)})`;
+    return "NOT CURRENT (no reading)";
+  }
+
+  function doseChart(d, ctx) {
+    const data = d.values.filter((v) => v !== null);
+    const lv = d.levels;
+    const top = Math.max(0, ...data, lv ? lv.alarm * 1.1 : 0);
+    const levels = lv ? [{ v: lv.warning, name: "warn", cls: "lvl-warn" }, { v: lv.alarm, name: "alarm", cls: "lvl-alarm" }] : [];
+    const now = latestText(d.latest, d.unit, ctx, 2);
+    const lvText = lv ? ` Warning level ${num(lv.warning, 2)}, alarm level ${num(lv.alarm, 2)} ${d.unit}${lv.set === "occupied" ? " (room occupied)" : ""}.` : " No levels configured.";
+    const label = `Dose rate, ${d.name}${d.area_name ? ", " + d.area_name : ""}, last 30 minutes: now ${now}.${lvText}${hasGaps(d.values) ? " Gaps where the monitor was not reporting." : ""}`;
+    const cls = d.latest.current ? "" : " not-current";
+    return `<figure class="trend${cls}" data-trend="${h(d.device)}">
+      <figcaption><strong>${h(d.area_name || d.name)}</strong> <span class="note">${h(d.name)}</span> · <span class="latest">${h(now)}</span></figcaption>
+      ${svgChart({ label, values: d.values, broken: d.broken, ymax: niceMax(top), unit: d.unit, levels, xLabels: WINDOW_X })}</figure>`;
+  }
+
+  function upsCharts(u, ctx) {
+    const mins = { ...u.runtime_s, values: u.runtime_s.values.map((v) => (v === null ? null : v / 60)) };
+    const rt = mins.values.filter((v) => v !== null);
+    const lc = u.charge_pct.latest, lr = u.runtime_s.latest;
+    const state = u.on_battery ? `ON BATTERY since ${hhmm(u.battery_since, ctx.tz)}` : `mains back at ${hhmm(u.mains_back_at, ctx.tz)}`;
+    const chargeNow = latestText(lc, "%", ctx, 1);
+    const runNow = lr.current ? duration(lr.value) : latestText(lr, "s", ctx, 0);
+    const gaps = hasGaps(u.charge_pct.values) ? " Gaps where the UPS was not reporting." : "";
+    return `<figure class="trend ups-trend${u.on_battery ? " on-battery" : ""}" data-trend="${h(u.device)}">
+      <figcaption><strong>${h(u.name)}</strong> · <span class="latest">${h(state)}: charge ${h(chargeNow)}, runtime ${h(runNow)}</span></figcaption>
+      <div class="pair">${svgChart({ label: `UPS ${u.name} charge, last 30 minutes: now ${chargeNow}; ${state}.${gaps}`, values: u.charge_pct.values, broken: u.charge_pct.broken, ymax: 100, unit: "%", xLabels: WINDOW_X })}
+      ${svgChart({ label: `UPS ${u.name} runtime, last 30 minutes: now ${runNow}; ${state}.${gaps}`, values: mins.values, broken: mins.broken, ymax: niceMax(Math.max(1, ...rt)), unit: "min", xLabels: WINDOW_X })}</div></figure>`;
+  }
+
+  function callsChart(r, ctx) {
+    const start = Date.parse(r.day_start);
+    const day = 24 * 3600 * 1000;
+    const w = CW - PL - PR, hh = CH - PT - PB;
+    const ymax = niceMax(Math.max(60, r.max_s || 0));
+    const pts = r.calls.map((c) => {
+      const cx = PL + (Math.min(day, Math.max(0, Date.parse(c.pressed_at) - start)) / day) * w;
+      const cy = PT + hh - (Math.min(c.seconds, ymax) / ymax) * hh;
+      return `<circle class="call-dot${c.emergency ? " emergency" : ""}" cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="3"><title>${h(c.room_name || c.room || "")} ${hhmm(c.pressed_at, ctx.tz)}: ${duration(c.seconds)} (${h(c.accepted_by || "")})</title></circle>`;
+    }).join("");
+    const summary = r.count
+      ? `${r.count} call${r.count === 1 ? "" : "s"} answered today · median ${duration(r.median_s)} · longest ${duration(r.max_s)}`
+      : "No calls answered today";
+    const partial = r.complete ? "" : ` (counted since ${hhmm(r.since, ctx.tz)})`;
+    const label = `Call response times today, press to accept: ${summary}${partial}.`;
+    return `<figure class="trend calls-trend" data-trend="calls">
+      <figcaption><strong>Call response times</strong> · <span class="latest">${h(summary)}${h(partial)}</span></figcaption>
+      ${svgChart({ label, values: [], ymax, unit: "s", xLabels: ["00:00", "12:00", "24:00"], points: pts })}</figure>`;
+  }
+
+  function trends(t, ctx) {
+    const el = document.getElementById("trend-list");
+    const items = t.dose_rate.map((d) => [`dose|${d.device}`, doseChart(d, ctx)]);
+    for (const u of t.ups) items.push([`ups|${u.device}`, upsCharts(u, ctx)]);
+    items.push(["calls", callsChart(t.responses, ctx)]);
+    keyed(el, items, "figure");
+  }
+
   /* Fill every age and countdown from the server-corrected clock. */
   function tick(nowMs) {
     for (const el of document.querySelectorAll("[data-age]")) {
@@ -253,5 +375,5 @@ const Render = (() => {
     }
   }
 
-  return { alarms, rooms, devices, power, dose, tick, h, prio, hhmm };
+  return { alarms, rooms, devices, power, dose, trends, tick, h, prio, hhmm };
 })();
