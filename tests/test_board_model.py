@@ -202,6 +202,7 @@ def test_room_tiles_show_call_occupancy_uptake_and_dose_rate(model, clock):
     assert r3["uptake"]["due_at"] == iso(clock.t + 1800)
     assert r3["dose_rate"] == {
         "value": 21.4,
+        "withheld": False,
         "unit": "µSv/h",
         "device": "rad3",
         "stale": False,
@@ -213,6 +214,29 @@ def test_room_tiles_show_call_occupancy_uptake_and_dose_rate(model, clock):
     assert r1["call"] is None and r1["occupied"] is True and r1["occupied_since"] == iso(clock.t - 600)
     assert r1["dose_rate"]["stale"] is True  # a lost monitor's last value is flagged, never shown as current
     assert rooms["hotlab"]["occupied"] is None and rooms["hotlab"]["uptake"] is None  # unknown, not "free"
+
+
+def test_a_faulty_detectors_withheld_reading_is_never_shown_as_its_raw_value(model, clock):
+    # The radiation rules publish dose_rate_usv_h: null while the detector reports a fault; the raw
+    # number still sits in values. The tile must say there is no valid reading, not show that number.
+    send(
+        model,
+        "device/rad3/state",
+        {
+            "device_id": "rad3",
+            "kind": "radmon",
+            "location": "uptake3",
+            "stale": False,
+            "comm": "ok",
+            "dose_rate_usv_h": None,
+            "thresholds": {"set": "normal", "warning_usv_h": 10.0, "alarm_usv_h": 25.0},
+            "values": {"dose_rate_usv_h": 0.05, "fault": True},
+            "ts": iso(clock.t),
+        },
+    )
+    rooms = {r["id"]: r for r in views.rooms(model, CFG, views.open_alarms(model, CFG))}
+    rate = rooms["uptake3"]["dose_rate"]
+    assert rate["value"] is None and rate["withheld"] is True and rate["device"] == "rad3"
 
 
 def test_health_needs_a_fresh_online_status(model, clock):

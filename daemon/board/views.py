@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from suitemon.daemon.alarms import PRIORITY_RANK, iso
 from suitemon.daemon.board.model import SuiteModel, parse_ts
-from suitemon.daemon.board.trends import STALE_AFTER_S, WINDOW_S
+from suitemon.daemon.board.trends import STALE_AFTER_S, WINDOW_S, dose_rate_of
 from suitemon.drivers.radiation import rules_for
 
 TILE_KINDS = ("uptake_room", "hot_lab", "scanner_room")
@@ -118,19 +118,6 @@ def _label(a: dict[str, Any]) -> str:
     return last.replace("_", " ").upper() or "ALARM"
 
 
-def _dose_rate(dev: dict[str, Any]) -> tuple[Any, str] | None:
-    values = dev.get("values") or {}
-    units = dev.get("units") if isinstance(dev.get("units"), dict) else {}
-    for key in ("dose_rate_usv_h", "dose_rate"):
-        if isinstance(dev.get(key), (int, float)):
-            return dev[key], "µSv/h" if "usv" in key or key == "dose_rate" else ""
-    for key, v in values.items():
-        if "dose_rate" in key and isinstance(v, (int, float)) and not isinstance(v, bool):
-            unit = units.get(key) or ("µSv/h" if "usv" in key.lower() else dev.get("unit") or "")
-            return v, str(unit).replace("uSv", "µSv")
-    return None
-
-
 def uptake_view(p: dict[str, Any] | None) -> dict[str, Any] | None:
     if not p:
         return None
@@ -181,10 +168,12 @@ def rooms(model: SuiteModel, cfg, alarms: list[dict[str, Any]]) -> list[dict[str
         for did, dev in sorted(model.devices.items()):
             if (dev.get("area") or dev.get("location")) != area_id:
                 continue
-            found = _dose_rate(dev)
+            found = dose_rate_of(dev)
             if found is not None:
                 rate = {
                     "value": found[0],
+                    # None: the daemon withholds a faulty detector's reading (radiation rules)
+                    "withheld": found[0] is None,
                     "unit": found[1],
                     "device": did,
                     "stale": bool(dev.get("stale")),

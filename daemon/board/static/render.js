@@ -134,6 +134,7 @@ const Render = (() => {
     let rate = "";  // no row at all for a room without a monitor: never a blank that reads as zero
     if (r.dose_rate) {
       rate = r.dose_rate.stale ? `<span class="stale-val">NOT CURRENT (${h(r.dose_rate.comm === "lost" ? "comm lost" : "stale")})</span>`
+        : r.dose_rate.value === null ? `<span class="stale-val">NO VALID READING (detector fault)</span>`
         : `${num(r.dose_rate.value, 2)} ${h(r.dose_rate.unit)}`;
     }
     const tech = r.technical ? `<div class="tech">${prio(r.technical_priority).sym} ${r.technical} technical alarm${r.technical > 1 ? "s" : ""}</div>` : "";
