@@ -20,7 +20,7 @@ from pydantic import Field
 from suitemon.drivers.base import ProfileError, Reading
 from suitemon.drivers.config import ModbusDeviceConfig
 from suitemon.drivers.modbus_link import ProfileDriver
-from suitemon.drivers.profile import Profile, load_profile
+from suitemon.drivers.profile import Profile, WordOrder, load_profile
 from suitemon.drivers.radiation import DOSE_UNIT_FACTORS, UNIT_FACTORS, AreaRadiation, check_devices, to_usv_h
 
 # Flag name in a profile -> the value key it sets (detector_fault collects every fault).
@@ -42,7 +42,7 @@ class Config(ModbusDeviceConfig):
     radiation: AreaRadiation | None = None
 
 
-def check(cfg) -> list[tuple[str, str]]:
+def check(cfg: Any) -> list[tuple[str, str]]:  # the root config model is built at run time
     issues = list(check_devices("area_monitor_modbus", cfg))
     for did, dev in cfg.devices.items():
         if dev.kind != "area_monitor_modbus":
@@ -54,7 +54,7 @@ def check(cfg) -> list[tuple[str, str]]:
     return issues
 
 
-def monitor_profile(ref: str, word_order: str | None = None) -> Profile:
+def monitor_profile(ref: str, word_order: WordOrder | None = None) -> Profile:
     """Load a monitor profile, check it has what the driver needs, apply a device's word order."""
     profile = load_profile(ref)
     try:
@@ -98,7 +98,7 @@ def interpret(profile: Profile, raw: dict[str, Any]) -> dict[str, Any]:
                 flags[FLAG_KEYS[name]] = flags[FLAG_KEYS[name]] or bool(on)
     reasons = [name for name in ("detector_fault", "hv_fault") if seen.get(name)]
     rate = raw.get("dose_rate")
-    rate_unit = profile.point("dose_rate").unit
+    rate_unit = profile.point("dose_rate").unit or ""  # monitor_profile() refuses a rate without one
     if rate is None or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate < 0:
         flags["detector_fault"] = True
         reasons.append(f"invalid dose-rate value {rate!r}")
@@ -115,7 +115,7 @@ def interpret(profile: Profile, raw: dict[str, Any]) -> dict[str, Any]:
     }
     if "integrated_dose" in raw:
         dose = raw["integrated_dose"]
-        unit = profile.point("integrated_dose").unit
+        unit = profile.point("integrated_dose").unit or ""  # monitor_profile() refuses a dose without one
         ok = isinstance(dose, (int, float)) and math.isfinite(dose) and dose >= 0
         values["device_dose_usv"] = _sig(dose * DOSE_UNIT_FACTORS[unit]) if ok else None
     for name, value in raw.items():  # everything else the profile reads, as read
@@ -130,6 +130,8 @@ def _sig(x: float) -> float:
 
 
 class AreaMonitorDriver(ProfileDriver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         super().__init__(device_id, config, monitor_profile(config.profile, config.word_order))
 

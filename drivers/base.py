@@ -13,7 +13,10 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
+
+from suitemon.drivers.config import DeviceConfig
 
 
 class DriverError(Exception):
@@ -62,7 +65,10 @@ class Driver(abc.ABC):
     ``close()`` is safe to call twice; drivers are async context managers.
     """
 
-    def __init__(self, device_id: str, config: Any):
+    # Subclasses narrow this to their own Config model (``config: Config`` in the class body).
+    config: DeviceConfig
+
+    def __init__(self, device_id: str, config: DeviceConfig):
         self.device_id = device_id
         self.config = config
         self.is_open = False
@@ -97,7 +103,7 @@ class Driver(abc.ABC):
     async def _open(self) -> None:
         """Connect and check the device; raise a DriverError when it cannot be used."""
 
-    async def _close(self) -> None:
+    async def _close(self) -> None:  # noqa: B027 - optional hook: a driver that holds nothing skips it
         """Release what ``_open()`` took; called on a closed driver too (close twice is harmless)."""
 
     @abc.abstractmethod
@@ -123,9 +129,11 @@ class Driver(abc.ABC):
         """Device-specific actions (write a coil, send an outlet command)."""
         raise DriverError(f"{type(self).__name__} has no command '{name}'")
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()

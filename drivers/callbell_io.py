@@ -87,6 +87,8 @@ def _span(addresses: list[int]) -> tuple[int, int]:
 
 
 class CallBellDriver(Driver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         super().__init__(device_id, config)
         self.io = config.io_profile
@@ -114,7 +116,7 @@ class CallBellDriver(Driver):
         self._written: dict[int, tuple[bool, float]] = {}
         # The last reading's values, reused while nothing changed: a 50 ms poll of an idle
         # module then costs one comparison here and an identity check in the rules.
-        self._last_key: tuple | None = None
+        self._last_key: tuple[tuple[int, ...], int] | None = None  # (input bits, coil generation)
         self._last_values: dict[str, Any] = {}
         self._meta = {"latching": self.latching}
         self.dev: ModbusDevice | None = None
@@ -152,14 +154,15 @@ class CallBellDriver(Driver):
             return False
         assert self.dev is not None
         run: list[int] = []
-        for addr in addrs + [None]:  # type: ignore[list-item]
+        pending: list[int | None] = [*addrs, None]  # None flushes the last run
+        for addr in pending:
             if run and (addr is None or addr != run[-1] + 1):
                 values = [self._desired[a] for a in run]
                 if len(run) == 1:
                     await self.dev.bus.request("write_coil", run[0], values[0], unit=self.config.unit)
                 else:
                     await self.dev.write_coils(run[0], values)
-                for a, v in zip(run, values):
+                for a, v in zip(run, values, strict=True):
                     self._written[a] = (v, now)
                 self.count("coil_writes", len(run))
                 run = []
@@ -200,7 +203,7 @@ class CallBellDriver(Driver):
             coils = self._coils or {}
             rooms = {}
             for room, inputs, lamps in self._layout:
-                d = {b: bool(bits[i]) for b, i in inputs}
+                d: dict[str, bool | None] = {b: bool(bits[i]) for b, i in inputs}
                 for lamp, addr in lamps:
                     d[lamp] = coils.get(addr)
                 rooms[room] = d

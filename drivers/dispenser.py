@@ -198,6 +198,8 @@ def decode_header(raw: Mapping[str, Any], codes: Codes) -> dict[str, Any]:
 
 
 class DispenserDriver(ProfileDriver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         super().__init__(device_id, config, load_profile(config.profile))
         self.ring = ring_of(self.profile)

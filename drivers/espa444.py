@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
 # -- characters (ISO 646 / ISO 1745 names) ------------------------------------------
 SOH, STX, ETX, EOT, ENQ, ACK, NAK = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x15
@@ -188,7 +187,7 @@ class BadBlock:
     reason: str
 
 
-Item = Union[Block, Control, BadBlock]
+Item = Block | Control | BadBlock
 
 
 def parse_body(body: bytes) -> Block:
@@ -227,7 +226,7 @@ class Decoder:
     """
 
     max_block: int = MAX_BLOCK
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
     _state: int = _IDLE
     _addr: str = ""
     _body: bytearray = field(default_factory=bytearray)

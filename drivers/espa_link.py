@@ -73,13 +73,14 @@ class PollOutcome:
 
 
 class EspaLink:
-    def __init__(self, settings: LineSettings, *, counters=None):
+    def __init__(self, settings: LineSettings, *, counters: dict[str, int] | None = None):
         self.s = settings
         self.decoder = Decoder()
         self._ser: serial.Serial | None = None
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._items: asyncio.Queue = asyncio.Queue()
+        # None: the line was lost (wakes a waiter at once).
+        self._items: asyncio.Queue[Control | Block | BadBlock | None] = asyncio.Queue()
         self.lock = asyncio.Lock()
         self.error: str | None = None
         self.counters = counters if counters is not None else {}
@@ -116,8 +117,11 @@ class EspaLink:
         self.error = None
 
     def _readable(self) -> None:
+        fd = self._fd
+        if fd is None:  # closed since the event loop saw the port readable
+            return
         try:
-            data = os.read(self._fd, 4096)
+            data = os.read(fd, 4096)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as err:

@@ -39,7 +39,7 @@ def decay_factor(elapsed_s: float, t_half_s: float) -> float:
     """A(t0 + elapsed) / A(t0) = 2 ** (-elapsed / T_half). Negative elapsed corrects backwards."""
     if t_half_s <= 0:
         raise ValueError("half-life must be positive")
-    return 2.0 ** (-elapsed_s / t_half_s)
+    return math.pow(2.0, -elapsed_s / t_half_s)  # what ** computes; typed float, not Any
 
 
 def decay(activity: float, from_t: float, to_t: float, t_half_s: float) -> float:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import serial
 import structlog
@@ -65,12 +65,12 @@ class Config(DeviceConfig):
 
 UNIT_REQUIRED = (
     "required: the unit the instrument is set to display (one of "
-    + ", ".join(DisplayUnit.__args__)
+    + ", ".join(get_args(DisplayUnit))
     + "). The frame carries no unit; a meter set to mR/h read as uSv/h would read 10x low"
 )
 
 
-def check(cfg) -> list[tuple[str, str]]:
+def check(cfg: Any) -> list[tuple[str, str]]:  # the root config model is built at run time
     issues = list(check_devices("ludlum375", cfg))
     for did, dev in cfg.devices.items():
         if dev.kind == "ludlum375" and dev.reading_unit is None:
@@ -79,10 +79,13 @@ def check(cfg) -> list[tuple[str, str]]:
 
 
 class Ludlum375Driver(Driver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         if config.reading_unit is None:  # check-config refuses this; a direct caller gets the same reason
             raise ValueError(f"{device_id}: reading_unit {UNIT_REQUIRED}")
         super().__init__(device_id, config)
+        self.unit: DisplayUnit = config.reading_unit
         self.period = config.frame_period_s
         self.reader = FrameReader(gap_s=max(0.02, self.period / 2))
         self._ser: serial.Serial | None = None
@@ -126,8 +129,11 @@ class Ludlum375Driver(Driver):
         self.reader.reset()  # a half frame from before the reopen must not join the next one
 
     def _readable(self) -> None:
+        fd = self._fd
+        if fd is None:  # closed since the event loop saw the port readable
+            return
         try:
-            data = os.read(self._fd, 4096)
+            data = os.read(fd, 4096)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as err:  # EIO: the other end of the line went away
@@ -198,7 +204,7 @@ class Ludlum375Driver(Driver):
         return DeviceTimeout(f"no frame for {silent_s:.1f} s ({silent_s / self.period:.1f} frame periods)")
 
     def _reading(self, f: Frame) -> Reading:
-        unit = self.config.reading_unit
+        unit = self.unit
         reasons = [
             r
             for r, on in (

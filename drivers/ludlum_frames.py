@@ -131,7 +131,7 @@ class FrameReader:
         self.reasons: Counter[str] = Counter()
         self.last_reject: str | None = None
 
-    def _reject(self, segment: bytes, reason: str) -> None:
+    def _reject(self, segment: bytes | bytearray, reason: str) -> None:
         self.bad_frames += 1
         self.discarded_bytes += len(segment)
         key = reason.split(" ", 1)[0] if reason.startswith(("length", "reading")) else reason

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
 
 from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, Driver, FrameError
 from suitemon.drivers.config import ModbusDeviceConfig
@@ -35,7 +37,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class Bus:
     """One physical line: a pymodbus client, a lock and the inter-frame silence."""
 
-    _registry: dict[str, Bus] = {}
+    _registry: ClassVar[dict[str, Bus]] = {}
 
     def __init__(self, cfg: ModbusDeviceConfig):
         self.key = cfg.bus_key
@@ -47,7 +49,7 @@ class Bus:
         self._connect_lock = asyncio.Lock()
         self.gap = cfg.frame_gap
         self._last_frame_end = 0.0
-        self.client: Any = None
+        self.client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self.users = 0
         self.closed = (
             False  # released by its last user: never reopened (a late request must not leak a client)
@@ -63,18 +65,24 @@ class Bus:
         bus.users += 1
         return bus
 
-    def _make_client(self):
+    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         c = self.cfg
-        common = dict(timeout=c.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0)
         if c.transport == "tcp":
-            return AsyncModbusTcpClient(c.host, port=c.port, **common)
+            return AsyncModbusTcpClient(
+                c.host, port=c.port, timeout=c.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0
+            )
+        if c.serial_port is None:  # the config refuses rtu without a port; a direct caller learns why
+            raise CommError(f"Modbus rtu link {self.key}: no serial_port")
         return AsyncModbusSerialClient(
             c.serial_port,
             baudrate=c.baudrate,
             bytesize=c.bytesize,
             parity=c.parity,
             stopbits=c.stopbits,
-            **common,
+            timeout=c.timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            reconnect_delay_max=0,
         )
 
     async def ensure_connected(self) -> None:
@@ -89,9 +97,9 @@ class Bus:
 
     async def _connect(self) -> None:
         await self.disconnect()
-        self.client = self._make_client()
+        client = self.client = self._make_client()
         try:
-            ok = await asyncio.wait_for(self.client.connect(), self.cfg.timeout_s * 2 + 1)
+            ok = await asyncio.wait_for(client.connect(), self.cfg.timeout_s * 2 + 1)
         except (TimeoutError, OSError) as err:
             ok = False
             reason = str(err) or type(err).__name__
@@ -120,14 +128,15 @@ class Bus:
             if Bus._registry.get(self.key) is self:
                 del Bus._registry[self.key]
 
-    async def request(self, fn_name: str, *args: Any, unit: int, **kwargs: Any) -> Any:
+    async def request(self, fn_name: str, *args: Any, unit: int, **kwargs: Any) -> ModbusPDU:
         async with self.lock:
             wait = self._last_frame_end + self.gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             await self.ensure_connected()
             try:
-                rr = await getattr(self.client, fn_name)(*args, device_id=unit, **kwargs)
+                # By name: the read/write methods of pymodbus's client mixin, all answering a ModbusPDU.
+                rr: ModbusPDU = await getattr(self.client, fn_name)(*args, device_id=unit, **kwargs)
             except ModbusIOException as err:
                 await self.disconnect()
                 text = str(err)
@@ -157,7 +166,8 @@ class ModbusDevice:
         self.bus = Bus.for_device(cfg)
         self.requests = 0
 
-    async def read_table(self, table: str, start: int, count: int) -> list:
+    async def read_table(self, table: str, start: int, count: int) -> list[int]:
+        """Registers, or bits as bools (an int subtype), of one table."""
         fn = {
             "coil": "read_coils",
             "discrete": "read_discrete_inputs",
@@ -166,12 +176,12 @@ class ModbusDevice:
         }[table]
         rr = await self.bus.request(fn, start, count=count, unit=self.cfg.unit)
         self.requests += 1
-        data = rr.bits if table in BIT_TABLES else rr.registers
+        data: Sequence[int] = rr.bits if table in BIT_TABLES else rr.registers
         if len(data) < count:
             raise FrameError(f"short answer: asked {count} {table} items at {start}, got {len(data)}")
         return list(data[:count])
 
-    async def read_points(self, names=None) -> dict[str, Any]:
+    async def read_points(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """Read every point (or the named ones) in as few requests as the profile allows."""
         values: dict[str, Any] = {}
         for table, start, count, points in self.profile.blocks(names):
@@ -209,6 +219,8 @@ class ProfileDriver(Driver):
     Subclasses implement ``poll()`` with ``self.dev.read_points()``; one that checks the device
     on open extends ``_open()`` (``await super()._open()`` first).
     """
+
+    config: ModbusDeviceConfig
 
     def __init__(self, device_id: str, config: ModbusDeviceConfig, profile: Profile):
         super().__init__(device_id, config)

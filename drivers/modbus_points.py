@@ -7,7 +7,7 @@ per-point limits in the device config turn values into alarm conditions (see
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -32,6 +32,8 @@ class Config(ModbusDeviceConfig):
 
 
 class ModbusPointsDriver(ProfileDriver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         super().__init__(device_id, config, load_profile(config.profile))
 
@@ -40,7 +42,7 @@ class ModbusPointsDriver(ProfileDriver):
         values = await self.dev.read_points()
         return Reading(self.device_id, values)
 
-    async def command(self, name: str, **args):
+    async def command(self, name: str, **args: Any) -> Any:
         assert self.dev is not None
         if name == "write":
             await self.dev.write_point(args["point"], args["value"])

@@ -78,8 +78,9 @@ class Profile:
     def blocks(self, names: Iterable[str] | None = None) -> list[tuple[Table, int, int, tuple[Point, ...]]]:
         """Group points into read requests: (table, start, count, points). Items are never split."""
         wanted = [p for p in self.points if names is None or p.name in set(names)]
-        out = []
-        for table in ("coil", "discrete", "input", "holding"):
+        out: list[tuple[Table, int, int, tuple[Point, ...]]] = []
+        tables: tuple[Table, ...] = ("coil", "discrete", "input", "holding")
+        for table in tables:
             pts = sorted((p for p in wanted if p.table == table), key=lambda p: p.address)
             limit = 2000 if table in BIT_TABLES else self.max_block
             cur: list[Point] = []
@@ -103,10 +104,10 @@ def decode(point: Point, words: list[int] | list[bool]) -> Any:
     if point.type == "bool":
         return bool(words[0])
     if point.type == "ascii":
-        raw = b"".join(int(w).to_bytes(2, "big") for w in words)
+        text = b"".join(int(w).to_bytes(2, "big") for w in words)
         # NUL ends the text, trailing spaces pad it; bytes that are not ASCII become U+FFFD
         # so the driver can see (and refuse) garbage instead of guessing what was meant.
-        return raw.split(b"\0", 1)[0].decode("ascii", errors="replace").rstrip(" ")
+        return text.split(b"\0", 1)[0].decode("ascii", errors="replace").rstrip(" ")
     if point.count == 2:
         hi, lo = (words[0], words[1]) if point.word_order == "big" else (words[1], words[0])
         raw32 = (hi << 16) | lo

@@ -11,6 +11,7 @@ Every driver of an area monitor reports the same value keys (``VALUE_KEYS``), so
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,7 +42,7 @@ def patient_dose_rate(
     activity_mbq: float, elapsed_s: float, distance_m: float, half_life_s: float = F18_HALF_LIFE_S
 ) -> float:
     """uSv/h at distance_m from a patient given activity_mbq, elapsed_s after that activity was measured."""
-    activity = activity_mbq * 2.0 ** (-max(0.0, elapsed_s) / half_life_s)
+    activity = activity_mbq * math.pow(2.0, -max(0.0, elapsed_s) / half_life_s)
     return GAMMA_USV_M2_PER_MBQ_H * activity / distance_m**2
 
 
@@ -89,20 +90,27 @@ class ThresholdSet(Strict):
 class RiseRule(Strict):
     """A step rise not explained by a patient arriving: a suspected spill."""
 
+    # default= by name: type checkers read a positional default as none, and RiseRule() must type-check.
     enabled: bool = True
-    rise_usv_h: float = Field(2.0, gt=0, description="minimum step above the recent baseline")
-    factor: float = Field(2.0, ge=1, description="and the new level at least this many times the baseline")
-    window_s: float = Field(60.0, gt=0, description="readings this far back make the baseline")
-    confirm_s: float = Field(4.0, ge=0, description="the step must hold this long (reading timestamps)")
-    min_baseline_readings: int = Field(3, ge=1, le=1000)
+    rise_usv_h: float = Field(default=2.0, gt=0, description="minimum step above the recent baseline")
+    factor: float = Field(
+        default=2.0, ge=1, description="and the new level at least this many times the baseline"
+    )
+    window_s: float = Field(default=60.0, gt=0, description="readings this far back make the baseline")
+    confirm_s: float = Field(
+        default=4.0, ge=0, description="the step must hold this long (reading timestamps)"
+    )
+    min_baseline_readings: int = Field(default=3, ge=1, le=1000)
     occupancy_grace_s: float = Field(
-        60.0, ge=0, description="a patient arriving this close to the step explains it"
+        default=60.0, ge=0, description="a patient arriving this close to the step explains it"
     )
     patient_min_distance_m: float = Field(
-        0.5, gt=0, description="closest a patient can be to the detector; bounds what a patient explains"
+        default=0.5,
+        gt=0,
+        description="closest a patient can be to the detector; bounds what a patient explains",
     )
     assumed_activity_mbq: float = Field(
-        500.0,
+        default=500.0,
         gt=0,
         le=20000,
         description="activity assumed for an occupant whose activity is not known (above the 400 MBq FDG DRL)",
@@ -145,10 +153,11 @@ class RadiationSection(Strict):
 
 def rules_for(device_cfg: Any, root_cfg: Any) -> AreaRadiation | None:
     """The device's own rules, else its area's, else None (a config error, see check_devices)."""
-    own = getattr(device_cfg, "radiation", None)
+    # Both configs are built at run time (the device union, the root model): their fields are typed here.
+    own: AreaRadiation | None = getattr(device_cfg, "radiation", None)
     if own is not None:
         return own
-    section = getattr(root_cfg, "radiation", None)
+    section: RadiationSection | None = getattr(root_cfg, "radiation", None)
     if section is not None and device_cfg.location is not None:
         return section.areas.get(device_cfg.location)
     return None

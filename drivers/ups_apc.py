@@ -134,7 +134,17 @@ def flatten(profile: Profile, decoded: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+ONE_OF_DELAY_OR_GROUPS = "shutdown_return takes delay_s (the main group) or groups, not both or neither"
+
+
+def _counting_down_within(delay_s: int) -> Callable[[Any], bool]:
+    """A countdown read back that confirms an off delay of ``delay_s``."""
+    return lambda c: c is not None and 0 <= c <= delay_s
+
+
 class ApcUpsDriver(ProfileDriver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         super().__init__(device_id, config, load_profile(config.profile))
         self.poll_names, self.selftest = check_profile(self.profile)
@@ -251,10 +261,12 @@ class ApcUpsDriver(ProfileDriver):
         group to command (its target bit name) to its off delay. All groups go in one command
         word, so none can be left out by a failure between two writes.
         """
-        if (delay_s is None) == (groups is None):
-            raise DriverError("shutdown_return takes delay_s (the main group) or groups, not both or neither")
         if groups is None:
+            if delay_s is None:
+                raise DriverError(ONE_OF_DELAY_OR_GROUPS)
             groups = {self.outlet.get("default_group", "main_group"): delay_s}
+        elif delay_s is not None:
+            raise DriverError(ONE_OF_DELAY_OR_GROUPS)
         if not groups:
             raise DriverError("shutdown_return needs at least one outlet group")
         points = {}
@@ -276,9 +288,7 @@ class ApcUpsDriver(ProfileDriver):
         await self._write(self._outlet_point("command_point"), bits)
         result = {}
         for group, delay in groups.items():
-            countdown = await self._await_countdown(
-                points[group][1], lambda c, d=delay: c is not None and 0 <= c <= d
-            )
+            countdown = await self._await_countdown(points[group][1], _counting_down_within(delay))
             result[group] = {"delay_s": delay, "countdown_s": countdown}
         first = next(iter(result.values()))
         return {

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from suitemon.drivers import nut_protocol
 from suitemon.drivers import ups_model as m
 from suitemon.drivers.base import CommError, DeviceTimeout, Driver, DriverError, Reading
 from suitemon.drivers.config import DeviceConfig
@@ -26,7 +27,6 @@ from suitemon.drivers.nut_protocol import (
     NutError,
     NutFrameError,
     NutStale,
-    name,
     parse_var,
     quote,
     raise_for_error,
@@ -231,6 +231,8 @@ class NutClient:
 
 
 class NutUpsDriver(Driver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         super().__init__(device_id, config)
         self.client: NutClient | None = None
@@ -276,12 +278,12 @@ class NutUpsDriver(Driver):
         self.on_battery = bool(values[m.ON_BATTERY])
         return Reading(self.device_id, values, meta={"tls": self.tls})
 
-    async def command(self, name_: str, **args: Any) -> Any:
-        if name_ == "shutdown_return":
+    async def command(self, name: str, **args: Any) -> Any:
+        if name == "shutdown_return":
             return await self._shutdown_return(**args)
-        if name_ == "cancel":
+        if name == "cancel":
             return await self._instcmd("shutdown.stop")
-        return await super().command(name_, **args)
+        return await super().command(name, **args)
 
     async def _ready(self) -> NutClient:
         if not self.config.username or self.config.password_file is None:
@@ -299,7 +301,9 @@ class NutUpsDriver(Driver):
         # upsd's plain OK only says it passed the command on; with TRACKING (NUT >= 2.8) it tells
         # whether the UPS driver carried it out.
         tracking = (await client.request("SET TRACKING ON", check=False))[0] == "OK"
-        line = f"INSTCMD {self.config.ups} {name(cmd, 'command')}" + (f" {quote(value)}" if value else "")
+        line = f"INSTCMD {self.config.ups} {nut_protocol.name(cmd, 'command')}" + (
+            f" {quote(value)}" if value else ""
+        )
         words = await client.request(line)
         if words[0] != "OK":
             raise NutFrameError(f"unexpected answer to INSTCMD {cmd}: {' '.join(words)!r}")

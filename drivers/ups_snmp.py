@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -120,26 +121,36 @@ class Config(DeviceConfig):
         return self.on_battery_poll_s if self.on_battery_poll_s is not None else min(1.0, self.poll_s)
 
 
+def number(raw: Mapping[str, int | str | None], key: str) -> int | None:
+    """An integer-valued object of ``raw`` (None: not reported). An OBJECT IDENTIFIER where the MIB
+    has a number is a malformed answer: refused, never compared as if it were one."""
+    value = raw.get(key)
+    if isinstance(value, str):
+        raise FrameError(f"UPS-MIB {key} is an OBJECT IDENTIFIER ({value}), not a number")
+    return value
+
+
 def normalise(
-    raw: dict[str, int | str | None], alarms: set[str], mains_min_v: float = 180.0
+    raw: Mapping[str, int | str | None], alarms: set[str], mains_min_v: float = 180.0
 ) -> dict[str, Any]:
     """UPS-MIB values (None: the agent has no such object) -> the shared UPS model."""
     missing = [k for k in REQUIRED if raw.get(k) is None]
     if missing:
         raise m.IncompleteReading(f"UPS-MIB agent does not report {', '.join(missing)}")
-    source, battery = raw["output_source"], raw["battery_status"]
+    source, battery = number(raw, "output_source"), number(raw, "battery_status")
     on_battery = source == 5
-    testing = raw.get("test_summary") == 5 or "test_in_progress" in alarms
+    testing = number(raw, "test_summary") == 5 or "test_in_progress" in alarms
     calibrating = testing and str(raw.get("test_id") or "").strip(".") == CALIBRATION_TEST
-    input_v = raw.get("input_v")
+    input_v = number(raw, "input_v")
     if "input_bad" in alarms:
         input_bad = True
     elif on_battery and testing:
         input_bad = input_v is None or input_v <= mains_min_v
     else:
         input_bad = on_battery
-    minutes = raw.get("minutes_remaining")
-    countdown = raw.get("shutdown_after_delay")
+    minutes = number(raw, "minutes_remaining")
+    countdown = number(raw, "shutdown_after_delay")
+    charge, load, output_v = number(raw, "charge_pct"), number(raw, "load_pct"), number(raw, "output_v")
     return {
         m.ON_BATTERY: on_battery,
         m.ONLINE: source == 3,
@@ -153,17 +164,19 @@ def normalise(
         m.BATTERY_NEEDS_REPLACEMENT: "battery_bad" in alarms,
         m.OVERLOAD: "overload" in alarms,
         m.FAULT: "general_fault" in alarms,
-        m.CHARGE_PCT: None if raw.get("charge_pct") is None else float(raw["charge_pct"]),
+        m.CHARGE_PCT: None if charge is None else float(charge),
         m.RUNTIME_S: None if minutes is None else float(minutes * 60),
-        m.LOAD_PCT: None if raw.get("load_pct") is None else float(raw["load_pct"]),
+        m.LOAD_PCT: None if load is None else float(load),
         m.INPUT_V: None if input_v is None else float(input_v),
-        m.OUTPUT_V: None if raw.get("output_v") is None else float(raw["output_v"]),
+        m.OUTPUT_V: None if output_v is None else float(output_v),
         m.OUTLET_COUNTDOWN_S: countdown,
         "snmp_alarms": sorted(alarms),
     }
 
 
 class SnmpUpsDriver(Driver):
+    config: Config
+
     def __init__(self, device_id: str, config: Config):
         super().__init__(device_id, config)
         self.engine: Any = None
@@ -223,12 +236,14 @@ class SnmpUpsDriver(Driver):
             # pysnmp resolves a var-bind against its MIB view once and marks it clean: reusing the
             # same objects skips that on every later poll (about 60 % of a poll's CPU).
             request = self._requests[key] = tuple(snmp.ObjectType(snmp.ObjectIdentity(o)) for o in oids)
-        err_ind, err_stat, err_idx, binds = await snmp.get_cmd(
+        err_ind, err_stat, _err_idx, binds = await snmp.get_cmd(
             self.engine, self.auth, self.target, snmp.ContextData(), *request, lookupMib=False
         )
         self._raise(err_ind, err_stat, "GET")
+        if len(binds) != len(oids):
+            raise FrameError(f"SNMP GET of {len(oids)} objects answered {len(binds)}")
         out: dict[str, int | str | None] = {}
-        for oid, (name, value) in zip(oids, binds):
+        for oid, (_name, value) in zip(oids, binds, strict=True):
             if isinstance(value, (NoSuchObject, NoSuchInstance, EndOfMibView)):
                 out[oid] = None
                 continue
@@ -279,7 +294,7 @@ class SnmpUpsDriver(Driver):
     async def poll(self) -> Reading:
         got = await self._get(list(OID.values()))
         raw = {k: got[o] for k, o in OID.items()}
-        alarms = await self._alarms() if raw.get("alarms_present") else set()
+        alarms = await self._alarms() if number(raw, "alarms_present") else set()
         values = normalise(raw, alarms, self.config.mains_min_v)
         for k in (m.CHARGE_PCT, m.RUNTIME_S, m.LOAD_PCT, m.INPUT_V, m.OUTPUT_V):
             if values[k] is not None and not math.isfinite(values[k]):
@@ -337,7 +352,7 @@ class SnmpUpsDriver(Driver):
         await self._set(OID["shutdown_after_delay"], delay_s)
         deadline = time.monotonic() + COUNTDOWN_CONFIRM_S
         while True:
-            got = (await self._get([OID["shutdown_after_delay"]]))[OID["shutdown_after_delay"]]
+            got = number(await self._get([OID["shutdown_after_delay"]]), OID["shutdown_after_delay"])
             if got is not None and 0 <= got <= delay_s:
                 return {"command": "upsShutdownAfterDelay", "delay_s": delay_s, "countdown_s": got}
             if time.monotonic() > deadline:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from suitemon.daemon import kinds
 from suitemon.daemon.config import ConfigError, parse_config
-from suitemon.drivers.base import DeviceTimeout, DriverError
+from suitemon.drivers.base import DeviceTimeout, DriverError, FrameError
 from suitemon.drivers.ups_snmp import normalise
 from suitemon.simulators.host import SimHost
 
@@ -137,6 +137,42 @@ def test_snmp_missing_values_are_null_and_a_missing_output_source_is_no_reading(
             await driver.poll()
 
     run(build(version="2c", community="suite-ro"), body)
+
+
+def test_snmp_an_oid_where_the_mib_has_a_number_is_a_frame_error_not_a_reading():
+    """An agent answering output_source with an OBJECT IDENTIFIER gave a reading that was neither on
+    battery nor online (an OID string compared with 5 and 3); it is a malformed answer."""
+
+    async def refused(driver):
+        try:
+            await driver.poll()
+        except FrameError as err:
+            return err
+        return None
+
+    async def online(driver):
+        try:
+            return (await driver.poll()).values["online"]
+        except FrameError:  # the helper still serves the old values
+            return False
+
+    async def body(driver, sim):
+        await wait_until_async(polled(driver, online=True), 5.0, interval=0.05, what="normal")
+        sim.mistype_oids(["output_source"])
+        err = await wait_until_async(lambda: refused(driver), 5.0, interval=0.05, what="the OID refused")
+        assert "output_source is an OBJECT IDENTIFIER" in str(err)
+        sim.mistype_oids([])
+        await wait_until_async(lambda: online(driver), 5.0, interval=0.05, what="numbers again")
+
+    run(build(version="2c", community="suite-ro"), body)
+
+
+def test_snmp_mapping_refuses_an_oid_in_a_numeric_object():
+    base = {"battery_status": 2, "output_source": 5, "test_summary": 5, "minutes_remaining": 20}
+    for key in ("output_source", "battery_status", "input_v", "minutes_remaining", "charge_pct"):
+        with pytest.raises(FrameError, match=key):
+            normalise({**base, key: "1.3.6.1.2.1.33.1.7.7.1"}, set())
+    assert normalise({**base, "test_id": "1.3.6.1.2.1.33.1.7.7.1"}, set())["self_test"]
 
 
 def test_snmp_silent_agent_times_out():
