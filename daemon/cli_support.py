@@ -10,8 +10,9 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 
-from suitemon.daemon.config import ConfigError, load_config
+from suitemon.daemon.config import ConfigError, SuiteConfig, load_config
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -19,7 +20,7 @@ DEFAULT_CONFIG = "/etc/suitemon/suite.toml"
 LOG_FORMATS = ["auto", "json", "console"]
 
 
-def load_or_exit(path: str, *, secrets: bool = False):
+def load_or_exit(path: str, *, secrets: bool = False) -> SuiteConfig:
     """The validated config, or every issue on stderr and exit EXIT_CONFIG."""
     try:
         cfg = load_config(path)
@@ -40,7 +41,9 @@ def load_or_exit(path: str, *, secrets: bool = False):
         sys.exit(EXIT_CONFIG)
 
 
-def install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
+def install_signals(
+    loop: asyncio.AbstractEventLoop, stopping: asyncio.Event, on_hup: Callable[[], object] | None = None
+) -> None:
     """SIGTERM/SIGINT set ``stopping``; SIGHUP calls ``on_hup`` when given."""
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
