@@ -52,7 +52,11 @@ def install_signals(
 
 
 def add_config_option(
-    p: argparse.ArgumentParser, *, default: str | None = DEFAULT_CONFIG, help: str | None = None
+    # A parser or a group of one (journal: -c or --journal): their common base in argparse.
+    p: argparse._ActionsContainer,
+    *,
+    default: str | None = DEFAULT_CONFIG,
+    help: str | None = None,
 ) -> None:
     """``-c/--config`` with one default and one help text for every sub-command (features too)."""
     p.add_argument(
