@@ -17,8 +17,9 @@ Every decision names the rule that made it, for the ``command.rejected`` event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 # Verbs that need no grant (for holders of any role). Every other verb, including ones a
 # feature registers later and this table does not know, needs a grant: deny is the default.
@@ -60,15 +61,37 @@ class Decision:
     reason: str = ""
 
 
-def role_users(role) -> set[str]:
+class Role(Protocol):
+    """What this module reads of a role (config.RoleConfig; config imports this module, not the reverse)."""
+
+    @property
+    def recipients(self) -> Sequence[str]: ...
+    @property
+    def members(self) -> Sequence[str]: ...
+    @property
+    def commands(self) -> Sequence[str]: ...
+    @property
+    def areas(self) -> Sequence[str]: ...
+
+
+class Grants(Protocol):
+    """What this module reads of a suite configuration (config.SuiteConfig)."""
+
+    @property
+    def roles(self) -> Mapping[str, Role]: ...
+    @property
+    def areas(self) -> Mapping[str, object]: ...
+
+
+def role_users(role: Role) -> set[str]:
     return set(role.recipients) | set(role.members)
 
 
-def roles_of(cfg, actor: str) -> list[tuple[str, object]]:
+def roles_of(cfg: Grants, actor: str) -> list[tuple[str, Role]]:
     return [(rid, r) for rid, r in cfg.roles.items() if actor in role_users(r)]
 
 
-def decide(cfg, actor: str, verb: str, area: Callable[[], str | None] = lambda: None) -> Decision:
+def decide(cfg: Grants, actor: str, verb: str, area: Callable[[], str | None] = lambda: None) -> Decision:
     """May ``actor`` send ``verb``? ``area()`` is asked only if an area-limited role could grant it."""
     held = roles_of(cfg, actor)
     if not held:
@@ -107,7 +130,7 @@ def decide(cfg, actor: str, verb: str, area: Callable[[], str | None] = lambda: 
     )
 
 
-def table(cfg) -> list[tuple[str, str, str]]:
+def table(cfg: Grants) -> list[tuple[str, str, str]]:
     """(user, verbs, areas) rows for ``check-config``: what each broker user may send."""
     users = sorted({u for r in cfg.roles.values() for u in role_users(r)})
     rows = []
@@ -118,7 +141,7 @@ def table(cfg) -> list[tuple[str, str, str]]:
             granted = KNOWN_VERBS if ALL in r.commands else r.commands
             for v in granted:
                 verbs.setdefault(v, set()).update(r.areas or {"*"})
-        for v, _cls in VERB_CLASS.items():
+        for v in VERB_CLASS:
             verbs.setdefault(v, {"*"})
         parts = []
         for v in sorted(verbs):
@@ -128,7 +151,7 @@ def table(cfg) -> list[tuple[str, str, str]]:
     return rows
 
 
-def check(cfg) -> Iterable[tuple[str, str]]:
+def check(cfg: Grants) -> Iterable[tuple[str, str]]:
     """Config cross-references: grants name known verbs and areas."""
     for rid, r in cfg.roles.items():
         for i, v in enumerate(r.commands):

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
+from suitemon.daemon.config import SuiteConfig
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.journal import Event
 
@@ -118,6 +119,19 @@ class AlarmRecord:
         return rec
 
 
+class EscalatorPort(Protocol):
+    """What the engine asks of its escalator (daemon/escalation.py, which imports this module)."""
+
+    def start(
+        self, rec: AlarmRecord, ladder_id: str, start_step: int = 0, reason: str = "raised"
+    ) -> None: ...
+    def escalating(self, rec: AlarmRecord) -> bool: ...
+    def acknowledged(self, rec: AlarmRecord) -> None: ...
+    def advance(self, rec: AlarmRecord, reason: str) -> None: ...
+    def jump(self, rec: AlarmRecord, step: int, reason: str) -> bool: ...
+    def stop(self, rec: AlarmRecord) -> None: ...
+
+
 class AlarmError(Exception):
     """A command on an alarm that cannot be carried out (unknown id, wrong state)."""
 
@@ -125,15 +139,17 @@ class AlarmError(Exception):
 class AlarmEngine:
     """Owns the open alarms. Single-threaded: call from the event loop only."""
 
-    def __init__(self, recorder: Recorder, cfg, *, clock=time.time):
+    def __init__(
+        self, recorder: Recorder, cfg: SuiteConfig | None, *, clock: Callable[[], float] = time.time
+    ):
         self.recorder = recorder
         self.cfg = cfg
         self.clock = clock
         self.alarms: dict[str, AlarmRecord] = {}
-        self.escalator = None  # set by Escalator.attach
+        self.escalator: EscalatorPort | None = None  # set by Escalator.attach
         # Features whose alarms may only be closed where the cause is (call bells: in the room)
         # add fn(rec) -> reason to refuse a remote reset, or None to allow it.
-        self.remote_reset_guards: list = []
+        self.remote_reset_guards: list[Callable[[AlarmRecord], str | None]] = []
 
     # -- restore --------------------------------------------------------
     def restore(self, events: Iterable[Event]) -> int:
@@ -174,7 +190,7 @@ class AlarmEngine:
         for item in items:
             self.apply(item)
 
-    def _record(self, type_: str, rec: AlarmRecord, actor: str = "system", **extra) -> Event:
+    def _record(self, type_: str, rec: AlarmRecord, actor: str = "system", **extra: Any) -> Event:
         return self.recorder.record(
             type_, {"alarm": rec.snapshot(), **extra}, alarm_id=rec.alarm_id, actor=actor
         )
@@ -186,7 +202,7 @@ class AlarmEngine:
             at = self.cfg.alarm_types.get(c.type) if self.cfg is not None else None
             protocol = None
             ladder = c.ladder or (at.ladder if at else None)
-            if at is not None and at.protocol:
+            if at is not None and at.protocol and self.cfg is not None:
                 protocol = self.cfg.protocols[at.protocol].model_dump()
                 area = self.cfg.areas.get(c.location) if c.location else None
                 if area is not None:
@@ -239,7 +255,7 @@ class AlarmEngine:
         }
         # An emergency's ladder keeps climbing after an ack: tell its current step again, never go back.
         running = self.escalator is not None and rec.escalation is not None and self.escalator.escalating(rec)
-        step = max(c.start_step, rec.escalation.step) if running else c.start_step
+        step = max(c.start_step, rec.escalation.step) if running and rec.escalation else c.start_step
         rec.condition, rec.state, rec.message, rec.details, rec.updated_at = (
             "present",
             "active",
@@ -258,7 +274,7 @@ class AlarmEngine:
         ladder = (
             (rec.escalation.ladder if rec.escalation else None) or c.ladder or (at.ladder if at else None)
         )
-        if ladder and self.escalator is not None and ladder in self.cfg.ladders:
+        if ladder and self.escalator is not None and self.cfg is not None and ladder in self.cfg.ladders:
             self.escalator.start(rec, ladder, step, reason="reannunciated")
         return ev
 

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from suitemon.daemon import __version__, kinds
 from suitemon.daemon.alarms import AlarmEngine, iso
 from suitemon.daemon.checkpoints import Checkpointer, load_or_create_signing_key
 from suitemon.daemon.commands import Commands, register_core
+from suitemon.daemon.config import SuiteConfig
 from suitemon.daemon.context import Context
 from suitemon.daemon.contract import CONTRACT_VERSION, Message, Topics, dumps, messages_for
 from suitemon.daemon.devices import DeviceRunner, watch_ages
@@ -28,7 +30,7 @@ from suitemon.daemon.escalation import Escalator
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.facts import Facts
 from suitemon.daemon.health import SystemdWatch
-from suitemon.daemon.journal import open_journal
+from suitemon.daemon.journal import Event, open_journal
 from suitemon.daemon.metrics import Metrics
 from suitemon.daemon.mqtt import MqttLink
 from suitemon.daemon.outbox import Outbox
@@ -36,6 +38,7 @@ from suitemon.daemon.pseudonym import load_or_create_key
 from suitemon.daemon.sdnotify import Notifier, unset_environment, watchdog_timeout
 from suitemon.daemon.tasks import TaskSet, bounded, in_daemon_thread
 from suitemon.daemon.threads import LoopBridge
+from suitemon.drivers.config import DeviceConfig
 
 log = structlog.get_logger("suitemon.daemon")
 
@@ -46,7 +49,7 @@ STOP_HARD_LIMIT_S = 4.8
 
 
 class Daemon:
-    def __init__(self, cfg, *, client_id: str | None = None):
+    def __init__(self, cfg: SuiteConfig, *, client_id: str | None = None):
         self.cfg = cfg
         self.client_id = client_id or cfg.mqtt.client_id or f"suitemon-{cfg.site.id}-{socket.gethostname()}"
         self.topics = Topics(cfg.mqtt.base_topic, cfg.site.id)
@@ -56,10 +59,10 @@ class Daemon:
         self.journal_fault: str | None = None
         self._fault_since: str | None = None
         self.started_at = time.time()
-        self.essential_tasks: dict[str, asyncio.Task] = {}  # must run for ever (watchdog rule)
+        self.essential_tasks: dict[str, asyncio.Task[None]] = {}  # must run for ever (watchdog rule)
         self.watch: SystemdWatch | None = None
         self._reload_lock = asyncio.Lock()
-        self._listeners: list[tuple[str, Any]] = []
+        self._listeners: list[tuple[str, Callable[[str, bytes], Any]]] = []
 
     # -- status ----------------------------------------------------------
     def status_payload(self, state: str, reason: str | None = None) -> dict[str, Any]:
@@ -226,6 +229,8 @@ class Daemon:
         for feature in kinds.with_field("service"):
             if feature.service_needs_section and getattr(cfg, feature.name, None) is None:
                 continue
+            if not feature.service:  # set on every row with_field("service") returns; narrowed for the type
+                continue
             factory = kinds.load(feature.service)
             self.ctx.services[feature.name] = factory(self.ctx)
         for did, dev in cfg.devices.items():
@@ -263,7 +268,7 @@ class Daemon:
             services=list(self.ctx.services),
         )
 
-    def make_runner(self, did: str, dev) -> DeviceRunner:
+    def make_runner(self, did: str, dev: DeviceConfig) -> DeviceRunner:
         driver = kinds.driver_class(dev.kind)(did, dev)
         rules = kinds.rules_class(dev.kind)(did, dev, self.ctx)
         return DeviceRunner(did, dev, driver, rules, self.ctx)
@@ -312,7 +317,7 @@ class Daemon:
             )
         self.outbox.wake()
 
-    def _subscribe(self, topic_filter: str, fn) -> None:
+    def _subscribe(self, topic_filter: str, fn: Callable[[str, bytes], Any]) -> None:
         self._listeners.append((topic_filter, fn))
         self.link.add_subscription(topic_filter)
 
@@ -331,7 +336,7 @@ class Daemon:
         if link is not None and link.connected:
             link.publish_json(topic, obj, retain=retain)
 
-    def _publish_uncommitted(self, events) -> None:
+    def _publish_uncommitted(self, events: Iterable[Event]) -> None:
         """Journal fault: publish events from memory (untracked); the outbox re-sends them once durable."""
         link = getattr(self, "link", None)
         if link is None or not link.connected:
@@ -364,7 +369,8 @@ class Daemon:
         self.checkpoints.take()  # the final head, so nothing written since the last minute can vanish
         # Give the outbox a moment to drain what is due; the rest waits in the journal.
         deadline = min(time.monotonic() + 1.5, t0 + STOP_BUDGET_S - 1.0)
-        while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:
+        # Polled, bounded: the backlog falls as acks arrive from paho's thread, with no event to wait on.
+        while self.outbox.backlog and self.link.connected and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         goodbye = Message(self.topics.status, dumps(self.status_payload("offline", "stopped")), 1, True)
         left = max(0.3, t0 + STOP_BUDGET_S - time.monotonic())
@@ -388,7 +394,7 @@ def _arm_exit_guard(seconds: float) -> None:
     The journal is crash-safe (SQLite WAL), so leaving mid-step loses nothing committed.
     """
 
-    def bail():
+    def bail() -> None:
         log.error("stop did not finish in time; exiting hard", limit_s=seconds)
         os._exit(1)
 

@@ -10,12 +10,14 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _mosquitto() -> str | None:
@@ -29,19 +31,21 @@ def _mosquitto() -> str | None:
 class DemoBroker:
     def __init__(self, port: int | None = None):
         self.port = port or free_port()
-        self.kind = "mosquitto" if _mosquitto() else "amqtt"
+        self._mosquitto = _mosquitto()
+        self.kind = "mosquitto" if self._mosquitto else "amqtt"
         self.protocol = "5" if self.kind == "mosquitto" else "3.1.1"
-        self._proc: subprocess.Popen | None = None
-        self._amqtt = None
-        self._dir: tempfile.TemporaryDirectory | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._amqtt: Any = None  # amqtt.broker.Broker: an optional extra without type information
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     async def start(self) -> None:
-        if self.kind == "mosquitto":
+        if self._mosquitto is not None:
             self._dir = tempfile.TemporaryDirectory(prefix="suitemon-broker-")
             conf = Path(self._dir.name) / "mosquitto.conf"
             conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-            self._proc = subprocess.Popen(
-                [_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            # Popen returns once the child is forked; the broker outlives this call (stop() ends it).
+            self._proc = subprocess.Popen(  # noqa: ASYNC220
+                [self._mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         else:
             try:
@@ -72,7 +76,7 @@ class DemoBroker:
                 return
             except OSError:
                 if self._proc is not None and self._proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto could not start on port {self.port}")
+                    raise RuntimeError(f"mosquitto could not start on port {self.port}") from None
                 await asyncio.sleep(0.05)
         raise RuntimeError(f"broker did not start on port {self.port}")
 

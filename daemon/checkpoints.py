@@ -82,10 +82,10 @@ def load_or_create_signing_key(path: Path, *, announce: bool = True) -> Ed25519P
                 public=str(public_key_path(path)),
             )
         return key
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
+    loaded = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")
-    return key
+    return loaded
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -23,10 +24,14 @@ from suitemon.daemon.cli_support import (
     load_or_exit,
 )
 
+if TYPE_CHECKING:
+    from suitemon.daemon.config import SuiteConfig
+    from suitemon.daemon.journal import Journal
+
 log = structlog.get_logger("suitemon.cli")
 
 
-def cmd_check_config(args) -> int:
+def cmd_check_config(args: argparse.Namespace) -> int:
     path = _config_path(args)
     cfg = load_or_exit(path)
     print(f"{path}: valid")
@@ -40,8 +45,11 @@ def cmd_check_config(args) -> int:
     print(f"  devices    {len(cfg.devices)}")
     for did, d in cfg.devices.items():
         tr = getattr(d, "transport", None) or ("serial" if getattr(d, "serial_port", None) else "")
+        # Each kind has its own wire fields (DeviceConfig has none): read those it has.
         where = (
-            d.serial_port if tr in ("rtu", "serial") else (f"{d.host}:{d.port}" if hasattr(d, "host") else "")
+            getattr(d, "serial_port", None)
+            if tr in ("rtu", "serial")
+            else (f"{getattr(d, 'host', '')}:{getattr(d, 'port', '')}" if hasattr(d, "host") else "")
         )
         print(
             f"    {did:<16} {d.kind:<20} {tr:<6} {where or '':<26} every {d.poll_s:g} s"
@@ -73,7 +81,7 @@ def cmd_check_config(args) -> int:
 UPS_KIND_LABELS = {"ups_apc": "APC Modbus", "ups_nut": "Network UPS Tools (upsd)", "ups_snmp": "SNMP UPS-MIB"}
 
 
-def _print_ups_kinds(cfg) -> None:
+def _print_ups_kinds(cfg: SuiteConfig) -> None:
     """Every UPS kind this daemon can watch, and which the config uses: the same rules for each."""
     from suitemon.daemon import kinds
 
@@ -86,7 +94,7 @@ def _print_ups_kinds(cfg) -> None:
     )
 
 
-def _print_access(cfg) -> None:
+def _print_access(cfg: SuiteConfig) -> None:
     """Who may send which command (docs/broker.md): the table the daemon decides by."""
     from suitemon.daemon.access import table
 
@@ -98,12 +106,12 @@ def _print_access(cfg) -> None:
         print(f"    {'':<{width}}  may:   {verbs}")
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_or_exit(args.config, secrets=True)  # before anything opens a port
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
     from suitemon.daemon.app import Daemon
 
-    async def main():
+    async def main() -> None:
         daemon = Daemon(cfg)
         loop = asyncio.get_running_loop()
         install_signals(
@@ -124,10 +132,10 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def cmd_journal(args) -> int:
+def cmd_journal(args: argparse.Namespace) -> int:
     from suitemon.daemon.journal import Journal, JournalError
 
-    cfg = None
+    cfg: SuiteConfig | None = None
     chain_key_file = Path(args.chain_key) if args.chain_key else None
     public_key_file = Path(args.public_key) if args.public_key else None
     if args.journal:
@@ -169,7 +177,9 @@ def cmd_journal(args) -> int:
     return EXIT_FAIL
 
 
-def _verify(j, path: Path, args, cfg, public_key_file: Path | None) -> int:
+def _verify(
+    j: Journal, path: Path, args: argparse.Namespace, cfg: SuiteConfig | None, public_key_file: Path | None
+) -> int:
     r = j.verify()
     if not r.ok:
         print(f"{path}: TAMPERED or damaged at seq {r.first_bad_seq}: {r.reason}", file=sys.stderr)
@@ -217,12 +227,12 @@ def _verify(j, path: Path, args, cfg, public_key_file: Path | None) -> int:
     return EXIT_FAIL if w.invalid else EXIT_OK
 
 
-def cmd_sim(args) -> int:
+def cmd_sim(args: argparse.Namespace) -> int:
     cfg = load_or_exit(args.config)
     logs.setup(cfg.logging.level, args.log_format or cfg.logging.format)
     from suitemon.simulators.host import SimHost
 
-    async def main():
+    async def main() -> None:
         host = SimHost(cfg, only=set(args.device) if args.device else None, pace=args.pace)
         stopping = asyncio.Event()
         install_signals(asyncio.get_running_loop(), stopping)
@@ -241,12 +251,12 @@ def cmd_sim(args) -> int:
     return EXIT_OK
 
 
-def cmd_sim_ctl(args) -> int:
+def cmd_sim_ctl(args: argparse.Namespace) -> int:
     cfg = load_or_exit(args.config)
     from suitemon.simulators.base import SimError
     from suitemon.simulators.host import send_control
 
-    kv = {}
+    kv: dict[str, Any] = {}
     for item in args.args:
         k, _, v = item.partition("=")
         try:
@@ -266,7 +276,7 @@ def cmd_sim_ctl(args) -> int:
     return EXIT_OK
 
 
-def _config_path(args) -> str:
+def _config_path(args: argparse.Namespace) -> str:
     """check-config: ``-c FILE`` or the positional FILE (kept as an alias); not both, unless equal."""
     if args.file and args.config not in (None, args.file):
         print(
@@ -283,7 +293,7 @@ class _OneLineCommands(argparse.HelpFormatter):
     would push its help onto the next line; widen the column by that indent.
     """
 
-    def add_argument(self, action):
+    def add_argument(self, action: argparse.Action) -> None:
         super().add_argument(action)
         if isinstance(action, argparse._SubParsersAction) and action.choices:
             longest = max(len(name) for name in action.choices)
@@ -356,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     from suitemon.daemon import kinds
 
     for feature in kinds.with_field("cli"):
-        kinds.load(feature.cli)(sub)
+        if feature.cli:  # always, on a row with_field("cli") returns; narrowed for the type
+            kinds.load(feature.cli)(sub)
     return p
 
 

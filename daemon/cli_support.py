@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from suitemon.daemon.config import ConfigError, load_config
+from suitemon.daemon.config import ConfigError, SuiteConfig, load_config
 
 if TYPE_CHECKING:
     from suitemon.daemon.journal import Journal
@@ -24,7 +25,7 @@ DEFAULT_CONFIG = "/etc/suitemon/suite.toml"
 LOG_FORMATS = ["auto", "json", "console"]
 
 
-def load_or_exit(path: str, *, secrets: bool = False):
+def load_or_exit(path: str, *, secrets: bool = False) -> SuiteConfig:
     """The validated config, or every issue on stderr and exit EXIT_CONFIG."""
     try:
         cfg = load_config(path)
@@ -45,7 +46,9 @@ def load_or_exit(path: str, *, secrets: bool = False):
         sys.exit(EXIT_CONFIG)
 
 
-def install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
+def install_signals(
+    loop: asyncio.AbstractEventLoop, stopping: asyncio.Event, on_hup: Callable[[], object] | None = None
+) -> None:
     """SIGTERM/SIGINT set ``stopping``; SIGHUP calls ``on_hup`` when given."""
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
@@ -54,7 +57,11 @@ def install_signals(loop, stopping: asyncio.Event, on_hup=None) -> None:
 
 
 def add_config_option(
-    p: argparse.ArgumentParser, *, default: str | None = DEFAULT_CONFIG, help: str | None = None
+    # A parser or a group of one (journal: -c or --journal): their common base in argparse.
+    p: argparse._ActionsContainer,
+    *,
+    default: str | None = DEFAULT_CONFIG,
+    help: str | None = None,
 ) -> None:
     """``-c/--config`` with one default and one help text for every sub-command (features too)."""
     p.add_argument(

@@ -26,6 +26,9 @@ import structlog
 from suitemon.daemon import access
 from suitemon.daemon.alarms import AlarmEngine, AlarmError
 from suitemon.daemon.command_error import CommandError
+from suitemon.daemon.context import Context
+from suitemon.daemon.events import Recorder
+from suitemon.daemon.journal import Event
 from suitemon.daemon.request_window import RequestWindow
 
 log = structlog.get_logger("suitemon.commands")
@@ -64,7 +67,7 @@ def _excerpt(payload: bytes) -> str:
 
 
 class Commands:
-    def __init__(self, ctx):
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.verbs: dict[str, Verb] = {}
         self.window = RequestWindow(ctx.recorder)
@@ -176,7 +179,7 @@ class Commands:
         self.ctx.reply(actor, reply)
 
     def _reject(
-        self, actor: str, verb: str, request_id, error: str, payload: bytes, rule: str | None = None
+        self, actor: str, verb: str, request_id: object, error: str, payload: bytes, rule: str | None = None
     ) -> None:
         self.ctx.metrics.inc("commands.rejected")
         if rule is not None:
@@ -192,20 +195,20 @@ class Commands:
             self.ctx.reply(actor, {"request_id": request_id, "verb": verb[:64], "ok": False, "error": error})
 
 
-def register_core(commands: Commands, engine: AlarmEngine, recorder) -> None:
-    def alarm_id(body):
+def register_core(commands: Commands, engine: AlarmEngine, recorder: Recorder) -> None:
+    def alarm_id(body: dict[str, Any]) -> str:
         aid = body["alarm_id"]
         if not isinstance(aid, str):
             raise CommandError("alarm_id must be a string")
         return aid
 
-    def note(body, key="note"):
+    def note(body: dict[str, Any], key: str = "note") -> str | None:
         v = body.get(key)
         if v is not None and not isinstance(v, str):
             raise CommandError(f"{key} must be a string")
         return v
 
-    def alarm_area(b):
+    def alarm_area(b: dict[str, Any]) -> str | None:
         rec = engine.alarms.get(b["alarm_id"])
         return rec.location if rec is not None else None
 
@@ -238,14 +241,14 @@ def register_core(commands: Commands, engine: AlarmEngine, recorder) -> None:
         description="decline a notification",
     )
 
-    def event_area(b):
+    def event_area(b: dict[str, Any]) -> object:  # a str, or anything a journal event holds there
         ev = recorder.journal.get(b["event_id"])
         if ev is None:
             return None
         alarm = ev.data.get("alarm") or {}
         return alarm.get("location") or ev.data.get("area") or ev.data.get("room")
 
-    def correct(actor, b):
+    def correct(actor: str, b: dict[str, Any]) -> dict[str, Any]:
         ref, reason = b["event_id"], b["reason"]
         if not isinstance(reason, str) or len(reason.strip()) < 3:
             raise CommandError("a correction needs a reason (records may not be amended without one)")
@@ -267,5 +270,5 @@ def register_core(commands: Commands, engine: AlarmEngine, recorder) -> None:
     )
 
 
-def _ev(event) -> dict[str, Any]:
+def _ev(event: Event) -> dict[str, Any]:
     return {"event_id": event.event_id, "type": event.type}

@@ -11,12 +11,13 @@ import operator
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import GenericAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, create_model, model_validator
 
 from suitemon.daemon import kinds
-from suitemon.drivers.config import AlarmKind, Id, Priority, Strict
+from suitemon.drivers.config import AlarmKind, DeviceConfig, Id, Priority, Strict
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,15 @@ class TlsConfig(Strict):
 
 class MqttConfig(Strict):
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
     client_id: str | None = None
     username: str | None = None
     password_file: Path | None = None
     tls: TlsConfig | None = None
-    keepalive_s: int = Field(15, ge=2, le=600)
+    keepalive_s: int = Field(default=15, ge=2, le=600)
     base_topic: str = "suitemon"
-    max_inflight: int = Field(100, ge=1, le=10000)
+    max_inflight: int = Field(default=100, ge=1, le=10000)
 
 
 class StateConfig(Strict):
@@ -72,17 +73,19 @@ class JournalConfig(Strict):
     """The keyed chain and its witness (daemon/checkpoints.py, docs/deployment.md)."""
 
     chain_key_file: Path | None = Field(
-        None,
+        default=None,
         description="HMAC key of the chain; default <state.dir>/journal-chain.key, created on first start",
     )
     checkpoint_key_file: Path | None = Field(
-        None,
+        default=None,
         description="Ed25519 signing key (PEM); default <state.dir>/journal-checkpoint.key, created "
         "on first start with its public half next to it (.pub)",
     )
-    checkpoint_file: Path | None = Field(None, description="default: <state.dir>/journal-checkpoints.jsonl")
+    checkpoint_file: Path | None = Field(
+        default=None, description="default: <state.dir>/journal-checkpoints.jsonl"
+    )
     # The issue asks for a checkpoint at least every minute: more than 60 s is refused.
-    checkpoint_period_s: float = Field(60.0, ge=1, le=60)
+    checkpoint_period_s: float = Field(default=60.0, ge=1, le=60)
 
     def paths(self, state_dir: Path) -> tuple[Path, Path, Path]:
         return (
@@ -129,7 +132,7 @@ class LadderStep(Strict):
     role: Id
     timeout_s: float = Field(gt=0, le=3600)
     failsafe: bool = False
-    critical_care: bool = Field(False, description="NEWS2 >= 7 starts the ladder at this step")
+    critical_care: bool = Field(default=False, description="NEWS2 >= 7 starts the ladder at this step")
 
 
 class LadderConfig(Strict):
@@ -160,17 +163,19 @@ class AlarmTypeConfig(Strict):
     ladder: Id | None = None
     protocol: Id | None = None
     emergency: bool = False
-    renotify_s: float | None = Field(None, gt=0)
+    renotify_s: float | None = Field(default=None, gt=0)
 
 
 class SimulationConfig(Strict):
     """Where ``suitemon sim`` listens for control commands (engineers, tests, scenarios)."""
 
     control_host: str = "127.0.0.1"
-    control_port: int = Field(7390, ge=1, le=65535)
+    control_port: int = Field(default=7390, ge=1, le=65535)
 
 
-def _device_union():
+# The device union is a type form built at run time from the kinds table. Python has no static type
+# for a type form yet (PEP 747's TypeForm): it is Any here, and pydantic validates what it describes.
+def _device_union() -> Any:
     members = [kinds.config_model(k) for k in kinds.names()]
     if len(members) == 1:
         return members[0]
@@ -179,18 +184,14 @@ def _device_union():
     return Annotated[functools.reduce(operator.or_, members), Field(discriminator="kind")]
 
 
-def _root_model():
-    Devices = dict[Id, _device_union()]  # type: ignore[valid-type]
-    extra = {name: (model | None, None) for name, model in kinds.sections().items()}
-    return create_model(
-        "SuiteConfig",
-        __base__=_SuiteBase,
-        devices=(Devices, Field(default_factory=dict)),
-        **extra,
-    )
+class SuiteConfig(Strict):
+    """The core's sections of a suite configuration.
 
+    The model that validates a file is a subclass made at run time (:func:`root_model`): it adds
+    ``devices`` with the registered kinds' union and every feature's section (``cfg.<name>``, None
+    when absent), which the core reads with ``getattr``.
+    """
 
-class _SuiteBase(Strict):
     site: SiteConfig
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
@@ -202,19 +203,33 @@ class _SuiteBase(Strict):
     ladders: dict[Id, LadderConfig] = Field(default_factory=dict)
     protocols: dict[Id, ProtocolConfig] = Field(default_factory=dict)
     alarm_types: dict[str, AlarmTypeConfig] = Field(default_factory=dict)
+    if TYPE_CHECKING:
+        # For the type checker only: root_model() defines the field with the kinds' union.
+        devices: dict[str, DeviceConfig]
 
 
-_ROOT = None
+def _root_model() -> type[SuiteConfig]:
+    # dict[Id, <union>] spelt as the alias it evaluates to: the union is only known at run time.
+    devices: Any = GenericAlias(dict, (Id, _device_union()))
+    # Unpacked into create_model's keywords, which mypy matches against its typed dunder options too:
+    # the sections' models are loaded by name anyway (kinds.load).
+    extra: dict[str, Any] = {name: (model | None, None) for name, model in kinds.sections().items()}
+    return create_model(
+        "SuiteConfig",
+        __base__=SuiteConfig,
+        devices=(devices, Field(default_factory=dict)),
+        **extra,
+    )
 
 
-def root_model():
+_ROOT: type[SuiteConfig] | None = None
+
+
+def root_model() -> type[SuiteConfig]:
     global _ROOT
     if _ROOT is None:
         _ROOT = _root_model()
     return _ROOT
-
-
-SuiteConfig = Any  # the generated model class; typed loosely on purpose
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -238,7 +253,7 @@ def issues_from(err: ValidationError) -> list[ConfigIssue]:
     return out
 
 
-def _semantic_issues(cfg) -> list[ConfigIssue]:
+def _semantic_issues(cfg: SuiteConfig) -> list[ConfigIssue]:
     """Cross-references the schema cannot see: ids that must name something."""
     issues: list[ConfigIssue] = []
     for did, dev in cfg.devices.items():
@@ -278,12 +293,13 @@ def _semantic_issues(cfg) -> list[ConfigIssue]:
         if check is not None:
             issues.extend(ConfigIssue(p, m) for p, m in check(cfg))
     for feature in kinds.with_field("check"):
-        if feature.section and getattr(cfg, feature.name, None) is not None:
-            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(feature.check)(cfg))
+        ref = feature.check  # set on every row with_field("check") returns; narrowed for the type
+        if ref and feature.section and getattr(cfg, feature.name, None) is not None:
+            issues.extend(ConfigIssue(p, m) for p, m in kinds.load(ref)(cfg))
     return issues
 
 
-def parse_config(data: dict[str, Any], source: str | None = None):
+def parse_config(data: dict[str, Any], source: str | None = None) -> SuiteConfig:
     """Validate a config mapping; raise ConfigError with every issue found."""
     try:
         cfg = root_model().model_validate(data)
@@ -295,7 +311,7 @@ def parse_config(data: dict[str, Any], source: str | None = None):
     return cfg
 
 
-def load_config(path: str | Path):
+def load_config(path: str | Path) -> SuiteConfig:
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -315,7 +331,11 @@ def load_config(path: str | Path):
 
 
 def alarm_type(
-    cfg, type_name: str, default_priority: Priority, default_kind: AlarmKind, default_latching: bool = False
+    cfg: SuiteConfig,
+    type_name: str,
+    default_priority: Priority,
+    default_kind: AlarmKind,
+    default_latching: bool = False,
 ) -> AlarmTypeConfig:
     """The site's settings for an alarm type, or the driver's defaults."""
     at = cfg.alarm_types.get(type_name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suitemon.daemon.alarms import AlarmEngine
+from suitemon.daemon.config import SuiteConfig
 from suitemon.daemon.contract import Topics
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.facts import Facts
@@ -15,7 +16,7 @@ from suitemon.daemon.metrics import Metrics
 
 @dataclass
 class Context:
-    cfg: Any
+    cfg: SuiteConfig  # feature sections are read with getattr (cfg.<name>, None when absent)
     recorder: Recorder
     engine: AlarmEngine
     topics: Topics

@@ -122,7 +122,7 @@ def messages_for(event: Event, topics: Topics, site: str) -> list[Message]:
     """Every message an event must put on the broker, in the order they go out."""
     msgs: list[Message] = []
     alarm = event.data.get("alarm") if event.alarm_id else None
-    if alarm is not None:
+    if alarm is not None and event.alarm_id:
         # Retained current record first, so a display that sees the event finds the record.
         msgs.append(Message(topics.alarm(event.alarm_id), dumps(alarm), 1, True))
     if event.type == "alarm.notify":

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from suitemon.daemon.alarms import Condition, iso
 from suitemon.daemon.context import Context
-from suitemon.drivers.base import DriverError, Reading
+from suitemon.daemon.rules import Rules
+from suitemon.drivers.base import Driver, DriverError, Reading
+from suitemon.drivers.config import DeviceConfig
 
 log = structlog.get_logger("suitemon.devices")
 
@@ -25,7 +28,7 @@ STATE_HEARTBEAT_S = 5.0
 
 
 class DeviceRunner:
-    def __init__(self, device_id: str, cfg: Any, driver: Any, rules: Any, ctx: Context):
+    def __init__(self, device_id: str, cfg: DeviceConfig, driver: Driver, rules: Rules, ctx: Context):
         self.device_id = device_id
         self.cfg = cfg
         self.driver = driver
@@ -43,14 +46,15 @@ class DeviceRunner:
         self.polls = 0
         self.late_polls = 0
         self.poll_cpu_s = 0.0
-        self._published: tuple | None = None
+        self._published: tuple[object, ...] | None = None
         self._published_at = 0.0
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         rules.bind(driver)
 
     # -- the loop --------------------------------------------------------
     def poll_period(self) -> float:
-        interval = getattr(self.driver, "poll_interval", None)
+        # A driver may be any object with the Driver methods the runner calls (tests use small fakes).
+        interval: Callable[[], float] | None = getattr(self.driver, "poll_interval", None)
         return interval() if interval is not None else self.cfg.poll_s
 
     async def run(self) -> None:
@@ -186,6 +190,7 @@ class DeviceRunner:
         now = now or time.monotonic()
         r = self.reading
         stale = self.stale(now)
+        age = self.age(now)
         payload = {
             "device_id": self.device_id,
             "kind": self.cfg.kind,
@@ -193,7 +198,7 @@ class DeviceRunner:
             "location": self.cfg.location,
             "ts": iso(r.at) if r else None,
             "published_at": iso(time.time()),
-            "age_s": round(self.age(now), 3) if r else None,
+            "age_s": round(age, 3) if r and age is not None else None,
             "stale": stale,
             "comm": "lost" if self.comm_lost else ("ok" if r else "connecting"),
             "values": dict(r.values) if r else {},

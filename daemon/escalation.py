@@ -22,12 +22,13 @@ import structlog
 
 from suitemon.daemon.alarms import AlarmEngine, AlarmRecord, Escalation, iso, parse_iso
 from suitemon.daemon.clock import Clock, LoopClock, TimerHandle
+from suitemon.daemon.config import SuiteConfig
 
 log = structlog.get_logger("suitemon.escalation")
 
 
 class Escalator:
-    def __init__(self, engine: AlarmEngine, cfg, *, clock: Clock | None = None):
+    def __init__(self, engine: AlarmEngine, cfg: SuiteConfig, *, clock: Clock | None = None):
         self.engine = engine
         self.cfg = cfg
         # Deadlines are read from and timers armed on the same clock (tests advance it by hand).

@@ -12,7 +12,7 @@ from typing import Any
 
 
 class Facts:
-    def __init__(self):
+    def __init__(self) -> None:
         self._values: dict[tuple[str, str], Any] = {}
         self._watchers: dict[str, list[Callable[[str, Any], None]]] = defaultdict(list)
 

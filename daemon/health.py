@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
+from suitemon.daemon.devices import DeviceRunner
 from suitemon.daemon.sdnotify import Notifier, status_line
 
 log = structlog.get_logger("suitemon.health")
@@ -34,12 +36,14 @@ READY_WAIT_CAP_S = 30.0
 STATUS_ONLY_TICK_S = 2.0
 
 
-def progress_bound(runner: Any) -> float:
+def progress_bound(runner: DeviceRunner) -> float:
     """The longest a healthy runner goes between two finished poll attempts."""
     return 2 * runner.poll_deadline + runner.cfg.poll_s + HANG_GRACE_S
 
 
-def hung_parts(runners: dict[str, Any], essential: dict[str, asyncio.Task], now: float) -> list[str]:
+def hung_parts(
+    runners: Mapping[str, DeviceRunner], essential: Mapping[str, asyncio.Task[Any]], now: float
+) -> list[str]:
     """Everything that stopped progressing, as short phrases; empty when healthy."""
     problems = []
     for name, task in essential.items():
@@ -57,18 +61,18 @@ def hung_parts(runners: dict[str, Any], essential: dict[str, asyncio.Task], now:
     return problems
 
 
-def _what(problems: list[str]) -> list[str]:
+def _what(problems: Sequence[str]) -> list[str]:
     return [p.split(":")[0] for p in problems]
 
 
-def device_counts(runners: dict[str, Any]) -> dict[str, int]:
+def device_counts(runners: Mapping[str, DeviceRunner]) -> dict[str, int]:
     counts = {"ok": 0, "stale": 0, "lost": 0}
     for r in runners.values():
         counts["lost" if r.comm_lost else "stale" if r.stale() else "ok"] += 1
     return counts
 
 
-def summary(daemon: Any, problems: list[str] = ()) -> str:
+def summary(daemon: Any, problems: Sequence[str] = ()) -> str:
     """The one-line health summary shown by ``systemctl status suitemon``."""
     ctx = daemon.ctx
     c = device_counts(ctx.runners)

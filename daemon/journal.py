@@ -149,6 +149,8 @@ class Journal:
         self._migrate()
         self._check_integrity()
         row = self._db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._last_seq: int
+        self._last_hash: str
         self._last_seq, self._last_hash = (row[0], row[1]) if row else (0, GENESIS)
         self._keyed_from: int | None = self._db.execute(
             "SELECT keyed_from FROM chain WHERE id = 1"
@@ -299,10 +301,11 @@ class Journal:
         return self._last_seq
 
     def delivered_upto(self) -> int:
-        return self._db.execute("SELECT upto FROM delivery WHERE id = 1").fetchone()[0]
+        upto: int = self._db.execute("SELECT upto FROM delivery WHERE id = 1").fetchone()[0]
+        return upto
 
     @staticmethod
-    def _event(row) -> Event:
+    def _event(row: tuple[Any, ...]) -> Event:
         seq, event_id, ts, type_, alarm_id, body = row
         b = json.loads(body)
         return Event(
@@ -358,7 +361,8 @@ class Journal:
         return lo
 
     def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        n: int = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return n
 
     def verify(self) -> VerifyResult:
         """Walk the chain. With a chain key, a journal that is not keyed fails: either it was
@@ -367,7 +371,7 @@ class Journal:
         keyed_from = self._db.execute("SELECT keyed_from FROM chain WHERE id = 1").fetchone()[0]
         prev, expected_seq, n = GENESIS, 1, 0
 
-        def bad(seq, reason):
+        def bad(seq: int | None, reason: str) -> VerifyResult:
             return VerifyResult(False, n, seq, reason, keyed_from=keyed_from)
 
         if self._key is not None and keyed_from is None:

@@ -12,8 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+# A structlog renderer: the last processor, which turns a record into its line (JSONRenderer's is
+# bytes when given a bytes-returning dumps, such as orjson's).
+Renderer = Callable[[WrappedLogger, str, EventDict], str | bytes]
 
 # sd-daemon(3) / syslog(3) priorities.
 PRIORITY = {"critical": 2, "error": 3, "exception": 3, "warning": 4, "warn": 4, "info": 6, "debug": 7}
@@ -23,21 +30,21 @@ DEFAULT_LOGGER = "suitemon"
 class _NamedPrintLogger(structlog.PrintLogger):
     """A PrintLogger that remembers the name it was asked for (plain PrintLogger drops it)."""
 
-    def __init__(self, file, name: str):
+    def __init__(self, file: TextIO, name: str):
         super().__init__(file)
         self.name = name
 
 
 class _NamedPrintLoggerFactory:
-    def __init__(self, file):
+    def __init__(self, file: TextIO):
         self._file = file
 
-    def __call__(self, *args) -> _NamedPrintLogger:
+    def __call__(self, *args: Any) -> _NamedPrintLogger:
         name = args[0] if args and isinstance(args[0], str) else DEFAULT_LOGGER
         return _NamedPrintLogger(self._file, name)
 
 
-def to_journald(stream) -> bool:
+def to_journald(stream: TextIO) -> bool:
     """True when ``stream`` is the journal stream systemd gave us.
 
     systemd sets JOURNAL_STREAM=<dev>:<inode> of the stdout/stderr it connected; a child
@@ -58,20 +65,21 @@ def to_journald(stream) -> bool:
 class _PriorityPrefix:
     """Wraps a renderer: every line of its output gets the record's ``<N>`` priority."""
 
-    def __init__(self, render):
+    def __init__(self, render: Renderer):
         self.render = render
 
-    def __call__(self, logger, method_name, event_dict):
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
         prio = PRIORITY.get(str(event_dict.get("level", method_name)).lower(), 6)
-        text = self.render(logger, method_name, event_dict)
+        rendered = self.render(logger, method_name, event_dict)
+        text = rendered.decode() if isinstance(rendered, bytes) else rendered
         return "\n".join(f"<{prio}>{line}" for line in text.split("\n"))
 
 
-def setup(level: str = "info", fmt: str = "auto", stream=None) -> None:
+def setup(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
-    renderer = (
+    renderer: Renderer = (
         structlog.dev.ConsoleRenderer(colors=stream.isatty())
         if fmt == "console"
         else structlog.processors.JSONRenderer()

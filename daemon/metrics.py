@@ -6,7 +6,7 @@ from collections import Counter
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
 
     def inc(self, name: str, n: int = 1) -> None:

@@ -17,15 +17,20 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from suitemon.daemon.contract import Message, dumps
 from suitemon.daemon.threads import LoopBridge
+
+if TYPE_CHECKING:
+    from suitemon.daemon.config import MqttConfig
 
 log = structlog.get_logger("suitemon.mqtt")
 
@@ -37,7 +42,7 @@ MAX_PACKET = 256 * 1024
 
 
 def make_client(
-    mcfg,
+    mcfg: MqttConfig,
     client_id: str,
     *,
     username: str | None = None,
@@ -70,28 +75,31 @@ def make_client(
     return client
 
 
-def connect_properties(mcfg) -> Properties | None:
+def connect_properties(mcfg: MqttConfig) -> Properties | None:
     if mcfg.protocol != "5":
         return None  # MQTT 3.1.1 cannot ask; the broker's max_packet_size is the limit then
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
     props.MaximumPacketSize = MAX_PACKET
     return props
 
 
-def connect(client: paho.Client, mcfg, *, keepalive: int | None = None, blocking: bool = False) -> None:
+def connect(
+    client: paho.Client, mcfg: MqttConfig, *, keepalive: int | None = None, blocking: bool = False
+) -> None:
     """Connect as configured (host, port, keepalive, packet limit); blocking raises OSError at once."""
     fn = client.connect if blocking else client.connect_async
     fn(mcfg.host, mcfg.port, keepalive=keepalive or mcfg.keepalive_s, properties=connect_properties(mcfg))
 
 
-def mqtt_settings(host: str, port: int, protocol: str = "5"):
+def mqtt_settings(host: str, port: int, protocol: str = "5") -> MqttConfig:
     """Settings for a plain local broker (the demo's embedded one) in the config's own model."""
     from suitemon.daemon.config import MqttConfig
 
-    return MqttConfig(host=host, port=port, protocol=protocol)
+    # Validated like a config file: a protocol other than "5" or "3.1.1" is refused here.
+    return MqttConfig.model_validate({"host": host, "port": port, "protocol": protocol})
 
 
-class _PahoLog(logging.LoggerAdapter):
+class _PahoLog(logging.LoggerAdapter[logging.Logger]):
     """paho's log for one link. After our own disconnect, paho's loop may run once more on the
     closed socket and log "Client is not connected" as an error: that one is expected, not a fault."""
 
@@ -99,7 +107,7 @@ class _PahoLog(logging.LoggerAdapter):
         super().__init__(logger, {})
         self.link = link
 
-    def log(self, level, msg, *args, **kwargs):
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if self.link.stopping and "not connected" in str(msg):
             return
         super().log(level, msg, *args, **kwargs)
@@ -108,7 +116,7 @@ class _PahoLog(logging.LoggerAdapter):
 class MqttLink:
     def __init__(
         self,
-        mcfg,
+        mcfg: MqttConfig,
         *,
         client_id: str,
         will: Message | None,
@@ -118,7 +126,7 @@ class MqttLink:
         on_ack: Callable[[int], None] = lambda mid: None,
         on_message: Callable[[str, bytes], None] = lambda t, p: None,
         subscriptions: tuple[str, ...] = (),
-    ):
+    ) -> None:
         self.cfg = mcfg
         self.bridge = bridge
         self._on_connect = on_connect
@@ -136,7 +144,8 @@ class MqttLink:
         self.client = make_client(mcfg, client_id, daemon_credentials=True)
         # A callback that raises must not end the network loop (paho's default): log and go on.
         self.client.suppress_exceptions = True
-        self.client.enable_logger(_PahoLog(logging.getLogger("suitemon.paho"), self))
+        # paho only calls .log() on it (an adapter that drops one expected message); its stub says Logger.
+        self.client.enable_logger(_PahoLog(logging.getLogger("suitemon.paho"), self))  # type: ignore[arg-type]
         self._thread: threading.Thread | None = None
         self.client.max_inflight_messages_set(mcfg.max_inflight)
         self.client.max_queued_messages_set(0)
@@ -148,7 +157,14 @@ class MqttLink:
         self.client.on_message = self._cb_message
 
     # -- paho thread side: hand everything to the loop ----------------------
-    def _cb_connect(self, client, userdata, flags, reason_code, properties=None):
+    def _cb_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
         if reason_code.is_failure:
             log.error("mqtt connection refused", reason=str(reason_code))
             return
@@ -159,14 +175,28 @@ class MqttLink:
             client.subscribe(topic, qos=1)
         self.bridge.post(self._connected)
 
-    def _cb_disconnect(self, client, userdata, flags, reason_code, properties=None):
+    def _cb_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
         self._connected_evt.clear()
         self.bridge.post(self._disconnected, str(reason_code))
 
-    def _cb_publish(self, client, userdata, mid, reason_code=None, properties=None):
+    def _cb_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode | None = None,
+        properties: Properties | None = None,
+    ) -> None:
         self.bridge.post(self._on_ack, mid)
 
-    def _cb_message(self, client, userdata, msg):
+    def _cb_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if len(msg.payload) > MAX_PACKET:
             # Only a broker that ignores our Maximum Packet Size (or MQTT 3.1.1) gets here:
             # dropped in paho's thread, before the loop or a decoder sees it.
@@ -226,7 +256,7 @@ class MqttLink:
                 self.client.loop_forever(retry_first_connection=True)
             except Exception as err:
                 log.error("mqtt network loop failed; restarting it", error=repr(err))
-            if self.stopping:
+            if self._stop_requested():
                 break
             log.error("mqtt network loop ended unexpectedly; reconnecting")
             time.sleep(1.0)
@@ -234,6 +264,11 @@ class MqttLink:
                 self.client.reconnect()
             except Exception as err:
                 log.error("mqtt reconnect failed; will retry", error=repr(err))
+
+    def _stop_requested(self) -> bool:
+        # Read afresh: stop() sets the flag from another thread while loop_forever runs (a plain
+        # ``self.stopping`` here is narrowed to False by the while condition for the type checker).
+        return self.stopping
 
     @property
     def network_alive(self) -> bool:
@@ -243,7 +278,7 @@ class MqttLink:
         info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
         return info.mid
 
-    def publish_json(self, topic: str, obj, *, qos: int = 1, retain: bool = False) -> int:
+    def publish_json(self, topic: str, obj: Any, *, qos: int = 1, retain: bool = False) -> int:
         return self.publish(Message(topic, dumps(obj), qos, retain))
 
     def stop(self, goodbye: Message | None = None, timeout: float = 2.0) -> None:

@@ -9,6 +9,8 @@ long outage: the backlog waits in SQLite, not in RAM.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from suitemon.daemon.contract import Topics, messages_for
@@ -33,6 +35,9 @@ class Outbox:
         self._acked: set[int] = set()
         self._persist_scheduled = False
         self.published = 0
+        # How the delivery mark is made durable: committed here unless the daemon gives the
+        # recorder's group commit (Recorder.touch).
+        self.request_flush: Callable[[], None] = journal.commit
 
     @property
     def backlog(self) -> int:
@@ -86,6 +91,3 @@ class Outbox:
         # it only means a few events are sent twice, which consumers already tolerate.
         self.journal.set_delivered(self.delivered)
         self.request_flush()
-
-    def request_flush(self) -> None:  # replaced by the daemon with Recorder.touch
-        self.journal.commit()

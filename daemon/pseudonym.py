@@ -23,6 +23,7 @@ import hmac
 import secrets
 from pathlib import Path
 
+from suitemon.daemon.config import SuiteConfig
 from suitemon.daemon.secret_files import write_new_secret
 
 KEY_BYTES = 32
@@ -38,14 +39,14 @@ def accession_ref(accession: str, key: bytes) -> str:
     return "a" + hmac.new(key, b"accession\0" + acc.encode("utf-8"), hashlib.sha256).hexdigest()[:15]
 
 
-def key_file(cfg) -> Path:
+def key_file(cfg: SuiteConfig) -> Path:
     """The site key's file: ``dicom.pseudonym_key_file`` or ``<state.dir>/dicom-pseudonym.key``."""
     dicom = getattr(cfg, "dicom", None)
     configured = getattr(dicom, "pseudonym_key_file", None) if dicom is not None else None
     return configured or Path(cfg.state.dir) / "dicom-pseudonym.key"
 
 
-def site_key(cfg) -> bytes:
+def site_key(cfg: SuiteConfig) -> bytes:
     """The key every feature pseudonymises with (DICOM receiver, dispenser, dose-record)."""
     return load_or_create_key(key_file(cfg))
 

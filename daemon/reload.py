@@ -22,13 +22,18 @@ key path.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import structlog
 
-from suitemon.daemon.alarms import Reset
-from suitemon.daemon.config import ConfigError, ConfigIssue, load_config, parse_config
+from suitemon.daemon.alarms import AlarmRecord, Reset
+from suitemon.daemon.config import ConfigError, ConfigIssue, SuiteConfig, load_config, parse_config
+from suitemon.daemon.context import Context
+from suitemon.daemon.devices import DeviceRunner
+from suitemon.daemon.escalation import Escalator
+from suitemon.drivers.config import DeviceConfig
 
 log = structlog.get_logger("suitemon.reload")
 
@@ -36,9 +41,21 @@ LIVE_SECTIONS = frozenset({"areas", "roles", "ladders", "protocols", "alarm_type
 RUNNER_STOP_S = 1.0
 
 
+class Reloadable(Protocol):
+    """What a reload changes of the running daemon (app.Daemon, which imports this module lazily)."""
+
+    cfg: SuiteConfig
+    ctx: Context
+    escalator: Escalator
+
+    def clear_retained(self, topic: str) -> None: ...
+    def make_runner(self, did: str, dev: DeviceConfig) -> DeviceRunner: ...
+    def start_runner(self, runner: DeviceRunner) -> None: ...
+
+
 @dataclass
 class Plan:
-    effective: Any
+    effective: SuiteConfig
     applied: list[str] = field(default_factory=list)
     restart_required: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
@@ -46,13 +63,20 @@ class Plan:
     restarted: list[str] = field(default_factory=list)
 
 
-def _enabled(cfg) -> dict[str, Any]:
+def _enabled(cfg: SuiteConfig) -> dict[str, DeviceConfig]:
     return {did: dev for did, dev in cfg.devices.items() if dev.enabled}
 
 
-def make_plan(old, new, running: set[str], open_alarms, source: str | None = None) -> Plan:
+def make_plan(
+    old: SuiteConfig,
+    new: SuiteConfig,
+    running: set[str],
+    open_alarms: Iterable[AlarmRecord],
+    source: str | None = None,
+) -> Plan:
     """Decide what a reload does; raise ConfigError when it must be refused."""
-    applied, restart = [], []
+    applied: list[str] = []
+    restart: list[str] = []
     for name in type(old).model_fields:
         if getattr(old, name) == getattr(new, name):
             continue
@@ -70,7 +94,7 @@ def make_plan(old, new, running: set[str], open_alarms, source: str | None = Non
                 ],
                 source,
             ) from None
-    issues = []
+    issues: list[ConfigIssue] = []
     for rec in open_alarms:
         esc = rec.escalation
         if esc is not None and esc.accepted_by is None and esc.ladder not in effective.ladders:
@@ -95,7 +119,7 @@ def make_plan(old, new, running: set[str], open_alarms, source: str | None = Non
     )
 
 
-async def stop_runner(runner) -> None:
+async def stop_runner(runner: DeviceRunner) -> None:
     task = runner.task
     if task is not None:
         task.cancel()
@@ -106,12 +130,12 @@ async def stop_runner(runner) -> None:
         log.warning("driver did not close cleanly on reload", device=runner.device_id)
 
 
-async def apply_plan(daemon, plan: Plan) -> list[str]:
+async def apply_plan(daemon: Reloadable, plan: Plan) -> list[str]:
     """Switch the running daemon to the plan's configuration; returns alarms closed."""
     ctx = daemon.ctx
     cfg = plan.effective
     daemon.cfg = ctx.cfg = ctx.engine.cfg = daemon.escalator.cfg = cfg
-    closed = []
+    closed: list[str] = []
     for did in plan.removed:
         runner = ctx.runners.pop(did)
         await stop_runner(runner)
@@ -133,7 +157,7 @@ async def apply_plan(daemon, plan: Plan) -> list[str]:
     return closed
 
 
-async def reload_config(daemon, path: str, trigger: str = "SIGHUP") -> bool:
+async def reload_config(daemon: Reloadable, path: str, trigger: str = "SIGHUP") -> bool:
     """Reload from ``path``; True if the new configuration (or its live part) is in use."""
     ctx = daemon.ctx
     try:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from suitemon.daemon.alarms import iso, parse_iso
 from suitemon.daemon.command_error import CommandError
+from suitemon.daemon.events import Recorder
 
 log = structlog.get_logger("suitemon.commands")
 
@@ -32,16 +34,18 @@ Key = tuple[str, str]
 
 
 class RequestWindow:
-    def __init__(self, recorder, *, window_s: float = WINDOW_S, clock=time.time):
+    def __init__(
+        self, recorder: Recorder, *, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time
+    ) -> None:
         self.recorder = recorder
         self.window_s = window_s
         self.clock = clock
         self._done: OrderedDict[Key, tuple[float, str, dict[str, Any]]] = OrderedDict()
-        self._running: dict[Key, asyncio.Future] = {}
+        self._running: dict[Key, asyncio.Future[None]] = {}
         self._restore()
 
     @staticmethod
-    def _key(actor: str, request_id) -> Key:
+    def _key(actor: str, request_id: object) -> Key:
         # 7 and "7" are one id to a person; the type is kept apart all the same for JSON.
         return actor, f"{type(request_id).__name__}:{request_id}"
 
@@ -69,12 +73,12 @@ class RequestWindow:
     def _expire(self) -> None:
         cutoff = self.clock() - self.window_s
         while self._done:
-            _key, (at, _, _) = next(iter(self._done.items()))
+            at, _, _ = next(iter(self._done.values()))
             if at >= cutoff:
                 break
             self._done.popitem(last=False)
 
-    async def claim(self, actor: str, request_id, verb: str) -> dict[str, Any] | None:
+    async def claim(self, actor: str, request_id: object, verb: str) -> dict[str, Any] | None:
         """None: run the command (and call done or release). Else the first reply to send again."""
         key = self._key(actor, request_id)
         while True:
@@ -90,7 +94,7 @@ class RequestWindow:
                 return None
             await asyncio.shield(running)  # then look again: done, or released to run anew
 
-    def done(self, actor: str, request_id, verb: str, reply: dict[str, Any]) -> None:
+    def done(self, actor: str, request_id: object, verb: str, reply: dict[str, Any]) -> None:
         key = self._key(actor, request_id)
         self.recorder.record(
             EVENT, {"verb": verb, "request_id": request_id, "result": reply.get("result")}, actor=actor
@@ -98,7 +102,7 @@ class RequestWindow:
         self._remember(key, self.clock(), verb, reply)
         self._wake(key)
 
-    def release(self, actor: str, request_id) -> None:
+    def release(self, actor: str, request_id: object) -> None:
         self._wake(self._key(actor, request_id))
 
     def _wake(self, key: Key) -> None:

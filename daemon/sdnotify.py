@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -38,14 +39,14 @@ def socket_address(value: str) -> str | bytes | None:
     return None  # e.g. "vsock:..." (systemd >= 254 in VMs): not ours to support here
 
 
-def watchdog_timeout(env: dict[str, str] | None = None, pid: int | None = None) -> float | None:
+def watchdog_timeout(env: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
     """Seconds systemd waits for a WATCHDOG=1, or None when no watchdog is armed for us.
 
     Follows sd_watchdog_enabled(): WATCHDOG_USEC must be a positive integer, and when
     WATCHDOG_PID is set it must name this process (a child must not ping for us).
     """
-    env = os.environ if env is None else env
-    raw = env.get("WATCHDOG_USEC")
+    environ: Mapping[str, str] = os.environ if env is None else env
+    raw = environ.get("WATCHDOG_USEC")
     if not raw:
         return None
     try:
@@ -55,7 +56,7 @@ def watchdog_timeout(env: dict[str, str] | None = None, pid: int | None = None) 
         return None
     if usec <= 0:
         return None
-    wpid = env.get("WATCHDOG_PID")
+    wpid = environ.get("WATCHDOG_PID")
     if wpid:
         try:
             if int(wpid) != (os.getpid() if pid is None else pid):

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from suitemon.daemon.config import ConfigIssue
+from suitemon.daemon.config import ConfigIssue, SuiteConfig
 
 
 def check_secret_file(key: str, path: Path) -> list[ConfigIssue]:
@@ -60,6 +60,7 @@ def secret_paths(node: Any, path: str = "") -> Iterator[tuple[str, Path]]:
     """Every configured file whose key names a secret (``*password_file``, ``*key_file``),
     in any section, so a feature's own credentials (a board's observer account) are held to
     the same rule without the core knowing the feature."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(node, BaseModel):
         items = ((name, getattr(node, name)) for name in type(node).model_fields)
     elif isinstance(node, dict):
@@ -74,7 +75,7 @@ def secret_paths(node: Any, path: str = "") -> Iterator[tuple[str, Path]]:
             yield from secret_paths(value, here)
 
 
-def secret_file_issues(cfg) -> list[ConfigIssue]:
+def secret_file_issues(cfg: SuiteConfig) -> list[ConfigIssue]:
     """Every problem with the configured secret files; empty when all are safe."""
     issues: list[ConfigIssue] = []
     if cfg.mqtt.password_file is not None and not cfg.mqtt.username:

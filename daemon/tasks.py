@@ -5,24 +5,26 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 log = structlog.get_logger("suitemon.tasks")
 
+T = TypeVar("T")
+
 
 class TaskSet:
-    def __init__(self):
-        self._tasks: set[asyncio.Task] = set()
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Coroutine, *, name: str) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
 
-    def _done(self, task: asyncio.Task) -> None:
+    def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
@@ -45,7 +47,7 @@ class TaskSet:
             log.error("task ignored cancellation at stop", task=t.get_name())
 
 
-async def bounded(what: str, coros: list[Coroutine], timeout: float) -> None:
+async def bounded(what: str, coros: list[Coroutine[Any, Any, object]], timeout: float) -> None:
     """Run ``coros`` together for at most ``timeout`` s (a stop step): the late ones are cancelled, all logged."""
     if not coros:
         return
@@ -61,14 +63,18 @@ async def bounded(what: str, coros: list[Coroutine], timeout: float) -> None:
 async def in_daemon_thread(fn: Callable[[], Any], timeout: float, what: str) -> None:
     """Run a blocking call in a daemon thread: unlike the executor, a stuck one cannot hold up exit."""
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
 
     def work() -> None:
         try:
             fn()
         finally:
             try:
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                loop.call_soon_threadsafe(finish)
             except RuntimeError:
                 pass  # the loop has gone: we were given up on already
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class LoopBridge:
@@ -29,11 +31,11 @@ class LoopBridge:
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 5.0) -> Any:
         """Run fn(*args) in the loop and wait for its result (from a foreign thread only)."""
 
-        async def runner():
+        async def runner() -> Any:
             return fn(*args)
 
-        fut: concurrent.futures.Future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(runner(), self.loop)
         return fut.result(timeout)
 
-    def run_coro(self, coro, timeout: float = 5.0) -> Any:
+    def run_coro(self, coro: Coroutine[Any, Any, T], timeout: float = 5.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

@@ -13,6 +13,11 @@ import threading
 import uuid
 from typing import Any
 
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from suitemon.daemon.config import MqttConfig
 from suitemon.daemon.mqtt import connect, make_client
 
 
@@ -20,25 +25,37 @@ class WitnessUnavailable(OSError):
     pass
 
 
-def fetch_retained(mcfg, topic: str, timeout: float = 5.0) -> list[Any]:
+def fetch_retained(mcfg: MqttConfig, topic: str, timeout: float = 5.0) -> list[Any]:
     """The retained message on ``topic`` as parsed JSON (a list of one), or [] if none is retained."""
     # The one client factory (daemon/mqtt.py): TLS and hostname settings as configured, never forgotten.
     client = make_client(mcfg, f"suitemon-verify-{uuid.uuid4().hex[:8]}", daemon_credentials=True)
-    got: list[bytes] = []
+    got: list[bytes | bytearray] = []
     subscribed, received = threading.Event(), threading.Event()
     refused: list[str] = []
 
-    def on_connect(c, userdata, flags, reason_code, properties=None):
+    def on_connect(
+        c: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
         if reason_code.is_failure:
             refused.append(str(reason_code))
             received.set()
             return
         c.subscribe(topic, qos=1)
 
-    def on_subscribe(c, userdata, mid, reason_codes, properties=None):
+    def on_subscribe(
+        c: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None = None,
+    ) -> None:
         subscribed.set()
 
-    def on_message(c, userdata, msg):
+    def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.retain:
             got.append(msg.payload)
             received.set()

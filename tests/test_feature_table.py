@@ -88,3 +88,14 @@ def test_feature_routes_reach_the_broker_without_importing_the_service():
     topics = Topics("suitemon", "site")
     sent = [m.topic for m in messages_for(event, topics, "site")]
     assert sent[0] == topics.sub("dose", "study"), sent
+
+
+def test_a_device_reference_that_is_not_the_right_class_is_refused(monkeypatch):
+    """A row naming the wrong object (a function, another class) fails at load with what it named,
+    not later as an odd AttributeError inside a runner."""
+    wrong = Feature("wrong", device_config="suitemon.daemon.kinds:names", driver="builtins:dict", rules="m:R")
+    monkeypatch.setattr(kinds, "KINDS", {"wrong": wrong})
+    with pytest.raises(kinds.KindLoadError, match="not a DeviceConfig subclass"):
+        kinds.config_model("wrong")
+    with pytest.raises(kinds.KindLoadError, match="not a Driver subclass"):
+        kinds.driver_class("wrong")
