@@ -20,7 +20,7 @@ import pytest
 from contract_cases import CASES
 from test_driver_contract import build
 
-from suitemon.drivers.profile import Point
+from suitemon.drivers.profile import Point, encode
 from suitemon.simulators.host import SimHost
 
 MBPOLL = "/usr/bin/mbpoll"
@@ -99,22 +99,56 @@ def _meaning(p: Point, raw: int, width: int) -> Any:
     return value / p.scale if p.scale != 1.0 else value
 
 
-def same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9)
-    return a == b
+@pytest.fixture
+def intended(monkeypatch) -> dict[tuple[str, str, int], Any]:
+    """The value each point was last meant to hold: every simulator writes its registers through
+    ``profile.encode``, so recording its arguments gives the model's values, independent of our decoder."""
+    from suitemon.simulators import base, dispenser, ups_apc
+
+    seen: dict[tuple[str, str, int], Any] = {}
+
+    def recording(point: Point, value: Any) -> list[int]:
+        seen[key(point)] = value
+        return encode(point, value)
+
+    for module in (base, dispenser, ups_apc):
+        monkeypatch.setattr(module, "encode", recording)
+    return seen
+
+
+def key(p: Point) -> tuple[str, str, int]:
+    return (p.name, p.table, p.address)
+
+
+def agrees(p: Point, got: Any, want: Any) -> bool:
+    """mbpoll's reading against the intended value, within what the register can carry."""
+    if got is None:  # the raw value is the point's "not available" sentinel: was that what was meant?
+        words = encode(p, want) if want is not None else [0] * p.count
+        if p.count == 2 and p.word_order == "little":
+            words = words[::-1]
+        return int.from_bytes(b"".join(w.to_bytes(2, "big") for w in words), "big") == p.signed_sentinel
+    if want is None:  # never written: the register still holds zeros
+        return got in (0, 0.0, False, "") or (isinstance(got, dict) and not any(got[b] for b in p.bits))
+    if p.bits:
+        want = want if isinstance(want, dict) else {b: bool(want >> bit & 1) for b, bit in p.bits.items()}
+        return all(got[b] == bool(want.get(b)) for b in p.bits)
+    if p.type == "f32":
+        return math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-30)
+    if p.type in ("bool", "ascii"):
+        return got == (bool(want) if p.type == "bool" else str(want))
+    return abs(got - want) <= 0.5 / p.scale + 1e-9
 
 
 @pytest.mark.parametrize("case, transport", RIGS, ids=IDS)
-def test_mbpoll_reads_every_point_as_the_profile_describes(case, transport, tmp_path):
+def test_mbpoll_reads_every_point_as_the_profile_describes(case, transport, tmp_path, intended):
     async def body():
         async with served(case, transport, tmp_path) as (dev, sim):
             wrong = []
             for p in sim.profile.points:
                 got = await read_point(dev, p)
-                # Straight after the answer: the model moves on each request, the store is what was sent.
-                want = sim.get_points()[p.name]
-                if not same(got, want):
+                # Straight after the answer: the model moves on at each request; this is what it sent.
+                want = intended.get(key(p))
+                if not agrees(p, got, want):
                     wrong.append(
                         f"{p.name} ({p.table} {p.address} {p.type} {p.word_order}): {got!r} != {want!r}"
                     )
