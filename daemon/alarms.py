@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from suitemon.daemon import delivery_plan
 from suitemon.daemon.config import SuiteConfig
 from suitemon.daemon.events import Recorder
 from suitemon.daemon.journal import Event
@@ -370,9 +371,18 @@ class AlarmEngine:
         """Journal a notification step (called by the escalator)."""
         esc = rec.escalation
         assert esc is not None
-        return self._record(
-            "alarm.notify", rec, step=esc.step, role=esc.role, recipients=list(esc.recipients), reason=reason
-        )
+        # The event names its own page ids, so its id is chosen here (daemon/delivery_plan.py).
+        event_id = str(uuid.uuid4())
+        snap = rec.snapshot()
+        data = {
+            "alarm": snap,
+            "step": esc.step,
+            "role": esc.role,
+            "recipients": list(esc.recipients),
+            "reason": reason,
+            "delivery": delivery_plan.plan(self.cfg, snap, esc.recipients, event_id),
+        }
+        return self.recorder.record("alarm.notify", data, alarm_id=rec.alarm_id, event_id=event_id)
 
 
 __all__ = [

@@ -114,6 +114,9 @@ def notification_payload(event: Event, site: str) -> dict[str, Any]:
         "recipients": event.data["recipients"],
         "reason": event.data["reason"],
         "protocol": alarm.get("protocol"),
+        # Per recipient: channel, address, state when told, page_id to join `delivery` messages. None for a
+        # notification journaled before plans existed (docs/mqtt.md).
+        "delivery": event.data.get("delivery"),
         "reply": {"accept": "cmd/<you>/accept", "reject": "cmd/<you>/reject"},
     }
 

@@ -60,10 +60,12 @@ class Recorder:
         alarm_id: str | None = None,
         actor: str = "system",
         refers_to: str | None = None,
+        event_id: str | None = None,
     ) -> Event:
+        # event_id may be chosen by the caller when the data must name it (a notification's page ids).
         event = Event(
             seq=self.committed_seq + len(self._pending) + 1,
-            event_id=str(uuid.uuid4()),
+            event_id=event_id or str(uuid.uuid4()),
             ts=utc_now_iso(),
             type=type_,
             alarm_id=alarm_id,

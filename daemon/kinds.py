@@ -52,6 +52,9 @@ class Feature:
     sim_factory: str | None = None
     # fn(event, topics, site) -> extra messages put on the broker with that event.
     routes: tuple[str, ...] = ()
+    # fn(cfg, alarm, recipients, event_id) -> delivery entries of a notification for the recipients
+    # this channel reaches (daemon/delivery_plan.py); part of the alarm.notify event.
+    delivery_plan: str | None = None
 
     def __post_init__(self) -> None:
         device = (self.device_config, self.driver, self.rules)
@@ -225,6 +228,7 @@ FEATURES: Mapping[str, Feature] = index(
             service="suitemon.daemon.paging.service:factory",
             service_needs_section=True,
             routes=("suitemon.daemon.paging.pages:delivery_messages",),
+            delivery_plan="suitemon.daemon.paging.plan:espa_plan",
         ),
         Feature("paging_base", sim_factory="suitemon.simulators.espa_pager:from_config"),
         # Other channels through apprise (e-mail, SMS gateways, ...), same delivery tracking
@@ -234,6 +238,7 @@ FEATURES: Mapping[str, Feature] = index(
             check="suitemon.daemon.paging.apprise_channel:check",
             service="suitemon.daemon.paging.apprise_channel:factory",
             service_needs_section=True,
+            delivery_plan="suitemon.daemon.paging.plan:apprise_plan",
         ),
     )
 )
@@ -337,3 +342,14 @@ def routes() -> list[Callable[..., Any]]:
     if _routes is None:
         _routes = [load(ref) for row in with_field("routes") for ref in row.routes]
     return _routes
+
+
+_planners: list[Callable[..., Any]] | None = None
+
+
+def delivery_planners() -> list[Callable[..., Any]]:
+    """Every channel's delivery planner, loaded once."""
+    global _planners
+    if _planners is None:
+        _planners = [load(row.delivery_plan) for row in with_field("delivery_plan")]  # type: ignore[arg-type]
+    return _planners

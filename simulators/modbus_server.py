@@ -97,14 +97,15 @@ def handle_pdu(store: Store, pdu: bytes) -> bytes:
         if fc in (15, 16):
             addr, count, nbytes = struct.unpack(">HHB", pdu[1:6])
             data = pdu[6 : 6 + nbytes]
-            if len(data) != nbytes:
+            # Quantity ranges and byte count as the Modbus application protocol (6.11, 6.12) states: a
+            # byte count that disagrees with the quantity is exception 03 (it crashed the RTU line once).
+            max_count, need = (1968, (count + 7) // 8) if fc == 15 else (123, 2 * count)
+            if not 1 <= count <= max_count or nbytes != need or len(data) != nbytes:
                 raise ModbusError(ILLEGAL_VALUE)
             if fc == 15:
                 bits = [(data[i // 8] >> (i % 8)) & 1 for i in range(count)]
                 store.write("coil", addr, bits)
             else:
-                if nbytes != 2 * count:
-                    raise ModbusError(ILLEGAL_VALUE)
                 store.write("holding", addr, list(struct.unpack(f">{count}H", data)))
             return pdu[:5]
     except struct.error:
@@ -130,8 +131,14 @@ def _respond(unit: Unit, pdu: bytes) -> bytes:
         return bytes([(pdu[0] if pdu else 0) | 0x80, err.code])
 
 
+# Request lengths (address + PDU + CRC) of the public function codes we do not serve, so that they get
+# the exception response 01 the spec requires instead of silence (mbpoll -u, FC 17, found it).
+OTHER_FIXED = {7: 4, 11: 4, 12: 4, 17: 4, 8: 8, 24: 6, 22: 10}
+MAX_RTU_FRAME = 256
+
+
 def rtu_request_length(buf: bytes) -> int | None:
-    """Bytes in the RTU request at the start of buf, or None if not known yet."""
+    """Bytes in the RTU request at the start of buf, None if not known yet, -1 if buf starts with noise."""
     if len(buf) < 2:
         return None
     fc = buf[1]
@@ -139,7 +146,16 @@ def rtu_request_length(buf: bytes) -> int | None:
         return 8
     if fc in (15, 16):
         return 9 + buf[6] if len(buf) >= 7 else None
-    return -1  # unknown function: resynchronise
+    if fc in OTHER_FIXED:
+        return OTHER_FIXED[fc]
+    if fc == 23:
+        return 13 + buf[10] if len(buf) >= 11 else None
+    # Any other code: a real slave finds the frame's end by the line's silence; we find it by its CRC
+    # (libmodbus writes a request in one piece). No CRC fits: noise, resynchronise.
+    for n in range(4, min(len(buf), MAX_RTU_FRAME) + 1):
+        if crc16(buf[: n - 2]) == struct.unpack("<H", buf[n - 2 : n])[0]:
+            return n
+    return -1
 
 
 class RtuServer:

@@ -51,8 +51,18 @@ class SuiteWriter:
         self._commit_every = commit_every
 
     # -- the Recorder interface the engine uses ----------------------------------------
-    def record(self, type_: str, data: dict[str, Any], *, alarm_id: str | None = None, actor: str = "system"):
-        ev = self.journal.append(type_, data, alarm_id=alarm_id, actor=actor, ts=ts_text(self.now))
+    def record(
+        self,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        alarm_id: str | None = None,
+        actor: str = "system",
+        event_id: str | None = None,
+    ):
+        ev = self.journal.append(
+            type_, data, alarm_id=alarm_id, actor=actor, ts=ts_text(self.now), event_id=event_id
+        )
         self._pending += 1
         if self._pending >= self._commit_every:
             self.flush()

@@ -530,3 +530,36 @@ def test_each_page_of_an_alarm_shows_its_newest_delivery_state(model):
         ("nurse2", "queued", "espa444"),
         ("rps", "accepted", "apprise"),
     ]
+
+
+def test_a_recipient_without_pager_shows_as_board_only(model):
+    send(model, "alarm/x", alarm("x"))
+    notify = {
+        "event_id": "n1",
+        "seq": 4,
+        "ts": "2026-11-26T09:00:00Z",
+        "site": "s1",
+        "type": "alarm.notify",
+        "actor": "system",
+        "alarm_id": "x",
+        "data": {
+            "alarm": {"alarm_id": "x", "occurrence": "o-x"},
+            "step": 0,
+            "role": "room_nurse",
+            "recipients": ["nurse1", "nurse2"],
+            "reason": "raised",
+            "delivery": [
+                {
+                    "recipient": "nurse1",
+                    "channel": "espa444",
+                    "address": "101",
+                    "state": "queued",
+                    "page_id": "n1/nurse1",
+                },
+                {"recipient": "nurse2", "channel": None, "address": None, "state": "none", "page_id": None},
+            ],
+        },
+    }
+    assert send(model, "event", notify) == {"alarms"}
+    (a,) = views.open_alarms(model, CFG)
+    assert [(d["recipient"], d["state"], d["channel"]) for d in a["deliveries"]] == [("nurse2", "none", None)]

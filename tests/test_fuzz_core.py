@@ -10,6 +10,7 @@ import json
 import struct
 import tomllib
 
+import pytest
 from helpers import REPO
 from hypothesis import given
 from hypothesis import strategies as st
@@ -150,7 +151,7 @@ def test_decode_any_registers_and_roundtrip(type_, words, order, scale):
 @given(st.binary(max_size=64))
 def test_rtu_framing_and_pdu_handling_never_crash(data):
     n = rtu_request_length(data)
-    assert n is None or n == -1 or n >= 8
+    assert n is None or n == -1 or n >= 4  # address, function code, CRC: the shortest request (FC 17)
     store = RegisterStore()
     store.define("holding", 0, 10, writable=True)
     store.define("coil", 0, 16)
@@ -169,3 +170,21 @@ def test_fc16_write_then_fc3_read_roundtrip(values):
     assert handle_pdu(store, pdu)[:5] == pdu[:5]
     resp = handle_pdu(store, struct.pack(">BHH", 3, 0, len(values)))
     assert list(struct.unpack(f">{len(values)}H", resp[2:])) == values
+
+
+@pytest.mark.parametrize(
+    "pdu",
+    [
+        struct.pack(">BHHB", 15, 0, 20, 1) + b"\xff",  # 20 coils in 1 byte: used to raise IndexError
+        struct.pack(">BHHB", 15, 0, 3, 2) + b"\x07\x00",  # 3 coils take 1 byte, not 2
+        struct.pack(">BHHB", 15, 0, 0, 0),
+        struct.pack(">BHHB", 16, 0, 124, 248) + bytes(248),  # over the 123-register limit
+    ],
+)
+def test_a_multiple_write_whose_counts_disagree_is_illegal_value(pdu):
+    store = RegisterStore()
+    store.define("holding", 0, 200, writable=True)
+    store.define("coil", 0, 32)
+    with pytest.raises(ModbusError) as err:
+        handle_pdu(store, pdu)
+    assert err.value.code == 3

@@ -156,3 +156,34 @@ def test_deterioration_paging_scenario(make_suite, watcher, tmp_path):
     ]  # accepted: no failsafe repeat
     shown = suite.sim("paging_base", "shown")
     assert "102" not in shown and shown["101"][0]["text"] == "HIGH Uptake 3 DETERIORATING call 2222"
+
+
+def test_notify_payload_names_each_recipients_page_and_its_state(make_suite, watcher, tmp_path):
+    # nurse2 has no call address: the same step pages nurse1 and tells nurse2 by notify/board only.
+    addresses = {k: v for k, v in ADDRESSES.items() if k != "nurse2"}
+    suite, _ = start(make_suite, watcher, tmp_path, recipients=addresses)
+    suite.sim("bells", "press", room="uptake3", button="emergency", hold_s=0.05)
+    watcher.wait_for(lambda w: notifies(w, suite, AID), 10, what="step-0 notification")
+    role, body, _ = notifies(watcher, suite, AID)[0]
+    assert role == "room_nurse" and body["recipients"] == ["nurse1", "nurse2"]
+    page_id = f"{body['event_id']}/nurse1"
+    assert body["delivery"] == [
+        {
+            "recipient": "nurse1",
+            "channel": "espa444",
+            "address": "101",
+            "state": "queued",
+            "page_id": page_id,
+        },
+        {"recipient": "nurse2", "channel": None, "address": None, "state": "none", "page_id": None},
+    ]
+    # A display joins the later delivery messages on page_id.
+    watcher.wait_for(
+        lambda w: any(d["page_id"] == page_id and d["state"] == "accepted" for d in deliveries(w, suite)),
+        10,
+        what="nurse1's page accepted",
+    )
+    assert {d["recipient"] for d in deliveries(watcher, suite) if d["step"] == 0} == {"nurse1"}
+    # The journal's notification carries the same plan (the payload is a function of the event).
+    ev = next(e for e in watcher.events(suite.site) if e["type"] == "alarm.notify")
+    assert ev["data"]["delivery"] == body["delivery"]

@@ -178,6 +178,39 @@ def test_low_technical_alarm_pages_at_night_only_when_configured(
     fan = {x["state"] for x in d if x["alarm_id"] == "ups.fan"}
     assert fan == ({"queued", "accepted"} if paged else {"suppressed"})
     assert {x["state"] for x in d if x["alarm_id"] != "ups.fan"} == {"queued", "accepted"}
+    # The notification announced exactly those pages, in the state they started in.
+    planned = planned_pages(h, "ups.fan")
+    assert {e["state"] for e in planned.values()} == ({"queued"} if paged else {"suppressed"})
+    assert set(planned) == {x["page_id"] for x in d if x["alarm_id"] == "ups.fan"}
+
+
+def planned_pages(h, alarm_id):
+    h.recorder.flush()
+    return {
+        e["page_id"]: e
+        for ev in h.journal.events_of_type("alarm.notify")
+        if ev.alarm_id == alarm_id
+        for e in ev.data["delivery"]
+        if e["page_id"] is not None
+    }
+
+
+def test_the_service_suppresses_what_the_notification_announced_even_if_night_ends_meanwhile(
+    tmp_path, monkeypatch
+):
+    # Night for the first look only: the notification is planned at night, the page handled after dawn.
+    looks = iter([True])
+    monkeypatch.setattr(NightHours, "contains", lambda self, t: next(looks, False))
+    h = Harness(tmp_path, config(tmp_path, night={"start": "22:00", "end": "07:00"}))
+
+    async def body(h):
+        h.ctx.engine.apply(Condition(alarm_id="ups.fan", type="ups.fan", present=True, message="Fan failed"))
+        await h.until(lambda: len(h.deliveries()) >= 2)
+        return h.deliveries()
+
+    d = h.run(body)
+    assert {e["state"] for e in planned_pages(h, "ups.fan").values()} == {"suppressed"}
+    assert {x["state"] for x in d} == {"suppressed"}
 
 
 def test_a_low_clinical_alarm_pages_at_night(tmp_path, monkeypatch):

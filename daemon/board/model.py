@@ -167,7 +167,29 @@ class SuiteModel:
             return self._delivery(data, ev.get("seq"))
         if etype == "alarm.accepted":
             return {TRENDS} if self.trends.on_accepted(ev, self.clock()) else set()
+        if etype == "alarm.notify":
+            return self._unpaged(data, ev.get("event_id"), ev.get("seq"))
         return set()
+
+    def _unpaged(self, data: dict[str, Any], event_id: Any, seq: Any) -> set[str]:
+        """Recipients the notification reaches by no pager or message: shown, so nobody assumes a page."""
+        plan, alarm = data.get("delivery"), data.get("alarm")
+        if not isinstance(plan, list) or not isinstance(alarm, dict) or not isinstance(event_id, str):
+            return set()
+        changed: set[str] = set()
+        for e in plan:
+            if isinstance(e, dict) and e.get("state") == "none" and isinstance(e.get("recipient"), str):
+                page = {
+                    "page_id": f"{event_id}/{e['recipient']}",
+                    "occurrence": alarm.get("occurrence"),
+                    "recipient": e["recipient"],
+                    "channel": None,
+                    "state": "none",
+                    "reason": "no pager or message address: told by the board and notify only",
+                    "step": data.get("step"),
+                }
+                changed |= self._delivery(page, seq)
+        return changed
 
     def _delivery(self, data: dict[str, Any], seq: Any) -> set[str]:
         occ, pid = data.get("occurrence"), data.get("page_id")

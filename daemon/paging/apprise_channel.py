@@ -55,6 +55,10 @@ def check(cfg):
                 yield f"messaging.recipients.{rid}.{i}", f"apprise does not understand the URL {redact(u)!r}"
 
 
+def page_id(event_id: str, recipient: str) -> str:
+    return f"{event_id}/{recipient}@{CHANNEL}"
+
+
 def redact(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -132,7 +136,7 @@ class AppriseChannel(Tracker):
             if not urls:
                 continue
             p = Page(
-                page_id=f"{ev.event_id}/{rid}@{CHANNEL}",
+                page_id=page_id(ev.event_id, rid),
                 alarm_id=alarm["alarm_id"],
                 occurrence=alarm["occurrence"],
                 step=ev.data["step"],

@@ -21,15 +21,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 
 from suitemon.daemon.alarms import Condition
 from suitemon.daemon.journal import Event
 from suitemon.daemon.paging.pages import CHANNEL, EVENT, FINAL, Page
+from suitemon.daemon.paging.plan import NIGHT_REASON, espa_page_id, night_suppressed
 from suitemon.daemon.paging.text import display_text
 from suitemon.daemon.paging.tracking import Tracker
 from suitemon.drivers.espa444 import EspaError, call_records, encode_block
@@ -70,7 +69,6 @@ class PagingService(Tracker):
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._known: set[str] = set()
-        self.tz = ZoneInfo(ctx.cfg.site.timezone)
         ctx.recorder.subscribe(self._on_event)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -94,14 +92,19 @@ class PagingService(Tracker):
         if ev.type != "alarm.notify":
             return
         pages = self._pages_for(ev)
-        for p in pages:
-            self._enqueue(p)
+        for p, suppress in pages:
+            self._enqueue(p, suppress=suppress)
         if pages and self.link_up is False:
             # The link is down: nobody's pocket will buzz. Unconfirmed -> the ladder moves on now.
-            asyncio.get_running_loop().call_soon(self._move_on, pages[0], "page_unconfirmed")
+            asyncio.get_running_loop().call_soon(self._move_on, pages[0][0], "page_unconfirmed")
 
-    def _pages_for(self, ev: Event) -> list[Page]:
+    def _pages_for(self, ev: Event) -> list[tuple[Page, bool]]:
+        """(page, suppressed) per recipient with a call address, as the notification planned them."""
         alarm = ev.data["alarm"]
+        plan = ev.data.get("delivery")
+        # Notifications journaled before plans existed: decide now, as the planner would.
+        planned = {e["page_id"]: e["state"] for e in plan} if plan is not None else None
+        night = night_suppressed(self.ctx.cfg, alarm) if planned is None else False
         at = self.ctx.cfg.alarm_types.get(alarm["type"])
         emergency = bool(at is not None and at.emergency)
         room = (alarm.get("protocol") or {}).get("room")
@@ -114,42 +117,40 @@ class PagingService(Tracker):
             address = self.cfg.recipients.get(rid)
             if address is None:
                 continue  # reached by other channels (MQTT notify, board)
+            page_id = espa_page_id(ev.event_id, rid)
+            # An address added by a reload after the notification was planned is paged all the same.
+            suppress = night if planned is None else planned.get(page_id) == "suppressed"
             out.append(
-                Page(
-                    page_id=f"{ev.event_id}/{rid}",
-                    alarm_id=alarm["alarm_id"],
-                    occurrence=alarm["occurrence"],
-                    step=ev.data["step"],
-                    role=ev.data["role"],
-                    recipient=rid,
-                    address=address,
-                    priority=alarm["priority"],
-                    text=text,
-                    emergency=emergency,
-                    kind=alarm["kind"],
+                (
+                    Page(
+                        page_id=page_id,
+                        alarm_id=alarm["alarm_id"],
+                        occurrence=alarm["occurrence"],
+                        step=ev.data["step"],
+                        role=ev.data["role"],
+                        recipient=rid,
+                        address=address,
+                        priority=alarm["priority"],
+                        text=text,
+                        emergency=emergency,
+                        kind=alarm["kind"],
+                    ),
+                    suppress,
                 )
             )
         return out
 
-    def _enqueue(self, p: Page, *, restored: bool = False) -> None:
+    def _enqueue(self, p: Page, *, suppress: bool, restored: bool = False) -> None:
         if p.page_id in self._known:
             return
         self._known.add(p.page_id)
-        if not p.emergency and p.priority == "low" and p.kind == "technical" and self._night_suppressed():
-            self._set(
-                p, "suppressed", "low-priority alarm at night (paging.page_low_technical_at_night = false)"
-            )
+        if suppress:
+            self._set(p, "suppressed", NIGHT_REASON)
             return
         if not restored:
             self._set(p, "queued")
         self.queue.append(p)
         self._wake.set()
-
-    def _night_suppressed(self) -> bool:
-        night = self.cfg.night
-        if night is None or self.cfg.page_low_technical_at_night:
-            return False
-        return night.contains(datetime.now(self.tz).time())
 
     def _set(self, p: Page, state: str, reason: str | None = None, **extra: Any) -> None:
         super()._set(p, state, reason, **extra)
@@ -348,14 +349,14 @@ class PagingService(Tracker):
         for ev in j.events_of_type("alarm.notify", since):
             if ev.alarm_id not in open_ids:
                 continue
-            for p in self._pages_for(ev):
+            for p, suppress in self._pages_for(ev):
                 d = last.get(p.page_id)
                 if d is not None and d["state"] in FINAL:
                     self._known.add(p.page_id)
                     continue
                 if d is not None:
                     p.attempts = d.get("attempts", 0)
-                self._enqueue(p, restored=d is not None)
+                self._enqueue(p, suppress=suppress, restored=d is not None)
                 n += 1
         for pid, d in last.items():
             if d["state"] not in FINAL and pid not in self._known:

@@ -90,9 +90,10 @@ const Render = (() => {
     const proto = a.protocol && a.protocol.number
       ? `<div class="proto">Call <strong>${h(a.protocol.number)}</strong> (${h(a.protocol.who)}) · ${h(a.protocol.location)}</div>` : "";
     const DELIVERY = {queued: "queued", sent: "sent", accepted: "\u2713 reached", failed: "\u2717 FAILED",
-      cancelled: "cancelled", suppressed: "not paged (night)"};
+      cancelled: "cancelled", suppressed: "not paged (night)", none: "board only"};
+    const CHANNEL = {espa444: "pager", apprise: "message"};
     const pages = (a.deliveries || []).map((d) =>
-      `<span class="dl d-${h(d.state)}" title="${h(d.reason || "")}">${h(d.recipient)} (${h(d.channel === "apprise" ? "message" : "pager")}): ${h(DELIVERY[d.state] || d.state)}</span>`);
+      `<span class="dl d-${h(d.state)}" title="${h(d.reason || "")}">${h(d.recipient)} (${h(CHANNEL[d.channel] || "no pager")}): ${h(DELIVERY[d.state] || d.state)}</span>`);
     const pageLine = pages.length ? `<div class="esc deliveries">Pages: ${pages.join(" · ")}</div>` : "";
     let btns = "";
     if (ctx.session && a.actions.length) {
