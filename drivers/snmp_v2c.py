@@ -13,6 +13,8 @@ import asyncio
 import random
 from dataclasses import dataclass
 
+import structlog
+
 from suitemon.drivers.base import CommError, DeviceException, DeviceTimeout, FrameError
 
 GET, GETNEXT, RESPONSE, SET = 0xA0, 0xA1, 0xA2, 0xA3
@@ -29,6 +31,8 @@ ERROR_STATUS = (  # RFC 3416 section 3, PDUs error-status
     "wrongEncoding wrongValue noCreation inconsistentValue resourceUnavailable commitFailed "
     "undoFailed authorizationError notWritable inconsistentName"
 ).split()
+
+log = structlog.get_logger("suitemon.ups.snmp")
 
 Value = int | bytes | str | None  # str: an OBJECT IDENTIFIER value, dotted
 
@@ -207,11 +211,18 @@ class _Protocol(asyncio.DatagramProtocol):
 class V2cClient:
     """One agent, one request in flight, no retries (the device runner owns retrying)."""
 
-    def __init__(self, host: str, port: int, community: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        community: str,
+        timeout_s: float,
+        counters: dict[str, int] | None = None,
+    ) -> None:
         self.where = f"{host}:{port}"
         self.community = community.encode()
         self.timeout_s = timeout_s
-        self.counters: dict[str, int] = {}
+        self.counters = counters if counters is not None else {}  # the driver's, so they show with its own
         self._addr = (host, port)
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: tuple[int, asyncio.Future[Response]] | None = None
@@ -245,6 +256,7 @@ class V2cClient:
             response = decode_response(data, self.community)
         except SnmpDecodeError as err:
             self._count("bad_datagrams")
+            log.warning("snmp_bad_datagram", agent=self.where, error=str(err), size=len(data))
             self._failed(FrameError(f"SNMP agent {self.where}: {err}"))
             return
         if response.request_id != request_id:

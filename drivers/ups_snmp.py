@@ -187,7 +187,7 @@ class SnmpUpsDriver(Driver):
         c = self.config
         if c.version == "2c":
             assert c.community
-            self.v2c = V2cClient(c.host, c.port, c.community, c.timeout_s)
+            self.v2c = V2cClient(c.host, c.port, c.community, c.timeout_s, self.counters)
             await self.v2c.open()
             return
         from pysnmp.hlapi.v3arch import asyncio as snmp
