@@ -67,7 +67,12 @@ def run(cfg, body, driver_cfg=None):
 
 def polled(driver, **expect):
     async def check():
-        v = (await driver.poll()).values
+        try:
+            v = (await driver.poll()).values
+        except DeviceTimeout:
+            # One slow answer on the loaded test machine is a failed poll, as the daemon counts it
+            # (comm-lost after 3), not the failure of a wait that is about something else.
+            return None
         return v if all(v.get(k) == want for k, want in expect.items()) else None
 
     return check
