@@ -30,7 +30,7 @@ from suitemon.drivers.base import (
     Reading,
 )
 from suitemon.drivers.config import DeviceConfig
-from suitemon.drivers.snmp_v2c import END, V2cClient
+from suitemon.drivers.snmp_v2c import V2cClient
 
 UPS = "1.3.6.1.2.1.33.1."
 OID = {
@@ -275,13 +275,9 @@ class SnmpUpsDriver(Driver):
         """Walk upsAlarmDescr: each row's value is a well-known alarm OID."""
         found: set[str] = set()
         if self.v2c is not None:
-            oid = ALARM_DESCR
-            for _ in range(MAX_ALARM_ROWS + 1):
-                oid, value = await self.v2c.get_next(oid)
-                if value is END or not oid.startswith(ALARM_DESCR + "."):
-                    return found
-                self._alarm(str(value), found)
-            raise FrameError(f"upsAlarmTable walk returned more than {MAX_ALARM_ROWS} rows")
+            for _, value in await self.v2c.walk(ALARM_DESCR, MAX_ALARM_ROWS):
+                self._alarm(value if isinstance(value, str) else repr(value), found)
+            return found
 
         from pysnmp.hlapi.v3arch import asyncio as snmp
 
