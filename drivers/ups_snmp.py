@@ -1,4 +1,5 @@
-"""A UPS watched over SNMP: RFC 1628 UPS-MIB (v2c or v3 authPriv), pysnmp's asyncio API.
+"""A UPS watched over SNMP: RFC 1628 UPS-MIB, v2c through the project's own small codec
+(drivers/snmp_v2c.py, for CPU: issue 16), v3 authPriv through pysnmp's asyncio API.
 
 A poll is one GET of the scalars the shared UPS model needs, plus a walk of the alarm
 table when the UPS says alarms are present. A missing value (noSuchObject/Instance) is
@@ -30,6 +31,7 @@ from suitemon.drivers.base import (
     Reading,
 )
 from suitemon.drivers.config import DeviceConfig
+from suitemon.drivers.snmp_v2c import V2cClient
 
 UPS = "1.3.6.1.2.1.33.1."
 OID = {
@@ -70,6 +72,7 @@ APC_OUTPUT_STATUS = "1.3.6.1.4.1.318.1.1.1.4.1.1.0"  # PowerNet upsBasicOutputSt
 APC_SLEEPING = {5, 11}  # timedSleeping, sleepingUntilPowerReturn
 REQUIRED = ("battery_status", "output_source")
 CALIBRATION_TEST = UPS + "7.7.5"  # upsTestDeepBatteryCalibration (RFC 1628 upsWellKnownTests)
+MAX_ALARM_ROWS = 64  # a UPS has a couple of dozen well-known alarms; more is a looping agent
 COUNTDOWN_CONFIRM_S = 2.0  # an agent relays the UPS's countdown on its next update
 
 
@@ -182,6 +185,7 @@ class SnmpUpsDriver(Driver):
         self.engine: Any = None
         self.auth: Any = None
         self.target: Any = None
+        self.v2c: V2cClient | None = None
         self.on_battery = False
         self._requests: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
@@ -193,26 +197,28 @@ class SnmpUpsDriver(Driver):
         return self.config.battery_poll_s if self.on_battery else self.config.poll_s
 
     async def _open(self) -> None:
-        from pysnmp.hlapi.v3arch import asyncio as snmp
-
         c = self.config
         if c.version == "2c":
-            auth = snmp.CommunityData(c.community, mpModel=1)
-        else:
-            assert c.auth_password_file and c.priv_password_file
-            auth = snmp.UsmUserData(
-                c.user,
-                c.auth_password_file.read_text().strip(),
-                c.priv_password_file.read_text().strip(),
-                authProtocol={
-                    "SHA": snmp.usmHMACSHAAuthProtocol,
-                    "SHA256": snmp.usmHMAC192SHA256AuthProtocol,
-                    "SHA512": snmp.usmHMAC384SHA512AuthProtocol,
-                }[c.auth_protocol],
-                privProtocol={"AES": snmp.usmAesCfb128Protocol, "AES256": snmp.usmAesCfb256Protocol}[
-                    c.priv_protocol
-                ],
-            )
+            assert c.community
+            self.v2c = V2cClient(c.host, c.port, c.community, c.timeout_s, self.counters)
+            await self.v2c.open()
+            return
+        from pysnmp.hlapi.v3arch import asyncio as snmp
+
+        assert c.auth_password_file and c.priv_password_file
+        auth = snmp.UsmUserData(
+            c.user,
+            c.auth_password_file.read_text().strip(),
+            c.priv_password_file.read_text().strip(),
+            authProtocol={
+                "SHA": snmp.usmHMACSHAAuthProtocol,
+                "SHA256": snmp.usmHMAC192SHA256AuthProtocol,
+                "SHA512": snmp.usmHMAC384SHA512AuthProtocol,
+            }[c.auth_protocol],
+            privProtocol={"AES": snmp.usmAesCfb128Protocol, "AES256": snmp.usmAesCfb256Protocol}[
+                c.priv_protocol
+            ],
+        )
         self.engine = snmp.SnmpEngine()
         self.auth = auth
         try:
@@ -224,6 +230,16 @@ class SnmpUpsDriver(Driver):
             raise CommError(f"SNMP agent {c.host}:{c.port}: {err}") from err
 
     async def _get(self, oids: list[str]) -> dict[str, int | str | None]:
+        if self.v2c is not None:
+            out: dict[str, int | str | None] = {}
+            for oid, value in (await self.v2c.get(oids)).items():
+                if isinstance(value, bytes):
+                    raise FrameError(f"{oid} is not an integer: {value!r}")
+                out[oid] = value
+            return out
+        return await self._get_v3(oids)
+
+    async def _get_v3(self, oids: list[str]) -> dict[str, int | str | None]:
         from pyasn1.type.univ import ObjectIdentifier
         from pysnmp.hlapi.v3arch import asyncio as snmp
         from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
@@ -270,9 +286,14 @@ class SnmpUpsDriver(Driver):
 
     async def _alarms(self) -> set[str]:
         """Walk upsAlarmDescr: each row's value is a well-known alarm OID."""
+        found: set[str] = set()
+        if self.v2c is not None:
+            for _, value in await self.v2c.walk(ALARM_DESCR, MAX_ALARM_ROWS):
+                self._alarm(value if isinstance(value, str) else repr(value), found)
+            return found
+
         from pysnmp.hlapi.v3arch import asyncio as snmp
 
-        found: set[str] = set()
         async for err_ind, err_stat, _, binds in snmp.walk_cmd(
             self.engine,
             self.auth,
@@ -284,12 +305,16 @@ class SnmpUpsDriver(Driver):
         ):
             self._raise(err_ind, err_stat, "walk of upsAlarmTable")
             for _, value in binds:
-                parts = str(value).rsplit(".", 1)
-                if str(value).startswith(UPS + "6.3.") and len(parts) == 2 and parts[1].isdigit():
-                    found.add(ALARMS.get(int(parts[1]), f"alarm_{parts[1]}"))
-            if len(found) > 64:
-                raise FrameError("upsAlarmTable walk returned more than 64 alarms")
+                self._alarm(str(value), found)
         return found
+
+    @staticmethod
+    def _alarm(value: str, found: set[str]) -> None:
+        parts = value.rsplit(".", 1)
+        if value.startswith(UPS + "6.3.") and len(parts) == 2 and parts[1].isdigit():
+            found.add(ALARMS.get(int(parts[1]), f"alarm_{parts[1]}"))
+        if len(found) > MAX_ALARM_ROWS:
+            raise FrameError(f"upsAlarmTable walk returned more than {MAX_ALARM_ROWS} alarms")
 
     async def poll(self) -> Reading:
         got = await self._get(list(OID.values()))
@@ -308,6 +333,9 @@ class SnmpUpsDriver(Driver):
 
         if not self.is_open:
             await self.open()
+        if self.v2c is not None:
+            await self.v2c.set_int(oid, value)
+            return
         err_ind, err_stat, _, _ = await snmp.set_cmd(
             self.engine,
             self.auth,
@@ -362,6 +390,9 @@ class SnmpUpsDriver(Driver):
             await asyncio.sleep(0.1)
 
     async def _close(self) -> None:
+        v2c, self.v2c = self.v2c, None
+        if v2c is not None:
+            v2c.close()
         engine, self.engine = self.engine, None
         if engine is not None:
             try:

@@ -7,7 +7,8 @@ from the battery model (simulators/ups_apc.py's). SETs to upsShutdownAfterDelay 
 through a commands file and start the model's outlet countdown.
 
 Faults: ``unplug``/``plug`` freeze snmpd (no answer: timeouts), ``drop_oids`` makes values
-disappear (noSuchInstance), ``stall_walk`` freezes the agent only once a walk of the alarm
+disappear (noSuchInstance), ``mistype_oids`` serves numbers as OBJECT IDENTIFIERs (a broken
+agent or a MIB mix-up), ``stall_walk`` freezes the agent only once a walk of the alarm
 table starts (a walk that times out).
 """
 
@@ -94,6 +95,7 @@ class SnmpUpsSimulator(Simulator):
         self.host, self.port = getattr(cfg, "host", "127.0.0.1"), int(getattr(cfg, "port", 161))
         self.input_v_available = bool(self.options.get("input_v_available", True))
         self.dropped: set[str] = set()
+        self.mistyped: set[str] = set()
         self.stall_on_walk = False
         self.dir: Path | None = None
         self.proc: asyncio.subprocess.Process | None = None
@@ -120,17 +122,25 @@ class SnmpUpsSimulator(Simulator):
                 "unplug": self.unplug,
                 "plug": self.plug,
                 "drop_oids": self.drop_oids,
+                "mistype_oids": self.mistype_oids,
                 "stall_walk": self.stall_walk,
             }
         )
 
     def values(self) -> dict[str, list]:
         v = snmp_values(self.model.state(), self.model.low_runtime_s, self.input_v_available)
+        for oid in self.mistyped:
+            v["." + oid] = ["objectid", f"{UPS}7.7.1"]  # upsTestNoTestsInitiated: a valid OID, wrong type
         return {k: x for k, x in v.items() if k.strip(".") not in self.dropped}
 
     def drop_oids(self, names: list[str]) -> list[str]:
         """The agent stops reporting these values (names of drivers/ups_snmp.OID)."""
         self.dropped = {OID[n] for n in names}
+        return sorted(names)
+
+    def mistype_oids(self, names: list[str]) -> list[str]:
+        """The agent answers these values (names of drivers/ups_snmp.OID) with an OBJECT IDENTIFIER."""
+        self.mistyped = {OID[n] for n in names}
         return sorted(names)
 
     def stall_walk(self, on: bool = True) -> bool:

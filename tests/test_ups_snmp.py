@@ -39,7 +39,9 @@ def v3(tmp_path, **kw):
 
 
 def build(**dev):
-    d = {"kind": "ups_snmp", "port": free_port(), "timeout_s": 0.5, "poll_s": 0.5, **dev}
+    # 1 s, not 0.5: snmpd's pass_persist helper is a Python process, and on the shared 2-core test
+    # machine it sometimes answers after 0.5 s (seen with pysnmp and with the v2c codec alike).
+    d = {"kind": "ups_snmp", "port": free_port(), "timeout_s": 1.0, "poll_s": 0.5, **dev}
     return parse_config(
         {
             "site": {"id": "snmpdrv", "name": "t"},
@@ -67,7 +69,12 @@ def run(cfg, body, driver_cfg=None):
 
 def polled(driver, **expect):
     async def check():
-        v = (await driver.poll()).values
+        try:
+            v = (await driver.poll()).values
+        except DeviceTimeout:
+            # One slow answer on the loaded test machine is a failed poll, as the daemon counts it
+            # (comm-lost after 3), not the failure of a wait that is about something else.
+            return None
         return v if all(v.get(k) == want for k, want in expect.items()) else None
 
     return check
