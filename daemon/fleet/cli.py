@@ -18,8 +18,9 @@ def add_parser(sub) -> None:
     s = sub.add_parser("fleet", help="central side: sites' events into PostgreSQL; compare sites")
     s.add_argument(
         "action",
-        choices=["run", "migrate", "report"],
-        help="run: the collector; migrate: bring the database schema up to date; report: compare sites",
+        choices=["run", "setup", "migrate", "report"],
+        help="run: the collector; setup: create or update the cluster's event stream and its consumer; "
+        "migrate: bring the database schema up to date; report: compare sites",
     )
     s.add_argument(
         "-c",
@@ -74,6 +75,8 @@ def cmd_fleet(args) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         return Collector(cfg).run(stop)
+    if args.action == "setup":
+        return _setup(cfg)
     try:
         with connect(cfg.database) as conn:
             if args.action == "migrate":
@@ -89,4 +92,30 @@ def cmd_fleet(args) -> int:
         print(f"database: {e}".strip(), file=sys.stderr)
         return EXIT_FAIL
     sys.stdout.write(as_csv(rep) if args.format == "csv" else as_text(rep))
+    return EXIT_OK
+
+
+def _setup(cfg) -> int:
+    """Create (or bring to the fleet file's settings) the stream and the shared consumer: run once at
+    deployment, before the sites are bridged, so the cluster keeps events from the first one on."""
+    import asyncio
+
+    import nats.errors
+    from nats.js.errors import APIError
+
+    from suitemon.daemon.fleet.stream import connect, ensure
+
+    async def go() -> list[str]:
+        nc = await connect(cfg, f"suitemon-fleet-setup-{cfg.collector.id}", max_reconnect_attempts=0)
+        try:
+            return await ensure(nc.jetstream(timeout=10), cfg, update=True)
+        finally:
+            await nc.close()
+
+    try:
+        done = asyncio.run(go())
+    except (OSError, TimeoutError, nats.errors.Error, APIError) as e:
+        print(f"cluster: {e or type(e).__name__}", file=sys.stderr)
+        return EXIT_FAIL
+    print("done: " + ("; ".join(done) if done else "nothing (stream and consumer as configured)"))
     return EXIT_OK
