@@ -309,7 +309,7 @@ class Collector:
             while not batches.empty():
                 for m in batches.get_nowait():
                     await _quietly(m.nak())
-            await _quietly(nc.drain())
+            await _quietly(nc.close())  # not drain(): it waits for the pull subscription up to 30 s
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
