@@ -687,3 +687,49 @@ def test_every_event_of_every_site_once_through_node_collector_and_database_fail
     finally:
         for s in sites:
             s.close()
+
+
+@pytest.mark.slow
+def test_events_published_while_the_stream_leader_dies_are_all_stored(central):
+    """The stream captures what the MQTT layer publishes; its R3 group must elect a new leader
+    without losing what sites published (and were acknowledged for) meanwhile."""
+    import threading
+
+    col = central.start_collector("a")
+
+    async def leader(js):
+        return (await js.stream_info("SUITEMON_EVENTS")).cluster.leader
+
+    name = central.stream_admin(leader)
+    k = ("central-1", "central-2", "central-3").index(name)
+    other = (k + 1) % 3
+    pub = SitePublisher(central, "petct-north", node=other)
+    stop, sent = threading.Event(), []
+
+    def publish():
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            pub.publish(event("petct-north", seq))  # returns once the cluster acknowledged it
+            sent.append(seq)
+            time.sleep(0.02)
+
+    t = threading.Thread(target=publish, daemon=True)
+    t.start()
+    time.sleep(2)
+    central.nats.kill(k)
+    time.sleep(12)
+    stop.set()
+    t.join(15)
+    pub.close()
+    deadline = time.monotonic() + 40
+    while len(db_seqs(central, "petct-north")) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    async def count(js):
+        return (await js.stream_info("SUITEMON_EVENTS")).state.messages
+
+    have = db_seqs(central, "petct-north")
+    missing = sorted(set(sent) - set(have))
+    assert have == sent, f"{len(sent)} sent, stream holds {central.stream_admin(count)}, missing {missing}"
+    assert col.alive()
