@@ -122,14 +122,18 @@ class Central:
 
         return asyncio.run(go())
 
-    def delete_stream(self):
-        async def delete(js):
+    def forget_events(self):
+        """The collectors' consumer and the events it holds: gone, so one test's events never reach
+        the next (the next collector creates the consumer again)."""
+
+        async def forget(js):
             try:
-                await js.delete_stream("SUITEMON_EVENTS")
+                await js.delete_consumer("$MQTT_msgs", "fleet")
+                await js.purge_stream("$MQTT_msgs", subject="$MQTT.msgs.suitemon.*.event")
             except NotFoundError:
                 pass
 
-        self.stream_admin(delete)
+        self.stream_admin(forget)
 
     def rows(self, sql: str, *args):
         with self.db() as c:
@@ -159,10 +163,10 @@ def _shared_central(tmp_path_factory):
 
 @pytest.fixture
 def shared(_shared_central):
-    """One cluster for the tests that leave it whole: empty tables and no event stream (the first
-    collector creates it), so one test's events never reach the next."""
+    """One cluster for the tests that leave it whole: empty tables and no collectors' consumer (the
+    first collector creates it), so one test's events never reach the next."""
     c = _shared_central
-    c.delete_stream()
+    c.forget_events()
     with c.db() as db:
         if db.execute("SELECT to_regclass('fleet_event')").fetchone()[0]:
             db.execute("TRUNCATE fleet_event, fleet_rejected")
@@ -342,9 +346,9 @@ def test_two_collectors_share_the_stream_and_store_each_event_exactly_once(share
         p.close()
 
 
-def test_the_stream_keeps_events_while_no_collector_runs(shared):
+def test_the_cluster_keeps_events_while_no_collector_runs(shared):
     """`fleet setup` at deployment: events published before any collector started are kept by the
-    cluster (R3, age limit) and stored when one starts."""
+    cluster (replicated, R3) and stored when one starts."""
     central = shared
     setup = subprocess.run(
         [*SUITEMON, "fleet", "setup", "-c", central.fleet_file("setup")],
@@ -353,7 +357,7 @@ def test_the_stream_keeps_events_while_no_collector_runs(shared):
         timeout=60,
     )
     assert setup.returncode == 0, setup.stderr
-    assert "stream SUITEMON_EVENTS created" in setup.stdout and "consumer fleet created" in setup.stdout
+    assert "consumer fleet created on $MQTT_msgs" in setup.stdout, setup.stdout
     again = subprocess.run(
         [*SUITEMON, "fleet", "setup", "-c", central.fleet_file("setup")],
         capture_output=True,
@@ -363,10 +367,12 @@ def test_the_stream_keeps_events_while_no_collector_runs(shared):
     assert again.returncode == 0 and "created" not in again.stdout, again.stdout + again.stderr
 
     async def config(js):
-        return (await js.stream_info("SUITEMON_EVENTS")).config
+        return (await js.stream_info("$MQTT_msgs")).config, (
+            await js.consumer_info("$MQTT_msgs", "fleet")
+        ).config
 
-    cfg = central.stream_admin(config)
-    assert (cfg.subjects, cfg.num_replicas, cfg.max_age) == (["suitemon.*.event"], 3, 30 * 86400)
+    stream, consumer = central.stream_admin(config)
+    assert stream.num_replicas == 3 and consumer.filter_subject == "$MQTT.msgs.suitemon.*.event"
     pub = SitePublisher(central, "petct-south")
     for seq in range(1, 11):
         pub.publish(event("petct-south", seq))
@@ -691,45 +697,52 @@ def test_every_event_of_every_site_once_through_node_collector_and_database_fail
 
 @pytest.mark.slow
 def test_events_published_while_the_stream_leader_dies_are_all_stored(central):
-    """The stream captures what the MQTT layer publishes; its R3 group must elect a new leader
-    without losing what sites published (and were acknowledged for) meanwhile."""
+    """The node holding the leader of the stream the collectors read dies while a site publishes:
+    every event the site was acknowledged for is stored (a capture stream of our own lost 252 of 563
+    here: the capture is a plain publish, dropped while that stream elected a new leader)."""
     import threading
 
     col = central.start_collector("a")
 
     async def leader(js):
-        return (await js.stream_info("SUITEMON_EVENTS")).cluster.leader
+        return (await js.stream_info("$MQTT_msgs")).cluster.leader
 
-    name = central.stream_admin(leader)
-    k = ("central-1", "central-2", "central-3").index(name)
-    other = (k + 1) % 3
-    pub = SitePublisher(central, "petct-north", node=other)
-    stop, sent = threading.Event(), []
+    k = ("central-1", "central-2", "central-3").index(central.stream_admin(leader))
+    pub = SitePublisher(central, "petct-north", node=(k + 1) % 3)
+    stop, acked = threading.Event(), []
 
     def publish():
         seq = 0
         while not stop.is_set():
             seq += 1
-            pub.publish(event("petct-north", seq))  # returns once the cluster acknowledged it
-            sent.append(seq)
+            while not stop.is_set():  # until the cluster acknowledged it, as a bridge does
+                info = pub.client.publish(
+                    "suitemon/petct-north/event", json.dumps(event("petct-north", seq)), qos=1
+                )
+                try:
+                    info.wait_for_publish(5)
+                except RuntimeError:  # the link dropped: paho reconnects, the bridge would resend
+                    time.sleep(0.2)
+                    continue
+                if info.is_published():
+                    acked.append(seq)
+                    break
             time.sleep(0.02)
 
     t = threading.Thread(target=publish, daemon=True)
     t.start()
     time.sleep(2)
     central.nats.kill(k)
+    at_kill = len(acked)
     time.sleep(12)
     stop.set()
     t.join(15)
     pub.close()
     deadline = time.monotonic() + 40
-    while len(db_seqs(central, "petct-north")) < len(sent) and time.monotonic() < deadline:
+    while not set(acked) <= set(db_seqs(central, "petct-north")) and time.monotonic() < deadline:
         time.sleep(0.5)
-
-    async def count(js):
-        return (await js.stream_info("SUITEMON_EVENTS")).state.messages
-
     have = db_seqs(central, "petct-north")
-    missing = sorted(set(sent) - set(have))
-    assert have == sent, f"{len(sent)} sent, stream holds {central.stream_admin(count)}, missing {missing}"
+    missing = sorted(set(acked) - set(have))
+    assert not missing, f"{len(acked)} acknowledged to the site, {len(missing)} never stored: {missing}"
+    assert at_kill > 20 and len(acked) > at_kill + 20, (at_kill, len(acked))  # it went on after the kill
     assert col.alive()

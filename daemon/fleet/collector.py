@@ -31,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from suitemon.daemon.fleet.config import FleetConfig, read_secret
 from suitemon.daemon.fleet.store import NotAnEvent, Row, Store, parse_event
-from suitemon.daemon.fleet.stream import connect, ensure
+from suitemon.daemon.fleet.stream import MQTT_STREAM, StreamMissing, connect, ensure, topic_of
 
 log = structlog.get_logger("suitemon.fleet")
 
@@ -56,7 +56,7 @@ def parse_batch(items: list[tuple[str, bytes]], base: str) -> tuple[list[Row], l
     rows: dict[tuple[str, str], Row] = {}
     rejects = []
     for subject, payload in items:
-        topic = subject.replace(".", "/")  # the site's MQTT topic: ids have no dots
+        topic = topic_of(subject)
         try:
             r = parse_event(topic, payload, base)
             rows.setdefault((r.site, r.event_id), r)
@@ -115,7 +115,7 @@ class Collector:
             "node": self.node,
             "subscribed": self.subscribed,
             "database": self.db_state,
-            "stream": self.cfg.stream.name,
+            "stream": MQTT_STREAM,
             "consumer": self.cfg.stream.consumer,
             "received": c.received,
             "stored": c.stored,
@@ -197,13 +197,19 @@ class Collector:
             try:
                 for what in await ensure(js, self.cfg):
                     log.info(what)
-                sub = await js.pull_subscribe_bind(consumer=s.consumer, stream=s.name)
+                sub = await js.pull_subscribe_bind(consumer=s.consumer, stream=MQTT_STREAM)
                 break
+            except StreamMissing as e:  # our own status client's connection creates it
+                log.warning(str(e))
+                if await self._sleep(1.0, stop):
+                    await nc.close()
+                    return None
+                continue
             except (TimeoutError, nats.errors.Error, APIError) as e:
                 # No answer is what a refused permission looks like: the request goes nowhere.
                 log.error(
                     "stream or consumer unavailable: check the cluster and the account's permissions",
-                    stream=s.name,
+                    stream=MQTT_STREAM,
                     consumer=s.consumer,
                     error=str(e) or type(e).__name__,
                 )
@@ -211,7 +217,7 @@ class Collector:
                     await nc.close()
                     return None
         self.subscribed = True
-        log.info("reading the stream", stream=s.name, consumer=s.consumer, node=self.node)
+        log.info("reading the stream", stream=MQTT_STREAM, consumer=s.consumer, node=self.node)
         return nc, sub
 
     async def _fetch(
@@ -270,7 +276,7 @@ class Collector:
         s = self.cfg.stream
         while not await self._sleep(self.cfg.collector.status_period_s, stop):
             try:
-                self.pending = (await js.consumer_info(s.name, s.consumer)).num_pending
+                self.pending = (await js.consumer_info(MQTT_STREAM, s.consumer)).num_pending
             except (TimeoutError, nats.errors.Error, APIError):
                 self.pending = None
 
@@ -314,9 +320,7 @@ class Collector:
     # -- run ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
         s = self.cfg.stream
-        log.info(
-            "collector starting", collector=self.id, servers=s.servers, stream=s.name, consumer=s.consumer
-        )
+        log.info("collector starting", collector=self.id, servers=s.servers, consumer=s.consumer)
         try:  # the schema first: a collector that cannot migrate should say so before reading
             self.store._conn()
             self.db_state = "ok"

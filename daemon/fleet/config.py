@@ -33,16 +33,13 @@ NATS_NAME = r"[A-Za-z0-9_-]{1,64}"
 
 
 class FleetStream(Strict):
-    """The JetStream stream that keeps every site's events and the durable pull consumer that all
-    collectors share (each message to one of them). docs/fleet.md."""
+    """The durable pull consumer all collectors share (each message to one of them), on the stream
+    where the cluster's MQTT layer keeps QoS 1 messages. docs/fleet.md."""
 
     servers: list[str] = Field(
         min_length=1, description="each node's native NATS listener, e.g. tls://central-1:4222"
     )
-    name: str = Field("SUITEMON_EVENTS", pattern=NATS_NAME)
     consumer: str = Field("fleet", pattern=NATS_NAME, description="the durable consumer all collectors share")
-    replicas: int = Field(3, ge=1, le=5)
-    max_age_days: float = Field(30, gt=0, le=3650, description="events older than this leave the stream")
     ack_wait_s: float = Field(30, ge=1, le=3600, description="unacknowledged this long: delivered again")
     max_ack_pending: int = Field(20000, ge=1, le=1_000_000)
     fetch_timeout_s: float = Field(1.0, ge=0.05, le=30)

@@ -1,5 +1,13 @@
-"""The event stream on the central cluster: every site's `suitemon.<site>.event` kept (R3, age limit)
-whether a collector runs or not, and the durable pull consumer the collectors share. docs/fleet.md."""
+"""Where the collectors read the events: the durable pull consumer they share, on the stream in which
+the cluster's MQTT layer keeps every QoS 1 message (``$MQTT_msgs``, replicated like the MQTT
+sessions, ``stream_replicas``). docs/fleet.md, "Why the MQTT layer's stream".
+
+Not a stream of our own capturing ``suitemon.*.event``: such a capture is a plain publish, and while
+that stream elects a new leader (a node lost) it drops what arrives, although the site's bridge has
+already been acknowledged (the MQTT layer stored it in ``$MQTT_msgs``): measured, 252 of 563 events
+lost (tests/test_fleet.py). ``$MQTT_msgs`` keeps a message while a consumer has interest in it; the
+durable consumer exists from ``suitemon fleet setup`` on, whether a collector runs or not, so every
+event the bridge was acknowledged for is held until a collector has committed it."""
 
 from __future__ import annotations
 
@@ -10,36 +18,32 @@ import nats
 import structlog
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
 from suitemon.daemon.fleet.config import FleetConfig, read_secret
 
 log = structlog.get_logger("suitemon.fleet")
 
+# NATS's MQTT layer (nats-server 2.2 and later, server/README-MQTT.md): the stream of QoS 1
+# messages and the prefix it stores an MQTT topic's subject under.
+MQTT_STREAM = "$MQTT_msgs"
+MQTT_PREFIX = "$MQTT.msgs."
 
-def stream_config(cfg: FleetConfig) -> StreamConfig:
-    s = cfg.stream
-    return StreamConfig(
-        name=s.name,
-        description="suitemon: every site's journal events (docs/fleet.md)",
-        # The MQTT topic suitemon/<site>/event is this subject; a site's account may publish only
-        # its own, so the subject's site is trusted.
-        subjects=[f"{cfg.base_topic}.*.event"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        num_replicas=s.replicas,
-        max_age=s.max_age_days * 86400,
-        discard=DiscardPolicy.OLD,
-    )
+
+class StreamMissing(Exception):
+    """The MQTT layer creates its stream at the account's first MQTT connection."""
+
+
+def event_filter(cfg: FleetConfig) -> str:
+    # The MQTT topic suitemon/<site>/event is this subject; a site's account may publish only its
+    # own, so the subject's site is trusted.
+    return f"{MQTT_PREFIX}{cfg.base_topic}.*.event"
+
+
+def topic_of(subject: str) -> str:
+    """$MQTT.msgs.suitemon.<site>.event -> suitemon/<site>/event (ids have no dots)."""
+    return subject.removeprefix(MQTT_PREFIX).replace(".", "/")
 
 
 def consumer_config(cfg: FleetConfig) -> ConsumerConfig:
@@ -47,6 +51,7 @@ def consumer_config(cfg: FleetConfig) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=s.consumer,
         description="suitemon fleet collectors (shared: each message to one of them)",
+        filter_subject=event_filter(cfg),
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=s.ack_wait_s,
@@ -80,37 +85,26 @@ async def connect(cfg: FleetConfig, name: str, **overrides: Any) -> Nats:
 
 
 async def ensure(js: JetStreamContext, cfg: FleetConfig, update: bool = False) -> list[str]:
-    """Create the stream and the consumer when missing. An existing stream that differs from the
-    fleet file is changed only with update (`suitemon fleet setup`): a collector starting must not
-    reshape what other collectors read. Returns what was done, for the operator."""
-    done = []
-    want = stream_config(cfg)
+    """Create the shared durable consumer when missing (with update, `suitemon fleet setup`, bring
+    an existing one to the fleet file's settings). Returns what was done, for the operator."""
     try:
-        have = (await js.stream_info(want.name)).config
+        await js.stream_info(MQTT_STREAM)
     except NotFoundError:
-        await js.add_stream(want)
-        done.append(f"stream {want.name} created ({', '.join(want.subjects or [])}, R{want.num_replicas})")
-    else:
-        diff = {
-            k: (getattr(have, k), getattr(want, k))
-            for k in ("subjects", "num_replicas", "max_age", "retention", "storage")
-            if getattr(have, k) != getattr(want, k)
-        }
-        if diff and update:
-            await js.update_stream(want)
-            done.append(f"stream {want.name} updated: {sorted(diff)}")
-        elif diff:
-            log.warning("the stream differs from the fleet file: run 'suitemon fleet setup'", diff=str(diff))
+        raise StreamMissing(
+            f"the cluster has no {MQTT_STREAM} stream yet: it appears with the account's first MQTT client"
+        ) from None
     c = consumer_config(cfg)
     try:
-        await js.consumer_info(want.name, cfg.stream.consumer)
-        if update:
-            try:  # the same durable again: the server applies what may change (ack_wait, limits)
-                await js.add_consumer(want.name, c)
-                done.append(f"consumer {cfg.stream.consumer} updated")
-            except APIError as e:
-                done.append(f"consumer {cfg.stream.consumer} kept as it is: {e.description}")
+        have = await js.consumer_info(MQTT_STREAM, cfg.stream.consumer)
     except NotFoundError:
-        await js.add_consumer(want.name, c)
-        done.append(f"consumer {cfg.stream.consumer} created on {want.name}")
-    return done
+        await js.add_consumer(MQTT_STREAM, c)
+        return [f"consumer {cfg.stream.consumer} created on {MQTT_STREAM} ({c.filter_subject})"]
+    if have.config.filter_subject != c.filter_subject:
+        raise APIError(description=f"consumer {cfg.stream.consumer} reads {have.config.filter_subject}")
+    if not update:
+        return []
+    try:  # the same durable again: the server applies what may change (ack_wait, limits)
+        await js.add_consumer(MQTT_STREAM, c)
+        return [f"consumer {cfg.stream.consumer} updated"]
+    except APIError as e:
+        return [f"consumer {cfg.stream.consumer} kept as it is: {e.description}"]
