@@ -42,7 +42,10 @@ class FleetStream(Strict):
     consumer: str = Field("fleet", pattern=NATS_NAME, description="the durable consumer all collectors share")
     ack_wait_s: float = Field(30, ge=1, le=3600, description="unacknowledged this long: delivered again")
     max_ack_pending: int = Field(20000, ge=1, le=1_000_000)
-    fetch_timeout_s: float = Field(1.0, ge=0.05, le=30)
+    # An idle collector's fetch waits this long for events, and once the first has come, for a full
+    # batch (nats-py returns early only when the cluster says it has no more): it bounds the lag that
+    # adds (measured ~1 s p99 with 1.0 and two collectors at 250 events/s).
+    fetch_timeout_s: float = Field(0.1, ge=0.02, le=30)
 
     @field_validator("servers")
     @classmethod
