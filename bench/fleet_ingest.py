@@ -1,11 +1,11 @@
 """Fleet ingest: events/s the collector stores into PostgreSQL, and the lag from a site to the database.
 
 The real central side on loopback (three NATS nodes from deploy/central/, PostgreSQL, `suitemon fleet
-run`), fed by a load generator that publishes as each site's bridge account (QoS 1, TLS) the event mix
+run` reading the event stream through the shared durable consumer), fed by a load generator that publishes as each site's bridge account (QoS 1, TLS) the event mix
 of the shipped scenarios, with payloads of the daemon's sizes. For each fleet size (5 and 50 sites):
 
-- drain: the collector is stopped (its session exists), N events are queued in the cluster, then the
-  collector starts; events/s = rows / (last commit - first commit). That is what it sustains.
+- drain: the stream and its consumer exist, no collector runs, N events are queued in the stream, then
+  the collector(s) start; events/s = rows / (last commit - first commit). That is what it sustains.
 - live: the collector runs while the sites publish at a fixed total rate; lag = commit time - the
   event's `ts` (set when published, as a site's journal does), p50/p99 from the database.
 
@@ -211,8 +211,7 @@ def run_size(n_sites: int, drain_events: int, live_rate: float, live_s: float, c
         cluster.wait_mqtt_ready("fleet-collector", "fleet-pw")
         (d / "pw").write_text("fleet-pw")
         fleets = []
-        for k in range(collectors):  # disjoint site lists (NATS 2.9 has no shared subscriptions)
-            sites = [site_name(i) for i in range(n_sites)][k::collectors] if collectors > 1 else ["+"]
+        for k in range(collectors):  # all share the one durable consumer
             f = d / f"fleet-{k}.toml"
             f.write_text(
                 dump_toml(
@@ -223,8 +222,8 @@ def run_size(n_sites: int, drain_events: int, live_rate: float, live_s: float, c
                             "username": "fleet-collector",
                             "password_file": str(d / "pw"),
                             "ca_file": str(pki.ca),
-                            "sites": sites,
                         },
+                        "stream": {"servers": cluster.nats_servers},
                         "database": {"dsn": pg.dsn},
                     }
                 )
@@ -248,9 +247,9 @@ def run_size(n_sites: int, drain_events: int, live_rate: float, live_s: float, c
             with psycopg.connect(pg.dsn) as c:
                 return c.execute("SELECT count(*) FROM fleet_event").fetchone()[0]
 
-        cols = start()  # creates their sessions, then stops: the drain phase queues into them
+        cols = start()  # creates the stream and its consumer, then stops: the drain phase queues into them
         wait_until(
-            lambda: all("connected to the cluster" in c.log_text() for c in cols),
+            lambda: all("reading the stream" in c.log_text() for c in cols),
             30,
             what="collectors connected",
         )

@@ -25,7 +25,7 @@ BENCHES = {
     "press_latency": [],
     "dicom_ingest": ["--runs", "3"],
     "idle": [],
-    "fleet_ingest": [],
+    "fleet_ingest": ["--collectors", "1", "--collectors", "2"],  # one, and two sharing the consumer
     "page_latency": [],
     "ups_poll_cpu": [],
     "report_month": [],

@@ -94,7 +94,7 @@ class NatsCluster:
             (d / "accounts.conf").write_text(accounts)
             reps = {
                 "server_name: @NODE@": f"server_name: {name}",
-                "listen: 127.0.0.1:4222": f"listen: 127.0.0.1:{self.client_ports[i]}",
+                "listen: 0.0.0.0:4222": f"listen: 127.0.0.1:{self.client_ports[i]}",
                 "store_dir: /var/lib/nats/jetstream": f"store_dir: {d / 'js'}",
                 "max_memory_store: 1GB": "max_memory_store: 64MB",
                 "max_file_store: 50GB": "max_file_store: 1GB",
@@ -115,6 +115,11 @@ class NatsCluster:
     @property
     def servers(self) -> list[str]:
         return [f"127.0.0.1:{p}" for p in self.mqtt_ports]
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """Each node's native listener (TLS), where the collectors read the event stream."""
+        return [f"tls://127.0.0.1:{p}" for p in self.client_ports]
 
     def start(self, i: int | None = None) -> NatsCluster:
         for k in [i] if i is not None else range(len(NODES)):

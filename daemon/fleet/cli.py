@@ -18,8 +18,9 @@ def add_parser(sub) -> None:
     s = sub.add_parser("fleet", help="central side: sites' events into PostgreSQL; compare sites")
     s.add_argument(
         "action",
-        choices=["run", "migrate", "report"],
-        help="run: the collector; migrate: bring the database schema up to date; report: compare sites",
+        choices=["run", "setup", "migrate", "report"],
+        help="run: the collector; setup: create or update the cluster's event stream and its consumer; "
+        "migrate: bring the database schema up to date; report: compare sites",
     )
     s.add_argument(
         "-c",
@@ -74,6 +75,8 @@ def cmd_fleet(args) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         return Collector(cfg).run(stop)
+    if args.action == "setup":
+        return _setup(cfg)
     try:
         with connect(cfg.database) as conn:
             if args.action == "migrate":
@@ -90,3 +93,63 @@ def cmd_fleet(args) -> int:
         return EXIT_FAIL
     sys.stdout.write(as_csv(rep) if args.format == "csv" else as_text(rep))
     return EXIT_OK
+
+
+def _setup(cfg) -> int:
+    """Create (or bring to the fleet file's settings) the collectors' shared durable consumer: run
+    once at deployment, before the sites are bridged, so the cluster holds every event from the
+    first one on, whether a collector runs or not."""
+    import asyncio
+    import time
+
+    import nats.errors
+    from nats.js.errors import APIError
+
+    from suitemon.daemon.fleet.stream import StreamMissing, connect, ensure
+
+    async def go() -> list[str]:
+        nc = await connect(cfg, f"suitemon-fleet-setup-{cfg.collector.id}", max_reconnect_attempts=0)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    return await ensure(nc.jetstream(timeout=10), cfg, update=True)
+                except StreamMissing:
+                    if time.monotonic() > deadline:
+                        raise
+                    _mqtt_hello(cfg)  # the MQTT layer creates its stream for the account's first client
+                    await asyncio.sleep(1)
+        finally:
+            await nc.close()
+
+    try:
+        done = asyncio.run(go())
+    except (OSError, TimeoutError, nats.errors.Error, APIError, StreamMissing) as e:
+        print(f"cluster: {e or type(e).__name__}", file=sys.stderr)
+        return EXIT_FAIL
+    print("done: " + ("; ".join(done) if done else "nothing (the consumer is as configured)"))
+    return EXIT_OK
+
+
+def _mqtt_hello(cfg) -> None:
+    import ssl
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from suitemon.daemon.fleet.config import read_secret
+
+    m = cfg.mqtt
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-fleet-setup-{cfg.collector.id}")
+    c.username_pw_set(m.username, read_secret(m.password_file))
+    if m.ca_file is not None:
+        c.tls_set(ca_certs=str(m.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    for server in m.servers:
+        host, _, port = server.rpartition(":")
+        try:
+            c.connect(host, int(port), keepalive=10)
+        except OSError:
+            continue
+        c.loop(2.0)
+        c.disconnect()
+        return

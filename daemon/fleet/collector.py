@@ -1,29 +1,37 @@
-"""``suitemon fleet run``: every site's events, from the central cluster into PostgreSQL, once each.
+"""``suitemon fleet run``: every site's events, from the central cluster's stream into PostgreSQL,
+once each.
 
-A message is acknowledged to the broker (manual PUBACK) only after the transaction holding it has
-committed, so a collector killed, a node lost or PostgreSQL stopped leaves the message with the
-cluster, which delivers it again; (site, event_id) makes the second copy a no-op. The collector
-rotates through the cluster's nodes when its node goes away; its MQTT session (persistent,
-replicated by JetStream) follows it.
+The cluster keeps each site's events in a JetStream stream (``stream.py``); every collector pulls
+batches from the one durable consumer they share, so each message goes to one collector and more
+collectors share the work. A message is acknowledged only after the transaction holding it has
+committed: a collector killed, a node lost or PostgreSQL stopped leaves it unacknowledged, and the
+cluster delivers it again after ``ack_wait`` (to any collector); (site, event_id) makes a second copy
+a no-op. The status stays a retained MQTT message with a will, where the central desks read it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import queue
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+import nats.errors
 import paho.mqtt.client as paho
 import psycopg
 import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
 from paho.mqtt.enums import CallbackAPIVersion
 
 from suitemon.daemon.fleet.config import FleetConfig, read_secret
 from suitemon.daemon.fleet.store import NotAnEvent, Row, Store, parse_event
+from suitemon.daemon.fleet.stream import MQTT_STREAM, StreamMissing, connect, ensure, topic_of
 
 log = structlog.get_logger("suitemon.fleet")
 
@@ -35,22 +43,27 @@ def iso_now() -> str:
 @dataclass
 class Counters:
     received: int = 0
-    skipped: int = 0  # other collectors' sites
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    redelivered: int = 0  # delivered to a collector before: a dead collector's or an expired ack_wait
     db_errors: int = 0
-    connects: int = 0
     lags: list[float] = field(default_factory=list)  # journal ts -> committed, seconds (last batch)
 
 
-@dataclass(frozen=True)
-class Delivery:
-    gen: int  # which connection it came on: a PUBACK is only meaningful on that one
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
+def parse_batch(items: list[tuple[str, bytes]], base: str) -> tuple[list[Row], list[tuple[str, str, bytes]]]:
+    """(subject, payload) pairs -> rows (first copy of each event) and rejects with their reasons."""
+    rows: dict[tuple[str, str], Row] = {}
+    rejects = []
+    for subject, payload in items:
+        topic = topic_of(subject)
+        try:
+            r = parse_event(topic, payload, base)
+            rows.setdefault((r.site, r.event_id), r)
+        except NotAnEvent as e:
+            log.error("not an event: rejected", topic=topic, reason=str(e), size=len(payload))
+            rejects.append((topic, str(e), payload))
+    return list(rows.values()), rejects
 
 
 class Collector:
@@ -58,33 +71,24 @@ class Collector:
         self.cfg = cfg
         self.id = cfg.collector.id
         self.status_topic = f"{cfg.base_topic}/fleet/status/{self.id}"
-        # One wildcard subscription whatever the site list: NATS 2.9 delivers a session with several
-        # topic filters at under 100 events/s (measured: docs/fleet.md), one filter at thousands.
-        # A collector with a site list acknowledges the other sites' events unread: each collector
-        # has its own session, so what it skips stays queued for the collector that owns it.
-        self.topics = [f"{cfg.base_topic}/+/event"]
-        self.mine = None if "+" in cfg.mqtt.sites else frozenset(cfg.mqtt.sites)
-        self.inbox: queue.Queue[Delivery] = queue.Queue()
-        # PUBACKs owed, handed from the writer to the network thread: paho is driven by one thread only.
-        self.acks: queue.Queue[Delivery] = queue.Queue()
         self.counters = Counters()
-        self.gen = 0
         self.subscribed = False
-        self.connected_to: str | None = None
+        self.node: str | None = None
+        self.backlog = 0  # fetched, not yet committed
+        self.pending: int | None = None  # in the stream, not yet delivered to any collector
         self.db_state = "unknown"
         self.since = iso_now()
         self.store = Store(cfg.database, self.id)
-        self.client = self._client()
+        self.mqtt = self._status_client()
 
-    # -- MQTT -------------------------------------------------------------------------------
-    def _client(self) -> paho.Client:
+    # -- status over MQTT (a thread of its own: paho is driven by one thread) ---------------------
+    def _status_client(self) -> paho.Client:
         m = self.cfg.mqtt
         c = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"suitemon-fleet-{self.id}",
-            clean_session=False,
+            clean_session=True,
             protocol=paho.MQTTv311,
-            manual_ack=True,
             reconnect_on_failure=False,
         )
         c.username_pw_set(m.username, read_secret(m.password_file))
@@ -96,41 +100,10 @@ class Collector:
             qos=1,
             retain=True,
         )
-        c.on_connect = self._on_connect
-        c.on_message = self._on_message
-        c.on_subscribe = self._on_subscribe
-        c.on_disconnect = lambda *a, **k: log.warning("cluster link lost", node=self.connected_to)
+        c.on_connect = lambda cl, u, f, rc, p=None: self._publish_status() if not rc.is_failure else None
         return c
 
-    def _on_connect(self, client, userdata, flags, rc, props=None):
-        if rc.is_failure:
-            log.error("cluster refused the collector", node=self.connected_to, reason=str(rc))
-            return
-        self.counters.connects += 1
-        log.info("connected to the cluster", node=self.connected_to, session_present=flags.session_present)
-        # Subscribing again on a resumed session is harmless and covers a session the cluster lost.
-        self.subscribed = False
-        client.subscribe([(t, 1) for t in self.topics])
-        self._publish_status()
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, props=None):
-        refused = [t for t, rc in zip(self.topics, reason_codes, strict=True) if rc.is_failure]
-        if refused:  # a collector that hears nothing must not look healthy
-            log.error("cluster refused the subscription: check the account's permissions", topics=refused)
-        self.subscribed = not refused
-        self._publish_status()
-
-    def _on_message(self, client, userdata, msg):
-        parts = msg.topic.split("/")
-        if self.mine is not None and len(parts) == 3 and parts[1] not in self.mine:
-            self.counters.skipped += 1
-            if msg.qos > 0:
-                client.ack(msg.mid, msg.qos)
-            return
-        self.counters.received += 1
-        self.inbox.put(Delivery(self.gen, msg.mid, msg.qos, msg.topic, msg.payload))
-
-    def _status(self, state: str, **extra) -> dict:
+    def _status(self, state: str, **extra: Any) -> dict[str, Any]:
         c = self.counters
         lags = sorted(c.lags)
         return {
@@ -139,137 +112,228 @@ class Collector:
             "collector": self.id,
             "since": self.since,
             "pid": os.getpid(),
-            "node": self.connected_to,
+            "node": self.node,
             "subscribed": self.subscribed,
             "database": self.db_state,
-            "sites": self.cfg.mqtt.sites,
+            "stream": MQTT_STREAM,
+            "consumer": self.cfg.stream.consumer,
             "received": c.received,
-            "skipped": c.skipped,
             "stored": c.stored,
             "duplicates": c.duplicates,
             "rejected": c.rejected,
+            "redelivered": c.redelivered,
             "db_errors": c.db_errors,
-            "backlog": self.inbox.qsize(),
+            "backlog": self.backlog,
+            "pending": self.pending,
             "lag_p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None,
             **extra,
         }
 
-    def _publish_status(self, state: str = "online", **extra) -> None:
-        self.client.publish(self.status_topic, json.dumps(self._status(state, **extra)), qos=1, retain=True)
+    def _publish_status(self, state: str = "online", **extra: Any) -> None:
+        self.mqtt.publish(self.status_topic, json.dumps(self._status(state, **extra)), qos=1, retain=True)
 
-    def _network(self, stop: threading.Event) -> None:
+    def _status_loop(self, stop: threading.Event) -> None:
         servers = [(h, int(p)) for h, _, p in (s.rpartition(":") for s in self.cfg.mqtt.servers)]
         i, next_status = 0, 0.0
         while not stop.is_set():
             host, port = servers[i % len(servers)]
-            self.connected_to = f"{host}:{port}"
-            self.gen += 1
             try:
-                self.client.connect(host, port, keepalive=self.cfg.mqtt.keepalive_s)
+                self.mqtt.connect(host, port, keepalive=self.cfg.mqtt.keepalive_s)
             except (OSError, ssl.SSLError) as e:
-                log.warning("cluster node unreachable", node=self.connected_to, error=str(e))
+                log.warning("status: cluster node unreachable", node=f"{host}:{port}", error=str(e))
                 i += 1
-                stop.wait(0.5 if i % len(servers) else 2.0)  # a pause after each full round
+                stop.wait(0.5 if i % len(servers) else 2.0)
                 continue
             while not stop.is_set():
-                rc = self.client.loop(timeout=0.05)
-                if rc != paho.MQTT_ERR_SUCCESS:
-                    log.warning("cluster link ended", node=self.connected_to, rc=paho.error_string(rc))
+                if self.mqtt.loop(timeout=0.1) != paho.MQTT_ERR_SUCCESS:
                     break
-                self._send_acks()
-                if time.monotonic() >= next_status and self.client.is_connected():
+                if time.monotonic() >= next_status and self.mqtt.is_connected():
                     self._publish_status()
                     next_status = time.monotonic() + self.cfg.collector.status_period_s
-            i += 1  # the next node: the one just lost may be the one that is down
+            i += 1
+        if self.mqtt.is_connected():
+            self._publish_status("offline", reason="stopped")
+            self.mqtt.loop(0.5)
+            self.mqtt.disconnect()
 
-    def _send_acks(self) -> None:
+    # -- the stream ---------------------------------------------------------------------------
+    async def _sleep(self, s: float, stop: threading.Event) -> bool:
+        """Sleep up to s seconds; True when asked to stop."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), s)
+        except TimeoutError:
+            pass
+        return stop.is_set()
+
+    async def _bind(self, stop: threading.Event) -> tuple[Any, JetStreamContext.PullSubscription] | None:
+        async def lost(*_: Any) -> None:
+            log.warning("cluster link lost", node=self.node)
+
+        async def back(*_: Any) -> None:
+            self.node = nc.connected_url.netloc if nc.connected_url else None
+            log.info("cluster link back", node=self.node)
+
+        async def error(e: Exception) -> None:
+            log.warning("cluster connection error", error=str(e))
+
+        s = self.cfg.stream
         while True:
             try:
-                d = self.acks.get_nowait()
-            except queue.Empty:
-                return
-            if d.gen == self.gen:  # on a later connection the cluster delivers it again instead
-                self.client.ack(d.mid, d.qos)
-
-    # -- database ---------------------------------------------------------------------------
-    def _take_batch(self, stop: threading.Event) -> list[Delivery]:
-        try:
-            first = self.inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.cfg.collector.batch_wait_s
-        while len(batch) < self.cfg.collector.batch_max:
-            left = deadline - time.monotonic()
-            try:
-                batch.append(self.inbox.get(timeout=left) if left > 0 else self.inbox.get_nowait())
-            except queue.Empty:
+                nc = await connect(
+                    self.cfg,
+                    f"suitemon-fleet-{self.id}",
+                    disconnected_cb=lost,
+                    reconnected_cb=back,
+                    error_cb=error,
+                )
                 break
-        return batch
-
-    def _write(self, batch: list[Delivery], stop: threading.Event) -> bool:
-        rows: dict[tuple[str, str], Row] = {}
-        rejects = []
-        for d in batch:
+            except (OSError, TimeoutError, nats.errors.Error) as e:
+                log.warning("cluster unreachable", servers=s.servers, error=str(e) or type(e).__name__)
+                if await self._sleep(2.0, stop):
+                    return None
+        self.node = nc.connected_url.netloc if nc.connected_url else None
+        js = nc.jetstream(timeout=5)
+        while True:
             try:
-                r = parse_event(d.topic, d.payload, self.cfg.base_topic)
-                rows.setdefault((r.site, r.event_id), r)
-            except NotAnEvent as e:
-                log.error("not an event: rejected", topic=d.topic, reason=str(e), size=len(d.payload))
-                rejects.append((d.topic, str(e), d.payload))
+                for what in await ensure(js, self.cfg):
+                    log.info(what)
+                sub = await js.pull_subscribe_bind(consumer=s.consumer, stream=MQTT_STREAM)
+                break
+            except StreamMissing as e:  # our own status client's connection creates it
+                log.warning(str(e))
+                if await self._sleep(1.0, stop):
+                    await nc.close()
+                    return None
+                continue
+            except (TimeoutError, nats.errors.Error, APIError) as e:
+                # No answer is what a refused permission looks like: the request goes nowhere.
+                log.error(
+                    "stream or consumer unavailable: check the cluster and the account's permissions",
+                    stream=MQTT_STREAM,
+                    consumer=s.consumer,
+                    error=str(e) or type(e).__name__,
+                )
+                if await self._sleep(2.0, stop):
+                    await nc.close()
+                    return None
+        self.subscribed = True
+        log.info("reading the stream", stream=MQTT_STREAM, consumer=s.consumer, node=self.node)
+        return nc, sub
+
+    async def _fetch(
+        self, sub: JetStreamContext.PullSubscription, out: asyncio.Queue[list[Msg]], stop: threading.Event
+    ) -> None:
+        s = self.cfg.stream
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(self.cfg.collector.batch_max, timeout=s.fetch_timeout_s)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.Error, APIError) as e:  # a node lost, a consumer leader moving
+                log.warning("fetch failed: retrying", error=str(e) or type(e).__name__)
+                await self._sleep(0.5, stop)
+                continue
+            self.counters.received += len(msgs)
+            self.counters.redelivered += sum(1 for m in msgs if m.metadata.num_delivered > 1)
+            self.backlog += len(msgs)
+            await out.put(msgs)
+
+    async def _write(self, msgs: list[Msg], stop: threading.Event) -> bool:
+        items = [(m.subject, m.data) for m in msgs]
+        rows, rejects = await asyncio.to_thread(parse_batch, items, self.cfg.base_topic)
         wait = 0.2
         while True:
             try:
-                n = self.store.write(list(rows.values()), rejects)
+                n = await asyncio.to_thread(self.store.write, rows, rejects)
                 break
             except psycopg.Error as e:
                 self.counters.db_errors += 1
                 if self.db_state != "down":
                     log.error("database unavailable: holding acknowledgements", error=str(e).strip()[:300])
                 self.db_state = "down"
-                if stop.wait(wait):
-                    return False  # unacknowledged: the cluster keeps them for the next collector run
+                for m in msgs:  # still ours: no other collector should take them only to wait too
+                    await _quietly(m.in_progress())
+                if await self._sleep(wait, stop):
+                    for m in msgs:  # another collector may take them now
+                        await _quietly(m.nak())
+                    return False
                 wait = min(wait * 2, self.cfg.collector.retry_max_s)
         if self.db_state != "ok":
-            log.info("database available", backlog=self.inbox.qsize())
+            log.info("database available", backlog=self.backlog)
         self.db_state = "ok"
         now = time.time()
         c = self.counters
         c.stored += n
-        c.duplicates += len(batch) - len(rejects) - n
+        c.duplicates += len(msgs) - len(rejects) - n
         c.rejected += len(rejects)
-        c.lags = [now - r.ts.timestamp() for r in rows.values()]
-        for d in batch:
-            if d.qos > 0:
-                self.acks.put(d)
+        c.lags = [now - r.ts.timestamp() for r in rows]
+        for m in msgs:
+            await _quietly(m.ack())
+        self.backlog -= len(msgs)
         return True
 
-    def _writer(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            batch = self._take_batch(stop)
-            if batch and not self._write(batch, stop):
-                return
+    async def _watch_pending(self, js: JetStreamContext, stop: threading.Event) -> None:
+        s = self.cfg.stream
+        while not await self._sleep(self.cfg.collector.status_period_s, stop):
+            try:
+                self.pending = (await js.consumer_info(MQTT_STREAM, s.consumer)).num_pending
+            except (TimeoutError, nats.errors.Error, APIError):
+                self.pending = None
+
+    async def _ingest(self, stop: threading.Event) -> None:
+        self._stopping = asyncio.Event()  # the signal handler's threading.Event, seen by the loop
+        loop = asyncio.get_running_loop()
+
+        def relay() -> None:
+            stop.wait()
+            try:
+                loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:  # the loop has already ended
+                pass
+
+        threading.Thread(target=relay, name="fleet-stop", daemon=True).start()
+        bound = await self._bind(stop)
+        if bound is None:
+            return
+        nc, sub = bound
+        batches: asyncio.Queue[list[Msg]] = asyncio.Queue(maxsize=1)  # fetch the next while one is written
+        fetcher = asyncio.create_task(self._fetch(sub, batches, stop))
+        watcher = asyncio.create_task(self._watch_pending(nc.jetstream(timeout=2), stop))
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await asyncio.wait_for(batches.get(), 0.2)
+                except TimeoutError:
+                    continue
+                if not await self._write(msgs, stop):
+                    break
+        finally:
+            stop.set()
+            for t in (fetcher, watcher):  # the fetcher may wait on a full queue: nobody takes from it now
+                t.cancel()
+            await asyncio.gather(fetcher, watcher, return_exceptions=True)
+            while not batches.empty():
+                for m in batches.get_nowait():
+                    await _quietly(m.nak())
+            await _quietly(nc.close())  # not drain(): it waits for the pull subscription up to 30 s
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
-        log.info("collector starting", collector=self.id, servers=self.cfg.mqtt.servers, topics=self.topics)
-        try:  # the schema first: a collector that cannot migrate should say so before subscribing
+        s = self.cfg.stream
+        log.info("collector starting", collector=self.id, servers=s.servers, consumer=s.consumer)
+        try:  # the schema first: a collector that cannot migrate should say so before reading
             self.store._conn()
             self.db_state = "ok"
         except psycopg.Error as e:
             self.db_state = "down"
             log.error("database unavailable at start: will retry", error=str(e).strip()[:300])
-        writer = threading.Thread(target=self._writer, args=(stop,), name="fleet-writer", daemon=True)
-        writer.start()
+        status = threading.Thread(target=self._status_loop, args=(stop,), name="fleet-status", daemon=True)
+        status.start()
         try:
-            self._network(stop)
+            asyncio.run(self._ingest(stop))
         finally:
             stop.set()
-            writer.join(10)
-            if self.client.is_connected():
-                self._publish_status("offline", reason="stopped")
-                self.client.loop(0.5)
-                self.client.disconnect()
+            status.join(5)
             self.store.close()
         log.info(
             "collector stopped",
@@ -278,3 +342,11 @@ class Collector:
             rejected=self.counters.rejected,
         )
         return 0
+
+
+async def _quietly(aw: Any) -> None:
+    """An acknowledgement the connection cannot send now: the cluster delivers the message again."""
+    try:
+        await aw
+    except (nats.errors.Error, APIError, OSError):
+        pass
