@@ -223,23 +223,25 @@ def walk_chain(
     which takes its first row's seq and prev_hash as given; whoever joins the segments checks them
     against the segment before (daemon/journal_segments.py). The checks are those of ``verify``."""
     n, first_seq, first_prev = 0, None, None
+    last_hash, next_seq = prev or "", expected_seq or 0
     for seq, event_id, ts, type_, alarm_id, body, prev_hash, h in rows:
         n += 1
         if first_seq is None:
             first_seq, first_prev = seq, prev_hash
-            prev = prev_hash if prev is None else prev
-            expected_seq = seq if expected_seq is None else expected_seq
-        if seq != expected_seq:
-            reason: str | None = f"gap: expected seq {expected_seq}, found {seq}"
-        elif prev_hash != prev:
+            last_hash = prev_hash if prev is None else prev
+            next_seq = seq if expected_seq is None else expected_seq
+        if seq != next_seq:
+            reason: str | None = f"gap: expected seq {next_seq}, found {seq}"
+        elif prev_hash != last_hash:
             reason = "prev_hash does not match the previous row"
         else:
-            reason = _row_problem(seq, event_id, ts, type_, alarm_id, body, prev, h, key, keyed_from)
+            reason = _row_problem(seq, event_id, ts, type_, alarm_id, body, last_hash, h, key, keyed_from)
         if reason is not None:
             return ChainSpan(n, first_seq, first_prev, None, None, seq, reason)
-        prev, expected_seq = h, seq + 1
-    last = None if expected_seq is None or n == 0 else expected_seq - 1
-    return ChainSpan(n, first_seq, first_prev, last, prev if n else None)
+        last_hash, next_seq = h, seq + 1
+    if n == 0:
+        return ChainSpan(0)
+    return ChainSpan(n, first_seq, first_prev, next_seq - 1, last_hash)
 
 
 class Journal:
