@@ -21,7 +21,7 @@ import hmac
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,11 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX events_ts ON events(ts)",
     ],
 }
+
+
+NOT_KEYED = (
+    "the chain is not keyed although a chain key is given (downgraded, or never opened by a keyed suitemon)"
+)
 
 
 class JournalError(Exception):
@@ -119,6 +124,31 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# What json.dumps(ensure_ascii=False) uses for each string (the C escaper): the chain's row text
+# is built from it directly, without a new JSONEncoder per row (verification hashes every row).
+_encode_str = json.encoder.encode_basestring
+
+
+def _row_text(
+    prev_hash: str, seq: int, event_id: str, ts: str, type_: str, alarm_id: str | None, body: str
+) -> bytes:
+    """Exactly ``_canonical([prev_hash, seq, ...])`` (tests/test_journal_segments.py compares them)."""
+    e = _encode_str
+    if (
+        type(seq) is int
+        and type(prev_hash) is str
+        and type(event_id) is str
+        and type(ts) is str
+        and type(type_) is str
+        and type(body) is str
+        and (alarm_id is None or type(alarm_id) is str)
+    ):
+        aid = "null" if alarm_id is None else e(alarm_id)
+        return f"[{e(prev_hash)},{seq},{e(event_id)},{e(ts)},{e(type_)},{aid},{e(body)}]".encode()
+    # Anything else (a value an editor stored with another type) takes the general encoder.
+    return _canonical([prev_hash, seq, event_id, ts, type_, alarm_id, body]).encode("utf-8")
+
+
 def _row_hash(
     prev_hash: str,
     seq: int,
@@ -129,10 +159,89 @@ def _row_hash(
     body: str,
     key: bytes | None = None,
 ) -> str:
-    text = _canonical([prev_hash, seq, event_id, ts, type_, alarm_id, body]).encode("utf-8")
+    text = _row_text(prev_hash, seq, event_id, ts, type_, alarm_id, body)
     if key is None:
         return hashlib.sha256(text).hexdigest()
-    return hmac.new(key, text, hashlib.sha256).hexdigest()
+    return hmac.digest(key, text, "sha256").hex()
+
+
+@dataclass(frozen=True)
+class ChainSpan:
+    """What a walk over consecutive rows found: enough to join it to the span before it."""
+
+    rows: int  # rows walked, up to and including a bad one
+    first_seq: int | None = None
+    first_prev: str | None = None  # the prev_hash the first row stores (checked where spans join)
+    last_seq: int | None = None
+    last_hash: str | None = None
+    bad_seq: int | None = None
+    reason: str = ""
+
+
+def _row_problem(
+    seq: int,
+    event_id: str,
+    ts: str,
+    type_: str,
+    alarm_id: str | None,
+    body: str,
+    prev: str,
+    h: str,
+    key: bytes | None,
+    keyed_from: int | None,
+) -> str | None:
+    keyed = keyed_from is not None and seq >= keyed_from
+    if keyed and key is None:
+        return f"rows from seq {keyed_from} on are keyed: the chain key is needed to verify them"
+    if not keyed and type_ == CHAIN_KEYED:
+        return "a chain_keyed marker in the plain segment: keyed_from was moved"
+    if keyed and seq == keyed_from and seq > 1 and type_ != CHAIN_KEYED:
+        return "the keyed segment does not start with its chain_keyed marker"
+    try:
+        if _row_hash(prev, seq, event_id, ts, type_, alarm_id, body, key if keyed else None) == h:
+            return None
+    except (TypeError, ValueError) as err:  # e.g. a BLOB stored where text belongs
+        return f"row cannot be hashed: {err}"
+    return "row content does not match its hash" + (
+        " (keyed: rewritten without the chain key?)" if keyed else ""
+    )
+
+
+ChainRow = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
+CHAIN_COLS = "seq, event_id, ts, type, alarm_id, body, prev_hash, hash"
+
+
+def walk_chain(
+    rows: Iterable[ChainRow],
+    *,
+    key: bytes | None,
+    keyed_from: int | None,
+    prev: str | None = None,
+    expected_seq: int | None = None,
+) -> ChainSpan:
+    """Check consecutive rows (seq order). ``prev``/``expected_seq`` None: a segment in the middle,
+    which takes its first row's seq and prev_hash as given; whoever joins the segments checks them
+    against the segment before (daemon/journal_segments.py). The checks are those of ``verify``."""
+    n, first_seq, first_prev = 0, None, None
+    last_hash, next_seq = prev or "", expected_seq or 0
+    for seq, event_id, ts, type_, alarm_id, body, prev_hash, h in rows:
+        n += 1
+        if first_seq is None:
+            first_seq, first_prev = seq, prev_hash
+            last_hash = prev_hash if prev is None else prev
+            next_seq = seq if expected_seq is None else expected_seq
+        if seq != next_seq:
+            reason: str | None = f"gap: expected seq {next_seq}, found {seq}"
+        elif prev_hash != last_hash:
+            reason = "prev_hash does not match the previous row"
+        else:
+            reason = _row_problem(seq, event_id, ts, type_, alarm_id, body, last_hash, h, key, keyed_from)
+        if reason is not None:
+            return ChainSpan(n, first_seq, first_prev, None, None, seq, reason)
+        last_hash, next_seq = h, seq + 1
+    if n == 0:
+        return ChainSpan(0)
+    return ChainSpan(n, first_seq, first_prev, next_seq - 1, last_hash)
 
 
 class Journal:
@@ -369,43 +478,19 @@ class Journal:
         downgraded (keyed_from cleared and the chain recomputed in plain SHA-256) or no daemon
         of this version has opened it yet."""
         keyed_from = self._db.execute("SELECT keyed_from FROM chain WHERE id = 1").fetchone()[0]
-        prev, expected_seq, n = GENESIS, 1, 0
-
-        def bad(seq: int | None, reason: str) -> VerifyResult:
-            return VerifyResult(False, n, seq, reason, keyed_from=keyed_from)
-
         if self._key is not None and keyed_from is None:
-            return bad(
-                None,
-                "the chain is not keyed although a chain key is given "
-                "(downgraded, or never opened by a keyed suitemon)",
-            )
-        cur = self._db.execute(
-            "SELECT seq, event_id, ts, type, alarm_id, body, prev_hash, hash FROM events ORDER BY seq"
+            return VerifyResult(False, 0, None, NOT_KEYED, keyed_from=keyed_from)
+        cur = self._db.execute(f"SELECT {CHAIN_COLS} FROM events ORDER BY seq")
+        span = walk_chain(cur, key=self._key, keyed_from=keyed_from, prev=GENESIS, expected_seq=1)
+        if span.bad_seq is not None:
+            return VerifyResult(False, span.rows, span.bad_seq, span.reason, keyed_from=keyed_from)
+        return VerifyResult(
+            True,
+            span.rows,
+            head_seq=span.last_seq or 0,
+            head_hash=span.last_hash or GENESIS,
+            keyed_from=keyed_from,
         )
-        for seq, event_id, ts, type_, alarm_id, body, prev_hash, h in cur:
-            n += 1
-            if seq != expected_seq:
-                return bad(seq, f"gap: expected seq {expected_seq}, found {seq}")
-            if prev_hash != prev:
-                return bad(seq, "prev_hash does not match the previous row")
-            keyed = keyed_from is not None and seq >= keyed_from
-            if keyed and self._key is None:
-                return bad(
-                    seq, f"rows from seq {keyed_from} on are keyed: the chain key is needed to verify them"
-                )
-            if not keyed and type_ == CHAIN_KEYED:
-                return bad(seq, "a chain_keyed marker in the plain segment: keyed_from was moved")
-            if keyed and seq == keyed_from and seq > 1 and type_ != CHAIN_KEYED:
-                return bad(seq, "the keyed segment does not start with its chain_keyed marker")
-            if _row_hash(prev, seq, event_id, ts, type_, alarm_id, body, self._key if keyed else None) != h:
-                return bad(
-                    seq,
-                    "row content does not match its hash"
-                    + (" (keyed: rewritten without the chain key?)" if keyed else ""),
-                )
-            prev, expected_seq = h, seq + 1
-        return VerifyResult(True, n, head_seq=expected_seq - 1, head_hash=prev, keyed_from=keyed_from)
 
     def close(self) -> None:
         try:

@@ -561,3 +561,21 @@ def test_a_row_that_is_not_json_is_counted_and_named_not_skipped_silently(month,
     from suitemon.daemon.report.render import html
 
     assert "1 journal row(s) in the period could not be read" in html(damaged)
+
+
+def test_the_pass_and_the_chain_in_small_shares_give_the_same_report(month, monkeypatch):
+    """Issue 17: the alarm fold and the chain walk split into segments that workers take in turn;
+    joined, the report is the one a single pass gives (shares of 3 and 4 rows cut every episode)."""
+    from suitemon.daemon import journal_segments
+    from suitemon.daemon.report import source
+
+    cfg, report = month
+    monkeypatch.setattr(source, "FOLD_ROWS", 3)
+    monkeypatch.setattr(journal_segments, "SEGMENT_ROWS", 4)
+    split = build_report(cfg, parse_period(FIRST, LAST, cfg.site.timezone), chain_key=KEY)
+    assert split.verification == report.verification and report.verification.ok
+    assert split.events_in_period == report.events_in_period and split.unreadable_rows == 0
+    assert len(split.sections) == len(report.sections)
+    for mine, one in zip(split.sections, report.sections, strict=True):
+        assert mine.figures_of_note == one.figures_of_note
+        assert [(t.name, t.rows) for t in mine.tables] == [(t.name, t.rows) for t in one.tables]

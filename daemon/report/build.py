@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import sqlite3
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import structlog
 
 from suitemon.daemon import __version__
-from suitemon.daemon.journal import Journal, JournalError
+from suitemon.daemon.journal import GENESIS, Journal, JournalError
+from suitemon.daemon.journal_segments import verify_segments
 from suitemon.daemon.report import alarms, bells, devices, doses, power, radiation
 from suitemon.daemon.report.context import BuildContext
 from suitemon.daemon.report.model import Section
@@ -68,47 +70,74 @@ class Report:
         }
 
 
-def verify(path: Path, chain_key: bytes | None) -> Verification:
+def open_journal(path: Path, chain_key: bytes | None) -> str | None:
+    """Open the journal once as the daemon does (schema migration, SQLite integrity check), in a
+    worker; None when it opened, else why not."""
     try:
-        j = Journal(path, chain_key=chain_key)
+        Journal(path, chain_key=chain_key).close()
     except (JournalError, OSError, Exception) as err:
-        return Verification(False, 0, 0, "", None, f"cannot open the journal: {err}")
+        return f"cannot open the journal: {err}"
+    return None
+
+
+def verify(path: Path, chain_key: bytes | None, pool: Executor | None = None, opened=None) -> Verification:
+    """The chain walk, its segments spread over the pool (daemon/journal_segments.py)."""
+    problem = opened.result() if opened is not None else open_journal(path, chain_key)
+    if problem:
+        return Verification(False, 0, 0, "", None, problem)
     try:
-        r = j.verify()
-        if r.ok:
-            keyed = (
-                f"keyed (HMAC-SHA256) from seq {r.keyed_from}"
-                if r.keyed_from is not None
-                else "plain SHA-256, not keyed"
-            )
-            return Verification(
-                True,
-                r.rows,
-                r.head_seq,
-                r.head_hash,
-                r.keyed_from,
-                f"hash chain intact over {r.rows} events, {keyed}",
-            )
-        seq, h = j.head()
-        return Verification(
-            False, r.rows, seq, h, r.keyed_from, f"FAILED at seq {r.first_bad_seq}: {r.reason}"
+        r = verify_segments(path, chain_key, pool)
+    except (sqlite3.Error, OSError) as err:
+        return Verification(False, 0, 0, "", None, f"cannot read the journal: {err}")
+    if r.ok:
+        keyed = (
+            f"keyed (HMAC-SHA256) from seq {r.keyed_from}"
+            if r.keyed_from is not None
+            else "plain SHA-256, not keyed"
         )
+        return Verification(
+            True,
+            r.rows,
+            r.head_seq,
+            r.head_hash,
+            r.keyed_from,
+            f"hash chain intact over {r.rows} events, {keyed}",
+        )
+    seq, h = _head(path)
+    return Verification(False, r.rows, seq, h, r.keyed_from, f"FAILED at seq {r.first_bad_seq}: {r.reason}")
+
+
+def _head(path: Path) -> tuple[int, str]:
+    db = connect_read_only(path)
+    try:
+        row = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     finally:
-        j.close()
+        db.close()
+    return (row[0], row[1]) if row else (0, GENESIS)
 
 
 def build_report(
-    cfg, period: Period, *, journal_path: Path | None = None, chain_key: bytes | None = None
+    cfg,
+    period: Period,
+    *,
+    journal_path: Path | None = None,
+    chain_key: bytes | None = None,
+    workers: int | None = None,
 ) -> Report:
     path = Path(journal_path) if journal_path else cfg.state.dir / "journal.sqlite3"
     # The chain walk (an HMAC per row) and the report's pass are independent reads of the same
-    # file: on two cores they overlap. Verification opens the journal first (and migrates it, if
-    # an index is missing) before the read-only pass starts.
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending = pool.submit(verify, path, chain_key)
-        _wait_opened(path, pending)
-        report = _build(cfg, period, path)
-        ver = pending.result()
+    # file, and both split into segments of rows (the chain joined at the segment boundaries, the
+    # alarm fold joined in journal order): worker processes take them in turn, so every core works
+    # until both are done. A worker opens the journal first (and migrates it, if an index is
+    # missing) before the read-only pass starts.
+    workers = workers or max(2, os.cpu_count() or 2)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        opened = pool.submit(open_journal, path, chain_key)
+        _wait_opened(path, opened)
+        with ThreadPoolExecutor(max_workers=1) as waiter:  # it only hands out segments and waits
+            pending = waiter.submit(verify, path, chain_key, pool, opened)
+            report = _build(cfg, period, path, pool)
+            ver = pending.result()
     if not ver.ok:
         log.error("journal verification failed; the report says so in its footer", detail=ver.detail)
     report.verification = ver
@@ -132,7 +161,7 @@ def _wait_opened(path: Path, verifying, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def _build(cfg, period: Period, path: Path) -> Report:
+def _build(cfg, period: Period, path: Path, pool: Executor | None = None) -> Report:
     collectors = {
         "bells": bells.Collector(),
         "doses": doses.Collector(),
@@ -150,7 +179,7 @@ def _build(cfg, period: Period, path: Path) -> Report:
         ).fetchone()
         collectors["devices"].running_at_start = before is not None and before[0] == "daemon.started"
         subs = [s for c in collectors.values() for s in c.subscriptions()]
-        counts = scan(db, period, subs, episodes)
+        counts = scan(db, period, subs, episodes, path=path, pool=pool)
     finally:
         db.close()
     ctx = BuildContext(cfg, period, episodes)

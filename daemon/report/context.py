@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,13 +15,17 @@ class BuildContext:
     cfg: Any
     period: Period
     episodes: Episodes
+    _raised: list[Episode] | None = field(default=None, init=False, repr=False)
 
     def raised_in_period(self) -> list[Episode]:
-        p = self.period
-        return sorted(
-            (e for e in self.episodes.all() if p.start_ts <= e.raised_at < p.end_ts),
-            key=lambda e: e.raised_at,
-        )
+        # Several sections ask; a busy month has hundreds of thousands to sort: once.
+        if self._raised is None:
+            p = self.period
+            self._raised = sorted(
+                (e for e in self.episodes.all() if p.start_ts <= e.raised_at < p.end_ts),
+                key=lambda e: e.raised_at,
+            )
+        return list(self._raised)
 
     def local(self, t: float | None) -> str:
         """A time as the site reads it (local, to the second)."""

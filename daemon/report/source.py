@@ -13,6 +13,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,7 @@ class Episode:
     closed_by_event: str | None = None  # alarm.cleared | alarm.reset
     state: str = "active"
     details: dict[str, Any] = field(default_factory=dict)
+    state_seen: bool = False  # a row of this fold set the state (joining folds of segments needs it)
 
     @property
     def open(self) -> bool:
@@ -167,7 +169,8 @@ class Episodes:
                 details={k: d for k, d in zip(KEPT_DETAILS, details, strict=True) if d is not None},
             )
             self.by_occurrence[occurrence] = ep
-        ep.state = state or ep.state
+        if state:
+            ep.state, ep.state_seen = state, True
         if ep.acknowledged_at is None and ack_at:
             ep.acknowledged_at, ep.acknowledged_by = _t(ack_at), _i(ack_by)
         if type_ == "alarm.notify" and isinstance(step, int):
@@ -195,6 +198,27 @@ class Episodes:
 
     def all(self) -> list[Episode]:
         return list(self.by_occurrence.values())
+
+    def join(self, later: Iterable[Episode]) -> None:
+        """Add the fold of the rows that follow (a later segment), as if they had been fed here:
+        what the first event sets stays, the last state and close win, the first acknowledgement
+        and acceptance stay, the highest step wins."""
+        for b in later:
+            a = self.by_occurrence.get(b.occurrence)
+            if a is None:
+                self.by_occurrence[b.occurrence] = b
+                continue
+            if b.state_seen:
+                a.state, a.state_seen = b.state, True
+            if a.acknowledged_at is None and b.acknowledged_at is not None:
+                a.acknowledged_at, a.acknowledged_by = b.acknowledged_at, b.acknowledged_by
+            if b.max_step is not None:
+                a.max_step = b.max_step if a.max_step is None else max(a.max_step, b.max_step)
+            if a.accepted_at is None and b.accepted_at is not None:
+                a.accepted_at, a.accepted_by, a.accepted_role = b.accepted_at, b.accepted_by, b.accepted_role
+            if b.closed_at is not None:
+                a.closed_at, a.closed_by, a.closed_reason = b.closed_at, b.closed_by, b.closed_reason
+                a.closed_by_event = b.closed_by_event
 
 
 Consumer = Callable[[Ev], None]
@@ -229,10 +253,82 @@ def seq_bounds(db: sqlite3.Connection, start_text: str, end_text: str) -> tuple[
     return out[0], out[1]
 
 
+# Rows of the period per share of the alarm fold: big enough that a share's setup is noise, small
+# enough that the shares and the chain verification's segments keep every core busy to the end.
+FOLD_ROWS = 100_000
+
+
+@dataclass
+class Fold:
+    """One share of the pass: the alarm rows of seq lo..hi folded, what could not be read."""
+
+    episodes: list[Episode]
+    events: int
+    unreadable: list[tuple[int, str, str | None]]  # seq, type, error (None: not JSON)
+
+
+def fold_alarms(path: Path, lo: int, hi: int, start_text: str, end_text: str) -> Fold:
+    """The alarm rows of seq lo..hi within the period, folded into episodes (in a worker process).
+    SQLite extracts the fields (in C): a busy month is mostly alarm events, and parsing each whole
+    snapshot in Python would be most of a report's time (bench/report_month.py)."""
+    db = connect_read_only(path)
+    episodes, unreadable, n = Episodes(), [], 0
+    try:
+        rows = db.execute(
+            f"SELECT seq, ts, type, CASE WHEN json_valid(body) THEN {ALARM_SQL} END FROM events"
+            " WHERE seq BETWEEN ? AND ? AND ts >= ? AND ts < ? AND type GLOB 'alarm.*' ORDER BY seq",
+            (lo, hi, start_text, end_text),
+        )
+        for seq, ts, type_, alarm_json in rows:
+            n += 1
+            if alarm_json is None:
+                unreadable.append((seq, type_, None))
+                continue
+            try:
+                episodes.feed_values(type_, parse_iso(ts), _array(alarm_json))
+            except (ValueError, TypeError, AttributeError) as err:
+                unreadable.append((seq, type_, str(err)))
+    finally:
+        db.close()
+    return Fold(episodes.all(), n, unreadable)
+
+
+_scan_json = json.JSONDecoder().scan_once
+
+
+def _array(text: str) -> list[Any]:
+    """json.loads of the array SQLite built, without its per-call checks (a million calls)."""
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration as err:
+        raise ValueError(f"not JSON at {err.value}") from None
+    if end != len(text) or not isinstance(value, list):
+        raise ValueError("not a JSON array")
+    return value
+
+
+def _log_unreadable(seq: int, type_: str, error: str | None, counts: dict[str, int]) -> None:
+    # Fail loud, lose nothing: the report counts and names the rows it could not read.
+    counts["unreadable"] += 1
+    if error is None:
+        log.error("journal row is not JSON; left out of the report", seq=seq, type=type_)
+    else:
+        log.error("journal row not readable for the report", seq=seq, type=type_, error=error)
+
+
 def scan(
-    db: sqlite3.Connection, period: Period, consumers: Iterable[tuple[str, Consumer]], episodes: Episodes
+    db: sqlite3.Connection,
+    period: Period,
+    consumers: Iterable[tuple[str, Consumer]],
+    episodes: Episodes,
+    *,
+    path: Path | None = None,
+    pool: Executor | None = None,
+    fold_rows: int | None = None,
 ) -> dict[str, int]:
-    """Feed every event of the period, in journal order, to the consumers whose prefix matches."""
+    """Feed every event of the period, in journal order, to the consumers whose prefix matches;
+    fold the alarm events into episodes, in shares of the period given to the pool (here
+    without one) and joined in journal order."""
     subs = list(consumers)
     counts: dict[str, int] = {"events": 0, "unreadable": 0}
     start_text, end_text = ts_text(period.start_ts), ts_text(period.end_ts)
@@ -248,43 +344,56 @@ def scan(
             episodes.restore(rec)
     if lo is None or hi is None or lo > hi:
         return counts
-    # Journal order (seq), not time order: a clock stepped back must not reorder an alarm's events.
+    if path is None:
+        path = Path(db.execute("PRAGMA database_list").fetchone()[2])
+    step = fold_rows or FOLD_ROWS
+    shares = [(a, min(a + step - 1, hi)) for a in range(lo, hi + 1, step)]
+    args = [(path, a, b, start_text, end_text) for a, b in shares]
+    folds: Iterable[Fold]
+    if pool is None:
+        folds = (fold_alarms(*x) for x in args)
+    else:
+        futures = [pool.submit(fold_alarms, *x) for x in args]
+        folds = (f.result() for f in futures)
+    # The other events, here and meanwhile. Journal order (seq), not time order: a clock stepped
+    # back must not reorder events.
     rows = db.execute(
-        f"SELECT seq, ts, type, alarm_id, event_id, ok, CASE WHEN ok AND type GLOB 'alarm.*' THEN {ALARM_SQL} END,"
-        " CASE WHEN ok AND type GLOB 'alarm.*' THEN NULL ELSE body END"
-        " FROM (SELECT seq, ts, type, alarm_id, event_id, body, json_valid(body) AS ok FROM events"
-        " WHERE seq BETWEEN ? AND ? AND ts >= ? AND ts < ?) ORDER BY seq",
+        "SELECT seq, ts, type, alarm_id, event_id, json_valid(body), body FROM events"
+        " WHERE seq BETWEEN ? AND ? AND ts >= ? AND ts < ? AND type NOT GLOB 'alarm.*' ORDER BY seq",
         (lo, hi, start_text, end_text),
     )
     wants: dict[str, list[Consumer]] = {}  # per type: a month has a few dozen types, not a million
-    for seq, ts, type_, alarm_id, event_id, valid, alarm_json, body in rows:
+    late: list[tuple[int, str, str | None]] = []
+    for seq, ts, type_, alarm_id, event_id, valid, body in rows:
         counts["events"] += 1
         if not valid:
-            # Fail loud, lose nothing: the report counts and names the rows it could not read.
-            counts["unreadable"] += 1
-            log.error("journal row is not JSON; left out of the report", seq=seq, type=type_)
+            late.append((seq, type_, None))
             continue
         wanted = wants.get(type_)
         if wanted is None:
             wanted = wants[type_] = [fn for prefix, fn in subs if type_.startswith(prefix)]
+        if not wanted:
+            continue
         try:
-            if alarm_json is not None:
-                episodes.feed_values(type_, parse_iso(ts), json.loads(alarm_json))
-            if wanted:
-                b = json.loads(body)
-                ev = Ev(
-                    seq,
-                    parse_iso(ts),
-                    type_,
-                    alarm_id,
-                    b.get("actor", "?"),
-                    b.get("data") or {},
-                    event_id,
-                    b.get("refers_to"),
-                )
-                for fn in wanted:
-                    fn(ev)
+            b = json.loads(body)
+            ev = Ev(
+                seq,
+                parse_iso(ts),
+                type_,
+                alarm_id,
+                b.get("actor", "?"),
+                b.get("data") or {},
+                event_id,
+                b.get("refers_to"),
+            )
+            for fn in wanted:
+                fn(ev)
         except (ValueError, TypeError, AttributeError) as err:
-            counts["unreadable"] += 1
-            log.error("journal row not readable for the report", seq=seq, type=type_, error=str(err))
+            late.append((seq, type_, str(err)))
+    for fold in folds:
+        counts["events"] += fold.events
+        late.extend(fold.unreadable)
+        episodes.join(fold.episodes)
+    for seq, type_, error in sorted(late):
+        _log_unreadable(seq, type_, error, counts)
     return counts
