@@ -3,7 +3,8 @@
 snmpd (a real agent, Debian's net-snmp) owns SNMP v2c/v3, USM and the wire; this script only
 answers its line protocol on stdin/stdout (snmpd.conf(5), "pass_persist"): PING -> PONG,
 ``get``/``getnext`` + OID -> OID, type, value (or NONE), ``set`` + OID + "type value" ->
-DONE / not-writable / the error the state file names for it (e.g. wrong-value), appended as one JSON line to the commands file for the simulator.
+DONE / not-writable / the error the state file names for the OID (e.g. wrong-value); a DONE SET
+is appended as one JSON line to the commands file for the simulator.
 
 Run by snmpd as: ``python -m suitemon.simulators.snmp_pass STATE.json COMMANDS.jsonl``.
 """
