@@ -74,6 +74,9 @@ REQUIRED = ("battery_status", "output_source")
 CALIBRATION_TEST = UPS + "7.7.5"  # upsTestDeepBatteryCalibration (RFC 1628 upsWellKnownTests)
 MAX_ALARM_ROWS = 64  # a UPS has a couple of dozen well-known alarms; more is a looping agent
 COUNTDOWN_CONFIRM_S = 2.0  # an agent relays the UPS's countdown on its next update
+# PowerNet sleeps after the UPS's own shutoff delay (upsAdvConfigShutoffDelay), not at once: the
+# status is read until it says sleeping, this long at most (docs/decisions.md).
+APC_SLEEP_CONFIRM_S = 5.0
 
 
 class CommandNotConfirmed(DriverError):
@@ -369,13 +372,13 @@ class SnmpUpsDriver(Driver):
         if self.config.vendor == "apc":
             # PowerNet: off now to conserve the battery, back on when mains returns; the UPS's own delay.
             await self._set(APC_CONSERVE_BATTERY, 2)
-            status = (await self._get([APC_OUTPUT_STATUS]))[APC_OUTPUT_STATUS]
-            if status not in APC_SLEEPING:
-                raise CommandNotConfirmed(
-                    f"upsBasicOutputStatus reads {status} after conserve-battery: "
-                    "the UPS is not sleeping until power returns"
-                )
-            return {"command": "upsBasicControlConserveBattery", "delay_s": delay_s, "countdown_s": None}
+            status = await self._await_apc_sleeping()
+            return {
+                "command": "upsBasicControlConserveBattery",
+                "delay_s": delay_s,
+                "countdown_s": None,
+                "output_status": status,
+            }
         await self._set(AUTO_RESTART, 1)
         await self._set(OID["shutdown_after_delay"], delay_s)
         deadline = time.monotonic() + COUNTDOWN_CONFIRM_S
@@ -386,6 +389,20 @@ class SnmpUpsDriver(Driver):
             if time.monotonic() > deadline:
                 raise CommandNotConfirmed(
                     f"upsShutdownAfterDelay reads {got} after setting {delay_s}: not confirmed"
+                )
+            await asyncio.sleep(0.1)
+
+    async def _await_apc_sleeping(self) -> int:
+        deadline = time.monotonic() + APC_SLEEP_CONFIRM_S
+        while True:
+            status = number(await self._get([APC_OUTPUT_STATUS]), APC_OUTPUT_STATUS)
+            if status in APC_SLEEPING:
+                assert status is not None
+                return status
+            if time.monotonic() > deadline:
+                raise CommandNotConfirmed(
+                    f"upsBasicOutputStatus reads {status} {APC_SLEEP_CONFIRM_S:g} s after "
+                    "conserve-battery: the UPS is not sleeping until power returns"
                 )
             await asyncio.sleep(0.1)
 

@@ -3,7 +3,8 @@
 snmpd (a real agent, Debian's net-snmp) owns SNMP v2c/v3, USM and the wire; this script only
 answers its line protocol on stdin/stdout (snmpd.conf(5), "pass_persist"): PING -> PONG,
 ``get``/``getnext`` + OID -> OID, type, value (or NONE), ``set`` + OID + "type value" ->
-DONE / not-writable, appended as one JSON line to the commands file for the simulator.
+DONE / not-writable / the error the state file names for the OID (e.g. wrong-value); a DONE SET
+is appended as one JSON line to the commands file for the simulator.
 
 Run by snmpd as: ``python -m suitemon.simulators.snmp_pass STATE.json COMMANDS.jsonl``.
 """
@@ -27,6 +28,7 @@ class Table:
         self.values: dict[str, list] = {}
         self.order: list[tuple[tuple[int, ...], str]] = []
         self.writable: set[str] = set()
+        self.refused: dict[str, str] = {}  # OID -> pass_persist error ("wrong-value": the UPS says no)
         self.stall_prefix: str | None = None  # a getnext under it hangs: a walk that times out
 
     def load(self) -> None:
@@ -40,6 +42,7 @@ class Table:
             doc = json.load(f)
         self.values = doc["values"]
         self.writable = set(doc.get("writable", ()))
+        self.refused = dict(doc.get("refused", {}))
         self.stall_prefix = doc.get("stall_prefix")
         self.order = sorted((key(o), o) for o in self.values)
         self.mtime = m
@@ -89,6 +92,8 @@ def main() -> None:
             table.load()
             if oid not in table.writable:
                 out.write("not-writable\n")
+            elif oid in table.refused:
+                out.write(table.refused[oid] + "\n")
             else:
                 typ, _, value = typ_value.partition(" ")
                 with open(commands, "a") as f:

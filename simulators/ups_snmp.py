@@ -10,6 +10,13 @@ Faults: ``unplug``/``plug`` freeze snmpd (no answer: timeouts), ``drop_oids`` ma
 disappear (noSuchInstance), ``mistype_oids`` serves numbers as OBJECT IDENTIFIERs (a broken
 agent or a MIB mix-up), ``stall_walk`` freezes the agent only once a walk of the alarm
 table starts (a walk that times out).
+
+With ``vendor = "apc"`` the agent also serves APC PowerNet's upsBasicOutputStatus and
+upsBasicControlConserveBattery (docs/decisions.md, "PowerNet shutdown-with-return"): a SET of 2 on
+battery puts the main group to sleep after ``apc_shutoff_delay_s`` (sim option, the UPS's own
+delay), back on when mains returns; off battery the SET is refused (wrongValue, as the MIB says).
+Fault ``apc_never_sleeps`` takes the SET and does nothing. Sim option ``read_only`` gives the
+community / v3 user read access only (a SET is refused by snmpd itself).
 """
 
 from __future__ import annotations
@@ -26,13 +33,23 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from suitemon.drivers.ups_snmp import ALARM_DESCR, AUTO_RESTART, OID, UPS
+from suitemon.drivers.ups_snmp import (
+    ALARM_DESCR,
+    APC_CONSERVE_BATTERY,
+    APC_OUTPUT_STATUS,
+    AUTO_RESTART,
+    OID,
+    UPS,
+)
 from suitemon.simulators.base import SimError, Simulator
 from suitemon.simulators.child import die_with_parent
 from suitemon.simulators.ups_apc import ApcUpsSimulator
 
 SNMPD = Path(os.environ.get("SUITEMON_SNMPD", "/usr/sbin/snmpd"))
 WRITE_EVERY_S = 0.2
+APC_ROOT = "1.3.6.1.4.1.318.1.1.1"  # PowerNet-MIB ups subtree
+# PowerNet upsBasicOutputStatus: 2 onLine, 3 onBattery, 7 off, 11 sleepingUntilPowerReturn
+APC_ONLINE, APC_ON_BATTERY, APC_OFF, APC_SLEEPING_UNTIL_POWER_RETURN = 2, 3, 7, 11
 ALARM_IDS = {
     "battery_bad": 1,
     "on_battery": 2,
@@ -88,6 +105,15 @@ def snmp_values(state: dict[str, Any], low_runtime_s: float, input_v: bool = Tru
     return {"." + k: val for k, val in v.items()}
 
 
+def powernet_values(state: dict[str, Any]) -> dict[str, list]:
+    if not state["output_on"]:
+        status = APC_SLEEPING_UNTIL_POWER_RETURN if state["return_on_mains"] else APC_OFF
+    else:
+        status = APC_ON_BATTERY if state["on_battery"] else APC_ONLINE
+    # upsBasicControlConserveBattery always reads noTurnOffUps(1)
+    return {"." + APC_OUTPUT_STATUS: ["integer", status], "." + APC_CONSERVE_BATTERY: ["integer", 1]}
+
+
 class SnmpUpsSimulator(Simulator):
     def __init__(self, device_id: str, cfg: Any):
         super().__init__(device_id, cfg)
@@ -97,6 +123,10 @@ class SnmpUpsSimulator(Simulator):
         self.dropped: set[str] = set()
         self.mistyped: set[str] = set()
         self.stall_on_walk = False
+        self.vendor = str(getattr(cfg, "vendor", "none"))
+        self.apc_shutoff_delay_s = float(self.options.get("apc_shutoff_delay_s", 1.0))
+        self.apc_sleeps = True
+        self.read_only = bool(self.options.get("read_only", False))
         self.dir: Path | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
@@ -124,11 +154,15 @@ class SnmpUpsSimulator(Simulator):
                 "drop_oids": self.drop_oids,
                 "mistype_oids": self.mistype_oids,
                 "stall_walk": self.stall_walk,
+                "apc_never_sleeps": self.apc_never_sleeps,
             }
         )
 
     def values(self) -> dict[str, list]:
-        v = snmp_values(self.model.state(), self.model.low_runtime_s, self.input_v_available)
+        state = self.model.state()
+        v = snmp_values(state, self.model.low_runtime_s, self.input_v_available)
+        if self.vendor == "apc":
+            v.update(powernet_values(state))
         for oid in self.mistyped:
             v["." + oid] = ["objectid", f"{UPS}7.7.1"]  # upsTestNoTestsInitiated: a valid OID, wrong type
         return {k: x for k, x in v.items() if k.strip(".") not in self.dropped}
@@ -147,13 +181,27 @@ class SnmpUpsSimulator(Simulator):
         self.stall_on_walk = bool(on)
         return self.stall_on_walk
 
+    def apc_never_sleeps(self, on: bool = True) -> bool:
+        """The agent takes upsBasicControlConserveBattery but the UPS never goes to sleep."""
+        self.apc_sleeps = not on
+        return not self.apc_sleeps
+
     def _write(self) -> None:
         assert self.dir is not None
         values = self.values()
+        writable = ["." + OID["shutdown_after_delay"], "." + AUTO_RESTART]
+        refused = {}
+        if self.vendor == "apc":
+            writable.append("." + APC_CONSERVE_BATTERY)
+            if not self.model.on_battery:
+                # PowerNet-MIB: "Attempting to turn off a UPS that is not on battery will result in a
+                # badValue error" (wrongValue in SNMPv2 terms).
+                refused["." + APC_CONSERVE_BATTERY] = "wrong-value"
         text = json.dumps(
             {
                 "values": values,
-                "writable": ["." + OID["shutdown_after_delay"], "." + AUTO_RESTART],
+                "writable": writable,
+                "refused": refused,
                 "stall_prefix": ALARM_DESCR if self.stall_on_walk else None,
             }
         )
@@ -179,6 +227,18 @@ class SnmpUpsSimulator(Simulator):
                 self.model.outlet_commands.append(
                     {"at": time.time(), "snmp": "upsShutdownAfterDelay", "value": delay}
                 )
+            elif c["oid"] == "." + APC_CONSERVE_BATTERY:
+                self._conserve_battery(int(c["value"]))
+
+    def _conserve_battery(self, value: int) -> None:
+        self.model.outlet_commands.append(
+            {"at": time.time(), "snmp": "upsBasicControlConserveBattery", "value": value}
+        )
+        now = self.model._advance()
+        main = self.model.main
+        # A repeated SET keeps the countdown already running: the UPS's delay is not restarted.
+        if value == 2 and self.apc_sleeps and main.on and main.pending is None and self.model.on_battery:
+            main.pending = ("shutdown", now + self.apc_shutoff_delay_s)
 
     async def _run(self) -> None:
         while True:
@@ -192,8 +252,9 @@ class SnmpUpsSimulator(Simulator):
     def _config(self) -> str:
         lines = [f"agentaddress udp:{self.host}:{self.port}"]
         community = getattr(self.cfg, "community", None)
+        access = "ro" if self.read_only else "rw"
         if community:
-            lines.append(f"rwcommunity {community} {self.host}")
+            lines.append(f"{access}community {community} {self.host}")
         user = getattr(self.cfg, "user", None)
         auth_f, priv_f = (
             getattr(self.cfg, "auth_password_file", None),
@@ -206,9 +267,11 @@ class SnmpUpsSimulator(Simulator):
                 f'createUser {user} {auth} "{Path(auth_f).read_text().strip()}" {priv} '
                 f'"{Path(priv_f).read_text().strip()}"'
             )
-            lines.append(f"rwuser {user} priv")
+            lines.append(f"{access}user {user} priv")
         helper = f"{sys.executable} -m suitemon.simulators.snmp_pass {self.dir}/state.json {self.dir}/commands.jsonl"
         lines.append(f"pass_persist .{UPS.rstrip('.')} {helper}")
+        if self.vendor == "apc":
+            lines.append(f"pass_persist .{APC_ROOT} {helper}")
         return "\n".join(lines) + "\n"
 
     async def start(self) -> None:
