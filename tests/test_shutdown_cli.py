@@ -14,8 +14,11 @@ from shutdown_helpers import (
     shutdown_events,
     state_of,
     strip_none,
+    targets,
     ups_device,
 )
+
+__all__ = ["targets"]  # the fixture (pyflakes sees no use of it: ruff's autofix once removed the import)
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
