@@ -19,6 +19,19 @@ def pytest_configure(config):
         raise pytest.UsageError("mosquitto is not installed: run .ci/run (it installs what the tests need)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules holding soak, then slow tests run first, each module's tests kept together. xdist's
+    default (load) scheduling deals the first quarter of the tests round-robin, so the long ones start
+    at once on every worker while the short ones fill in after; a two-minute test that starts last
+    sets the wall time of the whole suite."""
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        mine = 0 if item.get_closest_marker("soak") else 1 if item.get_closest_marker("slow") else 2
+        rank[module] = min(rank.get(module, 2), mine)
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])  # stable: order kept within a rank
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request, monkeypatch):
     """Fail a test that leaves threads, asyncio tasks or open Modbus buses behind
