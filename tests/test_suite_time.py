@@ -55,13 +55,14 @@ class _Item:
         return name if name in self.marks else None
 
 
-def test_soak_then_slow_modules_run_first_and_each_module_stays_together():
+def test_soak_then_slow_modules_run_first_the_rest_largest_first_each_module_together():
     items = [
         _Item("tests/test_a.py::test_1"),
         _Item("tests/test_b.py::test_1"),
         _Item("tests/test_b.py::test_2", "slow"),
         _Item("tests/test_b.py::test_3"),
         _Item("tests/test_c.py::test_1"),
+        _Item("tests/test_c.py::test_2"),
         _Item("tests/test_d.py::test_1", "soak"),
         _Item("tests/test_e.py::test_1", "slow"),
     ]
@@ -72,6 +73,7 @@ def test_soak_then_slow_modules_run_first_and_each_module_stays_together():
         "tests/test_b.py::test_2",
         "tests/test_b.py::test_3",
         "tests/test_e.py::test_1",
-        "tests/test_a.py::test_1",
         "tests/test_c.py::test_1",
+        "tests/test_c.py::test_2",
+        "tests/test_a.py::test_1",
     ]
