@@ -19,6 +19,26 @@ def pytest_configure(config):
         raise pytest.UsageError("mosquitto is not installed: run .ci/run (it installs what the tests need)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules holding soak tests first, then those holding slow tests, then the others largest first;
+    each module's tests kept together. The README's command deals whole modules to the workers in
+    this order (``--dist loadfile --no-loadscope-reorder``): a module fixture is set up once, and a
+    two-minute test cannot start last and set the wall time of the whole suite."""
+    rank: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        mine = 0 if item.get_closest_marker("soak") else 1 if item.get_closest_marker("slow") else 2
+        rank[module] = min(rank.get(module, 2), mine)
+        count[module] = count.get(module, 0) + 1
+
+    def key(item) -> tuple[int, int]:
+        module = item.nodeid.split("::")[0]
+        return rank[module], -count[module] if rank[module] == 2 else 0
+
+    items.sort(key=key)  # stable: the order within a module is kept
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request, monkeypatch):
     """Fail a test that leaves threads, asyncio tasks or open Modbus buses behind

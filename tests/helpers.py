@@ -257,8 +257,21 @@ class Watcher:
         return json.loads(p) if p else None
 
     def events(self, site: str) -> list[dict]:
+        """The site's events so far, in arrival order (a new list; the dicts are shared, do not edit them).
+
+        Each message is parsed once: ``wait_for`` predicates call this on every message that arrives,
+        and parsing the whole history every time made the busy tests quadratic in CPU."""
         t = f"suitemon/{site}/event"
-        return [json.loads(p) for top, p, *_ in self.messages if top == t]
+        with self.cond:  # re-entrant; scenario threads share one watcher
+            msgs = self.messages  # a subclass may start a new list
+            cache = self.__dict__.setdefault("_events_parsed", {})
+            scanned, parsed, of = cache.get(t, (0, [], None))
+            if of is not msgs or scanned > len(msgs):
+                scanned, parsed = 0, []
+            upto = len(msgs)
+            parsed.extend(json.loads(p) for top, p, *_ in msgs[scanned:upto] if top == t)
+            cache[t] = (upto, parsed, msgs)
+            return list(parsed)
 
     def publish(self, topic: str, obj: Any, qos: int = 1, retain: bool = False) -> None:
         payload = obj if isinstance(obj, (bytes, str)) else json.dumps(obj)

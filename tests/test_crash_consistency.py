@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import REPO, free_port
 
 KILLS = int(os.environ.get("SUITEMON_KILLS", "20"))
 
 
+@pytest.mark.slow  # ~1-2 min on a quiet machine (20 kill -9 and restarts); started first, see conftest
 def test_sigkill_at_random_moments_loses_and_invents_nothing(make_suite, watcher):
     suite = make_suite(
         {
@@ -63,10 +65,8 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(make_suite, watcher
         assert r.returncode == 0, f"after kill {i + 1}: {r.stderr}"
         daemon = suite.start_daemon(watcher, name=f"daemon{i + 1}")
         started = watcher.wait_for(
-            lambda w, daemon=daemon: [
-                e
-                for e in w.events(suite.site)
-                if e["type"] == "daemon.started" and e["data"]["pid"] == daemon.pid
+            lambda w, pid=daemon.pid: [
+                e for e in w.events(suite.site) if e["type"] == "daemon.started" and e["data"]["pid"] == pid
             ],
             20,
             what="restart event",

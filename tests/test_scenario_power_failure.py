@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import pytest
 from shutdown_helpers import SCENARIOS, example_shutdown, example_suite, play_all, state_of, targets
 
 __all__ = ["targets"]
 
 
+@pytest.mark.slow  # real-time scenario play; started first, see conftest
 def test_mains_lost_the_sequence_runs_to_the_end(make_suite, watcher, targets, tmp_path):
     runs = [example_suite(make_suite, watcher, targets, tmp_path, t) for t in ("rtu", "tcp")]
     failures = play_all([(suite, SCENARIOS / "power-failure.toml", watcher) for suite, _ in runs])

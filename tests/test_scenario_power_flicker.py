@@ -3,11 +3,13 @@ self-test start no sequence. UPS on a pty (RTU) and on TCP at the same time."""
 
 from __future__ import annotations
 
+import pytest
 from shutdown_helpers import SCENARIOS, example_suite, play_all, shutdown_events, state_of, targets
 
 __all__ = ["targets"]
 
 
+@pytest.mark.slow  # real-time scenario play; started first, see conftest
 def test_a_flicker_and_a_self_test_start_no_sequence(make_suite, watcher, targets, tmp_path):
     runs = [example_suite(make_suite, watcher, targets, tmp_path, t) for t in ("rtu", "tcp")]
     failures = play_all([(suite, SCENARIOS / "power-flicker.toml", watcher) for suite, _ in runs])

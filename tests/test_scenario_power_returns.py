@@ -3,11 +3,13 @@ no return aborts the sequence and resumes what was commanded. UPS on RTU and TCP
 
 from __future__ import annotations
 
+import pytest
 from shutdown_helpers import SCENARIOS, example_suite, play_all, shutdown_events, state_of, targets
 
 __all__ = ["targets"]
 
 
+@pytest.mark.slow  # real-time scenario play; started first, see conftest
 def test_mains_back_before_the_point_of_no_return_aborts_and_resumes(make_suite, watcher, targets, tmp_path):
     runs = [example_suite(make_suite, watcher, targets, tmp_path, t) for t in ("rtu", "tcp")]
     failures = play_all([(suite, SCENARIOS / "power-returns.toml", watcher) for suite, _ in runs])
