@@ -208,7 +208,7 @@ def test_the_daemon_asks_the_broker_not_to_send_it_oversize_packets(make_suite, 
 # The fleet collector runs on the central host, not the suite PC: it reads a fleet file (no [mqtt]
 # section, its own TLS and account) and acknowledges each message only after PostgreSQL commits it
 # (paho manual_ack), which a site's client never does. Its TLS settings are tested in test_fleet.py.
-CENTRAL_SIDE = {"daemon/fleet/collector.py"}
+CENTRAL_SIDE = {"daemon/fleet/config.py"}  # central_client: the collector and `fleet setup` use it
 
 
 def test_every_part_that_connects_builds_its_client_with_the_one_factory():

@@ -132,18 +132,10 @@ def _setup(cfg) -> int:
 
 
 def _mqtt_hello(cfg) -> None:
-    import ssl
-
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from suitemon.daemon.fleet.config import read_secret
+    from suitemon.daemon.fleet.config import central_client
 
     m = cfg.mqtt
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"suitemon-fleet-setup-{cfg.collector.id}")
-    c.username_pw_set(m.username, read_secret(m.password_file))
-    if m.ca_file is not None:
-        c.tls_set(ca_certs=str(m.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    c = central_client(cfg, f"suitemon-fleet-setup-{cfg.collector.id}")
     for server in m.servers:
         host, _, port = server.rpartition(":")
         try:

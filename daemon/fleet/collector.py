@@ -27,9 +27,8 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
-from paho.mqtt.enums import CallbackAPIVersion
 
-from suitemon.daemon.fleet.config import FleetConfig, read_secret
+from suitemon.daemon.fleet.config import FleetConfig, central_client
 from suitemon.daemon.fleet.store import NotAnEvent, Row, Store, parse_event
 from suitemon.daemon.fleet.stream import MQTT_STREAM, StreamMissing, connect, ensure, topic_of
 
@@ -83,17 +82,7 @@ class Collector:
 
     # -- status over MQTT (a thread of its own: paho is driven by one thread) ---------------------
     def _status_client(self) -> paho.Client:
-        m = self.cfg.mqtt
-        c = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"suitemon-fleet-{self.id}",
-            clean_session=True,
-            protocol=paho.MQTTv311,
-            reconnect_on_failure=False,
-        )
-        c.username_pw_set(m.username, read_secret(m.password_file))
-        if m.ca_file is not None:
-            c.tls_set(ca_certs=str(m.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c = central_client(self.cfg, f"suitemon-fleet-{self.id}")
         c.will_set(
             self.status_topic,
             json.dumps(self._status("offline", reason="connection lost")),

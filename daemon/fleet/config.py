@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from pathlib import Path
 
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field, ValidationError, field_validator
 
 from suitemon.drivers.config import Id, Strict
@@ -98,3 +101,21 @@ def load_fleet(path: str | Path) -> FleetConfig:
 
 def read_secret(path: Path | None) -> str | None:
     return path.read_text().strip() if path is not None else None
+
+
+def central_client(cfg: FleetConfig, client_id: str) -> paho.Client:
+    """An MQTT client of the central cluster with the fleet file's account and TLS (the collector's
+    status, `fleet setup`'s first hello). The central side, not a site: it does not take the site's
+    factory (daemon.mqtt.make_client reads a suite config's [mqtt], which a fleet file has not)."""
+    m = cfg.mqtt
+    c = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,
+        protocol=paho.MQTTv311,
+        reconnect_on_failure=False,
+    )
+    c.username_pw_set(m.username, read_secret(m.password_file))
+    if m.ca_file is not None:
+        c.tls_set(ca_certs=str(m.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    return c
