@@ -84,6 +84,23 @@ class ItemStore(RegisterStore):
         super().write(table, address, values)
 
 
+# The battery model's scenario actions, offered alike by every UPS kind's simulator (the NUT and SNMP
+# ones drive this model); the Modbus-only actions (swap_bytes/words, set, line_stats) stay here.
+MODEL_ACTIONS = (
+    "mains_fail",
+    "mains_restore",
+    "flicker",
+    "low_battery",
+    "replace_battery",
+    "overload",
+    "battery_disconnected",
+    "state",
+    "self_test",
+    "calibrate",
+    "calibrate_abort",
+)
+
+
 class ApcUpsSimulator(ModbusSimulator):
     default_profile = "apc_smart_ups"
 

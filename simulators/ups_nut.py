@@ -27,7 +27,7 @@ from typing import Any
 from suitemon.drivers.nut_protocol import quote
 from suitemon.simulators.base import SimError, Simulator
 from suitemon.simulators.child import die_with_parent
-from suitemon.simulators.ups_apc import ApcUpsSimulator
+from suitemon.simulators.ups_apc import MODEL_ACTIONS, ApcUpsSimulator
 
 NUT_BIN = Path(os.environ.get("SUITEMON_NUT_BIN", "/lib/nut"))
 UPS_NAME_DEFAULT = "ups"
@@ -89,20 +89,7 @@ class NutUpsSimulator(Simulator):
         self._writer: asyncio.Task | None = None
         self._last_text = ""
         self._stamp = int(time.time())
-        for verb in (
-            "mains_fail",
-            "mains_restore",
-            "flicker",
-            "low_battery",
-            "replace_battery",
-            "overload",
-            "battery_disconnected",
-            "state",
-            "self_test",
-            "calibrate",
-            "calibrate_abort",
-        ):
-            self.actions[verb] = self.model.actions[verb]
+        self.actions.update({verb: self.model.actions[verb] for verb in MODEL_ACTIONS})
         self.actions.update(
             {
                 "set": self.model.set_model,

@@ -43,7 +43,7 @@ from suitemon.drivers.ups_snmp import (
 )
 from suitemon.simulators.base import SimError, Simulator
 from suitemon.simulators.child import die_with_parent
-from suitemon.simulators.ups_apc import ApcUpsSimulator
+from suitemon.simulators.ups_apc import MODEL_ACTIONS, ApcUpsSimulator
 
 SNMPD = Path(os.environ.get("SUITEMON_SNMPD", "/usr/sbin/snmpd"))
 WRITE_EVERY_S = 0.2
@@ -132,20 +132,7 @@ class SnmpUpsSimulator(Simulator):
         self._task: asyncio.Task | None = None
         self._cmd_pos = 0
         self._last = ""
-        for verb in (
-            "mains_fail",
-            "mains_restore",
-            "flicker",
-            "low_battery",
-            "replace_battery",
-            "overload",
-            "battery_disconnected",
-            "state",
-            "self_test",
-            "calibrate",
-            "calibrate_abort",
-        ):
-            self.actions[verb] = self.model.actions[verb]
+        self.actions.update({verb: self.model.actions[verb] for verb in MODEL_ACTIONS})
         self.actions.update(
             {
                 "set": self.model.set_model,
