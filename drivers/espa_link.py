@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import termios
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +32,7 @@ from suitemon.drivers.espa444 import (
     poll_sequence,
     select_sequence,
 )
+from suitemon.drivers.serial_reader import SerialOpenError, open_for_reader
 
 log = structlog.get_logger("suitemon.paging.link")
 
@@ -96,20 +96,16 @@ class EspaLink:
     async def open(self) -> None:
         s = self.s
         try:
-            ser = serial.Serial(
+            self._ser, self._fd = open_for_reader(
                 s.port,
                 baudrate=s.baudrate,
                 bytesize=s.bytesize,
                 parity=s.parity,
                 stopbits=s.stopbits,
-                timeout=0,
                 write_timeout=max(1.0, s.response_timeout_s),
             )
-            ser.reset_input_buffer()
-        except (serial.SerialException, OSError, ValueError, termios.error) as err:
-            raise LinkError(f"cannot open serial port {s.port}: {err}") from err
-        self._ser, self._fd = ser, ser.fileno()
-        os.set_blocking(self._fd, False)
+        except SerialOpenError as err:
+            raise LinkError(str(err)) from err
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._readable)
         self.decoder.reset()

@@ -25,6 +25,7 @@ from suitemon.drivers.base import CommError, DeviceTimeout, Driver, FrameError, 
 from suitemon.drivers.config import DeviceConfig
 from suitemon.drivers.ludlum_frames import Frame, FrameReader
 from suitemon.drivers.radiation import AreaRadiation, check_devices, to_usv_h
+from suitemon.drivers.serial_reader import SerialOpenError, open_for_reader
 
 log = structlog.get_logger("suitemon.drivers.ludlum375")
 
@@ -108,19 +109,11 @@ class Ludlum375Driver(Driver):
     async def _open(self) -> None:
         c = self.config
         try:
-            ser = serial.Serial(
-                c.serial_port,
-                baudrate=c.baudrate,
-                bytesize=c.bytesize,
-                parity=c.parity,
-                stopbits=c.stopbits,
-                timeout=0,
+            self._ser, self._fd = open_for_reader(
+                c.serial_port, baudrate=c.baudrate, bytesize=c.bytesize, parity=c.parity, stopbits=c.stopbits
             )
-            ser.reset_input_buffer()  # bytes queued while nobody listened are old: never read them as fresh
-        except (serial.SerialException, OSError, ValueError) as err:
-            raise CommError(f"cannot open serial port {c.serial_port}: {err}") from err
-        self._ser, self._fd = ser, ser.fileno()
-        os.set_blocking(self._fd, False)
+        except SerialOpenError as err:
+            raise CommError(str(err)) from err
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._readable)
         self._wake = asyncio.Event()
